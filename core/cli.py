@@ -1,0 +1,203 @@
+"""The ``nightjar`` command line: ``main(argv)`` parses, builds the Settings, and calls library functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from nightjar import __version__
+from nightjar.log import configure_logging
+from nightjar.settings import Settings, load_settings
+
+console = Console(stderr=True)
+
+
+def _broker(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.streams import broker
+
+    if args.action == "start":
+        state = broker.start(settings.home, settings.broker_port, settings.broker_start_timeout_s)
+        console.print(f"broker running: pid {state.pid}, bootstrap {state.bootstrap}")
+        print(state.bootstrap)
+    elif args.action == "stop":
+        stopped = broker.stop(settings.home)
+        console.print("broker stopped" if stopped else "no broker was running")
+    else:
+        state = broker.read_state(settings.home)
+        if state is None:
+            console.print("broker: not running")
+            return 1
+        ready = broker.is_ready(state.bootstrap)
+        console.print(f"broker: pid {state.pid}, bootstrap {state.bootstrap}, {'ready' if ready else 'not answering'}")
+        return 0 if ready else 1
+    return 0
+
+
+def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.streams import simulate
+
+    n = simulate.produce(settings, args.topic, args.alerts, seed=args.seed, rate=args.rate, truth=args.truth)
+    console.print(f"produced {n} simulated alerts to {args.topic}")
+    return 0
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.streams.replay import replay
+
+    report = replay(settings, args.paths, args.topic)
+    for error in report.errors:
+        console.print(f"[red]skipped[/red] {error}")
+    console.print(f"replayed {report.alerts} alerts from {report.files} files to {args.topic}")
+    return 0
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.pipelines.cluster import dask_client
+    from nightjar.pipelines.run import run
+
+    with dask_client(settings) as client:
+        report = run(settings, client, args.topic, max_alerts=args.max_alerts, idle_exit_s=args.idle_exit)
+    console.print(
+        f"consumed {report.consumed} = accepted {report.accepted} + dead-lettered {report.dead_lettered} "
+        f"in {report.batches} batches, {report.seconds:.1f} s ({report.alerts_per_s:.0f} alerts/s)"
+    )
+    for name, n in sorted(report.matches.items()):
+        console.print(f"filter {name}: {n} matches")
+    return 0
+
+
+def _ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.pipelines.cluster import dask_client
+    from nightjar.pipelines.run import ingest
+    from nightjar.streams.replay import alert_files
+
+    with dask_client(settings) as client:
+        report = ingest(settings, client, alert_files(args.paths))
+    for error in report.file_errors:
+        console.print(f"[red]rejected[/red] {error}")
+    console.print(f"ingested {report.accepted} of {report.consumed} alerts; {len(report.file_errors)} problems")
+    return 0
+
+
+def _query(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.output import write_result
+    from nightjar.sql.engine import query_lake
+
+    write_result(query_lake(settings, args.sql), args.format, args.out)
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from nightjar.api.app import create_app
+
+    uvicorn.run(create_app(settings), host=args.host or settings.api_host, port=args.port or settings.api_port)
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.demo import run_demo
+
+    summary = run_demo(settings, alerts=args.alerts, console=console)
+    ok = summary.report.consumed == summary.produced and all(
+        summary.read_back.get(name, 0) == n for name, n in summary.report.matches.items()
+    )
+    return 0 if ok else 1
+
+
+def _filter(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.sql import registry
+
+    db = registry.engine(settings.metadata_url)
+    if args.action == "add":
+        flt = registry.add_filter(db, args.name, args.sql)
+        console.print(f"filter {flt.id} ({flt.name}) version {flt.version} -> topic {flt.topic}")
+        print(flt.id)
+    else:
+        for flt in registry.list_filters(db):
+            print(json.dumps({"id": flt.id, "name": flt.name, "version": flt.version, "topic": flt.topic,
+                              "active": flt.active, "sql": flt.sql}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nightjar", description="An alert broker for Rubin/LSST and ZTF.")
+    parser.add_argument("--version", action="version", version=f"nightjar {__version__}")
+    parser.add_argument("--config", type=Path, help="TOML file of settings (NIGHTJAR_* variables win)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler: Callable[[Settings, argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("broker", _broker, "Start, stop or check the embedded Kafka-compatible broker (Tansu).")
+    p.add_argument("action", choices=["start", "stop", "status"])
+
+    p = command("simulate", _simulate, "Produce simulated LSST alerts (wire format) to a topic.")
+    p.add_argument("--topic", required=True)
+    p.add_argument("--alerts", type=int, required=True)
+    p.add_argument("--rate", type=float, help="alerts per second (default: as fast as possible)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--truth", type=Path, help="write the objects' classes to this Parquet file")
+
+    p = command("replay", _replay, "Send alert files (wire format or Avro containers) to a topic.")
+    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("--topic", required=True)
+
+    p = command("run", _run, "Run the pipeline on a topic: decode, HEALPix, lake, filters, publish.")
+    p.add_argument("--topic", required=True)
+    p.add_argument("--max-alerts", type=int)
+    p.add_argument("--idle-exit", type=float, metavar="SECONDS", help="stop after this long without alerts")
+
+    p = command("ingest", _ingest, "Decode alert files straight into the lake (no Kafka).")
+    p.add_argument("paths", nargs="+", type=Path)
+
+    p = command("query", _query, "Run one SQL SELECT over the lake.")
+    p.add_argument("sql")
+    p.add_argument("--format", choices=["table", "json", "csv", "parquet"], default="table")
+    p.add_argument("--out", type=Path)
+
+    p = command("serve", _serve, "Serve the HTTP API.")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+
+    p = command("demo", _demo, "Run the whole path on this machine and print a summary.")
+    p.add_argument("--alerts", type=int, default=20_000)
+
+    p = command("filter", _filter, "Register or list streaming filters.")
+    fsub = p.add_subparsers(dest="action", required=True)
+    add = fsub.add_parser("add", help="register a filter (same name: a new version)")
+    add.add_argument("name")
+    add.add_argument("--sql", required=True)
+    fsub.add_parser("list", help="list filters as JSON lines")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        settings = load_settings(args.config)
+        code: int = args.handler(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from nightjar.errors import USER_ERRORS
+
+        if not isinstance(exc, USER_ERRORS) or args.verbose:
+            raise
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

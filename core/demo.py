@@ -1,0 +1,123 @@
+"""``nightjar demo``: the whole path on one machine, from an empty home to a summary of what happened."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer
+from deltalake import DeltaTable
+from rich.console import Console
+from rich.table import Table
+
+from nightjar import paths
+from nightjar.pipelines.cluster import dask_client
+from nightjar.pipelines.run import RunReport, run
+from nightjar.settings import Settings
+from nightjar.sql import registry
+from nightjar.streams import broker, kafka, simulate
+
+SAMPLE_FILTERS = {
+    "bright_reliable": (
+        "SELECT diaObjectId, diaSourceId, ra, dec, band, psfFlux, 31.4 - 2.5 * log10(psfFlux) AS mag, reliability "
+        "FROM sources WHERE psfFlux > 30000 AND reliability > 0.8"
+    ),
+    "returning_objects": (
+        "SELECT o.diaObjectId, o.ra, o.dec, o.nDiaSources, s.band, s.psfFlux "
+        "FROM objects o JOIN sources s ON s.diaSourceId = o.lastDiaSourceId WHERE o.nDiaSources >= 5"
+    ),
+}
+
+
+@dataclass
+class DemoSummary:
+    produced: int
+    report: RunReport
+    table_rows: dict[str, int]
+    read_back: dict[str, int]
+    seconds: float
+
+
+def read_topic(settings: Settings, topic: str, expected: int, timeout_s: float = 30.0) -> list[bytes]:
+    """Every message of ``topic`` from the start (until ``expected`` arrived or nothing came for a while)."""
+    consumer = Consumer(kafka.consumer_config(settings, f"nightjar-readback-{uuid.uuid4().hex}"))
+    consumer.subscribe([topic])
+    values: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline and len(values) < expected:
+            msgs = consumer.consume(num_messages=10_000, timeout=0.5)
+            good = [m.value() or b"" for m in msgs if not m.error()]
+            values.extend(good)
+            if good:
+                quiet_since = time.monotonic()
+            elif values and time.monotonic() - quiet_since > 5:
+                break
+    finally:
+        consumer.close()
+    return values
+
+
+def run_demo(settings: Settings, alerts: int = 20_000, console: Console | None = None) -> DemoSummary:
+    console = console or Console(stderr=True)
+    started = time.monotonic()
+    home = settings.home
+    home.mkdir(parents=True, exist_ok=True)
+    own_broker = settings.kafka is None and broker.read_state(home) is None
+    if own_broker:
+        state = broker.start(home, settings.broker_port, settings.broker_start_timeout_s)
+        console.log(f"embedded broker started on {state.bootstrap}")
+    try:
+        topic = f"lsst-alerts-demo-{int(time.time())}"
+        console.log(f"simulating {alerts} LSST alerts to {topic}")
+        produced = simulate.produce(settings, topic, alerts, seed=42)
+        db = registry.engine(settings.metadata_url)
+        filters = [registry.add_filter(db, name, sql) for name, sql in SAMPLE_FILTERS.items()]
+        db.dispose()
+        console.log(f"registered filters: {', '.join(f'{f.name} -> {f.topic}' for f in filters)}")
+        with dask_client(settings) as client:
+            console.log(f"Dask cluster: {client.dashboard_link or client.scheduler.address}")
+            report = run(settings, client, topic, max_alerts=produced, idle_exit_s=30)
+        read_back = {
+            f.name: len(read_topic(settings, f.topic, report.matches[f.name], timeout_s=60))
+            for f in filters
+        }
+        table_rows = {
+            t: DeltaTable(str(paths.table_dir(home, t))).count() for t in paths.TABLES
+            if DeltaTable.is_deltatable(str(paths.table_dir(home, t)))
+        }
+    finally:
+        if own_broker:
+            broker.stop(home)
+            console.log("embedded broker stopped")
+    summary = DemoSummary(produced, report, table_rows, read_back, time.monotonic() - started)
+    print_summary(summary, console)
+    return summary
+
+
+def print_summary(s: DemoSummary, console: Console) -> None:
+    table = Table(title="Nightjar demo", show_header=False)
+    table.add_row("alerts produced", str(s.produced))
+    table.add_row("alerts consumed", str(s.report.consumed))
+    table.add_row("accepted / dead-lettered", f"{s.report.accepted} / {s.report.dead_lettered}")
+    table.add_row("micro-batches", str(s.report.batches))
+    for name, rows in s.table_rows.items():
+        table.add_row(f"lake rows: {name}", str(rows))
+    for name, n in s.report.matches.items():
+        table.add_row(f"filter {name}: matches / read back", f"{n} / {s.read_back.get(name, 0)}")
+    table.add_row("pipeline time", f"{s.report.seconds:.1f} s ({s.report.alerts_per_s:.0f} alerts/s)")
+    table.add_row("demo wall time", f"{s.seconds:.1f} s")
+    console.print(table)
+    console.print(
+        json.dumps(
+            {
+                "alerts_per_s": round(s.report.alerts_per_s, 1),
+                "wall_s": round(s.seconds, 1),
+                "accepted": s.report.accepted,
+            }
+        ),
+        soft_wrap=True,
+    )

@@ -1,0 +1,20 @@
+"""The exceptions that are the user's to fix: the CLI prints their message instead of a traceback."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from nightjar.sql.sandbox import QueryError
+from nightjar.streams.broker import BrokerError
+from nightjar.streams.files import AlertFileError
+from nightjar.streams.kafka import KafkaNotConfigured
+
+USER_ERRORS: tuple[type[Exception], ...] = (
+    QueryError,
+    BrokerError,
+    KafkaNotConfigured,
+    AlertFileError,
+    ValidationError,
+    FileNotFoundError,
+    ValueError,
+)

@@ -1,0 +1,125 @@
+"""One typed Settings object, read from ``NIGHTJAR_*`` environment variables and an optional TOML file.
+
+Built once in ``main()`` or the API's lifespan and passed down; nothing reads settings at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from nightjar import paths
+
+
+class Settings(BaseSettings):
+    """Nightjar configuration.
+
+    Examples
+    --------
+    >>> s = Settings(home="/tmp/nj")
+    >>> s.lake_dir.name
+    'lake'
+    """
+
+    model_config = SettingsConfigDict(env_prefix="NIGHTJAR_", extra="forbid")
+
+    home: Path = Field(default=Path("nightjar-data"), description="Data directory (lake, metadata, broker).")
+    kafka: str | None = Field(default=None, description="Kafka bootstrap servers; unset: the embedded broker.")
+    scheduler: str | None = Field(default=None, description="Dask scheduler address; unset: a LocalCluster.")
+    database_url: str | None = Field(default=None, description="Metadata DB URL; unset: SQLite under home.")
+
+    # Embedded broker (Tansu) for dev, tests and the demo.
+    broker_port: int = Field(default=19092, ge=1, le=65535)
+    broker_start_timeout_s: float = 20.0
+
+    # Kafka client behaviour. Tansu lets a consumer join its group only after half of the session timeout.
+    kafka_session_timeout_ms: int = 6000
+    consumer_group: str = "nightjar"
+    topic_partitions: int = Field(default=2, ge=1)
+
+    # Local Dask cluster (when no scheduler is given).
+    workers: int = Field(default=2, ge=1)
+    threads_per_worker: int = Field(default=1, ge=1)
+    worker_memory_limit: str = "4GiB"
+
+    # Micro-batching.
+    batch_size: int = Field(default=2000, ge=1, description="Maximum alerts per micro-batch.")
+    batch_timeout_s: float = Field(default=2.0, gt=0, description="Longest wait to fill a micro-batch.")
+    max_message_bytes: int = Field(default=4_000_000, description="Larger messages are dead-lettered.")
+
+    # HEALPix.
+    partition_order: int = Field(default=5, ge=0, le=12, description="Coarse HEALPix order of hpx_part.")
+
+    # SQL sandbox.
+    query_memory_limit: str = "2GB"
+    query_threads: int = Field(default=2, ge=1)
+    query_timeout_s: float = Field(default=60.0, gt=0)
+    filter_timeout_s: float = Field(default=10.0, gt=0)
+    query_max_rows: int = Field(default=100_000, ge=1)
+    query_temp_dir_limit: str = "2GB"
+
+    # HTTP API.
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def lake_dir(self) -> Path:
+        return paths.lake_dir(self.home)
+
+    @property
+    def metadata_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / paths.METADATA_DB_FILE}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments, then the environment, then the TOML file given with --config.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = _CONFIG_FILE.get("path")
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+# Set only for the duration of load_settings(); pydantic-settings takes its sources from a classmethod.
+_CONFIG_FILE: dict[str, Path | None] = {}
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Build the Settings from arguments, ``NIGHTJAR_*`` variables and an optional TOML file.
+
+    Parameters
+    ----------
+    config
+        A TOML file whose keys are Settings field names (``home = "/data/nightjar"``).
+    overrides
+        Values that win over the environment and the file.
+    """
+    if config is not None and not config.is_file():
+        raise FileNotFoundError(f"config file not found: {config}")
+    _CONFIG_FILE["path"] = config
+    try:
+        return Settings(**overrides)
+    finally:
+        _CONFIG_FILE.pop("path", None)

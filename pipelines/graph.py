@@ -1,0 +1,84 @@
+"""The Streamz graph that wires the stages on a Dask cluster.
+
+Each element flowing through the graph is a ``Job``: the raw micro-batch (kept by the driver for dead-lettering)
+and the Dask future of its latest stage. Stage nodes submit work to the cluster through the client they were
+given; the last node gathers the small ``BatchOutcome`` back to the driver, whose sink delivers it::
+
+    raw batch -> decode (one task per worker) -> merge -> locate (HEALPix) -> lake commit -> filters
+              -> gather -> deliver (dead letters, filter topics, then Kafka offsets)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from distributed import Client, Future
+from streamz import Stream
+
+from nightjar.lake.commit import app_id
+from nightjar.pipelines import stages
+from nightjar.sql import sandbox
+from nightjar.sql.registry import Filter
+from nightjar.streams.decode import RawBatch
+
+
+@dataclass(frozen=True)
+class Job:
+    raw: RawBatch
+    future: Future | None = None
+    filters: tuple[Filter, ...] = ()
+    outcome: stages.BatchOutcome | None = None
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    home: Path
+    partition_order: int
+    max_message_bytes: int
+    limits: sandbox.Limits
+    run_filters: bool = True
+
+
+def transactions(raw: RawBatch) -> dict[str, int]:
+    """The Delta application transactions of a batch: its last offset per Kafka partition."""
+    return {app_id(topic, part): offset for (topic, part), offset in raw.end_offsets().items()}
+
+
+def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any]) -> Stream:
+    """The pipeline graph; ``emit`` a ``Job`` into the returned source, ``deliver`` receives it finished."""
+    workers = max(1, len(client.scheduler_info()["workers"]))
+
+    def decode(job: Job) -> Job:
+        chunks = stages.split(job.raw, workers)
+        starts = [0]
+        for chunk in chunks[:-1]:
+            starts.append(starts[-1] + len(chunk))
+        scattered = client.scatter(chunks)
+        parts = [
+            client.submit(stages.decode, fut, start, config.max_message_bytes, pure=False)
+            for fut, start in zip(scattered, starts, strict=True)
+        ]
+        return replace(job, future=client.submit(stages.merge, parts, pure=False))
+
+    def locate(job: Job) -> Job:
+        return replace(job, future=client.submit(stages.locate, job.future, config.partition_order, pure=False))
+
+    def commit(job: Job) -> Job:
+        txns = transactions(job.raw)
+        return replace(job, future=client.submit(stages.commit_to_lake, job.future, config.home, txns, pure=False))
+
+    def filters(job: Job) -> Job:
+        chosen = list(job.filters) if config.run_filters else []
+        fut = client.submit(stages.apply_filters, job.future, chosen, config.limits, pure=False)
+        return replace(job, future=fut)
+
+    def gather(job: Job) -> Job:
+        assert job.future is not None
+        return replace(job, future=None, outcome=client.gather(job.future))
+
+    source = Stream(stream_name="alerts")
+    source.map(decode).map(locate).map(commit).map(filters).map(gather).sink(deliver)
+    return source

@@ -1,0 +1,74 @@
+"""Kafka client configuration and topic administration, shared by every producer and consumer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from nightjar.settings import Settings
+from nightjar.streams import broker
+
+
+class KafkaNotConfigured(RuntimeError):
+    """Neither NIGHTJAR_KAFKA nor a running embedded broker."""
+
+
+def bootstrap_servers(settings: Settings) -> str:
+    """``NIGHTJAR_KAFKA`` if set, otherwise the embedded broker running for ``NIGHTJAR_HOME``."""
+    if settings.kafka:
+        return settings.kafka
+    state = broker.read_state(Path(settings.home))
+    if state is None:
+        raise KafkaNotConfigured(
+            "no Kafka: start the embedded broker with `nightjar broker start` or set NIGHTJAR_KAFKA"
+        )
+    return state.bootstrap
+
+
+def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers(settings),
+        "linger.ms": 20,
+        "message.max.bytes": max(settings.max_message_bytes * 2, 1_000_000),
+        "enable.idempotence": False,
+    }
+    config.update(extra)
+    return config
+
+
+def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers(settings),
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "enable.partition.eof": False,
+        # Tansu admits a member only after half of the session timeout: keep it short.
+        "session.timeout.ms": settings.kafka_session_timeout_ms,
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        "max.partition.fetch.bytes": 16 * 1024 * 1024,
+    }
+    config.update(extra)
+    return config
+
+
+def ensure_topics(settings: Settings, topics: list[str], partitions: int | None = None) -> None:
+    """Create the topics that do not exist yet."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers(settings)})
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = [t for t in dict.fromkeys(topics) if t not in existing]
+    if not wanted:
+        return
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=partitions or settings.topic_partitions, replication_factor=1) for t in wanted]
+    )
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=10)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+        del topic
