@@ -73,7 +73,7 @@ def run(con: duckdb.DuckDBPyConnection, sql: str, limits: Limits) -> pa.Table:
     timer = threading.Timer(limits.timeout_s, con.interrupt)
     timer.start()
     try:
-        reader = con.execute(query).to_arrow_reader(min(limits.max_rows + 1, 1_000_000))
+        reader = con.sql(query).to_arrow_reader(min(limits.max_rows + 1, 1_000_000))
         batches, rows = [], 0
         for batch in reader:
             batches.append(batch)

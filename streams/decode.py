@@ -145,7 +145,7 @@ def _validate_positions(sources: pa.Table) -> tuple[pa.Table, list[Reject]]:
         return sources, []
     rows = sources[ROW].to_numpy()
     bad = [
-        Reject(int(rows[j]), f"invalid position ra={ra[j]!r} dec={dec[j]!r}") for j in np.flatnonzero(~good)
+        Reject(int(rows[j]), f"invalid position ra={float(ra[j])} dec={float(dec[j])}") for j in np.flatnonzero(~good)
     ]
     return sources.filter(pa.array(good)), bad
 

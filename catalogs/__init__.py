@@ -1,0 +1,1 @@
+"""HEALPix-partitioned Parquet catalogues (HATS layout) and context crossmatching against them."""

@@ -1,0 +1,122 @@
+"""The decoder against fastavro's reading of the same bytes, on simulated and real alerts, and on bad input."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import fastavro
+import pytest
+
+from nightjar.streams import schemas, wire
+from nightjar.streams.decode import RawBatch, decode_batch
+from nightjar.streams.files import AlertFileError, read_payloads
+from nightjar.streams.simulate import MAX_HISTORY, generate_alerts
+
+
+def reference(payload: bytes) -> dict:
+    sid, body = wire.unframe(payload)
+    record = fastavro.schemaless_reader(io.BytesIO(body), schemas.lsst_schema(sid), None)
+    assert isinstance(record, dict)
+    return record
+
+
+def same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
+        return math.isnan(b)
+    return a == b
+
+
+def test_simulated_alerts_decode_field_by_field() -> None:
+    alerts = list(generate_alerts(300, seed=3))
+    out = decode_batch(RawBatch.from_payloads([a.payload for a in alerts], "t"))
+    assert out.rejects == []
+    assert out.sources.num_rows == 300
+    rows = out.sources.to_pylist()
+    for alert, row in zip(alerts, rows, strict=True):
+        expected = reference(alert.payload)["diaSource"]
+        for name, value in expected.items():
+            assert same(row[name], value), name
+    assert out.sources["diaSourceId"].type.bit_width == 64
+    # One objects row per alert carrying a diaObject, before the per-object upsert.
+    assert out.objects.num_rows == 300
+    assert set(out.objects["diaObjectId"].to_pylist()) == {a.dia_object_id for a in alerts}
+
+
+def test_simulated_alerts_validate_against_the_official_schema() -> None:
+    for alert in generate_alerts(50, seed=5):
+        sid, _ = wire.unframe(alert.payload)
+        assert sid == schemas.latest_schema_id()
+        assert fastavro.validate(reference(alert.payload), schemas.lsst_schema(sid))
+
+
+def test_history_is_consistent_across_alerts_of_one_object() -> None:
+    alerts = list(generate_alerts(400, seed=7))
+    seen: dict[int, list[int]] = {}
+    for alert in alerts:
+        record = reference(alert.payload)
+        previous = [s["diaSourceId"] for s in record["prvDiaSources"] or []]
+        earlier = seen.get(alert.dia_object_id, [])
+        assert previous == earlier[-MAX_HISTORY:]
+        assert record["diaObject"]["nDiaSources"] == len(earlier) + 1
+        seen.setdefault(alert.dia_object_id, []).append(alert.dia_source_id)
+
+
+def test_real_wire_format_alerts_decode(data_dir: Path) -> None:
+    files = sorted((data_dir / "alerts/lsst/wire-format").glob("*.avro"))
+    assert len(files) == 3
+    payloads = [f.read_bytes() for f in files]
+    out = decode_batch(RawBatch.from_payloads(payloads, "real"))
+    assert out.rejects == []
+    assert sorted(out.sources["diaSourceId"].to_pylist()) == sorted(
+        reference(p)["diaSource"]["diaSourceId"] for p in payloads
+    )
+
+
+def test_real_container_files_are_read(data_dir: Path) -> None:
+    payloads = read_payloads(data_dir / "alerts/lsst/hsc-cosmos-v7.1-slim/schema_701.avro")
+    assert len(payloads) == 10
+    assert {wire.unframe(p)[0] for p in payloads} == {701}
+    lsstcam = sorted((data_dir / "alerts/lsst/lsstcam-2025-v9.0").glob("*.avro"))[0]
+    (payload,) = read_payloads(lsstcam)
+    assert wire.unframe(payload)[0] == 900
+    out = decode_batch(RawBatch.from_payloads([payload]))
+    assert out.rejects == [] and out.sources.num_rows == 1
+
+
+def test_non_alert_files_are_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.avro"
+    bad.write_text("hello")
+    with pytest.raises(AlertFileError, match="neither a wire-format message"):
+        read_payloads(bad)
+
+
+def test_bad_messages_are_rejected_with_reasons() -> None:
+    good = [a.payload for a in generate_alerts(5, seed=1)]
+    nan_alert = reference(good[0])
+    nan_alert["diaSource"]["ra"] = float("nan")
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, schemas.lsst_schema(schemas.latest_schema_id()), nan_alert)
+    limit = max(len(p) for p in good) + 100
+    bad = [
+        good[1][: len(good[1]) // 3],  # truncated
+        b"\x01" + good[2][1:],  # wrong magic byte
+        wire.frame(4242, b"\x00\x01"),  # unknown schema id
+        b"\x00\x00",  # shorter than the header
+        wire.frame(schemas.latest_schema_id(), buf.getvalue()),  # NaN position
+        good[3] + b"\0" * limit,  # oversize for the limit below
+    ]
+    batch = RawBatch.from_payloads([good[0], *bad, good[4]], "t")
+    out = decode_batch(batch, max_message_bytes=limit)
+    assert out.sources.num_rows == 2
+    reasons = {r.index: r.reason for r in out.rejects}
+    assert sorted(reasons) == [1, 2, 3, 4, 5, 6]
+    assert reasons[1].startswith("undecodable Avro")
+    assert "wrong magic byte 1" in reasons[2]
+    assert "unknown LSST schema id 4242" in reasons[3]
+    assert "shorter than the 5-byte wire header" in reasons[4]
+    assert "invalid position ra=nan" in reasons[5]
+    assert reasons[6].startswith("oversize")
+    # The rejected NaN alert leaves no objects row behind.
+    assert out.objects.num_rows == 2
