@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer
 from deltalake import DeltaTable
 from rich.console import Console
 from rich.table import Table
@@ -40,27 +38,6 @@ class DemoSummary:
     seconds: float
 
 
-def read_topic(settings: Settings, topic: str, expected: int, timeout_s: float = 30.0) -> list[bytes]:
-    """Every message of ``topic`` from the start (until ``expected`` arrived or nothing came for a while)."""
-    consumer = Consumer(kafka.consumer_config(settings, f"nightjar-readback-{uuid.uuid4().hex}"))
-    consumer.subscribe([topic])
-    values: list[bytes] = []
-    deadline = time.monotonic() + timeout_s
-    quiet_since = time.monotonic()
-    try:
-        while time.monotonic() < deadline and len(values) < expected:
-            msgs = consumer.consume(num_messages=10_000, timeout=0.5)
-            good = [m.value() or b"" for m in msgs if not m.error()]
-            values.extend(good)
-            if good:
-                quiet_since = time.monotonic()
-            elif values and time.monotonic() - quiet_since > 5:
-                break
-    finally:
-        consumer.close()
-    return values
-
-
 def run_demo(settings: Settings, alerts: int = 20_000, console: Console | None = None) -> DemoSummary:
     console = console or Console(stderr=True)
     started = time.monotonic()
@@ -82,7 +59,7 @@ def run_demo(settings: Settings, alerts: int = 20_000, console: Console | None =
             console.log(f"Dask cluster: {client.dashboard_link or client.scheduler.address}")
             report = run(settings, client, topic, max_alerts=produced, idle_exit_s=30)
         read_back = {
-            f.name: len(read_topic(settings, f.topic, report.matches[f.name], timeout_s=60))
+            f.name: len(kafka.read_messages(settings, f.topic, report.matches[f.name], timeout_s=60))
             for f in filters
         }
         table_rows = {

@@ -47,8 +47,23 @@ def transactions(raw: RawBatch) -> dict[str, int]:
     return {app_id(topic, part): offset for (topic, part), offset in raw.end_offsets().items()}
 
 
-def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any]) -> Stream:
-    """The pipeline graph; ``emit`` a ``Job`` into the returned source, ``deliver`` receives it finished."""
+@dataclass
+class Pipeline:
+    """The graph's entry and exit: ``emit`` jobs into ``source``; ``close()`` releases the sink."""
+
+    source: Stream
+    sink: Stream
+
+    def emit(self, job: Job) -> None:
+        self.source.emit(job)
+
+    def close(self) -> None:
+        # Streamz keeps every sink alive in a module-level set until it is destroyed.
+        self.sink.destroy()
+
+
+def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any]) -> Pipeline:
+    """The pipeline graph; emit a ``Job`` into it and ``deliver`` receives the job finished."""
     workers = max(1, len(client.scheduler_info()["workers"]))
 
     def decode(job: Job) -> Job:
@@ -80,5 +95,5 @@ def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any]) ->
         return replace(job, future=None, outcome=client.gather(job.future))
 
     source = Stream(stream_name="alerts")
-    source.map(decode).map(locate).map(commit).map(filters).map(gather).sink(deliver)
-    return source
+    sink = source.map(decode).map(locate).map(commit).map(filters).map(gather).sink(deliver)
+    return Pipeline(source, sink)

@@ -112,7 +112,7 @@ def run(
         report.dead_lettered += len(outcome.rejects)
         report.batches += 1
 
-    source = graph.build(client, _graph_config(settings), deliver)
+    pipeline = graph.build(client, _graph_config(settings), deliver)
     started = time.monotonic()
     last_data = started
     try:
@@ -127,7 +127,7 @@ def run(
             filters = registry.list_filters(db, active_only=True)
             kafka.ensure_topics(settings, [f.topic for f in filters])
             report.consumed += len(raw)
-            source.emit(graph.Job(raw=raw, filters=tuple(filters)))
+            pipeline.emit(graph.Job(raw=raw, filters=tuple(filters)))
             log.info(
                 "batch %d: %d alerts (%d accepted so far, %d dead-lettered)",
                 report.batches,
@@ -136,6 +136,7 @@ def run(
                 report.dead_lettered,
             )
     finally:
+        pipeline.close()
         consumer.close()
         db.dispose()
     report.seconds = time.monotonic() - started
@@ -146,18 +147,32 @@ def ingest(settings: Settings, client: Client, files: list[Path]) -> RunReport:
     """Decode alert files straight into the lake (no Kafka, no filters); bad files are reported and skipped."""
     report = RunReport()
     outcomes: list[graph.Job] = []
-    source = graph.build(client, _graph_config(settings, run_filters=False), outcomes.append)
+    pipeline = graph.build(client, _graph_config(settings, run_filters=False), outcomes.append)
     started = time.monotonic()
-    for path in files:
-        try:
-            payloads = read_payloads(path)
-        except (AlertFileError, ValueError, OSError) as exc:
-            report.file_errors.append(f"{path}: {exc}")
-            continue
-        # The file's resolved path is its "topic": re-ingesting the same file writes nothing again.
-        raw = RawBatch.from_payloads(payloads, topic=f"file:{path.resolve()}")
-        report.consumed += len(raw)
-        source.emit(graph.Job(raw=raw))
+    pending = RawBatch([], [], [], [])
+    try:
+        for path in files:
+            try:
+                payloads = read_payloads(path)
+            except (AlertFileError, ValueError, OSError) as exc:
+                report.file_errors.append(f"{path}: {exc}")
+                continue
+            # The file's resolved path is its "topic": re-ingesting the same file writes nothing again.
+            one = RawBatch.from_payloads(payloads, topic=f"file:{path.resolve()}")
+            pending = RawBatch(
+                pending.payloads + one.payloads,
+                pending.topics + one.topics,
+                pending.partitions + one.partitions,
+                pending.offsets + one.offsets,
+            )
+            report.consumed += len(one)
+            if len(pending) >= settings.batch_size:
+                pipeline.emit(graph.Job(raw=pending))
+                pending = RawBatch([], [], [], [])
+        if len(pending):
+            pipeline.emit(graph.Job(raw=pending))
+    finally:
+        pipeline.close()
     for job in outcomes:
         assert job.outcome is not None
         report.accepted += job.outcome.accepted

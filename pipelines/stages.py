@@ -17,6 +17,8 @@ from nightjar.sql.registry import Filter
 from nightjar.sql.streaming import run_filters
 from nightjar.streams.decode import ROW, DecodedBatch, RawBatch, Reject, decode_batch
 
+OBJECT_ORDER = "lastAlertMjdTai"  # the newest alert's state of an object wins
+
 
 def split(batch: RawBatch, parts: int) -> list[RawBatch]:
     """Cut a batch into at most ``parts`` contiguous chunks, one per Dask task."""
@@ -65,7 +67,7 @@ def commit_to_lake(batch: DecodedBatch, home: Path, txns: dict[str, int]) -> Dec
     if batch.sources.num_rows:
         commit.append(home, paths.SOURCES, batch.sources.drop_columns([ROW]), txns)
     if batch.objects.num_rows:
-        commit.upsert(home, paths.OBJECTS, batch.objects.drop_columns([ROW]), txns, order="lastAlertMjdTai")
+        commit.upsert(home, paths.OBJECTS, batch.objects.drop_columns([ROW]), txns, order=OBJECT_ORDER)
     return batch
 
 
@@ -89,7 +91,8 @@ def apply_filters(batch: DecodedBatch, filters: list[Filter], limits: sandbox.Li
     """Run every filter over the batch's views; matches become Lasair-style JSON records with a UTC stamp."""
     views = {
         paths.SOURCES: batch.sources.drop_columns([ROW]),
-        paths.OBJECTS: batch.objects.drop_columns([ROW]),
+        # One row per object: its state after the batch's latest alert.
+        paths.OBJECTS: commit.latest_per_key(batch.objects.drop_columns([ROW]), "diaObjectId", OBJECT_ORDER),
     }
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     outputs = []

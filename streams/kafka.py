@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from nightjar.settings import Settings
@@ -72,3 +75,38 @@ def ensure_topics(settings: Settings, topics: list[str], partitions: int | None 
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
         del topic
+
+
+@dataclass(frozen=True)
+class ReadMessage:
+    value: bytes
+    headers: dict[str, bytes]
+    partition: int
+    offset: int
+
+
+def read_messages(settings: Settings, topic: str, expected: int, timeout_s: float = 30.0) -> list[ReadMessage]:
+    """The messages of ``topic`` from its start, with a throw-away group, until ``expected`` arrived.
+
+    Stops early when nothing new came for 5 s after the first message. Tansu's high watermark can be wrong,
+    so the count expected is the caller's, not the broker's.
+    """
+    consumer = Consumer(consumer_config(settings, f"nightjar-read-{uuid.uuid4().hex}"))
+    consumer.subscribe([topic])
+    found: list[ReadMessage] = []
+    deadline = time.monotonic() + timeout_s
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline and len(found) < expected:
+            batch = [m for m in consumer.consume(num_messages=10_000, timeout=0.5) if not m.error()]
+            found.extend(
+                ReadMessage(m.value() or b"", dict(m.headers() or []), m.partition() or 0, m.offset() or 0)
+                for m in batch
+            )
+            if batch:
+                quiet_since = time.monotonic()
+            elif found and time.monotonic() - quiet_since > 5:
+                break
+    finally:
+        consumer.close()
+    return found
