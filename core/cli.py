@@ -28,12 +28,14 @@ def _broker(settings: Settings, args: argparse.Namespace) -> int:
         stopped = broker.stop(settings.home)
         console.print("broker stopped" if stopped else "no broker was running")
     else:
-        state = broker.read_state(settings.home)
-        if state is None:
+        running = broker.read_state(settings.home)
+        if running is None:
             console.print("broker: not running")
             return 1
-        ready = broker.is_ready(state.bootstrap)
-        console.print(f"broker: pid {state.pid}, bootstrap {state.bootstrap}, {'ready' if ready else 'not answering'}")
+        ready = broker.is_ready(running.bootstrap)
+        console.print(
+            f"broker: pid {running.pid}, bootstrap {running.bootstrap}, {'ready' if ready else 'not answering'}"
+        )
         return 0 if ready else 1
     return 0
 
@@ -121,8 +123,18 @@ def _filter(settings: Settings, args: argparse.Namespace) -> int:
         print(flt.id)
     else:
         for flt in registry.list_filters(db):
-            print(json.dumps({"id": flt.id, "name": flt.name, "version": flt.version, "topic": flt.topic,
-                              "active": flt.active, "sql": flt.sql}))
+            print(
+                json.dumps(
+                    {
+                        "id": flt.id,
+                        "name": flt.name,
+                        "version": flt.version,
+                        "topic": flt.topic,
+                        "active": flt.active,
+                        "sql": flt.sql,
+                    }
+                )
+            )
     return 0
 
 
@@ -133,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, handler: Callable[[Settings, argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, handler: Callable[[Settings, argparse.Namespace], int], text: str
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
         p.set_defaults(handler=handler)
         return p

@@ -56,14 +56,14 @@ def run_demo(settings: Settings, alerts: int = 20_000, console: Console | None =
         db.dispose()
         console.log(f"registered filters: {', '.join(f'{f.name} -> {f.topic}' for f in filters)}")
         with dask_client(settings) as client:
-            console.log(f"Dask cluster: {client.dashboard_link or client.scheduler.address}")
+            console.log(f"Dask cluster: {client.scheduler_info().get('address')}")
             report = run(settings, client, topic, max_alerts=produced, idle_exit_s=30)
         read_back = {
-            f.name: len(kafka.read_messages(settings, f.topic, report.matches[f.name], timeout_s=60))
-            for f in filters
+            f.name: len(kafka.read_messages(settings, f.topic, report.matches[f.name], timeout_s=60)) for f in filters
         }
         table_rows = {
-            t: DeltaTable(str(paths.table_dir(home, t))).count() for t in paths.TABLES
+            t: DeltaTable(str(paths.table_dir(home, t))).count()
+            for t in paths.TABLES
             if DeltaTable.is_deltatable(str(paths.table_dir(home, t)))
         }
     finally:

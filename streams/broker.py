@@ -6,6 +6,7 @@ nothing survives a restart. Its pid and port are kept under ``NIGHTJAR_HOME/brok
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -95,9 +96,7 @@ def free_port() -> int:
 
 def is_ready(bootstrap: str, timeout_s: float = 2.0) -> bool:
     """True when the broker answers a metadata request."""
-    admin = AdminClient(
-        {"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000), "log_level": 0}
-    )
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000), "log_level": 0})
     try:
         admin.list_topics(timeout=timeout_s)
     except Exception:
@@ -141,9 +140,7 @@ def start(home: Path, port: int, timeout_s: float = 20.0) -> BrokerState:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise BrokerError(
-                f"the broker exited with code {proc.returncode}; see {folder / paths.BROKER_LOG_FILE}"
-            )
+            raise BrokerError(f"the broker exited with code {proc.returncode}; see {folder / paths.BROKER_LOG_FILE}")
         if is_ready(state.bootstrap, timeout_s=1.0):
             _state_file(home).write_text(json.dumps({"pid": state.pid, "port": state.port}))
             return state
@@ -171,7 +168,5 @@ def stop(home: Path, timeout_s: float = 10.0) -> bool:
 
 def _reap(pid: int) -> None:
     # Reap the child if this process started it (tests, demo); harmless otherwise.
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

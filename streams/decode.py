@@ -157,7 +157,8 @@ def _with_metadata(table: pa.Table, batch: RawBatch) -> pa.Table:
     table = table.append_column(paths.SURVEY, pa.array(["lsst"] * n, pa.string()))
     table = table.append_column(paths.KAFKA_TOPIC, pa.array(batch.topics, pa.string()).take(pa.array(rows)))
     table = table.append_column(
-        paths.KAFKA_PARTITION, pa.array(np.asarray(batch.partitions, dtype=np.int32)[rows] if n else [], pa.int32())
+        paths.KAFKA_PARTITION,
+        pa.array(np.asarray(batch.partitions, dtype=np.int32)[rows] if n else [], pa.int32()),
     )
     table = table.append_column(
         paths.KAFKA_OFFSET, pa.array(np.asarray(batch.offsets, dtype=np.int64)[rows] if n else [], pa.int64())

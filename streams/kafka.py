@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer, KafkaException, Message
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from nightjar.settings import Settings
@@ -99,10 +99,7 @@ def read_messages(settings: Settings, topic: str, expected: int, timeout_s: floa
     try:
         while time.monotonic() < deadline and len(found) < expected:
             batch = [m for m in consumer.consume(num_messages=10_000, timeout=0.5) if not m.error()]
-            found.extend(
-                ReadMessage(m.value() or b"", dict(m.headers() or []), m.partition() or 0, m.offset() or 0)
-                for m in batch
-            )
+            found.extend(ReadMessage(m.value() or b"", _headers(m), m.partition() or 0, m.offset() or 0) for m in batch)
             if batch:
                 quiet_since = time.monotonic()
             elif found and time.monotonic() - quiet_since > 5:
@@ -110,3 +107,9 @@ def read_messages(settings: Settings, topic: str, expected: int, timeout_s: floa
     finally:
         consumer.close()
     return found
+
+
+def _headers(message: Message) -> dict[str, bytes]:
+    raw = message.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return {k: v.encode() if isinstance(v, str) else (v or b"") for k, v in pairs}

@@ -7,6 +7,8 @@ from confluent_kafka import KafkaError, Message, Producer
 from nightjar import paths
 from nightjar.sql.registry import Filter
 
+Headers = list[tuple[str, str | bytes | None]]
+
 
 class DeliveryError(RuntimeError):
     """Messages the broker did not acknowledge."""
@@ -23,7 +25,7 @@ class Publisher:
         if err is not None:
             self._errors.append(f"{msg.topic()}: {err}")
 
-    def _produce(self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+    def _produce(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> None:
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
@@ -34,7 +36,7 @@ class Publisher:
 
     def dead_letter(self, topic: str, partition: int, offset: int, payload: bytes, reason: str) -> None:
         """Send an alert that could not be accepted to ``<topic>.dlq`` with the reason and its origin."""
-        headers = [
+        headers: Headers = [
             ("nightjar.reason", reason.encode()),
             ("nightjar.source.topic", topic.encode()),
             ("nightjar.source.partition", str(partition).encode()),
@@ -43,7 +45,7 @@ class Publisher:
         self._produce(paths.dead_letter_topic(topic), payload, None, headers)
 
     def filter_matches(self, flt: Filter, payloads: list[bytes]) -> None:
-        headers = [
+        headers: Headers = [
             ("nightjar.filter.id", str(flt.id).encode()),
             ("nightjar.filter.name", flt.name.encode()),
             ("nightjar.filter.version", str(flt.version).encode()),

@@ -30,7 +30,7 @@ def test_pyproject_lists_every_source_package() -> None:
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert set(config["packages"]) == expected_packages()
     for name in config["packages"]:
-        folder = config["package-dir"][name] if name in config["package-dir"] else None
+        folder = config["package-dir"].get(name, None)
         assert folder is None or (REPO / folder / "__init__.py").is_file(), name
 
 
@@ -38,8 +38,7 @@ def test_pyproject_lists_every_source_package() -> None:
 def test_non_editable_install_imports_every_package(tmp_path: Path) -> None:
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-         "--target", str(target), str(REPO)],
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(REPO)],
         check=True,
         cwd=tmp_path,
     )

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from nightjar.api.app import create_app
 from nightjar.pipelines.run import ingest
 from nightjar.settings import Settings
-from nightjar.streams.files import read_payloads
 from nightjar.streams.decode import RawBatch, decode_batch
+from nightjar.streams.files import read_payloads
 
 
 @pytest.fixture

@@ -34,8 +34,14 @@ def test_unknown_setting_is_refused(tmp_path: Path) -> None:
         load_settings(config)
 
 
-def test_query_formats(settings: Settings, dask_client: Client, data_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                       capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_query_formats(
+    settings: Settings,
+    dask_client: Client,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
     ingest(settings, dask_client, [data_dir / "alerts/lsst/hsc-cosmos-v7.1-slim/schema_701.avro"])
     monkeypatch.setenv("NIGHTJAR_HOME", str(settings.home))
     sql = "SELECT diaSourceId, band FROM sources ORDER BY diaSourceId"
@@ -58,8 +64,9 @@ def test_query_formats(settings: Settings, dask_client: Client, data_dir: Path, 
     assert "only SELECT" in capsys.readouterr().err
 
 
-def test_commands_without_kafka_say_what_to_do(settings: Settings, monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_commands_without_kafka_say_what_to_do(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("NIGHTJAR_HOME", str(settings.home))
     monkeypatch.delenv("NIGHTJAR_KAFKA", raising=False)
     assert main(["simulate", "--topic", "t", "--alerts", "1"]) == 2

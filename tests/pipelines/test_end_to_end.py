@@ -22,10 +22,7 @@ from nightjar.streams.publish import Publisher
 
 N = 1200
 BRIGHT_R = "SELECT diaSourceId, diaObjectId, psfFlux FROM sources WHERE band = 'r' AND psfFlux > 5000"
-MAGS = (
-    "SELECT diaSourceId, 31.4 - 2.5 * log10(psfFlux) AS mag FROM sources "
-    "WHERE reliability > 0.9 AND psfFlux > 0"
-)
+MAGS = "SELECT diaSourceId, 31.4 - 2.5 * log10(psfFlux) AS mag FROM sources WHERE reliability > 0.9 AND psfFlux > 0"
 
 
 def decoded_truth(seed: int) -> list[dict]:
