@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +17,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_data() -> Path:
-    """The real alerts and catalogues beside the checkout (``NIGHTJAR_SHARED_DATA`` overrides)."""
-    return Path(os.environ.get("NIGHTJAR_SHARED_DATA", REPO.parent / "shared" / "data"))
+    """The real alerts and catalogues: ``NIGHTJAR_SHARED_DATA``, else ``../shared/data`` beside the checkout.
+
+    A local clone of a checkout (``git clone . /tmp/x``) also finds the data beside the checkout it came from.
+    """
+    if "NIGHTJAR_SHARED_DATA" in os.environ:
+        return Path(os.environ["NIGHTJAR_SHARED_DATA"])
+    candidates = [REPO.parent / "shared" / "data"]
+    origin = subprocess.run(
+        ["git", "-C", str(REPO), "config", "--get", "remote.origin.url"], capture_output=True, text=True
+    ).stdout.strip()
+    if origin and Path(origin).is_dir():
+        candidates.append(Path(origin).resolve().parent / "shared" / "data")
+    return next((c for c in candidates if c.is_dir()), candidates[0])
 
 
 @pytest.fixture(scope="session")
