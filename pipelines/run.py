@@ -138,6 +138,7 @@ def run(
     finally:
         pipeline.close()
         consumer.close()
+        publisher.close()
         db.dispose()
     report.seconds = time.monotonic() - started
     return report

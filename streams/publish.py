@@ -57,6 +57,17 @@ class Publisher:
         """Send an unmodified message (replays)."""
         self._produce(topic, payload, key, [])
 
+    def close(self) -> None:
+        """Send what is queued and release the connection."""
+        self._producer.flush(10)
+        self._producer.close()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def flush(self, timeout_s: float = 60.0) -> None:
         """Wait for every message; DeliveryError if any was not acknowledged."""
         remaining = self._producer.flush(timeout_s)

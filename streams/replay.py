@@ -29,17 +29,17 @@ def alert_files(paths: list[Path]) -> list[Path]:
 def replay(settings: Settings, files: list[Path], topic: str) -> ReplayReport:
     """Produce every alert of ``files`` to ``topic``; unreadable files are reported and skipped."""
     kafka.ensure_topics(settings, [topic])
-    publisher = Publisher(kafka.producer_config(settings))
     report = ReplayReport()
-    for path in alert_files(files):
-        try:
-            payloads = read_payloads(path)
-        except (AlertFileError, ValueError, OSError) as exc:
-            report.errors.append(f"{path}: {exc}")
-            continue
-        for payload in payloads:
-            publisher.raw(topic, payload)
-        report.files += 1
-        report.alerts += len(payloads)
-    publisher.flush()
+    with Publisher(kafka.producer_config(settings)) as publisher:
+        for path in alert_files(files):
+            try:
+                payloads = read_payloads(path)
+            except (AlertFileError, ValueError, OSError) as exc:
+                report.errors.append(f"{path}: {exc}")
+                continue
+            for payload in payloads:
+                publisher.raw(topic, payload)
+            report.files += 1
+            report.alerts += len(payloads)
+        publisher.flush()
     return report

@@ -113,6 +113,12 @@ def arrow_fields(record: AvroSchema, names: dict[str, AvroSchema]) -> list[pa.Fi
 
 @functools.cache
 def arrow_record_schema(sid: int, field_name: str) -> pa.Schema:
-    """The Arrow schema of one record type of an LSST alert schema, e.g. ``(1101, "diaSource")``."""
+    """The Arrow schema of one record type of an LSST alert schema, e.g. ``(1101, "diaSource")``.
+
+    Every column is nullable: the lake holds alerts of several schema versions, and a field required in one
+    version is absent from another.
+    """
     alert = lsst_schema(sid)
-    return pa.schema(arrow_fields(record_schema(alert, field_name), named_types(alert)))
+    return pa.schema(
+        [f.with_nullable(True) for f in arrow_fields(record_schema(alert, field_name), named_types(alert))]
+    )

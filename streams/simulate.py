@@ -273,6 +273,7 @@ def produce(
                 producer.flush()
                 time.sleep(ahead)
     remaining = producer.flush(60)
+    producer.close()
     if remaining:
         raise RuntimeError(f"{remaining} simulated alerts were not delivered to {topic}")
     if truth is not None:

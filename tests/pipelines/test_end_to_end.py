@@ -6,6 +6,7 @@ import io
 import json
 import math
 import uuid
+from pathlib import Path
 
 import fastavro
 import pytest
@@ -19,6 +20,7 @@ from nightjar.sql import registry
 from nightjar.sql.engine import query_lake
 from nightjar.streams import kafka, schemas, simulate, wire
 from nightjar.streams.publish import Publisher
+from nightjar.streams.replay import replay
 
 N = 1200
 BRIGHT_R = "SELECT diaSourceId, diaObjectId, psfFlux FROM sources WHERE band = 'r' AND psfFlux > 5000"
@@ -42,11 +44,11 @@ def test_alerts_flow_to_the_lake_and_filter_topics(kafka_settings: Settings, das
     settings = kafka_settings
     topic = f"e2e-{uuid.uuid4().hex[:8]}"
     assert simulate.produce(settings, topic, N, seed=11) == N
-    publisher = Publisher(kafka.producer_config(settings))
     corrupt = [b"\x00\x00\x00\x04\x4d\xff\xff", b"not an alert", b""]
-    for payload in corrupt:
-        publisher.raw(topic, payload)
-    publisher.flush()
+    with Publisher(kafka.producer_config(settings)) as publisher:
+        for payload in corrupt:
+            publisher.raw(topic, payload)
+        publisher.flush()
 
     db = registry.engine(settings.metadata_url)
     bright = registry.add_filter(db, "bright_r", BRIGHT_R)
@@ -104,3 +106,22 @@ def test_reprocessing_the_same_offsets_writes_nothing_twice(kafka_settings: Sett
     dt = DeltaTable(str(paths.table_dir(settings.home, paths.SOURCES)))
     assert dt.version() == version
     assert dt.count() == 400
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_replayed_real_alerts_reach_the_lake(
+    kafka_settings: Settings, dask_client: Client, data_dir: Path, tmp_path: Path
+) -> None:
+    settings = kafka_settings
+    topic = f"real-{uuid.uuid4().hex[:8]}"
+    not_alerts = tmp_path / "readme.avro"
+    not_alerts.write_text("not an alert")
+    folders = [data_dir / "alerts/lsst/lsstcam-2025-v9.0", data_dir / "alerts/lsst/wire-format", not_alerts]
+    report = replay(settings, folders, topic)
+    assert (report.files, report.alerts) == (103, 103)
+    assert len(report.errors) == 1 and "readme.avro" in report.errors[0]
+    result = run(settings, dask_client, topic, max_alerts=103, idle_exit_s=30)
+    assert (result.accepted, result.dead_lettered) == (103, 0)
+    distinct = query_lake(settings, "SELECT count(DISTINCT diaSourceId) AS n FROM sources")["n"][0].as_py()
+    assert distinct == 103
