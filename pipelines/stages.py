@@ -15,7 +15,7 @@ from nightjar.pipelines.healpix import add_healpix, add_night
 from nightjar.sql import records, sandbox
 from nightjar.sql.registry import Filter
 from nightjar.sql.streaming import run_filters
-from nightjar.streams.decode import ROW, DecodedBatch, RawBatch, Reject, decode_batch
+from nightjar.streams.decode import MODEL_TABLES, ROW, DecodedBatch, RawBatch, Reject, decode_batch
 
 OBJECT_ORDER = "lastAlertMjdTai"  # the newest alert's state of an object wins
 
@@ -39,20 +39,19 @@ def decode(chunk: RawBatch, offset: int, max_message_bytes: int) -> DecodedBatch
     """Decode one chunk; ``offset`` is its first message's position in the whole batch."""
     out = decode_batch(chunk, max_message_bytes)
     if offset:
-        out.sources = out.sources.set_column(
-            out.sources.schema.get_field_index(ROW), ROW, pa.array(out.sources[ROW].to_numpy() + offset)
-        )
+        for name, table in out.tables().items():
+            shifted = pa.array(table[ROW].to_numpy() + offset, pa.int64())
+            setattr(out, name, table.set_column(table.schema.get_field_index(ROW), ROW, shifted))
         out.rejects = [Reject(r.index + offset, r.reason) for r in out.rejects]
     return out
 
 
 def merge(parts: list[DecodedBatch]) -> DecodedBatch:
     """The decoded chunks of one batch as one."""
-    return DecodedBatch(
-        sources=pa.concat_tables([p.sources for p in parts], promote_options="permissive"),
-        objects=pa.concat_tables([p.objects for p in parts], promote_options="permissive"),
-        rejects=[r for p in parts for r in p.rejects],
-    )
+    tables = {
+        name: pa.concat_tables([p.tables()[name] for p in parts], promote_options="permissive") for name in MODEL_TABLES
+    }
+    return DecodedBatch(**tables, rejects=[r for p in parts for r in p.rejects])
 
 
 def locate(batch: DecodedBatch, partition_order: int) -> DecodedBatch:

@@ -1,23 +1,27 @@
-"""Kafka payloads to Arrow tables, with every undecodable or invalid alert set aside with its reason.
+"""A micro-batch of Kafka payloads to Arrow tables, with every alert that cannot be accepted set aside.
 
-This is the reference path: fastavro per record, then Arrow per schema version. Its output defines the
-tables ``sources`` (the triggering diaSource of each alert) and ``objects`` (the diaObject of each alert).
+Payloads are LSST Confluent wire-format messages (magic byte, schema id, schemaless Avro) or Avro container
+files (ZTF's Kafka format, archives). They are grouped by writer schema and each group is decoded in one pass of
+the columnar decoder (``streams.avro_columnar``), then mapped to the model tables: ``sources`` (the triggering
+detection), ``prv_sources`` (packet history), ``forced_sources``, ``objects`` and ``cutouts``. Every message ends
+either as rows or as a ``Reject`` with its reason: nothing is dropped silently.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
+from typing import Any
 
-import fastavro
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from nightjar import paths
-from nightjar.streams import schemas, wire
+from nightjar.streams import container, lsst_model, schemas, wire, ztf_model
+from nightjar.streams.avro_columnar import UnsupportedSchema, program_for
 
 ROW = "_row"  # position of the message in its batch, dropped before the lake
+MODEL_TABLES = ("sources", "prv_sources", "forced_sources", "objects", "cutouts")
 
 
 @dataclass
@@ -49,7 +53,7 @@ class RawBatch:
 
 @dataclass(frozen=True)
 class Reject:
-    """An alert that could not be accepted, and why."""
+    """A message that could not be accepted, and why."""
 
     index: int
     reason: str
@@ -57,110 +61,146 @@ class Reject:
 
 @dataclass
 class DecodedBatch:
+    """The model tables of a batch (each row with ``_row``, its message) and the rejected messages."""
+
     sources: pa.Table
     objects: pa.Table
+    prv_sources: pa.Table = field(default_factory=lambda: _empty())
+    forced_sources: pa.Table = field(default_factory=lambda: _empty())
+    cutouts: pa.Table = field(default_factory=lambda: _empty())
     rejects: list[Reject] = field(default_factory=list)
 
     @property
     def accepted(self) -> int:
         return self.sources.num_rows
 
+    def tables(self) -> dict[str, pa.Table]:
+        return {name: getattr(self, name) for name in MODEL_TABLES}
 
-def decode_batch(batch: RawBatch, max_message_bytes: int = 4_000_000) -> DecodedBatch:
-    """Decode a micro-batch of LSST wire-format alerts into ``sources`` and ``objects`` tables.
 
-    Every message ends either as one ``sources`` row or as one ``Reject``: nothing is dropped silently.
-    """
+def _empty() -> pa.Table:
+    return pa.table({ROW: pa.array([], pa.int64())})
+
+
+@dataclass
+class _Group:
+    """Segments of one writer schema: message index, bytes and record count of each."""
+
+    schema: dict[str, Any]
+    survey: str
+    messages: list[int] = field(default_factory=list)
+    chunks: list[bytes] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+
+    def add(self, message: int, data: bytes, count: int) -> None:
+        self.messages.append(message)
+        self.chunks.append(data)
+        self.counts.append(count)
+
+
+def _survey(schema: dict[str, Any]) -> str | None:
+    if lsst_model.is_lsst(schema):
+        return "lsst"
+    if ztf_model.is_ztf(schema):
+        return "ztf"
+    return None
+
+
+def _group(batch: RawBatch, max_message_bytes: int) -> tuple[dict[str, _Group], list[Reject]]:
+    groups: dict[str, _Group] = {}
     rejects: list[Reject] = []
-    by_schema: dict[int, tuple[list[dict], list[dict], list[int]]] = {}
     for i, payload in enumerate(batch.payloads):
         if len(payload) > max_message_bytes:
             rejects.append(Reject(i, f"oversize: {len(payload)} bytes > limit {max_message_bytes}"))
             continue
         try:
-            sid, body = wire.unframe(payload)
-            writer = schemas.lsst_schema(sid)
-            alert = fastavro.schemaless_reader(io.BytesIO(body), writer, None)
-        except (wire.WireFormatError, schemas.UnknownSchema) as exc:
+            if container.is_container(payload):
+                found = container.read_container(payload)
+                survey = _survey(found.schema)
+                if survey is None:
+                    raise container.ContainerError(f"record {found.schema.get('name')!r} is not an LSST or ZTF alert")
+                group = groups.setdefault(found.schema_text, _Group(found.schema, survey))
+                for block in found.blocks:
+                    group.add(i, block.data, block.count)
+            else:
+                sid, body = wire.unframe(payload)
+                group = groups.setdefault(f"lsst:{sid}", _Group(schemas.lsst_schema(sid), "lsst"))
+                group.add(i, bytes(body), 1)
+        except (wire.WireFormatError, schemas.UnknownSchema, container.ContainerError) as exc:
             rejects.append(Reject(i, str(exc)))
-            continue
-        except Exception as exc:  # fastavro raises many types on corrupt or truncated bytes
-            rejects.append(Reject(i, f"undecodable Avro: {type(exc).__name__}: {exc}"))
-            continue
-        assert isinstance(alert, dict)
-        sources, objects, rows = by_schema.setdefault(sid, ([], [], []))
-        source = alert["diaSource"]
-        sources.append(source)
-        rows.append(i)
-        obj = alert.get("diaObject")
-        if obj is not None:
-            objects.append(
-                {
-                    **obj,
-                    ROW: i,
-                    "lastDiaSourceId": source["diaSourceId"],
-                    "lastAlertMjdTai": source["midpointMjdTai"],
-                }
-            )
-    source_parts, object_parts = [], []
-    for sid, (sources, objects, rows) in by_schema.items():
-        table = pa.Table.from_pylist(sources, schema=schemas.arrow_record_schema(sid, "diaSource"))
-        source_parts.append(table.append_column(ROW, pa.array(rows, pa.int64())))
-        obj_schema = (
-            schemas.arrow_record_schema(sid, "diaObject")
-            .append(pa.field(ROW, pa.int64()))
-            .append(pa.field("lastDiaSourceId", pa.int64()))
-            .append(pa.field("lastAlertMjdTai", pa.float64()))
-        )
-        object_parts.append(pa.Table.from_pylist(objects, schema=obj_schema))
-    sources_table = _concat(source_parts)
-    objects_table = _concat(object_parts)
-
-    sources_table, bad = _validate_positions(sources_table)
-    rejects.extend(bad)
-    if bad:
-        bad_rows = pa.array([r.index for r in bad], pa.int64())
-        objects_table = objects_table.filter(pc.invert(pc.is_in(objects_table[ROW], bad_rows)))
-
-    sources_table = _with_metadata(sources_table, batch)
-    objects_table = _with_metadata(objects_table, batch)
-    return DecodedBatch(sources_table, objects_table, sorted(rejects, key=lambda r: r.index))
+        except (ValueError, UnicodeDecodeError) as exc:
+            rejects.append(Reject(i, f"unreadable message: {exc}"))
+    return groups, rejects
 
 
-def _concat(parts: list[pa.Table]) -> pa.Table:
-    if not parts:
-        return pa.table({ROW: pa.array([], pa.int64())})
-    return pa.concat_tables(parts, promote_options="permissive")
+def _decode_group(group: _Group) -> tuple[dict[str, pa.Table], list[Reject]]:
+    try:
+        program = program_for(group.schema)
+    except UnsupportedSchema as exc:
+        return {}, [Reject(m, f"unsupported schema: {exc}") for m in sorted(set(group.messages))]
+    lengths = np.fromiter((len(c) for c in group.chunks), dtype=np.int64, count=len(group.chunks))
+    ends = np.cumsum(lengths)
+    buf = np.frombuffer(b"".join(group.chunks), dtype=np.uint8)
+    counts = np.asarray(group.counts, dtype=np.int64)
+    decoded = program.decode(buf, ends - lengths, ends, counts)
+    messages = np.asarray(group.messages, dtype=np.int64)
+    ok = decoded.segment_status == 0
+    rejects = [Reject(int(messages[s]), reason) for s, reason in decoded.errors().items()]
+    record_row = np.repeat(messages[ok], counts[ok])
+    if group.survey == "lsst":
+        tables = lsst_model.model_tables(decoded, record_row)
+    else:
+        tables, malformed = ztf_model.model_tables(decoded, record_row)
+        rejects += [Reject(int(record_row[r]), "malformed ZTF objectId") for r in np.flatnonzero(malformed)]
+    survey = pa.scalar(group.survey)
+    tables = {
+        name: t.append_column(paths.SURVEY, pa.array(np.full(t.num_rows, group.survey), pa.string()))
+        if t.num_rows
+        else t.append_column(paths.SURVEY, pa.array([], survey.type))
+        for name, t in tables.items()
+    }
+    return tables, rejects
 
 
-def _validate_positions(sources: pa.Table) -> tuple[pa.Table, list[Reject]]:
-    """Reject alerts whose triggering position is missing, NaN or out of range."""
+def decode_batch(batch: RawBatch, max_message_bytes: int = 4_000_000) -> DecodedBatch:
+    """Decode a micro-batch into the model tables; every message is accepted or rejected with its reason."""
+    groups, rejects = _group(batch, max_message_bytes)
+    parts: dict[str, list[pa.Table]] = {name: [] for name in MODEL_TABLES}
+    for group in groups.values():
+        tables, bad = _decode_group(group)
+        rejects.extend(bad)
+        for name, table in tables.items():
+            parts[name].append(table)
+    merged = {name: pa.concat_tables(p, promote_options="permissive") if p else _empty() for name, p in parts.items()}
+    rejects.extend(_invalid_positions(merged["sources"]))
+    # One reason per message; a rejected message leaves no row in any table.
+    by_message: dict[int, str] = {}
+    for r in rejects:
+        by_message.setdefault(r.index, r.reason)
+    if by_message:
+        bad_rows = pa.array(sorted(by_message), pa.int64())
+        merged = {n: t.filter(pc.invert(pc.is_in(t[ROW], bad_rows))) for n, t in merged.items()}
+    merged = {n: _with_provenance(t, batch) for n, t in merged.items()}
+    return DecodedBatch(**merged, rejects=[Reject(i, reason) for i, reason in sorted(by_message.items())])
+
+
+def _invalid_positions(sources: pa.Table) -> list[Reject]:
+    """Alerts whose triggering position is missing, NaN or out of range."""
     if sources.num_rows == 0:
-        return sources, []
-    ra = sources["ra"].to_numpy(zero_copy_only=False)
-    dec = sources["dec"].to_numpy(zero_copy_only=False)
+        return []
+    ra = np.asarray(pc.fill_null(sources["ra"], np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
+    dec = np.asarray(pc.fill_null(sources["dec"], np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
     with np.errstate(invalid="ignore"):
         good = np.isfinite(ra) & np.isfinite(dec) & (ra >= 0) & (ra < 360) & (np.abs(dec) <= 90)
-    if good.all():
-        return sources, []
     rows = sources[ROW].to_numpy()
-    bad = [
+    return [
         Reject(int(rows[j]), f"invalid position ra={float(ra[j])} dec={float(dec[j])}") for j in np.flatnonzero(~good)
     ]
-    return sources.filter(pa.array(good)), bad
 
 
-def _with_metadata(table: pa.Table, batch: RawBatch) -> pa.Table:
-    """Add survey and Kafka provenance columns, taken from each row's message."""
-    rows = table[ROW].to_numpy() if table.num_rows else np.array([], dtype=np.int64)
-    n = table.num_rows
-    table = table.append_column(paths.SURVEY, pa.array(["lsst"] * n, pa.string()))
-    table = table.append_column(paths.KAFKA_TOPIC, pa.array(batch.topics, pa.string()).take(pa.array(rows)))
-    table = table.append_column(
-        paths.KAFKA_PARTITION,
-        pa.array(np.asarray(batch.partitions, dtype=np.int32)[rows] if n else [], pa.int32()),
-    )
-    table = table.append_column(
-        paths.KAFKA_OFFSET, pa.array(np.asarray(batch.offsets, dtype=np.int64)[rows] if n else [], pa.int64())
-    )
-    return table
+def _with_provenance(table: pa.Table, batch: RawBatch) -> pa.Table:
+    """Add the Kafka topic, partition and offset of each row's message."""
+    rows = pa.array(table[ROW].to_numpy() if table.num_rows else np.array([], dtype=np.int64))
+    table = table.append_column(paths.KAFKA_TOPIC, pa.array(batch.topics, pa.string()).take(rows))
+    table = table.append_column(paths.KAFKA_PARTITION, pa.array(batch.partitions, pa.int32()).take(rows))
+    return table.append_column(paths.KAFKA_OFFSET, pa.array(batch.offsets, pa.int64()).take(rows))

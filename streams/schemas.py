@@ -52,19 +52,27 @@ def lsst_schema(sid: int) -> AvroSchema:
     return parsed
 
 
-def named_types(schema: Any, found: dict[str, AvroSchema] | None = None) -> dict[str, AvroSchema]:
-    """Every named record in ``schema``, by full name, so later references by name can be resolved."""
+def named_types(schema: Any, found: dict[str, AvroSchema] | None = None, namespace: str = "") -> dict[str, AvroSchema]:
+    """Every named type in ``schema`` by full and short name, so later references by name can be resolved."""
     found = {} if found is None else found
     if isinstance(schema, list):
         for branch in schema:
-            named_types(branch, found)
+            named_types(branch, found, namespace)
     elif isinstance(schema, dict):
-        if schema.get("type") == "record":
-            found[schema["name"]] = schema
-            for field in schema["fields"]:
-                named_types(field["type"], found)
-        elif schema.get("type") == "array":
-            named_types(schema["items"], found)
+        kind = schema.get("type")
+        if kind in ("record", "enum", "fixed"):
+            name = str(schema["name"])
+            space = schema.get("namespace", namespace if "." not in name else name.rsplit(".", 1)[0])
+            short = name.rsplit(".", 1)[-1]
+            for key in (name, short, f"{space}.{short}" if space else short):
+                found.setdefault(key, schema)
+            if kind == "record":
+                for field in schema["fields"]:
+                    named_types(field["type"], found, space)
+        elif kind == "array":
+            named_types(schema["items"], found, namespace)
+        elif kind == "map":
+            named_types(schema["values"], found, namespace)
     return found
 
 

@@ -1,0 +1,304 @@
+"""Columnar Avro decoding: many records of one writer schema become Arrow tables in one compiled pass.
+
+``Program.compile(schema)`` turns an Avro record schema into the op table the kernel (``streams.avro_kernel``)
+runs; ``Program.decode`` takes a buffer and the segments holding its records (a Kafka message body holds one,
+an Avro container block holds many) and returns one Arrow table per record level: the top-level fields, then
+one table per nested record or array-of-records field, each row carrying ``_record``, the index of the
+top-level record it belongs to. A segment that cannot be decoded is reported with its reason and adds no rows.
+
+Examples
+--------
+>>> import fastavro, io
+>>> schema = {"type": "record", "name": "r", "fields": [{"name": "x", "type": "long"}]}
+>>> buf = io.BytesIO(); fastavro.schemaless_writer(buf, schema, {"x": -3})
+>>> program = Program.compile(schema)
+>>> out = program.decode_messages([buf.getvalue()])
+>>> out.tables[""]["x"].to_pylist()
+[-3]
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from nightjar.streams import avro_kernel as k
+from nightjar.streams.schemas import arrow_type, named_types
+
+RECORD = "_record"
+
+_PRIMITIVE_KIND = {
+    "null": k.K_NULL,
+    "boolean": k.K_BOOL,
+    "int": k.K_INT,
+    "long": k.K_LONG,
+    "float": k.K_FLOAT,
+    "double": k.K_DOUBLE,
+    "string": k.K_STRING,
+    "bytes": k.K_BYTES,
+}
+_VAR_KINDS = (k.K_STRING, k.K_BYTES)
+
+
+class UnsupportedSchema(ValueError):
+    """A schema shape the columnar decoder does not handle (the reference decoder still does)."""
+
+
+@dataclass
+class _Column:
+    name: str
+    kind: int
+    arrow: pa.DataType
+    dest: int  # index among the table's fixed or variable columns
+    symbols: list[str] | None = None  # enum symbols
+
+
+@dataclass
+class _Table:
+    path: str  # "" for the top level, else the field name
+    columns: list[_Column] = field(default_factory=list)
+    n_fixed: int = 0
+    n_var: int = 0
+
+
+@dataclass
+class Decoded:
+    """Tables by path ("" is the top level) and the status of every segment (0 = decoded)."""
+
+    tables: dict[str, pa.Table]
+    segment_status: np.ndarray
+    segment_records: np.ndarray  # first top-level record index of each segment (-1 if it failed)
+
+    def errors(self) -> dict[int, str]:
+        """Failed segments and why."""
+        return {int(i): k.ERROR_TEXT[int(s)] for i, s in enumerate(self.segment_status) if s != k.OK}
+
+
+def _unwrap(avro_type: Any, names: dict[str, Any]) -> tuple[Any, int, int]:
+    """The non-null branch of a nullable union, with the null and value branch indices (-1, -1 if no union)."""
+    if isinstance(avro_type, list):
+        others = [i for i, t in enumerate(avro_type) if t != "null"]
+        nulls = [i for i, t in enumerate(avro_type) if t == "null"]
+        if len(others) != 1 or len(nulls) != 1:
+            raise UnsupportedSchema(f"union {avro_type} is not a nullable single type")
+        return avro_type[others[0]], nulls[0], others[0]
+    return avro_type, -1, -1
+
+
+def _resolve(avro_type: Any, names: dict[str, Any]) -> Any:
+    if isinstance(avro_type, str) and avro_type in names:
+        return names[avro_type]
+    return avro_type
+
+
+class Program:
+    """A compiled Avro record schema."""
+
+    def __init__(self, tables: list[_Table], ops: np.ndarray, op_lo: np.ndarray, op_hi: np.ndarray):
+        self.tables = tables
+        self.ops = ops
+        self.op_lo = op_lo
+        self.op_hi = op_hi
+
+    @classmethod
+    def compile(cls, schema: dict[str, Any]) -> Program:
+        """Compile a record schema whose nested records and arrays hold only primitives (LSST, ZTF)."""
+        names = named_types(schema)
+        tables = [_Table("")]
+        ops: list[list[int]] = []
+        per_table: list[list[list[int]]] = [[]]
+
+        def add_primitive(table: _Table, name: str, avro_type: Any, nb: int, vb: int, t_index: int) -> None:
+            avro_type = _resolve(avro_type, names)
+            symbols = None
+            if isinstance(avro_type, dict) and avro_type.get("type") == "enum":
+                kind, symbols = k.K_ENUM, list(avro_type["symbols"])
+                dtype: pa.DataType = pa.string()
+            else:
+                base = avro_type["type"] if isinstance(avro_type, dict) else avro_type
+                if base not in _PRIMITIVE_KIND:
+                    raise UnsupportedSchema(f"field {table.path}.{name}: type {avro_type} is not supported")
+                kind = _PRIMITIVE_KIND[base]
+                dtype = arrow_type(base, names)[0] if kind != k.K_NULL else pa.null()
+            if kind in _VAR_KINDS:
+                dest, table.n_var = table.n_var, table.n_var + 1
+            else:
+                dest, table.n_fixed = table.n_fixed, table.n_fixed + 1
+            table.columns.append(_Column(name, kind, dtype, dest, symbols))
+            valid_row = dest if kind not in _VAR_KINDS else -1  # fixed up once the table is complete
+            per_table[t_index].append([kind, nb, vb, dest, -1, valid_row])
+
+        top = tables[0]
+        for fld in schema["fields"]:
+            inner, nb, vb = _unwrap(fld["type"], names)
+            inner = _resolve(inner, names)
+            kind = inner.get("type") if isinstance(inner, dict) else None
+            if kind in ("record", "array"):
+                record = _resolve(inner["items"], names) if kind == "array" else inner
+                if not (isinstance(record, dict) and record.get("type") == "record"):
+                    raise UnsupportedSchema(f"field {fld['name']}: arrays of {record} are not supported")
+                child = _Table(fld["name"])
+                tables.append(child)
+                per_table.append([])
+                for sub in record["fields"]:
+                    sub_inner, snb, svb = _unwrap(sub["type"], names)
+                    add_primitive(child, sub["name"], sub_inner, snb, svb, len(tables) - 1)
+                # A presence flag in the top-level table, so a null record and an empty array differ.
+                dest, top.n_fixed = top.n_fixed, top.n_fixed + 1
+                top.columns.append(
+                    _Column(fld["name"], k.K_RECORD if kind == "record" else k.K_ARRAY, pa.bool_(), dest)
+                )
+                per_table[0].append(
+                    [k.K_RECORD if kind == "record" else k.K_ARRAY, nb, vb, dest, len(tables) - 1, dest]
+                )
+            else:
+                add_primitive(top, fld["name"], inner, nb, vb, 0)
+        # Validity rows: fixed columns first, then variable ones.
+        for table, t_ops in zip(tables, per_table, strict=True):
+            for op in t_ops:
+                if op[k.O_VALID] < 0:
+                    op[k.O_VALID] = table.n_fixed + op[k.O_DEST]
+        lo, hi = [], []
+        for t_ops in per_table:
+            lo.append(len(ops))
+            ops.extend(t_ops)
+            hi.append(len(ops))
+        return cls(
+            tables,
+            np.asarray(ops, dtype=np.int64).reshape(-1, k.OP_WIDTH),
+            np.asarray(lo, dtype=np.int64),
+            np.asarray(hi, dtype=np.int64),
+        )
+
+    def decode(self, buf: np.ndarray, seg_start: np.ndarray, seg_end: np.ndarray, seg_count: np.ndarray) -> Decoded:
+        """Decode every segment of ``buf``; capacity grows as needed."""
+        n_records = int(seg_count.sum())
+        caps = [max(n_records, 1)] + [max(n_records * 4, 16)] * (len(self.tables) - 1)
+        store = [_Store(t, cap) for t, cap in zip(self.tables, caps, strict=True)]
+        counts = np.zeros(len(self.tables), dtype=np.int64)
+        status = np.zeros(len(seg_start), dtype=np.int64)
+        scratch = np.zeros(16, dtype=np.uint8)
+        s = 0
+        while True:
+            s, full = k.decode_segments(
+                buf, seg_start, seg_end, seg_count, s, self.ops, self.op_lo, self.op_hi,
+                k.typed_list([x.vals for x in store]), k.typed_list([x.fvals for x in store]),
+                k.typed_list([x.valid for x in store]), k.typed_list([x.vstart for x in store]),
+                k.typed_list([x.vlen for x in store]), k.typed_list([x.parent for x in store]),
+                counts, status, scratch,
+            )  # fmt: skip
+            if full < 0:
+                break
+            store[full].grow()
+        first = np.full(len(seg_start), -1, dtype=np.int64)
+        ok = status == k.OK
+        good_counts = np.where(ok, seg_count, 0)
+        first[ok] = (np.cumsum(good_counts) - good_counts)[ok]
+        tables = {t.path: x.to_arrow(t, int(c), buf) for t, x, c in zip(self.tables, store, counts, strict=True)}
+        return Decoded(tables, status, first)
+
+    def decode_messages(self, bodies: list[bytes]) -> Decoded:
+        """Decode schemaless Avro bodies, one record each (Kafka messages without their wire header)."""
+        lengths = np.fromiter((len(b) for b in bodies), dtype=np.int64, count=len(bodies))
+        ends = np.cumsum(lengths)
+        buf = np.frombuffer(b"".join(bodies), dtype=np.uint8)
+        return self.decode(buf, ends - lengths, ends, np.ones(len(bodies), dtype=np.int64))
+
+
+class _Store:
+    """Column-major value matrices of one table."""
+
+    def __init__(self, table: _Table, cap: int) -> None:
+        self.vals = np.zeros((table.n_fixed, cap), dtype=np.int64)
+        self.fvals = self.vals.view(np.float64)
+        self.valid = np.zeros((table.n_fixed + table.n_var, cap), dtype=np.uint8)
+        self.vstart = np.zeros((table.n_var, cap), dtype=np.int64)
+        self.vlen = np.zeros((table.n_var, cap), dtype=np.int64)
+        self.parent = np.zeros(cap, dtype=np.int64)
+        self.n_fixed = table.n_fixed
+
+    def grow(self) -> None:
+        cap = self.parent.shape[0] * 2
+
+        def wider(a: np.ndarray) -> np.ndarray:
+            out = np.zeros((a.shape[0], cap), dtype=a.dtype)
+            out[:, : a.shape[1]] = a
+            return out
+
+        self.vals = wider(self.vals)
+        self.fvals = self.vals.view(np.float64)
+        self.valid = wider(self.valid)
+        self.vstart = wider(self.vstart)
+        self.vlen = wider(self.vlen)
+        parent = np.zeros(cap, dtype=np.int64)
+        parent[: self.parent.shape[0]] = self.parent
+        self.parent = parent
+
+    def to_arrow(self, table: _Table, n: int, buf: np.ndarray) -> pa.Table:
+        arrays, fields = [], []
+        for col in table.columns:
+            if col.kind in (k.K_RECORD, k.K_ARRAY):
+                continue  # presence flags: the child table's rows say it
+            if col.kind in _VAR_KINDS:
+                valid = self.valid[self.n_fixed + col.dest, :n].astype(bool)
+                offsets, data = k.gather(buf, self.vstart[col.dest, :n], self.vlen[col.dest, :n], valid)
+                array = _var_array(col.arrow, n, offsets, data, valid)
+            else:
+                valid = self.valid[col.dest, :n].astype(bool)
+                array = _fixed_array(col, self.vals[col.dest, :n], self.fvals[col.dest, :n], valid)
+            arrays.append(array)
+            fields.append(pa.field(col.name, array.type))
+        if table.path:
+            arrays.append(pa.array(self.parent[:n].copy()))
+            fields.append(pa.field(RECORD, pa.int64()))
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields)) if arrays else pa.table({RECORD: self.parent[:n]})
+
+    def presence(self, table: _Table, name: str, n: int) -> np.ndarray:
+        col = next(c for c in table.columns if c.name == name)
+        return self.valid[col.dest, :n].astype(bool)
+
+
+def _fixed_array(col: _Column, ints: np.ndarray, floats: np.ndarray, valid: np.ndarray) -> pa.Array:
+    mask = None if valid.all() else ~valid
+    if col.kind == k.K_NULL:
+        return pa.nulls(len(ints))
+    if col.kind == k.K_DOUBLE:
+        return pa.array(floats, pa.float64(), mask=mask)
+    if col.kind == k.K_FLOAT:
+        return pa.array(floats.astype(np.float32), pa.float32(), mask=mask)
+    if col.kind == k.K_BOOL:
+        return pa.array(ints.astype(bool), pa.bool_(), mask=mask)
+    if col.kind == k.K_INT:
+        return pa.array(ints.astype(np.int32), pa.int32(), mask=mask)
+    if col.kind == k.K_ENUM:
+        assert col.symbols is not None
+        indices = pa.array(ints.astype(np.int32), pa.int32(), mask=mask)
+        return pa.DictionaryArray.from_arrays(indices, pa.array(col.symbols)).cast(pa.string())
+    return pa.array(ints, pa.int64(), mask=mask)
+
+
+def _var_array(dtype: pa.DataType, n: int, offsets: np.ndarray, data: np.ndarray, valid: np.ndarray) -> pa.Array:
+    bitmap = None if valid.all() else pa.array(valid).buffers()[1]
+    nulls = int(n - valid.sum())
+    large = offsets[-1] >= 2**31 - 1
+    if large:
+        dtype = pa.large_string() if dtype == pa.string() else pa.large_binary()
+        off = pa.py_buffer(offsets)
+    else:
+        off = pa.py_buffer(offsets.astype(np.int32))
+    return pa.Array.from_buffers(dtype, n, [bitmap, off, pa.py_buffer(data)], null_count=nulls)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(schema_text: str) -> Program:
+    return Program.compile(json.loads(schema_text))
+
+
+def program_for(schema: dict[str, Any]) -> Program:
+    """A cached program for ``schema`` (keyed by its JSON text)."""
+    return _compiled(json.dumps(schema, sort_keys=True, default=str))

@@ -1,0 +1,262 @@
+"""The compiled core of the columnar Avro decoder (numba): bytes in, column-major value matrices out.
+
+The schema is compiled by ``streams.avro_columnar`` into a small program: one op per field, grouped in tables.
+Table 0 is the top-level record; its record and array fields point at child tables whose fields are primitives
+(the shape of every LSST and ZTF alert schema). The kernel walks the bytes once, with no Python objects per
+record, and writes each value into ``vals[table][column, row]`` (int64 cells; floating values stored through a
+float64 view of the same memory), a validity byte, and start/length pairs for strings and bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import njit
+from numba.typed import List
+
+# Op kinds.
+K_NULL, K_BOOL, K_INT, K_LONG, K_FLOAT, K_DOUBLE, K_STRING, K_BYTES, K_RECORD, K_ARRAY, K_ENUM = range(11)
+# Op columns.
+O_KIND, O_NULL_BRANCH, O_VALUE_BRANCH, O_DEST, O_CHILD, O_VALID = range(6)
+OP_WIDTH = 6
+# Status codes.
+OK, E_TRUNCATED, E_UNION, E_LENGTH, E_TRAILING, E_FULL = range(6)
+ERROR_TEXT = {
+    E_TRUNCATED: "truncated or corrupt Avro: read past the end of the record",
+    E_UNION: "corrupt Avro: union branch out of range",
+    E_LENGTH: "corrupt Avro: negative or oversize length",
+    E_TRAILING: "trailing bytes after the record (wrong schema?)",
+}
+
+
+@njit(cache=True, inline="always")
+def _varint(buf: np.ndarray, pos: int, end: int) -> tuple[Any, int, int]:
+    """A zigzag varint at ``pos``: (value, new position, status)."""
+    shift = 0
+    acc = np.uint64(0)
+    while True:
+        if pos >= end or shift > 63:
+            return 0, pos, E_TRUNCATED
+        b = np.uint64(buf[pos])
+        pos += 1
+        acc |= (b & np.uint64(0x7F)) << np.uint64(shift)
+        if b < np.uint64(0x80):
+            break
+        shift += 7
+    value = np.int64(acc >> np.uint64(1)) ^ -np.int64(acc & np.uint64(1))
+    return value, pos, OK
+
+
+@njit(cache=True)
+def decode_segments(
+    buf: np.ndarray,  # uint8[:] all bytes
+    seg_start: np.ndarray,  # int64[:] first byte of each segment
+    seg_end: np.ndarray,  # int64[:] one past the last byte
+    seg_count: np.ndarray,  # int64[:] records in each segment (1 for a Kafka message, n for an Avro block)
+    s0: int,  # first segment to decode
+    ops: np.ndarray,  # int64[:, OP_WIDTH] the program
+    op_lo: np.ndarray,  # int64[:] first op of each table
+    op_hi: np.ndarray,  # int64[:] one past the last op of each table
+    vals: Any,  # List[int64[:, :]] per table
+    fvals: Any,  # List[float64[:, :]] the same memory as vals
+    valid: Any,  # List[uint8[:, :]]
+    vstart: Any,  # List[int64[:, :]]
+    vlen: Any,  # List[int64[:, :]]
+    parent: Any,  # List[int64[:]] the top-level record of each row
+    counts: np.ndarray,  # int64[:] rows written per table
+    seg_status: np.ndarray,  # int64[:] status per segment
+    scratch: np.ndarray,  # uint8[:16] for float reinterpretation
+) -> tuple[int, int]:  # pragma: no cover - compiled
+    """Decode segments from ``s0``; returns (next segment, full table or -1). Bad segments leave no rows.
+
+    One flat loop walks the ops of the top-level table and, for a record or array field, the ops of its
+    child table, switching the current output arrays only when it enters or leaves a child: the per-field
+    code runs inline with no function call (a call passing arrays costs more than the decoding itself).
+    """
+    s_u4 = scratch[:4].view(np.uint32)
+    s_f4 = scratch[:4].view(np.float32)
+    s_u8 = scratch[8:16].view(np.uint64)
+    s_f8 = scratch[8:16].view(np.float64)
+    n_tables = op_lo.shape[0]
+    saved = counts.copy()
+    for s in range(s0, seg_start.shape[0]):
+        for t in range(n_tables):
+            saved[t] = counts[t]
+        pos = seg_start[s]
+        end = seg_end[s]
+        st = OK
+        full = -1
+        for _ in range(seg_count[s]):
+            top_row = counts[0]
+            if top_row >= parent[0].shape[0]:
+                full = 0
+                break
+            counts[0] += 1
+            parent[0][top_row] = top_row
+            t = 0
+            row = top_row
+            i = op_lo[0]
+            hi = op_hi[0]
+            resume = 0  # op of table 0 to continue with after a child
+            items = 0  # items left in the current array block
+            child_kind = 0
+            cvals, cfvals, cvalid, cvstart, cvlen = vals[0], fvals[0], valid[0], vstart[0], vlen[0]
+            while st == OK:
+                if i == hi:
+                    if t == 0:
+                        break  # the top-level record is complete
+                    items -= 1
+                    if items == 0 and child_kind == K_ARRAY:
+                        items, pos, st = _varint(buf, pos, end)
+                        if st != OK:
+                            break
+                        if items < 0:
+                            items = -items
+                            _, pos, st = _varint(buf, pos, end)  # block size in bytes, unused
+                    if items > 0:
+                        row = counts[t]
+                        if row >= parent[t].shape[0]:
+                            full = t
+                            break
+                        counts[t] += 1
+                        parent[t][row] = top_row
+                        i = op_lo[t]
+                        continue
+                    # Back to the top-level record.
+                    t = 0
+                    row = top_row
+                    i = resume + 1
+                    hi = op_hi[0]
+                    cvals, cfvals, cvalid, cvstart, cvlen = vals[0], fvals[0], valid[0], vstart[0], vlen[0]
+                    continue
+                kind = ops[i, O_KIND]
+                null_branch = ops[i, O_NULL_BRANCH]
+                vdest = ops[i, O_VALID]
+                if null_branch >= 0:
+                    branch, pos, st = _varint(buf, pos, end)
+                    if st != OK:
+                        break
+                    if branch == null_branch:
+                        cvalid[vdest, row] = 0
+                        i += 1
+                        continue
+                    if branch != ops[i, O_VALUE_BRANCH]:
+                        st = E_UNION
+                        break
+                dest = ops[i, O_DEST]
+                if kind == K_LONG or kind == K_INT or kind == K_ENUM:
+                    v, pos, st = _varint(buf, pos, end)
+                    cvals[dest, row] = v
+                elif kind == K_DOUBLE:
+                    if pos + 8 > end:
+                        st = E_TRUNCATED
+                        break
+                    acc = np.uint64(0)
+                    for b in range(8):
+                        acc |= np.uint64(buf[pos + b]) << np.uint64(8 * b)
+                    s_u8[0] = acc
+                    cfvals[dest, row] = s_f8[0]
+                    pos += 8
+                elif kind == K_FLOAT:
+                    if pos + 4 > end:
+                        st = E_TRUNCATED
+                        break
+                    acc4 = np.uint32(0)
+                    for b in range(4):
+                        acc4 |= np.uint32(buf[pos + b]) << np.uint32(8 * b)
+                    s_u4[0] = acc4
+                    cfvals[dest, row] = np.float64(s_f4[0])
+                    pos += 4
+                elif kind == K_BOOL:
+                    if pos + 1 > end:
+                        st = E_TRUNCATED
+                        break
+                    cvals[dest, row] = buf[pos]
+                    pos += 1
+                elif kind == K_STRING or kind == K_BYTES:
+                    n, pos, st = _varint(buf, pos, end)
+                    if st == OK and (n < 0 or pos + n > end):
+                        st = E_LENGTH
+                    if st != OK:
+                        break
+                    cvstart[dest, row] = pos
+                    cvlen[dest, row] = n
+                    pos += n
+                elif kind == K_RECORD or kind == K_ARRAY:
+                    # Only the top-level table has these (see Program.compile).
+                    cvalid[vdest, row] = 1
+                    child = ops[i, O_CHILD]
+                    if kind == K_RECORD:
+                        items = 1
+                    else:
+                        items, pos, st = _varint(buf, pos, end)
+                        if st == OK and items < 0:
+                            items = -items
+                            _, pos, st = _varint(buf, pos, end)
+                        if st != OK:
+                            break
+                    if items == 0:
+                        i += 1
+                        continue
+                    row = counts[child]
+                    if row >= parent[child].shape[0]:
+                        full = child
+                        break
+                    counts[child] += 1
+                    parent[child][row] = top_row
+                    child_kind = kind
+                    resume = i
+                    t = child
+                    i = op_lo[child]
+                    hi = op_hi[child]
+                    cvals, cfvals, cvalid, cvstart, cvlen = (
+                        vals[child],
+                        fvals[child],
+                        valid[child],
+                        vstart[child],
+                        vlen[child],
+                    )
+                    continue
+                if st != OK:
+                    break
+                cvalid[vdest, row] = 1
+                i += 1
+            if st != OK or full >= 0:
+                break
+        if full >= 0:
+            for t in range(n_tables):
+                counts[t] = saved[t]
+            return s, full
+        if st == OK and pos != end:
+            st = E_TRAILING
+        seg_status[s] = st
+        if st != OK:
+            for t in range(n_tables):
+                counts[t] = saved[t]
+    return seg_start.shape[0], -1
+
+
+@njit(cache=True)
+def gather(
+    buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Arrow offsets and data of the byte ranges ``buf[start:start+length]`` (empty where not valid)."""
+    n = starts.shape[0]
+    offsets = np.empty(n + 1, np.int64)
+    offsets[0] = 0
+    for i in range(n):
+        offsets[i + 1] = offsets[i] + (lengths[i] if valid[i] else 0)
+    data = np.empty(offsets[n], np.uint8)
+    for i in range(n):
+        if valid[i]:
+            o = offsets[i]
+            data[o : o + lengths[i]] = buf[starts[i] : starts[i] + lengths[i]]
+    return offsets, data
+
+
+def typed_list(arrays: list[np.ndarray]) -> List:
+    out = List()
+    for a in arrays:
+        out.append(a)
+    return out

@@ -1,0 +1,105 @@
+"""Avro object container files (``Obj\\x01``): header, writer schema and data blocks, without decoding records.
+
+ZTF sends each alert as a whole container file on Kafka; brokers and archives store LSST alerts the same way.
+The blocks are handed to the columnar decoder as segments of many records each.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+MAGIC = b"Obj\x01"
+SYNC_SIZE = 16
+
+
+class ContainerError(ValueError):
+    """Bytes that are not a readable Avro container."""
+
+
+@dataclass(frozen=True)
+class Block:
+    count: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Container:
+    schema: dict[str, Any]
+    schema_text: str
+    codec: str
+    blocks: list[Block]
+
+    @property
+    def records(self) -> int:
+        return sum(b.count for b in self.blocks)
+
+
+def _long(data: bytes, pos: int) -> tuple[int, int]:
+    shift = acc = 0
+    while True:
+        if pos >= len(data):
+            raise ContainerError("truncated container: read past the end")
+        b = data[pos]
+        pos += 1
+        acc |= (b & 0x7F) << shift
+        if b < 0x80:
+            return (acc >> 1) ^ -(acc & 1), pos
+        shift += 7
+        if shift > 63:
+            raise ContainerError("corrupt container: varint too long")
+
+
+def _bytes(data: bytes, pos: int) -> tuple[bytes, int]:
+    n, pos = _long(data, pos)
+    if n < 0 or pos + n > len(data):
+        raise ContainerError("corrupt container: bad length")
+    return data[pos : pos + n], pos + n
+
+
+def is_container(payload: bytes) -> bool:
+    return payload[:4] == MAGIC
+
+
+def read_container(data: bytes) -> Container:
+    """Parse a whole container; ContainerError says what is wrong with a corrupt or truncated one."""
+    if not is_container(data):
+        raise ContainerError("not an Avro container (no Obj\\x01 magic)")
+    pos = 4
+    meta: dict[str, bytes] = {}
+    while True:
+        count, pos = _long(data, pos)
+        if count == 0:
+            break
+        if count < 0:
+            count = -count
+            _, pos = _long(data, pos)
+        for _ in range(count):
+            key, pos = _bytes(data, pos)
+            value, pos = _bytes(data, pos)
+            meta[key.decode()] = value
+    sync = data[pos : pos + SYNC_SIZE]
+    pos += SYNC_SIZE
+    if "avro.schema" not in meta:
+        raise ContainerError("container without avro.schema")
+    schema_text = meta["avro.schema"].decode()
+    schema = json.loads(schema_text)
+    codec = meta.get("avro.codec", b"null").decode() or "null"
+    if codec not in ("null", "deflate"):
+        raise ContainerError(f"container codec {codec!r} is not supported (null, deflate)")
+    blocks = []
+    while pos < len(data):
+        count, pos = _long(data, pos)
+        raw, pos = _bytes(data, pos)
+        if data[pos : pos + SYNC_SIZE] != sync:
+            raise ContainerError(f"corrupt container: expected sync marker not found at byte {pos}")
+        pos += SYNC_SIZE
+        if codec == "deflate":
+            try:
+                raw = zlib.decompress(raw, -15)
+            except zlib.error as exc:
+                raise ContainerError(f"corrupt container: deflate block: {exc}") from None
+        blocks.append(Block(count, raw))
+    return Container(schema, schema_text, codec, blocks)
