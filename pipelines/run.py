@@ -154,7 +154,7 @@ def ingest(settings: Settings, client: Client, files: list[Path]) -> RunReport:
     try:
         for path in files:
             try:
-                payloads = read_payloads(path)
+                payloads = read_payloads(path, wire_format=False)
             except (AlertFileError, ValueError, OSError) as exc:
                 report.file_errors.append(f"{path}: {exc}")
                 continue

@@ -131,7 +131,7 @@ class Program:
                 dest, table.n_fixed = table.n_fixed, table.n_fixed + 1
             table.columns.append(_Column(name, kind, dtype, dest, symbols))
             valid_row = dest if kind not in _VAR_KINDS else -1  # fixed up once the table is complete
-            per_table[t_index].append([kind, nb, vb, dest, -1, valid_row])
+            per_table[t_index].append([kind, nb, vb, dest, -1, valid_row, -1, -1])
 
         top = tables[0]
         for fld in schema["fields"]:
@@ -139,7 +139,11 @@ class Program:
             inner = _resolve(inner, names)
             kind = inner.get("type") if isinstance(inner, dict) else None
             if kind in ("record", "array"):
-                record = _resolve(inner["items"], names) if kind == "array" else inner
+                item_null = item_value = -1
+                record = inner
+                if kind == "array":
+                    record, item_null, item_value = _unwrap(inner["items"], names)
+                    record = _resolve(record, names)
                 if not (isinstance(record, dict) and record.get("type") == "record"):
                     raise UnsupportedSchema(f"field {fld['name']}: arrays of {record} are not supported")
                 child = _Table(fld["name"])
@@ -153,9 +157,8 @@ class Program:
                 top.columns.append(
                     _Column(fld["name"], k.K_RECORD if kind == "record" else k.K_ARRAY, pa.bool_(), dest)
                 )
-                per_table[0].append(
-                    [k.K_RECORD if kind == "record" else k.K_ARRAY, nb, vb, dest, len(tables) - 1, dest]
-                )
+                op_kind = k.K_RECORD if kind == "record" else k.K_ARRAY
+                per_table[0].append([op_kind, nb, vb, dest, len(tables) - 1, dest, item_null, item_value])
             else:
                 add_primitive(top, fld["name"], inner, nb, vb, 0)
         # Validity rows: fixed columns first, then variable ones.

@@ -18,8 +18,8 @@ from numba.typed import List
 # Op kinds.
 K_NULL, K_BOOL, K_INT, K_LONG, K_FLOAT, K_DOUBLE, K_STRING, K_BYTES, K_RECORD, K_ARRAY, K_ENUM = range(11)
 # Op columns.
-O_KIND, O_NULL_BRANCH, O_VALUE_BRANCH, O_DEST, O_CHILD, O_VALID = range(6)
-OP_WIDTH = 6
+O_KIND, O_NULL_BRANCH, O_VALUE_BRANCH, O_DEST, O_CHILD, O_VALID, O_ITEM_NULL, O_ITEM_VALUE = range(8)
+OP_WIDTH = 8
 # Status codes.
 OK, E_TRUNCATED, E_UNION, E_LENGTH, E_TRAILING, E_FULL = range(6)
 ERROR_TEXT = {
@@ -101,34 +101,57 @@ def decode_segments(
             resume = 0  # op of table 0 to continue with after a child
             items = 0  # items left in the current array block
             child_kind = 0
+            item_null = -1  # union branches of nullable array items
+            item_value = -1
+            next_item = False
             cvals, cfvals, cvalid, cvstart, cvlen = vals[0], fvals[0], valid[0], vstart[0], vlen[0]
             while st == OK:
                 if i == hi:
                     if t == 0:
                         break  # the top-level record is complete
                     items -= 1
-                    if items == 0 and child_kind == K_ARRAY:
-                        items, pos, st = _varint(buf, pos, end)
-                        if st != OK:
+                    next_item = True
+                if next_item:
+                    # Start the child's next item: a new array block, a null item, or back to the top level.
+                    next_item = False
+                    row = -1
+                    while st == OK:
+                        if items == 0 and child_kind == K_ARRAY:
+                            items, pos, st = _varint(buf, pos, end)
+                            if st == OK and items < 0:
+                                items = -items
+                                _, pos, st = _varint(buf, pos, end)  # block size in bytes, unused
+                            if st != OK:
+                                break
+                        if items == 0:
                             break
-                        if items < 0:
-                            items = -items
-                            _, pos, st = _varint(buf, pos, end)  # block size in bytes, unused
-                    if items > 0:
+                        if item_null >= 0:
+                            branch, pos, st = _varint(buf, pos, end)
+                            if st != OK:
+                                break
+                            if branch == item_null:
+                                items -= 1
+                                continue
+                            if branch != item_value:
+                                st = E_UNION
+                                break
                         row = counts[t]
                         if row >= parent[t].shape[0]:
                             full = t
-                            break
-                        counts[t] += 1
-                        parent[t][row] = top_row
-                        i = op_lo[t]
-                        continue
-                    # Back to the top-level record.
-                    t = 0
-                    row = top_row
-                    i = resume + 1
-                    hi = op_hi[0]
-                    cvals, cfvals, cvalid, cvstart, cvlen = vals[0], fvals[0], valid[0], vstart[0], vlen[0]
+                        else:
+                            counts[t] += 1
+                            parent[t][row] = top_row
+                            i = op_lo[t]
+                        break
+                    if st != OK or full >= 0:
+                        break
+                    if row < 0:
+                        # Back to the top-level record.
+                        t = 0
+                        row = top_row
+                        i = resume + 1
+                        hi = op_hi[0]
+                        cvals, cfvals, cvalid, cvstart, cvlen = vals[0], fvals[0], valid[0], vstart[0], vlen[0]
                     continue
                 kind = ops[i, O_KIND]
                 null_branch = ops[i, O_NULL_BRANCH]
@@ -184,31 +207,15 @@ def decode_segments(
                     cvlen[dest, row] = n
                     pos += n
                 elif kind == K_RECORD or kind == K_ARRAY:
-                    # Only the top-level table has these (see Program.compile).
+                    # Only the top-level table has these (see Program.compile): enter the child table.
                     cvalid[vdest, row] = 1
                     child = ops[i, O_CHILD]
-                    if kind == K_RECORD:
-                        items = 1
-                    else:
-                        items, pos, st = _varint(buf, pos, end)
-                        if st == OK and items < 0:
-                            items = -items
-                            _, pos, st = _varint(buf, pos, end)
-                        if st != OK:
-                            break
-                    if items == 0:
-                        i += 1
-                        continue
-                    row = counts[child]
-                    if row >= parent[child].shape[0]:
-                        full = child
-                        break
-                    counts[child] += 1
-                    parent[child][row] = top_row
                     child_kind = kind
+                    items = 1 if kind == K_RECORD else 0
+                    item_null = ops[i, O_ITEM_NULL]
+                    item_value = ops[i, O_ITEM_VALUE]
                     resume = i
                     t = child
-                    i = op_lo[child]
                     hi = op_hi[child]
                     cvals, cfvals, cvalid, cvstart, cvlen = (
                         vals[child],
@@ -217,6 +224,7 @@ def decode_segments(
                         vstart[child],
                         vlen[child],
                     )
+                    next_item = True
                     continue
                 if st != OK:
                     break

@@ -1,4 +1,4 @@
-"""Alert files on disk as wire-format payloads: raw Kafka bodies, or LSST Avro container files."""
+"""Alert files on disk as Kafka-style payloads: raw wire-format messages or Avro container files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import fastavro
 
-from nightjar.streams import schemas, wire
+from nightjar.streams import container, lsst_model, schemas, wire, ztf_model
 
 _VERSION = re.compile(r"v(\d+)_(\d+)")
 
@@ -18,32 +18,42 @@ class AlertFileError(ValueError):
     """A file that holds no alerts Nightjar can read."""
 
 
-def _container_schema_id(writer_schema: dict[str, Any], first: dict[str, Any] | None) -> int:
-    # Rubin names the record lsst.vM_m.alert; re-serialised files (Fink) carry lsst_schema_version instead.
+def lsst_schema_id(writer_schema: dict[str, Any], first: dict[str, Any] | None = None) -> int:
+    """The Rubin schema id of an LSST container's writer schema (``lsst.vM_m.alert``, or a record's
+    ``lsst_schema_version`` in files re-serialised by other brokers)."""
     for text in (writer_schema.get("name", ""), writer_schema.get("namespace", "")):
         if found := _VERSION.search(str(text)):
             return schemas.schema_id(int(found[1]), int(found[2]))
     if first is not None and (found := _VERSION.search(str(first.get("lsst_schema_version", "")))):
         return schemas.schema_id(int(found[1]), int(found[2]))
-    raise AlertFileError(f"Avro container with record {writer_schema.get('name')!r} is not an LSST alert")
+    raise AlertFileError(f"cannot tell the LSST schema version of record {writer_schema.get('name')!r}")
 
 
-def read_payloads(path: Path) -> list[bytes]:
-    """Every alert of ``path`` as a wire-format payload; AlertFileError if the file cannot be read."""
+def read_payloads(path: Path, wire_format: bool = True) -> list[bytes]:
+    """The alerts of ``path`` as payloads the decoder reads.
+
+    A wire-format file is one payload. A ZTF container file is one payload, as ZTF sends it on Kafka. An LSST
+    container file is, with ``wire_format``, one wire-format payload per alert (as Rubin's Kafka sends them, for
+    replays), else the container itself (for ingestion, decoded in one pass).
+    """
     data = path.read_bytes()
     if data[:1] == b"\x00":
         wire.unframe(data)
         return [data]
-    if data[:4] != b"Obj\x01":
+    if not container.is_container(data):
         raise AlertFileError(f"{path}: neither a wire-format message nor an Avro container file")
     try:
-        reader = fastavro.reader(io.BytesIO(data))
-        records = list(reader)
-    except Exception as exc:
-        raise AlertFileError(f"{path}: unreadable Avro container: {exc}") from None
-    assert isinstance(reader.writer_schema, dict)
-    first = records[0] if records and isinstance(records[0], dict) else None
-    sid = _container_schema_id(reader.writer_schema, first)
+        found = container.read_container(data)
+    except container.ContainerError as exc:
+        raise AlertFileError(f"{path}: {exc}") from None
+    if ztf_model.is_ztf(found.schema) or not wire_format:
+        if not (ztf_model.is_ztf(found.schema) or lsst_model.is_lsst(found.schema)):
+            raise AlertFileError(f"{path}: record {found.schema.get('name')!r} is not an LSST or ZTF alert")
+        return [data]
+    if not lsst_model.is_lsst(found.schema):
+        raise AlertFileError(f"{path}: record {found.schema.get('name')!r} is not an LSST or ZTF alert")
+    records = [r for r in fastavro.reader(io.BytesIO(data)) if isinstance(r, dict)]
+    sid = lsst_schema_id(found.schema, records[0] if records else None)
     writer = schemas.lsst_schema(sid)
     payloads = []
     for record in records:

@@ -18,7 +18,7 @@ CUTOUT_FIELDS = ("cutoutDifference", "cutoutScience", "cutoutTemplate")
 
 def is_lsst(schema: dict) -> bool:
     names = {f["name"] for f in schema.get("fields", [])}
-    return {"diaSource", "diaSourceId"} <= names
+    return "diaSource" in names
 
 
 def _with_row(table: pa.Table, record_row: np.ndarray) -> pa.Table:
