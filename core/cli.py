@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from nightjar import __version__
+from nightjar.bench import register as register_bench
 from nightjar.log import configure_logging
 from nightjar.settings import Settings, load_settings
 
@@ -82,7 +83,9 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
         report = ingest(settings, client, alert_files(args.paths))
     for error in report.file_errors:
         console.print(f"[red]rejected[/red] {error}")
-    console.print(f"ingested {report.accepted} of {report.consumed} alerts; {len(report.file_errors)} problems")
+    console.print(
+        f"ingested {report.accepted} alerts from {len(args.paths)} path(s); {len(report.file_errors)} problems"
+    )
     return 0
 
 
@@ -138,6 +141,15 @@ def _filter(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _alerts(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.streams.inspect import inspect_files
+
+    reports = inspect_files(args.paths)
+    for report in reports:
+        print(report.line())
+    return 0 if all(r.ok for r in reports) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nightjar", description="An alert broker for Rubin/LSST and ZTF.")
     parser.add_argument("--version", action="version", version=f"nightjar {__version__}")
@@ -185,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("demo", _demo, "Run the whole path on this machine and print a summary.")
     p.add_argument("--alerts", type=int, default=20_000)
+
+    p = command("alerts", _alerts, "Inspect alert files.")
+    asub = p.add_subparsers(dest="action", required=True)
+    inspect = asub.add_parser("inspect", help="format, schema version, alert count, ID range and errors per file")
+    inspect.add_argument("paths", nargs="+", type=Path)
+
+    register_bench(sub)
 
     p = command("filter", _filter, "Register or list streaming filters.")
     fsub = p.add_subparsers(dest="action", required=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +105,7 @@ class Program:
         self.ops = ops
         self.op_lo = op_lo
         self.op_hi = op_hi
+        self.rows_per_record = [1.0] + [4.0] * (len(tables) - 1)
 
     @classmethod
     def compile(cls, schema: dict[str, Any]) -> Program:
@@ -181,7 +183,8 @@ class Program:
     def decode(self, buf: np.ndarray, seg_start: np.ndarray, seg_end: np.ndarray, seg_count: np.ndarray) -> Decoded:
         """Decode every segment of ``buf``; capacity grows as needed."""
         n_records = int(seg_count.sum())
-        caps = [max(n_records, 1)] + [max(n_records * 4, 16)] * (len(self.tables) - 1)
+        # Rows per record of each child table, learnt from earlier batches, so the store rarely grows.
+        caps = [max(n_records, 1)] + [max(int(n_records * r * 1.25) + 16, 16) for r in self.rows_per_record[1:]]
         store = [_Store(t, cap) for t, cap in zip(self.tables, caps, strict=True)]
         counts = np.zeros(len(self.tables), dtype=np.int64)
         status = np.zeros(len(seg_start), dtype=np.int64)
@@ -198,6 +201,8 @@ class Program:
             if full < 0:
                 break
             store[full].grow()
+        if n_records:
+            self.rows_per_record = [max(r, c / n_records) for r, c in zip(self.rows_per_record, counts, strict=True)]
         first = np.full(len(seg_start), -1, dtype=np.int64)
         ok = status == k.OK
         good_counts = np.where(ok, seg_count, 0)
@@ -207,29 +212,51 @@ class Program:
 
     def decode_messages(self, bodies: list[bytes]) -> Decoded:
         """Decode schemaless Avro bodies, one record each (Kafka messages without their wire header)."""
-        lengths = np.fromiter((len(b) for b in bodies), dtype=np.int64, count=len(bodies))
-        ends = np.cumsum(lengths)
-        buf = np.frombuffer(b"".join(bodies), dtype=np.uint8)
-        return self.decode(buf, ends - lengths, ends, np.ones(len(bodies), dtype=np.int64))
+        buf, starts, ends = join(bodies)
+        return self.decode(buf, starts, ends, np.ones(len(bodies), dtype=np.int64))
+
+
+def join(chunks: Sequence[bytes | memoryview]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The chunks copied into one pooled buffer, with the start and end of each."""
+    lengths = np.fromiter((len(c) for c in chunks), dtype=np.int64, count=len(chunks))
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    buf = pool_array(int(ends[-1]) if len(ends) else 0, np.uint8)
+    for chunk, start, length in zip(chunks, starts.tolist(), lengths.tolist(), strict=True):
+        buf[start : start + length] = np.frombuffer(chunk, dtype=np.uint8)
+    return buf, starts, ends
+
+
+def pool_array(shape: tuple[int, ...] | int, dtype: type | np.dtype) -> np.ndarray:
+    """An uninitialised array in Arrow's memory pool.
+
+    The pool keeps freed memory, so batch after batch reuses pages that are already mapped: fresh
+    ``np.empty`` memory of a few hundred MB costs more in page faults than the decoding itself.
+    """
+    shape = (shape,) if isinstance(shape, int) else shape
+    count = int(np.prod(shape))
+    buffer = pa.allocate_buffer(max(count * np.dtype(dtype).itemsize, 1))
+    return np.frombuffer(buffer, dtype=dtype, count=count).reshape(shape)
 
 
 class _Store:
-    """Column-major value matrices of one table."""
+    """Column-major value matrices of one table. Every cell of a written row is set by the kernel (value or
+    validity), so the matrices need no zeroing."""
 
     def __init__(self, table: _Table, cap: int) -> None:
-        self.vals = np.zeros((table.n_fixed, cap), dtype=np.int64)
+        self.vals = pool_array((table.n_fixed, cap), np.int64)
         self.fvals = self.vals.view(np.float64)
-        self.valid = np.zeros((table.n_fixed + table.n_var, cap), dtype=np.uint8)
-        self.vstart = np.zeros((table.n_var, cap), dtype=np.int64)
-        self.vlen = np.zeros((table.n_var, cap), dtype=np.int64)
-        self.parent = np.zeros(cap, dtype=np.int64)
+        self.valid = pool_array((table.n_fixed + table.n_var, cap), np.uint8)
+        self.vstart = pool_array((table.n_var, cap), np.int64)
+        self.vlen = pool_array((table.n_var, cap), np.int64)
+        self.parent = pool_array(cap, np.int64)
         self.n_fixed = table.n_fixed
 
     def grow(self) -> None:
         cap = self.parent.shape[0] * 2
 
         def wider(a: np.ndarray) -> np.ndarray:
-            out = np.zeros((a.shape[0], cap), dtype=a.dtype)
+            out = pool_array((a.shape[0], cap), a.dtype)
             out[:, : a.shape[1]] = a
             return out
 
@@ -238,7 +265,7 @@ class _Store:
         self.valid = wider(self.valid)
         self.vstart = wider(self.vstart)
         self.vlen = wider(self.vlen)
-        parent = np.zeros(cap, dtype=np.int64)
+        parent = pool_array(cap, np.int64)
         parent[: self.parent.shape[0]] = self.parent
         self.parent = parent
 
@@ -249,7 +276,11 @@ class _Store:
                 continue  # presence flags: the child table's rows say it
             if col.kind in _VAR_KINDS:
                 valid = self.valid[self.n_fixed + col.dest, :n].astype(bool)
-                offsets, data = k.gather(buf, self.vstart[col.dest, :n], self.vlen[col.dest, :n], valid)
+                lengths = np.where(valid, self.vlen[col.dest, :n], 0)
+                offsets = np.zeros(n + 1, dtype=np.int64)
+                np.cumsum(lengths, out=offsets[1:])
+                data = pool_array(int(offsets[-1]), np.uint8)
+                k.copy_ranges(buf, self.vstart[col.dest, :n], lengths, offsets, data)
                 array = _var_array(col.arrow, n, offsets, data, valid)
             else:
                 valid = self.valid[col.dest, :n].astype(bool)
@@ -267,7 +298,13 @@ class _Store:
 
 
 def _fixed_array(col: _Column, ints: np.ndarray, floats: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """An Arrow array of one column; cells of null rows hold leftovers and are masked out."""
     mask = None if valid.all() else ~valid
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _typed_array(col, ints, floats, mask)
+
+
+def _typed_array(col: _Column, ints: np.ndarray, floats: np.ndarray, mask: np.ndarray | None) -> pa.Array:
     if col.kind == k.K_NULL:
         return pa.nulls(len(ints))
     if col.kind == k.K_DOUBLE:

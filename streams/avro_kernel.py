@@ -246,21 +246,14 @@ def decode_segments(
 
 
 @njit(cache=True)
-def gather(
-    buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, valid: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """Arrow offsets and data of the byte ranges ``buf[start:start+length]`` (empty where not valid)."""
-    n = starts.shape[0]
-    offsets = np.empty(n + 1, np.int64)
-    offsets[0] = 0
-    for i in range(n):
-        offsets[i + 1] = offsets[i] + (lengths[i] if valid[i] else 0)
-    data = np.empty(offsets[n], np.uint8)
-    for i in range(n):
-        if valid[i]:
-            o = offsets[i]
-            data[o : o + lengths[i]] = buf[starts[i] : starts[i] + lengths[i]]
-    return offsets, data
+def copy_ranges(
+    buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, offsets: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """Copy ``buf[starts[i]:starts[i]+lengths[i]]`` to ``out[offsets[i]:]`` for every i (Arrow binary data)."""
+    for i in range(starts.shape[0]):
+        n = lengths[i]
+        if n:
+            out[offsets[i] : offsets[i] + n] = buf[starts[i] : starts[i] + n]
 
 
 def typed_list(arrays: list[np.ndarray]) -> List:

@@ -63,8 +63,8 @@ def is_container(payload: bytes) -> bool:
     return payload[:4] == MAGIC
 
 
-def read_container(data: bytes) -> Container:
-    """Parse a whole container; ContainerError says what is wrong with a corrupt or truncated one."""
+def read_header(data: bytes) -> tuple[dict[str, Any], str, str, bytes, int]:
+    """The writer schema (parsed and as text), codec, sync marker and the position of the first block."""
     if not is_container(data):
         raise ContainerError("not an Avro container (no Obj\\x01 magic)")
     pos = 4
@@ -85,8 +85,19 @@ def read_container(data: bytes) -> Container:
     if "avro.schema" not in meta:
         raise ContainerError("container without avro.schema")
     schema_text = meta["avro.schema"].decode()
-    schema = json.loads(schema_text)
     codec = meta.get("avro.codec", b"null").decode() or "null"
+    return json.loads(schema_text), schema_text, codec, sync, pos
+
+
+def schema_name(schema: dict[str, Any]) -> str:
+    name = str(schema.get("name", "?"))
+    space = schema.get("namespace")
+    return f"{space}.{name}" if space and "." not in name else name
+
+
+def read_container(data: bytes) -> Container:
+    """Parse a whole container; ContainerError says what is wrong with a corrupt or truncated one."""
+    schema, schema_text, codec, sync, pos = read_header(data)
     if codec not in ("null", "deflate"):
         raise ContainerError(f"container codec {codec!r} is not supported (null, deflate)")
     blocks = []

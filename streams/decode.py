@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from nightjar import paths
 from nightjar.streams import container, lsst_model, schemas, wire, ztf_model
-from nightjar.streams.avro_columnar import UnsupportedSchema, program_for
+from nightjar.streams.avro_columnar import UnsupportedSchema, join, program_for
 
 ROW = "_row"  # position of the message in its batch, dropped before the lake
 MODEL_TABLES = ("sources", "prv_sources", "forced_sources", "objects", "cutouts")
@@ -89,10 +89,10 @@ class _Group:
     schema: dict[str, Any]
     survey: str
     messages: list[int] = field(default_factory=list)
-    chunks: list[bytes] = field(default_factory=list)
+    chunks: list[bytes | memoryview] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
 
-    def add(self, message: int, data: bytes, count: int) -> None:
+    def add(self, message: int, data: bytes | memoryview, count: int) -> None:
         self.messages.append(message)
         self.chunks.append(data)
         self.counts.append(count)
@@ -125,7 +125,7 @@ def _group(batch: RawBatch, max_message_bytes: int) -> tuple[dict[str, _Group], 
             else:
                 sid, body = wire.unframe(payload)
                 group = groups.setdefault(f"lsst:{sid}", _Group(schemas.lsst_schema(sid), "lsst"))
-                group.add(i, bytes(body), 1)
+                group.add(i, body, 1)
         except (wire.WireFormatError, schemas.UnknownSchema, container.ContainerError) as exc:
             rejects.append(Reject(i, str(exc)))
         except (ValueError, UnicodeDecodeError) as exc:
@@ -138,11 +138,9 @@ def _decode_group(group: _Group) -> tuple[dict[str, pa.Table], list[Reject]]:
         program = program_for(group.schema)
     except UnsupportedSchema as exc:
         return {}, [Reject(m, f"unsupported schema: {exc}") for m in sorted(set(group.messages))]
-    lengths = np.fromiter((len(c) for c in group.chunks), dtype=np.int64, count=len(group.chunks))
-    ends = np.cumsum(lengths)
-    buf = np.frombuffer(b"".join(group.chunks), dtype=np.uint8)
+    buf, starts, ends = join(group.chunks)
     counts = np.asarray(group.counts, dtype=np.int64)
-    decoded = program.decode(buf, ends - lengths, ends, counts)
+    decoded = program.decode(buf, starts, ends, counts)
     messages = np.asarray(group.messages, dtype=np.int64)
     ok = decoded.segment_status == 0
     rejects = [Reject(int(messages[s]), reason) for s, reason in decoded.errors().items()]

@@ -1,8 +1,11 @@
 """A simulator of LSST alerts in the current schema version, produced in Confluent wire format.
 
-Objects of a few light-curve classes are scattered over a southern footprint and detected in successive visits;
-each alert carries the object's previous detections in this simulation (prvDiaSources), forced photometry, the
-diaObject summary and three small FITS cutouts. Deterministic for a given seed.
+Objects of several classes (``streams.lightcurves``) are placed in a southern footprint denser towards the
+Galactic plane; with host galaxies, supernovae sit at known offsets from real OpenNGC galaxies and nuclear
+transients at their cores. Each object has a forced-photometry and detection history before the window
+(``history_days``, up to a year) and is detected on visits in the window; every alert carries the object's
+detections (prvDiaSources) and forced photometry (prvDiaForcedSources) of the previous 365 days, the
+diaObject summary and three FITS cutouts. The same seed gives the same alerts and the same truth.
 """
 
 from __future__ import annotations
@@ -23,36 +26,58 @@ from astropy.io import fits
 from confluent_kafka import Producer
 
 from nightjar.settings import Settings
-from nightjar.streams import kafka, schemas, wire
+from nightjar.streams import kafka, lightcurves, schemas, sky, wire
 
-CLASSES = ("SN", "VS", "AGN", "FAST")
 BANDS = ("u", "g", "r", "i", "z", "y")
 START_MJD = 60950.0
-NIGHTS = 10
 VISIT_SECONDS = 39.0
 ID_BASE = 170_000_000_000_000_000  # Rubin-like 64-bit ids, beyond 2**53
-CUTOUT_SIZE = 16
-MAX_HISTORY = 30
+HISTORY_WINDOW_DAYS = 365.0
+CADENCE_DAYS = 3.0
+DETECTION_SNR = 5.0
+HOSTED = ("SNIa", "SNII", "NT")
+HOST_FRACTION = 0.8
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """What the simulated survey looks like."""
+
+    nights: int = 10
+    history_days: float = 30.0  # history before the window: 365 for a year of packet history
+    cutout_size: int = 16  # pixels; ~90 gives Rubin-sized (~37 KB) cutouts
+    hosts: bool = True  # place supernovae and nuclear transients on OpenNGC galaxies
 
 
 @dataclass
 class SimObject:
-    dia_object_id: int
-    cls: str
+    index: int
+    model: lightcurves.Model
     ra: float
     dec: float
-    peak_flux: float  # nJy
-    t0: float  # MJD of peak or phase zero
-    period: float
+    host: str | None = None
+    host_sep_arcsec: float | None = None
+    host_z: float | None = None
     detections: list[dict[str, Any]] = field(default_factory=list)
+    forced: list[dict[str, Any]] = field(default_factory=list)
+    started: bool = False
+
+    @property
+    def dia_object_id(self) -> int | None:
+        return None if self.model.cls == "SSO" else ID_BASE + 1_000_000 + self.index
+
+    @property
+    def ss_object_id(self) -> int | None:
+        return ID_BASE + 9_000_000 + self.index if self.model.cls == "SSO" else None
 
 
 @dataclass(frozen=True)
 class SimAlert:
     key: bytes
     payload: bytes
-    dia_object_id: int
+    dia_object_id: int | None
     dia_source_id: int
+    visit: int
 
 
 def _default(avro_type: Any) -> Any:
@@ -72,182 +97,222 @@ def _templates(sid: int) -> dict[str, dict[str, Any]]:
 
 
 @functools.cache
-def _fits_header() -> bytes:
-    hdu = fits.PrimaryHDU(np.zeros((CUTOUT_SIZE, CUTOUT_SIZE), dtype=np.float32))
-    return hdu.header.tostring().encode()
+def _fits_header(size: int) -> bytes:
+    return fits.PrimaryHDU(np.zeros((size, size), dtype=np.float32)).header.tostring().encode()
 
 
-def fits_cutout(rng: np.random.Generator, flux: float) -> bytes:
-    """A small, valid single-HDU FITS image: a Gaussian point source of ``flux`` on noise."""
-    y, x = np.mgrid[:CUTOUT_SIZE, :CUTOUT_SIZE] - (CUTOUT_SIZE - 1) / 2
-    image = flux / 20.0 * np.exp(-(x**2 + y**2) / 4.0) + rng.normal(0.0, 50.0, (CUTOUT_SIZE, CUTOUT_SIZE))
+def fits_cutout(rng: np.random.Generator, flux: float, size: int = 16) -> bytes:
+    """A valid single-HDU FITS image: a Gaussian point source of ``flux`` on noise."""
+    y, x = np.mgrid[:size, :size] - (size - 1) / 2
+    image = flux / 20.0 * np.exp(-(x**2 + y**2) / 4.0) + rng.normal(0.0, 50.0, (size, size))
     data = image.astype(">f4").tobytes()
-    data += b"\0" * (-len(data) % 2880)
-    return _fits_header() + data
+    return _fits_header(size) + data + b"\0" * (-len(data) % 2880)
 
 
-def _light_curve(obj: SimObject, mjd: float, band: str, rng: np.random.Generator) -> float:
-    colour = {"u": 0.5, "g": 0.9, "r": 1.0, "i": 0.95, "z": 0.85, "y": 0.8}[band]
-    dt = mjd - obj.t0
-    if obj.cls == "SN":
-        shape = np.exp(-dt / 25.0) if dt > 0 else np.exp(-((dt / 8.0) ** 2))
-    elif obj.cls == "VS":
-        shape = 0.6 + 0.4 * np.sin(2 * np.pi * dt / obj.period)
-    elif obj.cls == "AGN":
-        shape = 0.7 + 0.3 * np.sin(dt / 17.0) + rng.normal(0, 0.05)
-    else:  # FAST: hours-long flare
-        shape = np.exp(-abs(dt) / 0.3)
-    return float(obj.peak_flux * colour * shape)
-
-
-def _make_objects(n: int, rng: np.random.Generator) -> list[SimObject]:
-    # Footprint: dec in [-75, +5], denser towards the Galactic plane through a second, clustered population.
-    ra = rng.uniform(0, 360, n)
-    sin_dec = rng.uniform(np.sin(np.radians(-75)), np.sin(np.radians(5)), n)
-    dec = np.degrees(np.arcsin(sin_dec))
-    plane = rng.random(n) < 0.3
-    ra[plane] = rng.normal(265, 20, plane.sum()) % 360
-    dec[plane] = np.clip(rng.normal(-29, 8, plane.sum()), -75, 5)
-    classes = rng.choice(CLASSES, n, p=[0.4, 0.3, 0.2, 0.1])
-    return [
-        SimObject(
-            dia_object_id=ID_BASE + 1_000_000 + i,
-            cls=str(classes[i]),
-            ra=float(ra[i]),
-            dec=float(dec[i]),
-            peak_flux=float(10 ** rng.uniform(3.3, 5.0)),
-            t0=float(START_MJD + rng.uniform(0, NIGHTS)),
-            period=float(rng.uniform(0.2, 5.0)),
-        )
-        for i in range(n)
+def _objects(n: int, config: SimConfig, rng: np.random.Generator) -> list[SimObject]:
+    classes = rng.choice(lightcurves.CLASSES, n, p=lightcurves.WEIGHTS)
+    ra, dec = sky.footprint(n, rng)
+    objects = [
+        SimObject(i, lightcurves.draw(str(c), START_MJD, config.nights, rng), float(ra[i]), float(dec[i]))
+        for i, c in enumerate(classes)
     ]
+    hostable = [o for o in objects if o.model.cls in HOSTED and rng.random() < HOST_FRACTION]
+    if config.hosts and hostable:
+        galaxies = sky.openngc_galaxies()
+        pick = rng.integers(0, galaxies.num_rows, len(hostable))
+        size = galaxies["semi_major_arcsec"].to_numpy()[pick]
+        # Supernovae within 0.2–1.5 semi-major axes of the centre, nuclear transients within 0.2".
+        nuclear = np.array([o.model.cls == "NT" for o in hostable])
+        sep = np.where(nuclear, rng.uniform(0.0, 0.2, len(hostable)), size * rng.uniform(0.2, 1.5, len(hostable)))
+        new_ra, new_dec = sky.offset_position(
+            galaxies["ra"].to_numpy()[pick], galaxies["dec"].to_numpy()[pick], sep, rng.uniform(0, 360, len(hostable))
+        )
+        names = galaxies["name"].to_pylist()
+        redshifts = galaxies["redshift"].to_pylist()
+        for j, obj in enumerate(hostable):
+            obj.ra, obj.dec = float(new_ra[j]), float(new_dec[j])
+            obj.host, obj.host_sep_arcsec, obj.host_z = names[pick[j]], float(sep[j]), redshifts[pick[j]]
+    return objects
 
 
-def _schedule(objects: list[SimObject], n_alerts: int, rng: np.random.Generator) -> list[tuple[float, int]]:
-    """(MJD, object index) of every detection, in time order, exactly ``n_alerts`` long."""
-    counts = rng.poisson(3.0, len(objects)) + 1
+def _schedule(
+    objects: list[SimObject], n_alerts: int, config: SimConfig, rng: np.random.Generator
+) -> list[tuple[float, int]]:
+    """(visit MJD, object index) of every detection in the window, in time order, ``n_alerts`` long."""
+    counts = np.where([o.model.cls == "SSO" for o in objects], 1, rng.poisson(3.0, len(objects)) + 1)
     while counts.sum() < n_alerts:
-        counts += 1
+        counts[[o.model.cls != "SSO" for o in objects]] += 1
     events: list[tuple[float, int]] = []
-    for i, (obj, c) in enumerate(zip(objects, counts, strict=True)):
-        span = 0.5 if obj.cls == "FAST" else NIGHTS
-        centre = obj.t0 if obj.cls == "FAST" else START_MJD
-        nights = np.floor(rng.uniform(0, span, c)) if span >= 1 else np.zeros(c)
-        t = (centre if span < 1 else START_MJD) + nights + rng.uniform(0.05, 0.35, c)
-        events.extend((float(x), i) for x in t)
+    for obj, c in zip(objects, counts, strict=True):
+        if obj.model.cls == "FAST":
+            t = obj.model.t0 + rng.uniform(-0.3, 0.3, c)
+        else:
+            t = START_MJD + np.floor(rng.uniform(0, config.nights, c)) + rng.uniform(0.05, 0.35, c)
+        slot = VISIT_SECONDS / 86400
+        events.extend((float(np.floor(x / slot) * slot), obj.index) for x in t)
     events.sort()
     return events[:n_alerts]
 
 
-def generate_alerts(n_alerts: int, seed: int = 42, sid: int | None = None) -> Iterator[SimAlert]:
-    """Yield ``n_alerts`` simulated alerts in time order (wire format, schema ``sid``, default the latest)."""
-    sid = sid or schemas.latest_schema_id()
-    writer = schemas.lsst_schema(sid)
-    templates = _templates(sid)
-    rng = np.random.default_rng(seed)
-    objects = _make_objects(max(1, n_alerts // 4), rng)
-    for k, (mjd, i) in enumerate(_schedule(objects, n_alerts, rng)):
-        obj = objects[i]
+class Simulation:
+    """``n_alerts`` alerts of a simulated survey; iterate ``alerts()``, then read ``truth()``."""
+
+    def __init__(self, n_alerts: int, seed: int = 42, config: SimConfig | None = None, sid: int | None = None):
+        self.n_alerts = n_alerts
+        self.seed = seed
+        self.config = config or SimConfig()
+        self.sid = sid or schemas.latest_schema_id()
+        rng = np.random.default_rng(seed)
+        self.objects = _objects(max(1, n_alerts // 4), self.config, rng)
+        self.events = _schedule(self.objects, n_alerts, self.config, rng)
+        self._rng = rng
+
+    def truth(self) -> pa.Table:
+        """Class, position and host of every object that has alerts (the simulation's ground truth)."""
+        used = sorted({i for _, i in self.events})
+        objs = [self.objects[i] for i in used]
+        return pa.table(
+            {
+                "diaObjectId": pa.array([o.dia_object_id for o in objs], pa.int64()),
+                "ssObjectId": pa.array([o.ss_object_id for o in objs], pa.int64()),
+                "class": pa.array([o.model.cls for o in objs], pa.string()),
+                "ra": pa.array([o.ra for o in objs], pa.float64()),
+                "dec": pa.array([o.dec for o in objs], pa.float64()),
+                "host": pa.array([o.host for o in objs], pa.string()),
+                "host_sep_arcsec": pa.array([o.host_sep_arcsec for o in objs], pa.float64()),
+                "host_z": pa.array([o.host_z for o in objs], pa.float64()),
+            }
+        )
+
+    def _measure(self, obj: SimObject, mjd: float, band: str, rng: np.random.Generator) -> tuple[float, float]:
+        true = lightcurves.flux(obj.model, mjd, band)
+        err = float(np.sqrt(abs(true) * 2.0 + 200.0**2))
+        return true + float(rng.normal(0, err)), err
+
+    def _source(self, obj: SimObject, source_id: int, mjd: float, band: str, flux: float, err: float,
+                rng: np.random.Generator) -> dict[str, Any]:  # fmt: skip
         visit = int((mjd - 60000.0) * 86400 / VISIT_SECONDS)
-        band = BANDS[visit % len(BANDS)]
-        flux = _light_curve(obj, mjd, band, rng)
-        err = float(np.sqrt(max(flux, 0.0) * 2.0 + 200.0**2))
-        observed = flux + float(rng.normal(0, err))
-        source = dict(templates["diaSource"])
+        cos_dec = max(np.cos(np.radians(obj.dec)), 1e-3)
+        source = dict(_templates(self.sid)["diaSource"])
         source.update(
-            diaSourceId=ID_BASE + 10_000_000_000 + k,
+            diaSourceId=source_id,
             visit=visit,
             detector=int(rng.integers(0, 189)),
             diaObjectId=obj.dia_object_id,
+            ssObjectId=obj.ss_object_id,
             midpointMjdTai=mjd,
-            ra=obj.ra + float(rng.normal(0, 0.05 / 3600)) / max(np.cos(np.radians(obj.dec)), 1e-3),
-            dec=obj.dec + float(rng.normal(0, 0.05 / 3600)),
+            ra=(obj.ra + float(rng.normal(0, 0.05 / 3600)) / cos_dec) % 360,
+            dec=float(np.clip(obj.dec + float(rng.normal(0, 0.05 / 3600)), -90, 90)),
             raErr=0.05 / 3600,
             decErr=0.05 / 3600,
             x=float(rng.uniform(0, 4000)),
             y=float(rng.uniform(0, 4000)),
-            psfFlux=observed,
+            psfFlux=flux,
             psfFluxErr=err,
-            snr=abs(observed) / err,
-            scienceFlux=observed + 1000.0,
+            snr=abs(flux) / err,
+            scienceFlux=flux + 1000.0,
             scienceFluxErr=err,
             reliability=float(np.clip(rng.beta(8, 2), 0, 1)),
             band=band,
-            isNegative=observed < 0,
+            isNegative=flux < 0,
             extendedness=float(rng.uniform(0, 1)),
             timeProcessedMjdTai=mjd + 60.0 / 86400,
-            psfNdata=CUTOUT_SIZE**2,
-            bboxSize=CUTOUT_SIZE,
+            psfNdata=self.config.cutout_size**2,
+            bboxSize=self.config.cutout_size,
         )
-        history = obj.detections[-MAX_HISTORY:]
-        forced = []
-        for j, prev in enumerate(history[-5:]):
-            fs = dict(templates["prvDiaForcedSources"])
-            fs.update(
-                diaForcedSourceId=prev["diaSourceId"] + 5_000_000_000,
-                diaObjectId=obj.dia_object_id,
-                ra=obj.ra,
-                dec=obj.dec,
-                visit=prev["visit"] - 1 - j,
-                detector=prev["detector"],
-                psfFlux=prev["psfFlux"] * 0.98,
-                psfFluxErr=prev["psfFluxErr"],
-                midpointMjdTai=prev["midpointMjdTai"] - 0.02,
-                band=prev["band"],
-                timeProcessedMjdTai=prev["timeProcessedMjdTai"],
-            )
-            forced.append(fs)
-        all_sources = [*history, source]
-        dia_object = dict(templates["diaObject"])
-        dia_object.update(
-            diaObjectId=obj.dia_object_id,
-            validityStartMjdTai=mjd,
+        return source
+
+    def _forced(self, obj: SimObject, mjd: float, band: str, flux: float, err: float, n: int) -> dict[str, Any]:
+        fs = dict(_templates(self.sid)["prvDiaForcedSources"])
+        fs.update(
+            diaForcedSourceId=ID_BASE + 20_000_000_000 + obj.index * 10_000 + n,
+            diaObjectId=obj.dia_object_id or 0,
             ra=obj.ra,
             dec=obj.dec,
-            nDiaSources=len(obj.detections) + 1,
-            firstDiaSourceMjdTai=(obj.detections[0] if obj.detections else source)["midpointMjdTai"],
-            lastDiaSourceMjdTai=mjd,
+            visit=int((mjd - 60000.0) * 86400 / VISIT_SECONDS),
+            detector=0,
+            psfFlux=flux,
+            psfFluxErr=err,
+            midpointMjdTai=mjd,
+            band=band,
+            timeProcessedMjdTai=mjd + 60.0 / 86400,
+        )
+        return fs
+
+    def _start(self, obj: SimObject) -> None:
+        """The object's history before the window: forced photometry every few days, detections where bright."""
+        obj.started = True
+        if obj.model.cls == "SSO" or self.config.history_days <= 0:
+            return
+        rng = np.random.default_rng([self.seed, obj.index, 1])
+        first = START_MJD - self.config.history_days
+        epochs = np.arange(first, START_MJD, CADENCE_DAYS) + rng.uniform(0, CADENCE_DAYS / 2)
+        for k, mjd in enumerate(epochs):
+            band = BANDS[int(rng.integers(0, len(BANDS)))]
+            flux, err = self._measure(obj, float(mjd), band, rng)
+            obj.forced.append(self._forced(obj, float(mjd), band, flux, err, k))
+            if abs(flux) / err >= DETECTION_SNR:
+                source_id = ID_BASE + 30_000_000_000 + obj.index * 10_000 + k
+                obj.detections.append(self._source(obj, source_id, float(mjd), band, flux, err, rng))
+
+    def alerts(self) -> Iterator[SimAlert]:
+        writer = schemas.lsst_schema(self.sid)
+        size = self.config.cutout_size
+        for k, (mjd, i) in enumerate(self.events):
+            obj = self.objects[i]
+            if not obj.started:
+                self._start(obj)
+            rng = np.random.default_rng([self.seed, i, 2, k])
+            visit = int((mjd - 60000.0) * 86400 / VISIT_SECONDS)
+            band = BANDS[visit % len(BANDS)]
+            flux, err = self._measure(obj, mjd, band, rng)
+            source = self._source(obj, ID_BASE + 10_000_000_000 + k, mjd, band, flux, err, rng)
+            since = mjd - HISTORY_WINDOW_DAYS
+            history = [s for s in obj.detections if s["midpointMjdTai"] >= since]
+            forced = [f for f in obj.forced if f["midpointMjdTai"] >= since]
+            alert = {
+                "diaSourceId": source["diaSourceId"],
+                "diaSource": source,
+                "prvDiaSources": history or None,
+                "prvDiaForcedSources": forced or None,
+                "diaObject": self._dia_object(obj, source, history) if obj.dia_object_id is not None else None,
+                "cutoutDifference": fits_cutout(rng, flux, size),
+                "cutoutScience": fits_cutout(rng, flux + 1000.0, size),
+                "cutoutTemplate": fits_cutout(rng, 1000.0, size),
+            }
+            buf = io.BytesIO()
+            fastavro.schemaless_writer(buf, writer, alert)
+            obj.detections.append(source)
+            obj.forced.append(self._forced(obj, mjd, band, flux, err, 5000 + k % 5000))
+            key = obj.dia_object_id or obj.ss_object_id or 0
+            yield SimAlert(str(key).encode(), wire.frame(self.sid, buf.getvalue()), obj.dia_object_id,
+                           source["diaSourceId"], visit)  # fmt: skip
+
+    def _dia_object(self, obj: SimObject, source: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
+        everything = [*history, source]
+        dia_object = dict(_templates(self.sid)["diaObject"])
+        dia_object.update(
+            diaObjectId=obj.dia_object_id,
+            validityStartMjdTai=source["midpointMjdTai"],
+            ra=obj.ra,
+            dec=obj.dec,
+            nDiaSources=len(everything),
+            firstDiaSourceMjdTai=everything[0]["midpointMjdTai"],
+            lastDiaSourceMjdTai=source["midpointMjdTai"],
         )
         for b in BANDS:
-            fluxes = [s["psfFlux"] for s in all_sources if s["band"] == b]
+            fluxes = [s["psfFlux"] for s in everything if s["band"] == b]
             dia_object[f"{b}_psfFluxNdata"] = len(fluxes)
             if fluxes:
                 dia_object[f"{b}_psfFluxMean"] = float(np.mean(fluxes))
                 dia_object[f"{b}_psfFluxMin"] = float(np.min(fluxes))
                 dia_object[f"{b}_psfFluxMax"] = float(np.max(fluxes))
-        alert = {
-            "diaSourceId": source["diaSourceId"],
-            "diaSource": source,
-            "prvDiaSources": history or None,
-            "prvDiaForcedSources": forced or None,
-            "diaObject": dia_object,
-            "cutoutDifference": fits_cutout(rng, observed),
-            "cutoutScience": fits_cutout(rng, observed + 1000.0),
-            "cutoutTemplate": fits_cutout(rng, 1000.0),
-        }
-        buf = io.BytesIO()
-        fastavro.schemaless_writer(buf, writer, alert)
-        obj.detections.append(source)
-        yield SimAlert(
-            key=str(obj.dia_object_id).encode(),
-            payload=wire.frame(sid, buf.getvalue()),
-            dia_object_id=obj.dia_object_id,
-            dia_source_id=source["diaSourceId"],
-        )
+        return dia_object
 
 
-def truth_table(n_alerts: int, seed: int = 42) -> pa.Table:
-    """The class of every simulated object (same seed, same objects as ``generate_alerts``)."""
-    rng = np.random.default_rng(seed)
-    objects = _make_objects(max(1, n_alerts // 4), rng)
-    return pa.table(
-        {
-            "diaObjectId": pa.array([o.dia_object_id for o in objects], pa.int64()),
-            "class": [o.cls for o in objects],
-            "ra": [o.ra for o in objects],
-            "dec": [o.dec for o in objects],
-        }
-    )
+def generate_alerts(n_alerts: int, seed: int = 42, config: SimConfig | None = None) -> Iterator[SimAlert]:
+    """Yield ``n_alerts`` simulated alerts in time order."""
+    yield from Simulation(n_alerts, seed, config).alerts()
 
 
 def produce(
@@ -257,27 +322,30 @@ def produce(
     seed: int = 42,
     rate: float | None = None,
     truth: Path | None = None,
+    config: SimConfig | None = None,
 ) -> int:
-    """Produce ``n_alerts`` simulated alerts to ``topic``; ``rate`` (alerts/s) paces them in visit-like bursts."""
+    """Produce ``n_alerts`` alerts to ``topic``; with ``rate`` (alerts/s) each visit is sent as one burst."""
+    simulation = Simulation(n_alerts, seed, config)
     kafka.ensure_topics(settings, [topic])
     producer = Producer(kafka.producer_config(settings))
-    burst = 1000
     started = time.monotonic()
     sent = 0
-    for alert in generate_alerts(n_alerts, seed):
-        _produce_one(producer, topic, alert.key, alert.payload)
-        sent += 1
-        if rate and sent % burst == 0:
+    visit = None
+    for alert in simulation.alerts():
+        if rate and alert.visit != visit:
             ahead = sent / rate - (time.monotonic() - started)
-            if ahead > 0:
+            if ahead > 0:  # the next visit is not due yet
                 producer.flush()
                 time.sleep(ahead)
+            visit = alert.visit
+        _produce_one(producer, topic, alert.key, alert.payload)
+        sent += 1
     remaining = producer.flush(60)
     producer.close()
     if remaining:
         raise RuntimeError(f"{remaining} simulated alerts were not delivered to {topic}")
     if truth is not None:
-        pq.write_table(truth_table(n_alerts, seed), truth)
+        pq.write_table(simulation.truth(), truth)
     return sent
 
 

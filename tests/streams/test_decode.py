@@ -12,7 +12,7 @@ import pytest
 from nightjar.streams import schemas, wire
 from nightjar.streams.decode import RawBatch, decode_batch
 from nightjar.streams.files import AlertFileError, read_payloads
-from nightjar.streams.simulate import MAX_HISTORY, generate_alerts
+from nightjar.streams.simulate import START_MJD, generate_alerts
 
 
 def reference(payload: bytes) -> dict:
@@ -39,9 +39,14 @@ def test_simulated_alerts_decode_field_by_field() -> None:
         for name, value in expected.items():
             assert same(row[name], value), name
     assert out.sources["diaSourceId"].type.bit_width == 64
-    # One objects row per alert carrying a diaObject, before the per-object upsert.
-    assert out.objects.num_rows == 300
-    assert set(out.objects["diaObjectId"].to_pylist()) == {a.dia_object_id for a in alerts}
+    # One objects row per alert carrying a diaObject (not solar-system ones), before the per-object upsert.
+    with_object = [a for a in alerts if a.dia_object_id is not None]
+    assert out.objects.num_rows == len(with_object)
+    assert set(out.objects["diaObjectId"].to_pylist()) == {a.dia_object_id for a in with_object}
+    # Packet history and forced photometry come out row for row.
+    refs = [reference(a.payload) for a in alerts]
+    assert out.prv_sources.num_rows == sum(len(r["prvDiaSources"] or []) for r in refs)
+    assert out.forced_sources.num_rows == sum(len(r["prvDiaForcedSources"] or []) for r in refs)
 
 
 def test_simulated_alerts_validate_against_the_official_schema() -> None:
@@ -53,13 +58,23 @@ def test_simulated_alerts_validate_against_the_official_schema() -> None:
 
 def test_history_is_consistent_across_alerts_of_one_object() -> None:
     alerts = list(generate_alerts(400, seed=7))
-    seen: dict[int, list[int]] = {}
+    seen: dict[int | None, list[int]] = {}
     for alert in alerts:
         record = reference(alert.payload)
         previous = [s["diaSourceId"] for s in record["prvDiaSources"] or []]
         earlier = seen.get(alert.dia_object_id, [])
-        assert previous == earlier[-MAX_HISTORY:]
-        assert record["diaObject"]["nDiaSources"] == len(earlier) + 1
+        if alert.dia_object_id is None:  # solar-system detections come alone
+            assert previous == [] and record["diaObject"] is None
+            continue
+        # The packet history ends with this object's earlier alerts, after its pre-window detections.
+        assert previous[len(previous) - len(earlier) :] == earlier
+        assert all(
+            s["midpointMjdTai"] < START_MJD for s in (record["prvDiaSources"] or [])[: len(previous) - len(earlier)]
+        )
+        assert record["diaObject"]["nDiaSources"] == len(previous) + 1
+        forced_times = [f["midpointMjdTai"] for f in record["prvDiaForcedSources"] or []]
+        assert forced_times == sorted(forced_times)
+        assert all(t < record["diaSource"]["midpointMjdTai"] for t in forced_times)
         seen.setdefault(alert.dia_object_id, []).append(alert.dia_source_id)
 
 
