@@ -40,11 +40,15 @@ def decoded_truth(seed: int) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_alerts_flow_to_the_lake_and_filter_topics(kafka_settings: Settings, dask_client: Client) -> None:
+def test_alerts_flow_to_the_lake_and_filter_topics(
+    kafka_settings: Settings, dask_client: Client, data_dir: Path
+) -> None:
     settings = kafka_settings
     topic = f"e2e-{uuid.uuid4().hex[:8]}"
     assert simulate.produce(settings, topic, N, seed=11) == N
+    # Bad input of every kind, including the real ZTF files that are corrupt upstream.
     corrupt = [b"\x00\x00\x00\x04\x4d\xff\xff", b"not an alert", b""]
+    corrupt += [f.read_bytes() for f in sorted((data_dir / "alerts/ztf/corrupt").glob("*.avro"))]
     with Publisher(kafka.producer_config(settings)) as publisher:
         for payload in corrupt:
             publisher.raw(topic, payload)
