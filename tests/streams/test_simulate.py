@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+
 import astropy.units as u
 import fastavro
 import numpy as np
