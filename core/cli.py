@@ -44,7 +44,12 @@ def _broker(settings: Settings, args: argparse.Namespace) -> int:
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.streams import simulate
 
-    n = simulate.produce(settings, args.topic, args.alerts, seed=args.seed, rate=args.rate, truth=args.truth)
+    config = simulate.SimConfig(
+        nights=args.nights, history_days=args.history_days, cutout_size=args.cutout_size, hosts=not args.no_hosts
+    )
+    n = simulate.produce(
+        settings, args.topic, args.alerts, seed=args.seed, rate=args.rate, truth=args.truth, config=config
+    )
     console.print(f"produced {n} simulated alerts to {args.topic}")
     return 0
 
@@ -172,7 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alerts", type=int, required=True)
     p.add_argument("--rate", type=float, help="alerts per second (default: as fast as possible)")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--truth", type=Path, help="write the objects' classes to this Parquet file")
+    p.add_argument("--truth", type=Path, help="write each object's class, position and host to this Parquet file")
+    p.add_argument("--nights", type=int, default=10, help="nights the alerts are spread over")
+    p.add_argument("--history-days", type=float, default=30.0, help="history before the first night (365: a year)")
+    p.add_argument("--cutout-size", type=int, default=16, help="cutout side in pixels (80: Rubin-sized)")
+    p.add_argument("--no-hosts", action="store_true", help="do not place transients on OpenNGC galaxies")
 
     p = command("replay", _replay, "Send alert files (wire format or Avro containers) to a topic.")
     p.add_argument("paths", nargs="+", type=Path)

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=2000, ge=1, description="Maximum alerts per micro-batch.")
     batch_timeout_s: float = Field(default=2.0, gt=0, description="Longest wait to fill a micro-batch.")
     max_message_bytes: int = Field(default=4_000_000, description="Larger messages are dead-lettered.")
+    schema_registry_url: str | None = Field(
+        default=None, description="Confluent-compatible schema registry; unset: schemas from lsst-alert-packet."
+    )
 
     # HEALPix.
     partition_order: int = Field(default=5, ge=0, le=12, description="Coarse HEALPix order of hpx_part.")

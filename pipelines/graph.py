@@ -38,6 +38,7 @@ class GraphConfig:
     home: Path
     partition_order: int
     max_message_bytes: int
+    registry_url: str | None
     limits: sandbox.Limits
     run_filters: bool = True
 
@@ -73,7 +74,7 @@ def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any]) ->
             starts.append(starts[-1] + len(chunk))
         scattered = client.scatter(chunks)
         parts = [
-            client.submit(stages.decode, fut, start, config.max_message_bytes, pure=False)
+            client.submit(stages.decode, fut, start, config.max_message_bytes, config.registry_url, pure=False)
             for fut, start in zip(scattered, starts, strict=True)
         ]
         return replace(job, future=client.submit(stages.merge, parts, pure=False))

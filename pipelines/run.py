@@ -50,6 +50,7 @@ def _graph_config(settings: Settings, run_filters: bool = True) -> graph.GraphCo
         home=Path(settings.home),
         partition_order=settings.partition_order,
         max_message_bytes=settings.max_message_bytes,
+        registry_url=settings.schema_registry_url,
         limits=sql_engine.limits(settings, timeout_s=settings.filter_timeout_s),
         run_filters=run_filters,
     )

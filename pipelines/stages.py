@@ -35,9 +35,9 @@ def split(batch: RawBatch, parts: int) -> list[RawBatch]:
     ]
 
 
-def decode(chunk: RawBatch, offset: int, max_message_bytes: int) -> DecodedBatch:
+def decode(chunk: RawBatch, offset: int, max_message_bytes: int, registry_url: str | None = None) -> DecodedBatch:
     """Decode one chunk; ``offset`` is its first message's position in the whole batch."""
-    out = decode_batch(chunk, max_message_bytes)
+    out = decode_batch(chunk, max_message_bytes, registry_url)
     if offset:
         for name, table in out.tables().items():
             shifted = pa.array(table[ROW].to_numpy() + offset, pa.int64())

@@ -106,7 +106,7 @@ def _survey(schema: dict[str, Any]) -> str | None:
     return None
 
 
-def _group(batch: RawBatch, max_message_bytes: int) -> tuple[dict[str, _Group], list[Reject]]:
+def _group(batch: RawBatch, max_message_bytes: int, registry_url: str | None) -> tuple[dict[str, _Group], list[Reject]]:
     groups: dict[str, _Group] = {}
     rejects: list[Reject] = []
     for i, payload in enumerate(batch.payloads):
@@ -124,7 +124,9 @@ def _group(batch: RawBatch, max_message_bytes: int) -> tuple[dict[str, _Group], 
                     group.add(i, block.data, block.count)
             else:
                 sid, body = wire.unframe(payload)
-                group = groups.setdefault(f"lsst:{sid}", _Group(schemas.lsst_schema(sid), "lsst"))
+                group = groups.get(f"lsst:{sid}")
+                if group is None:
+                    group = groups[f"lsst:{sid}"] = _Group(schemas.writer_schema(sid, registry_url), "lsst")
                 group.add(i, body, 1)
         except (wire.WireFormatError, schemas.UnknownSchema, container.ContainerError) as exc:
             rejects.append(Reject(i, str(exc)))
@@ -160,9 +162,13 @@ def _decode_group(group: _Group) -> tuple[dict[str, pa.Table], list[Reject]]:
     return tables, rejects
 
 
-def decode_batch(batch: RawBatch, max_message_bytes: int = 4_000_000) -> DecodedBatch:
-    """Decode a micro-batch into the model tables; every message is accepted or rejected with its reason."""
-    groups, rejects = _group(batch, max_message_bytes)
+def decode_batch(batch: RawBatch, max_message_bytes: int = 4_000_000, registry_url: str | None = None) -> DecodedBatch:
+    """Decode a micro-batch into the model tables; every message is accepted or rejected with its reason.
+
+    Wire-format schema ids are looked up in the schema registry at ``registry_url`` when given, else in the
+    schemas shipped with lsst-alert-packet.
+    """
+    groups, rejects = _group(batch, max_message_bytes, registry_url)
     parts: dict[str, list[pa.Table]] = {name: [] for name in MODEL_TABLES}
     for group in groups.values():
         tables, bad = _decode_group(group)

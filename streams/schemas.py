@@ -6,6 +6,9 @@ Schema ids follow Rubin's registry: ``100 * major + minor`` (v11.1 is 1101).
 from __future__ import annotations
 
 import functools
+import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,37 @@ def lsst_schema(sid: int) -> AvroSchema:
     parsed = fastavro.schema.load_schema(str(path))
     assert isinstance(parsed, dict)
     return parsed
+
+
+@functools.cache
+def registry_schema(registry_url: str, sid: int) -> AvroSchema:
+    """The writer schema of id ``sid`` from a Confluent-compatible schema registry (``GET /schemas/ids/{id}``)."""
+    url = f"{registry_url.rstrip('/')}/schemas/ids/{sid}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            schema = json.loads(json.loads(response.read())["schema"])
+    except urllib.error.HTTPError as exc:
+        raise UnknownSchema(f"schema id {sid} not in the registry at {registry_url} (HTTP {exc.code})") from None
+    except (OSError, KeyError, ValueError) as exc:
+        raise UnknownSchema(f"schema id {sid}: registry at {registry_url} unreadable: {exc}") from None
+    if not isinstance(schema, dict):
+        raise UnknownSchema(f"schema id {sid} from {registry_url} is not a record schema")
+    return schema
+
+
+def writer_schema(sid: int, registry_url: str | None = None) -> AvroSchema:
+    """The writer schema of a wire-format message: from the registry when one is configured and knows the id,
+    else from lsst-alert-packet (offline)."""
+    if registry_url:
+        try:
+            return registry_schema(registry_url, sid)
+        except UnknownSchema:
+            try:
+                return lsst_schema(sid)
+            except UnknownSchema:
+                pass
+            raise
+    return lsst_schema(sid)
 
 
 def named_types(schema: Any, found: dict[str, AvroSchema] | None = None, namespace: str = "") -> dict[str, AvroSchema]:
