@@ -124,10 +124,10 @@ def _group(batch: RawBatch, max_message_bytes: int, registry_url: str | None) ->
                     group.add(i, block.data, block.count)
             else:
                 sid, body = wire.unframe(payload)
-                group = groups.get(f"lsst:{sid}")
-                if group is None:
-                    group = groups[f"lsst:{sid}"] = _Group(schemas.writer_schema(sid, registry_url), "lsst")
-                group.add(i, body, 1)
+                key = f"lsst:{sid}"
+                if key not in groups:
+                    groups[key] = _Group(schemas.writer_schema(sid, registry_url), "lsst")
+                groups[key].add(i, body, 1)
         except (wire.WireFormatError, schemas.UnknownSchema, container.ContainerError) as exc:
             rejects.append(Reject(i, str(exc)))
         except (ValueError, UnicodeDecodeError) as exc:
