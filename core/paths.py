@@ -13,9 +13,11 @@ METADATA_DB_FILE = "metadata.sqlite"
 DUCKDB_TEMP_DIR = "duckdb-tmp"
 
 # Lake tables.
-SOURCES = "sources"
-OBJECTS = "objects"
-TABLES: tuple[str, ...] = (SOURCES, OBJECTS)
+SOURCES = "sources"  # one row per detection: triggering diaSources and packet history, unique diaSourceId
+FORCED_SOURCES = "forced_sources"  # forced photometry (and ZTF upper limits), unique forcedKey
+OBJECTS = "objects"  # one row per diaObject: latest state and light-curve features
+CUTOUTS = "cutouts"  # the three cutouts of each alert, by diaSourceId
+TABLES: tuple[str, ...] = (SOURCES, FORCED_SOURCES, OBJECTS, CUTOUTS)
 
 # Columns added by Nightjar to every alert-derived row.
 NIGHT = "night"  # floor(midpointMjdTai): one partition per observing night
@@ -26,8 +28,21 @@ KAFKA_TOPIC = "kafkaTopic"
 KAFKA_PARTITION = "kafkaPartition"
 KAFKA_OFFSET = "kafkaOffset"
 
-PARTITION_COLUMNS: dict[str, list[str]] = {SOURCES: [NIGHT], OBJECTS: []}
-KEY_COLUMNS: dict[str, str] = {SOURCES: "diaSourceId", OBJECTS: "diaObjectId"}
+FROM_HISTORY = "fromPacketHistory"  # the row came from an alert's history, not as its trigger
+FORCED_KEY = "forcedKey"  # diaForcedSourceId for LSST; a 64-bit hash of object, time, band and kind for ZTF
+
+# Time partitions (one per night) serve streaming appends and time-bounded queries; inside a night, files are
+# sorted by the order-29 HEALPix index so cone searches prune on file and row-group statistics (cutouts: by
+# diaSourceId, for direct lookups). See docs/lake.md.
+PARTITION_COLUMNS: dict[str, list[str]] = {SOURCES: [NIGHT], FORCED_SOURCES: [NIGHT], OBJECTS: [], CUTOUTS: [NIGHT]}
+SORT_COLUMNS: dict[str, str] = {SOURCES: HPX29, FORCED_SOURCES: HPX29, OBJECTS: HPX29, CUTOUTS: "diaSourceId"}
+KEY_COLUMNS: dict[str, str] = {
+    SOURCES: "diaSourceId",
+    FORCED_SOURCES: FORCED_KEY,
+    OBJECTS: "diaObjectId",
+    CUTOUTS: "diaSourceId",
+}
+CUTOUT_ROW_GROUP = 64  # rows per Parquet row group of cutouts: one lookup reads ~64 alerts' stamps
 
 HPX_ORDER_MAX = 29
 

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from nightjar import paths
+from nightjar.lake.region import pixel_ranges, ranges_filter
 
 log = logging.getLogger(__name__)
 
@@ -50,23 +53,68 @@ def _properties(txns: dict[str, int]) -> CommitProperties:
     )
 
 
-def append(home: Path, table: str, data: pa.Table, txns: dict[str, int]) -> bool:
-    """Append rows sorted by the order-29 HEALPix index; False if these offsets were already committed."""
-    dt = _open(home, table)
-    if already_committed(dt, txns):
-        log.info("%s: batch %s already committed, skipped", table, txns)
-        return False
-    if paths.HPX29 in data.column_names:
-        data = data.sort_by(paths.HPX29)
+def _writer_properties(table: str) -> WriterProperties:
+    # Small row groups for cutouts: a lookup by diaSourceId reads one group of a few dozen alerts.
+    return WriterProperties(max_row_group_size=paths.CUTOUT_ROW_GROUP) if table == paths.CUTOUTS else WriterProperties()
+
+
+def _write(home: Path, table: str, dt: DeltaTable | None, data: pa.Table, txns: dict[str, int]) -> None:
+    sort = paths.SORT_COLUMNS[table]
+    if sort in data.column_names and data.num_rows:
+        data = data.sort_by(sort)
     write_deltalake(
         str(paths.table_dir(home, table)) if dt is None else dt,
         data,
         mode="append",
         partition_by=paths.PARTITION_COLUMNS[table] or None,
         schema_mode="merge",
+        writer_properties=_writer_properties(table),
         commit_properties=_properties(txns),
     )
+
+
+def append(home: Path, table: str, data: pa.Table, txns: dict[str, int]) -> bool:
+    """Append rows in the table's sort order; False if these offsets were already committed."""
+    dt = _open(home, table)
+    if already_committed(dt, txns):
+        log.info("%s: batch %s already committed, skipped", table, txns)
+        return False
+    _write(home, table, dt, data, txns)
     return True
+
+
+def first_per_key(data: pa.Table, key: str) -> pa.Table:
+    """One row per ``key``: the first in ``data``'s order."""
+    if data.num_rows == 0:
+        return data
+    ranked = data.append_column("_pos", pa.array(np.arange(data.num_rows), pa.int64()))
+    first = ranked.group_by(key, use_threads=False).aggregate([("_pos", "min")])
+    return data.take(np.sort(first["_pos_min"].to_numpy()))
+
+
+def append_new(home: Path, table: str, data: pa.Table, txns: dict[str, int], region_order: int = 5) -> int:
+    """Append the rows whose key the table does not hold yet; returns how many were new.
+
+    ``data`` is first reduced to one row per key (the first wins: put preferred rows first). The lookup of
+    existing keys reads only the nights and sky region of the batch (partition pruning on ``night``,
+    statistics pruning on the ``hpx29``-sorted files). The commit records the batch's offsets even when no row
+    is new, so a replay of the batch is recognised without another lookup.
+    """
+    dt = _open(home, table)
+    if already_committed(dt, txns):
+        return 0
+    key = paths.KEY_COLUMNS[table]
+    data = first_per_key(data.filter(pc.is_valid(data[key])), key)
+    if dt is not None and data.num_rows:
+        nights = pa.array(np.unique(data[paths.NIGHT].to_numpy()))
+        where = ds.field(paths.NIGHT).isin(nights)
+        if paths.HPX29 in data.column_names:
+            region = ranges_filter(pixel_ranges(data[paths.HPX29].to_numpy(), region_order))
+            where = where if region is None else where & region
+        existing = dt.to_pyarrow_dataset().to_table(columns=[key], filter=where)[key]
+        data = data.filter(pc.invert(pc.is_in(data[key], existing)))
+    _write(home, table, dt, data, txns)
+    return data.num_rows
 
 
 def latest_per_key(data: pa.Table, key: str, order: str) -> pa.Table:

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from nightjar import paths
 from nightjar.lake import commit
@@ -55,18 +57,72 @@ def merge(parts: list[DecodedBatch]) -> DecodedBatch:
 
 
 def locate(batch: DecodedBatch, partition_order: int) -> DecodedBatch:
-    """Add HEALPix indices to sources and objects, and the night to sources."""
-    batch.sources = add_night(add_healpix(batch.sources, partition_order))
+    """Add HEALPix indices and the night to every positioned table; cutouts take their alert's."""
+    for name in ("sources", "prv_sources", "forced_sources"):
+        table = getattr(batch, name)
+        if "ra" in table.column_names:
+            setattr(batch, name, add_night(add_healpix(table, partition_order)))
     batch.objects = add_healpix(batch.objects, partition_order)
+    if batch.cutouts.num_rows:
+        where = pc.index_in(batch.cutouts["diaSourceId"], batch.sources["diaSourceId"])
+        for column in (paths.NIGHT, paths.HPX29):
+            batch.cutouts = batch.cutouts.append_column(column, batch.sources[column].take(where))
     return batch
 
 
+def forced_keys(forced: pa.Table) -> pa.Array:
+    """``diaForcedSourceId`` where there is one (LSST), else a 64-bit hash of object, time, band and kind (ZTF)."""
+    n = forced.num_rows
+    ids = forced["diaForcedSourceId"] if "diaForcedSourceId" in forced.column_names else pa.nulls(n, pa.int64())
+    missing = pc.is_null(ids).to_numpy(zero_copy_only=False)
+    if not missing.any():
+        return pc.cast(ids, pa.int64())
+    obj = pc.fill_null(forced["diaObjectId"], 0).to_numpy(zero_copy_only=False).astype(np.uint64)
+    mjd = np.asarray(pc.fill_null(forced["midpointMjdTai"], 0.0).to_numpy(zero_copy_only=False), np.float64)
+    band = forced["band"] if "band" in forced.column_names else pa.nulls(n, pa.string())
+    band_code = pc.fill_null(pc.index_in(band, pa.array(list("ugrizy"))), -1).to_numpy(zero_copy_only=False)
+    kind = forced["kind"] if "kind" in forced.column_names else pa.nulls(n, pa.string())
+    kind_code = pc.equal(pc.fill_null(kind, ""), "upper_limit").to_numpy(zero_copy_only=False)
+    h = _mix(obj) ^ _mix(mjd.view(np.uint64)) ^ _mix(band_code.astype(np.uint64) * np.uint64(3) + kind_code)
+    hashed = (h >> np.uint64(1)).astype(np.int64)  # non-negative
+    existing = np.asarray(pc.fill_null(ids, 0).to_numpy(zero_copy_only=False), np.int64)
+    return pa.array(np.where(missing, hashed, existing), pa.int64())
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, a good 64-bit hash of 64-bit values."""
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def lake_sources(batch: DecodedBatch) -> pa.Table:
+    """Triggering detections, then packet history, flagged; the first row of a diaSourceId wins."""
+    triggers = batch.sources.append_column(paths.FROM_HISTORY, pa.array(np.zeros(batch.sources.num_rows, bool)))
+    parts = [triggers]
+    if batch.prv_sources.num_rows:
+        history = batch.prv_sources
+        parts.append(history.append_column(paths.FROM_HISTORY, pa.array(np.ones(history.num_rows, bool))))
+    return pa.concat_tables(parts, promote_options="permissive").drop_columns([ROW])
+
+
 def commit_to_lake(batch: DecodedBatch, home: Path, txns: dict[str, int]) -> DecodedBatch:
-    """Append sources and upsert objects; a batch whose offsets are already in the lake writes nothing."""
+    """Write the batch to every lake table; a batch whose offsets a table already holds writes nothing there.
+
+    Sources and forced photometry get only the keys they do not hold yet (packet history repeats itself from
+    alert to alert); objects are upserted to their latest state; cutouts are appended.
+    """
     if batch.sources.num_rows:
-        commit.append(home, paths.SOURCES, batch.sources.drop_columns([ROW]), txns)
+        commit.append_new(home, paths.SOURCES, lake_sources(batch), txns)
+    if batch.forced_sources.num_rows and "ra" in batch.forced_sources.column_names:
+        forced = batch.forced_sources.drop_columns([ROW])
+        commit.append_new(home, paths.FORCED_SOURCES, forced.append_column(paths.FORCED_KEY, forced_keys(forced)), txns)
     if batch.objects.num_rows:
         commit.upsert(home, paths.OBJECTS, batch.objects.drop_columns([ROW]), txns, order=OBJECT_ORDER)
+    if batch.cutouts.num_rows:
+        commit.append(home, paths.CUTOUTS, batch.cutouts.drop_columns([ROW]), txns)
     return batch
 
 

@@ -27,14 +27,14 @@ BRIGHT_R = "SELECT diaSourceId, diaObjectId, psfFlux FROM sources WHERE band = '
 MAGS = "SELECT diaSourceId, 31.4 - 2.5 * log10(psfFlux) AS mag FROM sources WHERE reliability > 0.9 AND psfFlux > 0"
 
 
-def decoded_truth(seed: int) -> list[dict]:
+def decoded_alerts(seed: int) -> list[dict]:
     """The simulated alerts read back with fastavro: an independent view of what was sent."""
     out = []
     for alert in simulate.generate_alerts(N, seed=seed):
         sid, body = wire.unframe(alert.payload)
         record = fastavro.schemaless_reader(io.BytesIO(body), schemas.lsst_schema(sid), None)
         assert isinstance(record, dict)
-        out.append(record["diaSource"])
+        out.append(record)
     return out
 
 
@@ -63,9 +63,19 @@ def test_alerts_flow_to_the_lake_and_filter_topics(
     assert report.accepted == N
     assert report.dead_lettered == len(corrupt)
 
-    truth = decoded_truth(seed=11)
-    lake_ids = query_lake(settings, "SELECT diaSourceId FROM sources")["diaSourceId"].to_pylist()
-    assert sorted(lake_ids) == sorted(s["diaSourceId"] for s in truth)
+    alerts = decoded_alerts(seed=11)
+    truth = [a["diaSource"] for a in alerts]
+    lake_ids = query_lake(settings, "SELECT diaSourceId FROM sources WHERE NOT fromPacketHistory")
+    assert sorted(lake_ids["diaSourceId"].to_pylist()) == sorted(s["diaSourceId"] for s in truth)
+    # Packet history repeats from alert to alert; the lake keeps each detection once.
+    every = {s["diaSourceId"] for a in alerts for s in [a["diaSource"], *(a["prvDiaSources"] or [])]}
+    counts = query_lake(settings, "SELECT count(*) AS n, count(DISTINCT diaSourceId) AS d FROM sources")
+    assert counts["n"][0].as_py() == counts["d"][0].as_py() == len(every)
+    forced = {f["diaForcedSourceId"] for a in alerts for f in a["prvDiaForcedSources"] or []}
+    counts = query_lake(settings, "SELECT count(*) AS n, count(DISTINCT forcedKey) AS d FROM forced_sources")
+    assert counts["n"][0].as_py() == counts["d"][0].as_py() == len(forced)
+    cutouts = query_lake(settings, "SELECT count(*) AS n FROM cutouts")["n"][0].as_py()
+    assert cutouts == N
     n_objects = query_lake(settings, "SELECT count(*) AS n FROM objects")["n"][0].as_py()
     assert n_objects == len({s["diaObjectId"] for s in truth if s["diaObjectId"] is not None})
 
@@ -102,14 +112,15 @@ def test_reprocessing_the_same_offsets_writes_nothing_twice(kafka_settings: Sett
     simulate.produce(settings, topic, 400, seed=5)
     first = run(settings, dask_client, topic, max_alerts=400, idle_exit_s=30)
     assert first.accepted == 400
-    version = DeltaTable(str(paths.table_dir(settings.home, paths.SOURCES))).version()
+    versions = {t: DeltaTable(str(paths.table_dir(settings.home, t))).version() for t in paths.TABLES}
+    counts = {t: DeltaTable(str(paths.table_dir(settings.home, t))).count() for t in paths.TABLES}
     # A new consumer group reads the same offsets again, as after a crash before the offset commit.
     again = settings.model_copy(update={"consumer_group": "second-reader"})
     second = run(again, dask_client, topic, max_alerts=400, idle_exit_s=30)
     assert second.consumed == 400
-    dt = DeltaTable(str(paths.table_dir(settings.home, paths.SOURCES)))
-    assert dt.version() == version
-    assert dt.count() == 400
+    assert {t: DeltaTable(str(paths.table_dir(settings.home, t))).version() for t in paths.TABLES} == versions
+    assert {t: DeltaTable(str(paths.table_dir(settings.home, t))).count() for t in paths.TABLES} == counts
+    assert counts[paths.CUTOUTS] == 400
 
 
 @pytest.mark.slow
@@ -127,5 +138,5 @@ def test_replayed_real_alerts_reach_the_lake(
     assert len(report.errors) == 1 and "readme.avro" in report.errors[0]
     result = run(settings, dask_client, topic, max_alerts=103, idle_exit_s=30)
     assert (result.accepted, result.dead_lettered) == (103, 0)
-    distinct = query_lake(settings, "SELECT count(DISTINCT diaSourceId) AS n FROM sources")["n"][0].as_py()
+    distinct = query_lake(settings, "SELECT count(DISTINCT diaSourceId) AS n FROM cutouts")["n"][0].as_py()
     assert distinct == 103
