@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nightjar import paths
-from nightjar.lake import commit
+from nightjar.lake import commit, read
+from nightjar.pipelines.features import object_features
 from nightjar.pipelines.healpix import add_healpix, add_night
 from nightjar.sql import records, sandbox
 from nightjar.sql.registry import Filter
@@ -108,6 +109,16 @@ def lake_sources(batch: DecodedBatch) -> pa.Table:
     return pa.concat_tables(parts, promote_options="permissive").drop_columns([ROW])
 
 
+def with_features(objects: pa.Table, home: Path) -> pa.Table:
+    """The batch's objects with features from their whole history in the lake (this batch's sources included)."""
+    objects = commit.latest_per_key(objects, "diaObjectId", OBJECT_ORDER)
+    detections = read.detections_of(home, objects["diaObjectId"].to_numpy(), objects[paths.HPX29].to_numpy())
+    if detections.num_rows == 0:
+        return objects
+    features = object_features(detections)
+    return objects.join(features, keys="diaObjectId", join_type="left outer", coalesce_keys=True)
+
+
 def commit_to_lake(batch: DecodedBatch, home: Path, txns: dict[str, int]) -> DecodedBatch:
     """Write the batch to every lake table; a batch whose offsets a table already holds writes nothing there.
 
@@ -120,7 +131,9 @@ def commit_to_lake(batch: DecodedBatch, home: Path, txns: dict[str, int]) -> Dec
         forced = batch.forced_sources.drop_columns([ROW])
         commit.append_new(home, paths.FORCED_SOURCES, forced.append_column(paths.FORCED_KEY, forced_keys(forced)), txns)
     if batch.objects.num_rows:
-        commit.upsert(home, paths.OBJECTS, batch.objects.drop_columns([ROW]), txns, order=OBJECT_ORDER)
+        commit.upsert(
+            home, paths.OBJECTS, with_features(batch.objects.drop_columns([ROW]), home), txns, order=OBJECT_ORDER
+        )
     if batch.cutouts.num_rows:
         commit.append(home, paths.CUTOUTS, batch.cutouts.drop_columns([ROW]), txns)
     return batch
