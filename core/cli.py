@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -94,11 +95,24 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _as_of(text: str | None) -> int | datetime | None:
+    """A lake version (an integer) or a time (ISO 8601; UTC unless it says otherwise)."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--as-of takes a lake version or an ISO time, not {text!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def _query(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.output import write_result
     from nightjar.sql.engine import query_lake
 
-    write_result(query_lake(settings, args.sql), args.format, args.out)
+    write_result(query_lake(settings, args.sql, as_of=_as_of(args.as_of)), args.format, args.out)
     return 0
 
 
@@ -198,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("query", _query, "Run one SQL SELECT over the lake.")
     p.add_argument("sql")
     p.add_argument("--format", choices=["table", "json", "csv", "parquet"], default="table")
+    p.add_argument("--as-of", metavar="VERSION|TIME", help="query the lake as it was (lake version or ISO time)")
     p.add_argument("--out", type=Path)
 
     p = command("serve", _serve, "Serve the HTTP API.")

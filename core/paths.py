@@ -18,6 +18,7 @@ FORCED_SOURCES = "forced_sources"  # forced photometry (and ZTF upper limits), u
 OBJECTS = "objects"  # one row per diaObject: latest state and light-curve features
 CUTOUTS = "cutouts"  # the three cutouts of each alert, by diaSourceId
 TABLES: tuple[str, ...] = (SOURCES, FORCED_SOURCES, OBJECTS, CUTOUTS)
+LAKE_LOG = "lake_log"  # one row per committed batch: every table's version after it (lake snapshots)
 
 # Columns added by Nightjar to every alert-derived row.
 NIGHT = "night"  # floor(midpointMjdTai): one partition per observing night

@@ -7,7 +7,9 @@ again, so re-processing after a crash between the lake commit and the Kafka offs
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +82,31 @@ def append(home: Path, table: str, data: pa.Table, txns: dict[str, int]) -> bool
         log.info("%s: batch %s already committed, skipped", table, txns)
         return False
     _write(home, table, dt, data, txns)
+    return True
+
+
+def log_batch(home: Path, txns: dict[str, int]) -> bool:
+    """Record, after a batch reached every table, the version of each table: one lake snapshot.
+
+    The lake's version is this log's version; reading a past lake reads each table at the versions logged.
+    """
+    dt = _open(home, paths.LAKE_LOG)
+    if already_committed(dt, txns):
+        return False
+    versions = {t: DeltaTable(str(paths.table_dir(home, t))).version() for t in paths.TABLES if _open(home, t)}
+    row = pa.table(
+        {
+            "committedAt": pa.array([datetime.now(UTC)], pa.timestamp("us", tz="UTC")),
+            "versions": pa.array([json.dumps(versions)], pa.string()),
+            "offsets": pa.array([json.dumps(txns)], pa.string()),
+        }
+    )
+    write_deltalake(
+        str(paths.table_dir(home, paths.LAKE_LOG)) if dt is None else dt,
+        row,
+        mode="append",
+        commit_properties=_properties(txns),
+    )
     return True
 
 

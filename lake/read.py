@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +22,51 @@ def existing_tables(home: Path) -> list[str]:
     return [t for t in paths.TABLES if DeltaTable.is_deltatable(str(paths.table_dir(home, t)))]
 
 
-def datasets(home: Path) -> dict[str, ds.Dataset]:
-    """Each existing lake table as a pyarrow dataset at its latest version."""
-    return {t: DeltaTable(str(paths.table_dir(home, t))).to_pyarrow_dataset() for t in existing_tables(home)}
+AsOf = int | datetime | None
+
+
+class SnapshotError(ValueError):
+    """A lake version or time the lake does not have."""
+
+
+def snapshot(home: Path, as_of: AsOf = None) -> dict[str, int]:
+    """The version of each table in one consistent lake state.
+
+    ``as_of`` is a lake version (the ``lake_log`` version, one per committed batch), a time (the lake as it was
+    then), or None (the latest complete batch).
+    """
+    location = str(paths.table_dir(home, paths.LAKE_LOG))
+    if not DeltaTable.is_deltatable(location):
+        if as_of is not None:
+            raise SnapshotError("the lake has no history yet")
+        return {}
+    log = DeltaTable(location)
+    if as_of is not None:
+        try:
+            log.load_as_version(as_of)
+        except Exception as exc:
+            raise SnapshotError(f"the lake has no version as of {as_of}: {exc}") from None
+    rows = log.to_pyarrow_table(columns=["committedAt", "versions"]).sort_by("committedAt")
+    if rows.num_rows == 0:
+        return {}
+    versions: dict[str, int] = json.loads(rows["versions"][-1].as_py())
+    return versions
+
+
+def lake_version(home: Path) -> int | None:
+    location = str(paths.table_dir(home, paths.LAKE_LOG))
+    return DeltaTable(location).version() if DeltaTable.is_deltatable(location) else None
+
+
+def datasets(home: Path, as_of: AsOf = None) -> dict[str, ds.Dataset]:
+    """Each lake table as a pyarrow dataset, all from the same lake snapshot (see ``snapshot``)."""
+    versions = snapshot(home, as_of)
+    out = {}
+    for table in existing_tables(home):
+        if table not in versions and as_of is not None:
+            continue  # the table did not exist yet
+        out[table] = DeltaTable(str(paths.table_dir(home, table)), version=versions.get(table)).to_pyarrow_dataset()
+    return out
 
 
 def table_versions(home: Path) -> dict[str, int]:

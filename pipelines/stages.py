@@ -136,6 +136,7 @@ def commit_to_lake(batch: DecodedBatch, home: Path, txns: dict[str, int]) -> Dec
         )
     if batch.cutouts.num_rows:
         commit.append(home, paths.CUTOUTS, batch.cutouts.drop_columns([ROW]), txns)
+    commit.log_batch(home, txns)
     return batch
 
 

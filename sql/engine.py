@@ -33,10 +33,14 @@ def empty_views(existing: Mapping[str, Any]) -> dict[str, Any]:
     return views
 
 
-def query_lake(settings: Settings, sql: str) -> pa.Table:
-    """Run one user SELECT over the lake's latest state."""
+def query_lake(settings: Settings, sql: str, as_of: read.AsOf = None) -> pa.Table:
+    """Run one user SELECT over the lake's latest state, or over a past one (``as_of``: version or time)."""
     lim = limits(settings)
-    con = sandbox.connect(empty_views(read.datasets(Path(settings.home))), lim)
+    try:
+        views = read.datasets(Path(settings.home), as_of)
+    except read.SnapshotError as exc:
+        raise sandbox.QueryError(str(exc)) from None
+    con = sandbox.connect(empty_views(views), lim)
     try:
         return sandbox.run(con, sql, lim)
     finally:

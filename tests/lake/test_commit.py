@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import fastavro
 import pyarrow as pa
+import pytest
 from deltalake import DeltaTable
 
 from nightjar import paths
@@ -55,3 +58,35 @@ def test_upsert_keeps_the_latest_state_per_object(home: Path) -> None:
     table = DeltaTable(str(paths.table_dir(home, paths.OBJECTS))).to_pyarrow_table().sort_by("diaObjectId")
     assert table["diaObjectId"].to_pylist() == [7, 8, 9]
     assert table["nDiaSources"].to_pylist() == [2, 1, 1]
+
+
+def test_time_travel_reads_one_consistent_past_lake(settings, dask_client, data_dir) -> None:
+    import time
+    from datetime import UTC, datetime
+
+    from nightjar.lake import read
+    from nightjar.pipelines.run import ingest
+    from nightjar.sql.engine import query_lake
+    from nightjar.sql.sandbox import QueryError
+
+    files = sorted((data_dir / "alerts/lsst/lsstcam-2025-v9.0").glob("*.avro"))
+    ingest(settings, dask_client, files[:40])
+    version = read.lake_version(settings.home)
+    time.sleep(1.1)
+    between = datetime.now(UTC)
+    time.sleep(1.1)
+    ingest(settings, dask_client, files[40:])
+    sql = "SELECT (SELECT count(*) FROM cutouts) AS cutouts, (SELECT count(*) FROM objects) AS objects"
+    now = query_lake(settings, sql).to_pylist()[0]
+    assert now["cutouts"] == 100
+    first_objects = set()
+    for path in files[:40]:
+        for record in fastavro.reader(io.BytesIO(path.read_bytes())):
+            assert isinstance(record, dict)
+            if record["diaObject"] is not None:
+                first_objects.add(record["diaObject"]["diaObjectId"])
+    for as_of in (version, between):
+        past = query_lake(settings, sql, as_of=as_of).to_pylist()[0]
+        assert past == {"cutouts": 40, "objects": len(first_objects)}
+    with pytest.raises(QueryError, match="no version"):
+        query_lake(settings, sql, as_of=10_000)
