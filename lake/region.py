@@ -20,8 +20,17 @@ def pixel_ranges(hpx29: np.ndarray, order: int) -> np.ndarray:
     return np.stack([starts << shift, ends << shift], axis=1).astype(np.int64)
 
 
+MAX_RANGES = 16  # more terms than this cost more to evaluate than they save in pruning
+
+
 def ranges_filter(ranges: np.ndarray, column: str = paths.HPX29) -> ds.Expression | None:
-    """A filter keeping rows whose ``column`` lies in any of the ranges (None: no range, keep nothing)."""
+    """A filter keeping rows whose ``column`` lies in any of the ranges (None: no range).
+
+    A batch from one visit covers a few ranges, which prune files and row groups well; a batch scattered over
+    the sky gets its bounding range instead (a long OR of ranges is slower to evaluate than the rows it saves).
+    """
+    if len(ranges) > MAX_RANGES:
+        ranges = np.array([[ranges[0, 0], ranges[-1, 1]]], dtype=np.int64)
     expression: ds.Expression | None = None
     field = ds.field(column)
     for lo, hi in ranges.tolist():

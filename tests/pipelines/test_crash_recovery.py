@@ -1,0 +1,73 @@
+"""``kill -9`` of ``nightjar run`` at random points, then a restart: exactly the expected rows, every time."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from nightjar import paths
+from nightjar.settings import Settings
+from nightjar.sql.engine import query_lake
+from nightjar.streams import simulate
+
+N = 1200
+KILLS = 5
+
+
+def start_run(home: Path, bootstrap: str, topic: str, log: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "NIGHTJAR_HOME": str(home),
+        "NIGHTJAR_KAFKA": bootstrap,
+        "NIGHTJAR_BATCH_SIZE": "150",
+        "NIGHTJAR_BATCH_TIMEOUT_S": "0.5",
+        "NIGHTJAR_WORKERS": "1",
+    }
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "nightjar.cli", "run", "--topic", topic, "--idle-exit", "15"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the Dask workers die with it
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_kill_nine_and_restart_loses_and_duplicates_nothing(home: Path, kafka_bootstrap: str, tmp_path: Path) -> None:
+    settings = Settings(home=home, kafka=kafka_bootstrap)
+    topic = f"crash-{uuid.uuid4().hex[:8]}"
+    alerts = list(simulate.generate_alerts(N, seed=3))
+    assert simulate.produce(settings, topic, N, seed=3) == N
+    log = tmp_path / "runs.log"
+    rng = random.Random(11)
+    for _ in range(KILLS):
+        proc = start_run(home, kafka_bootstrap, topic, log)
+        time.sleep(rng.uniform(4.0, 12.0))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    final = start_run(home, kafka_bootstrap, topic, log)
+    assert final.wait(timeout=300) == 0, log.read_text()[-3000:]
+
+    rows = query_lake(settings, "SELECT count(*) AS n, count(DISTINCT diaSourceId) AS d FROM cutouts").to_pylist()
+    assert rows == [{"n": N, "d": N}]
+    triggers = query_lake(settings, "SELECT diaSourceId FROM sources WHERE NOT fromPacketHistory")
+    assert sorted(triggers["diaSourceId"].to_pylist()) == sorted(a.dia_source_id for a in alerts)
+    for table, key in (
+        (paths.SOURCES, "diaSourceId"),
+        (paths.FORCED_SOURCES, "forcedKey"),
+        (paths.OBJECTS, "diaObjectId"),
+    ):
+        counts = query_lake(settings, f"SELECT count(*) AS n, count(DISTINCT {key}) AS d FROM {table}").to_pylist()[0]
+        assert counts["n"] == counts["d"], table
+    objects = query_lake(settings, "SELECT count(*) AS n FROM objects")["n"][0].as_py()
+    assert objects == len({a.dia_object_id for a in alerts if a.dia_object_id is not None})
