@@ -43,7 +43,7 @@ KEY_COLUMNS: dict[str, str] = {
     OBJECTS: "diaObjectId",
     CUTOUTS: "diaSourceId",
 }
-CUTOUT_ROW_GROUP = 64  # rows per Parquet row group of cutouts: one lookup reads ~64 alerts' stamps
+ROW_GROUP_ROWS: dict[str, int] = {SOURCES: 8192, FORCED_SOURCES: 8192, OBJECTS: 8192, CUTOUTS: 64}
 
 HPX_ORDER_MAX = 29
 

@@ -56,8 +56,9 @@ def _properties(txns: dict[str, int]) -> CommitProperties:
 
 
 def _writer_properties(table: str) -> WriterProperties:
-    # Small row groups for cutouts: a lookup by diaSourceId reads one group of a few dozen alerts.
-    return WriterProperties(max_row_group_size=paths.CUTOUT_ROW_GROUP) if table == paths.CUTOUTS else WriterProperties()
+    # Row groups small enough that their statistics prune: a cutout lookup reads one group of a few dozen
+    # alerts; a cone search reads the few groups of hpx29-sorted rows whose index range meets the cone.
+    return WriterProperties(max_row_group_size=paths.ROW_GROUP_ROWS[table])
 
 
 def _write(home: Path, table: str, dt: DeltaTable | None, data: pa.Table, txns: dict[str, int]) -> None:

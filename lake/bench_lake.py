@@ -1,0 +1,125 @@
+"""``nightjar bench lake``: cutout retrieval and cone-search times on a synthetic lake of N alerts.
+
+The lake is written through the same commit functions as the pipeline, with the production layout (sources by
+night sorted by HEALPix index, cutouts by night sorted by diaSourceId in small row groups). Rows carry a reduced
+set of source columns and random (incompressible) cutouts of ``--cutout-bytes`` each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from deltalake import DeltaTable
+from rich.console import Console
+
+from nightjar import paths
+from nightjar.lake import commit
+from nightjar.lake.lookup import CutoutStore, angular_separation_arcsec, cone
+from nightjar.settings import Settings
+
+ID_BASE = 170_000_000_000_000_000
+NIGHTS = 10
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--alerts", type=int, default=1_000_000)
+    parser.add_argument("--cutout-bytes", type=int, default=1024, help="size of each of the three cutouts")
+    parser.add_argument("--batch", type=int, default=50_000, help="alerts per commit")
+    parser.add_argument("--lookups", type=int, default=200)
+    parser.add_argument("--cones", type=int, default=50)
+    parser.add_argument("--radius", type=float, default=5.0, help="cone radius, arcsec")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the synthetic lake even if present")
+
+
+def build(home: Path, n: int, cutout_bytes: int, batch: int, console: Console) -> None:
+    import healpy as hp
+
+    rng = np.random.default_rng(1)
+    for start in range(0, n, batch):
+        m = min(batch, n - start)
+        ids = np.arange(ID_BASE + start, ID_BASE + start + m, dtype=np.int64)
+        ra = rng.uniform(0, 360, m)
+        dec = np.degrees(np.arcsin(rng.uniform(-1, np.sin(np.radians(10)), m)))
+        hpx = hp.ang2pix(1 << paths.HPX_ORDER_MAX, ra, dec, nest=True, lonlat=True).astype(np.int64)
+        night = (60950 + (start * NIGHTS) // n) * np.ones(m, dtype=np.int32)
+        sources = pa.table(
+            {
+                "diaSourceId": ids,
+                "diaObjectId": ids // 4,
+                "ra": ra,
+                "dec": dec,
+                "midpointMjdTai": night + rng.uniform(0, 0.4, m),
+                "band": pa.array(np.array(list("ugrizy"))[rng.integers(0, 6, m)]),
+                "psfFlux": rng.lognormal(9, 1, m).astype(np.float32),
+                paths.HPX29: hpx,
+                paths.NIGHT: night,
+            }
+        )
+        txns = {"bench": start // batch}
+        commit.append(home, paths.SOURCES, sources, txns)
+        stamps = {}
+        for name in ("cutoutDifference", "cutoutScience", "cutoutTemplate"):
+            raw = np.frombuffer(rng.bytes(m * cutout_bytes), dtype=np.uint8).reshape(m, cutout_bytes).copy()
+            raw[:, :8] = ids.view(np.uint8).reshape(m, 8)  # each stamp starts with its diaSourceId
+            offsets = pa.array(np.arange(m + 1, dtype=np.int32) * cutout_bytes)
+            stamps[name] = pa.BinaryArray.from_buffers(pa.binary(), m, [None, offsets.buffers()[1], pa.py_buffer(raw)])
+        cutouts = pa.table({"diaSourceId": ids, **stamps, paths.NIGHT: night, paths.HPX29: hpx})
+        commit.append(home, paths.CUTOUTS, cutouts, txns)
+        console.log(f"{start + m:,} alerts written")
+
+
+def _ms(samples: list[float]) -> tuple[float, float]:
+    return float(np.percentile(samples, 50) * 1000), float(np.percentile(samples, 95) * 1000)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    home = Path(settings.home) / "bench-lake"
+    if args.rebuild and home.exists():
+        shutil.rmtree(home)
+    if not DeltaTable.is_deltatable(str(paths.table_dir(home, paths.CUTOUTS))):
+        build(home, args.alerts, args.cutout_bytes, args.batch, console)
+    n = DeltaTable(str(paths.table_dir(home, paths.CUTOUTS))).count()
+    print(f"lake_alerts={n} cutout_bytes={args.cutout_bytes}")
+    rng = np.random.default_rng(2)
+
+    started = time.perf_counter()
+    store = CutoutStore(home)
+    print(f"cutout_store_open_ms={(time.perf_counter() - started) * 1000:.1f}")
+    times = []
+    for dia_source_id in rng.integers(ID_BASE, ID_BASE + n, args.lookups).tolist():
+        started = time.perf_counter()
+        found = store.get(dia_source_id)
+        times.append(time.perf_counter() - started)
+        assert found is not None and found["cutoutScience"] is not None
+        assert int(np.frombuffer(found["cutoutScience"][:8], dtype=np.int64)[0]) == dia_source_id
+    p50, p95 = _ms(times)
+    print(f"cutout_p50_ms={p50:.1f} cutout_p95_ms={p95:.1f}")
+
+    dataset = DeltaTable(str(paths.table_dir(home, paths.SOURCES))).to_pyarrow_dataset()
+    centres = dataset.take(pa.array(rng.integers(0, n, args.cones)), columns=["ra", "dec"]).to_pylist()
+    times, full = [], []
+    for i, c in enumerate(centres):
+        started = time.perf_counter()
+        hits = cone(home, c["ra"], c["dec"], args.radius, columns=["diaSourceId"])
+        times.append(time.perf_counter() - started)
+        assert hits.num_rows >= 1
+        if i < 3:  # the same cone by scanning every row, as a baseline
+            started = time.perf_counter()
+            everything = dataset.to_table(columns=["diaSourceId", "ra", "dec"])
+            sep = angular_separation_arcsec(
+                everything["ra"].to_numpy(), everything["dec"].to_numpy(), c["ra"], c["dec"]
+            )
+            scanned = everything.filter(pa.array(sep <= args.radius))
+            full.append(time.perf_counter() - started)
+            assert sorted(scanned["diaSourceId"].to_pylist()) == sorted(hits["diaSourceId"].to_pylist())
+    p50, p95 = _ms(times)
+    scan = float(np.median(full) * 1000)
+    print(f"cone_p50_ms={p50:.1f} cone_p95_ms={p95:.1f} cone_full_scan_ms={scan:.1f}")
+    print(f"cone_speedup={scan / p50:.1f}")
+    return 0
