@@ -19,38 +19,64 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from nightjar import paths
-from nightjar.lake.region import ranges_filter
 
 CUTOUT_COLUMNS = ["diaSourceId", "cutoutDifference", "cutoutScience", "cutoutTemplate"]
+
+
+class RowGroupIndex:
+    """The min/max of one column in every row group of a table's current files, to read only what a lookup
+    needs. Built once from the Parquet footers (one read per file); make a new index to see new commits."""
+
+    def __init__(self, home: Path, table: str, column: str) -> None:
+        location = paths.table_dir(home, table)
+        actions = pa.table(DeltaTable(str(location)).get_add_actions(flatten=True))
+        self.files = [str(location / p) for p in actions["path"].to_pylist()]
+        file_index, groups, lo, hi = [], [], [], []
+        self.schema = pa.schema([])
+        for f, path in enumerate(self.files):
+            meta = pq.read_metadata(path)
+            self.schema = meta.schema.to_arrow_schema()
+            position = meta.schema.to_arrow_schema().get_field_index(column)
+            for g in range(meta.num_row_groups):
+                stats = meta.row_group(g).column(position).statistics
+                file_index.append(f)
+                groups.append(g)
+                lo.append(stats.min if stats is not None and stats.has_min_max else np.iinfo(np.int64).min)
+                hi.append(stats.max if stats is not None and stats.has_min_max else np.iinfo(np.int64).max)
+        self.file_index = np.asarray(file_index, dtype=np.int64)
+        self.group = np.asarray(groups, dtype=np.int64)
+        self.lo = np.asarray(lo, dtype=np.int64)
+        self.hi = np.asarray(hi, dtype=np.int64)
+        self._open = functools.lru_cache(maxsize=512)(pq.ParquetFile)
+
+    def read(self, ranges: np.ndarray, columns: list[str] | None) -> pa.Table:
+        """Rows of the row groups whose [min, max] meets any [lo, hi) range (rows outside are not removed)."""
+        hit = np.zeros(len(self.lo), dtype=bool)
+        for lo, hi in ranges.tolist():
+            hit |= (self.lo < hi) & (self.hi >= lo)
+        parts = []
+        for f in np.unique(self.file_index[hit]).tolist():
+            groups = self.group[hit & (self.file_index == f)].tolist()
+            parts.append(self._open(self.files[f]).read_row_groups(groups, columns=columns))
+        if not parts:
+            empty = self.schema.empty_table()
+            return empty.select([c for c in columns if c in empty.column_names]) if columns is not None else empty
+        return pa.concat_tables(parts, promote_options="permissive")
 
 
 class CutoutStore:
     """Cutouts by diaSourceId, for one version of the cutouts table (make a new store to see new alerts)."""
 
     def __init__(self, home: Path) -> None:
-        dt = DeltaTable(str(paths.table_dir(home, paths.CUTOUTS)))
-        actions = pa.table(dt.get_add_actions(flatten=True)).to_pydict()
-        root = Path(str(paths.table_dir(home, paths.CUTOUTS)))
-        self._files = [str(root / p) for p in actions["path"]]
-        self._lo = np.asarray(actions["min.diaSourceId"], dtype=np.int64)
-        self._hi = np.asarray(actions["max.diaSourceId"], dtype=np.int64)
-        self._open = functools.lru_cache(maxsize=256)(pq.ParquetFile)
+        self._index = RowGroupIndex(home, paths.CUTOUTS, "diaSourceId")
 
     def get(self, dia_source_id: int) -> dict[str, bytes | None] | None:
         """The three cutouts of an alert, or None if the lake has no such diaSourceId."""
-        for index in np.flatnonzero((self._lo <= dia_source_id) & (self._hi >= dia_source_id)):
-            parquet = self._open(self._files[index])
-            meta = parquet.metadata
-            column = parquet.schema_arrow.get_field_index("diaSourceId")
-            for group in range(meta.num_row_groups):
-                stats = meta.row_group(group).column(column).statistics
-                if stats is not None and stats.has_min_max and not stats.min <= dia_source_id <= stats.max:
-                    continue
-                rows = parquet.read_row_group(group, columns=CUTOUT_COLUMNS)
-                found = rows.filter(pc.equal(rows["diaSourceId"], dia_source_id))
-                if found.num_rows:
-                    return {k: v for k, v in found.to_pylist()[0].items() if k != "diaSourceId"}
-        return None
+        rows = self._index.read(np.array([[dia_source_id, dia_source_id + 1]]), CUTOUT_COLUMNS)
+        found = rows.filter(pc.equal(rows["diaSourceId"], dia_source_id)) if rows.num_rows else rows
+        if found.num_rows == 0:
+            return None
+        return {k: v for k, v in found.to_pylist()[0].items() if k != "diaSourceId"}
 
 
 def cone_order(radius_arcsec: float) -> int:
@@ -78,6 +104,23 @@ def angular_separation_arcsec(ra1: np.ndarray, dec1: np.ndarray, ra2: float, dec
     return np.degrees(2 * np.arcsin(np.sqrt(np.clip(a, 0, 1)))) * 3600
 
 
+class ConeSearch:
+    """Cone searches over one version of a table whose files are sorted by ``hpx29``."""
+
+    def __init__(self, home: Path, table: str = paths.SOURCES) -> None:
+        self._index = RowGroupIndex(home, table, paths.HPX29)
+
+    def __call__(self, ra: float, dec: float, radius_arcsec: float, columns: list[str] | None = None) -> pa.Table:
+        """Rows within ``radius_arcsec`` of (ra, dec), with their separation ``sep_arcsec``."""
+        wanted = None if columns is None else list(dict.fromkeys([*columns, "ra", "dec"]))
+        rows = self._index.read(cone_ranges(ra, dec, radius_arcsec), wanted)
+        if rows.num_rows == 0:
+            return rows.append_column("sep_arcsec", pa.array([], pa.float64()))
+        sep = angular_separation_arcsec(rows["ra"].to_numpy(), rows["dec"].to_numpy(), ra, dec)
+        inside = sep <= radius_arcsec
+        return rows.filter(pa.array(inside)).append_column("sep_arcsec", pa.array(sep[inside]))
+
+
 def cone(
     home: Path,
     ra: float,
@@ -86,12 +129,8 @@ def cone(
     table: str = paths.SOURCES,
     columns: list[str] | None = None,
 ) -> pa.Table:
-    """Rows of ``table`` within ``radius_arcsec`` of (ra, dec), with their separation ``sep_arcsec``."""
-    dataset = DeltaTable(str(paths.table_dir(home, table))).to_pyarrow_dataset()
-    wanted = None if columns is None else list(dict.fromkeys([*columns, "ra", "dec"]))
-    rows = dataset.to_table(columns=wanted, filter=ranges_filter(cone_ranges(ra, dec, radius_arcsec)))
-    if rows.num_rows == 0:
-        return rows.append_column("sep_arcsec", pa.array([], pa.float64()))
-    sep = angular_separation_arcsec(rows["ra"].to_numpy(), rows["dec"].to_numpy(), ra, dec)
-    inside = sep <= radius_arcsec
-    return rows.filter(pa.array(inside)).append_column("sep_arcsec", pa.array(sep[inside]))
+    """Rows of ``table`` within ``radius_arcsec`` of (ra, dec), with their separation ``sep_arcsec``.
+
+    For many searches over the same lake version, keep a ``ConeSearch``: it reads the file footers once.
+    """
+    return ConeSearch(home, table)(ra, dec, radius_arcsec, columns)
