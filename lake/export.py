@@ -126,7 +126,7 @@ def _versions(home: Path) -> dict[str, int]:
     for table in paths.TABLES:
         location = str(paths.table_dir(home, table))
         if DeltaTable.is_deltatable(location):
-            versions[table] = DeltaTable(location, without_files=True).version()
+            versions[table] = DeltaTable(location).version()
     return versions
 
 
