@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
@@ -79,17 +81,30 @@ def parse_as_of(value: datetime | str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def commit_time(dt: DeltaTable) -> datetime:
-    """When the loaded version of ``dt`` was committed."""
-    info = dt.history(1)[0]
-    return datetime.fromtimestamp(info["timestamp"] / 1000, tz=UTC)
+def commit_time(dt: DeltaTable) -> datetime | None:
+    """When the loaded version of ``dt`` was committed, from its commit file; None if the log no longer has it.
+
+    (``DeltaTable.history`` cannot say: on a table loaded at an older version it lists the newest commits.)
+    """
+    filesystem, root = pafs.FileSystem.from_uri(dt.table_uri)
+    try:
+        with filesystem.open_input_stream(f"{root.rstrip('/')}/_delta_log/{dt.version():020d}.json") as f:
+            lines = f.read().decode().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in lines:
+        info = json.loads(line).get("commitInfo") if line.strip() else None
+        if info and "timestamp" in info:
+            return datetime.fromtimestamp(info["timestamp"] / 1000, tz=UTC)
+    return None
 
 
 def _as_of(home: Path, table: str, moment: datetime) -> DeltaTable | None:
-    """The table as it was at ``moment``; None if it did not exist yet (delta-rs would give version 0)."""
+    """The table as it was at ``moment``; None if it did not exist yet (delta-rs would give its first version)."""
     dt = delta_table(home, table)
     dt.load_as_version(moment)
-    if dt.version() == 0 and commit_time(dt) > moment:
+    committed = commit_time(dt)
+    if committed is not None and committed > moment:
         return None
     return dt
 

@@ -118,6 +118,12 @@ def test_as_of_reads_every_table_as_it_was(lake_home: Path) -> None:
     naive = moment.astimezone(UTC).replace(tzinfo=None).isoformat()
     assert nightjar.lake.open(lake_home, as_of=naive).versions == expected
 
+    # Just after the objects table's first commit: its version 0, and sources as far as they had got.
+    first = times[paths.OBJECTS][0]
+    early = nightjar.lake.open(lake_home, as_of=first)
+    assert early.versions == {t: max(v for v, ts in times[t].items() if ts <= first) for t in paths.TABLES}
+    assert early.versions[paths.OBJECTS] == 0
+
     before = min(times[paths.SOURCES].values()) - timedelta(seconds=1)
     assert nightjar.lake.open(lake_home, as_of=before).tables == []
     with pytest.raises(LakeError, match="no data in this snapshot"):
