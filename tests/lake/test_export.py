@@ -100,6 +100,7 @@ def test_sql_export_goes_through_the_sandbox(lake_home: Path, settings: Settings
     ("args", "message"),
     [
         (["nosuchtable", "--night", "60924"], "unknown table 'nosuchtable'"),
+        (["objects", "--night", "60924"], "table 'objects' has no 'night' column"),
         (["sources", "--healpix", "5"], "ORDER/PIXEL"),
         (["sources", "--healpix", "five/3"], "ORDER/PIXEL"),
         (["sources", "--healpix", "30/1"], "above the maximum 29"),

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
 from nightjar import paths
 from nightjar.cli import main
@@ -31,6 +31,20 @@ def parquet_on_disk(home: Path, table: str) -> set[str]:
     return {str(p) for p in paths.table_dir(home, table).rglob("*.parquet")}
 
 
+def partition_count(dt: DeltaTable, data: pa.Table) -> int:
+    columns = dt.metadata().partition_columns
+    return len(data.select(columns).group_by(columns).aggregate([])) if columns else 1
+
+
+def stats_columns(dt: DeltaTable) -> list[str]:
+    """The columns Delta keeps file statistics for: the configured list, else the first 32 data columns."""
+    configured = dt.metadata().configuration.get("delta.dataSkippingStatsColumns")
+    if configured:
+        return configured.split(",")
+    names = [f.name for f in pa.schema(dt.schema().to_arrow())]
+    return [n for n in names if n not in dt.metadata().partition_columns][:32]
+
+
 def test_tables_match_an_independent_count(
     lake_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -44,9 +58,8 @@ def test_tables_match_an_independent_count(
         assert info.rows == data.num_rows
         assert info.files == len(uris)
         assert info.bytes == sum(os.path.getsize(u) for u in uris)
-        parts = dt.metadata().partition_columns
-        assert info.partitions == (len(pc.unique(data[parts[0]])) if parts else 1)
-        assert info.hpx29_stats is False  # written with Delta's defaults: statistics on the first 32 columns
+        assert info.partitions == partition_count(dt, data)
+        assert info.hpx29_stats == ("hpx29" in stats_columns(dt))
     assert infos[paths.SOURCES].rows == 230
 
     monkeypatch.setenv("NIGHTJAR_HOME", str(lake_home))
@@ -89,8 +102,9 @@ def test_optimize_keeps_contents_with_fewer_files_sorted_by_hpx29(lake_home: Pat
         for uri in uris:  # every file is sorted by hpx29, so readers prune row groups and files by range
             values = pq.read_table(uri, columns=[paths.HPX29])[paths.HPX29].to_numpy()
             assert (np.diff(values) >= 0).all()
-    # One file per night: the five nights of the test alerts.
-    assert len(delta(lake_home, paths.SOURCES).file_uris()) == 5
+    # One file per partition: the test lake is far below the target file size.
+    dt = delta(lake_home, paths.SOURCES)
+    assert len(dt.file_uris()) == partition_count(dt, dt.to_pyarrow_table())
     assert delta(lake_home, paths.SOURCES).history(1)[0]["operation"] == "OPTIMIZE"
     # A second pass finds nothing to do and commits nothing.
     again = maintain.optimize(lake_home)
@@ -106,9 +120,9 @@ def test_hpx29_statistics_let_cone_searches_skip_files(lake_home: Path) -> None:
     cone = [(paths.HPX29, ">=", pixel << shift), (paths.HPX29, "<", (pixel + 1) << shift)]
     expected = dt.to_pyarrow_table(filters=cone).sort_by("diaSourceId")
     assert expected.num_rows >= 1
-    assert len(dt.file_uris(file_pruning_predicate=cone)) == len(dt.file_uris())  # no statistics: every file
-
-    assert maintain.enable_hpx29_stats(lake_home, paths.SOURCES)
+    if "hpx29" not in stats_columns(dt):  # no statistics in the log: a range on hpx29 keeps every file
+        assert len(dt.file_uris(file_pruning_predicate=cone)) == len(dt.file_uris())
+        assert maintain.enable_hpx29_stats(lake_home, paths.SOURCES)
     assert not maintain.enable_hpx29_stats(lake_home, paths.SOURCES)
     maintain.optimize(lake_home, paths.SOURCES)
 
@@ -185,7 +199,7 @@ def test_maintenance_commands_report_bad_input(
 def _sources(batch: int, rows: int = 40) -> pa.Table:
     ids = np.arange(batch * rows, (batch + 1) * rows, dtype=np.int64)
     rng = np.random.default_rng(batch)
-    return pa.table(
+    table = pa.table(
         {
             "diaSourceId": ids,
             "diaObjectId": ids % 50,
@@ -194,11 +208,12 @@ def _sources(batch: int, rows: int = 40) -> pa.Table:
             "psfFlux": rng.normal(1000.0, 50.0, rows),
         }
     )
+    return with_hpx_part(table)
 
 
 def _objects(sources: pa.Table, batch: int) -> pa.Table:
     ids = np.unique(sources["diaObjectId"].to_numpy())
-    return pa.table(
+    table = pa.table(
         {
             "diaObjectId": ids,
             "hpx29": ids << 50,
@@ -206,6 +221,13 @@ def _objects(sources: pa.Table, batch: int) -> pa.Table:
             "nDiaSources": np.full(len(ids), batch, dtype=np.int64),
         }
     )
+    return with_hpx_part(table)
+
+
+def with_hpx_part(table: pa.Table, order: int = 5) -> pa.Table:
+    """The coarse HEALPix column the pipeline adds (and the lake may partition by)."""
+    parent = table["hpx29"].to_numpy() >> (2 * (29 - order))
+    return table.append_column("hpx_part", pa.array(parent, pa.int64()))
 
 
 def test_optimize_while_ingesting_loses_and_duplicates_nothing(home: Path) -> None:
@@ -251,3 +273,35 @@ def test_optimize_while_ingesting_loses_and_duplicates_nothing(home: Path) -> No
     optimized = [h["version"] for h in history if h["operation"] == "OPTIMIZE"]
     written = [h["version"] for h in history if h["operation"] == "WRITE"]
     assert optimized and min(optimized) < max(written)
+
+
+def test_optimize_rewrites_only_the_partitions_that_need_it(home: Path) -> None:
+    """Two partition columns (night and a coarse sky pixel): one commit per night, only untidy partitions."""
+    location = str(paths.table_dir(home, paths.SOURCES))  # the lead's layout: by night and coarse pixel
+    rng = np.random.default_rng(3)
+    for b in range(4):
+        n = 200
+        data = pa.table(
+            {
+                "id": np.arange(b * n, (b + 1) * n, dtype=np.int64),
+                "hpx29": np.sort(rng.integers(0, 4 << 58, n, dtype=np.int64)),
+                "night": np.full(n, 60900 + (b % 2), dtype=np.int32),  # batches 0, 2 -> night 60900; 1, 3 -> 60901
+            }
+        )
+        data = data.append_column("hpx_part", pa.array(data["hpx29"].to_numpy() >> 58))  # order 0: 4 pixels used
+        if b == 3:
+            data = data.filter(pc.field("hpx_part") == 0)  # night 60901 gets a second file in pixel 0 only
+        write_deltalake(location, data, mode="append", partition_by=["night", "hpx_part"])
+    before = DeltaTable(location).to_pyarrow_table().sort_by("id")
+    dt = DeltaTable(location)
+    dirty = maintain._dirty_partitions(dt, maintain.DEFAULT_TARGET_SIZE)
+    assert sorted((d["night"], d["hpx_part"]) for d in dirty) == [(60900, p) for p in range(4)] + [(60901, 0)]
+    assert sorted(maintain._batches(["night", "hpx_part"], dirty)) == [
+        [("night", "=", "60900"), ("hpx_part", "in", ["0", "1", "2", "3"])],
+        [("night", "=", "60901"), ("hpx_part", "in", ["0"])],
+    ]
+    report = maintain._optimize_table(home, paths.SOURCES, None, 3, snapshot=dt)
+    assert report.commits == 2 and report.partitions_rewritten == 5
+    after = DeltaTable(location)
+    assert after.to_pyarrow_table().sort_by("id").equals(before)
+    assert len(after.file_uris()) == 8  # one file per (night, pixel)
