@@ -17,12 +17,13 @@ Run = Callable[[Settings, argparse.Namespace], int]
 
 def benchmarks() -> dict[str, tuple[AddArguments, Run, str]]:
     """The available benchmarks by name: (add their arguments, run them, one-line description)."""
-    from nightjar.lake import bench_lake
+    from nightjar.lake import bench_cone, bench_lake
     from nightjar.streams import bench_decode
 
     return {
         "decode": (bench_decode.add_arguments, bench_decode.run, "columnar decoding vs fastavro per record"),
         "lake": (bench_lake.add_arguments, bench_lake.run, "cutout retrieval and cone search on a large lake"),
+        "lake-cone": (bench_cone.add_arguments, bench_cone.run, "HEALPix cone queries before/after lake optimize"),
     }
 
 

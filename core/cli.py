@@ -13,6 +13,7 @@ from rich.console import Console
 
 from nightjar import __version__
 from nightjar.bench import register as register_bench
+from nightjar.lake.cli import register as register_lake
 from nightjar.log import configure_logging
 from nightjar.settings import Settings, load_settings
 
@@ -228,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("paths", nargs="+", type=Path)
 
     register_bench(sub)
+    register_lake(sub)
 
     p = command("filter", _filter, "Register or list streaming filters.")
     fsub = p.add_subparsers(dest="action", required=True)
