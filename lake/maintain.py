@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
+from deltalake import DeltaTable, WriterProperties
 from deltalake.exceptions import CommitFailedError
 
 from nightjar import paths
@@ -278,19 +278,26 @@ def _optimize_table(
     """Optimize one table, starting from ``snapshot`` (default: its latest version); retry on conflicts."""
     dt = snapshot if snapshot is not None else delta_table(home, table)
     names = pa.schema(dt.schema().to_arrow()).names
-    sort = paths.HPX29 in names
+    # Each table is rewritten in its own sort order (hpx29 for positions; diaSourceId for cutouts).
+    order = paths.SORT_COLUMNS.get(table, paths.HPX29)
+    sort = paths.HPX29 in names and order in names
+    writer = WriterProperties(max_row_group_size=paths.ROW_GROUP_ROWS.get(table, 8192))
     before = _adds(dt).num_rows
-    report = OptimizeReport(table, "z-order hpx29" if sort else "compact", dt.version(), dt.version(), before, before)
+    report = OptimizeReport(
+        table, f"z-order {order}" if sort else "compact", dt.version(), dt.version(), before, before
+    )
     size = target_size or int(dt.metadata().configuration.get("delta.targetFileSize") or DEFAULT_TARGET_SIZE)
     while True:
         try:
             if not sort:
-                metrics = dt.optimize.compact(target_size=size)
+                metrics = dt.optimize.compact(target_size=size, writer_properties=writer)
                 report.commits += int(metrics.get("numFilesAdded", 0) > 0)
             else:
                 batches = _batches(dt.metadata().partition_columns, _dirty_partitions(dt, size))
                 for filters in batches:
-                    metrics = dt.optimize.z_order([paths.HPX29], partition_filters=filters, target_size=size)
+                    metrics = dt.optimize.z_order(
+                        [order], partition_filters=filters, target_size=size, writer_properties=writer
+                    )
                     report.commits += 1
                     report.partitions_rewritten += int(metrics.get("partitionsOptimized", 0))
             break

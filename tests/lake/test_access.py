@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 from distributed import Client
@@ -21,7 +22,13 @@ def delta(home: Path, table: str, version: int | None = None) -> DeltaTable:
 
 
 def by_key(table: pa.Table, name: str) -> pa.Table:
-    return table.sort_by(paths.KEY_COLUMNS[name])
+    """Sorted by the table's key, NaN as null (so that equal tables compare equal)."""
+    table = table.sort_by(paths.KEY_COLUMNS[name])
+    for i, field in enumerate(table.schema):
+        if pa.types.is_floating(field.type):
+            column = table.column(i)
+            table = table.set_column(i, field, pc.if_else(pc.is_nan(column), pa.scalar(None, field.type), column))
+    return table
 
 
 def computed(client: Client, frame: object) -> pa.Table:
@@ -30,7 +37,7 @@ def computed(client: Client, frame: object) -> pa.Table:
 
 def test_dask_round_trip_equals_a_pyarrow_read(lake_home: Path, dask_client: Client) -> None:
     lake = nightjar.lake.open(lake_home)
-    assert lake.tables == [paths.SOURCES, paths.OBJECTS]
+    assert lake.tables == list(paths.TABLES)
     for table in lake.tables:
         dt = delta(lake_home, table)
         frame = lake.to_dask(table, partition_bytes=1)  # one task per file
@@ -55,7 +62,7 @@ def test_dask_round_trip_equals_a_pyarrow_read(lake_home: Path, dask_client: Cli
 def test_columns_and_filters_match_an_independent_read(lake_home: Path, dask_client: Client, filters: list) -> None:
     columns = ["diaSourceId", "night", "band", "psfFlux", "hpx29"]
     expected = delta(lake_home, paths.SOURCES).to_pyarrow_table(columns=columns, filters=filters)
-    assert 0 < expected.num_rows < 230
+    assert 0 < expected.num_rows < delta(lake_home, paths.SOURCES).to_pyarrow_table(columns=["diaSourceId"]).num_rows
     lake = nightjar.lake.open(lake_home)
     got = computed(dask_client, lake.to_dask(paths.SOURCES, columns, filters, partition_bytes=1))
     assert got.column_names == columns
@@ -90,13 +97,14 @@ def test_duckdb_views_read_the_snapshot(lake_home: Path) -> None:
 def test_a_lake_is_a_pinned_snapshot(lake_home: Path) -> None:
     lake = nightjar.lake.open(lake_home)
     versions = lake.versions
+    rows = lake.to_arrow(paths.SOURCES).num_rows
     extra = lake.to_arrow(paths.SOURCES).slice(0, 1)
     extra = extra.set_column(extra.schema.get_field_index("diaSourceId"), "diaSourceId", pa.array([-5], pa.int64()))
     commit.append(lake_home, paths.SOURCES, extra, {"test:0": 1})
     assert lake.versions == versions
-    assert lake.to_arrow(paths.SOURCES).num_rows == 230
-    assert lake.duckdb().execute("SELECT count(*) FROM sources").fetchone() == (230,)
-    assert nightjar.lake.open(lake_home).to_arrow(paths.SOURCES).num_rows == 231
+    assert lake.to_arrow(paths.SOURCES).num_rows == rows
+    assert lake.duckdb().execute("SELECT count(*) FROM sources").fetchone() == (rows,)
+    assert nightjar.lake.open(lake_home).to_arrow(paths.SOURCES).num_rows == rows + 1
 
 
 def _commit_times(home: Path, table: str) -> dict[int, datetime]:
@@ -106,12 +114,16 @@ def _commit_times(home: Path, table: str) -> dict[int, datetime]:
 def test_as_of_reads_every_table_as_it_was(lake_home: Path) -> None:
     times = {t: _commit_times(lake_home, t) for t in paths.TABLES}
     moment = times[paths.SOURCES][2]
-    expected = {t: max(v for v, ts in times[t].items() if ts <= moment) for t in paths.TABLES}
+    expected = {
+        t: max(v for v, ts in times[t].items() if ts <= moment)
+        for t in paths.TABLES
+        if any(ts <= moment for ts in times[t].values())
+    }
     assert expected[paths.SOURCES] == 2
 
     past = nightjar.lake.open(lake_home, as_of=moment)
     assert past.versions == expected
-    for table in paths.TABLES:
+    for table in expected:
         old = delta(lake_home, table, expected[table]).to_pyarrow_table()
         assert by_key(past.to_arrow(table), table).equals(by_key(old, table))
     # The same moment as an ISO string, naive meaning UTC.
@@ -121,7 +133,11 @@ def test_as_of_reads_every_table_as_it_was(lake_home: Path) -> None:
     # Just after the objects table's first commit: its version 0, and sources as far as they had got.
     first = times[paths.OBJECTS][0]
     early = nightjar.lake.open(lake_home, as_of=first)
-    assert early.versions == {t: max(v for v, ts in times[t].items() if ts <= first) for t in paths.TABLES}
+    assert early.versions == {
+        t: max(v for v, ts in times[t].items() if ts <= first)
+        for t in paths.TABLES
+        if any(ts <= first for ts in times[t].values())
+    }
     assert early.versions[paths.OBJECTS] == 0
 
     before = min(times[paths.SOURCES].values()) - timedelta(seconds=1)
