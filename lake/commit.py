@@ -61,19 +61,39 @@ def _writer_properties(table: str) -> WriterProperties:
     return WriterProperties(max_row_group_size=paths.ROW_GROUP_ROWS[table])
 
 
+def _configuration(data: pa.Table) -> dict[str, str | None]:
+    """Table properties set at creation: the Delta log keeps statistics for the first 32 columns only, so name
+    the ones readers prune on (keys, time, the HEALPix index) explicitly."""
+    wanted = ["diaSourceId", "diaObjectId", paths.FORCED_KEY, "midpointMjdTai", paths.HPX29, paths.HPX_PART]
+    return {"delta.dataSkippingStatsColumns": ",".join(c for c in wanted if c in data.column_names)}
+
+
 def _write(home: Path, table: str, dt: DeltaTable | None, data: pa.Table, txns: dict[str, int]) -> None:
+    """Append, retrying commit conflicts: blind appends rarely conflict, but a concurrent metadata change or
+    optimize can make delta-rs give up; the batch's transaction ids make a retry safe."""
     sort = paths.SORT_COLUMNS[table]
     if sort in data.column_names and data.num_rows:
         data = data.sort_by(sort)
-    write_deltalake(
-        str(paths.table_dir(home, table)) if dt is None else dt,
-        data,
-        mode="append",
-        partition_by=paths.PARTITION_COLUMNS[table] or None,
-        schema_mode="merge",
-        writer_properties=_writer_properties(table),
-        commit_properties=_properties(txns),
-    )
+    for attempt in range(COMMIT_RETRIES):
+        try:
+            write_deltalake(
+                str(paths.table_dir(home, table)) if dt is None else dt,
+                data,
+                mode="append",
+                partition_by=paths.PARTITION_COLUMNS[table] or None,
+                schema_mode="merge",
+                configuration=_configuration(data) if dt is None else None,
+                writer_properties=_writer_properties(table),
+                commit_properties=_properties(txns),
+            )
+            return
+        except CommitFailedError:
+            if attempt == COMMIT_RETRIES - 1:
+                raise
+            log.warning("%s: append conflict, retrying (%d)", table, attempt + 1)
+            dt = _open(home, table)
+            if already_committed(dt, txns):
+                return
 
 
 def append(home: Path, table: str, data: pa.Table, txns: dict[str, int]) -> bool:

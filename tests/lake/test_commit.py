@@ -90,3 +90,36 @@ def test_time_travel_reads_one_consistent_past_lake(settings, dask_client, data_
         assert past == {"cutouts": 40, "objects": len(first_objects)}
     with pytest.raises(QueryError, match="no version"):
         query_lake(settings, sql, as_of=10_000)
+
+
+def test_concurrent_batch_commits_on_dask_workers_lose_nothing(settings, dask_client) -> None:
+    from nightjar.pipelines import stages
+    from nightjar.pipelines.graph import transactions
+    from nightjar.sql.engine import query_lake
+    from nightjar.streams.decode import RawBatch
+    from nightjar.streams.simulate import generate_alerts
+
+    alerts = list(generate_alerts(600, seed=13))
+    batches = []
+    for i in range(0, 600, 100):
+        part = alerts[i : i + 100]
+        raw = RawBatch([a.payload for a in part], ["concurrent"] * 100, [i // 100] * 100, list(range(100)))
+        batches.append((stages.locate(stages.decode(raw, 0, 4_000_000), 5), transactions(raw)))
+    # Six batches, each its own Kafka partition, committed at the same time by two worker processes.
+    futures = [dask_client.submit(stages.commit_to_lake, b, settings.home, t, pure=False) for b, t in batches]
+    dask_client.gather(futures)
+    triggers = query_lake(settings, "SELECT diaSourceId FROM sources WHERE NOT fromPacketHistory")
+    assert sorted(triggers["diaSourceId"].to_pylist()) == sorted(a.dia_source_id for a in alerts)
+    keys = query_lake(
+        settings, "SELECT count(*) AS n, count(DISTINCT diaObjectId) AS d FROM objects"
+    )
+    expected_objects = {a.dia_object_id for a in alerts if a.dia_object_id is not None}
+    assert keys["n"][0].as_py() == keys["d"][0].as_py() == len(expected_objects)
+    assert query_lake(settings, "SELECT count(*) AS n FROM cutouts")["n"][0].as_py() == 600
+    # Every object holds the state of its latest alert, whatever order the commits landed in.
+    latest = query_lake(settings, "SELECT diaObjectId, lastDiaSourceId FROM objects").to_pylist()
+    last_alert = {}
+    for a in alerts:
+        if a.dia_object_id is not None:
+            last_alert[a.dia_object_id] = a.dia_source_id
+    assert {r["diaObjectId"]: r["lastDiaSourceId"] for r in latest} == last_alert
