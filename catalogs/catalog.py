@@ -106,6 +106,8 @@ class CatalogHandle:
     radius_arcsec: float | None = None
     mag_filter: str | None = None
     description: str = ""
+    max_reach_arcsec: float = 0.0
+    has_ids: bool = True  # False: rows were numbered at import, ids mean nothing outside the catalogue
 
     @property
     def primary(self) -> Path:
@@ -140,6 +142,8 @@ def open_handle(collection: Path) -> CatalogHandle:
         radius_arcsec=info.radius_arcsec,
         mag_filter=info.mag_filter,
         description=info.description,
+        max_reach_arcsec=info.max_reach_arcsec,
+        has_ids=info.columns.id is not None,
     )
 
 
