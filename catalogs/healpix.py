@@ -54,6 +54,33 @@ def block_cells(cells: np.ndarray, order: int) -> np.ndarray:
     return np.concatenate([cells[:, None], neighbours.reshape(8, -1).T], axis=1)
 
 
+# For a point in child quadrant q of its cell, the neighbours (healpy's order SW, W, NW, N, NE, E, SE, S) that
+# share the quadrant's two outer edges and its corner: quadrant (x, y) = (q & 1, q >> 1) of the nested scheme.
+_QUADRANT_NEIGHBOURS = np.array([[0, 6, 7], [4, 6, 5], [0, 2, 1], [4, 2, 3]])
+
+
+def quadrant_order(radius_arcsec: float) -> int:
+    """The highest order at which :func:`quadrant_cells` contain the disc of ``radius_arcsec`` (cells >= 4 r)."""
+    return min(search_order(2.0 * radius_arcsec), MAX_ORDER - 1)
+
+
+def quadrant_cells(index29: np.ndarray, order: int) -> np.ndarray:
+    """The cell at ``order`` (>= 1) of each order-29 index, and the 3 neighbours nearest to the point, (n, 4).
+
+    A point in a quarter of its cell can only be near the two edges and the corner of that quarter, so when
+    cells are at least 4 r wide on average, the disc of radius r around it lies in these 4 cells (missing
+    neighbours are -1): 4 look-ups per point instead of the 9 of a full block.
+    """
+    index29 = np.asarray(index29, dtype=np.int64)
+    if index29.size == 0:
+        return np.empty((0, 4), dtype=np.int64)
+    cells = index29 >> (2 * (MAX_ORDER - order))
+    quadrant = (index29 >> (2 * (MAX_ORDER - order - 1))) & 3
+    neighbours = hp.get_all_neighbours(1 << order, cells, nest=True).astype(np.int64).reshape(8, -1)
+    chosen = neighbours[_QUADRANT_NEIGHBOURS[quadrant].T, np.arange(cells.size)]
+    return np.concatenate([cells[:, None], chosen.T], axis=1)
+
+
 def overlapping(
     cell_lo: np.ndarray, cell_hi: np.ndarray, starts: np.ndarray, ends: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:

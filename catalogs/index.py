@@ -3,10 +3,10 @@
 Rows are split into *tiers* by their reach (how far an alert may lie and still match them): most rows of a
 catalogue reach a few arcseconds, a few large galaxies reach arcminutes, and each tier is searched at the
 HEALPix order its own radius needs, so the rare large radii do not widen every search. Within a tier, rows are
-sorted by ``_healpix_29`` (the file order); a dense *directory* of row offsets per cell, at an order giving about
-one row per cell, turns each neighbour-cell lookup into two array reads instead of binary searches. Positions are
-not kept: the order-29 index locates a row to 0.4 milliarcseconds, and the kernel decodes candidates' positions
-from it.
+sorted by ``_healpix_29`` (the file order), so the rows of any HEALPix cell are one contiguous range found by
+binary search (the arrays of one partition fit the CPU caches). Positions are not kept: the order-29 index
+locates a row to 0.4 milliarcseconds, and the kernel decodes candidates' positions from it. Memory: 8 bytes of
+index per row plus the compacted attributes (float32 numbers, dictionary-encoded strings).
 """
 
 from __future__ import annotations
@@ -22,27 +22,24 @@ import pyarrow.parquet as pq
 from nightjar.catalogs import healpix, layout
 
 TIER_BOUNDS = np.array([4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, healpix.MAX_RADIUS_ARCSEC])
-DIRECTORY_MIN_ROWS = 2048
+TIER_MIN_ROWS = 4096
 FLOAT_ATTRIBUTES = (layout.Z, layout.PHOTO_Z, layout.SEMI_MAJOR, layout.MAG, layout.DISTANCE)
 
 
 @dataclass
 class Tier:
-    """Rows whose reach is at most ``bound`` arcsec: primary rows, then margin rows, each sorted."""
+    """Rows whose reach is at most ``bound`` arcsec: primary rows, then margin rows, each sorted.
+
+    ``index`` and ``margin_index`` are views into the partition's ``keys``, starting at ``first`` and
+    ``margin_first``: a position in ``keys`` is also the row's position in the attribute table.
+    """
 
     bound: float
-    order: int  # search order of the tier's radius
-    index: np.ndarray  # sorted _healpix_29 of the partition's rows
-    first: int  # position of the tier's first primary row in the attribute table
-    margin_index: np.ndarray  # sorted _healpix_29 of the margin rows
+    order: int  # search order of the tier's radius (quadrant_order)
+    index: np.ndarray
+    first: int
+    margin_index: np.ndarray
     margin_first: int
-    directory_order: int = -1  # -1: no directory, binary search instead
-    directory: np.ndarray | None = None
-
-    @property
-    def nbytes(self) -> int:
-        extra = self.directory.nbytes if self.directory is not None else 0
-        return int(self.index.nbytes + self.margin_index.nbytes + extra)
 
 
 @dataclass
@@ -52,12 +49,13 @@ class PartitionIndex:
     order: int
     pixel: int
     tiers: list[Tier]
-    attributes: pa.Table  # one row per indexed row, in tier order (primary, then margin, per tier)
-    reach: np.ndarray  # float32 reach of each attribute row
+    keys: np.ndarray  # _healpix_29 of every row, in tier order (primary then margin rows, per tier)
+    attributes: pa.Table  # one row per key
+    reach: np.ndarray  # float32 reach of each row
 
     @property
     def nbytes(self) -> int:
-        return int(sum(t.nbytes for t in self.tiers) + self.attributes.nbytes + self.reach.nbytes)
+        return int(self.keys.nbytes + self.attributes.nbytes + self.reach.nbytes)
 
 
 def _read(path: Path, wanted: tuple[str, ...]) -> pa.Table | None:
@@ -83,23 +81,35 @@ def _compact(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, names=names) if names else pa.table({"_": pa.nulls(table.num_rows)})
 
 
-def _directory(index: np.ndarray, order: int, pixel: int) -> tuple[int, np.ndarray | None]:
-    """A dense offset directory over the partition's cells at an order with about one row per cell."""
-    if index.size < DIRECTORY_MIN_ROWS:
-        return -1, None
-    depth = int(np.floor(np.log(index.size) / np.log(4)))
-    dir_order = min(order + depth, layout.SPATIAL_INDEX_ORDER)
-    cells = (index >> (2 * (layout.SPATIAL_INDEX_ORDER - dir_order))) - (pixel << (2 * (dir_order - order)))
-    counts = np.bincount(cells, minlength=1 << (2 * (dir_order - order)))
-    offsets = np.zeros(counts.size + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    dtype = np.int32 if index.size < 2**31 else np.int64
-    return dir_order, offsets.astype(dtype)
-
-
 def tier_of(reach: np.ndarray) -> np.ndarray:
     """The tier number of each reach value."""
     return np.minimum(np.searchsorted(TIER_BOUNDS, reach, side="left"), TIER_BOUNDS.size - 1)
+
+
+def merge_small_tiers(tier: np.ndarray, min_rows: int = TIER_MIN_ROWS) -> np.ndarray:
+    """Move the rows of sparse tiers up into the next tier (a wider search is always correct).
+
+    Every tier costs a pass over the batch, so a tier of a handful of large galaxies is not worth its own:
+    consecutive populated tiers are pooled until they hold ``min_rows`` rows, into the widest of them; the
+    widest populated tier takes whatever is left.
+
+    Examples
+    --------
+    >>> merge_small_tiers(np.array([0] * 5000 + [2] * 10 + [4] * 3)).tolist()[-4:]
+    [4, 4, 4, 4]
+    """
+    counts = np.bincount(tier, minlength=TIER_BOUNDS.size)
+    populated = np.flatnonzero(counts)
+    mapping = np.arange(TIER_BOUNDS.size)
+    pending: list[int] = []
+    total = 0
+    for t in populated:
+        pending.append(int(t))
+        total += int(counts[t])
+        if total >= min_rows or t == populated[-1]:
+            mapping[pending] = t
+            pending, total = [], 0
+    return mapping[tier]
 
 
 def build_index(primary_file: Path, margin_file: Path | None, order: int, pixel: int) -> PartitionIndex:
@@ -111,40 +121,31 @@ def build_index(primary_file: Path, margin_file: Path | None, order: int, pixel:
     if margin is None:
         margin = primary.schema.empty_table()
     margin = margin.select(primary.column_names).cast(primary.schema)
-    p_index = primary[layout.SPATIAL_INDEX].to_numpy()
-    m_index = margin[layout.SPATIAL_INDEX].to_numpy()
-    p_tier = tier_of(primary[layout.REACH].to_numpy())
-    m_tier = tier_of(margin[layout.REACH].to_numpy())
-    # Stable sorts keep the files' _healpix_29 order inside each tier.
-    p_order = np.argsort(p_tier, kind="stable")
-    m_order = np.argsort(m_tier, kind="stable")
-    p_bounds = np.searchsorted(p_tier[p_order], np.arange(TIER_BOUNDS.size + 1))
-    m_bounds = np.searchsorted(m_tier[m_order], np.arange(TIER_BOUNDS.size + 1))
-    pieces: list[pa.Table] = []
+    table = pa.concat_tables([primary, margin])
+    keys_all = table[layout.SPATIAL_INDEX].to_numpy()
+    tier_all = merge_small_tiers(tier_of(table[layout.REACH].to_numpy()))
+    is_margin = np.arange(table.num_rows) >= primary.num_rows
+    # Rows by tier; within a tier the primary rows, then the margin rows, each in file (_healpix_29) order.
+    arrangement = np.lexsort((np.arange(table.num_rows), is_margin, tier_all))
+    keys = keys_all[arrangement]
+    tier_col = tier_all[arrangement]
+    margin_col = is_margin[arrangement]
     tiers: list[Tier] = []
-    position = 0
     for t, bound in enumerate(TIER_BOUNDS):
-        p_rows = p_order[p_bounds[t] : p_bounds[t + 1]]
-        m_rows = m_order[m_bounds[t] : m_bounds[t + 1]]
-        if p_rows.size == 0 and m_rows.size == 0:
+        start, stop = (int(x) for x in np.searchsorted(tier_col, [t, t + 1]))
+        if start == stop:
             continue
-        pieces.append(primary.take(pa.array(p_rows)))
-        pieces.append(margin.take(pa.array(m_rows)))
-        index = p_index[p_rows]
-        dir_order, directory = _directory(index, order, pixel)
+        split = start + int(np.searchsorted(margin_col[start:stop], True))
         tiers.append(
             Tier(
                 bound=float(bound),
-                order=healpix.search_order(float(bound)),
-                index=index,
-                first=position,
-                margin_index=m_index[m_rows],
-                margin_first=position + p_rows.size,
-                directory_order=dir_order,
-                directory=directory,
+                order=healpix.quadrant_order(float(bound)),
+                index=keys[start:split],
+                first=start,
+                margin_index=keys[split:stop],
+                margin_first=split,
             )
         )
-        position += p_rows.size + m_rows.size
-    table = pa.concat_tables(pieces) if pieces else primary.schema.empty_table()
-    reach = table[layout.REACH].to_numpy().astype(np.float32)
-    return PartitionIndex(order, pixel, tiers, _compact(table.drop_columns([layout.REACH])), reach)
+    ordered = table.take(pa.array(arrangement))
+    reach = ordered[layout.REACH].to_numpy().astype(np.float32)
+    return PartitionIndex(order, pixel, tiers, keys, _compact(ordered.drop_columns([layout.REACH])), reach)

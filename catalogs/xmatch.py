@@ -46,81 +46,55 @@ MATCH_SCHEMA = pa.schema(
 )
 
 
-@dataclass
-class Found:
-    """Matches in one partition: alert positions (local to the call), attribute rows and geometry."""
+class BatchCells:
+    """The quadrant cells of a batch's alerts at each search order, computed once per batch and order."""
 
-    alert: np.ndarray
-    row: np.ndarray
-    separation: np.ndarray
-    ra: np.ndarray
-    dec: np.ndarray
+    def __init__(self, hpx: np.ndarray) -> None:
+        self.hpx = hpx
+        self._cells: dict[int, np.ndarray] = {}
+
+    def at(self, order: int) -> np.ndarray:
+        if order not in self._cells:
+            self._cells[order] = healpix.quadrant_cells(self.hpx, order)
+        return self._cells[order]
 
 
-def search(
-    index: PartitionIndex, hpx: np.ndarray, ra: np.ndarray, dec: np.ndarray, with_margin: bool = True
-) -> Found:
-    """Rows of one partition index (and its margin) within their reach of each alert."""
-    alerts, rows, cells29 = [], [], []
-    n = hpx.size
+def candidates(
+    index: PartitionIndex, alerts: np.ndarray, cells: BatchCells, with_margin: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """(alert, row) pairs whose row lies in one of the alert's quadrant cells, for every tier of a partition.
+
+    ``alerts`` are positions in the batch; rows are positions in the partition's ``keys`` and attributes.
+    """
+    lows, highs, owners = [], [], []
+    owner = np.repeat(alerts, 4)
+    masks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for tier in index.tiers:
-        level = tier.order if tier.directory is None else min(tier.order, tier.directory_order)
-        shift = 2 * (layout.SPATIAL_INDEX_ORDER - level)
-        block = healpix.block_cells(hpx >> shift, level).ravel()
-        owner = np.repeat(np.arange(n), 9)
-        valid = block >= 0
-        if level >= index.order:
+        level = tier.order
+        if level not in masks:
+            flat = cells.at(level)[alerts].ravel()
+            valid = flat >= 0
             rel = 2 * (level - index.order)
-            inside = valid & ((block >> rel) == index.pixel)
-        else:
-            inside = valid
-        found_alerts, found_rows, found_cells = [], [], []
-        if tier.index.size:
-            if tier.directory is not None and level >= index.order:
-                step = 2 * (tier.directory_order - level)
-                cell = (block[inside] - (index.pixel << rel)) << step
-                lo = tier.directory[cell].astype(np.int64)
-                hi = tier.directory[cell + (1 << step)].astype(np.int64)
-            else:
-                cell = block[inside]
-                lo = np.searchsorted(tier.index, cell << shift)
-                hi = np.searchsorted(tier.index, (cell + 1) << shift)
-            which, pos = healpix.expand_ranges(lo, hi)
-            found_alerts.append(owner[inside][which])
-            found_rows.append(tier.first + pos)
-            found_cells.append(tier.index[pos])
+            # Cells of this partition hold primary rows only; cells beyond it, margin rows only.
+            inside = valid & ((flat >> rel) == index.pixel) if rel >= 0 else valid
+            outside = valid & ~inside if rel >= 0 else valid
+            masks[level] = (flat, inside, outside)
+        flat, inside, outside = masks[level]
+        shift = 2 * (layout.SPATIAL_INDEX_ORDER - level)
+        searches = [(tier.index, tier.first, inside)]
         if with_margin and tier.margin_index.size:
-            outside = valid & ~inside if level >= index.order else valid
-            cell = block[outside]
-            lo = np.searchsorted(tier.margin_index, cell << shift)
-            hi = np.searchsorted(tier.margin_index, (cell + 1) << shift)
-            which, pos = healpix.expand_ranges(lo, hi)
-            found_alerts.append(owner[outside][which])
-            found_rows.append(tier.margin_first + pos)
-            found_cells.append(tier.margin_index[pos])
-        if not found_alerts:
-            continue
-        cand_alert = np.concatenate(found_alerts)
-        cand_row = np.concatenate(found_rows)
-        cand_hpx = np.concatenate(found_cells)
-        if level < tier.order and cand_alert.size:
-            # The directory's cells are coarser than the tier needs: keep candidates in the fine 3x3 block.
-            fine = 2 * (layout.SPATIAL_INDEX_ORDER - tier.order)
-            fine_block = healpix.block_cells(hpx >> fine, tier.order)
-            near = (fine_block[cand_alert] == (cand_hpx >> fine)[:, None]).any(axis=1)
-            cand_alert, cand_row, cand_hpx = cand_alert[near], cand_row[near], cand_hpx[near]
-        alerts.append(cand_alert)
-        rows.append(cand_row)
-        cells29.append(cand_hpx)
-    if not alerts:
-        empty = np.empty(0)
-        return Found(empty.astype(np.int64), empty.astype(np.int64), empty, empty, empty)
-    alert = np.concatenate(alerts)
-    row = np.concatenate(rows)
-    cra, cdec = hp.pix2ang(NSIDE29, np.concatenate(cells29), nest=True, lonlat=True)
-    sep = separation_arcsec(ra[alert], dec[alert], cra, cdec)
-    keep = sep <= index.reach[row]
-    return Found(alert[keep], row[keep], sep[keep], cra[keep], cdec[keep])
+            searches.append((tier.margin_index, tier.margin_first, outside))
+        for keys, first, mask in searches:
+            if keys.size == 0 or not mask.any():
+                continue
+            cell = flat[mask]
+            lows.append(np.searchsorted(keys, cell << shift) + first)
+            highs.append(np.searchsorted(keys, (cell + 1) << shift) + first)
+            owners.append(owner[mask])
+    if not lows:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    which, rows = healpix.expand_ranges(np.concatenate(lows), np.concatenate(highs))
+    return np.concatenate(owners)[which], rows
 
 
 def partition_index(handle: CatalogHandle, order: int, pixel: int, budget_bytes: int) -> PartitionIndex:
@@ -134,30 +108,63 @@ def partition_index(handle: CatalogHandle, order: int, pixel: int, budget_bytes:
     return CACHE.get(key, build, budget_bytes)
 
 
+def round_significant(values: np.ndarray, digits: int) -> np.ndarray:
+    """``values`` rounded to ``digits`` significant digits (NaN and 0 unchanged).
+
+    Examples
+    --------
+    >>> round_significant(np.array([np.float32(4.29)], dtype=np.float64), 7).tolist()
+    [4.29]
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        magnitude = np.where(values != 0, np.floor(np.log10(np.abs(values))), 0.0)
+    scale = 10.0 ** (digits - 1 - np.nan_to_num(magnitude))
+    return np.where(np.isfinite(values), np.round(values * scale) / scale, values)
+
+
 def _column(table: pa.Table, name: str, rows: np.ndarray, dtype: pa.DataType) -> pa.Array:
     if name not in table.column_names:
         return pa.nulls(rows.size, dtype)
-    col = table[name].take(pa.array(rows))
+    col = table[name].take(pa.array(rows)).combine_chunks()
     if pa.types.is_dictionary(col.type):
         col = col.cast(col.type.value_type)
-    return pc.cast(col, dtype).combine_chunks()
+    if pa.types.is_float32(col.type) and pa.types.is_float64(dtype):
+        # Cached as float32 to save memory: widen to the 7 significant digits float32 holds (4.29, not 4.28999996).
+        values = col.to_numpy(zero_copy_only=False).astype(np.float64)
+        return pa.array(round_significant(values, 7), pa.float64(), mask=np.isnan(values))
+    return pc.cast(col, dtype)
 
 
-def _rows(index: PartitionIndex, found: Found, object_index: np.ndarray, catalog: int) -> pa.Table:
+def _rows(
+    index: PartitionIndex,
+    alert: np.ndarray,
+    row: np.ndarray,
+    sep: np.ndarray,
+    ra: np.ndarray,
+    dec: np.ndarray,
+    catalog: int,
+) -> pa.Table:
     attrs = index.attributes
     columns = {
-        "object_index": pa.array(object_index[found.alert], pa.int64()),
-        "catalog_index": pa.array(np.full(found.alert.size, catalog, dtype=np.int32)),
-        "separation_arcsec": pa.array(found.separation),
-        "catalog_ra": pa.array(found.ra),
-        "catalog_dec": pa.array(found.dec),
+        "object_index": pa.array(alert, pa.int64()),
+        "catalog_index": pa.array(np.full(alert.size, catalog, dtype=np.int32)),
+        "separation_arcsec": pa.array(sep),
+        "catalog_ra": pa.array(ra),
+        "catalog_dec": pa.array(dec),
     }
     for name in (layout.OBJECT_ID, layout.Z, layout.PHOTO_Z, layout.SEMI_MAJOR, layout.MAG):
-        columns[name] = _column(attrs, name, found.row, MATCH_SCHEMA.field(name).type)
-    columns[layout.OBJECT_TYPE] = _column(attrs, layout.OBJECT_TYPE, found.row, pa.string())
-    columns[layout.DISTANCE] = _column(attrs, layout.DISTANCE, found.row, pa.float64())
-    columns["reach_arcsec"] = pa.array(index.reach[found.row].astype(np.float64))
+        columns[name] = _column(attrs, name, row, MATCH_SCHEMA.field(name).type)
+    columns[layout.OBJECT_TYPE] = _column(attrs, layout.OBJECT_TYPE, row, pa.string())
+    columns[layout.DISTANCE] = _column(attrs, layout.DISTANCE, row, pa.float64())
+    columns["reach_arcsec"] = pa.array(index.reach[row].astype(np.float64))
     return pa.table(columns, schema=MATCH_SCHEMA)
+
+
+def _groups(keys: np.ndarray) -> list[np.ndarray]:
+    """Positions of equal values of ``keys``, one array per value (in value order)."""
+    order = np.argsort(keys, kind="stable")
+    cuts = np.flatnonzero(np.diff(keys[order])) + 1
+    return np.split(order, cuts) if order.size else []
 
 
 def crossmatch_catalog(
@@ -167,38 +174,51 @@ def crossmatch_catalog(
     starts, ends, order_of = handle.intervals()
     orders = np.asarray(handle.orders)[order_of]
     pixels = np.asarray(handle.pixels)[order_of]
+    if starts.size == 0:
+        return []
     position = np.searchsorted(starts, hpx, side="right") - 1
     inside = (position >= 0) & (hpx < ends[np.maximum(position, 0)])
-    out: list[pa.Table] = []
+    # (partition, alerts, search its margin too): alerts inside a partition search it and its margin; alerts
+    # where the catalogue has no partition search every partition their cell block overlaps, primaries only.
+    work: list[tuple[int, np.ndarray, bool]] = []
     members = np.flatnonzero(inside)
-    by_partition = members[np.argsort(position[members], kind="stable")]
-    cuts = np.flatnonzero(np.diff(position[by_partition])) + 1
-    for group in np.split(by_partition, cuts) if by_partition.size else []:
-        p = int(position[group[0]])
-        index = partition_index(handle, int(orders[p]), int(pixels[p]), budget_bytes)
-        found = search(index, hpx[group], ra[group], dec[group], with_margin=True)
-        if found.alert.size:
-            out.append(_rows(index, found, group, catalog))
-    # Alerts outside every partition: search the partitions their cell block overlaps (no margins needed).
+    work.extend((int(position[g[0]]), g, True) for g in (members[x] for x in _groups(position[members])))
     lonely = np.flatnonzero(~inside)
-    if lonely.size and starts.size:
+    if lonely.size:
         bound = TIER_BOUNDS[min(int(np.searchsorted(TIER_BOUNDS, handle.max_reach_arcsec)), TIER_BOUNDS.size - 1)]
         level = healpix.search_order(float(bound))
         shift = 2 * (layout.SPATIAL_INDEX_ORDER - level)
-        block = healpix.block_cells(hpx[lonely] >> shift, level)
-        owner = np.repeat(lonely, 9)[block.ravel() >= 0]
-        cells = block.ravel()[block.ravel() >= 0]
+        block = healpix.block_cells(hpx[lonely] >> shift, level).ravel()
+        owner = np.repeat(lonely, 9)[block >= 0]
+        cells = block[block >= 0]
         first, last = healpix.overlapping(cells << shift, (cells + 1) << shift, starts, ends)
         which, part = healpix.expand_ranges(first, last)
         pairs = np.unique(np.stack([part, owner[which]], axis=1), axis=0)
-        cuts = np.flatnonzero(np.diff(pairs[:, 0])) + 1
-        for chunk in np.split(pairs, cuts) if pairs.size else []:
-            p = int(chunk[0, 0])
-            group = chunk[:, 1]
-            index = partition_index(handle, int(orders[p]), int(pixels[p]), budget_bytes)
-            found = search(index, hpx[group], ra[group], dec[group], with_margin=False)
-            if found.alert.size:
-                out.append(_rows(index, found, group, catalog))
+        work.extend((int(pairs[g[0], 0]), pairs[g, 1], False) for g in _groups(pairs[:, 0]))
+    cells_cache = BatchCells(hpx)
+    found: list[tuple[PartitionIndex, np.ndarray, np.ndarray]] = []
+    for p, alerts, with_margin in work:
+        index = partition_index(handle, int(orders[p]), int(pixels[p]), budget_bytes)
+        alert, row = candidates(index, alerts, cells_cache, with_margin)
+        if alert.size:
+            found.append((index, alert, row))
+    if not found:
+        return []
+    # Exact separations for all candidates at once; positions decoded from _healpix_29.
+    alert = np.concatenate([f[1] for f in found])
+    keys = np.concatenate([f[0].keys[f[2]] for f in found])
+    reach = np.concatenate([f[0].reach[f[2]] for f in found])
+    cra, cdec = hp.pix2ang(NSIDE29, keys, nest=True, lonlat=True)
+    sep = separation_arcsec(ra[alert], dec[alert], cra, cdec)
+    keep = sep <= reach
+    out = []
+    offset = 0
+    for index, part_alert, part_row in found:
+        sl = slice(offset, offset + part_alert.size)
+        offset += part_alert.size
+        k = keep[sl]
+        if k.any():
+            out.append(_rows(index, part_alert[k], part_row[k], sep[sl][k], cra[sl][k], cdec[sl][k], catalog))
     return out
 
 

@@ -192,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--sql", required=True)
     fsub.add_parser("list", help="list filters as JSON lines")
+
+    from nightjar.bench import add_bench_group
+    from nightjar.catalogs import cli as catalogs_cli
+
+    catalogs_cli.register(sub, bench=add_bench_group(sub))
     return parser
 
 
