@@ -113,7 +113,7 @@ def standardize(chunk: pa.Table | pd.DataFrame, recipe: Recipe, chunk_index: int
         which, values, bound = (cols.ra, ra[bad_ra], "[0, 360]") if bad_ra.any() else (cols.dec, dec[bad_dec], "[-90, 90]")
         raise ValueError(
             f"{recipe.label}: {int(bad_ra.sum() + bad_dec.sum())} rows have positions outside the sky: "
-            f"column {which!r} must be in degrees within {bound}, found {values[0]!r}"
+            f"column {which!r} must be in degrees within {bound}, found {float(values[0])}"
         )
     dropped = int(n_in - keep.sum())
     if dropped:

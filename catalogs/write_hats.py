@@ -76,12 +76,24 @@ def histogram(results: list[ShardResult]) -> np.ndarray:
     return hist
 
 
+def alignment_order(rows: int, max_rows: int) -> int:
+    """The finest partition order worth considering: two orders below where average cells hold ``max_rows``.
+
+    hats' alignment walks every cell of every order in Python, so a small catalogue is planned on a coarser
+    histogram (order 3 at least, ``HIST_ORDER`` at most).
+    """
+    cells_needed = max(12.0 * rows / max(max_rows, 1), 1.0)
+    return int(min(HIST_ORDER, max(3, np.ceil(np.log(cells_needed) / np.log(4)) + 2)))
+
+
 def plan_partitions(hist: np.ndarray, max_rows: int) -> list[tuple[int, int, int]]:
     """Adaptive-order partitions ``(order, pixel, rows)`` holding at most ``max_rows`` each (where possible)."""
     from hats.pixel_math.partition_stats import generate_alignment
 
-    threshold = max(int(max_rows), int(hist.max()))
-    alignment = generate_alignment(hist, highest_order=HIST_ORDER, threshold=threshold, drop_empty_siblings=True)
+    order = alignment_order(int(hist.sum()), max_rows)
+    coarse = hist.reshape(12 * 4**order, -1).sum(axis=1)
+    threshold = max(int(max_rows), int(coarse.max()))
+    alignment = generate_alignment(coarse, highest_order=order, threshold=threshold, drop_empty_siblings=True)
     plan = {(int(a[0]), int(a[1])): int(a[2]) for a in alignment if a is not None}
     return sorted((o, p, n) for (o, p), n in plan.items())
 
