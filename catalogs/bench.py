@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from distributed import Client
+from distributed import Client, Future
 from rich.console import Console
 
 from nightjar.catalogs import layout
@@ -101,7 +101,7 @@ def run_pass(client: Client, batches: list[pa.Table], catalogs: CatalogSet) -> P
     """Every batch once through the kernel on the cluster, region by region."""
     workers = sorted(client.scheduler_info()["workers"])
     started = time.perf_counter()
-    futures = []
+    futures: list[Future] = []
     for batch in batches:
         pieces = client.submit(split_by_region, batch, len(workers), pure=False)
         futures.extend(

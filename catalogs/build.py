@@ -11,7 +11,7 @@ import shutil
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ class BuildSpec:
     sources: tuple[str, ...] = ()
     radius_arcsec: float | None = None
     mag_filter: str | None = None
-    rules: ContextRules = ContextRules()
+    rules: ContextRules = field(default_factory=ContextRules)
     partition_rows: int = DEFAULT_PARTITION_ROWS
     margin_arcsec: float = DEFAULT_MARGIN_ARCSEC
 

@@ -10,6 +10,7 @@ set's version), described in one line (``describe``). Objects without a match ar
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -255,7 +256,7 @@ def classify(objects: pa.Table, catalogs: CatalogSet) -> ContextResult:
         taken = array.take(pick) if len(array) else pa.nulls(n, array.type)
         context_columns[name] = pc.if_else(pa.array(has), taken, pa.scalar(None, array.type))
 
-    def at_top(key: str, fill: object = np.nan) -> np.ndarray:
+    def at_top(key: str, fill: Any = np.nan) -> np.ndarray:
         values = np.asarray(m[key])
         return np.where(has, values[np.maximum(top, 0)], fill) if values.size else np.full(n, fill)
 

@@ -20,9 +20,7 @@ def separation_arcsec(ra1: np.ndarray, dec1: np.ndarray, ra2: np.ndarray, dec2: 
     return 2.0 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0))) * RAD_TO_ARCSEC
 
 
-def offsets_arcsec(
-    ra0: np.ndarray, dec0: np.ndarray, ra: np.ndarray, dec: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def offsets_arcsec(ra0: np.ndarray, dec0: np.ndarray, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(north, east) offsets in arcsec of positions ``ra, dec`` from reference positions ``ra0, dec0``.
 
     The offsets are the latitude and longitude of the position in a frame rotated so that the reference is at

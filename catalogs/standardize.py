@@ -110,7 +110,9 @@ def standardize(chunk: pa.Table | pd.DataFrame, recipe: Recipe, chunk_index: int
     bad_ra = keep & ((ra < 0) | (ra > 360))
     bad_dec = keep & ((dec < -90) | (dec > 90))
     if bad_ra.any() or bad_dec.any():
-        which, values, bound = (cols.ra, ra[bad_ra], "[0, 360]") if bad_ra.any() else (cols.dec, dec[bad_dec], "[-90, 90]")
+        which, values, bound = (
+            (cols.ra, ra[bad_ra], "[0, 360]") if bad_ra.any() else (cols.dec, dec[bad_dec], "[-90, 90]")
+        )
         raise ValueError(
             f"{recipe.label}: {int(bad_ra.sum() + bad_dec.sum())} rows have positions outside the sky: "
             f"column {which!r} must be in degrees within {bound}, found {float(values[0])}"

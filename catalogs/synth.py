@@ -14,7 +14,7 @@ being in memory together, and a catalogue can be regenerated exactly.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from nightjar.catalogs.standardize import ID_CHUNK_SHIFT, spatial_index
 DEFAULT_CHUNK_ROWS = 2_000_000
 SYNTH_KINDS = (Kind.GALAXY, Kind.STAR)
 
+
 @functools.cache
 def _galactic_to_icrs_matrix() -> np.ndarray:
     """The rotation from Galactic to ICRS unit vectors, from astropy (columns: the Galactic axes in ICRS)."""
@@ -45,7 +46,9 @@ def _uniform_sphere(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.nd
     return rng.uniform(0.0, 360.0, n), np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, n)))
 
 
-def _offset(ra: np.ndarray, dec: np.ndarray, sigma_deg: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _offset(
+    ra: np.ndarray, dec: np.ndarray, sigma_deg: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian scatter around positions (flat-sky approximation, fine for arcminute clumps)."""
     d = np.clip(dec + rng.normal(0.0, 1.0, dec.size) * sigma_deg, -90.0, 90.0)
     cos = np.maximum(np.cos(np.radians(d)), 1e-3)
@@ -106,7 +109,7 @@ class SynthChunk:
     seed: int
     index: int
     rows: int
-    rules: ContextRules = ContextRules()
+    rules: ContextRules = field(default_factory=ContextRules)
 
     def __call__(self) -> pa.Table:
         rng = np.random.default_rng([self.seed, self.index])

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,7 @@ HIST_ORDER = 8  # histogram resolution for the partition plan (cells of ~14')
 SHARD_ROW_GROUP = 32_768
 BUILDER = f"nightjar v{__version__}"
 
-Chunk = pa.Table | pd.DataFrame | Callable[[], pa.Table | pd.DataFrame]
+Chunk: TypeAlias = pa.Table | pd.DataFrame | Callable[[], pa.Table | pd.DataFrame]
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,6 @@ tiers only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import healpy as hp
 import numpy as np
 import pyarrow as pa
@@ -241,4 +239,3 @@ def crossmatch(ra: np.ndarray, dec: np.ndarray, catalogs: CatalogSet) -> pa.Tabl
     for i, handle in enumerate(catalogs.catalogs):
         tables.extend(crossmatch_catalog(handle, i, hpx, ra, dec, catalogs.cache_bytes))
     return pa.concat_tables(tables) if tables else MATCH_SCHEMA.empty_table()
-

@@ -34,7 +34,9 @@ def everything(data_dir: Path, catalog_sources: dict[str, Any]) -> SkyCoord:
         dec = np.asarray(t[source.columns.dec].to_numpy(zero_copy_only=False), dtype=float)
         ok = np.isfinite(ra) & np.isfinite(dec)
         coords.append(SkyCoord(ra[ok] * u.deg, dec[ok] * u.deg))
-    return SkyCoord(np.concatenate([c.ra.deg for c in coords]) * u.deg, np.concatenate([c.dec.deg for c in coords]) * u.deg)
+    return SkyCoord(
+        np.concatenate([c.ra.deg for c in coords]) * u.deg, np.concatenate([c.dec.deg for c in coords]) * u.deg
+    )
 
 
 def isolated(coords: SkyCoord, everything: SkyCoord, radius_arcsec: np.ndarray) -> np.ndarray:

@@ -159,7 +159,11 @@ def test_csv_and_fits_imports_match_the_parquet_import(
     pcsv.write_csv(source, csv_file)
     fits_file = tmp_path / "3hsp.fits"
     Table(
-        {"name": source["3HSP Source name"].to_pylist(), "RA": source["ra_deg"].to_numpy(), "DEC": source["dec_deg"].to_numpy()}
+        {
+            "name": source["3HSP Source name"].to_pylist(),
+            "RA": source["ra_deg"].to_numpy(),
+            "DEC": source["dec_deg"].to_numpy(),
+        }
     ).write(fits_file)
     home = tmp_path / "home"
     for fmt, path, cols in [
@@ -168,6 +172,7 @@ def test_csv_and_fits_imports_match_the_parquet_import(
     ]:
         info = import_catalog(dask_client, home, BuildSpec(f"hsp-{fmt}", Kind.AGN, cols), [path], chunk_rows=500)
         assert info.rows == 2013
+
     def positions(name: str, home: Path) -> list[tuple[str, float, float]]:
         tables = [t for _, _, t in read_partitions(layout.primary_dir(layout.collection_dir(home, name)))]
         t = pa.concat_tables(tables)
@@ -202,7 +207,7 @@ def test_bad_input_gives_clear_errors(tmp_path: Path, dask_client: Client, data_
     odd.write_text("ra dec\n")
     with pytest.raises(ValueError, match="cannot tell the format"):
         import_catalog(dask_client, tmp_path, BuildSpec("x", Kind.STAR, ColumnMap(ra="ra", dec="dec")), [odd])
-    with pytest.raises(FileNotFoundError, match="no .parquet files"):
+    with pytest.raises(FileNotFoundError, match=r"no \.parquet files"):
         import_catalog(dask_client, tmp_path, BuildSpec("x", Kind.STAR, ColumnMap(ra="ra", dec="dec")), [tmp_path])
     with pytest.raises(FileNotFoundError):
         import_catalog(

@@ -68,7 +68,9 @@ def test_real_ztf_alerts_find_their_gcvs_and_3hsp_counterparts(
     blazar = next(iter(near_hsp))
     assert ctx.loc[blazar, "classification"] == "AGN"
     matches = result.matches.to_pandas()
-    hsp_names = set(matches[(matches.diaObjectId == blazar) & (matches.catalogue_table_name == "3hsp")].catalogue_object_id)
+    hsp_names = set(
+        matches[(matches.diaObjectId == blazar) & (matches.catalogue_table_name == "3hsp")].catalogue_object_id
+    )
     assert hsp_names == {"3HSPJ174357.8+193509"}
     assert names[blazar] == "ZTF18aaqzpsv"
     assert {names[i] for i in near_gcvs} >= {"ZTF18aazvbob", "ZTF17aaajnnn"}

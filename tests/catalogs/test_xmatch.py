@@ -22,7 +22,9 @@ from nightjar.catalogs.xmatch import crossmatch
 ROWS = 30_000
 
 
-def sphere(rng: np.random.Generator, n: int, dec_lo: float = -90.0, dec_hi: float = 90.0) -> tuple[np.ndarray, np.ndarray]:
+def sphere(
+    rng: np.random.Generator, n: int, dec_lo: float = -90.0, dec_hi: float = 90.0
+) -> tuple[np.ndarray, np.ndarray]:
     s = rng.uniform(np.sin(np.radians(dec_lo)), np.sin(np.radians(dec_hi)), n)
     return rng.uniform(0.0, 360.0, n), np.degrees(np.arcsin(s))
 
@@ -63,9 +65,7 @@ def brute_force(alert_ra: np.ndarray, alert_dec: np.ndarray, table: pa.Table) ->
     i_alert, i_cat, sep, _ = cat.search_around_sky(alerts, reach.max() * u.arcsec)
     ok = sep.arcsec <= reach[i_cat]
     names = np.asarray(table["name"].to_pylist())
-    return {
-        (int(a), str(names[c])): float(s) for a, c, s in zip(i_alert[ok], i_cat[ok], sep.arcsec[ok], strict=True)
-    }
+    return {(int(a), str(names[c])): float(s) for a, c, s in zip(i_alert[ok], i_cat[ok], sep.arcsec[ok], strict=True)}
 
 
 def alerts_for(table: pa.Table, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +120,6 @@ def test_kernel_finds_exactly_the_brute_force_matches(galaxies: tuple[CatalogSet
     assert max(abs(got[k] - expected[k]) for k in common) < 1e-3  # arcsec
 
 
-
 def test_alerts_beyond_the_catalogues_edge_match(tmp_path: Path, dask_client: Client) -> None:
     """A catalogue confined to one order-3 cell: alerts just outside it lie where there is no partition."""
     import healpy as hp
@@ -160,7 +159,7 @@ def test_polar_alerts_match(galaxies: tuple[CatalogSet, pa.Table]) -> None:
 
 
 def test_warm_batches_are_served_from_the_cache(galaxies: tuple[CatalogSet, pa.Table]) -> None:
-    catalogs, table = galaxies
+    catalogs, _ = galaxies
     rng = np.random.default_rng(3)
     ra, dec = sphere(rng, 3000)
     CACHE.clear()
@@ -175,7 +174,7 @@ def test_warm_batches_are_served_from_the_cache(galaxies: tuple[CatalogSet, pa.T
 
 
 def test_cache_respects_its_budget(galaxies: tuple[CatalogSet, pa.Table]) -> None:
-    catalogs, table = galaxies
+    catalogs, _ = galaxies
     small = CatalogSet(catalogs.catalogs, catalogs.rules, cache_bytes=50_000)
     rng = np.random.default_rng(4)
     ra, dec = sphere(rng, 3000)
