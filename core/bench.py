@@ -27,11 +27,13 @@ def benchmarks() -> dict[str, tuple[AddArguments, Run, str]]:
     }
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``bench`` command and one sub-command per benchmark."""
+def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Add the ``bench`` command and one sub-command per benchmark; returns the group's sub-parsers, where
+    other parts (catalogues: ``bench xmatch``) add theirs."""
     parser = sub.add_parser("bench", help="Run a benchmark; the last line is its figure.")
-    bench_sub = parser.add_subparsers(dest="benchmark", required=True)
+    bench_sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     for name, (add_arguments, run, text) in benchmarks().items():
         p = bench_sub.add_parser(name, help=text, description=text)
         add_arguments(p)
         p.set_defaults(handler=run)
+    return bench_sub

@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = asub.add_parser("inspect", help="format, schema version, alert count, ID range and errors per file")
     inspect.add_argument("paths", nargs="+", type=Path)
 
-    register_bench(sub)
+    bench = register_bench(sub)
     register_lake(sub)
 
     p = command("filter", _filter, "Register or list streaming filters.")
@@ -237,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--sql", required=True)
     fsub.add_parser("list", help="list filters as JSON lines")
+
+    from nightjar.catalogs import cli as catalogs_cli
+
+    catalogs_cli.register(sub, bench=bench)
     return parser
 
 

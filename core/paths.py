@@ -11,6 +11,7 @@ BROKER_STATE_FILE = "broker.json"
 BROKER_LOG_FILE = "tansu.log"
 METADATA_DB_FILE = "metadata.sqlite"
 DUCKDB_TEMP_DIR = "duckdb-tmp"
+CATALOGS_DIR = "catalogs"  # one HATS collection per context catalogue (see nightjar.catalogs.layout)
 
 # Lake tables.
 SOURCES = "sources"  # one row per detection: triggering diaSources and packet history, unique diaSourceId
@@ -56,6 +57,11 @@ def lake_dir(home: Path) -> Path:
 def table_dir(home: Path, table: str) -> Path:
     """The folder of one Delta table."""
     return lake_dir(home) / table
+
+
+def catalogs_dir(home: Path) -> Path:
+    """The folder holding the context catalogues, one HATS collection each."""
+    return home / CATALOGS_DIR
 
 
 def broker_dir(home: Path) -> Path:

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # HEALPix.
     partition_order: int = Field(default=5, ge=0, le=12, description="Coarse HEALPix order of hpx_part.")
 
+    # Context catalogues: memory each Dask worker may spend on cached partition indexes.
+    catalog_cache_mb: int = Field(default=2048, ge=16, description="Per-process cache of catalogue indexes.")
+
     # SQL sandbox.
     query_memory_limit: str = "2GB"
     query_threads: int = Field(default=2, ge=1)

@@ -1,0 +1,188 @@
+"""What Nightjar records about each catalogue (``nightjar.json``), and the handles stages receive.
+
+A :class:`CatalogSet` is the explicit catalogue input of the context stage: small, picklable, and versioned, so
+that a worker's cached indexes are reused only while the catalogues and rules are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from nightjar.catalogs import layout
+from nightjar.catalogs.rules import ContextRules, Kind
+
+AxisUnit = Literal["arcsec", "arcmin", "deg"]
+ARCSEC_PER_UNIT: dict[str, float] = {"arcsec": 1.0, "arcmin": 60.0, "deg": 3600.0}
+
+
+class ColumnMap(BaseModel):
+    """Which source columns hold the standard quantities."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ra: str
+    dec: str
+    id: str | None = None
+    z: str | None = None
+    photo_z: str | None = None
+    major_axis: str | None = None
+    major_axis_unit: AxisUnit = "arcsec"
+    mag: str | None = None
+    type: str | None = None
+    distance: str | None = None
+    keep_types: list[str] | None = None
+
+    def source_columns(self) -> list[str]:
+        """The source columns the mapping reads."""
+        named = [self.ra, self.dec, self.id, self.z, self.photo_z, self.major_axis, self.mag, self.type, self.distance]
+        return [c for c in named if c is not None]
+
+
+class CatalogInfo(BaseModel):
+    """The ``nightjar.json`` of a catalogue collection."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    kind: Kind
+    version: str
+    created: str
+    description: str = ""
+    sources: list[str] = []
+    columns: ColumnMap
+    radius_arcsec: float | None = None
+    mag_filter: str | None = None
+    rows: int = 0
+    dropped_rows: int = 0
+    partitions: int = 0
+    margin_rows: int = 0
+    margin_threshold_arcsec: float = 0.0
+    max_reach_arcsec: float = 0.0
+    rules: ContextRules = ContextRules()
+
+
+def read_info(collection: Path) -> CatalogInfo:
+    """The ``nightjar.json`` of a collection folder."""
+    path = collection / layout.INFO_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"not a Nightjar catalogue (no {layout.INFO_FILE}): {collection}")
+    return CatalogInfo.model_validate_json(path.read_text())
+
+
+def write_info(collection: Path, info: CatalogInfo) -> None:
+    (collection / layout.INFO_FILE).write_text(info.model_dump_json(indent=1) + "\n")
+
+
+def list_catalogs(home: Path) -> list[CatalogInfo]:
+    """Every catalogue installed under the home, by name."""
+    base = layout.root(home)
+    if not base.is_dir():
+        return []
+    found = []
+    for child in sorted(base.iterdir()):
+        if child.name.startswith(".") or not (child / layout.INFO_FILE).is_file():
+            continue
+        found.append(read_info(child))
+    return found
+
+
+@dataclass(frozen=True)
+class CatalogHandle:
+    """One catalogue as the crossmatch sees it: where it lives, its partitions, and how to read its rows."""
+
+    name: str
+    kind: Kind
+    version: str
+    collection: Path
+    margin: Path | None
+    orders: tuple[int, ...]
+    pixels: tuple[int, ...]
+    radius_arcsec: float | None = None
+    mag_filter: str | None = None
+    description: str = ""
+    max_reach_arcsec: float = 0.0
+    has_ids: bool = True  # False: rows were numbered at import, ids mean nothing outside the catalogue
+
+    @property
+    def primary(self) -> Path:
+        return layout.primary_dir(self.collection)
+
+    def intervals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Partition ranges in order-29 index space, sorted: (starts, ends, partition number)."""
+        orders = np.asarray(self.orders, dtype=np.int64)
+        pixels = np.asarray(self.pixels, dtype=np.int64)
+        shift = 2 * (layout.SPATIAL_INDEX_ORDER - orders)
+        starts = pixels << shift
+        ends = (pixels + 1) << shift
+        order = np.argsort(starts)
+        return starts[order], ends[order], order
+
+
+def open_handle(collection: Path) -> CatalogHandle:
+    """A handle on an installed catalogue collection (reads its ``partition_info.csv``)."""
+    from hats.catalog import PartitionInfo
+
+    info = read_info(collection)
+    pixels = PartitionInfo.read_from_dir(layout.primary_dir(collection)).get_healpix_pixels()
+    margin = layout.margin_dir(collection, info.margin_threshold_arcsec)
+    return CatalogHandle(
+        name=info.name,
+        kind=info.kind,
+        version=info.version,
+        collection=collection,
+        margin=margin if margin.is_dir() else None,
+        orders=tuple(int(p.order) for p in pixels),
+        pixels=tuple(int(p.pixel) for p in pixels),
+        radius_arcsec=info.radius_arcsec,
+        mag_filter=info.mag_filter,
+        description=info.description,
+        max_reach_arcsec=info.max_reach_arcsec,
+        has_ids=info.columns.id is not None,
+    )
+
+
+@dataclass(frozen=True)
+class CatalogSet:
+    """The catalogues and rules of context classification; the explicit input of ``classify_batch``.
+
+    ``cache_bytes`` bounds the memory each process spends on cached partition indexes.
+    """
+
+    catalogs: tuple[CatalogHandle, ...]
+    rules: ContextRules = field(default_factory=ContextRules)
+    cache_bytes: int = 2 << 30
+
+    @property
+    def version(self) -> str:
+        """Changes whenever a catalogue is re-imported or the rules change: context must then be recomputed."""
+        text = ";".join(f"{c.name}={c.version}" for c in self.catalogs) + ";" + self.rules.key()
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def load_catalog_set(
+    home: Path, names: list[str] | None = None, rules: ContextRules | None = None, cache_mb: int = 2048
+) -> CatalogSet:
+    """The installed catalogues (all, or those named) as a :class:`CatalogSet`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> load_catalog_set(Path(tempfile.mkdtemp())).catalogs
+    ()
+    """
+    infos = {i.name: i for i in list_catalogs(home)}
+    if names is not None:
+        missing = sorted(set(names) - set(infos))
+        if missing:
+            raise ValueError(f"no such catalogue: {', '.join(missing)}; installed: {', '.join(infos) or 'none'}")
+        chosen = names
+    else:
+        chosen = sorted(infos)
+    handles = tuple(open_handle(layout.collection_dir(home, n)) for n in chosen)
+    return CatalogSet(handles, rules or ContextRules(), cache_bytes=cache_mb << 20)

@@ -1,0 +1,329 @@
+"""The catalogue commands: ``nightjar catalog import|list|synth|openngc|demo|remove``, ``nightjar context RA DEC``
+and ``nightjar bench xmatch``. ``register`` adds them to the top-level parser (see ``nightjar.cli``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from nightjar.settings import Settings
+
+console = Console(stderr=True)
+KINDS = ("galaxy", "star", "bright_star", "variable", "agn", "cv", "yso", "other")
+
+
+def _import(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.catalogs.build import BuildSpec
+    from nightjar.catalogs.catalog import ColumnMap
+    from nightjar.catalogs.import_catalog import import_catalog
+    from nightjar.catalogs.rules import Kind
+    from nightjar.pipelines.cluster import dask_client
+
+    columns = ColumnMap(
+        ra=args.ra,
+        dec=args.dec,
+        id=args.id,
+        z=args.z,
+        photo_z=args.photo_z,
+        major_axis=args.major_axis,
+        major_axis_unit=args.major_axis_unit,
+        mag=args.mag,
+        type=args.type,
+        distance=args.distance,
+        keep_types=[t.strip() for t in args.keep_types.split(",")] if args.keep_types else None,
+    )
+    if args.keep_types and not args.type:
+        raise ValueError("--keep-types needs --type COL (the column holding the types)")
+    spec = BuildSpec(
+        name=args.name,
+        kind=Kind(args.kind),
+        columns=columns,
+        description=args.description or "",
+        sources=tuple(str(p) for p in args.paths),
+        radius_arcsec=args.radius,
+        mag_filter=args.mag_filter,
+        partition_rows=args.partition_rows,
+    )
+    with dask_client(settings) as client:
+        info = import_catalog(
+            client,
+            settings.home,
+            spec,
+            list(args.paths),
+            fmt=args.format,
+            chunk_rows=args.chunk_rows,
+            hdu=args.hdu,
+            delimiter=args.delimiter,
+            console=console,
+        )
+    dropped = f", {info.dropped_rows} rows without a position dropped" if info.dropped_rows else ""
+    console.print(
+        f"catalogue {info.name} ({info.kind}): {info.rows} rows in {info.partitions} partitions, "
+        f"{info.margin_rows} margin rows{dropped}; version {info.version}"
+    )
+    return 0
+
+
+def _list(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.catalogs import layout
+    from nightjar.catalogs.catalog import list_catalogs
+
+    infos = list_catalogs(settings.home)
+    if args.format == "json":
+        for info in infos:
+            record = info.model_dump(mode="json")
+            record["path"] = str(layout.collection_dir(settings.home, info.name))
+            print(json.dumps(record))
+        return 0
+    from rich.table import Table
+
+    table = Table("name", "kind", "rows", "partitions", "margin rows", "version", "description")
+    for info in infos:
+        table.add_row(
+            info.name,
+            str(info.kind),
+            str(info.rows),
+            str(info.partitions),
+            str(info.margin_rows),
+            info.version,
+            info.description,
+        )
+    Console(file=sys.stdout, width=200).print(table)
+    return 0
+
+
+def _synth(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.catalogs.rules import Kind
+    from nightjar.catalogs.synth import synth_catalog
+    from nightjar.pipelines.cluster import dask_client
+
+    with dask_client(settings) as client:
+        info = synth_catalog(
+            client,
+            settings.home,
+            args.name,
+            args.rows,
+            Kind(args.kind),
+            seed=args.seed,
+            chunk_rows=args.chunk_rows,
+            partition_rows=args.partition_rows,
+            console=console,
+        )
+    console.print(f"catalogue {info.name}: {info.rows} synthetic {info.kind} rows in {info.partitions} partitions")
+    return 0
+
+
+def _openngc(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.catalogs.demo import install_openngc
+    from nightjar.pipelines.cluster import dask_client
+
+    with dask_client(settings) as client:
+        info = install_openngc(client, settings.home, args.name, console=console)
+    console.print(f"catalogue {info.name}: {info.rows} OpenNGC galaxies in {info.partitions} partitions")
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.catalogs.demo import install_demo_catalogs
+    from nightjar.pipelines.cluster import dask_client
+
+    with dask_client(settings) as client:
+        infos = install_demo_catalogs(client, settings.home, synthetic_rows=args.rows, console=console)
+    for info in infos:
+        console.print(f"catalogue {info.name} ({info.kind}): {info.rows} rows")
+    return 0
+
+
+def _remove(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.catalogs import layout
+    from nightjar.catalogs.catalog import read_info
+
+    target = layout.collection_dir(settings.home, args.name)
+    read_info(target)  # refuses anything that is not a catalogue
+    shutil.rmtree(target)
+    console.print(f"removed catalogue {args.name}")
+    return 0
+
+
+def parse_position(ra_text: str, dec_text: str) -> tuple[float, float]:
+    """Degrees, or sexagesimal (``10:41:07.2 -12:30:00``, hours for RA), checked to lie on the sky."""
+    if any(c in ra_text for c in ":hms ") or any(c in dec_text for c in ":dms "):
+        from astropy import units as u
+        from astropy.coordinates import SkyCoord
+
+        try:
+            coord = SkyCoord(ra_text, dec_text, unit=(u.hourangle, u.deg))
+        except ValueError as exc:
+            raise ValueError(f"cannot read the position {ra_text} {dec_text}: {exc}") from None
+        return float(coord.ra.deg), float(coord.dec.deg)
+    try:
+        ra, dec = float(ra_text), float(dec_text)
+    except ValueError:
+        raise ValueError(f"RA and Dec must be degrees or sexagesimal, not {ra_text!r} {dec_text!r}") from None
+    if not (math.isfinite(ra) and 0.0 <= ra <= 360.0):
+        raise ValueError(f"RA must be within [0, 360] degrees, not {ra_text}")
+    if not (math.isfinite(dec) and -90.0 <= dec <= 90.0):
+        raise ValueError(f"Dec must be within [-90, 90] degrees, not {dec_text}")
+    return ra % 360.0, dec
+
+
+def context_report(settings: Settings, ra: float, dec: float, names: list[str] | None) -> dict[str, Any]:
+    """The class and ranked matches of one position, as a JSON-ready dict."""
+    import pyarrow as pa
+
+    from nightjar.catalogs.catalog import load_catalog_set
+    from nightjar.catalogs.context import classify
+    from nightjar.sql.records import to_records
+
+    catalogs = load_catalog_set(settings.home, names, cache_mb=settings.catalog_cache_mb)
+    result = classify(pa.table({"diaObjectId": pa.array([0], pa.int64()), "ra": [ra], "dec": [dec]}), catalogs)
+    row = result.context.to_pylist()[0]
+    matches = to_records(result.matches.drop_columns(["diaObjectId"]))
+    return {
+        "ra": ra,
+        "dec": dec,
+        "classification": row["classification"],
+        "summary": row["summary"],
+        "description": row["description"],
+        "catalogues": [c.name for c in catalogs.catalogs],
+        "catalogs_version": catalogs.version,
+        "matches": matches,
+    }
+
+
+def _context(settings: Settings, args: argparse.Namespace) -> int:
+    ra, dec = parse_position(args.ra, args.dec)
+    report = context_report(settings, ra, dec, args.catalog)
+    if args.format == "json":
+        print(json.dumps(report, indent=1, default=str))
+        return 0
+    from rich.table import Table
+
+    out = Console(file=sys.stdout, width=200)
+    out.print(f"classification: {report['classification']}")
+    out.print(report["description"])
+    if not report["catalogues"]:
+        out.print("(no catalogues installed: see `nightjar catalog import` and `nightjar catalog demo`)")
+    if report["matches"]:
+        table = Table("rank", "class", "catalogue", "object", "type", "sep″", "N″", "E″", "kpc", "z", "Mpc")
+
+        def num(value: Any, digits: int) -> str:
+            return "" if value is None else f"{value:.{digits}f}"
+
+        for m in report["matches"]:
+            table.add_row(
+                str(m["rank"]),
+                m["association_type"],
+                m["catalogue_table_name"],
+                str(m["catalogue_object_id"]),
+                m["catalogue_object_type"] or "",
+                num(m["separationArcsec"], 2),
+                num(m["northSeparationArcsec"], 2),
+                num(m["eastSeparationArcsec"], 2),
+                num(m["physical_separation_kpc"], 2),
+                num(m["z"] if m["z"] is not None else m["photoZ"], 4),
+                num(m["distance"], 1),
+            )
+        out.print(table)
+    return 0
+
+
+def _bench_xmatch(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.catalogs.bench import bench_xmatch
+    from nightjar.pipelines.cluster import dask_client
+
+    with dask_client(settings) as client:
+        bench_xmatch(
+            client,
+            settings.home,
+            catalog=args.catalog,
+            rows=args.rows,
+            alerts=args.alerts,
+            batch=args.batch,
+            passes=args.passes,
+            footprint=args.footprint,
+            seed=args.seed,
+            cache_mb=settings.catalog_cache_mb,
+            console=console,
+        )
+    return 0
+
+
+def register(sub: Any, bench: Any) -> None:
+    """Add ``catalog`` and ``context`` to the top-level sub-parsers and ``xmatch`` to the ``bench`` group."""
+    p = sub.add_parser("catalog", help="Import, generate or list context catalogues (HATS layout).")
+    csub = p.add_subparsers(dest="action", required=True)
+
+    imp = csub.add_parser("import", help="import a catalogue from CSV, FITS or Parquet files, with Dask")
+    imp.set_defaults(handler=_import)
+    imp.add_argument("name", help="catalogue name (letters, digits, _ and -)")
+    imp.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="source files, or folders of Parquet")
+    imp.add_argument("--ra", required=True, metavar="COL", help="right ascension column, degrees")
+    imp.add_argument("--dec", required=True, metavar="COL", help="declination column, degrees")
+    imp.add_argument("--kind", required=True, choices=KINDS, help="what the catalogue holds (decides the class)")
+    imp.add_argument("--id", metavar="COL", help="object name or number column")
+    imp.add_argument("--z", metavar="COL", help="spectroscopic redshift column")
+    imp.add_argument("--photo-z", metavar="COL", help="photometric redshift column")
+    imp.add_argument("--major-axis", metavar="COL", help="full major-axis length column (the galaxy's size)")
+    imp.add_argument("--major-axis-unit", choices=["arcsec", "arcmin", "deg"], default="arcsec")
+    imp.add_argument("--mag", metavar="COL", help="magnitude column (bright-star radius, galaxy association)")
+    imp.add_argument("--mag-filter", metavar="BAND", help="the magnitude's band, e.g. V (reported as MagFilter)")
+    imp.add_argument("--type", metavar="COL", help="object type column (reported; see --keep-types)")
+    imp.add_argument("--keep-types", metavar="T1,T2", help="import only rows whose --type is one of these")
+    imp.add_argument("--distance", metavar="COL", help="redshift-independent distance column, Mpc")
+    imp.add_argument("--radius", type=float, metavar="ARCSEC", help="association radius (kind default otherwise)")
+    imp.add_argument("--description", help="one line about the catalogue")
+    imp.add_argument("--format", choices=["csv", "fits", "parquet"], help="default: from the file name")
+    imp.add_argument("--hdu", type=int, help="FITS table HDU (default: the first table)")
+    imp.add_argument("--delimiter", help="CSV field separator (default , or tab for .tsv)")
+    imp.add_argument("--partition-rows", type=int, default=1_000_000, help="largest partition (rows)")
+    imp.add_argument("--chunk-rows", type=int, default=2_000_000, help="rows per Dask task (Parquet, FITS)")
+
+    lst = csub.add_parser("list", help="list installed catalogues")
+    lst.set_defaults(handler=_list)
+    lst.add_argument("--format", choices=["table", "json"], default="table")
+
+    syn = csub.add_parser("synth", help="write a realistic synthetic catalogue (streams; 1e8 rows work)")
+    syn.set_defaults(handler=_synth)
+    syn.add_argument("name")
+    syn.add_argument("--rows", type=int, required=True)
+    syn.add_argument("--kind", choices=["galaxy", "star"], default="galaxy")
+    syn.add_argument("--seed", type=int, default=1)
+    syn.add_argument("--chunk-rows", type=int, default=2_000_000, help="rows per Dask task")
+    syn.add_argument("--partition-rows", type=int, help="largest partition (rows)")
+
+    ngc = csub.add_parser("openngc", help="install the OpenNGC galaxies shipped with pyongc")
+    ngc.set_defaults(handler=_openngc)
+    ngc.add_argument("name", nargs="?", default="openngc")
+
+    demo = csub.add_parser("demo", help="install the demo catalogues: OpenNGC and synthetic galaxies and stars")
+    demo.set_defaults(handler=_demo)
+    demo.add_argument("--rows", type=int, default=200_000, help="rows of each synthetic catalogue")
+
+    rm = csub.add_parser("remove", help="delete an installed catalogue")
+    rm.set_defaults(handler=_remove)
+    rm.add_argument("name")
+
+    ctx = sub.add_parser("context", help="Classify a position against the catalogues (Sherlock style).")
+    ctx.set_defaults(handler=_context)
+    ctx.add_argument("ra", help="degrees, or hh:mm:ss")
+    ctx.add_argument("dec", help="degrees, or dd:mm:ss")
+    ctx.add_argument("--format", choices=["text", "json"], default="text")
+    ctx.add_argument("--catalog", action="append", metavar="NAME", help="only these catalogues (repeatable)")
+
+    xm = bench.add_parser("xmatch", help="crossmatch throughput (alerts/s/core), warm and cold")
+    xm.set_defaults(handler=_bench_xmatch)
+    xm.add_argument("--catalog", metavar="NAME", help="an installed catalogue (default: synthesise one)")
+    xm.add_argument("--rows", type=int, default=1_000_000, help="rows of the synthetic catalogue")
+    xm.add_argument("--alerts", type=int, default=200_000)
+    xm.add_argument("--batch", type=int, default=10_000, help="alerts per batch (an LSST visit: ~10,000)")
+    xm.add_argument("--passes", type=int, default=3, help="warm passes (the best is reported)")
+    xm.add_argument("--footprint", choices=["lsst", "visit"], default="lsst")
+    xm.add_argument("--seed", type=int, default=7)

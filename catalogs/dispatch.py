@@ -1,0 +1,73 @@
+"""Running the context stage on a Dask cluster so that each worker keeps seeing the same part of the sky.
+
+The caches are per worker process. A batch is therefore cut by sky region (order-3 HEALPix cells, in nested
+order, dealt to workers in contiguous runs) and each piece goes to the worker that owns the region; that worker's
+cache then holds the partitions of its part of the sky only, instead of every worker caching everything.
+``allow_other_workers`` keeps a batch flowing when a worker is lost: another takes the piece, cold.
+"""
+
+from __future__ import annotations
+
+import healpy as hp
+import numpy as np
+import pyarrow as pa
+from distributed import Client, Future
+
+from nightjar.catalogs.catalog import CatalogSet
+from nightjar.catalogs.context import CONTEXT_SCHEMA, classify_batch
+
+REGION_ORDER = 3
+REGIONS = 12 * 4**REGION_ORDER
+
+
+def region_owner(ra: np.ndarray, dec: np.ndarray, parts: int) -> np.ndarray:
+    """Which of ``parts`` workers owns each position (contiguous runs of order-3 cells)."""
+    cell = hp.ang2pix(1 << REGION_ORDER, ra, dec, nest=True, lonlat=True)
+    return (np.asarray(cell, dtype=np.int64) * parts) // REGIONS
+
+
+def split_by_region(objects: pa.Table, parts: int) -> list[pa.Table]:
+    """``objects`` cut into ``parts`` tables by sky region."""
+    if objects.num_rows == 0:
+        return [objects] + [objects.slice(0, 0)] * (parts - 1)
+    ra = objects["ra"].to_numpy(zero_copy_only=False)
+    dec = objects["dec"].to_numpy(zero_copy_only=False)
+    owner = region_owner(ra, dec, parts)
+    return [objects.filter(pa.array(owner == i)) for i in range(parts)]
+
+
+def _classify_piece(pieces: list[pa.Table], i: int, catalogs: CatalogSet) -> pa.Table:
+    return classify_batch(pieces[i], catalogs)
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    return pa.concat_tables(tables) if tables else CONTEXT_SCHEMA.empty_table()
+
+
+def submit_classify(client: Client, objects: pa.Table | Future, catalogs: CatalogSet) -> Future:
+    """Classify ``objects`` (a table, or a future of one) on the cluster; a future of the ``context`` rows.
+
+    Parameters
+    ----------
+    client
+        The Dask client.
+    objects
+        ``diaObjectId``, ``ra``, ``dec`` per object.
+    catalogs
+        The catalogue set (small; shipped with each task).
+    """
+    workers = sorted(client.scheduler_info()["workers"])
+    if not workers:
+        return client.submit(classify_batch, objects, catalogs, pure=False)
+    pieces = client.submit(split_by_region, objects, len(workers), pure=False)
+    parts = [
+        client.submit(_classify_piece, pieces, i, catalogs, workers=[w], allow_other_workers=True, pure=False)
+        for i, w in enumerate(workers)
+    ]
+    return client.submit(_concat, parts, pure=False)
+
+
+def classify_on_cluster(client: Client, objects: pa.Table, catalogs: CatalogSet) -> pa.Table:
+    """:func:`submit_classify`, waited for."""
+    result: pa.Table = submit_classify(client, objects, catalogs).result()
+    return result
