@@ -110,9 +110,7 @@ def test_concurrent_batch_commits_on_dask_workers_lose_nothing(settings, dask_cl
     dask_client.gather(futures)
     triggers = query_lake(settings, "SELECT diaSourceId FROM sources WHERE NOT fromPacketHistory")
     assert sorted(triggers["diaSourceId"].to_pylist()) == sorted(a.dia_source_id for a in alerts)
-    keys = query_lake(
-        settings, "SELECT count(*) AS n, count(DISTINCT diaObjectId) AS d FROM objects"
-    )
+    keys = query_lake(settings, "SELECT count(*) AS n, count(DISTINCT diaObjectId) AS d FROM objects")
     expected_objects = {a.dia_object_id for a in alerts if a.dia_object_id is not None}
     assert keys["n"][0].as_py() == keys["d"][0].as_py() == len(expected_objects)
     assert query_lake(settings, "SELECT count(*) AS n FROM cutouts")["n"][0].as_py() == 600
