@@ -31,7 +31,7 @@ def synthetic_batch(alerts: int, seed: int = 1) -> dict[str, pa.Table]:
     flux = 10 ** rng.uniform(2.5, 5.5, alerts)
     err = np.sqrt(flux * 2 + 200.0**2)
     mjd = 60950.0 + rng.uniform(0, 0.4, alerts)
-    values = {
+    values: dict[str, np.ndarray] = {
         "diaSourceId": 171_000_000_000_000_000 + np.arange(alerts, dtype=np.int64),
         "diaObjectId": object_ids[owner],
         "visit": rng.integers(2025090500000, 2025090500900, alerts),
@@ -71,9 +71,7 @@ def synthetic_batch(alerts: int, seed: int = 1) -> dict[str, pa.Table]:
 
 
 def _fill(schema: pa.Schema, n: int, values: dict[str, np.ndarray]) -> pa.Table:
-    columns = [
-        pa.array(values[f.name], f.type) if f.name in values else pa.nulls(n, f.type) for f in schema
-    ]
+    columns = [pa.array(values[f.name], f.type) if f.name in values else pa.nulls(n, f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -163,6 +161,8 @@ def run_bench(alerts: int, n_filters: int, repeat: int, threads: int, echo: Call
         baseline = _timed(lambda: [sandbox.run(box, s.sql, limits) for s in specs])
     finally:
         box.close()
-    echo(f"baseline, each filter as its own query: {baseline:.3f} s (shared passes are {baseline / steady:.1f}x faster)")
+    echo(
+        f"baseline, each filter as its own query: {baseline:.3f} s (shared passes are {baseline / steady:.1f}x faster)"
+    )
     echo(f"filters_{n_filters}_on_{alerts // 1000}k_s={steady:.3f}")
     return steady

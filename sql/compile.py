@@ -31,7 +31,7 @@ import duckdb
 import pyarrow as pa
 
 from nightjar.sql import sandbox, views
-from nightjar.sql.parse import Node, Parsed, QueryError, expression_sql, validate, walk
+from nightjar.sql.parse import Node, Parsed, QueryError, expression_sql, validate
 
 PREFIX = "__nj_"  # internal column names of a pass; never shown to users
 
@@ -284,7 +284,9 @@ def _compile(specs: tuple[FilterSpec, ...], schemas: dict[str, pa.Schema]) -> Pl
 def _group(con: duckdb.DuckDBPyConnection, simples: list[_Simple]) -> tuple[list[Group], list[int]]:
     """Simple filters gathered into one group per (view, alias); those with clashing column names run alone."""
     # Print every parsed expression back to SQL in one round trip.
-    nodes = [c for s in simples for c in s.conjuncts] + [e for s in simples for _, e in s.outputs if isinstance(e, dict)]
+    nodes = [c for s in simples for c in s.conjuncts] + [
+        e for s in simples for _, e in s.outputs if isinstance(e, dict)
+    ]
     texts = expression_sql(con, nodes)
     n_conj = sum(len(s.conjuncts) for s in simples)
     conj_iter, expr_iter = iter(texts[:n_conj]), iter(texts[n_conj:])

@@ -126,7 +126,7 @@ def install(con: duckdb.DuckDBPyConnection) -> None:
     for fn in FUNCTIONS:
         if fn.body is not None:
             con.execute(f"CREATE OR REPLACE MACRO {fn.name}({_MACRO_ARGS[fn.name]}) AS {fn.body}")
-    con.create_function(
+    con.create_function(  # type: ignore[call-overload]  # the stubs do not know Arrow UDFs
         "healpix",
         _healpix,
         [duckdb.sqltype("DOUBLE"), duckdb.sqltype("DOUBLE"), duckdb.sqltype("INTEGER")],

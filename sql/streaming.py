@@ -85,7 +85,11 @@ def run_filters(
 
 class _Runner:
     def __init__(
-        self, engine: batch_engine.BatchEngine, tables: Mapping[str, Any], specs: Sequence[FilterSpec], limits: sandbox.Limits
+        self,
+        engine: batch_engine.BatchEngine,
+        tables: Mapping[str, Any],
+        specs: Sequence[FilterSpec],
+        limits: sandbox.Limits,
     ) -> None:
         self.boxes: queue.SimpleQueue[sandbox.Sandbox] = queue.SimpleQueue()
         for box in engine.boxes:
@@ -130,7 +134,9 @@ class _Runner:
         try:
             table = sandbox.execute(box, group.sql(members), self._pass_limits())
         except QueryError as exc:
-            log.warning("shared pass over %s (%d filters) failed, running them one by one: %s", group.view, len(members), exc)
+            log.warning(
+                "shared pass over %s (%d filters) failed, running them one by one: %s", group.view, len(members), exc
+            )
             for member in members:
                 self._run_member(group, member, box)
             return

@@ -162,7 +162,9 @@ def batch_views(
         earlier = history.filter(pc.invert(known))
         sources = pa.concat_tables([sources, earlier], promote_options="permissive")
     views[SOURCES] = sources
-    views[OBJECTS] = latest_per_key(objects, "diaObjectId", OBJECT_ORDER) if OBJECT_ORDER in objects.column_names else objects
+    views[OBJECTS] = (
+        latest_per_key(objects, "diaObjectId", OBJECT_ORDER) if OBJECT_ORDER in objects.column_names else objects
+    )
     views.update(extra or {})
     return with_placeholders(views)
 
