@@ -65,21 +65,31 @@ class Group:
     expressions: tuple[str, ...]
     members: tuple[Member, ...]
 
-    def sql(self, members: Sequence[Member] | None = None) -> str:
-        """The pass's query; with ``members``, the query for just those filters (used to isolate a failure)."""
-        chosen = self.members if members is None else members
-        conj = sorted({c for m in chosen for c in m.conjuncts})
-        exprs = sorted({e for m in chosen for e in m.expressions})
+    def _keys_and_source(self) -> tuple[list[str], str]:
         ref = _quote(self.alias or self.view)
         object_key, source_key = views.ROW_KEYS.get(self.view, ("diaObjectId", None))
         columns = [
             f"{ref}.{_quote(object_key)} AS {PREFIX}object",
             f"{ref}.{_quote(source_key)} AS {PREFIX}source" if source_key else f"NULL::BIGINT AS {PREFIX}source",
         ]
+        return columns, _quote(self.view) + (f" AS {_quote(self.alias)}" if self.alias else "")
+
+    def sql(self, members: Sequence[Member] | None = None) -> str:
+        """The pass's query: every conjunct and expression of ``members`` (default: all) over every row."""
+        chosen = self.members if members is None else members
+        conj = sorted({c for m in chosen for c in m.conjuncts})
+        exprs = sorted({e for m in chosen for e in m.expressions})
+        columns, source = self._keys_and_source()
         columns += [f"coalesce(({self.conjuncts[c]}), false) AS {PREFIX}c{c}" for c in conj]
         columns += [f"({self.expressions[e]}) AS {PREFIX}e{e}" for e in exprs]
-        source = _quote(self.view) + (f" AS {_quote(self.alias)}" if self.alias else "")
         return f"SELECT {', '.join(columns)} FROM {source}"
+
+    def member_sql(self, member: Member) -> str:
+        """One filter as written (its WHERE filters the rows before its expressions are computed), with keys."""
+        columns, source = self._keys_and_source()
+        columns += [f"({self.expressions[e]}) AS {PREFIX}e{e}" for e in sorted(set(member.expressions))]
+        where = " AND ".join(f"({self.conjuncts[c]})" for c in member.conjuncts) or "true"
+        return f"SELECT {', '.join(columns)} FROM {source} WHERE {where}"
 
 
 @dataclass

@@ -13,7 +13,7 @@ import queue
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -156,24 +156,23 @@ class _Runner:
 
     def _run_member(self, group: Group, member: Member, box: sandbox.Sandbox) -> None:
         try:
-            table = sandbox.execute(box, group.sql([member]), self._pass_limits())
+            table = sandbox.execute(box, group.member_sql(member), self._pass_limits())
         except QueryError as exc:
             if "time limit" in str(exc):
                 self.results[member.index] = FilterResult(
                     self.specs[member.index], None, None, error=str(exc), timed_out=True
                 )
                 return
-            # The shared form evaluates every expression on every row; the filter as written may not. Run it
-            # as written, which also gives the user an error message about their own SQL.
+            # Run the user's own text, for an error message about their SQL.
             self._run_solo(member.index, box)
             return
-        self._split(table, group, [member], shared=False)
+        self._split(table, group, [replace(member, conjuncts=())], shared=False)
 
     def _split(self, table: pa.Table, group: Group, members: list[Member], shared: bool) -> None:
         """Each member's rows of a pass: where all of its conjuncts hold."""
         table = table.combine_chunks()
         conj_ids = sorted({c for m in members for c in m.conjuncts})
-        truth = {c: table[f"{PREFIX}c{c}"].chunk(0).to_numpy(zero_copy_only=False) for c in conj_ids}
+        truth = {c: table[f"{PREFIX}c{c}"].combine_chunks().to_numpy(zero_copy_only=False) for c in conj_ids}
         everything = np.ones(table.num_rows, dtype=bool)
         keys = self._complete_keys(
             pa.table({OBJECT_KEY: table[f"{PREFIX}object"], SOURCE_KEY: table[f"{PREFIX}source"]}, schema=KEYS_SCHEMA)
@@ -221,8 +220,8 @@ class _Runner:
         lower = {name.lower(): name for name in matches.column_names}
         if OBJECT_KEY.lower() not in lower or not pa.types.is_integer(matches[lower[OBJECT_KEY.lower()]].type):
             raise QueryError(
-                "a filter with joins, grouping or subqueries in FROM must select diaObjectId "
-                "(the object each match is about)"
+                "this filter must select diaObjectId: a filter with joins, grouping, window functions or "
+                "DISTINCT/LIMIT runs as its own query, and each row it returns is delivered as a match on an object"
             )
         objects = pc.cast(matches[lower[OBJECT_KEY.lower()]], pa.int64())
         if SOURCE_KEY.lower() in lower and pa.types.is_integer(matches[lower[SOURCE_KEY.lower()]].type):
