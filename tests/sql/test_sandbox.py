@@ -189,7 +189,9 @@ def test_the_connection_itself_is_locked(box: sandbox.Sandbox) -> None:
         ("", "empty query"),
     ],
 )
-def test_invalid_sql_points_at_the_problem(box: sandbox.Sandbox, limits: sandbox.Limits, sql: str, message: str) -> None:
+def test_invalid_sql_points_at_the_problem(
+    box: sandbox.Sandbox, limits: sandbox.Limits, sql: str, message: str
+) -> None:
     with pytest.raises(sandbox.QueryError) as caught:
         sandbox.run(box, sql, limits)
     assert message in str(caught.value)

@@ -107,7 +107,9 @@ def test_keys_name_the_alert_of_each_match(simulated: dict[str, pa.Table]) -> No
     )
     want = _alone(simulated, "SELECT diaObjectId, diaSourceId FROM sources WHERE band = 'r' AND psfFlux > 5000")
     assert sorted(by_source.keys.to_pylist(), key=str) == sorted(want.to_pylist(), key=str)
-    objects = _alone(simulated, "SELECT diaObjectId, lastDiaSourceId AS diaSourceId FROM objects WHERE nDiaSources >= 3")
+    objects = _alone(
+        simulated, "SELECT diaObjectId, lastDiaSourceId AS diaSourceId FROM objects WHERE nDiaSources >= 3"
+    )
     assert sorted(by_object.keys.to_pylist(), key=str) == sorted(objects.to_pylist(), key=str)
 
 
