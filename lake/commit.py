@@ -56,6 +56,9 @@ def append(home: Path, table: str, data: pa.Table, txns: dict[str, int]) -> bool
     if already_committed(dt, txns):
         log.info("%s: batch %s already committed, skipped", table, txns)
         return False
+    data = drop_committed(dt, data)
+    if data.num_rows == 0:
+        return False
     if paths.HPX29 in data.column_names:
         data = data.sort_by(paths.HPX29)
     write_deltalake(
@@ -67,6 +70,26 @@ def append(home: Path, table: str, data: pa.Table, txns: dict[str, int]) -> bool
         commit_properties=_properties(txns),
     )
     return True
+
+
+def drop_committed(dt: DeltaTable | None, data: pa.Table) -> pa.Table:
+    """``data`` without the rows whose Kafka offset the table already recorded as committed.
+
+    A batch read again after a crash can straddle what was committed: the consumer cuts the same messages into
+    batches differently, so some rows of the new batch were written by the lost one and some were not.
+    """
+    columns = (paths.KAFKA_TOPIC, paths.KAFKA_PARTITION, paths.KAFKA_OFFSET)
+    if dt is None or data.num_rows == 0 or not set(columns) <= set(data.column_names):
+        return data
+    topics, parts, offsets = (data[c].to_numpy(zero_copy_only=False) for c in columns)
+    keep = np.ones(data.num_rows, dtype=bool)
+    for topic, part in set(zip(topics.tolist(), parts.tolist(), strict=True)):
+        recorded = dt.transaction_version(app_id(topic, part))
+        if recorded is not None:
+            keep &= ~((topics == topic) & (parts == part) & (offsets <= recorded))
+    if not keep.all():
+        log.info("dropped %d rows committed by an earlier batch", int((~keep).sum()))
+    return data if keep.all() else data.filter(pa.array(keep))
 
 
 def latest_per_key(data: pa.Table, key: str, order: str) -> pa.Table:
