@@ -150,7 +150,10 @@ class JobManager:
             box.close()
 
     def _watch(self, job: Job, box: sandbox.Sandbox, stop: threading.Event) -> None:
-        while not stop.wait(0.5):
+        while not stop.wait(0.2):
+            if job.status == CANCELLED:  # again and again: a cancel may come before the query has started
+                box.con.interrupt()
+                continue
             try:
                 progress = box.con.query_progress()
             except duckdb.Error:

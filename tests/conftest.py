@@ -207,3 +207,25 @@ def kafka_settings(home: Path, kafka_bootstrap: str) -> Settings:
     settings = Settings(home=home, kafka=kafka_bootstrap, batch_size=500, batch_timeout_s=1.0)
     unique_filter_ids(settings.metadata_url)
     return settings
+
+
+def build_lake(home: Path, alerts: int, batches: int, seed: int = 7, topic: str = "sim") -> list[bytes]:
+    """Commit ``alerts`` simulated alerts to a real lake in ``batches`` commits (one Delta version each)."""
+    from nightjar.pipelines import stages
+    from nightjar.streams import simulate
+    from nightjar.streams.decode import RawBatch, decode_batch
+
+    payloads = [a.payload for a in simulate.generate_alerts(alerts, seed=seed)]
+    size = -(-alerts // batches)
+    for start in range(0, alerts, size):
+        chunk = payloads[start : start + size]
+        raw = RawBatch(chunk, [topic] * len(chunk), [0] * len(chunk), list(range(start, start + len(chunk))))
+        decoded = stages.locate(decode_batch(raw), partition_order=5)
+        stages.commit_to_lake(decoded, home, {f"nightjar:{topic}:0": start + len(chunk) - 1})
+    return payloads
+
+
+@pytest.fixture
+def lake_builder() -> Any:
+    """``build_lake(home, alerts, batches, seed=7, topic="sim")``: a small real lake without Kafka or Dask."""
+    return build_lake

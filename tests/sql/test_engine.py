@@ -11,12 +11,10 @@ from nightjar.settings import Settings
 from nightjar.sql import engine
 from nightjar.sql.parse import QueryError
 
-from .lake_helpers import build_lake
-
 
 @pytest.fixture
-def lake(settings: Settings) -> Settings:
-    build_lake(settings.home, alerts=300, batches=3)
+def lake(settings: Settings, lake_builder) -> Settings:
+    lake_builder(settings.home, alerts=300, batches=3)
     return settings
 
 
@@ -27,7 +25,7 @@ def test_every_view_exists_even_before_the_lake_has_it(settings: Settings) -> No
     assert {"diaObjectId", "diaSourceId", "watchlistId", "separationArcsec"} <= set(described)
 
 
-def test_time_travel_by_version_and_by_time(lake: Settings) -> None:
+def test_time_travel_by_version_and_by_time(lake: Settings, lake_builder) -> None:
     count = "SELECT count(*) AS n FROM sources"
     assert engine.query_lake(lake, count)["n"].to_pylist() == [300]
     assert engine.query_lake(lake, count, as_of=0)["n"].to_pylist() == [100]
@@ -38,7 +36,7 @@ def test_time_travel_by_version_and_by_time(lake: Settings) -> None:
     assert engine.query_lake(lake, count, as_of=datetime(2000, 1, 1, tzinfo=UTC))["n"].to_pylist() == [0]
     moment = datetime.now(UTC)
     time.sleep(0.05)
-    build_lake(lake.home, alerts=30, batches=1, seed=99, topic="later")
+    lake_builder(lake.home, alerts=30, batches=1, seed=99, topic="later")
     assert engine.query_lake(lake, count)["n"].to_pylist() == [330]
     assert engine.query_lake(lake, count, as_of=moment)["n"].to_pylist() == [300]
     assert engine.parse_as_of(moment.isoformat()) == moment
