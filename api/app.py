@@ -2,44 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
-from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
 
 from nightjar import __version__
+from nightjar.api import jobs, query
 from nightjar.settings import Settings
-from nightjar.sql import records
-from nightjar.sql.engine import query_lake
-from nightjar.sql.sandbox import QueryError
-
-
-class QueryRequest(BaseModel):
-    sql: str = Field(description="One SELECT over the lake's views (sources, objects).", min_length=1)
-
-
-class QueryResponse(BaseModel):
-    columns: list[str]
-    rows: list[dict[str, Any]] = Field(description="One object per row; 64-bit IDs as strings.")
-    count: int
+from nightjar.sql import functions, registry
+from nightjar.sql.jobs import JobManager
 
 
 def create_app(settings: Settings) -> FastAPI:
-    app = FastAPI(title="Nightjar", version=__version__, description="An alert broker for Rubin/LSST and ZTF.")
-    app.state.settings = settings
+    manager = JobManager(settings)
 
-    @app.post("/api/v1/query", response_model=QueryResponse)
-    async def query(request: QueryRequest) -> QueryResponse:
-        """Run one SELECT over the lake (sandboxed DuckDB) and return the rows as JSON."""
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            table = await run_in_threadpool(query_lake, settings, request.sql)
-        except QueryError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from None
-        return QueryResponse(columns=table.column_names, rows=records.to_records(table), count=table.num_rows)
+            yield
+        finally:
+            manager.close()
+
+    app = FastAPI(
+        title="Nightjar",
+        version=__version__,
+        description="An alert broker for Rubin/LSST and ZTF.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.jobs = manager
+    app.include_router(query.router(settings))
+    app.include_router(jobs.router(manager))
 
     @app.get("/api/v1/health")
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
+
+    @app.get("/api/v1/functions", tags=["query"])
+    async def helper_functions() -> list[dict[str, str]]:
+        """The helper functions user SQL can call (magnitudes, MJD, separations, cones, HEALPix)."""
+        return [{"name": f.name, "signature": f.signature, "description": f.description} for f in functions.FUNCTIONS]
+
+    @app.get("/api/v1/schemas/ids/{schema_id}", tags=["filters"])
+    async def avro_schema(schema_id: int) -> dict[str, Any]:
+        """A published Avro schema of a filter topic (the id is in each Avro message), registry-style."""
+        db = registry.engine(settings.metadata_url)
+        try:
+            return {"schema": registry.avro_schema(db, schema_id)}
+        except registry.RegistryError as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from None
+        finally:
+            db.dispose()
 
     return app

@@ -24,7 +24,21 @@ def benchmarks() -> dict[str, tuple[AddArguments, Run, str]]:
         "decode": (bench_decode.add_arguments, bench_decode.run, "columnar decoding vs fastavro per record"),
         "lake": (bench_lake.add_arguments, bench_lake.run, "cutout retrieval and cone search on a large lake"),
         "lake-cone": (bench_cone.add_arguments, bench_cone.run, "HEALPix cone queries before/after lake optimize"),
+        "filters": (_filters_options, _filters, "many streaming filters on one large batch (1,000 on 10,000 alerts)"),
     }
+
+
+def _filters(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.sql.bench_filters import run_bench
+
+    run_bench(args.alerts, args.filters, args.repeat, settings.query_threads)
+    return 0
+
+
+def _filters_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--filters", type=int, default=1000)
+    parser.add_argument("--alerts", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=5, help="batches timed after the first")
 
 
 def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 
-from nightjar import __version__
+from nightjar import __version__, cli_filters
 from nightjar.bench import register as register_bench
 from nightjar.lake.cli import register as register_lake
 from nightjar.log import configure_logging
@@ -96,24 +94,33 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _as_of(text: str | None) -> int | datetime | None:
-    """A lake version (an integer) or a time (ISO 8601; UTC unless it says otherwise)."""
-    if text is None:
-        return None
-    if text.isdigit():
-        return int(text)
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"--as-of takes a lake version or an ISO time, not {text!r}") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+def _cap_memory(settings: Settings) -> None:
+    """Cap this process's memory before it runs user SQL (see nightjar.sql.memory_cap)."""
+    from nightjar.sql import memory_cap
+
+    if settings.process_memory_cap == "off":
+        return
+    limit = (
+        memory_cap.parse_size(settings.process_memory_cap)
+        if settings.process_memory_cap
+        else memory_cap.default_cap(settings.query_memory_limit)
+    )
+    memory_cap.cap_process_memory(limit)
 
 
 def _query(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.output import write_result
-    from nightjar.sql.engine import query_lake
+    from nightjar.sql import engine
 
-    write_result(query_lake(settings, args.sql, as_of=_as_of(args.as_of)), args.format, args.out)
+    _cap_memory(settings)
+    as_of = engine.parse_as_of(args.as_of)
+    if args.offset or args.limit:
+        page = engine.query_page(settings, args.sql, args.offset, args.limit, as_of)
+        write_result(page.table, args.format, args.out)
+        if page.next_offset is not None:
+            console.print(f"more rows: --offset {page.next_offset}")
+        return 0
+    write_result(engine.query_lake(settings, args.sql, as_of), args.format, args.out)
     return 0
 
 
@@ -122,6 +129,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from nightjar.api.app import create_app
 
+    _cap_memory(settings)
     uvicorn.run(create_app(settings), host=args.host or settings.api_host, port=args.port or settings.api_port)
     return 0
 
@@ -137,28 +145,10 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _filter(settings: Settings, args: argparse.Namespace) -> int:
-    from nightjar.sql import registry
+    from nightjar import cli_filters
 
-    db = registry.engine(settings.metadata_url)
-    if args.action == "add":
-        flt = registry.add_filter(db, args.name, args.sql)
-        console.print(f"filter {flt.id} ({flt.name}) version {flt.version} -> topic {flt.topic}")
-        print(flt.id)
-    else:
-        for flt in registry.list_filters(db):
-            print(
-                json.dumps(
-                    {
-                        "id": flt.id,
-                        "name": flt.name,
-                        "version": flt.version,
-                        "topic": flt.topic,
-                        "active": flt.active,
-                        "sql": flt.sql,
-                    }
-                )
-            )
-    return 0
+    return cli_filters.run(settings, args)
+
 
 
 def _alerts(settings: Settings, args: argparse.Namespace) -> int:
@@ -213,8 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("query", _query, "Run one SQL SELECT over the lake.")
     p.add_argument("sql")
     p.add_argument("--format", choices=["table", "json", "csv", "parquet"], default="table")
-    p.add_argument("--as-of", metavar="VERSION|TIME", help="query the lake as it was (lake version or ISO time)")
     p.add_argument("--out", type=Path)
+    p.add_argument("--as-of", metavar="VERSION|TIME", help="the lake as it was: a lake version or an ISO time (UTC)")
+    p.add_argument("--offset", type=int, default=0, help="first row of a page (with --limit)")
+    p.add_argument("--limit", type=int, help="rows per page")
 
     p = command("serve", _serve, "Serve the HTTP API.")
     p.add_argument("--host")
@@ -231,12 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = register_bench(sub)
     register_lake(sub)
 
-    p = command("filter", _filter, "Register or list streaming filters.")
-    fsub = p.add_subparsers(dest="action", required=True)
-    add = fsub.add_parser("add", help="register a filter (same name: a new version)")
-    add.add_argument("name")
-    add.add_argument("--sql", required=True)
-    fsub.add_parser("list", help="list filters as JSON lines")
+    cli_filters.add_parser(sub, _filter)
 
     from nightjar.catalogs import cli as catalogs_cli
 

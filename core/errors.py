@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from nightjar.sql.sandbox import QueryError
+from nightjar.pipelines.email_digest import EmailError
+from nightjar.sql.parse import QueryError
+from nightjar.sql.registry import RegistryError
 from nightjar.streams.broker import BrokerError
 from nightjar.streams.files import AlertFileError
 from nightjar.streams.kafka import KafkaNotConfigured
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     QueryError,
+    RegistryError,
+    EmailError,
     BrokerError,
     KafkaNotConfigured,
     AlertFileError,

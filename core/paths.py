@@ -49,6 +49,12 @@ ROW_GROUP_ROWS: dict[str, int] = {SOURCES: 8192, FORCED_SOURCES: 8192, OBJECTS: 
 HPX_ORDER_MAX = 29
 
 
+# The filter delivery ledger: a Delta table under the lake, not one of the tables users query.
+FILTER_LEDGER = "filter_ledger"
+# Results of long queries run as jobs (Parquet files), under NIGHTJAR_HOME.
+JOBS_DIR = "jobs"
+
+
 def lake_dir(home: Path) -> Path:
     """The folder holding the Delta tables."""
     return home / LAKE_DIR

@@ -72,6 +72,40 @@ class Settings(BaseSettings):
     query_max_rows: int = Field(default=100_000, ge=1)
     query_temp_dir_limit: str = "2GB"
 
+    # Row limits per user tier (static queries); the API serves anonymous callers at api_tier.
+    query_tiers: dict[str, int] = Field(
+        default_factory=lambda: {"public": 10_000, "user": 100_000, "power": 10_000_000},
+        description="Most rows a static query may return, by user tier.",
+    )
+    api_tier: str = "public"
+    query_page_size: int = Field(default=1000, ge=1, description="Rows per page of the query API.")
+    # Long queries as jobs: results written as Parquet under home/jobs.
+    job_timeout_s: float = Field(default=3600.0, gt=0)
+    job_max_rows: int = Field(default=50_000_000, ge=1)
+    job_workers: int = Field(default=1, ge=1)
+    # A hard cap on the memory of processes that run user SQL (see sql/memory_cap.py); None: computed.
+    process_memory_cap: str | None = None
+
+    # Filters: matches per filter per batch, failures in a row before a filter is switched off.
+    filter_max_rows: int = Field(default=10_000, ge=1)
+    filter_max_failures: int = Field(default=3, ge=1)
+    ledger_compact_every: int = Field(default=200, ge=1, description="Batches between ledger compactions.")
+    # E-mail digests (SMTP).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_sender: str = "nightjar@localhost"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = Field(default=20.0, gt=0)
+    digest_max_rows: int = Field(default=50, ge=1, description="Rows shown in an e-mail body (all are attached).")
+    # Webhooks (HTTP POST).
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_retries: int = Field(default=3, ge=1)
+    webhook_allow_private: bool = Field(
+        default=False, description="Allow webhooks to loopback and private addresses (tests, closed networks)."
+    )
+
     # HTTP API.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)

@@ -102,7 +102,7 @@ def append(home: Path, table: str, data: pa.Table, txns: dict[str, int]) -> bool
     if already_committed(dt, txns):
         log.info("%s: batch %s already committed, skipped", table, txns)
         return False
-    _write(home, table, dt, data, txns)
+    _write(home, table, dt, drop_committed(dt, data), txns)
     return True
 
 
@@ -152,7 +152,7 @@ def append_new(home: Path, table: str, data: pa.Table, txns: dict[str, int], reg
     if already_committed(dt, txns):
         return 0
     key = paths.KEY_COLUMNS[table]
-    data = first_per_key(data.filter(pc.is_valid(data[key])), key)
+    data = first_per_key(drop_committed(dt, data).filter(pc.is_valid(data[key])), key)
     if dt is not None and data.num_rows:
         nights = pa.array(np.unique(data[paths.NIGHT].to_numpy()))
         where = ds.field(paths.NIGHT).isin(nights)
@@ -163,6 +163,26 @@ def append_new(home: Path, table: str, data: pa.Table, txns: dict[str, int], reg
         data = data.filter(pc.invert(pc.is_in(data[key], existing)))
     _write(home, table, dt, data, txns)
     return data.num_rows
+
+
+def drop_committed(dt: DeltaTable | None, data: pa.Table) -> pa.Table:
+    """``data`` without the rows whose Kafka offset the table already recorded as committed.
+
+    A batch read again after a crash can straddle what was committed: the consumer cuts the same messages into
+    batches differently, so some rows of the new batch were written by the lost one and some were not.
+    """
+    columns = (paths.KAFKA_TOPIC, paths.KAFKA_PARTITION, paths.KAFKA_OFFSET)
+    if dt is None or data.num_rows == 0 or not set(columns) <= set(data.column_names):
+        return data
+    topics, parts, offsets = (data[c].to_numpy(zero_copy_only=False) for c in columns)
+    keep = np.ones(data.num_rows, dtype=bool)
+    for topic, part in set(zip(topics.tolist(), parts.tolist(), strict=True)):
+        recorded = dt.transaction_version(app_id(topic, part))
+        if recorded is not None:
+            keep &= ~((topics == topic) & (parts == part) & (offsets <= recorded))
+    if not keep.all():
+        log.info("dropped %d rows committed by an earlier batch", int((~keep).sum()))
+    return data if keep.all() else data.filter(pa.array(keep))
 
 
 def latest_per_key(data: pa.Table, key: str, order: str) -> pa.Table:

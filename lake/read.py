@@ -86,3 +86,8 @@ def detections_of(home: Path, object_ids: np.ndarray, hpx29: np.ndarray, region_
 
 
 _DETECTION_TYPES = [pa.int64(), pa.float64(), pa.string(), pa.float32(), pa.float32(), pa.float32()]
+
+
+def datasets_as_of(home: Path, as_of: AsOf) -> dict[str, ds.Dataset]:
+    """The lake's tables in one snapshot: the latest (None), a lake version (int) or a time (see ``snapshot``)."""
+    return datasets(home, as_of)

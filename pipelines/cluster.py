@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, Worker, WorkerPlugin
 
 from nightjar.settings import Settings
+from nightjar.sql import memory_cap
 
 
 @contextmanager
@@ -28,3 +29,31 @@ def dask_client(settings: Settings) -> Iterator[Client]:
         Client(cluster) as client,
     ):
         yield client
+
+
+class MemoryCap(WorkerPlugin):
+    """Caps each worker process's memory (user filters run there; see ``nightjar.sql.memory_cap``)."""
+
+    name = "nightjar-memory-cap"
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+
+    def setup(self, worker: Worker) -> None:
+        memory_cap.cap_process_memory(self.limit_bytes)
+
+
+def worker_memory_cap(settings: Settings) -> int | None:
+    """The memory cap of a worker that runs filters: its Dask limit plus room for a filter pass, or the setting."""
+    if settings.process_memory_cap == "off":
+        return None
+    if settings.process_memory_cap:
+        return memory_cap.parse_size(settings.process_memory_cap)
+    return memory_cap.parse_size(settings.worker_memory_limit) + memory_cap.default_cap(settings.query_memory_limit)
+
+
+def cap_worker_memory(client: Client, settings: Settings) -> None:
+    """Install the memory cap on every worker of ``client``, present and future."""
+    limit = worker_memory_cap(settings)
+    if limit is not None:
+        client.register_plugin(MemoryCap(limit))

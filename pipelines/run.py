@@ -14,8 +14,13 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 from distributed import Client
+from sqlalchemy.engine import Engine
 
 from nightjar import paths
+from nightjar.lake import ledger
+from nightjar.pipelines.cluster import cap_worker_memory
+from nightjar.pipelines.delivery import Deliverer, DeliveryReport
+from nightjar.pipelines.stages import FilterOutput
 from nightjar.settings import Settings
 from nightjar.sql import engine as sql_engine
 from nightjar.sql import registry
@@ -35,8 +40,10 @@ class RunReport:
     accepted: int = 0
     dead_lettered: int = 0
     batches: int = 0
-    matches: Counter[str] = field(default_factory=Counter)
+    matches: Counter[str] = field(default_factory=Counter)  # matches delivered, by filter name
+    already_delivered: Counter[str] = field(default_factory=Counter)  # matches an earlier batch delivered
     filter_errors: Counter[str] = field(default_factory=Counter)
+    filters_stopped: list[str] = field(default_factory=list)
     seconds: float = 0.0
     file_errors: list[str] = field(default_factory=list)
 
@@ -78,6 +85,42 @@ def _collect(consumer: Consumer, want: int, window_s: float) -> RawBatch:
     return RawBatch(payloads, topics, partitions, offsets)
 
 
+def batch_label(raw: RawBatch) -> str:
+    """A batch's name in the ledger: the last offset of each (topic, partition) it holds."""
+    return ",".join(f"{t}:{p}:{o}" for (t, p), o in sorted(raw.end_offsets().items()))
+
+
+def _note_health(
+    settings: Settings,
+    db: Engine,
+    deliverer: Deliverer,
+    outputs: list[FilterOutput],
+    delivered: DeliveryReport,
+    report: RunReport,
+) -> None:
+    """Count matches, record each filter's errors in the registry and tell owners of failing filters."""
+    errors: dict[int, str | None] = {}
+    for output in outputs:
+        name = output.filter.name
+        report.matches[name] += delivered.delivered.get(name, 0)
+        report.already_delivered[name] += delivered.already.get(name, 0)
+        message = output.error or delivered.channel_errors.get(output.filter.id)
+        errors[output.filter.id] = message
+        if message:
+            report.filter_errors[name] += 1
+            log.warning("filter %s (%s): %s", output.filter.id, name, message)
+            if output.filter.failures == 0:
+                deliverer.notify_owner(output.filter, f"Your filter failed on a batch of alerts:\n\n{message}")
+    for flt in registry.record_health(db, errors, settings.filter_max_failures):
+        report.filters_stopped.append(flt.name)
+        deliverer.notify_owner(
+            flt,
+            f"Your filter was switched off after {settings.filter_max_failures} failing batches in a row.\n"
+            f"The last error:\n\n{flt.last_error}\n\n"
+            f"Fix it and switch it on with `nightjar filter edit {flt.id} --active`.",
+        )
+
+
 def run(
     settings: Settings,
     client: Client,
@@ -89,7 +132,9 @@ def run(
     report = RunReport()
     db = registry.engine(settings.metadata_url)
     kafka.ensure_topics(settings, [topic, paths.dead_letter_topic(topic)])
+    cap_worker_memory(client, settings)
     publisher = Publisher(kafka.producer_config(settings))
+    deliverer = Deliverer(settings, publisher, db)
     consumer = Consumer(kafka.consumer_config(settings, settings.consumer_group))
     consumer.subscribe([topic])
 
@@ -100,18 +145,18 @@ def run(
         for reject in outcome.rejects:
             i = reject.index
             publisher.dead_letter(raw.topics[i], raw.partitions[i], raw.offsets[i], raw.payloads[i], reject.reason)
-        for output in outcome.outputs:
-            if output.error:
-                report.filter_errors[output.filter.name] += 1
-            publisher.filter_matches(output.filter, output.payloads)
-            report.matches[output.filter.name] += len(output.payloads)
+        # Matches new to the ledger go to their channels and are recorded; the broker acknowledged them.
+        delivered = deliverer.deliver(outcome.outputs, batch_label(raw))
         publisher.flush()
-        # Only now is the batch safe in the lake and on every topic: commit the next offsets to read.
+        _note_health(settings, db, deliverer, outcome.outputs, delivered, report)
+        # Only now is the batch safe in the lake, the ledger and on every topic: commit the next offsets to read.
         commits = [TopicPartition(t, p, o + 1) for (t, p), o in raw.end_offsets().items()]
         consumer.commit(offsets=commits, asynchronous=False)
         report.accepted += outcome.accepted
         report.dead_lettered += len(outcome.rejects)
         report.batches += 1
+        if report.batches % settings.ledger_compact_every == 0:
+            ledger.compact(Path(settings.home))
 
     pipeline = graph.build(client, _graph_config(settings), deliver)
     started = time.monotonic()

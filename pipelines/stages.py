@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ from nightjar import paths
 from nightjar.lake import commit, read
 from nightjar.pipelines.features import object_features
 from nightjar.pipelines.healpix import add_healpix, add_night
-from nightjar.sql import records, sandbox
+from nightjar.sql import sandbox, views
 from nightjar.sql.registry import Filter
 from nightjar.sql.streaming import run_filters
 from nightjar.streams.decode import MODEL_TABLES, ROW, DecodedBatch, RawBatch, Reject, decode_batch
@@ -142,11 +140,13 @@ def commit_to_lake(batch: DecodedBatch, home: Path, txns: dict[str, int]) -> Dec
 
 @dataclass
 class FilterOutput:
-    """A filter's matches in one batch, as ready-to-send JSON payloads."""
+    """A filter's matches in one batch and the keys of their alerts (diaObjectId, diaSourceId), or its error."""
 
     filter: Filter
-    payloads: list[bytes]
+    matches: pa.Table | None
+    keys: pa.Table | None
     error: str | None = None
+    timed_out: bool = False
 
 
 @dataclass
@@ -156,20 +156,27 @@ class BatchOutcome:
     outputs: list[FilterOutput] = field(default_factory=list)
 
 
+def batch_tables(batch: DecodedBatch) -> dict[str, pa.Table]:
+    """The streaming views of a decoded batch: its alerts (with their packet history when decode provides it as
+    ``history``) and each object's newest state; other views are empty until a stage provides them."""
+    history = getattr(batch, "history", None)
+    return views.batch_views(
+        sources=batch.sources.drop_columns([ROW]),
+        objects=batch.objects.drop_columns([ROW]),
+        history=history.drop_columns([c for c in (ROW,) if c in history.column_names]) if history is not None else None,
+    )
+
+
 def apply_filters(batch: DecodedBatch, filters: list[Filter], limits: sandbox.Limits) -> BatchOutcome:
-    """Run every filter over the batch's views; matches become Lasair-style JSON records with a UTC stamp."""
-    views = {
-        paths.SOURCES: batch.sources.drop_columns([ROW]),
-        # One row per object: its state after the batch's latest alert.
-        paths.OBJECTS: commit.latest_per_key(batch.objects.drop_columns([ROW]), "diaObjectId", OBJECT_ORDER),
-    }
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    """Run every filter over the batch's views, in as few DuckDB passes as possible.
+
+    Filters that failed in recent batches run on their own, so that they cannot hold up a shared pass.
+    """
     outputs = []
-    for result in run_filters(views, filters, limits):
-        payloads = []
-        if result.matches is not None:
-            payloads = [
-                json.dumps({**rec, "UTC": stamp}, default=str).encode() for rec in records.to_records(result.matches)
-            ]
-        outputs.append(FilterOutput(result.filter, payloads, result.error))
+    if filters:
+        isolate = frozenset(f.id for f in filters if f.failures)
+        results = run_filters(batch_tables(batch), [f.spec for f in filters], limits, isolate)
+        outputs = [
+            FilterOutput(f, r.matches, r.keys, r.error, r.timed_out) for f, r in zip(filters, results, strict=True)
+        ]
     return BatchOutcome(accepted=batch.accepted, rejects=batch.rejects, outputs=outputs)

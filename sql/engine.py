@@ -1,8 +1,14 @@
-"""The views users query, over a fresh micro-batch (streaming) or over the lake (static)."""
+"""Static queries: one user SELECT over the lake's views, now or as of a past version or time, page by page.
+
+The lake tables are Arrow datasets over the Delta tables (DuckDB reads only the files and columns a query
+needs); the views the lake lacks are typed empty placeholders, as in streaming mode, so the same SQL runs in both.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,37 +17,108 @@ import pyarrow as pa
 from nightjar import paths
 from nightjar.lake import read
 from nightjar.settings import Settings
-from nightjar.sql import sandbox
+from nightjar.sql import sandbox, views
+
+AsOf = int | datetime | None
 
 
-def limits(settings: Settings, timeout_s: float | None = None) -> sandbox.Limits:
+def limits(settings: Settings, timeout_s: float | None = None, max_rows: int | None = None) -> sandbox.Limits:
+    """The sandbox limits of the settings (a filter pass uses ``filter_timeout_s``, a static query the default)."""
     return sandbox.Limits(
         memory=settings.query_memory_limit,
         threads=settings.query_threads,
         timeout_s=timeout_s or settings.query_timeout_s,
-        max_rows=settings.query_max_rows,
+        max_rows=max_rows or settings.query_max_rows,
         temp_dir=Path(settings.home) / paths.DUCKDB_TEMP_DIR,
         temp_dir_limit=settings.query_temp_dir_limit,
     )
 
 
-def empty_views(existing: Mapping[str, Any]) -> dict[str, Any]:
-    """Every table name users may query, empty where the lake or batch has nothing yet."""
-    views = dict(existing)
-    for name in paths.TABLES:
-        views.setdefault(name, pa.table({"diaObjectId": pa.array([], pa.int64())}))
-    return views
-
-
-def query_lake(settings: Settings, sql: str, as_of: read.AsOf = None) -> pa.Table:
-    """Run one user SELECT over the lake's latest state, or over a past one (``as_of``: version or time)."""
-    lim = limits(settings)
+def tier_rows(settings: Settings, tier: str) -> int:
+    """The most rows a query of a user tier may return."""
     try:
-        views = read.datasets(Path(settings.home), as_of)
+        return settings.query_tiers[tier]
+    except KeyError:
+        raise ValueError(f"unknown user tier {tier!r}: the tiers are {', '.join(settings.query_tiers)}") from None
+
+
+def parse_as_of(text: str | None) -> AsOf:
+    """``--as-of`` as given: a lake version (an integer) or an ISO 8601 time (UTC unless it says otherwise).
+
+    Examples
+    --------
+    >>> parse_as_of("12"), parse_as_of("2025-09-05T12:00:00")
+    (12, datetime.datetime(2025, 9, 5, 12, 0, tzinfo=datetime.timezone.utc))
+    """
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    if re.fullmatch(r"\d+", text):
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--as-of takes a lake version (12) or a time (2025-09-05T12:00:00Z), not {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def lake_views(settings: Settings, as_of: AsOf = None) -> dict[str, Any]:
+    """Every view name over the lake (one snapshot: a lake version or a time), empty placeholders where the lake
+    has nothing."""
+    try:
+        return views.with_placeholders(read.datasets_as_of(Path(settings.home), as_of))
     except read.SnapshotError as exc:
         raise sandbox.QueryError(str(exc)) from None
-    con = sandbox.connect(empty_views(views), lim)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a result: its rows and where the next page starts (None: this was the last)."""
+
+    table: pa.Table
+    offset: int
+    next_offset: int | None
+
+
+def query_lake(
+    settings: Settings,
+    sql: str,
+    as_of: AsOf = None,
+    max_rows: int | None = None,
+    timeout_s: float | None = None,
+) -> pa.Table:
+    """Run one user SELECT over the lake; a QueryError that points at the problem otherwise."""
+    lim = limits(settings, timeout_s=timeout_s, max_rows=max_rows)
+    box = sandbox.connect(lake_views(settings, as_of), lim)
     try:
-        return sandbox.run(con, sql, lim)
+        return sandbox.run(box, sql, lim)
     finally:
-        con.close()
+        box.close()
+
+
+def query_page(
+    settings: Settings,
+    sql: str,
+    offset: int = 0,
+    size: int | None = None,
+    as_of: AsOf = None,
+    max_rows: int | None = None,
+) -> Page:
+    """Rows ``offset`` to ``offset + size`` of a user SELECT (give it an ORDER BY for pages that do not shift)."""
+    size = size or settings.query_page_size
+    cap = max_rows or settings.query_max_rows
+    if offset < 0 or size < 1:
+        raise ValueError("offset must be >= 0 and the page size >= 1")
+    if offset + size > cap:
+        raise ValueError(f"rows beyond {cap} are not served to this tier: narrow the query or submit a job")
+    lim = limits(settings, max_rows=size + 1)
+    box = sandbox.connect(lake_views(settings, as_of), lim)
+    try:
+        parsed = sandbox.check(box, sql)
+        # New lines around the query: a trailing -- comment in it cannot swallow the paging clause.
+        paged = f"SELECT * FROM (\n{parsed.sql}\n) AS __nj_page LIMIT {size + 1} OFFSET {offset}"
+        table = sandbox.execute(box, paged, lim)
+    finally:
+        box.close()
+    more = table.num_rows > size
+    return Page(table.slice(0, size), offset, offset + size if more else None)

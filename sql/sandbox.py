@@ -1,30 +1,33 @@
-"""A DuckDB connection for untrusted SQL.
+"""A DuckDB connection for untrusted SQL, and running one user SELECT on it under time and row limits.
 
-Order matters: the data views are registered first, then external access and replacement scans are turned off,
-memory, threads and temp space are capped, and the configuration is locked. A query must be one SELECT; a
-watchdog interrupts it at its time limit.
+Order matters: the data views and helper functions are registered first, then replacement scans (reading Python
+variables by name), external access (files, network, extensions) and extension auto-loading are turned off,
+memory, threads and temp space are capped, and the configuration is locked. A query must be one SELECT over the
+views (``parse.validate``); a watchdog interrupts it at its time limit.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-READ_ONLY_TYPES = {duckdb.StatementType.SELECT}
+from nightjar.sql import functions
+from nightjar.sql.parse import Parsed, QueryError, clean_message, parse, validate
 
-
-class QueryError(ValueError):
-    """User SQL that is not allowed, does not parse, fails, or runs past its limit."""
+__all__ = ["Limits", "QueryError", "connect", "run", "watchdog"]
 
 
 @dataclass(frozen=True)
 class Limits:
+    """What one user query may use: memory, threads, wall time, result rows and temp space."""
+
     memory: str = "2GB"
     threads: int = 2
     timeout_s: float = 60.0
@@ -32,68 +35,148 @@ class Limits:
     temp_dir: Path | None = None
     temp_dir_limit: str = "2GB"
 
+    def with_timeout(self, timeout_s: float) -> Limits:
+        return replace(self, timeout_s=timeout_s)
 
-def connect(views: Mapping[str, Any], limits: Limits) -> duckdb.DuckDBPyConnection:
-    """A locked-down connection where each name in ``views`` is a view over an Arrow table or dataset."""
+
+@dataclass
+class Sandbox:
+    """A locked connection and the names of the tables it serves.
+
+    With ``statements`` (a dict), queries are prepared once and executed by name afterwards: a connection that
+    runs the same filters on every batch binds them once.
+    """
+
+    con: duckdb.DuckDBPyConnection
+    tables: tuple[str, ...]
+    statements: dict[str, str] | None = None
+    prepared_count: int = 0
+    checked: dict[str, Parsed] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def runnable(self, sql: str) -> str:
+        """``sql``, or ``EXECUTE`` of its prepared statement when this sandbox prepares queries."""
+        if self.statements is None:
+            return sql
+        name = self.statements.get(sql)
+        if name is None:
+            if len(self.statements) >= MAX_PREPARED:
+                for old in self.statements.values():
+                    self.con.execute(f"DEALLOCATE {old}")
+                self.statements.clear()
+                self.checked.clear()
+            self.prepared_count += 1
+            name = f"__nj_p{self.prepared_count}"
+            self.con.execute(f"PREPARE {name} AS {sql}")
+            self.statements[sql] = name
+        return f"EXECUTE {name}"
+
+
+MAX_PREPARED = 1000
+
+
+def connect(views: Mapping[str, Any], limits: Limits) -> Sandbox:
+    """A locked-down connection where each name in ``views`` is a table (an Arrow table, reader or dataset)."""
     con = duckdb.connect(":memory:")
-    for name, data in views.items():
-        con.register(f"__data_{name}", data)
-        con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM "__data_{name}"')
+    try:
+        for name, data in views.items():
+            con.register(name, data)
+        functions.install(con)
+        harden(con, limits)
+    except BaseException:
+        con.close()
+        raise
+    return Sandbox(con, tuple(views))
+
+
+def harden(con: duckdb.DuckDBPyConnection, limits: Limits, cursors: Sequence[duckdb.DuckDBPyConnection] = ()) -> None:
+    """Cap and lock a database whose data and functions are in place; ``cursors`` are its other connections.
+
+    Replacement scans are a per-connection setting, so each cursor turns them off before the lock.
+    """
     if limits.temp_dir is not None:
         limits.temp_dir.mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET temp_directory = '{limits.temp_dir}'")
-        con.execute(f"SET max_temp_directory_size = '{limits.temp_dir_limit}'")
-    con.execute(f"SET memory_limit = '{limits.memory}'")
+        con.execute("SET temp_directory = ?", [str(limits.temp_dir)])
+        con.execute("SET max_temp_directory_size = ?", [limits.temp_dir_limit])
+    con.execute("SET memory_limit = ?", [limits.memory])
     con.execute(f"SET threads = {int(limits.threads)}")
-    con.execute("SET python_enable_replacements = false")
+    for connection in (con, *cursors):
+        connection.execute("SET python_enable_replacements = false")
     con.execute("SET enable_external_access = false")
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
+    con.execute("SET allow_community_extensions = false")
     con.execute("SET lock_configuration = true")
-    return con
 
 
-def check_select(con: duckdb.DuckDBPyConnection, sql: str) -> str:
-    """The statement of ``sql`` if it is exactly one SELECT; a QueryError saying what is wrong otherwise."""
-    try:
-        statements = con.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise QueryError(_clean(exc)) from None
-    if len(statements) != 1:
-        raise QueryError(f"expected exactly one SELECT statement, got {len(statements)}")
-    statement = statements[0]
-    if statement.type not in READ_ONLY_TYPES:
-        raise QueryError(f"only SELECT queries are allowed, not {statement.type.name}")
-    return sql.strip().rstrip(";")
+def check(box: Sandbox, sql: str) -> Parsed:
+    """``sql`` parsed and checked: one SELECT reading only the sandbox's tables (remembered when preparing)."""
+    if box.statements is not None and sql in box.checked:
+        return box.checked[sql]
+    parsed = parse(box.con, sql)
+    validate(parsed, box.tables)
+    if box.statements is not None:
+        box.checked[sql] = parsed
+    return parsed
 
 
-def run(con: duckdb.DuckDBPyConnection, sql: str, limits: Limits) -> pa.Table:
-    """Run one user SELECT under the time and row limits and return the result as Arrow."""
-    query = check_select(con, sql)
-    timer = threading.Timer(limits.timeout_s, con.interrupt)
+@contextmanager
+def watchdog(con: duckdb.DuckDBPyConnection, timeout_s: float) -> Iterator[threading.Event]:
+    """Interrupt whatever ``con`` runs after ``timeout_s`` seconds; the event tells whether it fired."""
+    fired = threading.Event()
+
+    def stop() -> None:
+        fired.set()
+        con.interrupt()
+
+    timer = threading.Timer(timeout_s, stop)
+    timer.daemon = True
     timer.start()
     try:
-        reader = con.sql(query).to_arrow_reader(min(limits.max_rows + 1, 1_000_000))
-        batches, rows = [], 0
-        for batch in reader:
-            batches.append(batch)
-            rows += batch.num_rows
-            if rows > limits.max_rows:
-                break
-        table = pa.Table.from_batches(batches, schema=reader.schema)
-    except duckdb.InterruptException:
-        raise QueryError(f"query stopped at its time limit of {limits.timeout_s:g} s") from None
-    except duckdb.Error as exc:
-        if not timer.is_alive():
-            raise QueryError(f"query stopped at its time limit of {limits.timeout_s:g} s") from None
-        raise QueryError(_clean(exc)) from None
+        yield fired
     finally:
         timer.cancel()
+
+
+def execute(box: Sandbox, sql: str, limits: Limits) -> pa.Table:
+    """Run trusted SQL text (built by Nightjar from checked user expressions) under the time and row limits."""
+    with watchdog(box.con, limits.timeout_s) as fired:
+        try:
+            reader = box.con.sql(box.runnable(sql)).to_arrow_reader(min(limits.max_rows + 1, 1_000_000))
+            batches, rows = [], 0
+            for batch in reader:
+                batches.append(batch)
+                rows += batch.num_rows
+                if rows > limits.max_rows:
+                    break
+            table = pa.Table.from_batches(batches, schema=reader.schema)
+        except (duckdb.InterruptException, KeyboardInterrupt):
+            raise QueryError(f"query stopped at its time limit of {limits.timeout_s:g} s") from None
+        except duckdb.OutOfMemoryException:
+            raise QueryError(
+                f"query stopped: it needs more than its memory limit of {limits.memory} "
+                "(and its temp space); narrow it, aggregate, or add a LIMIT"
+            ) from None
+        except duckdb.Error as exc:
+            if fired.is_set():
+                raise QueryError(f"query stopped at its time limit of {limits.timeout_s:g} s") from None
+            raise QueryError(clean_message(str(exc))) from None
     if table.num_rows > limits.max_rows:
         raise QueryError(f"the result has more than {limits.max_rows} rows: add a LIMIT or narrow the query")
     return table
 
 
-def _clean(exc: duckdb.Error) -> str:
-    """DuckDB's message without internal view names."""
-    return str(exc).replace("__data_", "")
+def run(box: Sandbox, sql: str, limits: Limits) -> pa.Table:
+    """Check and run one user SELECT; the result as Arrow.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> box = connect({"sources": pa.table({"psfFlux": [1.0, 5.0]})}, Limits(timeout_s=5))
+    >>> run(box, "SELECT count(*) AS n FROM sources WHERE psfFlux > 2", Limits(timeout_s=5))["n"].to_pylist()
+    [1]
+    """
+    parsed = check(box, sql)
+    return execute(box, parsed.sql, limits)

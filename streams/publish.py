@@ -44,14 +44,29 @@ class Publisher:
         ]
         self._produce(paths.dead_letter_topic(topic), payload, None, headers)
 
-    def filter_matches(self, flt: Filter, payloads: list[bytes]) -> None:
+    def filter_matches(
+        self,
+        flt: Filter,
+        payloads: list[bytes],
+        keys: list[str] | None = None,
+        object_ids: list[int] | None = None,
+        extra: Headers | None = None,
+    ) -> None:
+        """Send a filter's matches to its topic; the filter's name and version travel in the headers.
+
+        ``keys`` (the delivery key of each match) go in the ``nightjar.key`` header, so that what reached the
+        topic can be read back after a crash; ``object_ids`` become the message keys (one object, one partition).
+        """
         headers: Headers = [
             ("nightjar.filter.id", str(flt.id).encode()),
             ("nightjar.filter.name", flt.name.encode()),
             ("nightjar.filter.version", str(flt.version).encode()),
+            *(extra or []),
         ]
-        for payload in payloads:
-            self._produce(flt.topic, payload, None, headers)
+        for i, payload in enumerate(payloads):
+            own = headers if keys is None else [*headers, ("nightjar.key", keys[i].encode())]
+            key = None if object_ids is None else str(object_ids[i]).encode()
+            self._produce(flt.topic, payload, key, own)
 
     def raw(self, topic: str, payload: bytes, key: bytes | None = None) -> None:
         """Send an unmodified message (replays)."""

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import io
+import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from distributed import Client
 from fastapi.testclient import TestClient
@@ -9,6 +12,7 @@ from fastapi.testclient import TestClient
 from nightjar.api.app import create_app
 from nightjar.pipelines.run import ingest
 from nightjar.settings import Settings
+from nightjar.sql.engine import query_lake
 from nightjar.streams.decode import RawBatch, decode_batch
 from nightjar.streams.files import read_payloads
 
@@ -58,3 +62,83 @@ def test_reingesting_the_same_files_adds_nothing(lake_settings: Settings, dask_c
     assert after[0]["alerts"] == 100
     # One of these alerts carries a packet-history detection that is not itself among the 100.
     assert after[0]["n"] == 101
+
+
+    body = client.post("/api/v1/query", json={"sql": "SELECT count(*) AS n FROM sources"}).json()
+    assert body["rows"] == [{"n": 100}]
+
+
+@pytest.fixture
+def small_lake(settings: Settings, lake_builder) -> Settings:
+    lake_builder(settings.home, alerts=300, batches=3)
+    return settings
+
+
+def test_pages_formats_and_time_travel(small_lake: Settings) -> None:
+    client = TestClient(create_app(small_lake))
+    sql = "SELECT diaSourceId, psfFlux FROM sources ORDER BY diaSourceId"
+    first = client.post("/api/v1/query", json={"sql": sql, "limit": 120}).json()
+    assert (first["count"], first["offset"], first["next_offset"]) == (120, 0, 120)
+    rest = client.post("/api/v1/query", json={"sql": sql, "limit": 200, "offset": 120}).json()
+    assert rest["count"] == 180 and rest["next_offset"] is None
+    ids = [r["diaSourceId"] for r in first["rows"] + rest["rows"]]
+    assert len(set(ids)) == 300 and all(isinstance(i, str) for i in ids)
+
+    csv_page = client.post("/api/v1/query", json={"sql": sql, "limit": 10, "format": "csv"})
+    assert csv_page.headers["content-type"].startswith("text/csv") and csv_page.headers["x-next-offset"] == "10"
+    assert csv_page.text.splitlines()[1].split(",")[0] == ids[0]
+    parquet = client.post("/api/v1/query", json={"sql": sql, "limit": 10, "format": "parquet"})
+    table = pq.read_table(io.BytesIO(parquet.content))
+    assert [str(i) for i in table["diaSourceId"].to_pylist()] == ids[:10]
+
+    old = client.post("/api/v1/query", json={"sql": "SELECT count(*) AS n FROM sources", "as_of": 0}).json()
+    assert old["rows"] == [{"n": 100}]
+    bad = client.post("/api/v1/query", json={"sql": "SELECT 1", "as_of": "yesterday"})
+    assert bad.status_code == 400 and "--as-of takes a table version" in bad.json()["detail"]
+
+
+def test_the_anonymous_tier_caps_rows(small_lake: Settings) -> None:
+    client = TestClient(create_app(small_lake.model_copy(update={"query_tiers": {"public": 100}})))
+    response = client.post("/api/v1/query", json={"sql": "SELECT * FROM sources", "limit": 50, "offset": 80})
+    assert response.status_code == 400 and "rows beyond 100" in response.json()["detail"]
+
+
+def test_jobs_run_in_the_background_and_return_parquet(small_lake: Settings) -> None:
+    with TestClient(create_app(small_lake)) as client:
+        submitted = client.post(
+            "/api/v1/jobs", json={"sql": "SELECT diaObjectId, count(*) AS n FROM sources GROUP BY ALL ORDER BY 1"}
+        )
+        assert submitted.status_code == 202
+        job = submitted.json()
+        deadline = time.monotonic() + 60
+        while job["status"] in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            job = client.get(f"/api/v1/jobs/{job['id']}").json()
+        assert job["status"] == "done" and job["progress"] == 100.0
+        result = client.get(job["links"]["result"])
+        assert result.headers["content-type"] == "application/vnd.apache.parquet"
+        table = pq.read_table(io.BytesIO(result.content))
+        direct = query_lake(small_lake, "SELECT diaObjectId, count(*) AS n FROM sources GROUP BY ALL ORDER BY 1")
+        assert table.equals(direct) and job["rows"] == direct.num_rows
+
+        refused = client.post("/api/v1/jobs", json={"sql": "SELECT * FROM read_parquet('/etc/passwd')"})
+        assert refused.status_code == 400 and "read_parquet() is not available" in refused.json()["detail"]
+        assert client.get("/api/v1/jobs/0123456789abcdef").status_code == 404
+
+
+def test_a_long_job_reports_progress_and_can_be_cancelled(small_lake: Settings) -> None:
+    with TestClient(create_app(small_lake)) as client:
+        job = client.post("/api/v1/jobs", json={"sql": "SELECT count(*) FROM range(1000000000000) a"}).json()
+        deadline = time.monotonic() + 30
+        while job["status"] != "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            job = client.get(f"/api/v1/jobs/{job['id']}").json()
+        assert job["status"] == "running"
+        assert client.get(f"/api/v1/jobs/{job['id']}/result").status_code == 409
+        cancelled = client.delete(f"/api/v1/jobs/{job['id']}").json()
+        assert cancelled["status"] == "cancelled"
+
+
+def test_helper_functions_are_listed(settings: Settings) -> None:
+    names = {f["name"] for f in TestClient(create_app(settings)).get("/api/v1/functions").json()}
+    assert {"mag", "mjdnow", "angsep", "in_cone", "healpix"} <= names

@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -71,3 +72,80 @@ def test_commands_without_kafka_say_what_to_do(
     monkeypatch.delenv("NIGHTJAR_KAFKA", raising=False)
     assert main(["simulate", "--topic", "t", "--alerts", "1"]) == 2
     assert "nightjar broker start" in capsys.readouterr().err
+
+
+BRIGHT = "SELECT diaObjectId, diaSourceId, psfFlux FROM sources WHERE psfFlux > 15000"
+
+
+def test_filter_commands(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NIGHTJAR_HOME", str(settings.home))
+    assert (
+        main(["filter", "add", "bright", "--sql", BRIGHT, "--email", "me@example.org", "--public", "--new-only"]) == 0
+    )
+    fid = int(capsys.readouterr().out.strip())
+    assert main(["filter", "edit", str(fid), "--sql", BRIGHT.replace("15000", "20000"), "--name", "brighter"]) == 0
+    assert "now version 2" in capsys.readouterr().err
+    assert main(["filter", "show", str(fid)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["name"], shown["version"], shown["mode"], shown["topic"]) == (
+        "brighter",
+        2,
+        "new",
+        f"nightjar.filter.{fid}",
+    )
+    assert [v["name"] for v in shown["versions"]] == ["bright", "brighter"] and shown["emails"] == ["me@example.org"]
+    assert main(["filter", "copy", str(fid), "--owner", "bob", "--name", "mine"]) == 0
+    copy_id = int(capsys.readouterr().out.strip())
+    assert main(["filter", "list", "--owner", "bob"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(f["id"], f["owner"]) for f in listed] == [(fid, "local"), (copy_id, "bob")]
+    assert main(["filter", "delete", str(fid), "--owner", "bob"]) == 2
+    assert "belongs to local" in capsys.readouterr().err
+    assert main(["filter", "delete", str(fid)]) == 0
+    assert main(["filter", "add", "typo", "--sql", "SELECT psfFlx FROM sources"]) == 2
+    assert 'Referenced column "psfFlx" not found' in capsys.readouterr().err
+
+
+def test_filter_backtest_command(
+    settings: Settings, lake_builder, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nightjar.sql.engine import query_lake
+    from nightjar.streams.simulate import START_MJD
+
+    lake_builder(settings.home, alerts=600, batches=2, seed=61)
+    monkeypatch.setenv("NIGHTJAR_HOME", str(settings.home))
+    assert main(["filter", "add", "bright", "--sql", BRIGHT]) == 0
+    fid = capsys.readouterr().out.strip()
+    assert main(["filter", "backtest", fid, "--since", str(START_MJD), "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    delivered = json.loads(captured.out)
+    static = query_lake(settings, BRIGHT)
+    assert sorted(r["diaSourceId"] for r in delivered) == sorted(str(i) for i in static["diaSourceId"].to_pylist())
+    assert f"{len(delivered)} deliveries over" in captured.err
+
+
+def test_query_as_of_and_pages(
+    settings: Settings, lake_builder, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lake_builder(settings.home, alerts=200, batches=2)
+    monkeypatch.setenv("NIGHTJAR_HOME", str(settings.home))
+    assert main(["query", "SELECT count(*) AS n FROM sources", "--as-of", "0", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"n": 100}]
+    sql = "SELECT diaSourceId FROM sources ORDER BY 1"
+    assert main(["query", sql, "--limit", "150", "--offset", "100", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)) == 100 and "more rows" not in captured.err
+    assert main(["query", sql, "--limit", "50", "--format", "json"]) == 0
+    assert "more rows: --offset 50" in capsys.readouterr().err
+
+
+def test_bench_filters_prints_its_figure_last(
+    capsys: pytest.CaptureFixture[str], settings: Settings, monkeypatch
+) -> None:
+    monkeypatch.setenv("NIGHTJAR_HOME", str(settings.home))
+    assert main(["bench", "filters", "--filters", "60", "--alerts", "2000", "--repeat", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert re.fullmatch(r"filters_60_on_2k_s=\d+\.\d{3}", lines[-1])
+    assert any(line.startswith("plan: ") for line in lines)

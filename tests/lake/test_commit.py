@@ -121,3 +121,24 @@ def test_concurrent_batch_commits_on_dask_workers_lose_nothing(settings, dask_cl
         if a.dia_object_id is not None:
             last_alert[a.dia_object_id] = a.dia_source_id
     assert {r["diaObjectId"]: r["lastDiaSourceId"] for r in latest} == last_alert
+
+
+def test_a_batch_straddling_committed_offsets_writes_only_the_new_rows(home: Path) -> None:
+    """After a crash the consumer may cut the same messages into different batches: per-row offsets decide."""
+
+    def batch(p0: range, p1: range) -> pa.Table:
+        parts = [0] * len(p0) + [1] * len(p1)
+        offsets = [*p0, *p1]
+        return (
+            sources([1000 * p + o for p, o in zip(parts, offsets, strict=True)])
+            .append_column(paths.KAFKA_TOPIC, pa.array(["alerts"] * len(parts)))
+            .append_column(paths.KAFKA_PARTITION, pa.array(parts, pa.int32()))
+            .append_column(paths.KAFKA_OFFSET, pa.array(offsets, pa.int64()))
+        )
+
+    first = {commit.app_id("alerts", 0): 9, commit.app_id("alerts", 1): 4}
+    assert commit.append(home, paths.SOURCES, batch(range(0, 10), range(0, 5)), first)
+    again = {commit.app_id("alerts", 0): 14, commit.app_id("alerts", 1): 7}
+    assert commit.append(home, paths.SOURCES, batch(range(5, 15), range(3, 8)), again)
+    ids = DeltaTable(str(paths.table_dir(home, paths.SOURCES))).to_pyarrow_table()["diaSourceId"].to_pylist()
+    assert sorted(ids) == sorted([*range(0, 15), *(1000 + o for o in range(0, 8))])

@@ -1,0 +1,71 @@
+"""``/api/v1/jobs``: long queries in the background; submit, follow, fetch the result as Parquet, cancel."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from nightjar.sql.jobs import DONE, Job, JobManager
+from nightjar.sql.parse import QueryError
+
+PARQUET = "application/vnd.apache.parquet"
+
+
+class JobRequest(BaseModel):
+    sql: str = Field(min_length=1, description="One SELECT over the views; runs with the job limits.")
+    as_of: str | int | None = Field(default=None, description="A lake version or a UTC time.")
+
+
+def _view(job: Job, request: Request) -> dict[str, Any]:
+    out = asdict(job)
+    out["links"] = {"self": str(request.url_for("job", job_id=job.id))}
+    if job.status == DONE:
+        out["links"]["result"] = str(request.url_for("job_result", job_id=job.id))
+    return out
+
+
+def router(manager: JobManager) -> APIRouter:
+    api = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+    @api.post("", status_code=status.HTTP_202_ACCEPTED)
+    async def submit(body: JobRequest, request: Request) -> dict[str, Any]:
+        """Queue a query; its SQL is checked now."""
+        try:
+            job = await run_in_threadpool(manager.submit, body.sql, None if body.as_of is None else str(body.as_of))
+        except (QueryError, ValueError) as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+        return _view(job, request)
+
+    @api.get("/{job_id}", name="job")
+    async def get(job_id: str, request: Request) -> dict[str, Any]:
+        """A job's status, progress (percent) and rows so far."""
+        job = manager.get(job_id)
+        if job is None:
+            raise HTTPException(status_code=404, detail=f"no job {job_id}")
+        return _view(job, request)
+
+    @api.get("/{job_id}/result", name="job_result", response_class=FileResponse)
+    async def result(job_id: str) -> FileResponse:
+        """The result of a finished job, as Parquet."""
+        job = manager.get(job_id)
+        if job is None:
+            raise HTTPException(status_code=404, detail=f"no job {job_id}")
+        if job.status != DONE:
+            raise HTTPException(
+                status_code=409, detail=f"job {job_id} is {job.status}" + (f": {job.error}" if job.error else "")
+            )
+        return FileResponse(manager.result_path(job_id), media_type=PARQUET, filename=f"nightjar-{job_id}.parquet")
+
+    @api.delete("/{job_id}")
+    async def cancel(job_id: str, request: Request) -> dict[str, Any]:
+        job = manager.cancel(job_id)
+        if job is None:
+            raise HTTPException(status_code=404, detail=f"no job {job_id}")
+        return _view(job, request)
+
+    return api

@@ -1,0 +1,122 @@
+"""E-mail digests of filter matches: one message per filter and batch, sent over SMTP.
+
+The body lists the first matches as a text table; every match is attached as JSON. The Message-ID is derived
+from the filter and the matches, so a digest sent again after a crash carries the same id and mail systems
+(and readers) can tell it is the same message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import smtplib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Any
+
+from nightjar.settings import Settings
+
+
+class EmailError(RuntimeError):
+    """The SMTP server refused or could not be reached."""
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    sender: str
+    user: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    timeout_s: float = 20.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpConfig:
+        return cls(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_sender,
+            settings.smtp_user,
+            settings.smtp_password,
+            settings.smtp_starttls,
+            settings.smtp_timeout_s,
+        )
+
+
+def message_id(filter_id: int, keys: Sequence[str], domain: str = "nightjar") -> str:
+    digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:24]
+    return f"<filter-{filter_id}.{digest}@{domain}>"
+
+
+def _table(records: Sequence[dict[str, Any]], max_rows: int) -> str:
+    if not records:
+        return ""
+    columns = list(records[0])
+    shown = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in records[:max_rows]]
+    widths = [max(len(c), *(len(row[i]) for row in shown)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in shown]
+    if len(records) > max_rows:
+        lines.append(f"... and {len(records) - max_rows} more (all are in the attachment)")
+    return "\n".join(lines)
+
+
+def digest(
+    config: SmtpConfig,
+    to: Sequence[str],
+    filter_id: int,
+    filter_name: str,
+    version: int,
+    records: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    max_rows: int,
+) -> EmailMessage:
+    """The digest e-mail of one filter's new matches in one batch."""
+    msg = EmailMessage()
+    msg["From"] = config.sender
+    msg["To"] = ", ".join(to)
+    plural = "es" if len(records) != 1 else ""
+    msg["Subject"] = f"Nightjar filter {filter_name}: {len(records)} new match{plural}"
+    msg["Message-ID"] = message_id(filter_id, keys)
+    msg["Date"] = formatdate(usegmt=True)
+    msg["X-Nightjar-Filter"] = f"{filter_id} v{version}"
+    body = (
+        f"Filter {filter_name} (id {filter_id}, version {version}) matched {len(records)} "
+        f"alert{'s' if len(records) != 1 else ''}.\n\n"
+        f"{_table(records, max_rows)}\n"
+    )
+    msg.set_content(body)
+    attachment = json.dumps(list(records), default=str, indent=1).encode()
+    msg.add_attachment(attachment, maintype="application", subtype="json", filename=f"filter-{filter_id}.json")
+    return msg
+
+
+def notice(config: SmtpConfig, to: Sequence[str], filter_id: int, filter_name: str, text: str) -> EmailMessage:
+    """A message to a filter's owner about the filter itself (it failed, it was switched off)."""
+    msg = EmailMessage()
+    msg["From"] = config.sender
+    msg["To"] = ", ".join(to)
+    msg["Subject"] = f"Nightjar filter {filter_name} (id {filter_id}): {text.splitlines()[0][:120]}"
+    msg["Date"] = formatdate(usegmt=True)
+    msg["X-Nightjar-Filter"] = str(filter_id)
+    msg.set_content(text + "\n")
+    return msg
+
+
+def send(config: SmtpConfig, message: EmailMessage) -> None:
+    """Send one message; EmailError if the server cannot be reached or refuses a recipient."""
+    try:
+        with smtplib.SMTP(config.host, config.port, timeout=config.timeout_s) as smtp:
+            if config.starttls:
+                smtp.starttls()
+            if config.user:
+                smtp.login(config.user, config.password or "")
+            refused = smtp.send_message(message)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise EmailError(f"SMTP {config.host}:{config.port}: {exc}") from exc
+    if refused:
+        raise EmailError(f"SMTP {config.host}:{config.port} refused {', '.join(refused)}")

@@ -1,0 +1,60 @@
+"""Check a filter's SQL before it is registered: it parses, reads only the views, binds, and can be delivered.
+
+The check binds the query against the views' typed schemas (empty), so a misspelt column is reported when the
+filter is added, not on the first batch at night.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from nightjar.sql import sandbox, views
+from nightjar.sql.compile import FilterSpec, compile_filters
+from nightjar.sql.parse import QueryError, clean_message
+from nightjar.sql.streaming import OBJECT_KEY
+
+
+@dataclass(frozen=True)
+class FilterShape:
+    """What a valid filter returns and how it runs."""
+
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    shared_pass: bool  # True: a simple filter, run in a pass shared with other filters
+
+
+def check_filter_sql(sql: str) -> FilterShape:
+    """The shape of ``sql`` as a streaming filter; a QueryError that points at the problem otherwise.
+
+    Examples
+    --------
+    >>> check_filter_sql("SELECT diaSourceId, mag(psfFlux) AS m FROM sources WHERE band = 'r'").columns
+    ('diaSourceId', 'm')
+    """
+    tables = views.with_placeholders({})
+    box = sandbox.connect(tables, sandbox.Limits(timeout_s=10.0))
+    try:
+        parsed = sandbox.check(box, sql)
+        try:
+            relation = box.con.sql(parsed.sql)
+            columns = tuple(relation.columns)
+            types = tuple(str(t) for t in relation.types)
+        except duckdb.Error as exc:
+            raise QueryError(clean_message(str(exc))) from None
+    finally:
+        box.close()
+    plan = compile_filters([FilterSpec(0, 0, parsed.sql)], views.schemas_of(tables))
+    if 0 in plan.errors:
+        raise QueryError(plan.errors[0])
+    shared = bool(plan.groups)
+    if not shared:
+        lower = {c.lower(): i for i, c in enumerate(columns)}
+        where = lower.get(OBJECT_KEY.lower())
+        if where is None or "INT" not in types[where].upper():
+            raise QueryError(
+                "this filter must select diaObjectId: a filter with joins, grouping, window functions or "
+                "DISTINCT/LIMIT runs as its own query, and each row it returns is delivered as a match on an object"
+            )
+    return FilterShape(columns, types, shared)

@@ -1,0 +1,234 @@
+"""User SQL as DuckDB's own parse tree: one SELECT, over Nightjar's tables only, with errors that point at the problem.
+
+DuckDB parses the text (``json_serialize_sql``); the tree is then walked to check what the query reads. This is not
+the sandbox (the connection's settings are), it is a second wall with clear messages: a table that is not one of
+the views, a system catalogue, a file-reading table function or a function that reads the configuration is named
+in the error, with the position of the offending text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+
+class QueryError(ValueError):
+    """User SQL that is not allowed, does not parse, fails, or runs past its limit."""
+
+
+Node = dict[str, Any]
+
+# Table functions a query may call: they make rows from their arguments and touch nothing else.
+ALLOWED_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest", "generate_subscripts"})
+# Scalar functions that read the engine's state (configuration, the text of the running query, which in a
+# combined filter pass holds other users' filters), write logs or sleep. The sandbox settings stop files and
+# the network; these would leak internals or waste a thread.
+DENIED_FUNCTIONS = frozenset(
+    {
+        "current_setting",
+        "getvariable",
+        "getenv",
+        "current_query",
+        "current_query_id",
+        "current_connection_id",
+        "current_transaction_id",
+        "txid_current",
+        "json_serialize_sql",
+        "json_deserialize_sql",
+        "json_serialize_plan",
+        "json_execute_serialized_sql",
+        "write_log",
+        "parse_duckdb_log_message",
+        "sleep_ms",
+        "pg_sleep",
+    }
+)
+ALLOWED_SHOW = frozenset({"DESCRIBE", "SUMMARY"})
+NO_LOCATION = 2**64 - 1
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """One parsed SELECT: its text and DuckDB's tree (``statements[0]["node"]``)."""
+
+    sql: str
+    node: Node
+
+
+def parse(con: duckdb.DuckDBPyConnection, sql: str) -> Parsed:
+    """Parse ``sql`` as exactly one SELECT; a QueryError with the position of a syntax error otherwise.
+
+    Examples
+    --------
+    >>> import duckdb
+    >>> parse(duckdb.connect(), "SELECT 1 AS one").node["select_list"][0]["alias"]
+    'one'
+    """
+    text = sql.strip().rstrip(";").strip()
+    if not text:
+        raise QueryError("empty query: write one SELECT statement")
+    rows = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [text]).fetchall()
+    tree = json.loads(rows[0][0])
+    if tree.get("error") and tree.get("error_type") == "parser":
+        message = clean_message(tree.get("error_message", "cannot parse the query"))
+        raise QueryError(_with_position(message, text, tree.get("position")))
+    try:
+        statements = con.extract_statements(text)
+    except duckdb.Error as exc:
+        raise QueryError(clean_message(str(exc))) from None
+    if len(statements) != 1:
+        raise QueryError(f"expected exactly one SELECT statement, got {len(statements)}")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise QueryError(f"only SELECT queries are allowed, not {kind.name}")
+    if tree.get("error"):
+        message = tree.get("error_message", "cannot parse the query")
+        if "Only SELECT" in message:
+            raise QueryError("this statement form is not supported: write a plain SELECT (PIVOT: use GROUP BY)")
+        raise QueryError(_with_position(clean_message(message), text, tree.get("position")))
+    return Parsed(text, tree["statements"][0]["node"])
+
+
+def _with_position(message: str, sql: str, position: Any) -> str:
+    try:
+        pos = int(position)
+    except (TypeError, ValueError):
+        return message
+    return f"{message}\n{pointer(sql, pos)}"
+
+
+def pointer(sql: str, pos: int) -> str:
+    """The line of ``sql`` holding character ``pos``, with a caret under it and its line and column."""
+    if pos < 0 or pos > len(sql):
+        return ""
+    line_start = sql.rfind("\n", 0, pos) + 1
+    line_end = sql.find("\n", pos)
+    line = sql[line_start : line_end if line_end >= 0 else len(sql)]
+    line_no = sql.count("\n", 0, pos) + 1
+    column = pos - line_start + 1
+    return f"line {line_no}, column {column}:\n  {line}\n  {' ' * (column - 1)}^"
+
+
+def clean_message(message: str) -> str:
+    """DuckDB's message without engine internals: error class prefixes, the temp schema, and "Did you mean"
+    hints (which can name system tables); the ``LINE n:`` excerpt of the user's query is kept."""
+    text = _ERROR_CLASS.sub("", message)
+    text = _DID_YOU_MEAN.sub("", text)
+    return text.replace("temp.main.", "").replace("__nj_", "").strip()
+
+
+_ERROR_CLASS = re.compile(r"^(?:[A-Z][A-Za-z ]*?Error|TransactionContext Error): ", re.MULTILINE)
+_DID_YOU_MEAN = re.compile(r"!?\s*Did you mean [^\n]*")
+
+
+def walk(node: Any) -> Iterator[Node]:
+    """Every dict in a parse tree, depth first."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield item
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+
+
+def cte_names(node: Node) -> set[str]:
+    """Names defined by WITH clauses anywhere in the tree (lower case)."""
+    names: set[str] = set()
+    for item in walk(node):
+        cte_map = item.get("cte_map")
+        if isinstance(cte_map, dict):
+            names.update(str(entry["key"]).lower() for entry in cte_map.get("map", []))
+    return names
+
+
+def validate(parsed: Parsed, tables: Sequence[str]) -> None:
+    """Refuse a query that reads anything but ``tables``, its own CTEs and row-making table functions."""
+    allowed = {t.lower() for t in tables} | cte_names(parsed.node)
+    listing = ", ".join(sorted(tables))
+    for item in walk(parsed.node):
+        kind = item.get("type")
+        where = _where(parsed.sql, item)
+        if kind == "BASE_TABLE":
+            name = str(item.get("table_name", ""))
+            if item.get("schema_name") or item.get("catalog_name"):
+                qualified = ".".join(p for p in (item.get("catalog_name"), item.get("schema_name"), name) if p)
+                raise QueryError(f"unknown table {qualified}: the tables are {listing}{where}")
+            if name.lower() not in allowed:
+                raise QueryError(f"unknown table {name}: the tables are {listing}{where}")
+            if item.get("at_clause"):
+                raise QueryError(f"AT (...) is not supported: use the as_of option for time travel{where}")
+        elif kind == "TABLE_FUNCTION":
+            function = item.get("function") or {}
+            name = str(function.get("function_name", "")).lower()
+            if name not in ALLOWED_TABLE_FUNCTIONS or function.get("schema") or function.get("catalog"):
+                raise QueryError(
+                    f"table function {name}() is not available: queries read the tables {listing} "
+                    f"(and may use {', '.join(sorted(ALLOWED_TABLE_FUNCTIONS))}){where}"
+                )
+        elif kind == "SHOW_REF":
+            if item.get("show_type") not in ALLOWED_SHOW:
+                raise QueryError(f"SHOW is not available: the tables are {listing}")
+        elif item.get("class") in ("FUNCTION", "WINDOW") and "function_name" in item:
+            name = str(item["function_name"]).lower()
+            if name in DENIED_FUNCTIONS:
+                raise QueryError(f"function {name}() is not available in user queries{where}")
+            if item.get("schema") or item.get("catalog"):
+                raise QueryError(f"qualified function names are not available: {name}(){where}")
+
+
+def _where(sql: str, item: Node) -> str:
+    pos = item.get("query_location")
+    if not isinstance(pos, int) or pos == NO_LOCATION or pos > len(sql):
+        return ""
+    return f"\n{pointer(sql, pos)}"
+
+
+def expression_sql(con: duckdb.DuckDBPyConnection, expressions: Sequence[Node]) -> list[str]:
+    """The SQL text of parsed expressions (DuckDB prints them back), in one round trip."""
+    if not expressions:
+        return []
+    documents = [
+        json.dumps(
+            {
+                "error": False,
+                "statements": [
+                    {
+                        "node": {
+                            "type": "SELECT_NODE",
+                            "modifiers": [],
+                            "cte_map": {"map": []},
+                            "select_list": [{**expr, "alias": ""}],
+                            "from_table": {
+                                "type": "EMPTY",
+                                "alias": "",
+                                "sample": None,
+                                "query_location": NO_LOCATION,
+                                "query_location_length": 0,
+                            },
+                            "where_clause": None,
+                            "group_expressions": [],
+                            "group_sets": [],
+                            "aggregate_handling": "STANDARD_HANDLING",
+                            "having": None,
+                            "sample": None,
+                            "qualify": None,
+                        },
+                        "named_param_map": [],
+                    }
+                ],
+            }
+        )
+        for expr in expressions
+    ]
+    rows = con.execute(
+        "SELECT json_deserialize_sql(d::JSON) FROM unnest(?::VARCHAR[]) WITH ORDINALITY AS t(d, i) ORDER BY i",
+        [documents],
+    ).fetchall()
+    return [str(r[0]).removeprefix("SELECT ") for r in rows]

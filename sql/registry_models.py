@@ -1,0 +1,106 @@
+"""The metadata database's tables for filters: the filter, its version history, its outputs, its Avro schemas.
+
+SQLite under ``NIGHTJAR_HOME`` by default, PostgreSQL (or any SQLAlchemy database) by URL. Filter ids are never
+reused (``AUTOINCREMENT`` on SQLite, a sequence elsewhere), so a deleted filter's topic is never recycled.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+VISIBILITIES = ("private", "public", "group")
+MODES = ("all", "new")  # every matching alert, or an object's first match only
+FORMATS = ("json", "avro")
+OUTPUT_KINDS = ("email", "webhook")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class FilterRow(Base):
+    __tablename__ = "filters"
+    __table_args__ = (UniqueConstraint("owner", "name", name="uq_filters_owner_name"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(200), default="local", index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    sql: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    visibility: Mapped[str] = mapped_column(String(16), default="private")
+    group_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    mode: Mapped[str] = mapped_column(String(8), default="all")
+    kafka: Mapped[bool] = mapped_column(Boolean, default=True)
+    format: Mapped[str] = mapped_column(String(8), default="json")
+    copied_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+    # Health, reported to the owner: consecutive failing batches and the last error.
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_error_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    outputs: Mapped[list[OutputRow]] = relationship(
+        back_populates="filter", cascade="all, delete-orphan", order_by="OutputRow.id"
+    )
+    versions: Mapped[list[VersionRow]] = relationship(
+        back_populates="filter", cascade="all, delete-orphan", order_by="VersionRow.version"
+    )
+
+
+class VersionRow(Base):
+    """Every version a filter had: its SQL and name then, and when."""
+
+    __tablename__ = "filter_versions"
+
+    filter_id: Mapped[int] = mapped_column(ForeignKey("filters.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    sql: Mapped[str] = mapped_column(Text)
+    mode: Mapped[str] = mapped_column(String(8), default="all")
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    filter: Mapped[FilterRow] = relationship(back_populates="versions")
+
+
+class OutputRow(Base):
+    """An output channel besides the filter's Kafka topic: an e-mail address or a webhook URL."""
+
+    __tablename__ = "filter_outputs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    filter_id: Mapped[int] = mapped_column(ForeignKey("filters.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(2000))
+
+    filter: Mapped[FilterRow] = relationship(back_populates="outputs")
+
+
+class AvroSchemaRow(Base):
+    """A published Avro schema of a filter version's payloads; its id is in every Avro message's header."""
+
+    __tablename__ = "avro_schemas"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    filter_id: Mapped[int] = mapped_column(Integer, index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    schema: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)

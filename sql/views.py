@@ -1,0 +1,174 @@
+"""The tables users query, by name, in both modes: over a fresh micro-batch (streaming) and over the lake (static).
+
+Every name in ``VIEW_NAMES`` always exists: a table the lake or the batch does not have yet is an empty
+placeholder with a typed schema, so a query that mentions it runs (and returns nothing) instead of failing.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from nightjar import paths
+from nightjar.streams import schemas
+
+SOURCES = paths.SOURCES
+OBJECTS = paths.OBJECTS
+FORCED_SOURCES = "forced_sources"
+CONTEXT = "context"
+WATCHLIST_HITS = "watchlist_hits"
+AREA_HITS = "area_hits"
+ANNOTATIONS = "annotations"
+VIEW_NAMES: tuple[str, ...] = (SOURCES, OBJECTS, FORCED_SOURCES, CONTEXT, WATCHLIST_HITS, AREA_HITS, ANNOTATIONS)
+
+# The columns that identify the alert a row belongs to: (object, source). A filter's delivery is keyed by them.
+ROW_KEYS: dict[str, tuple[str, str | None]] = {
+    SOURCES: ("diaObjectId", "diaSourceId"),
+    OBJECTS: ("diaObjectId", "lastDiaSourceId"),
+    FORCED_SOURCES: ("diaObjectId", None),
+    CONTEXT: ("diaObjectId", None),
+    WATCHLIST_HITS: ("diaObjectId", "diaSourceId"),
+    AREA_HITS: ("diaObjectId", "diaSourceId"),
+    ANNOTATIONS: ("diaObjectId", None),
+}
+
+OBJECT_ORDER = "lastAlertMjdTai"  # the newest alert's state of an object wins
+
+_PROVENANCE = [
+    pa.field(paths.SURVEY, pa.string()),
+    pa.field(paths.KAFKA_TOPIC, pa.string()),
+    pa.field(paths.KAFKA_PARTITION, pa.int32()),
+    pa.field(paths.KAFKA_OFFSET, pa.int64()),
+]
+_HEALPIX = [pa.field(paths.HPX29, pa.int64()), pa.field(paths.HPX_PART, pa.int64())]
+
+
+def _nullable(fields: list[pa.Field]) -> pa.Schema:
+    return pa.schema([f.with_nullable(True) for f in fields])
+
+
+@functools.cache
+def placeholder_schemas() -> dict[str, pa.Schema]:
+    """The schema of each view when it has no data: the lake's layout for the current LSST alert schema."""
+    sid = schemas.latest_schema_id()
+    source = list(schemas.arrow_record_schema(sid, "diaSource"))
+    obj = list(schemas.arrow_record_schema(sid, "diaObject"))
+    forced = list(schemas.arrow_record_schema(sid, "prvDiaForcedSources"))
+    last = [pa.field("lastDiaSourceId", pa.int64()), pa.field(OBJECT_ORDER, pa.float64())]
+    return {
+        SOURCES: _nullable([*source, *_PROVENANCE, *_HEALPIX, pa.field(paths.NIGHT, pa.int32())]),
+        OBJECTS: _nullable([*obj, *last, *_PROVENANCE, *_HEALPIX]),
+        FORCED_SOURCES: _nullable([*forced, pa.field(paths.SURVEY, pa.string())]),
+        CONTEXT: _nullable(
+            [
+                pa.field("diaObjectId", pa.int64()),
+                pa.field("catalog", pa.string()),
+                pa.field("catalogId", pa.string()),
+                pa.field("ra", pa.float64()),
+                pa.field("dec", pa.float64()),
+                pa.field("separationArcsec", pa.float64()),
+                pa.field("objectType", pa.string()),
+                pa.field("redshift", pa.float64()),
+            ]
+        ),
+        WATCHLIST_HITS: _nullable(
+            [
+                pa.field("diaObjectId", pa.int64()),
+                pa.field("diaSourceId", pa.int64()),
+                pa.field("watchlistId", pa.int64()),
+                pa.field("watchlistName", pa.string()),
+                pa.field("targetName", pa.string()),
+                pa.field("separationArcsec", pa.float64()),
+            ]
+        ),
+        AREA_HITS: _nullable(
+            [
+                pa.field("diaObjectId", pa.int64()),
+                pa.field("diaSourceId", pa.int64()),
+                pa.field("areaId", pa.int64()),
+                pa.field("areaName", pa.string()),
+            ]
+        ),
+        ANNOTATIONS: _nullable(
+            [
+                pa.field("diaObjectId", pa.int64()),
+                pa.field("annotator", pa.string()),
+                pa.field("classification", pa.string()),
+                pa.field("probability", pa.float64()),
+                pa.field("explanation", pa.string()),
+                pa.field("url", pa.string()),
+                pa.field("created", pa.timestamp("us", tz="UTC")),
+            ]
+        ),
+    }
+
+
+def with_placeholders(existing: Mapping[str, Any]) -> dict[str, Any]:
+    """``existing`` views plus an empty, typed table for every view name it lacks."""
+    views = dict(existing)
+    for name, schema in placeholder_schemas().items():
+        views.setdefault(name, schema.empty_table())
+    return views
+
+
+def latest_per_key(data: pa.Table, key: str, order: str) -> pa.Table:
+    """One row per ``key``: the one with the largest ``order`` (ties: the later row)."""
+    if data.num_rows == 0:
+        return data
+    ranked = data.select([key, order]).append_column("_pos", pa.array(range(data.num_rows), pa.int64()))
+    ranked = ranked.sort_by([(key, "ascending"), (order, "descending"), ("_pos", "descending")])
+    first = ranked.group_by(key, use_threads=False).aggregate([("_pos", "first")])
+    return data.take(np.sort(first["_pos_first"].to_numpy()))
+
+
+def first_per_key(data: pa.Table, key: str) -> pa.Table:
+    """The first row of each ``key``, in the table's order."""
+    if data.num_rows == 0:
+        return data
+    positions = data.select([key]).append_column("_pos", pa.array(range(data.num_rows), pa.int64()))
+    first = positions.group_by(key, use_threads=False).aggregate([("_pos", "min")])
+    return data.take(np.sort(first["_pos_min"].to_numpy()))
+
+
+def batch_views(
+    sources: pa.Table,
+    objects: pa.Table,
+    history: pa.Table | None = None,
+    extra: Mapping[str, pa.Table] | None = None,
+) -> dict[str, pa.Table]:
+    """The streaming views of one micro-batch.
+
+    Parameters
+    ----------
+    sources
+        The batch's triggering diaSources.
+    objects
+        The batch's diaObject rows (one per alert); the view keeps each object's newest state.
+    history
+        The alerts' packet history (prvDiaSources rows); joined to ``sources``, without repeating a source.
+    extra
+        Further views of the batch (``forced_sources``, ``context``, ``watchlist_hits``…) when a stage made them.
+    """
+    views: dict[str, pa.Table] = {}
+    if history is not None and history.num_rows:
+        # The same earlier detection comes with every alert of its object: keep it once.
+        history = first_per_key(history, "diaSourceId")
+        known = pc.is_in(history["diaSourceId"], value_set=sources["diaSourceId"])
+        earlier = history.filter(pc.invert(known))
+        sources = pa.concat_tables([sources, earlier], promote_options="permissive")
+    views[SOURCES] = sources
+    views[OBJECTS] = (
+        latest_per_key(objects, "diaObjectId", OBJECT_ORDER) if OBJECT_ORDER in objects.column_names else objects
+    )
+    views.update(extra or {})
+    return with_placeholders(views)
+
+
+def schemas_of(tables: Mapping[str, Any]) -> dict[str, pa.Schema]:
+    """The Arrow schema of each view (tables, datasets and readers all have ``.schema``)."""
+    return {name: data.schema for name, data in tables.items()}

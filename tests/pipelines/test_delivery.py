@@ -1,0 +1,201 @@
+"""Delivery through the ledger, on a real broker, real Delta, a real SMTP server and a real HTTP receiver."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+
+import fastavro
+import pyarrow as pa
+import pytest
+
+from nightjar.lake import ledger
+from nightjar.pipelines import stages
+from nightjar.pipelines.delivery import Deliverer
+from nightjar.settings import Settings
+from nightjar.sql import engine, registry
+from nightjar.streams import kafka, simulate, wire
+from nightjar.streams.decode import RawBatch, decode_batch
+from nightjar.streams.publish import Publisher
+
+BRIGHT = "SELECT diaObjectId, diaSourceId, psfFlux, band FROM sources WHERE psfFlux > 20000"
+ALERTS = [a.payload for a in simulate.generate_alerts(600, seed=21)]
+
+
+def batch(start: int, stop: int) -> stages.DecodedBatch:
+    chunk = ALERTS[start:stop]
+    raw = RawBatch(chunk, ["t"] * len(chunk), [0] * len(chunk), list(range(start, stop)))
+    return stages.locate(decode_batch(raw), partition_order=5)
+
+
+@pytest.fixture
+def delivery_settings(kafka_settings: Settings, smtp_server, webhook_receiver) -> Settings:
+    return kafka_settings.model_copy(
+        update={
+            "smtp_host": smtp_server.host,
+            "smtp_port": smtp_server.port,
+            "webhook_allow_private": True,
+            "webhook_retries": 2,
+            "webhook_timeout_s": 5.0,
+        }
+    )
+
+
+@pytest.fixture
+def db(delivery_settings: Settings):
+    eng = registry.engine(delivery_settings.metadata_url)
+    yield eng
+    eng.dispose()
+
+
+def run_batch(settings: Settings, db, filters: list[registry.Filter], decoded: stages.DecodedBatch, label: str):
+    kafka.ensure_topics(settings, [f.topic for f in filters])
+    lim = engine.limits(settings, timeout_s=settings.filter_timeout_s, max_rows=settings.filter_max_rows)
+    outcome = stages.apply_filters(decoded, filters, lim)
+    with Publisher(kafka.producer_config(settings)) as publisher:
+        return Deliverer(settings, publisher, db).deliver(outcome.outputs, label), outcome
+
+
+def topic_keys(settings: Settings, flt: registry.Filter, expected: int) -> list[str]:
+    messages = kafka.read_messages(settings, flt.topic, expected + 1, timeout_s=20)
+    return [m.headers["nightjar.key"].decode() for m in messages]
+
+
+def expected_keys(decoded_batches: list[stages.DecodedBatch], version: int = 1) -> set[str]:
+    keys = set()
+    for decoded in decoded_batches:
+        rows = decoded.sources.filter(pa.compute.greater(decoded.sources["psfFlux"], 20000))
+        keys |= {
+            f"{version}:{o}:{s}"
+            for o, s in zip(rows["diaObjectId"].to_pylist(), rows["diaSourceId"].to_pylist(), strict=True)
+        }
+    return keys
+
+
+def test_each_match_is_delivered_once_across_overlapping_batches(delivery_settings: Settings, db) -> None:
+    flt = registry.add_filter(db, "bright", BRIGHT)
+    first, second = batch(0, 400), batch(200, 600)  # the second batch repeats half of the first
+    report1, _ = run_batch(delivery_settings, db, [flt], first, "b1")
+    report2, _ = run_batch(delivery_settings, db, [flt], second, "b2")
+    want = expected_keys([first, second])
+    keys = topic_keys(delivery_settings, flt, len(want))
+    assert Counter(keys).most_common(1)[0][1] == 1, "a match was published twice"
+    assert set(keys) == want
+    overlap = expected_keys([batch(200, 400)])
+    assert report2.already["bright"] == len(overlap) > 0
+    assert report1.delivered["bright"] + report2.delivered["bright"] == len(want)
+    rows = ledger.read(delivery_settings.home, flt.id)
+    delivered = rows.filter(pa.compute.equal(rows["status"], "delivered"))
+    assert sorted(delivered["key"].to_pylist()) == sorted(want)
+
+
+def test_new_objects_mode_delivers_each_object_once(delivery_settings: Settings, db) -> None:
+    flt = registry.add_filter(db, "new bright", BRIGHT, mode="new")
+    batches = [batch(0, 300), batch(300, 600)]
+    for i, decoded in enumerate(batches):
+        run_batch(delivery_settings, db, [flt], decoded, f"b{i}")
+    first_match: dict[int, int] = {}
+    for decoded in batches:
+        rows = decoded.sources.filter(pa.compute.greater(decoded.sources["psfFlux"], 20000))
+        for o, s in zip(rows["diaObjectId"].to_pylist(), rows["diaSourceId"].to_pylist(), strict=True):
+            first_match[o] = min(first_match.get(o, s), s)
+    messages = kafka.read_messages(delivery_settings, flt.topic, len(first_match) + 1, timeout_s=20)
+    got = {int(json.loads(m.value)["diaObjectId"]): int(json.loads(m.value)["diaSourceId"]) for m in messages}
+    assert len(messages) == len(first_match) and got == first_match
+
+
+def test_an_interrupted_delivery_is_completed_without_repeats(delivery_settings: Settings, db) -> None:
+    """Crash after half the messages reached the broker, before the ledger heard of it; then process again."""
+    flt = registry.add_filter(db, "bright", BRIGHT)
+    decoded = batch(0, 600)
+    kafka.ensure_topics(delivery_settings, [flt.topic])
+    lim = engine.limits(delivery_settings, timeout_s=10.0)
+    outcome = stages.apply_filters(decoded, [flt], lim)
+    with Publisher(kafka.producer_config(delivery_settings)) as publisher:
+        crashed = Deliverer(delivery_settings, publisher, db)
+        report = type(crashed.deliver([], "x"))()
+        (work,) = crashed.plan(outcome.outputs, report)
+        crashed.record([work], "b1", pending_only=True)
+        half = len(work.keys) // 2
+        work.matches, work.keys, work.objects = work.matches.slice(0, half), work.keys[:half], work.objects[:half]
+        crashed.send_kafka([work], "2025-01-01 00:00:00")  # acknowledged by the broker; then the process dies
+    # Restart: the same batch again, a new deliverer.
+    report, _ = run_batch(delivery_settings, db, [flt], decoded, "b1-again")
+    want = expected_keys([decoded])
+    keys = topic_keys(delivery_settings, flt, len(want))
+    assert Counter(keys).most_common(1)[0][1] == 1 and set(keys) == want
+    assert report.recovered["bright"] == half
+    final = ledger.read(delivery_settings.home, flt.id)
+    found = final.filter(pa.compute.match_substring(final["detail"], "found on the topic"))
+    assert found.num_rows == half
+
+
+def test_email_digest_and_webhook_arrive_once(delivery_settings: Settings, db, smtp_server, webhook_receiver) -> None:
+    flt = registry.add_filter(
+        db, "bright", BRIGHT, emails=["astro@example.org", "team@example.org"], webhooks=[webhook_receiver.url]
+    )
+    decoded = batch(0, 300)
+    want = expected_keys([decoded])
+    report, _ = run_batch(delivery_settings, db, [flt], decoded, "b1")
+    run_batch(delivery_settings, db, [flt], decoded, "b1-again")  # nothing new: nothing sent
+    (mail,) = smtp_server.wait_for(1)
+    assert mail.recipients == ["astro@example.org", "team@example.org"]
+    assert mail.message["Subject"] == f"Nightjar filter bright: {len(want)} new matches"
+    attachment = next(p for p in mail.message.iter_attachments())
+    records = json.loads(attachment.get_content())
+    assert {f"1:{r['diaObjectId']}:{r['diaSourceId']}" for r in records} == want
+    assert all(isinstance(r["diaObjectId"], str) and "UTC" in r for r in records)
+    body_lines = mail.message.get_body(("plain",)).get_content()
+    assert f"matched {len(want)} alerts" in body_lines
+    (post,) = webhook_receiver.posts
+    payload = post.json()
+    assert set(payload["keys"]) == want and payload["count"] == len(want)
+    assert payload["filter"] == {"id": flt.id, "name": "bright", "version": 1, "topic": flt.topic}
+    assert post.headers["idempotency-key"].startswith(f"{flt.id}-")
+    assert post.headers["content-type"] == "application/json"
+    rows = ledger.read(delivery_settings.home, flt.id)
+    for channel in ("kafka", "email", "webhook"):
+        done = rows.filter(
+            pa.compute.and_(pa.compute.equal(rows["channel"], channel), pa.compute.equal(rows["status"], "delivered"))
+        )
+        assert sorted(done["key"].to_pylist()) == sorted(want), channel
+    assert report.channel_errors == {}
+
+
+def test_a_failing_webhook_is_recorded_and_reported_once(delivery_settings: Settings, db, webhook_receiver) -> None:
+    webhook_receiver.status = 500
+    flt = registry.add_filter(db, "bright", BRIGHT, webhooks=[webhook_receiver.url], kafka=False)
+    decoded = batch(0, 200)
+    report, _ = run_batch(delivery_settings, db, [flt], decoded, "b1")
+    assert "webhook delivery failed" in report.channel_errors[flt.id] and "HTTP 500" in report.channel_errors[flt.id]
+    assert len(webhook_receiver.posts) == 2  # two attempts (webhook_retries)
+    run_batch(delivery_settings, db, [flt], decoded, "b1-again")
+    assert len(webhook_receiver.posts) == 2  # a failed delivery is final: reported, not retried forever
+
+
+def test_webhooks_to_private_addresses_are_refused_by_default(kafka_settings: Settings, webhook_receiver) -> None:
+    db = registry.engine(kafka_settings.metadata_url)
+    flt = registry.add_filter(db, "bright", BRIGHT, webhooks=[webhook_receiver.url], kafka=False)
+    report, _ = run_batch(kafka_settings, db, [flt], batch(0, 200), "b1")
+    assert "non-public address (127.0.0.1)" in report.channel_errors[flt.id]
+    assert webhook_receiver.posts == []
+    db.dispose()
+
+
+def test_avro_payloads_with_a_published_schema(delivery_settings: Settings, db) -> None:
+    flt = registry.add_filter(db, "bright avro", BRIGHT, format="avro")
+    decoded = batch(0, 300)
+    run_batch(delivery_settings, db, [flt], decoded, "b1")
+    want = expected_keys([decoded])
+    messages = kafka.read_messages(delivery_settings, flt.topic, len(want) + 1, timeout_s=20)
+    assert len(messages) == len(want)
+    schema_id = int(messages[0].headers["nightjar.schema.id"])
+    schema = fastavro.parse_schema(json.loads(registry.avro_schema(db, schema_id)))
+    decoded_records = []
+    for message in messages:
+        sid, body = wire.unframe(message.value)
+        assert sid == schema_id
+        decoded_records.append(fastavro.schemaless_reader(io.BytesIO(body), schema, None))
+    assert {f"1:{r['diaObjectId']}:{r['diaSourceId']}" for r in decoded_records} == want
+    assert all(isinstance(r["diaSourceId"], int) and r["diaSourceId"] > 2**53 for r in decoded_records)
