@@ -150,7 +150,6 @@ def _filter(settings: Settings, args: argparse.Namespace) -> int:
     return cli_filters.run(settings, args)
 
 
-
 def _alerts(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.streams.inspect import inspect_files
 
