@@ -27,10 +27,11 @@ def delivery_keys(mode: str, version: int, keys: pa.Table) -> pa.Array:
     >>> delivery_keys("all", 2, k).to_pylist(), delivery_keys("new", 2, k).to_pylist()
     (['2:7:9'], ['new:7'])
     """
-    obj = pc.cast(keys["diaObjectId"], pa.string())
+    src = pc.fill_null(pc.cast(keys["diaSourceId"], pa.string()), "")
+    # A detection without a diaObject (solar-system) stands for itself.
+    obj = pc.coalesce(pc.cast(keys["diaObjectId"], pa.string()), pc.binary_join_element_wise("source", src, "-"))
     if mode == NEW_OBJECTS:
         return pc.binary_join_element_wise("new", obj, ":").combine_chunks()
-    src = pc.fill_null(pc.cast(keys["diaSourceId"], pa.string()), "")
     return pc.binary_join_element_wise(str(version), obj, src, ":").combine_chunks()
 
 

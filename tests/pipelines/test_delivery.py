@@ -20,7 +20,8 @@ from nightjar.streams.decode import RawBatch, decode_batch
 from nightjar.streams.publish import Publisher
 
 BRIGHT = "SELECT diaObjectId, diaSourceId, psfFlux, band FROM sources WHERE psfFlux > 20000"
-ALERTS = [a.payload for a in simulate.generate_alerts(600, seed=21)]
+# Alerts with a diaObject (the simulator's solar-system detections have none; delivery keys them by source).
+ALERTS = [a.payload for a in simulate.generate_alerts(700, seed=21) if a.dia_object_id is not None][:600]
 
 
 def batch(start: int, stop: int) -> stages.DecodedBatch:
@@ -67,7 +68,7 @@ def expected_keys(decoded_batches: list[stages.DecodedBatch], version: int = 1) 
     for decoded in decoded_batches:
         rows = decoded.sources.filter(pa.compute.greater(decoded.sources["psfFlux"], 20000))
         keys |= {
-            f"{version}:{o}:{s}"
+            f"{version}:{o if o is not None else f'source-{s}'}:{s}"  # solar-system detections: no object
             for o, s in zip(rows["diaObjectId"].to_pylist(), rows["diaSourceId"].to_pylist(), strict=True)
         }
     return keys
