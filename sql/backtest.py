@@ -12,7 +12,6 @@ its state on that night: filters on object statistics that change over time may 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,23 +66,22 @@ def lake_nights(home: Path, since_mjd: float, until_mjd: float | None) -> list[i
     return [n for n in nights if n + 1 > since_mjd and n <= last]
 
 
-def night_views(sources: ds.Dataset, objects: ds.Dataset | None, night: int) -> Iterator[dict[str, pa.Table]]:
-    """The streaming views of one night of the lake (nothing if the night has no alerts)."""
+def night_views(sources: ds.Dataset, objects: ds.Dataset | None, night: int) -> dict[str, pa.Table] | None:
+    """The streaming views of one night of the lake (None if the night has no alerts)."""
     tonight = sources.to_table(filter=ds.field(paths.NIGHT) == night)
     if tonight.num_rows == 0:
-        return
+        return None
     ids = pc.unique(tonight["diaObjectId"])
     history = sources.to_table(
         filter=(ds.field(paths.NIGHT) < night)
         & (ds.field(paths.NIGHT) >= night - HISTORY_NIGHTS)
         & ds.field("diaObjectId").isin(ids)
     )
-    objs = None
-    if objects is not None:
+    if objects is None:
+        objs = views.placeholder_schemas()[views.OBJECTS].empty_table()
+    else:
         objs = objects.to_table(filter=ds.field("diaObjectId").isin(ids))
-    yield views.batch_views(
-        tonight, objs if objs is not None else views.placeholder_schemas()[views.OBJECTS].empty_table(), history
-    )
+    return views.batch_views(tonight, objs, history)
 
 
 def backtest(
@@ -98,23 +96,23 @@ def backtest(
     limits = engine.limits(settings, timeout_s=settings.filter_timeout_s, max_rows=settings.filter_max_rows)
     seen: set[str] = set()
     for night in lake_nights(home, since_mjd, until_mjd):
-        for batch in night_views(tables[paths.SOURCES], tables.get(paths.OBJECTS), night):
-            alerts = batch[views.SOURCES].filter(pc.equal(batch[views.SOURCES][paths.NIGHT], night)).num_rows
-            (found,) = run_filters(batch, [spec], limits)
-            if found.matches is None or found.keys is None:
-                result.nights.append(NightResult(night, alerts, _empty(), found.error))
-                continue
-            rows, keys = matches.candidates(mode, found.matches, found.keys)
-            dkeys = matches.delivery_keys(mode, spec.version, keys)
-            fresh = pc.invert(pc.is_in(dkeys, value_set=pa.array(sorted(seen), pa.string())))
-            # The same key twice in one night (a join's several rows for one alert) is one delivery.
-            new_rows = rows.filter(fresh)
-            new_keys = dkeys.filter(fresh)
-            seen.update(new_keys.to_pylist())
-            delivered = new_rows.append_column("deliveryKey", new_keys).append_column(
-                "night", pa.array([night] * new_rows.num_rows, pa.int32())
-            )
-            result.nights.append(NightResult(night, alerts, delivered))
+        batch = night_views(tables[paths.SOURCES], tables.get(paths.OBJECTS), night)
+        if batch is None:
+            continue
+        alerts = batch[views.SOURCES].filter(pc.equal(batch[views.SOURCES][paths.NIGHT], night)).num_rows
+        (found,) = run_filters(batch, [spec], limits)
+        if found.matches is None or found.keys is None:
+            result.nights.append(NightResult(night, alerts, _empty(), found.error))
+            continue
+        rows, keys = matches.candidates(mode, found.matches, found.keys)
+        dkeys = matches.delivery_keys(mode, spec.version, keys)
+        fresh = pc.invert(pc.is_in(dkeys, value_set=pa.array(sorted(seen), pa.string())))
+        new_rows, new_keys = rows.filter(fresh), dkeys.filter(fresh)
+        seen.update(new_keys.to_pylist())
+        delivered = new_rows.append_column("deliveryKey", new_keys).append_column(
+            "night", pa.array([night] * new_rows.num_rows, pa.int32())
+        )
+        result.nights.append(NightResult(night, alerts, delivered))
     return result
 
 

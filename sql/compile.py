@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -250,18 +251,21 @@ def compile_filters(specs: Sequence[FilterSpec], schemas: Mapping[str, pa.Schema
     (every batch, on a worker, until a filter changes) compile once.
     """
     key = (tuple(specs), schemas_key(schemas))
-    plan = _PLANS.get(key)
-    if plan is None:
-        plan = _compile(key[0], dict(schemas))
+    with _PLANS_LOCK:
+        plan = _PLANS.get(key)
+        if plan is not None:
+            _PLANS.move_to_end(key)
+            return plan
+    plan = _compile(key[0], dict(schemas))
+    with _PLANS_LOCK:
         _PLANS[key] = plan
         while len(_PLANS) > _PLAN_CACHE_SIZE:
             _PLANS.popitem(last=False)
-    else:
-        _PLANS.move_to_end(key)
     return plan
 
 
 _PLAN_CACHE_SIZE = 8
+_PLANS_LOCK = threading.Lock()
 _PLANS: OrderedDict[tuple[tuple[FilterSpec, ...], tuple[tuple[str, str], ...]], Plan] = OrderedDict()
 
 

@@ -129,6 +129,7 @@ def _check_choice(value: str, allowed: Sequence[str], what: str) -> str:
 
 
 def check_email(address: str) -> str:
+    """``address`` if it looks like one e-mail address (no lists, no header injection)."""
     local, at, domain = address.partition("@")
     if not (local and at and "." in domain) or any(c in address for c in " ,;<>\r\n"):
         raise RegistryError(f"not an e-mail address: {address!r}")
@@ -136,6 +137,7 @@ def check_email(address: str) -> str:
 
 
 def check_webhook(url: str) -> str:
+    """``url`` if it is an http(s) URL with a host (where it points is checked when posting)."""
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise RegistryError(f"a webhook must be an http:// or https:// URL, not {url!r}")
@@ -311,11 +313,13 @@ def delete_filter(eng: Engine, filter_id: int, *, requester: str = LOCAL_OWNER) 
 
 
 def get_filter(eng: Engine, filter_id: int) -> Filter:
+    """One filter by id; RegistryError if there is none."""
     with Session(eng) as session:
         return _detach(_load(session, filter_id))
 
 
 def versions(eng: Engine, filter_id: int) -> list[Version]:
+    """A filter's version history, oldest first."""
     with Session(eng) as session:
         row = _load(session, filter_id)
         return [Version(v.version, v.name, v.sql, v.mode, v.created) for v in row.versions]

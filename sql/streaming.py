@@ -204,8 +204,6 @@ class _Runner:
             matches = sandbox.run(box, spec.sql, self.limits)
         except QueryError as exc:
             message = str(exc)
-            if "more than" in message and "rows" in message:
-                message = self._too_many(self.limits.max_rows + 1).replace(f"{self.limits.max_rows + 1} ", "more ")
             self.results[index] = FilterResult(spec, None, None, error=message, timed_out="time limit" in message)
             return
         try:
