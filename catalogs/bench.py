@@ -105,7 +105,7 @@ def run_pass(client: Client, batches: list[pa.Table], catalogs: CatalogSet) -> P
     for batch in batches:
         pieces = client.submit(split_by_region, batch, len(workers), pure=False)
         futures.extend(
-            client.submit(_kernel, pieces, i, catalogs, workers=[w], allow_other_workers=True, pure=False)
+            client.submit(_kernel, pieces, i, catalogs, workers=[w], allow_other_workers=False, pure=False)
             for i, w in enumerate(workers)
         )
     results = client.gather(futures)

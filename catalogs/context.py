@@ -295,6 +295,26 @@ def classify(objects: pa.Table, catalogs: CatalogSet) -> ContextResult:
     return ContextResult(context, matches)
 
 
+def needs_context(objects: pa.Table, existing: pa.Table | None, catalogs: CatalogSet) -> pa.Table:
+    """The objects to classify: first seen (not in ``existing``), or classified under other catalogues or rules.
+
+    Parameters
+    ----------
+    objects
+        The batch's objects (``diaObjectId``, ``ra``, ``dec``).
+    existing
+        The stored ``context`` rows of these objects (at least ``diaObjectId`` and ``catalogs_version``), or
+        None when there are none.
+    catalogs
+        The current catalogue set; its ``version`` is what stored rows must carry to be current.
+    """
+    if existing is None or existing.num_rows == 0 or objects.num_rows == 0:
+        return objects
+    current = existing.filter(pc.equal(existing["catalogs_version"], catalogs.version))
+    fresh = pc.is_in(objects[OBJECT_KEY], value_set=pc.unique(current[OBJECT_KEY]))
+    return objects.filter(pc.invert(fresh))
+
+
 def classify_batch(objects: pa.Table, catalogs: CatalogSet) -> pa.Table:
     """The pipeline stage: one ``context`` row (Lasair ``sherlock_classifications`` columns) per object.
 

@@ -3,7 +3,12 @@
 The caches are per worker process. A batch is therefore cut by sky region (order-3 HEALPix cells, in nested
 order, dealt to workers in contiguous runs) and each piece goes to the worker that owns the region; that worker's
 cache then holds the partitions of its part of the sky only, instead of every worker caching everything.
-``allow_other_workers`` keeps a batch flowing when a worker is lost: another takes the piece, cold.
+
+The pieces are pinned strictly: with loose restrictions Dask's work stealing moves them to idle workers, every
+worker ends up caching the whole sky, and a 10^8-row catalogue no longer fits the cache (measured: 114 partitions
+per worker instead of about 57, evicting and rebuilding on every batch). The worker list is read at each call, so
+after a worker is lost the next batch is dealt among the survivors; a piece already pinned to the lost worker
+waits, and the caller should resubmit the batch (``classify_on_cluster`` does, after ``timeout_s``).
 """
 
 from __future__ import annotations
@@ -61,13 +66,23 @@ def submit_classify(client: Client, objects: pa.Table | Future, catalogs: Catalo
         return client.submit(classify_batch, objects, catalogs, pure=False)
     pieces = client.submit(split_by_region, objects, len(workers), pure=False)
     parts = [
-        client.submit(_classify_piece, pieces, i, catalogs, workers=[w], allow_other_workers=True, pure=False)
+        client.submit(_classify_piece, pieces, i, catalogs, workers=[w], allow_other_workers=False, pure=False)
         for i, w in enumerate(workers)
     ]
     return client.submit(_concat, parts, pure=False)
 
 
-def classify_on_cluster(client: Client, objects: pa.Table, catalogs: CatalogSet) -> pa.Table:
-    """:func:`submit_classify`, waited for."""
-    result: pa.Table = submit_classify(client, objects, catalogs).result()
-    return result
+def classify_on_cluster(
+    client: Client, objects: pa.Table, catalogs: CatalogSet, timeout_s: float = 600.0, attempts: int = 2
+) -> pa.Table:
+    """:func:`submit_classify`, waited for; resubmitted (among the workers then alive) if it times out."""
+    for attempt in range(attempts):
+        future = submit_classify(client, objects, catalogs)
+        try:
+            result: pa.Table = future.result(timeout=timeout_s)
+            return result
+        except TimeoutError:
+            future.cancel()
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")

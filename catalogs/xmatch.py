@@ -120,10 +120,10 @@ def round_significant(values: np.ndarray, digits: int) -> np.ndarray:
     return np.where(np.isfinite(values), np.round(values * scale) / scale, values)
 
 
-def _column(table: pa.Table, name: str, rows: np.ndarray, dtype: pa.DataType) -> pa.Array:
+def _column(table: pa.Table, name: str, dtype: pa.DataType) -> pa.Array:
     if name not in table.column_names:
-        return pa.nulls(rows.size, dtype)
-    col = table[name].take(pa.array(rows)).combine_chunks()
+        return pa.nulls(table.num_rows, dtype)
+    col = table[name].combine_chunks()
     if pa.types.is_dictionary(col.type):
         col = col.cast(col.type.value_type)
     if pa.types.is_float32(col.type) and pa.types.is_float64(dtype):
@@ -142,7 +142,7 @@ def _rows(
     dec: np.ndarray,
     catalog: int,
 ) -> pa.Table:
-    attrs = index.attributes
+    attrs = index.attributes.take(pa.array(row))
     columns = {
         "object_index": pa.array(alert, pa.int64()),
         "catalog_index": pa.array(np.full(alert.size, catalog, dtype=np.int32)),
@@ -150,10 +150,9 @@ def _rows(
         "catalog_ra": pa.array(ra),
         "catalog_dec": pa.array(dec),
     }
-    for name in (layout.OBJECT_ID, layout.Z, layout.PHOTO_Z, layout.SEMI_MAJOR, layout.MAG):
-        columns[name] = _column(attrs, name, row, MATCH_SCHEMA.field(name).type)
-    columns[layout.OBJECT_TYPE] = _column(attrs, layout.OBJECT_TYPE, row, pa.string())
-    columns[layout.DISTANCE] = _column(attrs, layout.DISTANCE, row, pa.float64())
+    for name in (layout.OBJECT_ID, layout.Z, layout.PHOTO_Z, layout.SEMI_MAJOR, layout.MAG, layout.OBJECT_TYPE):
+        columns[name] = _column(attrs, name, MATCH_SCHEMA.field(name).type)
+    columns[layout.DISTANCE] = _column(attrs, layout.DISTANCE, pa.float64())
     columns["reach_arcsec"] = pa.array(index.reach[row].astype(np.float64))
     return pa.table(columns, schema=MATCH_SCHEMA)
 

@@ -157,14 +157,20 @@ class BatchOutcome:
 
 
 def batch_tables(batch: DecodedBatch) -> dict[str, pa.Table]:
-    """The streaming views of a decoded batch: its alerts (with their packet history when decode provides it as
-    ``history``) and each object's newest state; other views are empty until a stage provides them."""
-    history = getattr(batch, "history", None)
-    return views.batch_views(
-        sources=batch.sources.drop_columns([ROW]),
-        objects=batch.objects.drop_columns([ROW]),
-        history=history.drop_columns([c for c in (ROW,) if c in history.column_names]) if history is not None else None,
-    )
+    """The streaming views of a decoded batch, shaped like the lake's: ``sources`` holds the alerts and their
+    packet history (``fromPacketHistory``), ``objects`` each object's newest state, ``forced_sources`` the
+    packets' forced photometry; other views are empty until a stage provides them."""
+    flag = paths.FROM_HISTORY
+    sources = batch.sources.drop_columns([ROW])
+    sources = sources.append_column(flag, pa.array(np.zeros(sources.num_rows, bool)))
+    history = None
+    if batch.prv_sources.num_rows:
+        history = batch.prv_sources.drop_columns([ROW])
+        history = history.append_column(flag, pa.array(np.ones(history.num_rows, bool)))
+    extra = {}
+    if batch.forced_sources.num_rows:
+        extra[paths.FORCED_SOURCES] = batch.forced_sources.drop_columns([ROW])
+    return views.batch_views(sources=sources, objects=batch.objects.drop_columns([ROW]), history=history, extra=extra)
 
 
 def apply_filters(batch: DecodedBatch, filters: list[Filter], limits: sandbox.Limits) -> BatchOutcome:

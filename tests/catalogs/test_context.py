@@ -274,3 +274,16 @@ def test_one_row_per_object_and_bad_input(real_catalogs: CatalogSet) -> None:
     with pytest.raises(ValueError, match="missing dec"):
         classify_batch(pa.table({"diaObjectId": [1], "ra": [1.0]}), real_catalogs)
     assert classify_batch(batch.slice(0, 0), real_catalogs).num_rows == 0
+
+
+def test_context_is_recomputed_for_new_objects_and_new_catalogues(real_catalogs: CatalogSet) -> None:
+    from nightjar.catalogs.context import needs_context
+    from nightjar.catalogs.rules import ContextRules
+
+    batch = pa.table({"diaObjectId": [1, 2, 3], "ra": [10.0, 20.0, 30.0], "dec": [1.0, 2.0, 3.0]})
+    stored = classify_batch(batch.slice(0, 2), real_catalogs)
+    assert needs_context(batch, stored, real_catalogs)["diaObjectId"].to_pylist() == [3]
+    assert needs_context(batch, None, real_catalogs).num_rows == 3
+    changed = CatalogSet(real_catalogs.catalogs, ContextRules(agn_radius_arcsec=4.0))
+    assert changed.version != real_catalogs.version
+    assert needs_context(batch, stored, changed).num_rows == 3
