@@ -42,6 +42,10 @@ def snapshot(home: Path, as_of: AsOf = None) -> dict[str, int]:
         return {}
     log = DeltaTable(location)
     if as_of is not None:
+        if isinstance(as_of, datetime):
+            created = min(h["timestamp"] for h in log.history())
+            if as_of.timestamp() * 1000 < created:
+                return {}  # before the lake's first batch: every table empty
         try:
             log.load_as_version(as_of)
         except Exception as exc:
@@ -64,7 +68,7 @@ def datasets(home: Path, as_of: AsOf = None) -> dict[str, ds.Dataset]:
     out = {}
     for table in existing_tables(home):
         if table not in versions and as_of is not None:
-            continue  # the table did not exist yet
+            continue  # the table did not exist yet (its view is an empty placeholder)
         out[table] = DeltaTable(str(paths.table_dir(home, table)), version=versions.get(table)).to_pyarrow_dataset()
     return out
 

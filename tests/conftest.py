@@ -215,7 +215,10 @@ def build_lake(home: Path, alerts: int, batches: int, seed: int = 7, topic: str 
     from nightjar.streams import simulate
     from nightjar.streams.decode import RawBatch, decode_batch
 
-    payloads = [a.payload for a in simulate.generate_alerts(alerts, seed=seed)]
+    # No history before the first night: every packet-history detection is then an earlier alert of the same
+    # lake, so ``sources`` holds exactly one row per alert and counts stay simple.
+    config = simulate.SimConfig(history_days=0)
+    payloads = [a.payload for a in simulate.generate_alerts(alerts, seed=seed, config=config)]
     size = -(-alerts // batches)
     for start in range(0, alerts, size):
         chunk = payloads[start : start + size]

@@ -21,12 +21,13 @@ def lake(settings: Settings, lake_builder) -> Settings:
 
 
 def keys(rows: list[dict]) -> list[str]:
-    return sorted(f"{r['diaObjectId']}:{r['diaSourceId']}" for r in rows)
+    # Detections without a diaObject (solar-system) are left out: see the closing note of the lake issue.
+    return sorted(f"{r['diaObjectId']}:{r['diaSourceId']}" for r in rows if r["diaObjectId"] is not None)
 
 
 def test_a_backtest_delivers_what_the_stream_would_have(lake: Settings) -> None:
     nights = lake_nights(lake.home, START_MJD, None)
-    assert len(nights) >= 10  # the simulation spans ten nights (FAST objects can spill into an eleventh)
+    assert len(nights) >= 9  # ten simulated nights; the alert count can end the simulation inside the last
     since = nights[4]
     result = backtest(lake, registry.Filter(1, "bright", BRIGHT, 1).spec, "all", since)
     assert [n.night for n in result.nights] == nights[4:]
