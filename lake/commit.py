@@ -7,8 +7,11 @@ again, so re-processing after a crash between the lake commit and the Kafka offs
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +28,23 @@ from nightjar.lake.region import pixel_ranges, ranges_filter
 log = logging.getLogger(__name__)
 
 COMMIT_RETRIES = 10
+
+
+@contextmanager
+def lake_lock(home: Path) -> Iterator[None]:
+    """One batch commit at a time per lake (an advisory file lock, across processes on shared storage).
+
+    Delta's optimistic concurrency keeps each table's log consistent, but a batch spans several tables and its
+    key lookups read what other batches commit; serialising batch commits keeps those reads exact.
+    """
+    folder = paths.lake_dir(home)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".commit.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def app_id(topic: str, partition: int) -> str:

@@ -123,6 +123,12 @@ def commit_to_lake(batch: DecodedBatch, home: Path, txns: dict[str, int]) -> Dec
     Sources and forced photometry get only the keys they do not hold yet (packet history repeats itself from
     alert to alert); objects are upserted to their latest state; cutouts are appended.
     """
+    with commit.lake_lock(home):
+        _commit(batch, home, txns)
+    return batch
+
+
+def _commit(batch: DecodedBatch, home: Path, txns: dict[str, int]) -> None:
     if batch.sources.num_rows:
         commit.append_new(home, paths.SOURCES, lake_sources(batch), txns)
     if batch.forced_sources.num_rows and "ra" in batch.forced_sources.column_names:
@@ -135,7 +141,6 @@ def commit_to_lake(batch: DecodedBatch, home: Path, txns: dict[str, int]) -> Dec
     if batch.cutouts.num_rows:
         commit.append(home, paths.CUTOUTS, batch.cutouts.drop_columns([ROW]), txns)
     commit.log_batch(home, txns)
-    return batch
 
 
 @dataclass

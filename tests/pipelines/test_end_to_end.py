@@ -23,8 +23,14 @@ from nightjar.streams.publish import Publisher
 from nightjar.streams.replay import replay
 
 N = 1200
-BRIGHT_R = "SELECT diaSourceId, diaObjectId, psfFlux FROM sources WHERE band = 'r' AND psfFlux > 5000"
-MAGS = "SELECT diaSourceId, 31.4 - 2.5 * log10(psfFlux) AS mag FROM sources WHERE reliability > 0.9 AND psfFlux > 0"
+BRIGHT_R = (
+    "SELECT diaSourceId, diaObjectId, psfFlux FROM sources "
+    "WHERE band = 'r' AND psfFlux > 5000 AND NOT fromPacketHistory"
+)
+MAGS = (
+    "SELECT diaSourceId, 31.4 - 2.5 * log10(psfFlux) AS mag FROM sources "
+    "WHERE reliability > 0.9 AND psfFlux > 0 AND NOT fromPacketHistory"
+)
 
 
 def decoded_alerts(seed: int) -> list[dict]:

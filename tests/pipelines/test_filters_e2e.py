@@ -62,7 +62,7 @@ def test_streaming_deliveries_equal_the_static_result(
         }
     )
     topic = f"filters-{uuid.uuid4().hex[:8]}"
-    n = simulate.produce(settings, topic, 1200, seed=31)
+    n = simulate.produce(settings, topic, 1200, seed=31, config=simulate.SimConfig(history_days=0))
     db = registry.engine(settings.metadata_url)
     made = {}
     for name, (sql, options) in FILTERS.items():
@@ -137,7 +137,7 @@ def test_killed_mid_delivery_then_restarted_nothing_lost_nothing_repeated(
     settings = kafka_settings
     topic = f"kill-{uuid.uuid4().hex[:8]}"
     group = f"kill-{uuid.uuid4().hex[:8]}"
-    n = simulate.produce(settings, topic, 800, seed=41)
+    n = simulate.produce(settings, topic, 800, seed=41, config=simulate.SimConfig(history_days=0))
     db = registry.engine(settings.metadata_url)
     flt = registry.add_filter(
         db,
