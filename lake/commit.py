@@ -172,7 +172,8 @@ def append_new(home: Path, table: str, data: pa.Table, txns: dict[str, int], reg
     if already_committed(dt, txns):
         return 0
     key = paths.KEY_COLUMNS[table]
-    data = first_per_key(drop_committed(dt, data).filter(pc.is_valid(data[key])), key)
+    data = drop_committed(dt, data)
+    data = first_per_key(data.filter(pc.is_valid(data[key])), key)
     if dt is not None and data.num_rows:
         nights = pa.array(np.unique(data[paths.NIGHT].to_numpy()))
         where = ds.field(paths.NIGHT).isin(nights)

@@ -36,7 +36,12 @@ def delivery_keys(mode: str, version: int, keys: pa.Table) -> pa.Array:
 
 
 def first_per_object(matches: pa.Table, keys: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """Each object's first match (its earliest diaSourceId), for new-objects mode."""
+    """Each object's first match (its earliest diaSourceId), for new-objects mode.
+
+    Detections without a diaObject (solar-system) are not objects: new-objects mode does not deliver them.
+    """
+    has_object = pc.is_valid(keys["diaObjectId"])
+    keys, matches = keys.filter(has_object), matches.filter(has_object)
     if keys.num_rows == 0:
         return matches, keys
     order = pc.sort_indices(keys, sort_keys=[("diaObjectId", "ascending"), ("diaSourceId", "ascending")])

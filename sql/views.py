@@ -61,9 +61,25 @@ def placeholder_schemas() -> dict[str, pa.Schema]:
     forced = list(schemas.arrow_record_schema(sid, "prvDiaForcedSources"))
     last = [pa.field("lastDiaSourceId", pa.int64()), pa.field(OBJECT_ORDER, pa.float64())]
     return {
-        SOURCES: _nullable([*source, *_PROVENANCE, *_HEALPIX, pa.field(paths.NIGHT, pa.int32())]),
+        SOURCES: _nullable(
+            [
+                *source,
+                *_PROVENANCE,
+                *_HEALPIX,
+                pa.field(paths.NIGHT, pa.int32()),
+                pa.field(paths.FROM_HISTORY, pa.bool_()),
+            ]
+        ),
         OBJECTS: _nullable([*obj, *last, *_PROVENANCE, *_HEALPIX]),
-        FORCED_SOURCES: _nullable([*forced, pa.field(paths.SURVEY, pa.string())]),
+        FORCED_SOURCES: _nullable(
+            [
+                *forced,
+                pa.field(paths.SURVEY, pa.string()),
+                pa.field(paths.FORCED_KEY, pa.int64()),
+                *_HEALPIX,
+                pa.field(paths.NIGHT, pa.int32()),
+            ]
+        ),
         CONTEXT: _nullable(
             [
                 pa.field("diaObjectId", pa.int64()),
