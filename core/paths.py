@@ -30,7 +30,7 @@ KAFKA_TOPIC = "kafkaTopic"
 KAFKA_PARTITION = "kafkaPartition"
 KAFKA_OFFSET = "kafkaOffset"
 
-FROM_HISTORY = "fromPacketHistory"  # the row came from an alert's history, not as its trigger
+FROM_HISTORY = "fromPacketHistory"  # the row first reached the lake in an alert's packet history, not as its trigger
 FORCED_KEY = "forcedKey"  # diaForcedSourceId for LSST; a 64-bit hash of object, time, band and kind for ZTF
 
 # Time partitions (one per night) serve streaming appends and time-bounded queries; inside a night, files are

@@ -108,8 +108,11 @@ def test_concurrent_batch_commits_on_dask_workers_lose_nothing(settings, dask_cl
     # Six batches, each its own Kafka partition, committed at the same time by two worker processes.
     futures = [dask_client.submit(stages.commit_to_lake, b, settings.home, t, pure=False) for b, t in batches]
     dask_client.gather(futures)
-    triggers = query_lake(settings, "SELECT diaSourceId FROM sources WHERE NOT fromPacketHistory")
-    assert sorted(triggers["diaSourceId"].to_pylist()) == sorted(a.dia_source_id for a in alerts)
+    # Committed out of order, an alert's detection may first reach the lake in a later alert's packet history
+    # (fromPacketHistory then says so): every alert's detection is there, once.
+    stored = query_lake(settings, "SELECT diaSourceId FROM sources")["diaSourceId"].to_pylist()
+    assert len(stored) == len(set(stored))
+    assert {a.dia_source_id for a in alerts} <= set(stored)
     keys = query_lake(settings, "SELECT count(*) AS n, count(DISTINCT diaObjectId) AS d FROM objects")
     expected_objects = {a.dia_object_id for a in alerts if a.dia_object_id is not None}
     assert keys["n"][0].as_py() == keys["d"][0].as_py() == len(expected_objects)
