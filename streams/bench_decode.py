@@ -24,7 +24,7 @@ HEAVY = SimConfig(history_days=365, cutout_size=80, hosts=False)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--alerts", type=int, default=4000, help="alerts decoded by each path")
+    parser.add_argument("--alerts", type=int, default=8000, help="alerts decoded by each path")
     parser.add_argument("--unique", type=int, default=500, help="distinct simulated alerts, repeated to --alerts")
     parser.add_argument("--batch", type=int, default=1000, help="alerts per columnar batch")
 
