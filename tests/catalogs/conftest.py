@@ -12,6 +12,7 @@ from distributed import Client
 
 from nightjar.catalogs.build import BuildSpec
 from nightjar.catalogs.catalog import CatalogSet, ColumnMap, load_catalog_set
+from nightjar.catalogs.demo import OPENNGC_COLUMNS
 from nightjar.catalogs.import_catalog import import_catalog
 from nightjar.catalogs.rules import Kind
 
@@ -43,17 +44,7 @@ SOURCES: dict[str, Source] = {
             "openngc",
             ("openngc/openngc_objects.parquet",),
             Kind.GALAXY,
-            ColumnMap(
-                ra="ra_deg",
-                dec="dec_deg",
-                id="name",
-                z="redshift",
-                major_axis="majax",
-                major_axis_unit="arcmin",
-                mag="bmag",
-                type="type",
-                keep_types=["G", "GPair", "GTrpl", "GGroup"],
-            ),
+            OPENNGC_COLUMNS,  # the shared parquet has the same columns as the demo's pyongc table
             partition_rows=2000,
             mag_filter="B",
         ),
