@@ -153,6 +153,13 @@ def _set_outputs(row: FilterRow, emails: Iterable[str] | None, webhooks: Iterabl
     row.outputs = keep + new
 
 
+def _bump_version(row: FilterRow) -> None:
+    """A new version of the filter: failures forgotten, the new SQL kept in the history."""
+    row.version += 1
+    row.failures, row.last_error = 0, None
+    _record_version(row)
+
+
 def _record_version(row: FilterRow) -> None:
     row.versions.append(VersionRow(version=row.version, name=row.name, sql=row.sql, mode=row.mode))
 
@@ -223,9 +230,7 @@ def add_filter(
             row.kafka, row.format = kafka, format
             _set_outputs(row, emails, webhooks)
             if changed:
-                row.version += 1
-                row.failures, row.last_error = 0, None
-                _record_version(row)
+                _bump_version(row)
         session.flush()
         return _detach(row)
 
@@ -278,9 +283,7 @@ def edit_filter(
             row.format = _check_choice(format, FORMATS, "format")
         _set_outputs(row, emails, webhooks)
         if new_version:
-            row.version += 1
-            row.failures, row.last_error = 0, None
-            _record_version(row)
+            _bump_version(row)
         session.flush()
         return _detach(row)
 
