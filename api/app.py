@@ -9,7 +9,8 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 
 from nightjar import __version__
-from nightjar.api import jobs, query
+from nightjar.api import jobs, query, users
+from nightjar.api.auth import Auth, Caller
 from nightjar.settings import Settings
 from nightjar.sql import functions, registry
 from nightjar.sql.jobs import JobManager
@@ -17,6 +18,7 @@ from nightjar.sql.jobs import JobManager
 
 def create_app(settings: Settings) -> FastAPI:
     manager = JobManager(settings)
+    auth = Auth(settings, users.engine(settings.metadata_url))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -24,6 +26,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             manager.close()
+            auth.engine.dispose()
 
     app = FastAPI(
         title="Nightjar",
@@ -33,12 +36,24 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.jobs = manager
+    app.state.auth = auth
     app.include_router(query.router(settings))
     app.include_router(jobs.router(manager))
 
     @app.get("/api/v1/health")
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
+
+    @app.get("/api/v1/me", tags=["users"])
+    async def me(user: Caller) -> dict[str, Any]:
+        """The calling user: name, role, annotation topics and limits."""
+        return {
+            "name": user.name,
+            "role": user.role,
+            "topics": list(user.topics),
+            "max_rows": auth.max_rows(user),
+            "requests_per_minute": auth.limit_for(user.role),
+        }
 
     @app.get("/api/v1/functions", tags=["query"])
     async def helper_functions() -> list[dict[str, str]]:

@@ -10,6 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from nightjar.api.auth import SignedIn
+from nightjar.api.users import User
 from nightjar.sql.jobs import DONE, Job, JobManager
 from nightjar.sql.parse import QueryError
 
@@ -32,29 +34,32 @@ def _view(job: Job, request: Request) -> dict[str, Any]:
 def router(manager: JobManager) -> APIRouter:
     api = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
+    def own(job_id: str, user: User) -> Job:
+        """The caller's job; another user's job is as absent as a missing one."""
+        job = manager.get(job_id)
+        if job is None or not (user.is_admin or job.owner == user.name):
+            raise HTTPException(status_code=404, detail=f"no job {job_id}")
+        return job
+
     @api.post("", status_code=status.HTTP_202_ACCEPTED)
-    async def submit(body: JobRequest, request: Request) -> dict[str, Any]:
-        """Queue a query; its SQL is checked now."""
+    async def submit(body: JobRequest, request: Request, user: SignedIn) -> dict[str, Any]:
+        """Queue a query (signed-in users); its SQL is checked now."""
+        as_of = None if body.as_of is None else str(body.as_of)
         try:
-            job = await run_in_threadpool(manager.submit, body.sql, None if body.as_of is None else str(body.as_of))
+            job = await run_in_threadpool(manager.submit, body.sql, as_of, user.name)
         except (QueryError, ValueError) as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         return _view(job, request)
 
     @api.get("/{job_id}", name="job")
-    async def get(job_id: str, request: Request) -> dict[str, Any]:
+    async def get(job_id: str, request: Request, user: SignedIn) -> dict[str, Any]:
         """A job's status, progress (percent) and rows so far."""
-        job = manager.get(job_id)
-        if job is None:
-            raise HTTPException(status_code=404, detail=f"no job {job_id}")
-        return _view(job, request)
+        return _view(own(job_id, user), request)
 
     @api.get("/{job_id}/result", name="job_result", response_class=FileResponse)
-    async def result(job_id: str) -> FileResponse:
+    async def result(job_id: str, user: SignedIn) -> FileResponse:
         """The result of a finished job, as Parquet."""
-        job = manager.get(job_id)
-        if job is None:
-            raise HTTPException(status_code=404, detail=f"no job {job_id}")
+        job = own(job_id, user)
         if job.status != DONE:
             raise HTTPException(
                 status_code=409, detail=f"job {job_id} is {job.status}" + (f": {job.error}" if job.error else "")
@@ -62,7 +67,8 @@ def router(manager: JobManager) -> APIRouter:
         return FileResponse(manager.result_path(job_id), media_type=PARQUET, filename=f"nightjar-{job_id}.parquet")
 
     @api.delete("/{job_id}")
-    async def cancel(job_id: str, request: Request) -> dict[str, Any]:
+    async def cancel(job_id: str, request: Request, user: SignedIn) -> dict[str, Any]:
+        own(job_id, user)
         job = manager.cancel(job_id)
         if job is None:
             raise HTTPException(status_code=404, detail=f"no job {job_id}")

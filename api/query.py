@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from nightjar.api.auth import Caller, auth_state
 from nightjar.settings import Settings
 from nightjar.sql import engine, records
 from nightjar.sql.parse import QueryError
@@ -56,8 +57,8 @@ def router(settings: Settings) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["query"])
 
     @api.post("/query", response_model=QueryResponse, responses={200: {"content": {"text/csv": {}, PARQUET: {}}}})
-    async def query(body: QueryRequest, request: Request) -> Response | QueryResponse:
-        """Run one SELECT over the lake in the sandbox; the rows of one page in the chosen format."""
+    async def query(body: QueryRequest, request: Request, user: Caller) -> Response | QueryResponse:
+        """Run one SELECT over the lake in the sandbox; one page in the chosen format (rows capped by role)."""
         as_of = None if body.as_of is None else str(body.as_of)
         try:
             page = await run_in_threadpool(
@@ -67,7 +68,7 @@ def router(settings: Settings) -> APIRouter:
                 body.offset,
                 min(body.limit or settings.query_page_size, settings.query_page_size * 10),
                 engine.parse_as_of(as_of),
-                engine.tier_rows(settings, settings.api_tier),
+                auth_state(request).max_rows(user),
             )
         except (QueryError, ValueError) as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from nightjar import __version__, cli_filters
+from nightjar import __version__, cli_filters, cli_users
 from nightjar.bench import register as register_bench
 from nightjar.lake.cli import register as register_lake
 from nightjar.log import configure_logging
@@ -223,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_lake(sub)
 
     cli_filters.add_parser(sub, _filter)
+    cli_users.register(sub)
 
     from nightjar.catalogs import cli as catalogs_cli
 

@@ -72,12 +72,22 @@ class Settings(BaseSettings):
     query_max_rows: int = Field(default=100_000, ge=1)
     query_temp_dir_limit: str = "2GB"
 
-    # Row limits per user tier (static queries); the API serves anonymous callers at api_tier.
-    query_tiers: dict[str, int] = Field(
-        default_factory=lambda: {"public": 10_000, "user": 100_000, "power": 10_000_000},
-        description="Most rows a static query may return, by user tier.",
+    # Row limits per role (static queries), and API requests per minute per token (anonymous: per client address).
+    role_max_rows: dict[str, int] = Field(
+        default_factory=lambda: {
+            "anonymous": 1_000,
+            "user": 100_000,
+            "annotator": 100_000,
+            "power": 10_000_000,
+            "admin": 10_000_000,
+        },
+        description="Most rows a static query may return, by role.",
     )
-    api_tier: str = "public"
+    role_requests_per_minute: dict[str, int] = Field(
+        default_factory=lambda: {"anonymous": 30, "user": 600, "annotator": 1200, "power": 3000, "admin": 0},
+        description="API requests per minute by role; 0: unlimited.",
+    )
+    allow_anonymous: bool = Field(default=True, description="Serve read-only calls without a token.")
     query_page_size: int = Field(default=1000, ge=1, description="Rows per page of the query API.")
     # Long queries as jobs: results written as Parquet under home/jobs.
     job_timeout_s: float = Field(default=3600.0, gt=0)

@@ -34,12 +34,12 @@ def limits(settings: Settings, timeout_s: float | None = None, max_rows: int | N
     )
 
 
-def tier_rows(settings: Settings, tier: str) -> int:
-    """The most rows a query of a user tier may return."""
+def role_rows(settings: Settings, role: str) -> int:
+    """The most rows a static query of a user role may return."""
     try:
-        return settings.query_tiers[tier]
+        return settings.role_max_rows[role]
     except KeyError:
-        raise ValueError(f"unknown user tier {tier!r}: the tiers are {', '.join(settings.query_tiers)}") from None
+        raise ValueError(f"unknown role {role!r}: the roles are {', '.join(settings.role_max_rows)}") from None
 
 
 def parse_as_of(text: str | None) -> AsOf:
@@ -110,7 +110,7 @@ def query_page(
     if offset < 0 or size < 1:
         raise ValueError("offset must be >= 0 and the page size >= 1")
     if offset + size > cap:
-        raise ValueError(f"rows beyond {cap} are not served to this tier: narrow the query or submit a job")
+        raise ValueError(f"rows beyond {cap} are not served to this role: narrow the query or submit a job")
     lim = limits(settings, max_rows=size + 1)
     box = sandbox.connect(lake_views(settings, as_of), lim)
     try:

@@ -35,6 +35,7 @@ class Job:
     id: str
     sql: str
     as_of: str | None
+    owner: str = "local"
     status: str = QUEUED
     progress: float = 0.0  # percent, as DuckDB estimates it
     rows: int = 0
@@ -65,15 +66,15 @@ class JobManager:
     def _save(self, job: Job) -> None:
         self._state_path(job.id).write_text(json.dumps(asdict(job)))
 
-    def submit(self, sql: str, as_of: str | None = None) -> Job:
-        """Check ``sql`` and queue it; a QueryError now if it cannot run."""
+    def submit(self, sql: str, as_of: str | None = None, owner: str = "local") -> Job:
+        """Check ``sql`` and queue it for ``owner``; a QueryError now if it cannot run."""
         when = engine.parse_as_of(as_of)
         box = sandbox.connect(engine.lake_views(self.settings, when), engine.limits(self.settings))
         try:
             checked = sandbox.check(box, sql).sql
         finally:
             box.close()
-        job = Job(uuid.uuid4().hex[:16], checked, as_of)
+        job = Job(uuid.uuid4().hex[:16], checked, as_of, owner)
         with self.lock:
             self.jobs[job.id] = job
         self._save(job)

@@ -10,6 +10,7 @@ from distributed import Client
 from fastapi.testclient import TestClient
 
 from nightjar.api.app import create_app
+from nightjar.api.users import add_user_token
 from nightjar.pipelines.run import ingest
 from nightjar.settings import Settings
 from nightjar.sql.engine import query_lake
@@ -93,14 +94,16 @@ def test_pages_formats_and_time_travel(small_lake: Settings) -> None:
     assert bad.status_code == 400 and "--as-of takes a lake version" in bad.json()["detail"]
 
 
-def test_the_anonymous_tier_caps_rows(small_lake: Settings) -> None:
-    client = TestClient(create_app(small_lake.model_copy(update={"query_tiers": {"public": 100}})))
+def test_the_anonymous_role_caps_rows(small_lake: Settings) -> None:
+    limits = {**small_lake.role_max_rows, "anonymous": 100}
+    client = TestClient(create_app(small_lake.model_copy(update={"role_max_rows": limits})))
     response = client.post("/api/v1/query", json={"sql": "SELECT * FROM sources", "limit": 50, "offset": 80})
     assert response.status_code == 400 and "rows beyond 100" in response.json()["detail"]
 
 
 def test_jobs_run_in_the_background_and_return_parquet(small_lake: Settings) -> None:
-    with TestClient(create_app(small_lake)) as client:
+    token = add_user_token(small_lake, "jobber")
+    with TestClient(create_app(small_lake), headers={"Authorization": f"Token {token}"}) as client:
         submitted = client.post(
             "/api/v1/jobs", json={"sql": "SELECT diaObjectId, count(*) AS n FROM sources GROUP BY ALL ORDER BY 1"}
         )
@@ -123,7 +126,8 @@ def test_jobs_run_in_the_background_and_return_parquet(small_lake: Settings) -> 
 
 
 def test_a_long_job_reports_progress_and_can_be_cancelled(small_lake: Settings) -> None:
-    with TestClient(create_app(small_lake)) as client:
+    token = add_user_token(small_lake, "canceller")
+    with TestClient(create_app(small_lake), headers={"Authorization": f"Token {token}"}) as client:
         job = client.post("/api/v1/jobs", json={"sql": "SELECT count(*) FROM range(1000000000000) a"}).json()
         deadline = time.monotonic() + 30
         while job["status"] != "running" and time.monotonic() < deadline:

@@ -53,15 +53,15 @@ def test_pages_cover_the_result_once(lake: Settings) -> None:
     assert seen == everything and len(seen) == 300
 
 
-def test_tiers_cap_the_rows(lake: Settings) -> None:
-    small = lake.model_copy(update={"query_tiers": {"public": 50, "power": 1000}})
-    assert engine.tier_rows(small, "public") == 50
+def test_roles_cap_the_rows(lake: Settings) -> None:
+    small = lake.model_copy(update={"role_max_rows": {"anonymous": 50, "power": 1000}})
+    assert engine.role_rows(small, "anonymous") == 50
     with pytest.raises(QueryError, match="more than 50 rows"):
-        engine.query_lake(small, "SELECT * FROM sources", max_rows=engine.tier_rows(small, "public"))
+        engine.query_lake(small, "SELECT * FROM sources", max_rows=engine.role_rows(small, "anonymous"))
     with pytest.raises(ValueError, match="rows beyond 50"):
         engine.query_page(small, "SELECT * FROM sources", offset=40, size=20, max_rows=50)
-    with pytest.raises(ValueError, match="unknown user tier"):
-        engine.tier_rows(small, "gold")
+    with pytest.raises(ValueError, match="unknown role"):
+        engine.role_rows(small, "gold")
 
 
 def test_helpers_and_full_sql_over_the_lake(lake: Settings) -> None:

@@ -1,0 +1,148 @@
+"""Who is calling, and may they: tokens to users, per-token rate limits, role checks.
+
+``Authorization: Token <token>`` (Lasair's form) or ``Authorization: Bearer <token>``. No header: the anonymous
+role, when the Settings allow it. A token that matches nobody is a 401, never a silent downgrade to anonymous.
+Rate limits are a sliding one-minute window per token (per client address for anonymous callers), kept in the
+serving process: run one API process per limit domain, or put the limit in the proxy in front.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import APIKeyHeader
+from sqlalchemy.engine import Engine
+
+from nightjar.api import users
+from nightjar.api.users import ADMIN, ANONYMOUS_USER, User
+from nightjar.settings import Settings
+
+WINDOW_S = 60.0
+# Documented in OpenAPI as an API key in the Authorization header ("Token <token>").
+_header = APIKeyHeader(
+    name="Authorization",
+    auto_error=False,
+    description="`Token <token>` (Lasair style) or `Bearer <token>`; `nightjar user add` makes tokens.",
+)
+
+
+class RateLimiter:
+    """At most ``limit`` calls in any one-minute window per key; thread-safe."""
+
+    def __init__(self) -> None:
+        self._calls: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key: str, limit: int) -> float | None:
+        """Record a call; None if allowed, else the seconds until one is."""
+        if limit <= 0:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            calls = self._calls.setdefault(key, deque())
+            while calls and now - calls[0] >= WINDOW_S:
+                calls.popleft()
+            if len(calls) >= limit:
+                return WINDOW_S - (now - calls[0])
+            calls.append(now)
+            return None
+
+
+def parse_authorization(value: str | None) -> str | None:
+    """The token in an Authorization header value, or None when there is no header."""
+    if value is None or not value.strip():
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() not in ("token", "bearer") or not token.strip():
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail="the Authorization header must be 'Token <token>' or 'Bearer <token>'",
+            headers={"WWW-Authenticate": "Token"},
+        )
+    return token.strip()
+
+
+class Auth:
+    """The app's authentication state: the users' database, the rate limiter and the limits per role."""
+
+    def __init__(self, settings: Settings, eng: Engine) -> None:
+        self.settings = settings
+        self.engine = eng
+        self.limiter = RateLimiter()
+
+    def limit_for(self, role: str) -> int:
+        return self.settings.role_requests_per_minute.get(role, 0)
+
+    def max_rows(self, user: User) -> int:
+        return self.settings.role_max_rows.get(user.role, self.settings.role_max_rows.get("anonymous", 1000))
+
+    async def resolve(self, request: Request, header: str | None) -> User:
+        token = parse_authorization(header)
+        if token is None:
+            if not self.settings.allow_anonymous:
+                raise HTTPException(
+                    status_code=status.HTTP_401_UNAUTHORIZED,
+                    detail="this server needs a token: send 'Authorization: Token <token>'",
+                    headers={"WWW-Authenticate": "Token"},
+                )
+            user, key = ANONYMOUS_USER, f"addr:{request.client.host if request.client else '?'}"
+        else:
+            found = await run_in_threadpool(users.authenticate, self.engine, token)
+            if found is None:
+                raise HTTPException(
+                    status_code=status.HTTP_401_UNAUTHORIZED,
+                    detail="invalid or revoked token",
+                    headers={"WWW-Authenticate": "Token"},
+                )
+            user, key = found, f"user:{found.id}"
+        wait = self.limiter.check(key, self.limit_for(user.role))
+        if wait is not None:
+            limit = self.limit_for(user.role)
+            raise HTTPException(
+                status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+                detail=f"rate limit: {limit} requests per minute for the {user.role} role; retry in {wait:.0f} s",
+                headers={"Retry-After": str(max(1, round(wait)))},
+            )
+        return user
+
+
+def auth_state(request: Request) -> Auth:
+    auth: Auth = request.app.state.auth
+    return auth
+
+
+async def caller(request: Request, header: Annotated[str | None, Depends(_header)]) -> User:
+    """FastAPI dependency: the calling user (anonymous without a token), after the rate limit."""
+    return await auth_state(request).resolve(request, header)
+
+
+def require(*roles: str) -> Callable[..., object]:
+    """A dependency that admits only the given roles (admins always), returning the user."""
+
+    async def dependency(user: Annotated[User, Depends(caller)]) -> User:
+        if user.role in roles or user.role == ADMIN:
+            return user
+        if user.anonymous:
+            raise HTTPException(
+                status_code=status.HTTP_401_UNAUTHORIZED,
+                detail="this call needs a token: send 'Authorization: Token <token>'",
+                headers={"WWW-Authenticate": "Token"},
+            )
+        raise HTTPException(
+            status_code=status.HTTP_403_FORBIDDEN,
+            detail=f"the {user.role} role may not do this (needs {' or '.join(roles)})",
+        )
+
+    return dependency
+
+
+SIGNED_IN = (users.USER, users.POWER, users.ANNOTATOR)
+# Route parameter types: ``user: Caller`` (anyone, anonymous included) or ``user: SignedIn`` (a token).
+Caller = Annotated[User, Depends(caller)]
+SignedIn = Annotated[User, Depends(require(*SIGNED_IN))]

@@ -1,0 +1,189 @@
+"""Users and their API tokens in the metadata database.
+
+A user has a unique name, a role, an optional e-mail and, for annotators, the annotation topics it may write. The
+token is shown once, when it is made; the database keeps only its SHA-256 digest. Tokens are 256 random bits, so a
+fast digest is enough (a slow password hash defends low-entropy secrets; these are not), and the lookup is one
+indexed equality.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Boolean, DateTime, Integer, String, Text, create_engine, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from nightjar.settings import Settings
+
+ANONYMOUS = "anonymous"
+USER = "user"
+POWER = "power"
+ANNOTATOR = "annotator"
+ADMIN = "admin"
+ROLES = (ANONYMOUS, USER, POWER, ANNOTATOR, ADMIN)
+TOKEN_PREFIX = "nj_"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
+_TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class UserError(ValueError):
+    """A user that does not exist, a name already taken, or a bad role, name or topic."""
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UserRow(_Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    # Annotators: the topics they may annotate, comma-separated.
+    topics: Mapped[str] = mapped_column(Text, default="")
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+@dataclass(frozen=True)
+class User:
+    """A caller of the API. ``id`` is None for anonymous callers."""
+
+    name: str
+    role: str
+    email: str | None = None
+    topics: tuple[str, ...] = ()
+    id: int | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == ADMIN
+
+    @property
+    def anonymous(self) -> bool:
+        return self.role == ANONYMOUS
+
+
+ANONYMOUS_USER = User(name=ANONYMOUS, role=ANONYMOUS)
+
+
+def engine(url: str) -> Engine:
+    """An engine on the metadata database with the users table created."""
+    eng = create_engine(url)
+    _Base.metadata.create_all(eng)
+    return eng
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def _detach(row: UserRow) -> User:
+    topics = tuple(t for t in row.topics.split(",") if t)
+    return User(name=row.name, role=row.role, email=row.email, topics=topics, id=row.id)
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES or role == ANONYMOUS:
+        raise UserError(f"unknown role {role!r}: choose one of {', '.join(r for r in ROLES if r != ANONYMOUS)}")
+    return role
+
+
+def check_topic(topic: str) -> str:
+    if not _TOPIC.match(topic):
+        raise UserError(f"bad topic {topic!r}: letters, digits, '_', '.' and '-', at most 100 characters")
+    return topic
+
+
+def add_user(
+    eng: Engine, name: str, *, role: str = USER, email: str | None = None, topics: tuple[str, ...] = ()
+) -> tuple[User, str]:
+    """Create a user; returns it and its token (the only time the token is seen)."""
+    if not _NAME.match(name) or name in (ANONYMOUS, "local"):
+        raise UserError(f"bad user name {name!r}: letters, digits, '_', '.', '@', '-', not 'anonymous' or 'local'")
+    check_role(role)
+    if email is not None and ("@" not in email or len(email) > 320 or any(c.isspace() for c in email)):
+        raise UserError(f"bad e-mail address {email!r}")
+    if role == ANNOTATOR and not topics:
+        raise UserError("an annotator needs at least one topic (--topic NAME)")
+    token = new_token()
+    with Session(eng) as session, session.begin():
+        if session.scalar(select(UserRow).where(UserRow.name == name)) is not None:
+            raise UserError(f"user {name!r} exists")
+        row = UserRow(
+            name=name,
+            role=role,
+            email=email,
+            topics=",".join(check_topic(t) for t in topics),
+            token_sha256=digest(token),
+        )
+        session.add(row)
+        session.flush()
+        user = _detach(row)
+    return user, token
+
+
+def add_user_token(settings: Settings, name: str, role: str = USER, topics: tuple[str, ...] = ()) -> str:
+    """Create a user in the Settings' metadata database; its token (scripts, tests, the demo)."""
+    eng = engine(settings.metadata_url)
+    try:
+        return add_user(eng, name, role=role, topics=topics)[1]
+    finally:
+        eng.dispose()
+
+
+def authenticate(eng: Engine, token: str) -> User | None:
+    """The active user holding this token, or None."""
+    with Session(eng) as session:
+        row = session.scalar(select(UserRow).where(UserRow.token_sha256 == digest(token), UserRow.active))
+        return None if row is None else _detach(row)
+
+
+def get_user(eng: Engine, name: str) -> User:
+    with Session(eng) as session:
+        row = session.scalar(select(UserRow).where(UserRow.name == name))
+        if row is None:
+            raise UserError(f"no user {name!r}")
+        return _detach(row)
+
+
+def list_users(eng: Engine) -> list[User]:
+    with Session(eng) as session:
+        return [_detach(r) for r in session.scalars(select(UserRow).where(UserRow.active).order_by(UserRow.id))]
+
+
+def rotate_token(eng: Engine, name: str) -> str:
+    """A new token for a user; the old one stops working at once."""
+    token = new_token()
+    with Session(eng) as session, session.begin():
+        row = session.scalar(select(UserRow).where(UserRow.name == name))
+        if row is None:
+            raise UserError(f"no user {name!r}")
+        row.token_sha256 = digest(token)
+    return token
+
+
+def remove_user(eng: Engine, name: str) -> None:
+    """Deactivate a user: the token stops working; the filters and annotations stay."""
+    with Session(eng) as session, session.begin():
+        row = session.scalar(select(UserRow).where(UserRow.name == name))
+        if row is None:
+            raise UserError(f"no user {name!r}")
+        row.active = False
+        row.token_sha256 = digest(secrets.token_hex(32))  # nothing can present it
