@@ -18,7 +18,11 @@ SOURCES = "sources"  # one row per detection: triggering diaSources and packet h
 FORCED_SOURCES = "forced_sources"  # forced photometry (and ZTF upper limits), unique forcedKey
 OBJECTS = "objects"  # one row per diaObject: latest state and light-curve features
 CUTOUTS = "cutouts"  # the three cutouts of each alert, by diaSourceId
-TABLES: tuple[str, ...] = (SOURCES, FORCED_SOURCES, OBJECTS, CUTOUTS)
+CONTEXT = "context"  # one row per diaObject: its Sherlock-style class and best match (upserted)
+CONTEXT_MATCHES = "context_matches"  # every judged catalogue match of an object, ranked (replaced per object)
+ANNOTATIONS = "annotations"  # annotations written through the API, one row each (appended)
+ALERT_TABLES: tuple[str, ...] = (SOURCES, FORCED_SOURCES, OBJECTS, CUTOUTS)  # written by every alert batch
+TABLES: tuple[str, ...] = (*ALERT_TABLES, CONTEXT, CONTEXT_MATCHES, ANNOTATIONS)
 LAKE_LOG = "lake_log"  # one row per committed batch: every table's version after it (lake snapshots)
 
 # Columns added by Nightjar to every alert-derived row.
@@ -36,15 +40,42 @@ FORCED_KEY = "forcedKey"  # diaForcedSourceId for LSST; a 64-bit hash of object,
 # Time partitions (one per night) serve streaming appends and time-bounded queries; inside a night, files are
 # sorted by the order-29 HEALPix index so cone searches prune on file and row-group statistics (cutouts: by
 # diaSourceId, for direct lookups). See docs/lake.md.
-PARTITION_COLUMNS: dict[str, list[str]] = {SOURCES: [NIGHT], FORCED_SOURCES: [NIGHT], OBJECTS: [], CUTOUTS: [NIGHT]}
-SORT_COLUMNS: dict[str, str] = {SOURCES: HPX29, FORCED_SOURCES: HPX29, OBJECTS: HPX29, CUTOUTS: "diaSourceId"}
+PARTITION_COLUMNS: dict[str, list[str]] = {
+    SOURCES: [NIGHT],
+    FORCED_SOURCES: [NIGHT],
+    OBJECTS: [],
+    CUTOUTS: [NIGHT],
+    CONTEXT: [],
+    CONTEXT_MATCHES: [],
+    ANNOTATIONS: [],
+}
+SORT_COLUMNS: dict[str, str] = {
+    SOURCES: HPX29,
+    FORCED_SOURCES: HPX29,
+    OBJECTS: HPX29,
+    CUTOUTS: "diaSourceId",
+    CONTEXT: "diaObjectId",
+    CONTEXT_MATCHES: "diaObjectId",
+    ANNOTATIONS: "diaObjectId",
+}
 KEY_COLUMNS: dict[str, str] = {
     SOURCES: "diaSourceId",
     FORCED_SOURCES: FORCED_KEY,
     OBJECTS: "diaObjectId",
     CUTOUTS: "diaSourceId",
+    CONTEXT: "diaObjectId",
+    CONTEXT_MATCHES: "diaObjectId",
+    ANNOTATIONS: "annotationId",
 }
-ROW_GROUP_ROWS: dict[str, int] = {SOURCES: 8192, FORCED_SOURCES: 8192, OBJECTS: 8192, CUTOUTS: 64}
+ROW_GROUP_ROWS: dict[str, int] = {
+    SOURCES: 8192,
+    FORCED_SOURCES: 8192,
+    OBJECTS: 8192,
+    CUTOUTS: 64,
+    CONTEXT: 8192,
+    CONTEXT_MATCHES: 8192,
+    ANNOTATIONS: 8192,
+}
 
 HPX_ORDER_MAX = 29
 

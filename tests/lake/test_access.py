@@ -37,7 +37,7 @@ def computed(client: Client, frame: object) -> pa.Table:
 
 def test_dask_round_trip_equals_a_pyarrow_read(lake_home: Path, dask_client: Client) -> None:
     lake = nightjar.lake.open(lake_home)
-    assert lake.tables == list(paths.TABLES)
+    assert lake.tables == list(paths.ALERT_TABLES)
     for table in lake.tables:
         dt = delta(lake_home, table)
         frame = lake.to_dask(table, partition_bytes=1)  # one task per file
@@ -114,11 +114,11 @@ def _commit_times(home: Path, table: str) -> dict[int, datetime]:
 
 
 def test_as_of_reads_every_table_as_it_was(lake_home: Path) -> None:
-    times = {t: _commit_times(lake_home, t) for t in paths.TABLES}
+    times = {t: _commit_times(lake_home, t) for t in paths.ALERT_TABLES}
     moment = times[paths.SOURCES][2]
     expected = {
         t: max(v for v, ts in times[t].items() if ts <= moment)
-        for t in paths.TABLES
+        for t in paths.ALERT_TABLES
         if any(ts <= moment for ts in times[t].values())
     }
     assert expected[paths.SOURCES] == 2
@@ -137,7 +137,7 @@ def test_as_of_reads_every_table_as_it_was(lake_home: Path) -> None:
     early = nightjar.lake.open(lake_home, as_of=first)
     assert early.versions == {
         t: max(v for v, ts in times[t].items() if ts <= first)
-        for t in paths.TABLES
+        for t in paths.ALERT_TABLES
         if any(ts <= first for ts in times[t].values())
     }
     assert early.versions[paths.OBJECTS] == 0

@@ -95,7 +95,7 @@ def test_sql_export_goes_through_the_sandbox(lake_home: Path, settings: Settings
     )
     assert rows.equals(expected.sort_by("diaSourceId"))
     assert manifest["selection"] == {"sql": sql}
-    assert manifest["versions"] == {t: delta(lake_home, t).version() for t in paths.TABLES}
+    assert manifest["versions"] == {t: delta(lake_home, t).version() for t in paths.ALERT_TABLES}
 
 
 @pytest.mark.parametrize(

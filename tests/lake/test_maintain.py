@@ -54,7 +54,7 @@ def test_tables_match_an_independent_count(
     lake_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     infos = {i.table: i for i in maintain.tables(lake_home)}
-    assert set(infos) == set(paths.TABLES)
+    assert set(infos) == set(paths.ALERT_TABLES)
     for table, info in infos.items():
         dt = delta(lake_home, table)
         data = dt.to_pyarrow_table()
@@ -97,12 +97,12 @@ def test_history_lists_every_version(
 
 
 def test_optimize_keeps_contents_with_fewer_files_sorted_by_hpx29(lake_home: Path) -> None:
-    before = {t: contents(lake_home, t) for t in paths.TABLES}
-    files_before = {t: len(delta(lake_home, t).file_uris()) for t in paths.TABLES}
+    before = {t: contents(lake_home, t) for t in paths.ALERT_TABLES}
+    files_before = {t: len(delta(lake_home, t).file_uris()) for t in paths.ALERT_TABLES}
 
     reports = {r.table: r for r in maintain.optimize(lake_home)}
 
-    for table in paths.TABLES:
+    for table in paths.ALERT_TABLES:
         assert contents(lake_home, table).equals(before[table])
         uris = delta(lake_home, table).file_uris()
         assert len(uris) < files_before[table]
@@ -146,7 +146,7 @@ def test_hpx29_statistics_let_cone_searches_skip_files(lake_home: Path) -> None:
 
 def test_optimize_retries_after_a_merge_and_ignores_blind_appends(lake_home: Path) -> None:
     # Snapshots taken before other writers commit: the optimize below plans on stale tables.
-    stale = {t: delta(lake_home, t) for t in paths.TABLES}
+    stale = {t: delta(lake_home, t) for t in paths.ALERT_TABLES}
     newer = contents(lake_home, paths.OBJECTS).slice(0, 3)
     newer = newer.set_column(
         newer.schema.get_field_index("lastAlertMjdTai"), "lastAlertMjdTai", pa.array([70000.0] * 3)
@@ -155,7 +155,7 @@ def test_optimize_retries_after_a_merge_and_ignores_blind_appends(lake_home: Pat
     extra = contents(lake_home, paths.SOURCES).slice(0, 2)
     extra = extra.set_column(extra.schema.get_field_index("diaSourceId"), "diaSourceId", pa.array([-1, -2], pa.int64()))
     assert commit.append(lake_home, paths.SOURCES, extra, {"test:0": 1})
-    expected = {t: contents(lake_home, t) for t in paths.TABLES}
+    expected = {t: contents(lake_home, t) for t in paths.ALERT_TABLES}
 
     # The merge removed files the stale rewrite also removes: its commit fails, is re-planned and retried.
     objects = maintain._optimize_table(lake_home, paths.OBJECTS, None, 3, snapshot=stale[paths.OBJECTS])
@@ -163,7 +163,7 @@ def test_optimize_retries_after_a_merge_and_ignores_blind_appends(lake_home: Pat
     # A blind append only adds files: the stale rewrite commits on top of it without conflict.
     sources = maintain._optimize_table(lake_home, paths.SOURCES, None, 3, snapshot=stale[paths.SOURCES])
     assert sources.conflicts == 0 and sources.commits == 1
-    for table in paths.TABLES:
+    for table in paths.ALERT_TABLES:
         assert contents(lake_home, table).equals(expected[table])
     assert contents(lake_home, paths.OBJECTS).filter(pc.field("lastAlertMjdTai") == 70000.0).num_rows == 3
 
@@ -172,15 +172,15 @@ def test_vacuum_removes_unreferenced_files(
     lake_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     maintain.optimize(lake_home)
-    before = {t: contents(lake_home, t) for t in paths.TABLES}
-    referenced = {t: set(delta(lake_home, t).file_uris()) for t in paths.TABLES}
-    for table in paths.TABLES:
+    before = {t: contents(lake_home, t) for t in paths.ALERT_TABLES}
+    referenced = {t: set(delta(lake_home, t).file_uris()) for t in paths.ALERT_TABLES}
+    for table in paths.ALERT_TABLES:
         assert parquet_on_disk(lake_home, table) > referenced[table]
 
     # The default retention (7 days) keeps the files just removed, for time travel.
     assert all(not r.files for r in maintain.vacuum(lake_home))
     dry = {r.table: r for r in maintain.vacuum(lake_home, retention_hours=0, dry_run=True)}
-    for table in paths.TABLES:
+    for table in paths.ALERT_TABLES:
         stale = parquet_on_disk(lake_home, table) - referenced[table]
         assert {str(paths.table_dir(lake_home, table) / f) for f in dry[table].files} == stale
         assert dry[table].bytes == sum(os.path.getsize(f) for f in stale)
@@ -188,7 +188,7 @@ def test_vacuum_removes_unreferenced_files(
     monkeypatch.setenv("NIGHTJAR_HOME", str(lake_home))
     assert main(["lake", "vacuum", "--retention-hours", "0"]) == 0
     assert "deleted" in capsys.readouterr().err
-    for table in paths.TABLES:
+    for table in paths.ALERT_TABLES:
         assert parquet_on_disk(lake_home, table) == referenced[table]
         assert contents(lake_home, table).equals(before[table])
 

@@ -118,14 +118,14 @@ def test_reprocessing_the_same_offsets_writes_nothing_twice(kafka_settings: Sett
     simulate.produce(settings, topic, 400, seed=5)
     first = run(settings, dask_client, topic, max_alerts=400, idle_exit_s=30)
     assert first.accepted == 400
-    versions = {t: DeltaTable(str(paths.table_dir(settings.home, t))).version() for t in paths.TABLES}
-    counts = {t: DeltaTable(str(paths.table_dir(settings.home, t))).count() for t in paths.TABLES}
+    versions = {t: DeltaTable(str(paths.table_dir(settings.home, t))).version() for t in paths.ALERT_TABLES}
+    counts = {t: DeltaTable(str(paths.table_dir(settings.home, t))).count() for t in paths.ALERT_TABLES}
     # A new consumer group reads the same offsets again, as after a crash before the offset commit.
     again = settings.model_copy(update={"consumer_group": "second-reader"})
     second = run(again, dask_client, topic, max_alerts=400, idle_exit_s=30)
     assert second.consumed == 400
-    assert {t: DeltaTable(str(paths.table_dir(settings.home, t))).version() for t in paths.TABLES} == versions
-    assert {t: DeltaTable(str(paths.table_dir(settings.home, t))).count() for t in paths.TABLES} == counts
+    assert {t: DeltaTable(str(paths.table_dir(settings.home, t))).version() for t in paths.ALERT_TABLES} == versions
+    assert {t: DeltaTable(str(paths.table_dir(settings.home, t))).count() for t in paths.ALERT_TABLES} == counts
     assert counts[paths.CUTOUTS] == 400
 
 
