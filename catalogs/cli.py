@@ -16,6 +16,7 @@ from rich.console import Console
 from nightjar.settings import Settings
 
 console = Console(stderr=True)
+_REFRESH_HINT = "new alerts use the new catalogue set; `nightjar catalog refresh` reclassifies the lake's objects"
 KINDS = ("galaxy", "star", "bright_star", "variable", "agn", "cv", "yso", "other")
 
 
@@ -68,6 +69,7 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
         f"catalogue {info.name} ({info.kind}): {info.rows} rows in {info.partitions} partitions, "
         f"{info.margin_rows} margin rows{dropped}; version {info.version}"
     )
+    console.print(_REFRESH_HINT)
     return 0
 
 
@@ -149,6 +151,7 @@ def _remove(settings: Settings, args: argparse.Namespace) -> int:
     read_info(target)  # refuses anything that is not a catalogue
     shutil.rmtree(target)
     console.print(f"removed catalogue {args.name}")
+    console.print(_REFRESH_HINT)
     return 0
 
 
@@ -256,6 +259,24 @@ def _bench_xmatch(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _refresh(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.catalogs.catalog import load_catalog_set
+    from nightjar.pipelines.cluster import dask_client
+    from nightjar.pipelines.context import refresh
+
+    catalogs = load_catalog_set(settings.home, cache_mb=settings.catalog_cache_mb)
+    if not catalogs.catalogs:
+        console.print("[red]error:[/red] no catalogues installed (see `nightjar catalog import|openngc|demo`)")
+        return 2
+    with dask_client(settings) as client:
+        report = refresh(settings.home, client, catalogs, chunk_rows=args.chunk_rows)
+    console.print(
+        f"{report.objects} objects in the lake; {report.classified} classified under catalogue set "
+        f"{catalogs.version}; {report.stale_matches_removed} superseded matches removed"
+    )
+    return 0
+
+
 def register(sub: Any, bench: Any) -> None:
     """Add ``catalog`` and ``context`` to the top-level sub-parsers and ``xmatch`` to the ``bench`` group."""
     p = sub.add_parser("catalog", help="Import, generate or list context catalogues (HATS layout).")
@@ -310,6 +331,12 @@ def register(sub: Any, bench: Any) -> None:
     rm = csub.add_parser("remove", help="delete an installed catalogue")
     rm.set_defaults(handler=_remove)
     rm.add_argument("name")
+
+    ref = csub.add_parser(
+        "refresh", help="classify lake objects whose context is missing or from other catalogues (after changes)"
+    )
+    ref.set_defaults(handler=_refresh)
+    ref.add_argument("--chunk-rows", type=int, default=200_000, help="objects per classification round")
 
     ctx = sub.add_parser("context", help="Classify a position against the catalogues (Sherlock style).")
     ctx.set_defaults(handler=_context)

@@ -76,6 +76,18 @@ CONTEXT_SCHEMA = pa.schema(
 )
 MATCHES_SCHEMA = pa.schema([(OBJECT_KEY, pa.int64()), ("rank", pa.int32()), *MATCH_FIELDS])
 
+# The stored form (lake tables ``context`` and ``context_matches``): when each row was computed (the newer
+# classification of an object wins), and on matches the catalogue set's version and a key per (object, rank,
+# version), so that storing the same classification twice lands on the same rows.
+CLASSIFIED_AT = "classifiedAt"
+CATALOGS_VERSION = "catalogs_version"
+MATCH_KEY = "matchKey"
+STAMP = pa.timestamp("us", tz="UTC")
+LAKE_CONTEXT_SCHEMA = CONTEXT_SCHEMA.append(pa.field(CLASSIFIED_AT, STAMP))
+LAKE_MATCHES_SCHEMA = pa.schema(
+    [*MATCHES_SCHEMA, (CATALOGS_VERSION, pa.string()), (MATCH_KEY, pa.int64()), (CLASSIFIED_AT, STAMP)]
+)
+
 
 @dataclass
 class ContextResult:

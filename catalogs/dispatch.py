@@ -19,7 +19,7 @@ import pyarrow as pa
 from distributed import Client, Future
 
 from nightjar.catalogs.catalog import CatalogSet
-from nightjar.catalogs.context import CONTEXT_SCHEMA, classify_batch
+from nightjar.catalogs.context import CONTEXT_SCHEMA, MATCHES_SCHEMA, ContextResult, classify, classify_batch
 
 REGION_ORDER = 3
 REGIONS = 12 * 4**REGION_ORDER
@@ -47,6 +47,30 @@ def _classify_piece(pieces: list[pa.Table], i: int, catalogs: CatalogSet) -> pa.
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(tables) if tables else CONTEXT_SCHEMA.empty_table()
+
+
+def _classify_piece_full(pieces: list[pa.Table], i: int, catalogs: CatalogSet) -> ContextResult:
+    return classify(pieces[i], catalogs)
+
+
+def _concat_results(results: list[ContextResult]) -> ContextResult:
+    if not results:
+        return ContextResult(CONTEXT_SCHEMA.empty_table(), MATCHES_SCHEMA.empty_table())
+    return ContextResult(pa.concat_tables([r.context for r in results]), pa.concat_tables([r.matches for r in results]))
+
+
+def submit_context(client: Client, objects: pa.Table | Future, catalogs: CatalogSet) -> Future:
+    """Like :func:`submit_classify`, but a future of the whole :class:`ContextResult` (context rows and every
+    ranked match), which the pipeline stores."""
+    workers = sorted(client.scheduler_info()["workers"])
+    if not workers:
+        return client.submit(classify, objects, catalogs, pure=False)
+    pieces = client.submit(split_by_region, objects, len(workers), pure=False)
+    parts = [
+        client.submit(_classify_piece_full, pieces, i, catalogs, workers=[w], allow_other_workers=False, pure=False)
+        for i, w in enumerate(workers)
+    ]
+    return client.submit(_concat_results, parts, pure=False)
 
 
 def submit_classify(client: Client, objects: pa.Table | Future, catalogs: CatalogSet) -> Future:

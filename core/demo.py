@@ -11,16 +11,24 @@ from rich.console import Console
 from rich.table import Table
 
 from nightjar import paths
+from nightjar.catalogs.catalog import list_catalogs
+from nightjar.catalogs.demo import install_demo_catalogs
 from nightjar.pipelines.cluster import dask_client
 from nightjar.pipelines.run import RunReport, run
 from nightjar.settings import Settings
 from nightjar.sql import registry
+from nightjar.sql.engine import query_lake
 from nightjar.streams import broker, kafka, simulate
 
 SAMPLE_FILTERS = {
     "bright_reliable": (
         "SELECT diaObjectId, diaSourceId, ra, dec, band, psfFlux, 31.4 - 2.5 * log10(psfFlux) AS mag, reliability "
         "FROM sources WHERE psfFlux > 30000 AND reliability > 0.8"
+    ),
+    "beside_galaxies": (
+        "SELECT s.diaObjectId, s.diaSourceId, s.ra, s.dec, c.classification, c.catalogue_table_name, "
+        "c.catalogue_object_id, c.separationArcsec, c.physical_separation_kpc FROM sources s "
+        "JOIN context c USING (diaObjectId) WHERE NOT s.fromPacketHistory AND c.classification IN ('SN', 'NT')"
     ),
     "returning_objects": (
         "SELECT o.diaObjectId, o.ra, o.dec, o.nDiaSources, s.band, s.psfFlux "
@@ -36,6 +44,13 @@ class DemoSummary:
     table_rows: dict[str, int]
     read_back: dict[str, int]
     seconds: float
+    context_classes: dict[str, int]
+
+
+def context_classes(settings: Settings) -> dict[str, int]:
+    """Objects per context class, from the lake."""
+    rows = query_lake(settings, "SELECT classification, count(*) AS n FROM context GROUP BY ALL ORDER BY n DESC")
+    return dict(zip(rows["classification"].to_pylist(), rows["n"].to_pylist(), strict=True))
 
 
 def run_demo(settings: Settings, alerts: int = 20_000, console: Console | None = None) -> DemoSummary:
@@ -57,6 +72,9 @@ def run_demo(settings: Settings, alerts: int = 20_000, console: Console | None =
         console.log(f"registered filters: {', '.join(f'{f.name} -> {f.topic}' for f in filters)}")
         with dask_client(settings) as client:
             console.log(f"Dask cluster: {client.scheduler_info().get('address')}")
+            if not list_catalogs(home):
+                console.log("installing the demo context catalogues (OpenNGC, synthetic galaxies and stars)")
+                install_demo_catalogs(client, home, console=console)
             report = run(settings, client, topic, max_alerts=produced, idle_exit_s=30)
         read_back = {
             f.name: len(kafka.read_messages(settings, f.topic, report.matches[f.name], timeout_s=60)) for f in filters
@@ -66,11 +84,12 @@ def run_demo(settings: Settings, alerts: int = 20_000, console: Console | None =
             for t in paths.TABLES
             if DeltaTable.is_deltatable(str(paths.table_dir(home, t)))
         }
+        classes = context_classes(settings)
     finally:
         if own_broker:
             broker.stop(home)
             console.log("embedded broker stopped")
-    summary = DemoSummary(produced, report, table_rows, read_back, time.monotonic() - started)
+    summary = DemoSummary(produced, report, table_rows, read_back, time.monotonic() - started, classes)
     print_summary(summary, console)
     return summary
 
@@ -83,6 +102,8 @@ def print_summary(s: DemoSummary, console: Console) -> None:
     table.add_row("micro-batches", str(s.report.batches))
     for name, rows in s.table_rows.items():
         table.add_row(f"lake rows: {name}", str(rows))
+    if s.context_classes:
+        table.add_row("objects by context class", ", ".join(f"{k} {v}" for k, v in s.context_classes.items()))
     for name, n in s.report.matches.items():
         table.add_row(f"filter {name}: matches / read back", f"{n} / {s.read_back.get(name, 0)}")
     table.add_row("pipeline time", f"{s.report.seconds:.1f} s ({s.report.alerts_per_s:.0f} alerts/s)")

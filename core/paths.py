@@ -64,7 +64,7 @@ KEY_COLUMNS: dict[str, str] = {
     OBJECTS: "diaObjectId",
     CUTOUTS: "diaSourceId",
     CONTEXT: "diaObjectId",
-    CONTEXT_MATCHES: "diaObjectId",
+    CONTEXT_MATCHES: "matchKey",
     ANNOTATIONS: "annotationId",
 }
 ROW_GROUP_ROWS: dict[str, int] = {

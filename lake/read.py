@@ -95,3 +95,15 @@ _DETECTION_TYPES = [pa.int64(), pa.float64(), pa.string(), pa.float32(), pa.floa
 def datasets_as_of(home: Path, as_of: AsOf) -> dict[str, ds.Dataset]:
     """The lake's tables in one snapshot: the latest (None), a lake version (int) or a time (see ``snapshot``)."""
     return datasets(home, as_of)
+
+
+def rows_of_objects(
+    home: Path, table: str, object_ids: np.ndarray, columns: list[str] | None = None
+) -> pa.Table | None:
+    """The rows of ``table`` (``context``, ``context_matches``, ``annotations``…) for the given diaObjectIds, or
+    None when the table does not exist yet. These tables are sorted by diaObjectId, so row-group statistics prune."""
+    location = str(paths.table_dir(home, table))
+    if not DeltaTable.is_deltatable(location):
+        return None
+    where = ds.field("diaObjectId").isin(pa.array(np.unique(object_ids), pa.int64()))
+    return DeltaTable(location).to_pyarrow_dataset().to_table(columns=columns, filter=where)

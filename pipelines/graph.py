@@ -4,7 +4,8 @@ Each element flowing through the graph is a ``Job``: the raw micro-batch (kept b
 and the Dask future of its latest stage. Stage nodes submit work to the cluster through the client they were
 given; the last node gathers the small ``BatchOutcome`` back to the driver, whose sink delivers it::
 
-    raw batch -> decode (one task per worker) -> merge -> locate (HEALPix) -> lake commit -> filters
+    raw batch -> decode (one task per worker) -> merge -> locate (HEALPix) -> context (objects first seen,
+              crossmatched on the workers that cache their sky) -> lake commit -> filters
               -> gather -> deliver (dead letters, filter topics, then Kafka offsets)
 """
 
@@ -18,8 +19,10 @@ from typing import Any
 from distributed import Client, Future
 from streamz import Stream
 
+from nightjar.catalogs.catalog import CatalogSet
+from nightjar.catalogs.dispatch import submit_context
 from nightjar.lake.commit import app_id
-from nightjar.pipelines import stages
+from nightjar.pipelines import context, stages
 from nightjar.sql import sandbox
 from nightjar.sql.registry import Filter
 from nightjar.streams.decode import RawBatch
@@ -29,6 +32,7 @@ from nightjar.streams.decode import RawBatch
 class Job:
     raw: RawBatch
     future: Future | None = None
+    context: Future | None = None  # the batch's BatchContext, when catalogues are installed
     filters: tuple[Filter, ...] = ()
     outcome: stages.BatchOutcome | None = None
 
@@ -41,6 +45,7 @@ class GraphConfig:
     registry_url: str | None
     limits: sandbox.Limits
     run_filters: bool = True
+    catalogs: CatalogSet | None = None  # None or empty: no context stage
 
 
 def transactions(raw: RawBatch) -> dict[str, int]:
@@ -82,19 +87,29 @@ def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any]) ->
     def locate(job: Job) -> Job:
         return replace(job, future=client.submit(stages.locate, job.future, config.partition_order, pure=False))
 
+    def contextualize(job: Job) -> Job:
+        catalogs = config.catalogs
+        if catalogs is None or not catalogs.catalogs:
+            return job
+        pending = client.submit(context.pending, job.future, config.home, catalogs.version, pure=False)
+        todo = client.submit(context.todo_objects, pending, pure=False)
+        result = submit_context(client, todo, catalogs)
+        return replace(job, context=client.submit(context.combine, pending, result, pure=False))
+
     def commit(job: Job) -> Job:
         txns = transactions(job.raw)
-        return replace(job, future=client.submit(stages.commit_to_lake, job.future, config.home, txns, pure=False))
+        fut = client.submit(stages.commit_to_lake, job.future, config.home, txns, job.context, pure=False)
+        return replace(job, future=fut)
 
     def filters(job: Job) -> Job:
         chosen = list(job.filters) if config.run_filters else []
-        fut = client.submit(stages.apply_filters, job.future, chosen, config.limits, pure=False)
-        return replace(job, future=fut)
+        fut = client.submit(stages.apply_filters, job.future, chosen, config.limits, job.context, pure=False)
+        return replace(job, future=fut, context=None)
 
     def gather(job: Job) -> Job:
         assert job.future is not None
         return replace(job, future=None, outcome=client.gather(job.future))
 
     source = Stream(stream_name="alerts")
-    sink = source.map(decode).map(locate).map(commit).map(filters).map(gather).sink(deliver)
+    sink = source.map(decode).map(locate).map(contextualize).map(commit).map(filters).map(gather).sink(deliver)
     return Pipeline(source, sink)

@@ -17,6 +17,7 @@ from distributed import Client
 from sqlalchemy.engine import Engine
 
 from nightjar import paths
+from nightjar.catalogs.catalog import load_catalog_set
 from nightjar.lake import ledger
 from nightjar.pipelines.cluster import cap_worker_memory
 from nightjar.pipelines.delivery import Deliverer, DeliveryReport
@@ -60,6 +61,7 @@ def _graph_config(settings: Settings, run_filters: bool = True) -> graph.GraphCo
         registry_url=settings.schema_registry_url,
         limits=sql_engine.limits(settings, timeout_s=settings.filter_timeout_s),
         run_filters=run_filters,
+        catalogs=load_catalog_set(Path(settings.home), cache_mb=settings.catalog_cache_mb),
     )
 
 

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 
 from nightjar import paths
 from nightjar.lake import commit, read
+from nightjar.pipelines.context import BatchContext, commit_context
 from nightjar.pipelines.features import object_features
 from nightjar.pipelines.healpix import add_healpix, add_night
 from nightjar.sql import sandbox, views
@@ -117,18 +118,21 @@ def with_features(objects: pa.Table, home: Path) -> pa.Table:
     return objects.join(features, keys="diaObjectId", join_type="left outer", coalesce_keys=True)
 
 
-def commit_to_lake(batch: DecodedBatch, home: Path, txns: dict[str, int]) -> DecodedBatch:
+def commit_to_lake(
+    batch: DecodedBatch, home: Path, txns: dict[str, int], context: BatchContext | None = None
+) -> DecodedBatch:
     """Write the batch to every lake table; a batch whose offsets a table already holds writes nothing there.
 
     Sources and forced photometry get only the keys they do not hold yet (packet history repeats itself from
-    alert to alert); objects are upserted to their latest state; cutouts are appended.
+    alert to alert); objects are upserted to their latest state; cutouts are appended; new classifications are
+    upserted into ``context`` and ``context_matches``.
     """
     with commit.lake_lock(home):
-        _commit(batch, home, txns)
+        _commit(batch, home, txns, context)
     return batch
 
 
-def _commit(batch: DecodedBatch, home: Path, txns: dict[str, int]) -> None:
+def _commit(batch: DecodedBatch, home: Path, txns: dict[str, int], context: BatchContext | None) -> None:
     if batch.sources.num_rows:
         commit.append_new(home, paths.SOURCES, lake_sources(batch), txns)
     if batch.forced_sources.num_rows and "ra" in batch.forced_sources.column_names:
@@ -140,6 +144,8 @@ def _commit(batch: DecodedBatch, home: Path, txns: dict[str, int]) -> None:
         )
     if batch.cutouts.num_rows:
         commit.append(home, paths.CUTOUTS, batch.cutouts.drop_columns([ROW]), txns)
+    if context is not None:
+        commit_context(home, context, txns)
     commit.log_batch(home, txns)
 
 
@@ -161,10 +167,11 @@ class BatchOutcome:
     outputs: list[FilterOutput] = field(default_factory=list)
 
 
-def batch_tables(batch: DecodedBatch) -> dict[str, pa.Table]:
+def batch_tables(batch: DecodedBatch, context: BatchContext | None = None) -> dict[str, pa.Table]:
     """The streaming views of a decoded batch, shaped like the lake's: ``sources`` holds the alerts and their
     packet history (``fromPacketHistory``), ``objects`` each object's newest state, ``forced_sources`` the
-    packets' forced photometry; other views are empty until a stage provides them."""
+    packets' forced photometry, ``context`` each object's classification; other views are empty until a stage
+    provides them."""
     flag = paths.FROM_HISTORY
     sources = batch.sources.drop_columns([ROW])
     sources = sources.append_column(flag, pa.array(np.zeros(sources.num_rows, bool)))
@@ -175,10 +182,14 @@ def batch_tables(batch: DecodedBatch) -> dict[str, pa.Table]:
     extra = {}
     if batch.forced_sources.num_rows:
         extra[paths.FORCED_SOURCES] = batch.forced_sources.drop_columns([ROW])
+    if context is not None:
+        extra[paths.CONTEXT] = context.view
     return views.batch_views(sources=sources, objects=batch.objects.drop_columns([ROW]), history=history, extra=extra)
 
 
-def apply_filters(batch: DecodedBatch, filters: list[Filter], limits: sandbox.Limits) -> BatchOutcome:
+def apply_filters(
+    batch: DecodedBatch, filters: list[Filter], limits: sandbox.Limits, context: BatchContext | None = None
+) -> BatchOutcome:
     """Run every filter over the batch's views, in as few DuckDB passes as possible.
 
     Filters that failed in recent batches run on their own, so that they cannot hold up a shared pass.
@@ -186,7 +197,7 @@ def apply_filters(batch: DecodedBatch, filters: list[Filter], limits: sandbox.Li
     outputs = []
     if filters:
         isolate = frozenset(f.id for f in filters if f.failures)
-        results = run_filters(batch_tables(batch), [f.spec for f in filters], limits, isolate)
+        results = run_filters(batch_tables(batch, context), [f.spec for f in filters], limits, isolate)
         outputs = [
             FilterOutput(f, r.matches, r.keys, r.error, r.timed_out) for f, r in zip(filters, results, strict=True)
         ]

@@ -15,16 +15,27 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nightjar import paths
+from nightjar.catalogs.context import LAKE_CONTEXT_SCHEMA, LAKE_MATCHES_SCHEMA
 from nightjar.streams import schemas
 
 SOURCES = paths.SOURCES
 OBJECTS = paths.OBJECTS
 FORCED_SOURCES = "forced_sources"
-CONTEXT = "context"
+CONTEXT = paths.CONTEXT
+CONTEXT_MATCHES = paths.CONTEXT_MATCHES
 WATCHLIST_HITS = "watchlist_hits"
 AREA_HITS = "area_hits"
 ANNOTATIONS = "annotations"
-VIEW_NAMES: tuple[str, ...] = (SOURCES, OBJECTS, FORCED_SOURCES, CONTEXT, WATCHLIST_HITS, AREA_HITS, ANNOTATIONS)
+VIEW_NAMES: tuple[str, ...] = (
+    SOURCES,
+    OBJECTS,
+    FORCED_SOURCES,
+    CONTEXT,
+    CONTEXT_MATCHES,
+    WATCHLIST_HITS,
+    AREA_HITS,
+    ANNOTATIONS,
+)
 
 # The columns that identify the alert a row belongs to: (object, source). A filter's delivery is keyed by them.
 ROW_KEYS: dict[str, tuple[str, str | None]] = {
@@ -32,6 +43,7 @@ ROW_KEYS: dict[str, tuple[str, str | None]] = {
     OBJECTS: ("diaObjectId", "lastDiaSourceId"),
     FORCED_SOURCES: ("diaObjectId", None),
     CONTEXT: ("diaObjectId", None),
+    CONTEXT_MATCHES: ("diaObjectId", None),
     WATCHLIST_HITS: ("diaObjectId", "diaSourceId"),
     AREA_HITS: ("diaObjectId", "diaSourceId"),
     ANNOTATIONS: ("diaObjectId", None),
@@ -80,18 +92,8 @@ def placeholder_schemas() -> dict[str, pa.Schema]:
                 pa.field(paths.NIGHT, pa.int32()),
             ]
         ),
-        CONTEXT: _nullable(
-            [
-                pa.field("diaObjectId", pa.int64()),
-                pa.field("catalog", pa.string()),
-                pa.field("catalogId", pa.string()),
-                pa.field("ra", pa.float64()),
-                pa.field("dec", pa.float64()),
-                pa.field("separationArcsec", pa.float64()),
-                pa.field("objectType", pa.string()),
-                pa.field("redshift", pa.float64()),
-            ]
-        ),
+        CONTEXT: _nullable(list(LAKE_CONTEXT_SCHEMA)),
+        CONTEXT_MATCHES: _nullable(list(LAKE_MATCHES_SCHEMA)),
         WATCHLIST_HITS: _nullable(
             [
                 pa.field("diaObjectId", pa.int64()),
