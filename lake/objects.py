@@ -103,7 +103,8 @@ def _rows_of(tables: Tables, table: str, objects: pa.Table, columns: list[str] |
     if region is not None:
         where = region & where
     rows = dataset.to_table(columns=None if columns is None else _present(dataset, columns), filter=where)
-    return rows.sort_by([(c, "ascending") for c in order if c in rows.column_names])
+    keys = [(c, "ascending") for c in order if c in rows.column_names]
+    return rows.sort_by(keys) if keys else rows
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,8 @@ def _by_object(tables: Tables, table: str, object_id: int, order: list[str]) -> 
     if dataset is None:
         return None
     rows = dataset.to_table(filter=ds.field(OBJECT_KEY) == pa.scalar(object_id, pa.int64()))
-    return rows.sort_by([(c, "ascending") for c in order if c in rows.column_names])
+    keys = [(c, "ascending") for c in order if c in rows.column_names]
+    return rows.sort_by(keys) if keys else rows
 
 
 @dataclass(frozen=True)
