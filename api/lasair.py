@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 import pyarrow.compute as pc
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from nightjar import paths
@@ -247,7 +248,7 @@ def query_answer(settings: Settings, params: dict[str, Any], cap: int) -> list[d
 
 
 def _answer(body: Any) -> JSONResponse:
-    return JSONResponse(body)
+    return JSONResponse(jsonable_encoder(body))  # timestamps (annotations' ``created``) as ISO 8601
 
 
 def router(settings: Settings) -> APIRouter:
