@@ -220,6 +220,10 @@ def upsert(home: Path, table: str, data: pa.Table, txns: dict[str, int], order: 
     """Insert new keys, update existing ones when ``order`` is not older; False if already committed."""
     key = paths.KEY_COLUMNS[table]
     data = latest_per_key(data, key, order)
+    sort = paths.SORT_COLUMNS[table]
+    if sort in data.column_names and data.num_rows:
+        # Sorted rows in small row groups: a cone search over objects reads only the groups that meet it.
+        data = data.sort_by(sort)
     for attempt in range(COMMIT_RETRIES):
         dt = _open(home, table)
         if already_committed(dt, txns):
@@ -227,7 +231,12 @@ def upsert(home: Path, table: str, data: pa.Table, txns: dict[str, int], order: 
         if dt is None:
             try:
                 write_deltalake(
-                    str(paths.table_dir(home, table)), data, mode="error", commit_properties=_properties(txns)
+                    str(paths.table_dir(home, table)),
+                    data,
+                    mode="error",
+                    configuration=_configuration(data),
+                    writer_properties=_writer_properties(table),
+                    commit_properties=_properties(txns),
                 )
                 return True
             except Exception:  # another writer created the table first: merge into it
@@ -242,7 +251,9 @@ def upsert(home: Path, table: str, data: pa.Table, txns: dict[str, int], order: 
                     source_alias="s",
                     target_alias="t",
                     merge_schema=True,
+                    writer_properties=_writer_properties(table),
                     commit_properties=_properties(txns),
+                    streamed_exec=False,  # keeps the source's order: new rows stay sorted by the sort column
                 )
                 .when_matched_update_all(predicate=f"s.{order} >= t.{order}")
                 .when_not_matched_insert_all()
