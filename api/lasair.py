@@ -257,7 +257,9 @@ def router(settings: Settings) -> APIRouter:
     def route(path: str, summary: str) -> Any:
         def register(handler: Any) -> Any:
             # The client asks for '<endpoint>/<method>/'; both spellings answer, without a redirect.
-            api.add_api_route(f"{path}/", handler, methods=["GET", "POST"], summary=summary)
+            for method in ("GET", "POST"):
+                name = f"lasair{path.replace('/', '_')}_{method.lower()}"
+                api.add_api_route(f"{path}/", handler, methods=[method], summary=summary, operation_id=name)
             api.add_api_route(path, handler, methods=["GET", "POST"], include_in_schema=False)
             return handler
 

@@ -36,9 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rebuild", action="store_true", help="rebuild the synthetic lake even if present")
 
 
-def build(
-    home: Path, n: int, cutout_bytes: int, batch: int, console: Console, with_objects: bool = False
-) -> None:
+def build(home: Path, n: int, cutout_bytes: int, batch: int, console: Console, with_objects: bool = False) -> None:
     """Write ``n`` synthetic alerts (four per diaObject) in commits of ``batch``.
 
     ``with_objects``: an object's four detections lie within an arcsecond of its position, an ``objects`` row
