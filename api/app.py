@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 
 from nightjar import __version__
-from nightjar.api import jobs, query, users
+from nightjar.api import cone, context, cutouts, jobs, lasair, objects, query, users
 from nightjar.api.auth import Auth, Caller
+from nightjar.lake.serving import LakeReader
 from nightjar.settings import Settings
 from nightjar.sql import functions, registry
 from nightjar.sql.jobs import JobManager
@@ -37,8 +38,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.jobs = manager
     app.state.auth = auth
+    app.state.lake = LakeReader(settings.home)
     app.include_router(query.router(settings))
     app.include_router(jobs.router(manager))
+    app.include_router(cone.router())
+    app.include_router(objects.router())
+    app.include_router(cutouts.router())
+    app.include_router(context.router())
+    app.include_router(lasair.router(settings))
 
     @app.get("/api/v1/health")
     async def health() -> dict[str, str]:

@@ -70,7 +70,7 @@ KEY_COLUMNS: dict[str, str] = {
 ROW_GROUP_ROWS: dict[str, int] = {
     SOURCES: 8192,
     FORCED_SOURCES: 8192,
-    OBJECTS: 8192,
+    OBJECTS: 1024,
     CUTOUTS: 64,
     CONTEXT: 8192,
     CONTEXT_MATCHES: 8192,

@@ -36,7 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rebuild", action="store_true", help="rebuild the synthetic lake even if present")
 
 
-def build(home: Path, n: int, cutout_bytes: int, batch: int, console: Console) -> None:
+def build(home: Path, n: int, cutout_bytes: int, batch: int, console: Console, with_objects: bool = False) -> None:
+    """Write ``n`` synthetic alerts (four per diaObject) in commits of ``batch``.
+
+    ``with_objects``: an object's four detections lie within an arcsecond of its position, an ``objects`` row
+    per object is upserted as the pipeline does, and each batch is logged as a lake snapshot.
+    """
     import healpy as hp
 
     rng = np.random.default_rng(1)
@@ -45,6 +50,12 @@ def build(home: Path, n: int, cutout_bytes: int, batch: int, console: Console) -
         ids = np.arange(ID_BASE + start, ID_BASE + start + m, dtype=np.int64)
         ra = rng.uniform(0, 360, m)
         dec = np.degrees(np.arcsin(rng.uniform(-1, np.sin(np.radians(10)), m)))
+        if with_objects:
+            first = np.r_[True, np.diff(ids // 4) != 0]
+            owner = np.cumsum(first) - 1
+            jitter = rng.normal(0, 0.3 / 3600, (2, m))
+            dec = np.clip(dec[first][owner] + jitter[1], -90, 90)
+            ra = (ra[first][owner] + jitter[0] / np.cos(np.radians(dec))) % 360
         hpx = hp.ang2pix(1 << paths.HPX_ORDER_MAX, ra, dec, nest=True, lonlat=True).astype(np.int64)
         night = (60950 + (start * NIGHTS) // n) * np.ones(m, dtype=np.int32)
         sources = pa.table(
@@ -70,7 +81,40 @@ def build(home: Path, n: int, cutout_bytes: int, batch: int, console: Console) -
             stamps[name] = pa.BinaryArray.from_buffers(pa.binary(), m, [None, offsets.buffers()[1], pa.py_buffer(raw)])
         cutouts = pa.table({"diaSourceId": ids, **stamps, paths.NIGHT: night, paths.HPX29: hpx})
         commit.append(home, paths.CUTOUTS, cutouts, txns)
+        if with_objects:
+            commit.upsert(home, paths.OBJECTS, _objects(sources), txns, order="lastDiaSourceMjdTai")
+            commit.log_batch(home, txns)
         console.log(f"{start + m:,} alerts written")
+
+
+def _objects(sources: pa.Table) -> pa.Table:
+    """One row per object of a batch: its position, its HEALPix index, counts and its latest source."""
+    import healpy as hp
+
+    # The first detection's position (a mean of RAs breaks at 0/360).
+    groups = sources.group_by("diaObjectId", use_threads=False).aggregate(
+        [
+            ("ra", "first"),
+            ("dec", "first"),
+            ("diaSourceId", "max"),
+            ("diaSourceId", "count"),
+            ("midpointMjdTai", "min"),
+            ("midpointMjdTai", "max"),
+        ]
+    )
+    ra, dec = groups["ra_first"].to_numpy(), groups["dec_first"].to_numpy()
+    return pa.table(
+        {
+            "diaObjectId": groups["diaObjectId"],
+            "ra": ra,
+            "dec": dec,
+            "nDiaSources": groups["diaSourceId_count"],
+            "lastDiaSourceId": groups["diaSourceId_max"],
+            "firstDiaSourceMjdTai": groups["midpointMjdTai_min"],
+            "lastDiaSourceMjdTai": groups["midpointMjdTai_max"],
+            paths.HPX29: hp.ang2pix(1 << paths.HPX_ORDER_MAX, ra, dec, nest=True, lonlat=True).astype(np.int64),
+        }
+    )
 
 
 def _ms(samples: list[float]) -> tuple[float, float]:

@@ -226,6 +226,10 @@ def upsert(home: Path, table: str, data: pa.Table, txns: dict[str, int], order: 
     """
     key = paths.KEY_COLUMNS[table]
     data = latest_per_key(data, key, order)
+    sort = paths.SORT_COLUMNS[table]
+    if sort in data.column_names and data.num_rows:
+        # Sorted rows in small row groups: a cone search over objects reads only the groups that meet it.
+        data = data.sort_by(sort)
     for attempt in range(COMMIT_RETRIES):
         dt = _open(home, table)
         if already_committed(dt, txns):
@@ -233,7 +237,12 @@ def upsert(home: Path, table: str, data: pa.Table, txns: dict[str, int], order: 
         if dt is None:
             try:
                 write_deltalake(
-                    str(paths.table_dir(home, table)), data, mode="error", commit_properties=_properties(txns)
+                    str(paths.table_dir(home, table)),
+                    data,
+                    mode="error",
+                    configuration=_configuration(data),
+                    writer_properties=_writer_properties(table),
+                    commit_properties=_properties(txns),
                 )
                 return True
             except Exception:  # another writer created the table first: upsert into it
@@ -241,9 +250,6 @@ def upsert(home: Path, table: str, data: pa.Table, txns: dict[str, int], order: 
                     raise
                 continue
         winners = _not_older(dt, data, key, order)
-        sort = paths.SORT_COLUMNS[table]
-        if sort in winners.column_names and winners.num_rows:
-            winners = winners.sort_by(sort)
         try:
             if winners.num_rows:
                 keys = ", ".join(str(int(k)) for k in winners[key].to_numpy())

@@ -27,9 +27,9 @@ class RowGroupIndex:
     """The min/max of one column in every row group of a table's current files, to read only what a lookup
     needs. Built once from the Parquet footers (one read per file); make a new index to see new commits."""
 
-    def __init__(self, home: Path, table: str, column: str) -> None:
+    def __init__(self, home: Path, table: str, column: str, version: int | None = None) -> None:
         location = paths.table_dir(home, table)
-        actions = pa.table(DeltaTable(str(location)).get_add_actions(flatten=True))
+        actions = pa.table(DeltaTable(str(location), version=version).get_add_actions(flatten=True))
         self.files = [str(location / p) for p in actions["path"].to_pylist()]
         file_index, groups, lo, hi = [], [], [], []
         self.schema = pa.schema([])
@@ -67,8 +67,8 @@ class RowGroupIndex:
 class CutoutStore:
     """Cutouts by diaSourceId, for one version of the cutouts table (make a new store to see new alerts)."""
 
-    def __init__(self, home: Path) -> None:
-        self._index = RowGroupIndex(home, paths.CUTOUTS, "diaSourceId")
+    def __init__(self, home: Path, version: int | None = None) -> None:
+        self._index = RowGroupIndex(home, paths.CUTOUTS, "diaSourceId", version)
 
     def get(self, dia_source_id: int) -> dict[str, bytes | None] | None:
         """The three cutouts of an alert, or None if the lake has no such diaSourceId."""
@@ -107,8 +107,8 @@ def angular_separation_arcsec(ra1: np.ndarray, dec1: np.ndarray, ra2: float, dec
 class ConeSearch:
     """Cone searches over one version of a table whose files are sorted by ``hpx29``."""
 
-    def __init__(self, home: Path, table: str = paths.SOURCES) -> None:
-        self._index = RowGroupIndex(home, table, paths.HPX29)
+    def __init__(self, home: Path, table: str = paths.SOURCES, version: int | None = None) -> None:
+        self._index = RowGroupIndex(home, table, paths.HPX29, version)
 
     def __call__(self, ra: float, dec: float, radius_arcsec: float, columns: list[str] | None = None) -> pa.Table:
         """Rows within ``radius_arcsec`` of (ra, dec), with their separation ``sep_arcsec``."""

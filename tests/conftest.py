@@ -228,7 +228,7 @@ def build_lake(home: Path, alerts: int, batches: int, seed: int = 7, topic: str 
     return payloads
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def lake_builder() -> Any:
     """``build_lake(home, alerts, batches, seed=7, topic="sim")``: a small real lake without Kafka or Dask."""
     return build_lake

@@ -1,0 +1,122 @@
+"""``nightjar bench api``: cone and object latency over real HTTP, on a synthetic lake of N alerts.
+
+The lake (``bench lake``'s synthetic alerts, four per object, with an upserted ``objects`` table and a lake log)
+is built once under the home and reused. A ``nightjar serve`` process answers on a free loopback port; the
+benchmark calls it with an admin token (no rate limit) over one keep-alive connection: 5-arcsec cones at random
+positions inside the footprint, and object pages of random objects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from deltalake import DeltaTable
+from rich.console import Console
+
+from nightjar import paths
+from nightjar.api.users import ADMIN, add_user_token
+from nightjar.lake import bench_lake
+from nightjar.settings import Settings
+from nightjar.streams.broker import free_port
+
+LAKE_DIR = "bench-api-lake"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--alerts", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=50_000, help="alerts per commit")
+    parser.add_argument("--cutout-bytes", type=int, default=256, help="size of each of the three cutouts")
+    parser.add_argument("--calls", type=int, default=200, help="timed calls of each kind")
+    parser.add_argument("--radius", type=float, default=5.0, help="cone radius, arcsec")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the synthetic lake even if present")
+
+
+def _ms(samples: list[float]) -> tuple[float, float]:
+    return float(np.percentile(samples, 50) * 1000), float(np.percentile(samples, 95) * 1000)
+
+
+def _serve(home: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "NIGHTJAR_HOME": str(home)}
+    command = [sys.executable, "-m", "nightjar.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _wait(client: httpx.Client, server: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the API server exited with code {server.returncode}")
+        try:
+            if client.get("/api/v1/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the API server did not answer within a minute")
+
+
+def _timed(client: httpx.Client, urls: list[str]) -> tuple[list[float], list[int]]:
+    seconds, sizes = [], []
+    for url in urls:
+        started = time.perf_counter()
+        response = client.get(url)
+        seconds.append(time.perf_counter() - started)
+        response.raise_for_status()
+        sizes.append(len(response.content))
+    return seconds, sizes
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    home = Path(settings.home) / LAKE_DIR
+    if args.rebuild and home.exists():
+        shutil.rmtree(home)
+    if not DeltaTable.is_deltatable(str(paths.table_dir(home, paths.OBJECTS))):
+        started = time.perf_counter()
+        bench_lake.build(home, args.alerts, args.cutout_bytes, args.batch, console, with_objects=True)
+        print(f"lake_build_s={time.perf_counter() - started:.1f}")
+    objects = DeltaTable(str(paths.table_dir(home, paths.OBJECTS)))
+    n_objects = objects.count()
+    n_sources = DeltaTable(str(paths.table_dir(home, paths.SOURCES))).count()
+    disk = sum(f.stat().st_size for f in home.rglob("*") if f.is_file())
+    print(f"lake_sources={n_sources} lake_objects={n_objects} lake_mb={disk / 2**20:.0f}")
+
+    rng = np.random.default_rng(5)
+    ids = objects.to_pyarrow_dataset().to_table(columns=["diaObjectId"])["diaObjectId"].to_numpy()
+    picks = rng.choice(ids, args.calls, replace=False).tolist()
+    ra = rng.uniform(0, 360, args.calls)
+    dec = np.degrees(np.arcsin(rng.uniform(-1, np.sin(np.radians(10)), args.calls)))
+    cones = [f"/api/v1/cone?ra={r:.6f}&dec={d:.6f}&radius={args.radius}" for r, d in zip(ra, dec, strict=True)]
+
+    token = add_user_token(settings.model_copy(update={"home": home}), f"bench-{os.getpid()}", role=ADMIN)
+    port = free_port()
+    server = _serve(home, port)
+    headers = {"Authorization": f"Token {token}"}
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60.0) as client:
+            _wait(client, server)
+            started = time.perf_counter()
+            client.get(cones[0]).raise_for_status()  # the first call opens the lake and reads the footers
+            client.get(f"/api/v1/objects/{picks[0]}").raise_for_status()
+            print(f"api_first_calls_ms={(time.perf_counter() - started) * 1000:.1f}")
+            cone_s, _ = _timed(client, cones)
+            object_s, sizes = _timed(client, [f"/api/v1/objects/{i}" for i in picks])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    cone50, cone95 = _ms(cone_s)
+    obj50, obj95 = _ms(object_s)
+    print(f"object_page_bytes_median={int(np.median(sizes))}")
+    print(
+        f"api_cone_p50_ms={cone50:.1f} api_cone_p95_ms={cone95:.1f} "
+        f"api_object_p50_ms={obj50:.1f} api_object_p95_ms={obj95:.1f}"
+    )
+    return 0

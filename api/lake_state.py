@@ -1,0 +1,18 @@
+"""The serving lake snapshot as a route dependency: ``snap: Lake`` in a route's parameters."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from nightjar.lake.serving import LakeReader, Snapshot
+
+
+def current(request: Request) -> Snapshot:
+    """The lake snapshot for this request (the reader checks for a newer one at most once a second)."""
+    reader: LakeReader = request.app.state.lake
+    return reader.snapshot()
+
+
+Lake = Annotated[Snapshot, Depends(current)]

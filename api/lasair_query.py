@@ -1,0 +1,90 @@
+"""Lasair's ``query`` parameters (selected, tables, conditions) as one SELECT over Nightjar's views.
+
+As in Lasair, ``objects`` is always in the FROM list and the other tables join it on the object's ID;
+``conditions`` follows the joins after ``AND`` (or stands alone when it is only an ``ORDER BY``). The result is
+untrusted SQL: it runs in the sandbox, which admits one SELECT over the views and nothing else; the checks here
+only turn the commonest mistakes into clear messages.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Lasair table names (lower case) -> Nightjar views.
+OBJECT_TABLES = {"objects": "objects", "diaobjects": "objects"}
+JOINED_TABLES = {
+    "sherlock_classifications": "context",
+    "context": "context",
+    "sources": "sources",
+    "diasources": "sources",
+    "forced_sources": "forced_sources",
+    "diaforcedsources": "forced_sources",
+}
+_TOPIC = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+class LasairQueryError(ValueError):
+    """Parameters that cannot make a query."""
+
+
+def _tables(tables: str) -> tuple[str, list[tuple[str, str, str | None]]]:
+    """The objects alias and the joined (view, alias, annotation topic) triples."""
+    objects_alias = "objects"
+    joined: list[tuple[str, str, str | None]] = []
+    for raw in (t.strip() for t in tables.split(",")):
+        if not raw:
+            continue
+        low = raw.lower()
+        if low in OBJECT_TABLES:
+            objects_alias = raw if _NAME.match(raw) else "objects"
+        elif low in JOINED_TABLES:
+            joined.append((JOINED_TABLES[low], raw, None))
+        elif low.startswith(("annotator:", "annotators:")):
+            for topic in raw.split(":", 1)[1].split("&"):
+                if not _TOPIC.match(topic):
+                    raise LasairQueryError(f"Error in FROM list: {raw} is not of the form annotator:topic")
+                joined.append(("annotations", topic, topic))
+        else:
+            known = ", ".join([*OBJECT_TABLES, *JOINED_TABLES, "annotator:TOPIC"])
+            raise LasairQueryError(f"Error in FROM list: unknown table {raw!r} (the tables are {known})")
+    return objects_alias, joined
+
+
+def build_query(selected: str, tables: str, conditions: str) -> str:
+    """The SELECT Lasair's query builder would make, over Nightjar's views.
+
+    Examples
+    --------
+    >>> print(build_query("objects.diaObjectId", "objects, sherlock_classifications", "objects.nSources > 2"))
+    SELECT objects.diaObjectId
+    FROM objects AS objects, context AS sherlock_classifications
+    WHERE objects.diaObjectId = sherlock_classifications.diaObjectId
+      AND objects.nSources > 2
+    """
+    if not selected.strip():
+        raise LasairQueryError("SELECT expression cannot be blank. Try putting * in it.")
+    for part, text in (("SELECT", selected), ("FROM", tables), ("WHERE", conditions)):
+        if ";" in text:
+            raise LasairQueryError(f"Cannot use ; in the {part} clause: a query is one SELECT statement")
+    if re.search(r"\b(limit|offset)\b", conditions, re.IGNORECASE):
+        raise LasairQueryError("Dont put LIMIT or OFFSET in the WHERE clause, use the limit and offset parameters")
+    alias, joined = _tables(tables)
+    froms = [f"objects AS {alias}"] + [
+        f'{view} AS "{name}"' if view == "annotations" else f"{view} AS {name}" for view, name, _ in joined
+    ]
+    where = [
+        f'{alias}.diaObjectId = "{name}".diaObjectId' if topic else f"{alias}.diaObjectId = {name}.diaObjectId"
+        for _, name, topic in joined
+    ]
+    where += [f"\"{name}\".topic = '{topic}'" for _, name, topic in joined if topic]
+    condition = conditions.strip()
+    order = ""
+    if condition.lower().startswith("order"):
+        order, condition = f"\n{condition}", ""
+    if condition:
+        where.append(condition)
+    sql = f"SELECT {selected.strip()}\nFROM {', '.join(froms)}"
+    if where:
+        sql += "\nWHERE " + "\n  AND ".join(where)
+    return sql + order

@@ -1,0 +1,95 @@
+"""The lake as a server reads it: one snapshot's datasets, cone index and cutout store, kept between requests.
+
+Opening the Delta tables costs tens of milliseconds and a cone or cutout index reads every file footer, so a
+server keeps them and only looks for a newer lake version, at most once per ``check_interval_s``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+from deltalake import DeltaTable
+
+from nightjar import paths
+from nightjar.lake import read
+from nightjar.lake.lookup import ConeSearch, CutoutStore
+
+
+@dataclass
+class Snapshot:
+    """One consistent state of the lake; the cone index and the cutout store are built on first use."""
+
+    home: Path
+    key: tuple[int, ...]
+    tables: dict[str, ds.Dataset]
+    versions: dict[str, int]
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _cone: ConeSearch | None = None
+    _cutouts: CutoutStore | None = None
+
+    def cone(self, ra: float, dec: float, radius_arcsec: float, columns: list[str]) -> pa.Table:
+        """Objects within the radius, with ``sep_arcsec`` (empty when the lake has no objects)."""
+        if paths.OBJECTS not in self.tables:
+            return pa.table({c: pa.array([], pa.float64()) for c in [*columns, "sep_arcsec"]})
+        with self._lock:
+            if self._cone is None:
+                self._cone = ConeSearch(self.home, paths.OBJECTS, self.versions.get(paths.OBJECTS))
+            search = self._cone
+        return search(ra, dec, radius_arcsec, columns)
+
+    def cutouts(self, dia_source_id: int) -> dict[str, bytes | None] | None:
+        """The three cutouts of an alert, or None."""
+        if paths.CUTOUTS not in self.tables:
+            return None
+        with self._lock:
+            if self._cutouts is None:
+                self._cutouts = CutoutStore(self.home, self.versions.get(paths.CUTOUTS))
+            # Parquet readers are shared; one lookup at a time keeps them safe (a lookup takes milliseconds).
+            return self._cutouts.get(dia_source_id)
+
+
+def _state_key(home: Path) -> tuple[int, ...]:
+    """What changes when the lake does: the lake log's version, else every table's version."""
+    version = read.lake_version(home)
+    if version is not None:
+        return (version,)
+    return tuple(read.table_versions(home).get(t, -1) for t in paths.TABLES)
+
+
+class LakeReader:
+    """The current lake snapshot for a serving process; thread-safe."""
+
+    def __init__(self, home: Path, check_interval_s: float = 1.0) -> None:
+        self.home = Path(home)
+        self.check_interval_s = check_interval_s
+        self._snapshot: Snapshot | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    def snapshot(self) -> Snapshot:
+        """The newest snapshot (checked at most once per ``check_interval_s``)."""
+        with self._lock:
+            now = time.monotonic()
+            if self._snapshot is not None and now - self._checked < self.check_interval_s:
+                return self._snapshot
+            self._checked = now
+            key = _state_key(self.home)
+            if self._snapshot is None or key != self._snapshot.key:
+                self._snapshot = _open(self.home, key)
+            return self._snapshot
+
+
+def _open(home: Path, key: tuple[int, ...]) -> Snapshot:
+    logged = read.snapshot(home)
+    tables, versions = {}, {}
+    for table in read.existing_tables(home):
+        # A table that joined the lake after its last logged batch is read at its latest version.
+        dt = DeltaTable(str(paths.table_dir(home, table)), version=logged.get(table))
+        tables[table] = dt.to_pyarrow_dataset()
+        versions[table] = dt.version()
+    return Snapshot(home, key, tables, versions)

@@ -1,0 +1,153 @@
+"""The Lasair-compatible endpoints, called by Lasair's own Python client against a real uvicorn server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pyarrow.compute as pc
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from lasair import LasairError, lasair_client
+
+from nightjar import paths
+from nightjar.api.app import create_app
+from nightjar.api.users import add_user_token
+from nightjar.lake import read
+from nightjar.streams.broker import free_port
+
+from .conftest import DataLake
+
+
+@pytest.fixture(scope="module")
+def endpoint(data_lake: DataLake) -> Iterator[str]:
+    """A uvicorn server on a free loopback port serving the data lake; its Lasair endpoint."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(data_lake.settings), host="127.0.0.1", port=port, log_level="error")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    try:
+        yield f"http://127.0.0.1:{port}/lasair/api"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def lasair(data_lake: DataLake, endpoint: str) -> lasair_client:
+    return lasair_client(add_user_token(data_lake.settings, "lasair-user"), endpoint=endpoint)
+
+
+def test_cone_answers_in_lasairs_three_shapes(data_lake: DataLake, lasair: lasair_client) -> None:
+    row = data_lake.objects.slice(3, 1).to_pylist()[0]
+    everything = lasair.cone(row["ra"], row["dec"], radius=2.0, requestType="all")
+    assert everything["count"] == 1 and everything["objects"][0]["object"] == str(row["diaObjectId"])
+    assert everything["nearest"] == everything["objects"][0] and everything["nearest"]["separation"] < 1e-6
+    assert lasair.cone(row["ra"], row["dec"], radius=2.0, requestType="nearest") == {"nearest": everything["nearest"]}
+    assert lasair.cone(row["ra"], row["dec"], radius=2.0, requestType="count") == {"count": 1}
+    assert lasair.cone(0.0, -89.0, radius=2.0, requestType="nearest") == {}
+    with pytest.raises(LasairError, match="Max radius is 1000 arcsec"):
+        lasair.cone(row["ra"], row["dec"], radius=1001)
+    with pytest.raises(LasairError, match="dec must be between -90 and 90"):
+        lasair.cone(10.0, 95.0)
+
+
+def test_query_builds_lasairs_select_and_runs_it_in_the_sandbox(data_lake: DataLake, lasair: lasair_client) -> None:
+    rows = lasair.query(
+        "objects.diaObjectId, objects.nSources, sherlock_classifications.classification",
+        "objects, sherlock_classifications",
+        "sherlock_classifications.classification != 'ORPHAN' ORDER BY objects.diaObjectId",
+        limit=100,
+    )
+    hosted = data_lake.context.context.filter(pc.not_equal(data_lake.context.context["classification"], "ORPHAN"))
+    assert [r["diaObjectId"] for r in rows] == sorted(str(i) for i in hosted["diaObjectId"].to_pylist())
+    assert {r["classification"] for r in rows} == set(hosted["classification"].to_pylist())
+    everything = read.datasets(data_lake.settings.home)[paths.OBJECTS].count_rows()
+    assert len(lasair.query("diaObjectId", "objects", "", limit=10, offset=everything - 3)) == 3
+    ordered = lasair.query("diaObjectId", "objects", "ORDER BY diaObjectId DESC", limit=2)
+    assert [r["diaObjectId"] for r in ordered] == sorted(map(str, data_lake.objects["diaObjectId"].to_pylist()))[:-3:-1]
+    annotated = lasair.query("objects.diaObjectId, fastfinder.classification", "objects, annotator:fastfinder", "")
+    assert {r["diaObjectId"] for r in annotated} == {str(data_lake.annotated)} and len(annotated) == 2
+
+
+def test_hostile_or_broken_queries_are_clear_400s(lasair: lasair_client) -> None:
+    cases = [
+        (("diaObjectId", "objects", "1=1; DROP TABLE objects"), "Cannot use ; in the WHERE clause"),
+        (("diaObjectId", "objects", "nosuch > 1"), "nosuch"),
+        (("*", "objects, secrets", ""), "unknown table 'secrets'"),
+        (("", "objects", ""), "SELECT expression cannot be blank"),
+        (("diaObjectId", "objects", "1=1 LIMIT 5"), "Dont put LIMIT or OFFSET"),
+        (("*", "objects", "diaObjectId IN (SELECT 1 FROM read_csv('/etc/passwd'))"), "read_csv() is not available"),
+        (("* FROM read_csv('/etc/passwd') --", "objects", ""), "syntax error"),
+    ]
+    for (selected, tables, conditions), message in cases:
+        with pytest.raises(LasairError) as caught:
+            lasair.query(selected, tables, conditions)
+        assert "Bad Request" in caught.value.message and message in caught.value.message, caught.value.message
+
+
+def test_query_rows_are_capped_by_role(data_lake: DataLake, endpoint: str) -> None:
+    limits = {**data_lake.settings.role_max_rows, "anonymous": 5}
+    app = create_app(data_lake.settings.model_copy(update={"role_max_rows": limits}))
+    client = TestClient(app)
+    form = {"selected": "diaObjectId", "tables": "objects", "conditions": "", "limit": 50}
+    assert len(client.post("/lasair/api/query/", data=form).json()) == 5
+    beyond = client.post("/lasair/api/query/", data={**form, "offset": 5})
+    assert beyond.status_code == 400 and "rows beyond 5" in beyond.json()["error"]
+    token = add_user_token(data_lake.settings, "capped-user")
+    signed = client.post("/lasair/api/query/", data=form, headers={"Authorization": f"Token {token}"})
+    assert len(signed.json()) == 50
+    # GET with query parameters answers the same.
+    assert len(client.get("/lasair/api/query/", params={**form, "limit": 3}).json()) == 3
+
+
+def test_object_answers_with_lasairs_keys(data_lake: DataLake, lasair: lasair_client) -> None:
+    object_id = data_lake.annotated
+    full = lasair.object(object_id, lite=False)
+    assert set(full) == {"diaObjectId", "diaObject", "lasairData", "diaSourcesList", "diaForcedSourcesList"}
+    sources = read.datasets(data_lake.settings.home)[paths.SOURCES].to_table().to_pylist()
+    mine = sorted((s for s in sources if s["diaObjectId"] == object_id), key=lambda s: s["midpointMjdTai"])
+    assert [s["diaSourceId"] for s in full["diaSourcesList"]] == [str(s["diaSourceId"]) for s in mine]
+    assert full["diaSourcesList"][0]["visit"] == mine[0]["visit"]  # the full rows
+    assert full["diaObject"]["decl"] == full["diaObject"]["dec"]
+    assert [a["classification"] for a in full["lasairData"]["annotations"]] == ["SN", "SN Ia"]
+    assert full["lasairData"]["sherlock"]["classification"] == "ORPHAN"
+    image = full["lasairData"]["imageUrls"][0]
+    assert image["diaSourceId"] == str(mine[0]["diaSourceId"])
+    assert httpx.get(image["Science"]).headers["content-type"] == "application/fits"
+    lite = lasair.object(object_id, lite=True, lasair_added=False)
+    assert set(lite) == {"diaObjectId", "diaSourcesList", "diaForcedSourcesList"}
+    assert "visit" not in lite["diaSourcesList"][0]
+    with pytest.raises(LasairError, match="404"):
+        lasair.object(12345)
+
+
+def test_sherlock_object_and_position(data_lake: DataLake, lasair: lasair_client) -> None:
+    hosted = data_lake.objects.slice(0, 1).to_pylist()[0]
+    name = str(hosted["diaObjectId"])
+    answer = lasair.sherlock_object(hosted["diaObjectId"], lite=False)
+    classification, description = answer["classifications"][name]
+    assert classification != "ORPHAN" and "G0" in description
+    top = answer["crossmatches"][0]
+    assert (top["transient_object_id"], top["rank"], top["catalogue_object_id"]) == (name, 1, "G0")
+    assert top["separationArcsec"] == pytest.approx(1.5, abs=0.01)
+
+    position = lasair.sherlock_position(hosted["ra"], hosted["dec"], lite=True)
+    assert position["classifications"]["query0"][0] == classification
+    assert [m["catalogue_object_id"] for m in position["crossmatches"]] == ["G0"]
+    with pytest.raises(LasairError, match="404"):
+        lasair.sherlock_object(12345)
+
+
+def test_a_bad_token_is_unauthorized(endpoint: str) -> None:
+    with pytest.raises(LasairError, match="Unauthorized"):
+        lasair_client("nj_not-a-token", endpoint=endpoint).cone(10.0, 10.0)
