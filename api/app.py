@@ -9,16 +9,20 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 
 from nightjar import __version__
-from nightjar.api import jobs, query, users
+from nightjar.api import annotations as annotation_api
+from nightjar.api import exports, filter_messages, filters, jobs, lasair_annotate, query, users
 from nightjar.api.auth import Auth, Caller
 from nightjar.settings import Settings
 from nightjar.sql import functions, registry
+from nightjar.sql.export_jobs import ExportManager
 from nightjar.sql.jobs import JobManager
 
 
 def create_app(settings: Settings) -> FastAPI:
     manager = JobManager(settings)
+    export_manager = ExportManager(settings)
     auth = Auth(settings, users.engine(settings.metadata_url))
+    filters_db = registry.engine(settings.metadata_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -26,7 +30,9 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             manager.close()
+            export_manager.close()
             auth.engine.dispose()
+            filters_db.dispose()
 
     app = FastAPI(
         title="Nightjar",
@@ -39,6 +45,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.auth = auth
     app.include_router(query.router(settings))
     app.include_router(jobs.router(manager))
+    app.state.exports = export_manager
+    app.include_router(exports.router(export_manager))
+    app.include_router(filters.router(filters_db))
+    app.include_router(filter_messages.router(settings, filters_db))
+    app.include_router(annotation_api.router(settings))
+    app.include_router(lasair_annotate.router(settings))
 
     @app.get("/api/v1/health")
     async def health() -> dict[str, str]:
