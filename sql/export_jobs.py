@@ -19,11 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from nightjar import paths
 from nightjar.lake import access
 from nightjar.lake.export import MANIFEST, ExportError, Selection, export, parse_healpix
 from nightjar.settings import Settings
 from nightjar.sql import engine, sandbox, views
+from nightjar.sql.parse import clean_message
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +119,11 @@ class ExportManager:
         if selection.sql is not None:
             box = sandbox.connect(engine.lake_views(self.settings), engine.limits(self.settings))
             try:
-                sandbox.check(box, selection.sql)
+                checked = sandbox.check(box, selection.sql)
+                try:
+                    box.con.sql(checked.sql)  # binds (unknown columns, types) without running the query
+                except duckdb.Error as exc:
+                    raise sandbox.QueryError(clean_message(str(exc))) from None
             finally:
                 box.close()
         described = {k: v for k, v in asdict(spec).items() if v is not None and k != "table"}

@@ -83,7 +83,10 @@ def test_healpix_night_and_mjd_exports_select_what_sql_selects(setup: Setup) -> 
     cases = [
         ({"night": night}, f"night = {night}"),
         ({"healpix": f"3/{hpx29 >> 52}"}, f"hpx29 >> 52 = {hpx29 >> 52}"),
-        ({"mjd": {"start": mjd - 0.5, "end": mjd + 0.5}}, f"midpointMjdTai >= {mjd - 0.5} AND midpointMjdTai < {mjd + 0.5}"),
+        (
+            {"mjd": {"start": mjd - 0.5, "end": mjd + 0.5}},
+            f"midpointMjdTai >= {mjd - 0.5} AND midpointMjdTai < {mjd + 0.5}",
+        ),
     ]
     for selection, where in cases:
         submitted = setup.client.post("/api/v1/exports", json={"table": "sources", **selection}, headers=setup.alice)
@@ -120,4 +123,6 @@ def test_exports_are_private_and_bad_selections_say_why(setup: Setup) -> None:
     empty = setup.client.post("/api/v1/exports", json={"table": "sources", "night": 1}, headers=setup.alice)
     failed = _finished(setup, empty.json()["id"])
     assert failed["status"] == "failed" and "selects no rows" in failed["error"]
-    assert setup.client.get(f"/api/v1/exports/{failed['id']}/files/manifest.json", headers=setup.alice).status_code == 409
+    assert (
+        setup.client.get(f"/api/v1/exports/{failed['id']}/files/manifest.json", headers=setup.alice).status_code == 409
+    )

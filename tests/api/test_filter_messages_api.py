@@ -34,11 +34,16 @@ def test_json_messages_newest_last_and_visibility(kafka_settings: Settings) -> N
         made = client.post("/api/v1/filters", json={"name": "bright", "sql": BRIGHT}, headers=alice).json()
         empty = client.get(f"/api/v1/filters/{made['id']}/messages", headers=alice)
         assert empty.status_code == 200 and empty.json()["messages"] == []  # nothing published yet
-        rows = [{"diaObjectId": str(10**17 + i), "psfFlux": 60000.0 + i, "UTC": "2025-09-05 06:00:00"} for i in range(7)]
+        rows = [
+            {"diaObjectId": str(10**17 + i), "psfFlux": 60000.0 + i, "UTC": "2025-09-05 06:00:00"} for i in range(7)
+        ]
         _produce(
             kafka_settings,
             made["outputs"]["topic"],
-            [(json.dumps(r).encode(), [("nightjar.format", b"json"), ("nightjar.key", f"1:{i}".encode())]) for i, r in enumerate(rows)],
+            [
+                (json.dumps(r).encode(), [("nightjar.format", b"json"), ("nightjar.key", f"1:{i}".encode())])
+                for i, r in enumerate(rows)
+            ],
         )
         response = client.get(f"/api/v1/filters/{made['id']}/messages?limit=3", headers=alice)
         assert response.status_code == 200, response.text
