@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Path
 
 from nightjar import __version__
 from nightjar.api import annotations as annotation_api
@@ -73,7 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
         return [{"name": f.name, "signature": f.signature, "description": f.description} for f in functions.FUNCTIONS]
 
     @app.get("/api/v1/schemas/ids/{schema_id}", tags=["filters"])
-    async def avro_schema(schema_id: int) -> dict[str, Any]:
+    async def avro_schema(schema_id: Annotated[int, Path(ge=0, le=2**63 - 1)]) -> dict[str, Any]:
         """A published Avro schema of a filter topic (the id is in each Avro message), registry-style."""
         db = registry.engine(settings.metadata_url)
         try:

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, status
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy.engine import Engine
 
 from nightjar.api.auth import Caller, SignedIn
@@ -25,27 +25,30 @@ from nightjar.sql.registry import Filter, RegistryError
 
 MAX_SQL = 20_000
 FilterId = Annotated[int, PathParam(ge=1, le=2**62, description="The filter's id (its topic is nightjar.filter.<id>).")]
+# No control characters: names end up in Kafka headers and e-mail subjects.
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Address = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00-\x20\x7f]+$")]
 Visibility = Literal["private", "public", "group"]
 Mode = Literal["all", "new"]
 Format = Literal["json", "avro"]
 
 
 class FilterCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=200, description="Unique among your filters.")
+    name: Name = Field(description="Unique among your filters.")
     sql: str = Field(min_length=1, max_length=MAX_SQL, description="One SELECT over the views; checked now.")
     visibility: Visibility = "private"
     group: str | None = Field(default=None, max_length=200)
     mode: Mode = Field(default="all", description="all: every matching alert; new: an object's first match only.")
     format: Format = Field(default="json", description="Kafka messages as JSON or Confluent-framed Avro.")
     kafka: bool = Field(default=True, description="Publish matches to the topic nightjar.filter.<id>.")
-    emails: list[str] = Field(default_factory=list, max_length=20)
-    webhooks: list[str] = Field(default_factory=list, max_length=20)
+    emails: list[Address] = Field(default_factory=list, max_length=20)
+    webhooks: list[Address] = Field(default_factory=list, max_length=20)
 
 
 class FilterUpdate(BaseModel):
     """Only the fields given change; new SQL or a new mode make a new version."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = None
     sql: str | None = Field(default=None, min_length=1, max_length=MAX_SQL)
     active: bool | None = None
     visibility: Visibility | None = None
@@ -53,12 +56,12 @@ class FilterUpdate(BaseModel):
     mode: Mode | None = None
     format: Format | None = None
     kafka: bool | None = None
-    emails: list[str] | None = Field(default=None, max_length=20)
-    webhooks: list[str] | None = Field(default=None, max_length=20)
+    emails: list[Address] | None = Field(default=None, max_length=20)
+    webhooks: list[Address] | None = Field(default=None, max_length=20)
 
 
 class FilterCopy(BaseModel):
-    name: str | None = Field(default=None, min_length=1, max_length=200, description="Default: '<name> (copy)'.")
+    name: Name | None = Field(default=None, description="Default: '<name> (copy)'.")
 
 
 class Outputs(BaseModel):
