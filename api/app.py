@@ -4,22 +4,39 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Path
 
 from nightjar import __version__
-from nightjar.api import cone, context, cutouts, jobs, lasair, objects, query, users
+from nightjar.api import annotations as annotation_api
+from nightjar.api import (
+    cone,
+    context,
+    cutouts,
+    exports,
+    filter_messages,
+    filters,
+    jobs,
+    lasair,
+    lasair_annotate,
+    objects,
+    query,
+    users,
+)
 from nightjar.api.auth import Auth, Caller
 from nightjar.lake.serving import LakeReader
 from nightjar.settings import Settings
 from nightjar.sql import functions, registry
+from nightjar.sql.export_jobs import ExportManager
 from nightjar.sql.jobs import JobManager
 
 
 def create_app(settings: Settings) -> FastAPI:
     manager = JobManager(settings)
+    export_manager = ExportManager(settings)
     auth = Auth(settings, users.engine(settings.metadata_url))
+    filters_db = registry.engine(settings.metadata_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -27,7 +44,9 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             manager.close()
+            export_manager.close()
             auth.engine.dispose()
+            filters_db.dispose()
 
     app = FastAPI(
         title="Nightjar",
@@ -46,6 +65,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(cutouts.router())
     app.include_router(context.router())
     app.include_router(lasair.router(settings))
+    app.state.exports = export_manager
+    app.include_router(exports.router(export_manager))
+    app.include_router(filters.router(filters_db))
+    app.include_router(filter_messages.router(settings, filters_db))
+    app.include_router(annotation_api.router(settings))
+    app.include_router(lasair_annotate.router(settings))
 
     @app.get("/api/v1/health")
     async def health() -> dict[str, str]:
@@ -68,7 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
         return [{"name": f.name, "signature": f.signature, "description": f.description} for f in functions.FUNCTIONS]
 
     @app.get("/api/v1/schemas/ids/{schema_id}", tags=["filters"])
-    async def avro_schema(schema_id: int) -> dict[str, Any]:
+    async def avro_schema(schema_id: Annotated[int, Path(ge=0, le=2**63 - 1)]) -> dict[str, Any]:
         """A published Avro schema of a filter topic (the id is in each Avro message), registry-style."""
         db = registry.engine(settings.metadata_url)
         try:

@@ -84,6 +84,8 @@ HPX_ORDER_MAX = 29
 FILTER_LEDGER = "filter_ledger"
 # Results of long queries run as jobs (Parquet files), under NIGHTJAR_HOME.
 JOBS_DIR = "jobs"
+# Exports made through the API: one folder of Parquet files and a manifest each, under NIGHTJAR_HOME.
+EXPORTS_DIR = "exports"
 
 
 def lake_dir(home: Path) -> Path:

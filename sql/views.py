@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from nightjar import paths
 from nightjar.catalogs.context import LAKE_CONTEXT_SCHEMA, LAKE_MATCHES_SCHEMA
+from nightjar.lake.annotations import SCHEMA as ANNOTATION_SCHEMA
 from nightjar.streams import schemas
 
 SOURCES = paths.SOURCES
@@ -112,17 +113,7 @@ def placeholder_schemas() -> dict[str, pa.Schema]:
                 pa.field("areaName", pa.string()),
             ]
         ),
-        ANNOTATIONS: _nullable(
-            [
-                pa.field("diaObjectId", pa.int64()),
-                pa.field("annotator", pa.string()),
-                pa.field("classification", pa.string()),
-                pa.field("probability", pa.float64()),
-                pa.field("explanation", pa.string()),
-                pa.field("url", pa.string()),
-                pa.field("created", pa.timestamp("us", tz="UTC")),
-            ]
-        ),
+        ANNOTATIONS: _nullable(list(ANNOTATION_SCHEMA)),
     }
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from nightjar.settings import Settings
@@ -83,6 +83,7 @@ class ReadMessage:
     headers: dict[str, bytes]
     partition: int
     offset: int
+    timestamp_ms: int = 0
 
 
 def read_messages(settings: Settings, topic: str, expected: int, timeout_s: float = 30.0) -> list[ReadMessage]:
@@ -107,6 +108,50 @@ def read_messages(settings: Settings, topic: str, expected: int, timeout_s: floa
     finally:
         consumer.close()
     return found
+
+
+def read_last_messages(
+    settings: Settings, topic: str, limit: int, quiet_s: float = 1.0, timeout_s: float = 15.0
+) -> list[ReadMessage]:
+    """The last ``limit`` messages of ``topic`` (all partitions, oldest first); none if the topic does not exist.
+
+    Each partition is assigned (no consumer group, so no wait to join one) from ``limit`` before its high
+    watermark and read until the topic stays quiet for ``quiet_s``: Tansu's high watermark can lag behind the
+    real end, so more than ``limit`` may be read and only the newest kept.
+    """
+    if limit < 1:
+        return []
+    consumer = Consumer(
+        consumer_config(settings, f"nightjar-tail-{uuid.uuid4().hex}", **{"allow.auto.create.topics": False})
+    )
+    found: list[ReadMessage] = []
+    try:
+        info = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if info is None or info.error is not None or not info.partitions:
+            return []
+        starts, expected = [], 0
+        for partition in info.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            start = max(low, high - limit, 0)
+            expected += max(high - start, 0)
+            starts.append(TopicPartition(topic, partition, start))
+        consumer.assign(starts)
+        deadline = time.monotonic() + timeout_s
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = [m for m in consumer.consume(num_messages=10_000, timeout=0.25) if not m.error()]
+            found.extend(
+                ReadMessage(m.value() or b"", _headers(m), m.partition() or 0, m.offset() or 0, m.timestamp()[1])
+                for m in batch
+            )
+            if batch:
+                quiet_since = time.monotonic()
+            elif len(found) >= expected or time.monotonic() - quiet_since > quiet_s:
+                break
+    finally:
+        consumer.close()
+    found.sort(key=lambda m: (m.timestamp_ms, m.partition, m.offset))
+    return found[-limit:]
 
 
 def _headers(message: Message) -> dict[str, bytes]:

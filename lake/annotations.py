@@ -1,0 +1,108 @@
+"""The ``annotations`` lake table: classifications that annotators (classifiers, other brokers, follow-up systems)
+write back about objects.
+
+One row per annotation, never updated: an annotator that changes its mind writes a new row, and readers take the
+newest per (object, topic) when they want one answer. ``annotationId`` is a 63-bit id, time-ordered (milliseconds
+since the epoch in the high bits, random low bits), so ids sort by creation and never collide in practice.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+from deltalake import DeltaTable
+
+from nightjar import paths
+from nightjar.lake.commit import append, lake_lock, log_batch
+
+SCHEMA = pa.schema(
+    [
+        pa.field("diaObjectId", pa.int64()),
+        pa.field("annotationId", pa.int64()),
+        pa.field("topic", pa.string()),
+        pa.field("annotator", pa.string()),
+        pa.field("version", pa.string()),
+        pa.field("classification", pa.string()),
+        pa.field("explanation", pa.string()),
+        pa.field("classdict", pa.string()),  # JSON text
+        pa.field("url", pa.string()),
+        pa.field("created", pa.timestamp("us", tz="UTC")),
+    ]
+)
+_RANDOM_BITS = 22  # 41 bits of milliseconds last until 2039; 22 random bits below them make 63
+
+
+def new_annotation_id() -> int:
+    """A positive 63-bit id: creation time in milliseconds, then random bits.
+
+    Examples
+    --------
+    >>> 0 < new_annotation_id() < 2**63
+    True
+    """
+    millis = int(time.time() * 1000) & ((1 << (63 - _RANDOM_BITS)) - 1)
+    return (millis << _RANDOM_BITS) | secrets.randbits(_RANDOM_BITS)
+
+
+def to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """Annotation rows as a table of the lake's schema; ``annotationId`` and ``created`` filled in when absent."""
+    now = datetime.now(UTC)
+    full = [
+        {
+            **{f.name: None for f in SCHEMA},
+            **row,
+            "annotationId": row.get("annotationId") or new_annotation_id(),
+            "created": row.get("created") or now,
+        }
+        for row in rows
+    ]
+    for row in full:
+        if isinstance(row["classdict"], dict | list):
+            row["classdict"] = json.dumps(row["classdict"])
+    return pa.Table.from_pylist(full, schema=SCHEMA)
+
+
+def append_annotations(home: Path, rows: Sequence[dict[str, Any]]) -> int:
+    """Append annotations to the lake and log a new lake snapshot, so a query right after sees them.
+
+    Runs under the lake's commit lock (one batch commit at a time), then records the tables' versions in the
+    lake log. Returns the number of rows written.
+    """
+    if not rows:
+        return 0
+    table = to_table(rows)
+    with lake_lock(home):
+        append(home, paths.ANNOTATIONS, table, {})
+        log_batch(home, {})
+    return table.num_rows
+
+
+def read_annotations(home: Path, dia_object_id: int) -> pa.Table:
+    """Every annotation of one object in the lake, oldest first (empty when there is none)."""
+    location = str(paths.table_dir(home, paths.ANNOTATIONS))
+    if not DeltaTable.is_deltatable(location):
+        return SCHEMA.empty_table()
+    data = DeltaTable(location).to_pyarrow_dataset().to_table(filter=ds.field("diaObjectId") == dia_object_id)
+    return data.sort_by([("created", "ascending"), ("annotationId", "ascending")])
+
+
+def existing_objects(home: Path, object_ids: Sequence[int]) -> set[int]:
+    """The ids among ``object_ids`` that the ``objects`` table holds (file statistics prune the read)."""
+    location = str(paths.table_dir(home, paths.OBJECTS))
+    if not object_ids or not DeltaTable.is_deltatable(location):
+        return set()
+    wanted = pa.array(sorted(set(object_ids)), pa.int64())
+    found = (
+        DeltaTable(location)
+        .to_pyarrow_dataset()
+        .to_table(columns=["diaObjectId"], filter=ds.field("diaObjectId").isin(wanted))
+    )
+    return set(found["diaObjectId"].to_pylist())
