@@ -3,13 +3,16 @@
 ``write_annotations`` is the one write path: ``POST /api/v1/annotations`` and Lasair's ``POST
 /lasair/api/annotate/`` both call it. It checks the caller (an annotator writes only to its own topics; admins to
 any), the fields (Lasair's limits), that each object exists in the lake, then appends the rows to the
-``annotations`` table and logs a lake snapshot, so a query right after sees them.
+``annotations`` table and logs a lake snapshot, so a query right after sees them, and sends them to the
+annotations topic, from which the pipeline runs the filters that read ``annotations`` (annotation-triggered
+filters, as in Lasair).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -18,6 +21,7 @@ from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import pyarrow as pa
+from confluent_kafka import KafkaException
 from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
@@ -27,6 +31,7 @@ from nightjar.api.auth import Caller, require
 from nightjar.api.users import ANNOTATOR, User
 from nightjar.lake.annotations import (
     append_annotations,
+    encode_messages,
     existing_objects,
     new_annotation_id,
     read_annotations,
@@ -34,6 +39,10 @@ from nightjar.lake.annotations import (
 )
 from nightjar.settings import Settings
 from nightjar.sql import records
+from nightjar.streams import kafka
+from nightjar.streams.publish import DeliveryError, Publisher
+
+log = logging.getLogger(__name__)
 
 # Lasair's limits (lasair-lsst's AnnotateSerializer), so an annotator written for Lasair fits here unchanged.
 MAX_TOPIC = 255
@@ -121,7 +130,33 @@ def write_annotations(settings: Settings, user: User, rows: Sequence[NewAnnotati
     now = datetime.now(UTC)
     full = [{**asdict(r), "annotator": user.name, "annotationId": new_annotation_id(), "created": now} for r in rows]
     append_annotations(home, full)
-    return to_table(full)
+    written = to_table(full)
+    try:
+        announce(settings, written)
+    except (DeliveryError, KafkaException) as exc:
+        ids = ", ".join(str(i) for i in written["annotationId"].to_pylist())
+        raise AnnotationError(
+            503,
+            f"annotation {ids} is stored, but the filters it may trigger could not be told (Kafka: {exc}); "
+            "it stays queryable, and the next annotation of the object triggers them again",
+        ) from None
+    return written
+
+
+def announce(settings: Settings, written: pa.Table) -> bool:
+    """Send new annotations to the annotations topic, where the pipeline picks them up to run the filters that
+    read ``annotations``; False when this server has no Kafka (no NIGHTJAR_KAFKA, no embedded broker)."""
+    try:
+        config = kafka.producer_config(settings, **{"message.timeout.ms": 10_000})
+    except kafka.KafkaNotConfigured:
+        log.warning("no Kafka configured: annotations do not trigger filters")
+        return False
+    kafka.ensure_topics(settings, [settings.annotations_topic])
+    with Publisher(config) as publisher:
+        for key, value in encode_messages(written):
+            publisher.raw(settings.annotations_topic, value, key)
+        publisher.flush(timeout_s=15)
+    return True
 
 
 def view(rows: pa.Table) -> list[dict[str, Any]]:

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     kafka_session_timeout_ms: int = 6000
     consumer_group: str = "nightjar"
     topic_partitions: int = Field(default=2, ge=1)
+    annotations_topic: str = Field(
+        default="nightjar.annotations",
+        description="New annotations, one message each; the pipeline runs the filters that read annotations.",
+    )
 
     # Local Dask cluster (when no scheduler is given).
     workers: int = Field(default=2, ge=1)

@@ -106,3 +106,28 @@ def existing_objects(home: Path, object_ids: Sequence[int]) -> set[int]:
         .to_table(columns=["diaObjectId"], filter=ds.field("diaObjectId").isin(wanted))
     )
     return set(found["diaObjectId"].to_pylist())
+
+
+def encode_messages(table: pa.Table) -> list[tuple[bytes, bytes]]:
+    """Annotations as Kafka messages (key: the diaObjectId; value: the row as JSON, IDs as strings), for the
+    ``nightjar.annotations`` topic that triggers annotation filters."""
+    out = []
+    for row in table.to_pylist():
+        row["diaObjectId"], row["annotationId"] = str(row["diaObjectId"]), str(row["annotationId"])
+        row["created"] = row["created"].isoformat()
+        out.append((row["diaObjectId"].encode(), json.dumps(row).encode()))
+    return out
+
+
+def decode_messages(payloads: Sequence[bytes]) -> tuple[pa.Table, list[tuple[int, str]]]:
+    """The annotations in ``nightjar.annotations`` messages, and (index, reason) for each message that is not one."""
+    rows, bad = [], []
+    for i, payload in enumerate(payloads):
+        try:
+            row = json.loads(payload)
+            row["diaObjectId"], row["annotationId"] = int(row["diaObjectId"]), int(row["annotationId"])
+            row["created"] = datetime.fromisoformat(row["created"])
+            rows.append({f.name: row.get(f.name) for f in SCHEMA})
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            bad.append((i, f"not an annotation message: {exc}"))
+    return pa.Table.from_pylist(rows, schema=SCHEMA), bad

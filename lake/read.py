@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
@@ -107,3 +108,16 @@ def rows_of_objects(
         return None
     where = ds.field("diaObjectId").isin(pa.array(np.unique(object_ids), pa.int64()))
     return DeltaTable(location).to_pyarrow_dataset().to_table(columns=columns, filter=where)
+
+
+def latest_detections(home: Path, objects: pa.Table, region_order: int = 5) -> pa.Table | None:
+    """The lake's ``sources`` row of each object's newest detection (``objects``: lastDiaSourceId, hpx29)."""
+    location = str(paths.table_dir(home, paths.SOURCES))
+    if objects.num_rows == 0 or not DeltaTable.is_deltatable(location):
+        return None
+    ids = pc.drop_null(objects["lastDiaSourceId"])
+    where = ds.field("diaSourceId").isin(ids)
+    region = ranges_filter(pixel_ranges(objects[paths.HPX29].to_numpy(zero_copy_only=False), region_order))
+    if region is not None:
+        where = region & where
+    return DeltaTable(location).to_pyarrow_dataset().to_table(filter=where)

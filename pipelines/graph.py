@@ -103,7 +103,9 @@ def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any]) ->
 
     def filters(job: Job) -> Job:
         chosen = list(job.filters) if config.run_filters else []
-        fut = client.submit(stages.apply_filters, job.future, chosen, config.limits, job.context, pure=False)
+        fut = client.submit(
+            stages.apply_filters, job.future, chosen, config.limits, job.context, config.home, pure=False
+        )
         return replace(job, future=fut, context=None)
 
     def gather(job: Job) -> Job:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from nightjar import paths
 from nightjar.catalogs.catalog import load_catalog_set
 from nightjar.lake import ledger
+from nightjar.pipelines.annotation_filters import run_annotation_filters
 from nightjar.pipelines.cluster import cap_worker_memory
 from nightjar.pipelines.delivery import Deliverer, DeliveryReport
 from nightjar.pipelines.stages import FilterOutput
@@ -46,6 +47,7 @@ class RunReport:
     filter_errors: Counter[str] = field(default_factory=Counter)
     filters_stopped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    annotations: int = 0  # annotation messages that ran the annotation filters
     file_errors: list[str] = field(default_factory=list)
 
     @property
@@ -85,6 +87,24 @@ def _collect(consumer: Consumer, want: int, window_s: float) -> RawBatch:
             partitions.append(msg.partition() or 0)
             offsets.append(msg.offset() or 0)
     return RawBatch(payloads, topics, partitions, offsets)
+
+
+def split_annotations(raw: RawBatch, annotations_topic: str) -> tuple[RawBatch, RawBatch]:
+    """The annotation messages of a batch, and its alerts."""
+    notes = [i for i, t in enumerate(raw.topics) if t == annotations_topic]
+    if not notes:
+        return RawBatch([], [], [], []), raw
+    alerts = [i for i, t in enumerate(raw.topics) if t != annotations_topic]
+
+    def pick(rows: list[int]) -> RawBatch:
+        return RawBatch(
+            [raw.payloads[i] for i in rows],
+            [raw.topics[i] for i in rows],
+            [raw.partitions[i] for i in rows],
+            [raw.offsets[i] for i in rows],
+        )
+
+    return pick(notes), pick(alerts)
 
 
 def batch_label(raw: RawBatch) -> str:
@@ -133,12 +153,29 @@ def run(
     """Process ``topic`` until ``max_alerts`` were consumed or nothing arrived for ``idle_exit_s`` seconds."""
     report = RunReport()
     db = registry.engine(settings.metadata_url)
-    kafka.ensure_topics(settings, [topic, paths.dead_letter_topic(topic)])
+    kafka.ensure_topics(settings, [topic, paths.dead_letter_topic(topic), settings.annotations_topic])
     cap_worker_memory(client, settings)
     publisher = Publisher(kafka.producer_config(settings))
     deliverer = Deliverer(settings, publisher, db)
     consumer = Consumer(kafka.consumer_config(settings, settings.consumer_group))
-    consumer.subscribe([topic])
+    # Annotations written through the API arrive beside the alerts and trigger the filters that read them.
+    consumer.subscribe([topic, settings.annotations_topic])
+    limits = sql_engine.limits(settings, timeout_s=settings.filter_timeout_s)
+
+    def commit_offsets(raw: RawBatch) -> None:
+        # Only now is the batch safe in the lake, the ledger and on every topic: commit the next offsets to read.
+        commits = [TopicPartition(t, p, o + 1) for (t, p), o in raw.end_offsets().items()]
+        consumer.commit(offsets=commits, asynchronous=False)
+
+    def annotated(raw: RawBatch, filters: list[registry.Filter]) -> None:
+        outputs, bad = run_annotation_filters(Path(settings.home), raw.payloads, filters, limits)
+        for i, reason in bad:
+            publisher.dead_letter(raw.topics[i], raw.partitions[i], raw.offsets[i], raw.payloads[i], reason)
+        delivered = deliverer.deliver(outputs, batch_label(raw))
+        publisher.flush()
+        _note_health(settings, db, deliverer, outputs, delivered, report)
+        commit_offsets(raw)
+        report.annotations += len(raw) - len(bad)
 
     def deliver(job: graph.Job) -> None:
         outcome = job.outcome
@@ -151,9 +188,7 @@ def run(
         delivered = deliverer.deliver(outcome.outputs, batch_label(raw))
         publisher.flush()
         _note_health(settings, db, deliverer, outcome.outputs, delivered, report)
-        # Only now is the batch safe in the lake, the ledger and on every topic: commit the next offsets to read.
-        commits = [TopicPartition(t, p, o + 1) for (t, p), o in raw.end_offsets().items()]
-        consumer.commit(offsets=commits, asynchronous=False)
+        commit_offsets(raw)
         report.accepted += outcome.accepted
         report.dead_lettered += len(outcome.rejects)
         report.batches += 1
@@ -166,7 +201,13 @@ def run(
     try:
         while max_alerts is None or report.consumed < max_alerts:
             want = settings.batch_size if max_alerts is None else min(settings.batch_size, max_alerts - report.consumed)
-            raw = _collect(consumer, want, settings.batch_timeout_s)
+            collected = _collect(consumer, want, settings.batch_timeout_s)
+            notes, raw = split_annotations(collected, settings.annotations_topic)
+            if len(notes):
+                filters = registry.list_filters(db, active_only=True)
+                kafka.ensure_topics(settings, [f.topic for f in filters])
+                annotated(notes, filters)
+                last_data = time.monotonic()
             if not len(raw):
                 if idle_exit_s is not None and time.monotonic() - last_data >= idle_exit_s:
                     break

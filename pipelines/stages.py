@@ -15,6 +15,7 @@ from nightjar.pipelines.context import BatchContext, commit_context
 from nightjar.pipelines.features import object_features
 from nightjar.pipelines.healpix import add_healpix, add_night
 from nightjar.sql import sandbox, views
+from nightjar.sql.parse import tables_read
 from nightjar.sql.registry import Filter
 from nightjar.sql.streaming import run_filters
 from nightjar.streams.decode import MODEL_TABLES, ROW, DecodedBatch, RawBatch, Reject, decode_batch
@@ -167,11 +168,13 @@ class BatchOutcome:
     outputs: list[FilterOutput] = field(default_factory=list)
 
 
-def batch_tables(batch: DecodedBatch, context: BatchContext | None = None) -> dict[str, pa.Table]:
+def batch_tables(
+    batch: DecodedBatch, context: BatchContext | None = None, annotations: pa.Table | None = None
+) -> dict[str, pa.Table]:
     """The streaming views of a decoded batch, shaped like the lake's: ``sources`` holds the alerts and their
     packet history (``fromPacketHistory``), ``objects`` each object's newest state, ``forced_sources`` the
-    packets' forced photometry, ``context`` each object's classification; other views are empty until a stage
-    provides them."""
+    packets' forced photometry, ``context`` each object's classification, ``annotations`` the stored annotations
+    of the batch's objects (when a filter reads them); other views are empty until a stage provides them."""
     flag = paths.FROM_HISTORY
     sources = batch.sources.drop_columns([ROW])
     sources = sources.append_column(flag, pa.array(np.zeros(sources.num_rows, bool)))
@@ -184,20 +187,32 @@ def batch_tables(batch: DecodedBatch, context: BatchContext | None = None) -> di
         extra[paths.FORCED_SOURCES] = batch.forced_sources.drop_columns([ROW])
     if context is not None:
         extra[paths.CONTEXT] = context.view
+    if annotations is not None:
+        extra[paths.ANNOTATIONS] = annotations
     return views.batch_views(sources=sources, objects=batch.objects.drop_columns([ROW]), history=history, extra=extra)
 
 
 def apply_filters(
-    batch: DecodedBatch, filters: list[Filter], limits: sandbox.Limits, context: BatchContext | None = None
+    batch: DecodedBatch,
+    filters: list[Filter],
+    limits: sandbox.Limits,
+    context: BatchContext | None = None,
+    home: Path | None = None,
 ) -> BatchOutcome:
     """Run every filter over the batch's views, in as few DuckDB passes as possible.
 
-    Filters that failed in recent batches run on their own, so that they cannot hold up a shared pass.
+    Filters that failed in recent batches run on their own, so that they cannot hold up a shared pass. With
+    ``home``, filters that read ``annotations`` see the stored annotations of the batch's objects.
     """
     outputs = []
     if filters:
         isolate = frozenset(f.id for f in filters if f.failures)
-        results = run_filters(batch_tables(batch, context), [f.spec for f in filters], limits, isolate)
+        notes = None
+        if home is not None and any(views.ANNOTATIONS in tables_read(f.sql) for f in filters):
+            ids = pc.unique(pc.drop_null(batch.objects["diaObjectId"])).to_numpy() if batch.objects.num_rows else []
+            notes = read.rows_of_objects(home, paths.ANNOTATIONS, np.asarray(ids, np.int64))
+        tables = batch_tables(batch, context, notes)
+        results = run_filters(tables, [f.spec for f in filters], limits, isolate)
         outputs = [
             FilterOutput(f, r.matches, r.keys, r.error, r.timed_out) for f, r in zip(filters, results, strict=True)
         ]

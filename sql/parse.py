@@ -183,6 +183,26 @@ def validate(parsed: Parsed, tables: Sequence[str]) -> None:
                 raise QueryError(f"qualified function names are not available: {name}(){where}")
 
 
+def tables_read(sql: str) -> set[str]:
+    """The tables (lower case, CTEs excluded) a query reads; empty when it does not parse.
+
+    Examples
+    --------
+    >>> sorted(tables_read("SELECT * FROM objects o JOIN annotations a USING (diaObjectId)"))
+    ['annotations', 'objects']
+    """
+    con = duckdb.connect()
+    try:
+        node = parse(con, sql).node
+    except QueryError:
+        return set()
+    finally:
+        con.close()
+    ctes = cte_names(node)
+    names = {str(i.get("table_name", "")).lower() for i in walk(node) if i.get("type") == "BASE_TABLE"}
+    return names - ctes
+
+
 def _where(sql: str, item: Node) -> str:
     pos = item.get("query_location")
     if not isinstance(pos, int) or pos == NO_LOCATION or pos > len(sql):

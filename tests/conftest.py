@@ -7,6 +7,7 @@ import os
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import policy as email_policy
@@ -204,7 +205,14 @@ def unique_filter_ids(url: str) -> None:
 
 @pytest.fixture
 def kafka_settings(home: Path, kafka_bootstrap: str) -> Settings:
-    settings = Settings(home=home, kafka=kafka_bootstrap, batch_size=500, batch_timeout_s=1.0)
+    # Each test its own annotations topic: every pipeline subscribes to it, and the broker lives for the session.
+    settings = Settings(
+        home=home,
+        kafka=kafka_bootstrap,
+        batch_size=500,
+        batch_timeout_s=1.0,
+        annotations_topic=f"annotations-{uuid.uuid4().hex[:8]}",
+    )
     unique_filter_ids(settings.metadata_url)
     return settings
 
