@@ -178,6 +178,10 @@ def context_of(tables: Tables, object_id: int) -> Context:
     """The object's stored Sherlock-style context (class, best match) and every ranked catalogue match."""
     row = _by_object(tables, paths.CONTEXT, object_id, [])
     matches = _by_object(tables, paths.CONTEXT_MATCHES, object_id, ["rank"])
+    if row is not None and row.num_rows and matches is not None and "catalogs_version" in matches.column_names:
+        # Matches of an earlier catalogue set linger until `nightjar catalog refresh` drops them: not this row's.
+        current = row["catalogs_version"][0]
+        matches = matches.filter(pc.equal(matches["catalogs_version"], current))
     empty = pa.table({OBJECT_KEY: pa.array([], pa.int64())})
     return Context(
         row.slice(0, 1) if row is not None and row.num_rows else None, matches if matches is not None else empty

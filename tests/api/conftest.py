@@ -17,6 +17,7 @@ from nightjar.catalogs.catalog import ColumnMap, load_catalog_set
 from nightjar.catalogs.context import ContextResult, classify
 from nightjar.catalogs.rules import Kind
 from nightjar.lake import commit, read
+from nightjar.pipelines import context as context_stage
 from nightjar.settings import Settings
 
 HOSTED = 6  # objects given a host galaxy 1.5 arcsec away
@@ -51,9 +52,11 @@ def add_context(settings: Settings, client: Client) -> tuple[pa.Table, ContextRe
     )
     build_catalog(client, [hosts], spec, settings.home)
     result = classify(objects.select(["diaObjectId", "ra", "dec"]), load_catalog_set(settings.home))
+    # Stored as the pipeline's context stage stores it.
     with commit.lake_lock(settings.home):
-        commit.upsert(settings.home, paths.CONTEXT, result.context, {}, order="catalogs_version")
-        commit.append(settings.home, paths.CONTEXT_MATCHES, result.matches, {})
+        stored = context_stage.stamp(result)
+        context_stage.commit_context(settings.home, context_stage.BatchContext(stored.context, stored), {})
+        commit.log_batch(settings.home, {})
     return objects, result
 
 
