@@ -33,7 +33,7 @@ def router() -> APIRouter:
         stored = context_payload(objects.context_of(snap.tables, diaObjectId))
         if stored is not None:
             return stored
-        if objects.object_row(snap.tables, diaObjectId) is None:
+        if objects.object_row(snap.tables, diaObjectId, snap.object_index()) is None:
             raise not_found(diaObjectId)
         raise HTTPException(status_code=404, detail=f"object {diaObjectId} has no context yet")
 

@@ -155,7 +155,7 @@ def object_answer(request: Request, snap: Snapshot, params: dict[str, Any]) -> d
     object_id = _int(params, "objectId")
     lite = _bool(params, "lite", False)
     added = _bool(params, "lasair_added", True)
-    row = objects.object_row(snap.tables, object_id)
+    row = objects.object_row(snap.tables, object_id, snap.object_index())
     if row is None:
         return None
     curves = objects.light_curves(snap.tables, row, full=not lite)
@@ -205,7 +205,7 @@ def sherlock_objects(settings: Settings, snap: Snapshot, params: dict[str, Any])
             row = records.to_records(stored.row)[0]
             matches = records.to_records(stored.matches) if stored.matches.num_rows else []
         else:
-            found = objects.object_row(snap.tables, object_id)
+            found = objects.object_row(snap.tables, object_id, snap.object_index())
             if found is None:
                 raise BadRequest({"message": f"Object {object_id} not found"}, status=404)
             ra, dec = found["ra"][0].as_py(), found["dec"][0].as_py()

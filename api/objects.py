@@ -45,7 +45,7 @@ def context_payload(context: objects.Context) -> dict[str, Any] | None:
 
 def object_payload(request: Request, snap: Snapshot, object_id: int, forced: bool = True) -> dict[str, Any] | None:
     """Everything about one object as JSON (IDs as strings), or None when the lake has no such object."""
-    row = objects.object_row(snap.tables, object_id)
+    row = objects.object_row(snap.tables, object_id, snap.object_index())
     if row is None:
         return None
     curves = objects.light_curves(snap.tables, row, forced=forced)
@@ -112,7 +112,7 @@ def router() -> APIRouter:
                 detail=f"at most {cap} objects per call for the {user.role} role, not {len(body.diaObjectIds)}",
             )
         asked = list(dict.fromkeys(body.diaObjectIds))
-        rows = objects.objects_rows(snap.tables, asked, ["ra", "dec"])
+        rows = objects.objects_rows(snap.tables, asked, ["ra", "dec"], snap.object_index())
         curves = objects.light_curves(snap.tables, rows, forced=body.forced)
         known = set(rows["diaObjectId"].to_pylist())
         by_object = {

@@ -33,6 +33,7 @@ from deltalake.exceptions import CommitFailedError
 
 from nightjar import paths
 from nightjar.lake.access import LakeError, check_table_name, delta_table
+from nightjar.lake.commit import lake_lock, log_batch
 
 log = logging.getLogger(__name__)
 
@@ -326,14 +327,20 @@ def optimize(
 
     Tables with an ``hpx29`` column are z-ordered on it (on one column: sorted) partition by partition, and only
     where the files' hpx29 ranges overlap or small files accumulate; other tables are bin-packed. Rows, values
-    and table contents are unchanged; commits conflicting with concurrent merges are retried.
+    and table contents are unchanged; commits conflicting with concurrent merges are retried. When anything was
+    rewritten, a new lake version is logged (between batch commits), so readers of the latest lake (the API,
+    queries) read the compacted files at once instead of at the next batch.
 
     Examples
     --------
     >>> [r.files_after for r in optimize(home)]  # doctest: +SKIP
     [3, 1]
     """
-    return [_optimize_table(Path(home), t, target_size, retries) for t in _selected(Path(home), table)]
+    reports = [_optimize_table(Path(home), t, target_size, retries) for t in _selected(Path(home), table)]
+    if any(r.commits for r in reports) and DeltaTable.is_deltatable(str(paths.table_dir(home, paths.LAKE_LOG))):
+        with lake_lock(Path(home)):
+            log_batch(Path(home), {})
+    return reports
 
 
 # --- vacuum ---------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from nightjar import paths
-from nightjar.lake.lookup import cone_ranges
+from nightjar.lake.lookup import KeyIndex, cone_ranges
 from nightjar.lake.region import ranges_filter
 
 Tables = Mapping[str, ds.Dataset]
@@ -60,19 +60,37 @@ def _present(dataset: ds.Dataset, columns: list[str]) -> list[str]:
     return [c for c in columns if c in names]
 
 
-def objects_rows(tables: Tables, object_ids: list[int] | np.ndarray, columns: list[str] | None = None) -> pa.Table:
-    """The ``objects`` rows of these objects (one each; unknown ids are absent), in id order."""
+def objects_rows(
+    tables: Tables,
+    object_ids: list[int] | np.ndarray,
+    columns: list[str] | None = None,
+    index: KeyIndex | None = None,
+) -> pa.Table:
+    """The ``objects`` rows of these objects (one each; unknown ids are absent), in id order.
+
+    With ``index`` (the objects table's :class:`KeyIndex`, same version), only the row groups holding them are
+    read; otherwise the ids are looked for in every row group (the files are sorted by position, not id).
+    """
     objects = tables.get(paths.OBJECTS)
     if objects is None or len(object_ids) == 0:
         return pa.table({OBJECT_KEY: pa.array([], pa.int64())})
     wanted = None if columns is None else _present(objects, list(dict.fromkeys([OBJECT_KEY, *columns])))
+    if index is not None:
+        rows = index.read(_ids(object_ids).to_numpy(), wanted)
+        # Files of older versions may lack columns added since: the dataset's schema is the table's.
+        fields = [objects.schema.field(n) for n in (wanted or objects.schema.names)]
+        columns_out = [
+            rows[f.name].cast(f.type) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
+            for f in fields
+        ]
+        return pa.table(columns_out, schema=pa.schema(fields)).sort_by(OBJECT_KEY)
     rows = objects.to_table(columns=wanted, filter=ds.field(OBJECT_KEY).isin(_ids(object_ids)))
     return rows.sort_by(OBJECT_KEY)
 
 
-def object_row(tables: Tables, object_id: int) -> pa.Table | None:
+def object_row(tables: Tables, object_id: int, index: KeyIndex | None = None) -> pa.Table | None:
     """The object's ``objects`` row (a one-row table), or None when the lake has no such object."""
-    rows = objects_rows(tables, [object_id])
+    rows = objects_rows(tables, [object_id], index=index)
     return rows.slice(0, 1) if rows.num_rows else None
 
 

@@ -17,7 +17,7 @@ from deltalake import DeltaTable
 
 from nightjar import paths
 from nightjar.lake import read
-from nightjar.lake.lookup import ConeSearch, CutoutStore
+from nightjar.lake.lookup import ConeSearch, CutoutStore, KeyIndex
 
 
 @dataclass
@@ -31,6 +31,16 @@ class Snapshot:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _cone: ConeSearch | None = None
     _cutouts: CutoutStore | None = None
+    _objects: KeyIndex | None = None
+
+    def object_index(self) -> KeyIndex | None:
+        """The objects table's rows by diaObjectId (None when the lake has no objects)."""
+        if paths.OBJECTS not in self.tables:
+            return None
+        with self._lock:
+            if self._objects is None:
+                self._objects = KeyIndex(self.home, paths.OBJECTS, "diaObjectId", self.versions.get(paths.OBJECTS))
+            return self._objects
 
     def cone(self, ra: float, dec: float, radius_arcsec: float, columns: list[str]) -> pa.Table:
         """Objects within the radius, with ``sep_arcsec`` (empty when the lake has no objects)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import astropy.units as u
 import fastavro
@@ -12,9 +13,11 @@ import pyarrow as pa
 import pyarrow.compute
 import pytest
 from astropy.coordinates import SkyCoord
+from deltalake import DeltaTable
 from distributed import Client
 
-from nightjar.lake.lookup import CutoutStore, cone
+from nightjar import paths
+from nightjar.lake.lookup import CutoutStore, KeyIndex, cone
 from nightjar.pipelines.run import ingest
 from nightjar.settings import Settings
 
@@ -55,3 +58,18 @@ def test_cone_search_equals_a_brute_force_search(lake: tuple[Settings, list[dict
                 triggers["diaSourceId"].to_pylist(), triggers["sep_arcsec"].to_pylist(), strict=True
             ):
                 assert got == pytest.approx(by_id[source_id], abs=1e-3)
+
+
+def test_the_key_index_reads_objects_by_id_as_a_full_scan_does(settings: Settings, lake_builder: Any) -> None:
+    lake_builder(settings.home, alerts=400, batches=4)  # objects upserted four times
+    dt = DeltaTable(str(paths.table_dir(settings.home, paths.OBJECTS)))
+    every = dt.to_pyarrow_table().sort_by("diaObjectId")
+    index = KeyIndex(settings.home, paths.OBJECTS, "diaObjectId", dt.version())
+    rng = np.random.default_rng(1)
+    wanted = rng.choice(every["diaObjectId"].to_numpy(), 25, replace=False)
+    asked = np.r_[wanted, [1, 2, 3]]  # and ids the lake does not have
+    got = index.read(asked).sort_by("diaObjectId")
+    expected = every.filter(pyarrow.compute.is_in(every["diaObjectId"], pa.array(wanted)))
+    assert got.select(expected.column_names).to_pandas().equals(expected.to_pandas())  # NaN == NaN here
+    assert index.read(np.array([1, 2])).num_rows == 0
+    assert index.read(wanted[:3], ["diaObjectId", "ra"]).column_names == ["diaObjectId", "ra"]

@@ -15,7 +15,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from nightjar import paths
 from nightjar.cli import main
-from nightjar.lake import commit, maintain
+from nightjar.lake import commit, maintain, read
 
 
 def delta(home: Path, table: str) -> DeltaTable:
@@ -115,6 +115,9 @@ def test_optimize_keeps_contents_with_fewer_files_sorted_by_hpx29(lake_home: Pat
     dt = delta(lake_home, paths.SOURCES)
     assert len(dt.file_uris()) == partition_count(dt, dt.to_pyarrow_table())
     assert delta(lake_home, paths.SOURCES).history(1)[0]["operation"] == "OPTIMIZE"
+    # A new lake version points readers of the latest lake at the compacted files.
+    snapshot = read.snapshot(lake_home)
+    assert all(snapshot[t] == delta(lake_home, t).version() for t in paths.ALERT_TABLES)
     # A second pass finds nothing to do and commits nothing.
     again = maintain.optimize(lake_home)
     assert all(r.commits == 0 and r.version_after == r.version_before for r in again)
