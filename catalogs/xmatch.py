@@ -123,9 +123,11 @@ def round_significant(values: np.ndarray, digits: int) -> np.ndarray:
 def _column(table: pa.Table, name: str, dtype: pa.DataType) -> pa.Array:
     if name not in table.column_names:
         return pa.nulls(table.num_rows, dtype)
-    col = table[name].combine_chunks()
-    if pa.types.is_dictionary(col.type):
-        col = col.cast(col.type.value_type)
+    chunks = table[name]
+    if pa.types.is_dictionary(chunks.type):
+        # Partitions have their own dictionaries: decode chunk by chunk before joining them.
+        chunks = pc.cast(chunks, chunks.type.value_type)
+    col = chunks.combine_chunks()
     if pa.types.is_float32(col.type) and pa.types.is_float64(dtype):
         # Cached as float32 to save memory: widen to the 7 significant digits float32 holds (4.29, not 4.28999996).
         values = col.to_numpy(zero_copy_only=False).astype(np.float64)
@@ -134,15 +136,20 @@ def _column(table: pa.Table, name: str, dtype: pa.DataType) -> pa.Array:
 
 
 def _rows(
-    index: PartitionIndex,
+    picked: list[tuple[PartitionIndex, np.ndarray]],
     alert: np.ndarray,
-    row: np.ndarray,
     sep: np.ndarray,
     ra: np.ndarray,
     dec: np.ndarray,
     catalog: int,
 ) -> pa.Table:
-    attrs = index.attributes.take(pa.array(row))
+    """The match table of the kept (partition, rows) pairs, whose alerts and positions are given in order.
+
+    Attributes are gathered partition by partition but converted once for the whole batch: a scattered batch
+    touches a hundred partitions, and per-partition conversions cost more than the search."""
+    attrs = pa.concat_tables(
+        [index.attributes.take(pa.array(row)) for index, row in picked], promote_options="permissive"
+    )
     columns = {
         "object_index": pa.array(alert, pa.int64()),
         "catalog_index": pa.array(np.full(alert.size, catalog, dtype=np.int32)),
@@ -153,7 +160,8 @@ def _rows(
     for name in (layout.OBJECT_ID, layout.Z, layout.PHOTO_Z, layout.SEMI_MAJOR, layout.MAG, layout.OBJECT_TYPE):
         columns[name] = _column(attrs, name, MATCH_SCHEMA.field(name).type)
     columns[layout.DISTANCE] = _column(attrs, layout.DISTANCE, pa.float64())
-    columns["reach_arcsec"] = pa.array(index.reach[row].astype(np.float64))
+    reach = np.concatenate([index.reach[row] for index, row in picked]).astype(np.float64)
+    columns["reach_arcsec"] = pa.array(reach)
     return pa.table(columns, schema=MATCH_SCHEMA)
 
 
@@ -208,15 +216,16 @@ def crossmatch_catalog(
     cra, cdec = hp.pix2ang(NSIDE29, keys, nest=True, lonlat=True)
     sep = separation_arcsec(ra[alert], dec[alert], cra, cdec)
     keep = sep <= reach
-    out = []
+    picked = []
     offset = 0
     for index, part_alert, part_row in found:
-        sl = slice(offset, offset + part_alert.size)
+        k = keep[offset : offset + part_alert.size]
         offset += part_alert.size
-        k = keep[sl]
         if k.any():
-            out.append(_rows(index, part_alert[k], part_row[k], sep[sl][k], cra[sl][k], cdec[sl][k], catalog))
-    return out
+            picked.append((index, part_row[k]))
+    if not picked:
+        return []
+    return [_rows(picked, alert[keep], sep[keep], cra[keep], cdec[keep], catalog)]
 
 
 def crossmatch(ra: np.ndarray, dec: np.ndarray, catalogs: CatalogSet) -> pa.Table:
