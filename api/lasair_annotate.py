@@ -73,7 +73,8 @@ def _annotation(fields: dict[str, str]) -> NewAnnotation:
     if missing:
         raise AnnotationError(400, f"missing field{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
     object_id = fields["objectId"].strip()
-    if not object_id.isdigit() or len(object_id) > 19:
+    # isdigit() alone admits digits int() refuses ('²'): only ASCII digits name an object.
+    if not (object_id.isascii() and object_id.isdigit()) or len(object_id) > 19 or int(object_id) >= 2**63:
         raise AnnotationError(400, f"objectId must be a diaObjectId (an integer), not {fields['objectId']!r}")
     return NewAnnotation(
         diaObjectId=int(object_id),

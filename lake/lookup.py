@@ -89,7 +89,10 @@ def cone_ranges(ra: float, dec: float, radius_arcsec: float) -> np.ndarray:
     """Order-29 index ranges covering a cone."""
     order = cone_order(radius_arcsec)
     vec = hp.ang2vec(ra, dec, lonlat=True)
-    pixels = np.sort(hp.query_disc(1 << order, vec, np.radians(radius_arcsec / 3600), inclusive=True, nest=True))
+    disc = hp.query_disc(1 << order, vec, np.radians(radius_arcsec / 3600), inclusive=True, nest=True)
+    # The centre's own pixel always: query_disc finds nothing for a tiny cone at a pole.
+    centre = hp.vec2pix(1 << order, *vec, nest=True)
+    pixels = np.unique(np.append(disc, centre))
     shift = 2 * (paths.HPX_ORDER_MAX - order)
     breaks = np.flatnonzero(np.diff(pixels) != 1)
     starts = np.concatenate([[pixels[0]], pixels[breaks + 1]])

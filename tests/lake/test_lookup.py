@@ -73,3 +73,13 @@ def test_the_key_index_reads_objects_by_id_as_a_full_scan_does(settings: Setting
     assert got.select(expected.column_names).to_pandas().equals(expected.to_pandas())  # NaN == NaN here
     assert index.read(np.array([1, 2])).num_rows == 0
     assert index.read(wanted[:3], ["diaObjectId", "ra"]).column_names == ["diaObjectId", "ra"]
+
+
+def test_cone_ranges_cover_the_centre_even_for_a_tiny_cone_at_a_pole() -> None:
+    from nightjar.lake.lookup import cone_ranges
+    from nightjar.pipelines.healpix import hpx29
+
+    for ra, dec in ((10.0, 90.0), (200.0, -90.0), (0.0, 0.0)):
+        ranges = cone_ranges(ra, dec, 1e-300)  # found by the API fuzz: a pole gave no pixel and an IndexError
+        centre = int(hpx29(np.array([ra]), np.array([dec]))[0])
+        assert ((ranges[:, 0] <= centre) & (centre < ranges[:, 1])).any()
