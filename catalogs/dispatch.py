@@ -19,7 +19,7 @@ import pyarrow as pa
 from distributed import Client, Future
 
 from nightjar.catalogs.catalog import CatalogSet
-from nightjar.catalogs.context import CONTEXT_SCHEMA, MATCHES_SCHEMA, ContextResult, classify, classify_batch
+from nightjar.catalogs.context import CONTEXT_SCHEMA, MATCHES_SCHEMA, ContextResult, classify
 
 REGION_ORDER = 3
 REGIONS = 12 * 4**REGION_ORDER
@@ -41,15 +41,7 @@ def split_by_region(objects: pa.Table, parts: int) -> list[pa.Table]:
     return [objects.filter(pa.array(owner == i)) for i in range(parts)]
 
 
-def _classify_piece(pieces: list[pa.Table], i: int, catalogs: CatalogSet) -> pa.Table:
-    return classify_batch(pieces[i], catalogs)
-
-
-def _concat(tables: list[pa.Table]) -> pa.Table:
-    return pa.concat_tables(tables) if tables else CONTEXT_SCHEMA.empty_table()
-
-
-def _classify_piece_full(pieces: list[pa.Table], i: int, catalogs: CatalogSet) -> ContextResult:
+def _classify_piece(pieces: list[pa.Table], i: int, catalogs: CatalogSet) -> ContextResult:
     return classify(pieces[i], catalogs)
 
 
@@ -59,22 +51,13 @@ def _concat_results(results: list[ContextResult]) -> ContextResult:
     return ContextResult(pa.concat_tables([r.context for r in results]), pa.concat_tables([r.matches for r in results]))
 
 
+def _context_rows(result: ContextResult) -> pa.Table:
+    return result.context
+
+
 def submit_context(client: Client, objects: pa.Table | Future, catalogs: CatalogSet) -> Future:
-    """Like :func:`submit_classify`, but a future of the whole :class:`ContextResult` (context rows and every
-    ranked match), which the pipeline stores."""
-    workers = sorted(client.scheduler_info()["workers"])
-    if not workers:
-        return client.submit(classify, objects, catalogs, pure=False)
-    pieces = client.submit(split_by_region, objects, len(workers), pure=False)
-    parts = [
-        client.submit(_classify_piece_full, pieces, i, catalogs, workers=[w], allow_other_workers=False, pure=False)
-        for i, w in enumerate(workers)
-    ]
-    return client.submit(_concat_results, parts, pure=False)
-
-
-def submit_classify(client: Client, objects: pa.Table | Future, catalogs: CatalogSet) -> Future:
-    """Classify ``objects`` (a table, or a future of one) on the cluster; a future of the ``context`` rows.
+    """Classify ``objects`` (a table, or a future of one) on the cluster; a future of the :class:`ContextResult`
+    (the ``context`` rows and every ranked match).
 
     Parameters
     ----------
@@ -87,13 +70,18 @@ def submit_classify(client: Client, objects: pa.Table | Future, catalogs: Catalo
     """
     workers = sorted(client.scheduler_info()["workers"])
     if not workers:
-        return client.submit(classify_batch, objects, catalogs, pure=False)
+        return client.submit(classify, objects, catalogs, pure=False)
     pieces = client.submit(split_by_region, objects, len(workers), pure=False)
     parts = [
         client.submit(_classify_piece, pieces, i, catalogs, workers=[w], allow_other_workers=False, pure=False)
         for i, w in enumerate(workers)
     ]
-    return client.submit(_concat, parts, pure=False)
+    return client.submit(_concat_results, parts, pure=False)
+
+
+def submit_classify(client: Client, objects: pa.Table | Future, catalogs: CatalogSet) -> Future:
+    """:func:`submit_context`, keeping only the ``context`` rows."""
+    return client.submit(_context_rows, submit_context(client, objects, catalogs), pure=False)
 
 
 def classify_on_cluster(

@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
-from deltalake import DeltaTable
 
 from nightjar import paths
 from nightjar.lake.commit import append, lake_lock, log_batch
+from nightjar.lake.read import rows_of_objects
 
 SCHEMA = pa.schema(
     [
@@ -87,25 +87,18 @@ def append_annotations(home: Path, rows: Sequence[dict[str, Any]]) -> int:
 
 def read_annotations(home: Path, dia_object_id: int) -> pa.Table:
     """Every annotation of one object in the lake, oldest first (empty when there is none)."""
-    location = str(paths.table_dir(home, paths.ANNOTATIONS))
-    if not DeltaTable.is_deltatable(location):
+    data = rows_of_objects(home, paths.ANNOTATIONS, np.array([dia_object_id], np.int64))
+    if data is None:
         return SCHEMA.empty_table()
-    data = DeltaTable(location).to_pyarrow_dataset().to_table(filter=ds.field("diaObjectId") == dia_object_id)
     return data.sort_by([("created", "ascending"), ("annotationId", "ascending")])
 
 
 def existing_objects(home: Path, object_ids: Sequence[int]) -> set[int]:
     """The ids among ``object_ids`` that the ``objects`` table holds (file statistics prune the read)."""
-    location = str(paths.table_dir(home, paths.OBJECTS))
-    if not object_ids or not DeltaTable.is_deltatable(location):
+    if not object_ids:
         return set()
-    wanted = pa.array(sorted(set(object_ids)), pa.int64())
-    found = (
-        DeltaTable(location)
-        .to_pyarrow_dataset()
-        .to_table(columns=["diaObjectId"], filter=ds.field("diaObjectId").isin(wanted))
-    )
-    return set(found["diaObjectId"].to_pylist())
+    found = rows_of_objects(home, paths.OBJECTS, np.asarray(object_ids, np.int64), columns=["diaObjectId"])
+    return set() if found is None else set(found["diaObjectId"].to_pylist())
 
 
 def encode_messages(table: pa.Table) -> list[tuple[bytes, bytes]]:

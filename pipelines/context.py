@@ -88,23 +88,27 @@ def todo_objects(p: Pending) -> pa.Table:
 def stamp(result: ContextResult, when: datetime | None = None) -> ContextResult:
     """The lake's form of a classification: a time on each row; the catalogue version and a key on each match."""
     when = when or datetime.now(UTC)
-    context = result.context.append_column(CLASSIFIED_AT, pa.array([when] * result.context.num_rows, STAMP))
+    context = result.context.append_column(CLASSIFIED_AT, pa.repeat(pa.scalar(when, STAMP), result.context.num_rows))
     matches = result.matches
-    version = pc.take(
-        result.context[CATALOGS_VERSION], pc.index_in(matches["diaObjectId"], result.context["diaObjectId"])
-    )
-    key = match_keys(matches["diaObjectId"].to_numpy(), matches["rank"].to_numpy(), version.to_pylist())
+    owner = pc.index_in(matches["diaObjectId"], result.context["diaObjectId"])
+    version = pc.take(result.context[CATALOGS_VERSION], owner)
+    key = match_keys(matches["diaObjectId"].to_numpy(), matches["rank"].to_numpy(), version)
     matches = (
         matches.append_column(CATALOGS_VERSION, version)
         .append_column(MATCH_KEY, pa.array(key, pa.int64()))
-        .append_column(CLASSIFIED_AT, pa.array([when] * matches.num_rows, STAMP))
+        .append_column(CLASSIFIED_AT, pa.repeat(pa.scalar(when, STAMP), matches.num_rows))
     )
     return ContextResult(context.cast(LAKE_CONTEXT_SCHEMA), matches.cast(LAKE_MATCHES_SCHEMA))
 
 
-def match_keys(object_ids: np.ndarray, ranks: np.ndarray, versions: list[str | None]) -> np.ndarray:
+def match_keys(object_ids: np.ndarray, ranks: np.ndarray, versions: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A 63-bit key per (object, rank, catalogue version): the same classification always lands on the same rows."""
-    version_bits = np.array([int(v or "0", 16) & 0xFFFF for v in versions], dtype=np.uint64)
+    encoded = pc.dictionary_encode(pc.fill_null(versions, "0"))
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    # A few distinct versions (hex digests): their bits are computed once each, then spread by index.
+    bits = np.array([int(v, 16) & 0xFFFF for v in encoded.dictionary.to_pylist()], dtype=np.uint64)
+    version_bits = bits[encoded.indices.to_numpy(zero_copy_only=False)] if len(bits) else np.zeros(0, np.uint64)
     with np.errstate(over="ignore"):
         mixed = object_ids.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
         mixed ^= (ranks.astype(np.uint64) << np.uint64(48)) ^ version_bits

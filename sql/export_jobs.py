@@ -9,9 +9,7 @@ finished exports outlive the process that made them.
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -26,11 +24,11 @@ from nightjar.lake import access
 from nightjar.lake.export import MANIFEST, ExportError, Selection, export, parse_healpix
 from nightjar.settings import Settings
 from nightjar.sql import engine, sandbox, views
+from nightjar.sql.job_store import DONE, FAILED, QUEUED, RUNNING, JobStore
 from nightjar.sql.parse import clean_message
 
 log = logging.getLogger(__name__)
 
-QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 # The time column an MJD range selects on, per view.
 TIME_COLUMNS = {
     views.SOURCES: "midpointMjdTai",
@@ -98,20 +96,14 @@ class ExportManager:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.folder = Path(settings.home) / paths.EXPORTS_DIR
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.store = JobStore(Path(settings.home) / paths.EXPORTS_DIR, ExportJob, "export")
         self.pool = ThreadPoolExecutor(settings.job_workers, thread_name_prefix="nightjar-export")
-        self.jobs: dict[str, ExportJob] = {}
-        self.lock = threading.Lock()
 
     def out_dir(self, job_id: str) -> Path:
-        return self.folder / job_id
-
-    def _state_path(self, job_id: str) -> Path:
-        return self.folder / f"{job_id}.json"
+        return self.store.folder / job_id
 
     def _save(self, job: ExportJob) -> None:
-        self._state_path(job.id).write_text(json.dumps(asdict(job)))
+        self.store.save(job)
 
     def submit(self, spec: ExportSpec, owner: str) -> ExportJob:
         """Check the selection (SQL in the sandbox, without running it) and queue the export."""
@@ -128,24 +120,12 @@ class ExportManager:
                 box.close()
         described = {k: v for k, v in asdict(spec).items() if v is not None and k != "table"}
         job = ExportJob(uuid.uuid4().hex[:16], owner, spec.table, described)
-        with self.lock:
-            self.jobs[job.id] = job
-        self._save(job)
+        self.store.add(job)
         self.pool.submit(self._run, job, selection)
         return job
 
     def get(self, job_id: str) -> ExportJob | None:
-        with self.lock:
-            job = self.jobs.get(job_id)
-        if job is not None:
-            return job
-        path = self._state_path(job_id)
-        if not (len(job_id) == 16 and job_id.isalnum() and path.is_file()):
-            return None
-        stored = ExportJob(**json.loads(path.read_text()))
-        if stored.status in (QUEUED, RUNNING):
-            stored.status, stored.error = FAILED, "interrupted: the server stopped before the export finished"
-        return stored
+        return self.store.get(job_id)
 
     def file_path(self, job: ExportJob, name: str) -> Path | None:
         """A file of a finished export by name (the manifest or one of its Parquet files), else None."""

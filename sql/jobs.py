@@ -7,13 +7,12 @@ Each job's state is also a small JSON file beside it, so finished jobs outlive t
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,11 +22,10 @@ import pyarrow.parquet as pq
 from nightjar import paths
 from nightjar.settings import Settings
 from nightjar.sql import engine, sandbox
+from nightjar.sql.job_store import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobStore
 from nightjar.sql.parse import QueryError, clean_message
 
 log = logging.getLogger(__name__)
-
-QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 
 
 @dataclass
@@ -50,21 +48,16 @@ class JobManager:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.folder = Path(settings.home) / paths.JOBS_DIR
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.store = JobStore(Path(settings.home) / paths.JOBS_DIR, Job, "job")
         self.pool = ThreadPoolExecutor(settings.job_workers, thread_name_prefix="nightjar-job")
-        self.jobs: dict[str, Job] = {}
         self.running: dict[str, sandbox.Sandbox] = {}
-        self.lock = threading.Lock()
+        self.lock = self.store.lock
 
     def result_path(self, job_id: str) -> Path:
-        return self.folder / f"{job_id}.parquet"
-
-    def _state_path(self, job_id: str) -> Path:
-        return self.folder / f"{job_id}.json"
+        return self.store.folder / f"{job_id}.parquet"
 
     def _save(self, job: Job) -> None:
-        self._state_path(job.id).write_text(json.dumps(asdict(job)))
+        self.store.save(job)
 
     def submit(self, sql: str, as_of: str | None = None, owner: str = "local") -> Job:
         """Check ``sql`` and queue it for ``owner``; a QueryError now if it cannot run."""
@@ -75,24 +68,12 @@ class JobManager:
         finally:
             box.close()
         job = Job(uuid.uuid4().hex[:16], checked, as_of, owner)
-        with self.lock:
-            self.jobs[job.id] = job
-        self._save(job)
+        self.store.add(job)
         self.pool.submit(self._run, job)
         return job
 
     def get(self, job_id: str) -> Job | None:
-        with self.lock:
-            job = self.jobs.get(job_id)
-        if job is not None:
-            return job
-        path = self._state_path(job_id)
-        if not (len(job_id) == 16 and job_id.isalnum() and path.is_file()):
-            return None
-        stored = Job(**json.loads(path.read_text()))
-        if stored.status in (QUEUED, RUNNING):  # its process ended before it did
-            stored.status, stored.error = FAILED, "interrupted: the server stopped before the job finished"
-        return stored
+        return self.store.get(job_id)
 
     def cancel(self, job_id: str) -> Job | None:
         job = self.get(job_id)

@@ -8,6 +8,7 @@ in the error, with the position of the offending text.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -183,8 +184,10 @@ def validate(parsed: Parsed, tables: Sequence[str]) -> None:
                 raise QueryError(f"qualified function names are not available: {name}(){where}")
 
 
-def tables_read(sql: str) -> set[str]:
-    """The tables (lower case, CTEs excluded) a query reads; empty when it does not parse.
+@functools.lru_cache(maxsize=4096)
+def tables_read(sql: str) -> frozenset[str]:
+    """The tables (lower case, CTEs excluded) a query reads; empty when it does not parse. Cached: the pipeline
+    asks it of every filter in every batch.
 
     Examples
     --------
@@ -195,12 +198,11 @@ def tables_read(sql: str) -> set[str]:
     try:
         node = parse(con, sql).node
     except QueryError:
-        return set()
+        return frozenset()
     finally:
         con.close()
-    ctes = cte_names(node)
     names = {str(i.get("table_name", "")).lower() for i in walk(node) if i.get("type") == "BASE_TABLE"}
-    return names - ctes
+    return frozenset(names - cte_names(node))
 
 
 def _where(sql: str, item: Node) -> str:
