@@ -21,12 +21,18 @@ CUTOUTS = "cutouts"  # the three cutouts of each alert, by diaSourceId
 CONTEXT = "context"  # one row per diaObject: its Sherlock-style class and best match (upserted)
 CONTEXT_MATCHES = "context_matches"  # every judged catalogue match of an object, ranked (replaced per object)
 ANNOTATIONS = "annotations"  # annotations written through the API, one row each (appended)
-ALERT_TABLES: tuple[str, ...] = (SOURCES, FORCED_SOURCES, OBJECTS, CUTOUTS)  # written by every alert batch
+# Every detection and forced measurement key of each object, with the few columns features need, sorted by
+# diaObjectId: the pipeline reads its batch's objects here to keep only unseen packet history and to compute
+# features over the whole stored light curve, without scanning ``sources`` (appended, never rewritten).
+OBJECT_HISTORY = "object_history"
+# written by every alert batch
+ALERT_TABLES: tuple[str, ...] = (SOURCES, FORCED_SOURCES, OBJECTS, CUTOUTS, OBJECT_HISTORY)
 TABLES: tuple[str, ...] = (*ALERT_TABLES, CONTEXT, CONTEXT_MATCHES, ANNOTATIONS)
 LAKE_LOG = "lake_log"  # one row per committed batch: every table's version after it (lake snapshots)
 
 # Columns added by Nightjar to every alert-derived row.
-NIGHT = "night"  # floor(midpointMjdTai): one partition per observing night
+NIGHT = "night"  # floor(midpointMjdTai), the observing night (MJD); the partition of cutouts
+MONTH = "month"  # "YYYY-MM" of the night: the time partition of sources and forced photometry
 HPX29 = "hpx29"  # nested HEALPix index at order 29, the sort key of lake files
 HPX_PART = "hpx_part"  # nested HEALPix index at the coarse partition order (Settings.partition_order)
 SURVEY = "survey"  # "lsst" or "ztf"
@@ -37,17 +43,20 @@ KAFKA_OFFSET = "kafkaOffset"
 FROM_HISTORY = "fromPacketHistory"  # the row first reached the lake in an alert's packet history, not as its trigger
 FORCED_KEY = "forcedKey"  # diaForcedSourceId for LSST; a 64-bit hash of object, time, band and kind for ZTF
 
-# Time partitions (one per night) serve streaming appends and time-bounded queries; inside a night, files are
-# sorted by the order-29 HEALPix index so cone searches prune on file and row-group statistics (cutouts: by
-# diaSourceId, for direct lookups). See docs/lake.md.
+# Time partitions serve streaming appends and time-bounded queries: a month for detections and forced
+# photometry (a batch's year of packet history lands in ~13 partitions, not ~250 nights), a night for cutouts
+# (only triggering alerts have them). Inside a partition, files are sorted by the order-29 HEALPix index so
+# cone searches prune on file and row-group statistics (cutouts: by diaSourceId, for direct lookups); the Delta
+# log keeps ``night`` statistics, so night filters still skip files. See docs/lake.md.
 PARTITION_COLUMNS: dict[str, list[str]] = {
-    SOURCES: [NIGHT],
-    FORCED_SOURCES: [NIGHT],
+    SOURCES: [MONTH],
+    FORCED_SOURCES: [MONTH],
     OBJECTS: [],
     CUTOUTS: [NIGHT],
     CONTEXT: [],
     CONTEXT_MATCHES: [],
     ANNOTATIONS: [],
+    OBJECT_HISTORY: [],
 }
 SORT_COLUMNS: dict[str, str] = {
     SOURCES: HPX29,
@@ -57,6 +66,7 @@ SORT_COLUMNS: dict[str, str] = {
     CONTEXT: "diaObjectId",
     CONTEXT_MATCHES: "diaObjectId",
     ANNOTATIONS: "diaObjectId",
+    OBJECT_HISTORY: "diaObjectId",
 }
 KEY_COLUMNS: dict[str, str] = {
     SOURCES: "diaSourceId",
@@ -66,6 +76,7 @@ KEY_COLUMNS: dict[str, str] = {
     CONTEXT: "diaObjectId",
     CONTEXT_MATCHES: "matchKey",
     ANNOTATIONS: "annotationId",
+    OBJECT_HISTORY: "key",
 }
 ROW_GROUP_ROWS: dict[str, int] = {
     SOURCES: 8192,
@@ -75,6 +86,7 @@ ROW_GROUP_ROWS: dict[str, int] = {
     CONTEXT: 8192,
     CONTEXT_MATCHES: 8192,
     ANNOTATIONS: 8192,
+    OBJECT_HISTORY: 16384,
 }
 
 HPX_ORDER_MAX = 29

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # Micro-batching.
     batch_size: int = Field(default=2000, ge=1, description="Maximum alerts per micro-batch.")
     batch_timeout_s: float = Field(default=2.0, gt=0, description="Longest wait to fill a micro-batch.")
+    batches_in_flight: int = Field(
+        default=2, ge=1, description="Micro-batches on the cluster at once: the next is decoded while one commits."
+    )
     max_message_bytes: int = Field(default=4_000_000, description="Larger messages are dead-lettered.")
     schema_registry_url: str | None = Field(
         default=None, description="Confluent-compatible schema registry; unset: schemas from lsst-alert-packet."
@@ -104,6 +107,11 @@ class Settings(BaseSettings):
     filter_max_rows: int = Field(default=10_000, ge=1)
     filter_max_failures: int = Field(default=3, ge=1)
     ledger_compact_every: int = Field(default=200, ge=1, description="Batches between ledger compactions.")
+    lake_compact_every: int = Field(
+        default=20,
+        ge=0,
+        description="Batches between background compactions of the lake's small files while `run` ingests (0: never).",
+    )
     # E-mail digests (SMTP).
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=25, ge=1, le=65535)

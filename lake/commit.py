@@ -23,7 +23,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, WriterPropertie
 from deltalake.exceptions import CommitFailedError
 
 from nightjar import paths
-from nightjar.lake.region import pixel_ranges, ranges_filter
+from nightjar.lake.partitions import with_partition_columns
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +84,22 @@ def _writer_properties(table: str) -> WriterProperties:
 def _configuration(data: pa.Table) -> dict[str, str | None]:
     """Table properties set at creation: the Delta log keeps statistics for the first 32 columns only, so name
     the ones readers prune on (keys, time, the HEALPix index) explicitly."""
-    wanted = ["diaSourceId", "diaObjectId", paths.FORCED_KEY, "midpointMjdTai", paths.HPX29, paths.HPX_PART]
+    wanted = [
+        "diaSourceId",
+        "diaObjectId",
+        paths.FORCED_KEY,
+        "midpointMjdTai",
+        paths.NIGHT,
+        paths.HPX29,
+        paths.HPX_PART,
+    ]
     return {"delta.dataSkippingStatsColumns": ",".join(c for c in wanted if c in data.column_names)}
 
 
 def _write(home: Path, table: str, dt: DeltaTable | None, data: pa.Table, txns: dict[str, int]) -> None:
     """Append, retrying commit conflicts: blind appends rarely conflict, but a concurrent metadata change or
     optimize can make delta-rs give up; the batch's transaction ids make a retry safe."""
+    data = with_partition_columns(table, data)
     sort = paths.SORT_COLUMNS[table]
     if sort in data.column_names and data.num_rows:
         data = data.sort_by(sort)
@@ -160,32 +169,6 @@ def first_per_key(data: pa.Table, key: str) -> pa.Table:
     return data.take(np.sort(first["_pos_min"].to_numpy()))
 
 
-def append_new(home: Path, table: str, data: pa.Table, txns: dict[str, int], region_order: int = 5) -> int:
-    """Append the rows whose key the table does not hold yet; returns how many were new.
-
-    ``data`` is first reduced to one row per key (the first wins: put preferred rows first). The lookup of
-    existing keys reads only the nights and sky region of the batch (partition pruning on ``night``,
-    statistics pruning on the ``hpx29``-sorted files). The commit records the batch's offsets even when no row
-    is new, so a replay of the batch is recognised without another lookup.
-    """
-    dt = _open(home, table)
-    if already_committed(dt, txns):
-        return 0
-    key = paths.KEY_COLUMNS[table]
-    data = drop_committed(dt, data)
-    data = first_per_key(data.filter(pc.is_valid(data[key])), key)
-    if dt is not None and data.num_rows:
-        nights = pa.array(np.unique(data[paths.NIGHT].to_numpy()))
-        where = ds.field(paths.NIGHT).isin(nights)
-        if paths.HPX29 in data.column_names:
-            region = ranges_filter(pixel_ranges(data[paths.HPX29].to_numpy(), region_order))
-            where = where if region is None else where & region
-        existing = dt.to_pyarrow_dataset().to_table(columns=[key], filter=where)[key]
-        data = data.filter(pc.invert(pc.is_in(data[key], existing)))
-    _write(home, table, dt, data, txns)
-    return data.num_rows
-
-
 def drop_committed(dt: DeltaTable | None, data: pa.Table) -> pa.Table:
     """``data`` without the rows whose Kafka offset the table already recorded as committed.
 
@@ -216,16 +199,17 @@ def latest_per_key(data: pa.Table, key: str, order: str) -> pa.Table:
     return data.take(np.sort(first["_pos_first"].to_numpy()))
 
 
-def upsert(home: Path, table: str, data: pa.Table, txns: dict[str, int], order: str) -> bool:
+def upsert(home: Path, table: str, data: pa.Table, txns: dict[str, int], order: str | None) -> bool:
     """Insert new keys, replace existing ones when ``order`` is not older; False if already committed.
 
+    With ``order`` None, every given row replaces the stored one (the caller merged them already).
     One atomic commit: rows whose stored version is newer are left out, then the rows of the remaining keys are
     replaced (Delta's replaceWhere). Not ``merge``: delta-rs merges write string columns as ``string_view``,
     which pyarrow cannot filter yet, so every filtered read of the table would fail afterwards
     (tests/lake/test_string_types.py).
     """
     key = paths.KEY_COLUMNS[table]
-    data = latest_per_key(data, key, order)
+    data = latest_per_key(data, key, order) if order is not None else first_per_key(data, key)
     sort = paths.SORT_COLUMNS[table]
     if sort in data.column_names and data.num_rows:
         # Sorted rows in small row groups: a cone search over objects reads only the groups that meet it.
@@ -249,7 +233,7 @@ def upsert(home: Path, table: str, data: pa.Table, txns: dict[str, int], order: 
                 if attempt == COMMIT_RETRIES - 1:
                     raise
                 continue
-        winners = _not_older(dt, data, key, order)
+        winners = _not_older(dt, data, key, order) if order is not None else data
         try:
             if winners.num_rows:
                 keys = ", ".join(str(int(k)) for k in winners[key].to_numpy())

@@ -262,10 +262,13 @@ def _hint(settings: Settings, table: str, selection: Selection) -> str:
     if selection.night is None:
         return ""
     dt = access.delta_table(Path(settings.home), table)
-    if paths.NIGHT not in dt.metadata().partition_columns:
+    adds = pa.table(dt.get_add_actions(flatten=True))
+    if paths.NIGHT in dt.metadata().partition_columns:
+        low, high = pc.min_max(adds[f"partition.{paths.NIGHT}"]).values()
+    elif f"min.{paths.NIGHT}" in adds.column_names:  # from the files' statistics
+        low, high = pc.min(adds[f"min.{paths.NIGHT}"]), pc.max(adds[f"max.{paths.NIGHT}"])
+    else:
         return ""
-    nights = pa.table(dt.get_add_actions(flatten=True))[f"partition.{paths.NIGHT}"]
-    low, high = pc.min_max(nights).values()
     return f" (the table holds nights {low} to {high})"
 
 

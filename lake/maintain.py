@@ -197,10 +197,10 @@ def enable_hpx29_stats(home: Path, table: str) -> bool:
     return True
 
 
-def _footer_range(filesystem: pafs.FileSystem, path: str) -> tuple[int, int] | None:
-    """hpx29 min and max of one Parquet file from its footer's row-group statistics."""
+def _footer_range(filesystem: pafs.FileSystem, path: str, order: str = paths.HPX29) -> tuple[int, int] | None:
+    """``order`` (hpx29) min and max of one Parquet file from its footer's row-group statistics."""
     meta = pq.read_metadata(path, filesystem=filesystem)
-    column = meta.schema.to_arrow_schema().get_field_index(paths.HPX29)
+    column = meta.schema.to_arrow_schema().get_field_index(order)
     if column < 0:
         return None
     stats = [meta.row_group(g).column(column).statistics for g in range(meta.num_row_groups)]
@@ -209,8 +209,9 @@ def _footer_range(filesystem: pafs.FileSystem, path: str) -> tuple[int, int] | N
     return min(s.min for s in stats), max(s.max for s in stats)
 
 
-def _dirty_partitions(dt: DeltaTable, target_size: int) -> list[dict[str, Any]]:
-    """The partitions (as {column: value}) whose files overlap in hpx29 or hold two or more small files.
+def _dirty_partitions(dt: DeltaTable, target_size: int, order: str = paths.HPX29) -> list[dict[str, Any]]:
+    """The partitions (as {column: value}) whose files overlap in ``order`` (hpx29) or hold two or more small
+    files.
 
     Cone searches prune files by their hpx29 range: a partition is done when its files' ranges are disjoint
     and it has at most one file smaller than half the target size. Ranges come from the Delta log's statistics,
@@ -219,29 +220,32 @@ def _dirty_partitions(dt: DeltaTable, target_size: int) -> list[dict[str, Any]]:
     """
     part_cols = dt.metadata().partition_columns
     adds = _adds(dt)
-    low, high = f"min.{paths.HPX29}", f"max.{paths.HPX29}"
-    wanted = ["path", "size_bytes", *(f"partition.{c}" for c in part_cols), low, high]
+    low, high = f"min.{order}", f"max.{order}"
+    nulls = f"null_count.{order}"
+    wanted = ["path", "size_bytes", "num_records", *(f"partition.{c}" for c in part_cols), low, high, nulls]
     files = adds.select([c for c in wanted if c in adds.column_names]).to_pydict()
     n = adds.num_rows
     lows: list[Any] = files.get(low, [None] * n)
     highs: list[Any] = files.get(high, [None] * n)
+    # A file whose every row lacks the value (ZTF upper limits have no position) has no range, and needs none.
+    empty = [c is not None and c == r for c, r in zip(files.get(nulls, [None] * n), files["num_records"], strict=True)]
     by_partition: dict[tuple[Any, ...], list[int]] = {}
     for i in range(n):  # one step per file, not per row
         by_partition.setdefault(tuple(files[f"partition.{c}"][i] for c in part_cols), []).append(i)
     # Once the log is told to keep hpx29 statistics, files written before lack them: rewriting adds them.
-    stats_wanted = paths.HPX29 in _stats_columns(dt, pa.schema(dt.schema().to_arrow()).names)
+    stats_wanted = order == paths.HPX29 and paths.HPX29 in _stats_columns(dt, pa.schema(dt.schema().to_arrow()).names)
     filesystem, root = pafs.FileSystem.from_uri(dt.table_uri)
     dirty: list[dict[str, Any]] = []
     for key, members in by_partition.items():
-        if stats_wanted and any(lows[i] is None or highs[i] is None for i in members):
+        if stats_wanted and any((lows[i] is None or highs[i] is None) and not empty[i] for i in members):
             dirty.append(dict(zip(part_cols, key, strict=True)))
             continue
         if len(members) < 2:
             continue
         ranges = []
-        for i in members:
+        for i in (m for m in members if not empty[m]):
             known = (lows[i], highs[i]) if lows[i] is not None and highs[i] is not None else None
-            ranges.append(known or _footer_range(filesystem, f"{root.rstrip('/')}/{files['path'][i]}"))
+            ranges.append(known or _footer_range(filesystem, f"{root.rstrip('/')}/{files['path'][i]}", order))
         small = sum(files["size_bytes"][i] < target_size // 2 for i in members)
         if any(r is None for r in ranges):
             overlap = True  # a file of unknown range: sort it in
@@ -279,9 +283,10 @@ def _optimize_table(
     """Optimize one table, starting from ``snapshot`` (default: its latest version); retry on conflicts."""
     dt = snapshot if snapshot is not None else delta_table(home, table)
     names = pa.schema(dt.schema().to_arrow()).names
-    # Each table is rewritten in its own sort order (hpx29 for positions; diaSourceId for cutouts).
+    # Each table is rewritten in its own sort order (hpx29 for positions; diaSourceId for cutouts; diaObjectId for
+    # the object history and the per-object tables).
     order = paths.SORT_COLUMNS.get(table, paths.HPX29)
-    sort = paths.HPX29 in names and order in names
+    sort = order in names
     writer = WriterProperties(max_row_group_size=paths.ROW_GROUP_ROWS.get(table, 8192))
     before = _adds(dt).num_rows
     report = OptimizeReport(
@@ -294,7 +299,7 @@ def _optimize_table(
                 metrics = dt.optimize.compact(target_size=size, writer_properties=writer)
                 report.commits += int(metrics.get("numFilesAdded", 0) > 0)
             else:
-                batches = _batches(dt.metadata().partition_columns, _dirty_partitions(dt, size))
+                batches = _batches(dt.metadata().partition_columns, _dirty_partitions(dt, size, order))
                 for filters in batches:
                     metrics = dt.optimize.z_order(
                         [order], partition_filters=filters, target_size=size, writer_properties=writer

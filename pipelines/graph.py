@@ -6,11 +6,15 @@ given; the last node gathers the small ``BatchOutcome`` back to the driver, whos
 
     raw batch -> decode (one task per worker) -> merge -> locate (HEALPix) -> context (objects first seen,
               crossmatched on the workers that cache their sky) -> lake commit -> filters
-              -> gather -> deliver (dead letters, filter topics, then Kafka offsets)
+              -> deliver (dead letters, filter topics, then Kafka offsets)
+
+Several batches are in flight at once (``Pipeline``): while one commits, the next is decoded. Commits are
+chained, so the lake sees batches in the order they were read; deliveries follow the same order.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -53,31 +57,86 @@ def transactions(raw: RawBatch) -> dict[str, int]:
     return {app_id(topic, part): offset for (topic, part), offset in raw.end_offsets().items()}
 
 
-@dataclass
-class Pipeline:
-    """The graph's entry and exit: ``emit`` jobs into ``source``; ``close()`` releases the sink."""
+def _committed(batch: stages.DecodedBatch) -> None:
+    """A small marker of a finished lake commit, for the next batch's commit to wait on."""
 
-    source: Stream
-    sink: Stream
+
+def _commit_after(
+    batch: stages.DecodedBatch,
+    previous: None,
+    home: Path,
+    txns: dict[str, int],
+    context: Any,
+) -> stages.DecodedBatch:
+    """``stages.commit_to_lake`` once the previous batch's commit finished (``previous``: its marker)."""
+    return stages.commit_to_lake(batch, home, txns, context)
+
+
+class Pipeline:
+    """The graph's entry and exit, and the batches in flight.
+
+    ``emit`` submits a job's stages to the cluster and returns at once; up to ``max_in_flight`` jobs run
+    together (batch N+1 is decoded while batch N commits and runs its filters). Lake commits run in the order
+    the jobs were emitted, each after the previous one, and jobs are delivered in that order too: the sink gets
+    each job with its outcome, oldest first. ``poll`` delivers the jobs already finished; ``close`` waits for
+    every job and delivers it.
+    """
+
+    def __init__(self, source: Stream, deliver: Callable[[Job], Any], max_in_flight: int) -> None:
+        self.source = source
+        self.max_in_flight = max(1, max_in_flight)
+        self.in_flight: deque[Job] = deque()
+        self._deliver = deliver
+        self.sink: Stream | None = None  # the graph's last node, set by ``build``
+        self.last_commit: Future | None = None
 
     def emit(self, job: Job) -> None:
         self.source.emit(job)
 
+    def _submitted(self, job: Job) -> None:
+        self.in_flight.append(job)
+        self.poll()
+        while len(self.in_flight) > self.max_in_flight:
+            self._finish(self.in_flight.popleft())
+
+    def poll(self) -> None:
+        """Deliver the oldest jobs that are finished, without waiting."""
+        while self.in_flight and self.in_flight[0].future is not None and self.in_flight[0].future.done():
+            self._finish(self.in_flight.popleft())
+
+    def _finish(self, job: Job) -> None:
+        assert job.future is not None
+        outcome = job.future.result()
+        self._deliver(replace(job, future=None, context=None, outcome=outcome))
+
+    def drain(self) -> None:
+        """Wait for every job in flight and deliver it."""
+        while self.in_flight:
+            self._finish(self.in_flight.popleft())
+
     def close(self) -> None:
-        # Streamz keeps every sink alive in a module-level set until it is destroyed.
-        self.sink.destroy()
+        """Deliver what is in flight, then release the sink (Streamz keeps every sink in a module-level set)."""
+        try:
+            self.drain()
+        finally:
+            if self.sink is not None:
+                self.sink.destroy()
+            self.in_flight.clear()
 
 
-def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any]) -> Pipeline:
-    """The pipeline graph; emit a ``Job`` into it and ``deliver`` receives the job finished."""
+def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any], max_in_flight: int = 2) -> Pipeline:
+    """The pipeline graph; emit a ``Job`` into it and ``deliver`` receives the job finished, in emit order."""
     workers = max(1, len(client.scheduler_info()["workers"]))
+    source = Stream(stream_name="alerts")
+    pipeline = Pipeline(source, deliver, max_in_flight)
 
     def decode(job: Job) -> Job:
         chunks = stages.split(job.raw, workers)
         starts = [0]
         for chunk in chunks[:-1]:
             starts.append(starts[-1] + len(chunk))
-        scattered = client.scatter(chunks)
+        # hash=False: Dask would otherwise hash every payload byte to name the data (seconds per batch).
+        scattered = client.scatter(chunks, hash=False)
         parts = [
             client.submit(stages.decode, fut, start, config.max_message_bytes, config.registry_url, pure=False)
             for fut, start in zip(scattered, starts, strict=True)
@@ -98,7 +157,8 @@ def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any]) ->
 
     def commit(job: Job) -> Job:
         txns = transactions(job.raw)
-        fut = client.submit(stages.commit_to_lake, job.future, config.home, txns, job.context, pure=False)
+        fut = client.submit(_commit_after, job.future, pipeline.last_commit, config.home, txns, job.context, pure=False)
+        pipeline.last_commit = client.submit(_committed, fut, pure=False)
         return replace(job, future=fut)
 
     def filters(job: Job) -> Job:
@@ -108,10 +168,6 @@ def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any]) ->
         )
         return replace(job, future=fut, context=None)
 
-    def gather(job: Job) -> Job:
-        assert job.future is not None
-        return replace(job, future=None, outcome=client.gather(job.future))
-
-    source = Stream(stream_name="alerts")
-    sink = source.map(decode).map(locate).map(contextualize).map(commit).map(filters).map(gather).sink(deliver)
-    return Pipeline(source, sink)
+    staged = source.map(decode).map(locate).map(contextualize).map(commit).map(filters)
+    pipeline.sink = staged.sink(pipeline._submitted)
+    return pipeline

@@ -9,16 +9,17 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
-from distributed import Client
+from distributed import Client, Future
 from sqlalchemy.engine import Engine
 
 from nightjar import paths
 from nightjar.catalogs.catalog import load_catalog_set
-from nightjar.lake import ledger
+from nightjar.lake import ledger, maintain
 from nightjar.pipelines.annotation_filters import run_annotation_filters
 from nightjar.pipelines.cluster import cap_worker_memory
 from nightjar.pipelines.delivery import Deliverer, DeliveryReport
@@ -49,6 +50,11 @@ class RunReport:
     seconds: float = 0.0
     annotations: int = 0  # annotation messages that ran the annotation filters
     file_errors: list[str] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # seconds per stage (workers: summed over tasks)
+
+    def add_timings(self, timings: dict[str, float]) -> None:
+        for stage, seconds in timings.items():
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
 
     @property
     def alerts_per_s(self) -> float:
@@ -67,8 +73,9 @@ def _graph_config(settings: Settings, run_filters: bool = True) -> graph.GraphCo
     )
 
 
-def _collect(consumer: Consumer, want: int, window_s: float) -> RawBatch:
-    """Up to ``want`` messages, waiting at most ``window_s`` to fill the batch."""
+def _collect(consumer: Consumer, want: int, window_s: float, idle: Callable[[], None] | None = None) -> RawBatch:
+    """Up to ``want`` messages, waiting at most ``window_s`` to fill the batch; ``idle`` runs between polls
+    (to deliver the batches in flight that finished)."""
     payloads: list[bytes] = []
     topics: list[str] = []
     partitions: list[int] = []
@@ -78,6 +85,8 @@ def _collect(consumer: Consumer, want: int, window_s: float) -> RawBatch:
         left = deadline - time.monotonic()
         if left <= 0:
             break
+        if idle is not None:
+            idle()
         for msg in consumer.consume(num_messages=want - len(payloads), timeout=min(left, 0.5)):
             if msg.error():
                 log.warning("kafka: %s", msg.error())
@@ -87,6 +96,36 @@ def _collect(consumer: Consumer, want: int, window_s: float) -> RawBatch:
             partitions.append(msg.partition() or 0)
             offsets.append(msg.offset() or 0)
     return RawBatch(payloads, topics, partitions, offsets)
+
+
+class BackgroundCompaction:
+    """Compacts the lake's small files on the cluster while batches keep committing, one run at a time.
+
+    ``lake.maintain.optimize`` rewrites only partitions with small or overlapping files and retries commits that
+    conflict with a batch's upsert; appends never conflict with it, so ingestion does not wait for it.
+    """
+
+    def __init__(self, client: Client, home: Path) -> None:
+        self.client = client
+        self.home = home
+        self.future: Future | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        if self.future is not None and not self.future.done():
+            return  # the previous compaction is still running
+        self.wait()
+        self.future = self.client.submit(maintain.optimize, self.home, pure=False)
+        self.runs += 1
+
+    def wait(self) -> None:
+        if self.future is None:
+            return
+        try:
+            self.future.result()
+        except Exception as exc:  # compaction is an optimisation: the lake is intact, say so and go on
+            log.warning("background compaction failed: %s", exc)
+        self.future = None
 
 
 def split_annotations(raw: RawBatch, annotations_topic: str) -> tuple[RawBatch, RawBatch]:
@@ -178,6 +217,7 @@ def run(
         report.annotations += len(raw) - len(bad)
 
     def deliver(job: graph.Job) -> None:
+        delivering = time.monotonic()
         outcome = job.outcome
         assert outcome is not None
         raw = job.raw
@@ -192,16 +232,22 @@ def run(
         report.accepted += outcome.accepted
         report.dead_lettered += len(outcome.rejects)
         report.batches += 1
+        report.add_timings({**outcome.timings, "deliver": time.monotonic() - delivering})
+        busy[0] = time.monotonic()
         if report.batches % settings.ledger_compact_every == 0:
             ledger.compact(Path(settings.home))
+        if settings.lake_compact_every and report.batches % settings.lake_compact_every == 0:
+            compaction.start()
 
-    pipeline = graph.build(client, _graph_config(settings), deliver)
+    compaction = BackgroundCompaction(client, Path(settings.home))
+    pipeline = graph.build(client, _graph_config(settings), deliver, settings.batches_in_flight)
     started = time.monotonic()
     last_data = started
+    busy = [started]  # when the run last received or delivered a batch: its time excludes the idle wait
     try:
         while max_alerts is None or report.consumed < max_alerts:
             want = settings.batch_size if max_alerts is None else min(settings.batch_size, max_alerts - report.consumed)
-            collected = _collect(consumer, want, settings.batch_timeout_s)
+            collected = _collect(consumer, want, settings.batch_timeout_s, pipeline.poll)
             notes, raw = split_annotations(collected, settings.annotations_topic)
             if len(notes):
                 filters = registry.list_filters(db, active_only=True)
@@ -209,10 +255,10 @@ def run(
                 annotated(notes, filters)
                 last_data = time.monotonic()
             if not len(raw):
-                if idle_exit_s is not None and time.monotonic() - last_data >= idle_exit_s:
+                if idle_exit_s is not None and time.monotonic() - last_data >= idle_exit_s and not pipeline.in_flight:
                     break
                 continue
-            last_data = time.monotonic()
+            last_data = busy[0] = time.monotonic()
             filters = registry.list_filters(db, active_only=True)
             kafka.ensure_topics(settings, [f.topic for f in filters])
             report.consumed += len(raw)
@@ -224,12 +270,14 @@ def run(
                 report.accepted,
                 report.dead_lettered,
             )
+        pipeline.drain()
+        compaction.wait()
     finally:
         pipeline.close()
         consumer.close()
         publisher.close()
         db.dispose()
-    report.seconds = time.monotonic() - started
+    report.seconds = busy[0] - started
     return report
 
 
@@ -265,6 +313,7 @@ def ingest(settings: Settings, client: Client, files: list[Path]) -> RunReport:
         pipeline.close()
     for job in outcomes:
         assert job.outcome is not None
+        report.add_timings(job.outcome.timings)
         report.accepted += job.outcome.accepted
         report.dead_lettered += len(job.outcome.rejects)
         report.file_errors.extend(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nightjar import paths
-from nightjar.lake import commit, read
+from nightjar.lake import commit, history, read
 from nightjar.pipelines.context import BatchContext, commit_context
 from nightjar.pipelines.features import object_features
 from nightjar.pipelines.healpix import add_healpix, add_night
@@ -40,35 +41,44 @@ def split(batch: RawBatch, parts: int) -> list[RawBatch]:
 
 def decode(chunk: RawBatch, offset: int, max_message_bytes: int, registry_url: str | None = None) -> DecodedBatch:
     """Decode one chunk; ``offset`` is its first message's position in the whole batch."""
+    started = time.perf_counter()
     out = decode_batch(chunk, max_message_bytes, registry_url)
     if offset:
         for name, table in out.tables().items():
             shifted = pa.array(table[ROW].to_numpy() + offset, pa.int64())
             setattr(out, name, table.set_column(table.schema.get_field_index(ROW), ROW, shifted))
         out.rejects = [Reject(r.index + offset, r.reason) for r in out.rejects]
+    out.timings["decode"] = time.perf_counter() - started
     return out
 
 
 def merge(parts: list[DecodedBatch]) -> DecodedBatch:
-    """The decoded chunks of one batch as one."""
+    """The decoded chunks of one batch as one (``timings``: the chunks' seconds added up)."""
     tables = {
         name: pa.concat_tables([p.tables()[name] for p in parts], promote_options="permissive") for name in MODEL_TABLES
     }
-    return DecodedBatch(**tables, rejects=[r for p in parts for r in p.rejects])
+    timings: dict[str, float] = {}
+    for p in parts:
+        for stage, seconds in p.timings.items():
+            timings[stage] = timings.get(stage, 0.0) + seconds
+    return DecodedBatch(**tables, rejects=[r for p in parts for r in p.rejects], timings=timings)
 
 
 def locate(batch: DecodedBatch, partition_order: int) -> DecodedBatch:
-    """Add HEALPix indices and the night to every positioned table; cutouts take their alert's."""
+    """A new batch with HEALPix indices, the night and the month on every positioned table; cutouts take their
+    alert's night and index."""
+    started = time.perf_counter()
+    tables = batch.tables()
     for name in ("sources", "prv_sources", "forced_sources"):
-        table = getattr(batch, name)
-        if "ra" in table.column_names:
-            setattr(batch, name, add_night(add_healpix(table, partition_order)))
-    batch.objects = add_healpix(batch.objects, partition_order)
-    if batch.cutouts.num_rows:
-        where = pc.index_in(batch.cutouts["diaSourceId"], batch.sources["diaSourceId"])
+        if "ra" in tables[name].column_names:
+            tables[name] = add_night(add_healpix(tables[name], partition_order))
+    tables["objects"] = add_healpix(tables["objects"], partition_order)
+    if tables["cutouts"].num_rows:
+        where = pc.index_in(tables["cutouts"]["diaSourceId"], tables["sources"]["diaSourceId"])
         for column in (paths.NIGHT, paths.HPX29):
-            batch.cutouts = batch.cutouts.append_column(column, batch.sources[column].take(where))
-    return batch
+            tables["cutouts"] = tables["cutouts"].append_column(column, tables["sources"][column].take(where))
+    timings = {**batch.timings, "locate": time.perf_counter() - started}
+    return DecodedBatch(**tables, rejects=list(batch.rejects), timings=timings)
 
 
 def forced_keys(forced: pa.Table) -> pa.Array:
@@ -100,23 +110,61 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 
 def lake_sources(batch: DecodedBatch) -> pa.Table:
-    """Triggering detections, then packet history, flagged; the first row of a diaSourceId wins."""
+    """Triggering detections, then packet history, flagged; one row per ``diaSourceId`` (the first wins)."""
     triggers = batch.sources.append_column(paths.FROM_HISTORY, pa.array(np.zeros(batch.sources.num_rows, bool)))
     parts = [triggers]
     if batch.prv_sources.num_rows:
         history = batch.prv_sources
         parts.append(history.append_column(paths.FROM_HISTORY, pa.array(np.ones(history.num_rows, bool))))
-    return pa.concat_tables(parts, promote_options="permissive").drop_columns([ROW])
+    rows = pa.concat_tables(parts, promote_options="permissive").drop_columns([ROW])
+    return commit.first_per_key(rows.filter(pc.is_valid(rows["diaSourceId"])), "diaSourceId")
 
 
-def with_features(objects: pa.Table, home: Path) -> pa.Table:
-    """The batch's objects with features from their whole history in the lake (this batch's sources included)."""
-    objects = commit.latest_per_key(objects, "diaObjectId", OBJECT_ORDER)
-    detections = read.detections_of(home, objects["diaObjectId"].to_numpy(), objects[paths.HPX29].to_numpy())
-    if detections.num_rows == 0:
+def lake_forced(batch: DecodedBatch) -> pa.Table | None:
+    """The batch's forced photometry with its ``forcedKey``, one row per key; None when it has none."""
+    if not batch.forced_sources.num_rows or "ra" not in batch.forced_sources.column_names:
+        return None
+    forced = batch.forced_sources.drop_columns([ROW])
+    return commit.first_per_key(forced.append_column(paths.FORCED_KEY, forced_keys(forced)), paths.FORCED_KEY)
+
+
+def merge_objects(objects: pa.Table, detections: pa.Table, home: Path) -> pa.Table:
+    """Each object's newest packet state with features over its whole light curve (``detections``: every
+    stored and new detection of the batch's objects).
+
+    The packet columns come from the newest alert of the object that reached the lake: the batch's, unless the
+    lake holds a detection newer than the batch's newest alert (the alert arrived late), in which case the
+    stored row's packet columns are kept. Either way the features are recomputed over the same full light curve,
+    so the stored row does not depend on the order in which alerts arrived.
+    """
+    objects = commit.latest_per_key(objects.filter(pc.is_valid(objects["diaObjectId"])), "diaObjectId", OBJECT_ORDER)
+    features = object_features(detections) if detections.num_rows else None
+    if features is not None:
+        newest = detections.group_by("diaObjectId").aggregate([("midpointMjdTai", "max")])
+        where = pc.index_in(objects["diaObjectId"], newest["diaObjectId"])
+        late = pc.fill_null(pc.less(objects[OBJECT_ORDER], pc.take(newest["midpointMjdTai_max"], where)), False)
+        if pc.any(late).as_py():
+            objects = _keep_stored_state(objects, late, home, features.column_names)
+        objects = objects.drop_columns(
+            [c for c in features.column_names if c != "diaObjectId" and c in objects.column_names]
+        )
+        objects = objects.join(features, keys="diaObjectId", join_type="left outer", coalesce_keys=True)
+    return objects
+
+
+def _keep_stored_state(objects: pa.Table, late: pa.Array, home: Path, feature_columns: list[str]) -> pa.Table:
+    """``objects`` with the rows of late alerts replaced by the stored packet state, where it is newer."""
+    ids = objects.filter(late)["diaObjectId"]
+    stored = read.rows_of_objects(home, paths.OBJECTS, ids.to_numpy())
+    if stored is None or stored.num_rows == 0:
         return objects
-    features = object_features(detections)
-    return objects.join(features, keys="diaObjectId", join_type="left outer", coalesce_keys=True)
+    stored = stored.drop_columns([c for c in feature_columns if c != "diaObjectId" and c in stored.column_names])
+    stored = commit.latest_per_key(stored, "diaObjectId", OBJECT_ORDER)
+    both = pa.concat_tables(
+        [objects, stored.select([c for c in stored.column_names if c in objects.column_names])],
+        promote_options="permissive",
+    )
+    return commit.latest_per_key(both, "diaObjectId", OBJECT_ORDER)
 
 
 def commit_to_lake(
@@ -124,30 +172,49 @@ def commit_to_lake(
 ) -> DecodedBatch:
     """Write the batch to every lake table; a batch whose offsets a table already holds writes nothing there.
 
-    Sources and forced photometry get only the keys they do not hold yet (packet history repeats itself from
-    alert to alert); objects are upserted to their latest state; cutouts are appended; new classifications are
-    upserted into ``context`` and ``context_matches``.
+    The batch's objects' entries in the object history index (``lake.history``) say which detections and forced
+    measurements the lake holds: only the others are appended to ``sources`` and ``forced_sources`` (packet
+    history repeats itself from alert to alert), and then to the index. Objects are replaced by their newest
+    state with features over their whole stored light curve; cutouts are appended; new classifications are
+    upserted into ``context`` and ``context_matches``. Returns the batch with its objects as stored.
     """
+    started = time.perf_counter()
     with commit.lake_lock(home):
-        _commit(batch, home, txns, context)
+        batch.objects = _commit(batch, home, txns, context)
+    batch.timings["commit"] = time.perf_counter() - started
     return batch
 
 
-def _commit(batch: DecodedBatch, home: Path, txns: dict[str, int], context: BatchContext | None) -> None:
-    if batch.sources.num_rows:
-        commit.append_new(home, paths.SOURCES, lake_sources(batch), txns)
-    if batch.forced_sources.num_rows and "ra" in batch.forced_sources.column_names:
-        forced = batch.forced_sources.drop_columns([ROW])
-        commit.append_new(home, paths.FORCED_SOURCES, forced.append_column(paths.FORCED_KEY, forced_keys(forced)), txns)
-    if batch.objects.num_rows:
-        commit.upsert(
-            home, paths.OBJECTS, with_features(batch.objects.drop_columns([ROW]), home), txns, order=OBJECT_ORDER
-        )
+def _commit(batch: DecodedBatch, home: Path, txns: dict[str, int], context: BatchContext | None) -> pa.Table:
+    sources = lake_sources(batch) if batch.sources.num_rows else None
+    forced = lake_forced(batch)
+    ids = [batch.objects["diaObjectId"]] if batch.objects.num_rows else []
+    ids += [t["diaObjectId"] for t in (sources, forced) if t is not None]
+    object_ids = pc.unique(pc.drop_null(pa.chunked_array(ids, pa.int64()))).to_numpy() if ids else np.array([])
+    known = history.stored(home, object_ids)
+    index = []
+    if sources is not None:
+        sources = history.unseen(sources, "diaSourceId", known, forced=False)
+        commit.append(home, paths.SOURCES, sources, txns)
+        index.append(history.rows_for(sources, "diaSourceId", forced=False))
+    if forced is not None:
+        forced = history.unseen(forced, paths.FORCED_KEY, known, forced=True)
+        commit.append(home, paths.FORCED_SOURCES, forced, txns)
+        index.append(history.rows_for(forced, paths.FORCED_KEY, forced=True))
     if batch.cutouts.num_rows:
         commit.append(home, paths.CUTOUTS, batch.cutouts.drop_columns([ROW]), txns)
+    new_rows = pa.concat_tables(index) if index else history.SCHEMA.empty_table()
+    commit.append(home, paths.OBJECT_HISTORY, new_rows, txns)
+    objects = batch.objects.drop_columns([c for c in (ROW,) if c in batch.objects.column_names])
+    if objects.num_rows:
+        everything = pa.concat_tables([known, new_rows])
+        detections = everything.filter(pc.invert(everything[history.FORCED])).select(history.DETECTION_COLUMNS)
+        objects = merge_objects(objects, detections, home)
+        commit.upsert(home, paths.OBJECTS, objects, txns, order=None)
     if context is not None:
         commit_context(home, context, txns)
     commit.log_batch(home, txns)
+    return objects
 
 
 @dataclass
@@ -166,6 +233,7 @@ class BatchOutcome:
     accepted: int
     rejects: list[Reject]
     outputs: list[FilterOutput] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, summed over the batch's tasks
 
 
 def batch_tables(
@@ -178,6 +246,7 @@ def batch_tables(
     flag = paths.FROM_HISTORY
     sources = batch.sources.drop_columns([ROW])
     sources = sources.append_column(flag, pa.array(np.zeros(sources.num_rows, bool)))
+    objects = batch.objects.drop_columns([c for c in (ROW,) if c in batch.objects.column_names])
     history = None
     if batch.prv_sources.num_rows:
         history = batch.prv_sources.drop_columns([ROW])
@@ -189,7 +258,7 @@ def batch_tables(
         extra[paths.CONTEXT] = context.view
     if annotations is not None:
         extra[paths.ANNOTATIONS] = annotations
-    return views.batch_views(sources=sources, objects=batch.objects.drop_columns([ROW]), history=history, extra=extra)
+    return views.batch_views(sources=sources, objects=objects, history=history, extra=extra)
 
 
 def apply_filters(
@@ -204,6 +273,7 @@ def apply_filters(
     Filters that failed in recent batches run on their own, so that they cannot hold up a shared pass. With
     ``home``, filters that read ``annotations`` see the stored annotations of the batch's objects.
     """
+    started = time.perf_counter()
     outputs = []
     if filters:
         isolate = frozenset(f.id for f in filters if f.failures)
@@ -216,4 +286,5 @@ def apply_filters(
         outputs = [
             FilterOutput(f, r.matches, r.keys, r.error, r.timed_out) for f, r in zip(filters, results, strict=True)
         ]
-    return BatchOutcome(accepted=batch.accepted, rejects=batch.rejects, outputs=outputs)
+    timings = {**batch.timings, "filters": time.perf_counter() - started}
+    return BatchOutcome(accepted=batch.accepted, rejects=batch.rejects, outputs=outputs, timings=timings)

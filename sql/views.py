@@ -80,6 +80,7 @@ def placeholder_schemas() -> dict[str, pa.Schema]:
                 *_PROVENANCE,
                 *_HEALPIX,
                 pa.field(paths.NIGHT, pa.int32()),
+                pa.field(paths.MONTH, pa.string()),
                 pa.field(paths.FROM_HISTORY, pa.bool_()),
             ]
         ),
@@ -91,6 +92,7 @@ def placeholder_schemas() -> dict[str, pa.Schema]:
                 pa.field(paths.FORCED_KEY, pa.int64()),
                 *_HEALPIX,
                 pa.field(paths.NIGHT, pa.int32()),
+                pa.field(paths.MONTH, pa.string()),
             ]
         ),
         CONTEXT: _nullable(list(LAKE_CONTEXT_SCHEMA)),

@@ -69,6 +69,7 @@ class DecodedBatch:
     forced_sources: pa.Table = field(default_factory=lambda: _empty())
     cutouts: pa.Table = field(default_factory=lambda: _empty())
     rejects: list[Reject] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds spent in each pipeline stage
 
     @property
     def accepted(self) -> int:

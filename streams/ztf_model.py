@@ -12,14 +12,19 @@ LSST column                    from ZTF
 ``band``                       ``fid`` 1, 2, 3 → ``g``, ``r``, ``i``
 ``psfFlux``, ``psfFluxErr``    nJy from ``magpsf``/``sigmapsf`` (AB: f = 10**((31.4 − m)/2.5)), negative
                                when ``isdiffpos`` is ``f``/``0``
-``reliability``                ``drb`` where present, else ``rb``
+``reliability``                ``rb`` (the real-bogus score every packet carries for a detection; the
+                               newest alert's ``drb`` is on its object)
 ``isNegative``                 ``isdiffpos`` is ``f``/``0``
 ============================  =========================================================================
 
 History: ``prv_candidates`` with a ``candid`` are earlier detections (``prv_sources``); those without are
-upper limits, kept in ``forced_sources`` with ``kind = 'upper_limit'`` and ``diffmaglim``. ``fp_hists`` are
+upper limits, kept in ``forced_sources`` with ``kind = 'upper_limit'`` and ``diffmaglim`` (and no position: the
+packet gives none, and the alert's own position would make the row depend on which alert brought it). ``fp_hists`` are
 forced photometry (``kind = 'forced_phot'``), ``psfFlux`` = ``forcediffimflux``·10**((31.4 − magzpsci)/2.5) nJy.
-Cutouts are ZTF's gzipped FITS stamps (``stampData``).
+Cutouts are ZTF's gzipped FITS stamps (``stampData``). A detection's ``sources`` row keeps the fields that both
+``candidate`` and ``prv_candidates`` carry, so it is the same whichever packet brought it first; the fields only
+the alert's ``candidate`` has (``drb``, ``ndethist``, PS1 and Gaia neighbours, ``ssdistnr``...) are columns of the
+object, from its newest alert.
 """
 
 from __future__ import annotations
@@ -106,13 +111,20 @@ def model_tables(decoded: Decoded, record_row: np.ndarray) -> tuple[dict[str, pa
     names = top["objectId"].combine_chunks() if isinstance(top["objectId"], pa.ChunkedArray) else top["objectId"]
     obj_ids, good = object_ids(names)
     candidate = decoded.tables["candidate"]
-    sources = _detections(candidate, obj_ids, names, record_row)
+    prv = decoded.tables.get("prv_candidates")
+    # A detection's row holds the fields every packet carries for it, whether it arrives as the alert's
+    # candidate or in a later packet's history, so that what is stored does not depend on arrival order; the
+    # candidate-only fields (drb, PS1 and Gaia neighbours, ndethist...) describe the alert and go to its object.
+    shared = candidate.column_names
+    if prv is not None and prv.num_columns > 1:
+        shared = [c for c in candidate.column_names if c in prv.column_names]
+    alert_only = [c for c in candidate.column_names if c not in shared]
+    sources = _detections(candidate.select(shared), obj_ids, names, record_row)
     tables = {"sources": sources}
 
     n = top.num_rows
     n_prv = np.zeros(n, dtype=np.int64)
     forced_parts = []
-    prv = decoded.tables.get("prv_candidates")
     if prv is not None and prv.num_rows:
         detected = pc.is_valid(prv["candid"])
         earlier = prv.filter(detected)
@@ -126,8 +138,8 @@ def model_tables(decoded: Decoded, record_row: np.ndarray) -> tuple[dict[str, pa
                     "diaObjectId": pa.array(obj_ids[recs], pa.int64()),
                     "objectId": names.take(pa.array(recs)),
                     "kind": pa.array(["upper_limit"] * len(recs), pa.string()),
-                    "ra": candidate["ra"].take(pa.array(recs)),
-                    "dec": candidate["dec"].take(pa.array(recs)),
+                    "ra": pa.nulls(len(recs), pa.float64()),  # the packet gives no position for it
+                    "dec": pa.nulls(len(recs), pa.float64()),
                     "midpointMjdTai": pc.subtract(limits["jd"], JD_MJD),
                     "band": BANDS.take(pc.cast(limits["fid"], pa.int64())),
                     "psfFlux": pa.nulls(len(recs), pa.float32()),
@@ -153,8 +165,8 @@ def model_tables(decoded: Decoded, record_row: np.ndarray) -> tuple[dict[str, pa
                     "diaObjectId": pa.array(obj_ids[recs], pa.int64()),
                     "objectId": names.take(pa.array(recs)),
                     "kind": pa.array(["forced_phot"] * len(recs), pa.string()),
-                    "ra": candidate["ra"].take(pa.array(recs)),
-                    "dec": candidate["dec"].take(pa.array(recs)),
+                    "ra": pa.nulls(len(recs), pa.float64()),  # the packet gives no position for it
+                    "dec": pa.nulls(len(recs), pa.float64()),
                     "midpointMjdTai": pc.subtract(fp["jd"], JD_MJD),
                     "band": BANDS.take(pc.cast(fp["fid"], pa.int64())),
                     "psfFlux": pa.array((raw * scale).astype(np.float32), from_pandas=True),
@@ -177,6 +189,7 @@ def model_tables(decoded: Decoded, record_row: np.ndarray) -> tuple[dict[str, pa
             "nDiaSources": pa.array(n_prv + 1, pa.int32()),
             "lastDiaSourceId": sources["diaSourceId"],
             "lastAlertMjdTai": sources["midpointMjdTai"],
+            **{c: candidate[c] for c in alert_only if c not in ("ra", "dec", "jd", RECORD)},
             ROW: pa.array(record_row[:n], pa.int64()),
         }
     )

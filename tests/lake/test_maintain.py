@@ -64,7 +64,8 @@ def test_tables_match_an_independent_count(
         assert info.files == len(uris)
         assert info.bytes == sum(os.path.getsize(u) for u in uris)
         assert info.partitions == partition_count(dt, data)
-        assert info.hpx29_stats == ("hpx29" in stats_columns(dt))
+        has_hpx29 = "hpx29" in data.column_names
+        assert info.hpx29_stats == (("hpx29" in stats_columns(dt)) if has_hpx29 else None)
     triggers = delta(lake_home, paths.SOURCES).to_pyarrow_table(columns=["fromPacketHistory"])
     assert pc.sum(pc.invert(triggers["fromPacketHistory"])).as_py() == 230
 
@@ -109,7 +110,7 @@ def test_optimize_keeps_contents_with_fewer_files_sorted_by_hpx29(lake_home: Pat
         assert reports[table].files_after == len(uris) and reports[table].files_before == files_before[table]
         order = paths.SORT_COLUMNS[table]
         for uri in uris:  # every file stays sorted (hpx29, or diaSourceId for cutouts): readers prune by range
-            values = pq.read_table(uri, columns=[order])[order].to_numpy()
+            values = pc.drop_null(pq.read_table(uri, columns=[order])[order]).to_numpy()  # no position: last
             assert (np.diff(values) >= 0).all(), (table, order)
     # One file per partition: the test lake is far below the target file size.
     dt = delta(lake_home, paths.SOURCES)

@@ -31,7 +31,7 @@ def light_curves(files: list[Path]) -> dict[str, list[tuple[float, str, float, f
                 sign = -1 if c["isdiffpos"] in ("f", "0") else 1
                 flux = sign * 10 ** ((31.4 - c["magpsf"]) / 2.5)
                 err = abs(flux) * c["sigmapsf"] * math.log(10) / 2.5
-                rel = c.get("drb") if c.get("drb") is not None else c["rb"]
+                rel = c["rb"]  # the score both candidate and prv_candidates carry (drb is the alert's, on objects)
                 band = {1: "g", 2: "r", 3: "i"}[c["fid"]]
                 curves[alert["objectId"]][c["candid"]] = (c["jd"] - 2400000.5, band, flux, err, rel)
     return {k: sorted(v.values()) for k, v in curves.items()}

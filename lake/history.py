@@ -1,0 +1,84 @@
+"""The object history index: every detection and forced measurement the lake holds, by object.
+
+One slim row per stored ``sources`` or ``forced_sources`` row that belongs to an object (its key, the time, band,
+flux, error and reliability), appended in the same lake commit as the rows themselves and sorted by
+``diaObjectId`` within each file. A batch reads the rows of its own objects here to
+
+- keep only the packet history the lake does not hold yet (without looking keys up in ``sources``), and
+- compute each object's features over its whole stored light curve (without re-reading ``sources``),
+
+so a batch's work depends on its objects, not on how many nights the lake holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from deltalake import DeltaTable
+
+from nightjar import paths
+
+KEY = "key"  # diaSourceId of a detection, forcedKey of a forced measurement
+FORCED = "forced"
+
+SCHEMA = pa.schema(
+    [
+        pa.field("diaObjectId", pa.int64()),
+        pa.field(KEY, pa.int64()),
+        pa.field(FORCED, pa.bool_()),
+        pa.field("midpointMjdTai", pa.float64()),
+        pa.field("band", pa.string()),
+        pa.field("psfFlux", pa.float32()),
+        pa.field("psfFluxErr", pa.float32()),
+        pa.field("reliability", pa.float32()),
+    ]
+)
+DETECTION_COLUMNS = ["diaObjectId", "midpointMjdTai", "band", "psfFlux", "psfFluxErr", "reliability"]
+
+
+def rows_for(table: pa.Table, key: str, forced: bool) -> pa.Table:
+    """The index rows of lake rows (``sources`` with ``diaSourceId`` or ``forced_sources`` with ``forcedKey``)
+    that belong to an object."""
+    table = table.filter(pc.is_valid(table["diaObjectId"]))
+    n = table.num_rows
+    columns = {}
+    for f in SCHEMA:
+        if f.name == KEY:
+            columns[f.name] = table[key].cast(pa.int64())
+        elif f.name == FORCED:
+            columns[f.name] = pa.array(np.full(n, forced), pa.bool_())
+        elif f.name in table.column_names:
+            columns[f.name] = table[f.name].cast(f.type)
+        else:
+            columns[f.name] = pa.nulls(n, f.type)
+    return pa.table(columns, schema=SCHEMA)
+
+
+def stored(home: Path, object_ids: np.ndarray) -> pa.Table:
+    """The index rows of the given objects (every detection and forced measurement the lake holds of them)."""
+    location = str(paths.table_dir(home, paths.OBJECT_HISTORY))
+    ids = np.unique(np.asarray(object_ids, np.int64))
+    if len(ids) == 0 or not DeltaTable.is_deltatable(location):
+        return SCHEMA.empty_table()
+    # Files are sorted by diaObjectId in small row groups: the min/max bounds skip the groups that hold none of
+    # the ids before the exact membership test reads any values.
+    low, high = int(ids[0]), int(ids[-1])
+    where = (ds.field("diaObjectId") >= low) & (ds.field("diaObjectId") <= high)
+    where &= ds.field("diaObjectId").isin(pa.array(ids, pa.int64()))
+    table = DeltaTable(location).to_pyarrow_dataset().to_table(filter=where)
+    return table.select(SCHEMA.names).cast(SCHEMA)
+
+
+def unseen(rows: pa.Table, key: str, known: pa.Table, forced: bool) -> pa.Table:
+    """The rows of ``rows`` whose ``key`` the index does not hold yet (``known``: the index rows of their objects).
+
+    Rows without an object (solar-system sources) cannot be in the index and are all kept.
+    """
+    if rows.num_rows == 0 or known.num_rows == 0:
+        return rows
+    held = known.filter(pc.equal(known[FORCED], forced))[KEY]
+    return rows.filter(pc.invert(pc.fill_null(pc.is_in(rows[key], value_set=held), False)))
