@@ -41,32 +41,46 @@ def _mag(expr: str) -> str:
 
 
 def _summary_sql() -> str:
-    per_band = []
-    for b in BANDS:
-        only = f"FILTER (WHERE band = '{b}')"
-        per_band += [
-            f"count(*) {only} AS {b}_nSources",
-            f"arg_max(psfFlux, midpointMjdTai) {only} AS {b}_latestFlux",
-            f"max(midpointMjdTai) {only} AS {b}_latestMjd",
-            f"avg(psfFlux) {only} AS {b}_meanFlux",
-            f"max(psfFlux) {only} AS {b}_maxFlux",
-            f"min(psfFlux) {only} AS {b}_minFlux",
-            f"(list(psfFlux ORDER BY midpointMjdTai DESC) {only})[2] AS {b}_prevFlux",
-            f"(list(midpointMjdTai ORDER BY midpointMjdTai DESC) {only})[2] AS {b}_prevMjd",
-        ]
+    # Per (object, band) first, with plain aggregates over one newest-first ranking, then one column per band
+    # from those few rows: filtered aggregates over every detection cost a pass each (50 passes, ~10x slower).
+    stats = ["nSources", "latestFlux", "latestMjd", "meanFlux", "maxFlux", "minFlux", "prevFlux", "prevMjd"]
+    per_band = [
+        f"coalesce(max(nSources) FILTER (WHERE band = '{b}'), 0) AS {b}_nSources"
+        if stat == "nSources"
+        else f"max({stat}) FILTER (WHERE band = '{b}') AS {b}_{stat}"
+        for b in BANDS
+        for stat in stats
+    ]
     return f"""
-        SELECT diaObjectId,
-               count(*) AS nSources,
-               min(midpointMjdTai) AS firstDiaSourceMjd,
-               max(midpointMjdTai) AS lastDiaSourceMjd,
-               arg_max(reliability, midpointMjdTai) AS latestReliability,
-               median(reliability) AS medianReliability,
-               arg_max(psfFlux, midpointMjdTai) AS latestFlux,
-               arg_max(psfFluxErr, midpointMjdTai) AS latestFluxErr,
-               arg_max(band, midpointMjdTai) AS latestBand,
-               {", ".join(per_band)}
-        FROM detections
-        GROUP BY diaObjectId
+        WITH ranked AS (
+            SELECT *, row_number() OVER (PARTITION BY diaObjectId, band ORDER BY midpointMjdTai DESC) AS k
+            FROM detections
+        ), bands AS (
+            SELECT diaObjectId, band,
+                   count(*) AS nSources,
+                   max(CASE WHEN k = 1 THEN psfFlux END) AS latestFlux,
+                   max(midpointMjdTai) AS latestMjd,
+                   avg(psfFlux) AS meanFlux,
+                   max(psfFlux) AS maxFlux,
+                   min(psfFlux) AS minFlux,
+                   max(CASE WHEN k = 2 THEN psfFlux END) AS prevFlux,
+                   max(CASE WHEN k = 2 THEN midpointMjdTai END) AS prevMjd
+            FROM ranked GROUP BY diaObjectId, band
+        ), overall AS (
+            SELECT diaObjectId,
+                   count(*) AS nSources,
+                   min(midpointMjdTai) AS firstDiaSourceMjd,
+                   max(midpointMjdTai) AS lastDiaSourceMjd,
+                   arg_max(reliability, midpointMjdTai) AS latestReliability,
+                   median(reliability) AS medianReliability,
+                   arg_max(psfFlux, midpointMjdTai) AS latestFlux,
+                   arg_max(psfFluxErr, midpointMjdTai) AS latestFluxErr,
+                   arg_max(band, midpointMjdTai) AS latestBand
+            FROM detections GROUP BY diaObjectId
+        ), pivoted AS (
+            SELECT diaObjectId, {", ".join(per_band)} FROM bands GROUP BY diaObjectId
+        )
+        SELECT o.*, p.* EXCLUDE (diaObjectId) FROM overall o JOIN pivoted p USING (diaObjectId)
     """
 
 
@@ -170,10 +184,4 @@ def object_features(detections: pa.Table) -> pa.Table:
     """Summary and light-curve features, one row per ``diaObjectId`` of ``detections``."""
     summary = summary_features(detections)
     curves = curve_features(detections)
-    con = duckdb.connect()
-    try:
-        con.register("s", summary)
-        con.register("c", curves)
-        return con.sql("SELECT * FROM s LEFT JOIN c USING (diaObjectId)").to_arrow_table()
-    finally:
-        con.close()
+    return summary.join(curves, keys="diaObjectId", join_type="left outer", coalesce_keys=True)
