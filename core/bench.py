@@ -19,13 +19,20 @@ def benchmarks() -> dict[str, tuple[AddArguments, Run, str]]:
     """The available benchmarks by name: (add their arguments, run them, one-line description)."""
     from nightjar.api import bench_api
     from nightjar.lake import bench_cone, bench_lake
-    from nightjar.streams import bench_decode
+    from nightjar.pipelines import bench_pipeline
+    from nightjar.streams import bench_decode, bench_simulate
 
     return {
         "decode": (bench_decode.add_arguments, bench_decode.run, "columnar decoding vs fastavro per record"),
+        "simulate": (bench_simulate.add_arguments, bench_simulate.run, "heavy simulated alerts per second, one core"),
         "lake": (bench_lake.add_arguments, bench_lake.run, "cutout retrieval and cone search on a large lake"),
         "lake-cone": (bench_cone.add_arguments, bench_cone.run, "HEALPix cone queries before/after lake optimize"),
         "api": (bench_api.add_arguments, bench_api.run, "cone and object latency over HTTP on a large lake"),
+        "pipeline": (
+            bench_pipeline.add_arguments,
+            bench_pipeline.run_cli,
+            "heavy alerts end to end: decode-only, e2e over growing lake, latency, peak memory",
+        ),
         "filters": (_filters_options, _filters, "many streaming filters on one large batch (1,000 on 10,000 alerts)"),
     }
 

@@ -58,3 +58,41 @@ def flux(model: Model, mjd: float, band: str) -> float:
             0.3 * a * sum(np.sin(t * w + p) for w, p in zip((1.0, 2.7, 6.1, 13.3), model.phases, strict=True)) / 2
         )
     return float(a)  # SSO: a single detection at its own brightness
+
+
+def fluxes(models: list[Model], which: np.ndarray, mjd: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """``flux`` of many measurements at once: row ``j`` is ``models[which[j]]`` at ``mjd[j]``, in a band of
+    colour ``colour[j]`` (``BAND_COLOUR``)."""
+    amplitude = np.array([m.amplitude for m in models])[which] * colour
+    dt = mjd - np.array([m.t0 for m in models])[which]
+    period = np.array([m.period for m in models])[which]
+    phases = np.array([m.phases or (0.0,) * 4 for m in models]).reshape(len(models), 4)[which]
+    cls = np.array([m.cls for m in models])[which]
+    out = np.zeros(len(mjd))
+    for name in set(cls.tolist()):
+        k = np.flatnonzero(cls == name)
+        a, t = amplitude[k], dt[k]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if name == "SNIa":
+                f = np.where(t > -30, a * np.exp(-t / 30.0) / (1 + np.exp(-t / 3.0)), 0.0)
+            elif name == "SNII":
+                shape = np.where(t < 80, 1.0, np.exp(-(t - 80) / 10.0))
+                f = np.where(t < -10, 0.0, a * 0.7 / (1 + np.exp(-t / 2.0)) * shape)
+            elif name == "NT":
+                shape = np.where(t < 0, np.exp(t / 10.0), (1 + np.maximum(t, 0.0) / 20.0) ** (-5 / 3))
+                f = np.where(t < -20, 0.0, a * shape)
+            elif name == "FAST":
+                f = a * np.exp(-np.abs(t) / 0.2)
+            elif name == "VS":
+                x = 2 * np.pi * t / period[k]
+                p = phases[k]
+                f = 0.5 * a * (np.sin(x + p[:, 0]) + 0.3 * np.sin(2 * x + p[:, 1]))
+            elif name == "AGN":
+                x = t / period[k]
+                p = phases[k]
+                waves = sum(np.sin(x * w + p[:, j]) for j, w in enumerate((1.0, 2.7, 6.1, 13.3)))
+                f = 0.3 * a * waves / 2
+            else:
+                f = a
+        out[k] = f
+    return out

@@ -10,15 +10,14 @@ diaObject summary and three FITS cutouts. The same seed gives the same alerts an
 
 from __future__ import annotations
 
+import bisect
 import functools
-import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import fastavro
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,7 +25,7 @@ from astropy.io import fits
 from confluent_kafka import Producer
 
 from nightjar.settings import Settings
-from nightjar.streams import kafka, lightcurves, schemas, sky, wire
+from nightjar.streams import avro_encode, kafka, lightcurves, schemas, sky, wire
 
 BANDS = ("u", "g", "r", "i", "z", "y")
 START_MJD = 60950.0
@@ -37,6 +36,10 @@ CADENCE_DAYS = 3.0
 DETECTION_SNR = 5.0
 HOSTED = ("SNIa", "SNII", "NT")
 HOST_FRACTION = 0.8
+BLOCK = 256  # alerts drawn together (changing it changes what a seed gives)
+NOISE_POOL = 1 << 21  # Gaussian noise values that cutouts take their noise from
+BAND_NAMES = np.array(BANDS)
+COLOUR = np.array([lightcurves.BAND_COLOUR[b] for b in BANDS])
 
 
 @dataclass(frozen=True)
@@ -58,9 +61,6 @@ class SimObject:
     host: str | None = None
     host_sep_arcsec: float | None = None
     host_z: float | None = None
-    detections: list[dict[str, Any]] = field(default_factory=list)
-    forced: list[dict[str, Any]] = field(default_factory=list)
-    started: bool = False
 
     @property
     def dia_object_id(self) -> int | None:
@@ -80,33 +80,13 @@ class SimAlert:
     visit: int
 
 
-def _default(avro_type: Any) -> Any:
-    if isinstance(avro_type, list):
-        return None
-    return {"long": 0, "int": 0, "float": 0.0, "double": 0.0, "boolean": False, "string": ""}.get(avro_type)
-
-
-@functools.cache
-def _templates(sid: int) -> dict[str, dict[str, Any]]:
-    """A record of each alert part with every field at its null or zero default."""
-    alert = schemas.lsst_schema(sid)
-    return {
-        name: {f["name"]: _default(f["type"]) for f in schemas.record_schema(alert, name)["fields"]}
-        for name in ("diaSource", "diaObject", "prvDiaForcedSources")
-    }
-
-
 @functools.cache
 def _fits_header(size: int) -> bytes:
     return fits.PrimaryHDU(np.zeros((size, size), dtype=np.float32)).header.tostring().encode()
 
 
-def fits_cutout(rng: np.random.Generator, flux: float, size: int = 16) -> bytes:
-    """A valid single-HDU FITS image: a Gaussian point source of ``flux`` on noise."""
-    y, x = np.mgrid[:size, :size] - (size - 1) / 2
-    image = flux / 20.0 * np.exp(-(x**2 + y**2) / 4.0) + rng.normal(0.0, 50.0, (size, size))
-    data = image.astype(">f4").tobytes()
-    return _fits_header(size) + data + b"\0" * (-len(data) % 2880)
+def _visits(mjd: np.ndarray) -> np.ndarray:
+    return ((mjd - 60000.0) * 86400 / VISIT_SECONDS).astype(np.int64)
 
 
 def _objects(n: int, config: SimConfig, rng: np.random.Generator) -> list[SimObject]:
@@ -154,8 +134,96 @@ def _schedule(
     return events[:n_alerts]
 
 
+@dataclass
+class _History:
+    """An object's packet history so far, already encoded: detections and forced photometry in time order."""
+
+    detections: bytearray = field(default_factory=bytearray)
+    detection_starts: list[int] = field(default_factory=list)
+    detection_mjd: list[float] = field(default_factory=list)
+    detection_band: list[int] = field(default_factory=list)
+    detection_flux: list[float] = field(default_factory=list)
+    forced: bytearray = field(default_factory=bytearray)
+    forced_starts: list[int] = field(default_factory=list)
+    forced_mjd: list[float] = field(default_factory=list)
+    alerts: int = 0
+
+    def add_detections(self, data: bytes, offsets: np.ndarray, mjd: list, band: list, flux: list) -> None:
+        self.detection_starts.extend((offsets[:-1] - offsets[0] + len(self.detections)).tolist())
+        self.detections += data
+        self.detection_mjd.extend(mjd)
+        self.detection_band.extend(band)
+        self.detection_flux.extend(flux)
+
+    def add_forced(self, data: bytes, offsets: np.ndarray, mjd: list) -> None:
+        self.forced_starts.extend((offsets[:-1] - offsets[0] + len(self.forced)).tolist())
+        self.forced += data
+        self.forced_mjd.extend(mjd)
+
+    def window(self, since: float) -> tuple[int, bytes, int, bytes, int]:
+        """Detections and forced photometry from ``since`` on: (count, encoded items) of each, and the index
+        of the first detection in the window."""
+        d = bisect.bisect_left(self.detection_mjd, since)
+        f = bisect.bisect_left(self.forced_mjd, since)
+        n_det, n_forced = len(self.detection_mjd) - d, len(self.forced_mjd) - f
+        det = bytes(self.detections[self.detection_starts[d] :]) if n_det else b""
+        forced = bytes(self.forced[self.forced_starts[f] :]) if n_forced else b""
+        return n_det, det, n_forced, forced, d
+
+
+class _Layout:
+    """Where each part of an alert goes in its Avro encoding, from the writer schema: the head (id, diaSource,
+    histories, diaObject) is assembled per alert; the tail (cutouts and the null fields among them) is a
+    fixed-size byte row per alert, filled a block at a time."""
+
+    SLOTS = ("diaSourceId", "diaSource", "prvDiaSources", "prvDiaForcedSources", "diaObject")
+    CUTOUTS = ("cutoutDifference", "cutoutScience", "cutoutTemplate")
+
+    def __init__(self, sid: int, cutout_size: int):
+        schema = schemas.lsst_schema(sid)
+        self.header = wire.HEADER.pack(wire.MAGIC, sid)
+        self.head: list[str | bytes] = []  # slot names and constant bytes, in order
+        self.branch: dict[str, bytes] = {}  # the union branch byte of each nullable slot's value
+        self.null: dict[str, bytes] = {}
+        self.cutout_bytes = len(_fits_header(cutout_size)) + _padded(4 * cutout_size**2)
+        template = bytearray()
+        self.cutout_at: list[int] = []  # offsets of each cutout's image data in the tail
+        for f in schema["fields"]:
+            name, avro_type = f["name"], f["type"]
+            nullable = isinstance(avro_type, list) and "null" in avro_type
+            if nullable:
+                self.null[name] = avro_encode.varint(avro_type.index("null"))
+                self.branch[name] = avro_encode.varint(next(i for i, t in enumerate(avro_type) if t != "null"))
+            if name in self.CUTOUTS:
+                template += self.branch[name] + avro_encode.varint(self.cutout_bytes)
+                self.cutout_at.append(len(template) + len(_fits_header(cutout_size)))
+                template += _fits_header(cutout_size) + bytes(self.cutout_bytes - len(_fits_header(cutout_size)))
+            elif not nullable and name not in self.SLOTS:
+                raise NotImplementedError(f"schema {sid}: the simulator does not fill the required field {name}")
+            elif self.cutout_at:
+                if name in self.SLOTS:
+                    raise NotImplementedError(f"schema {sid}: {name} after the cutouts")
+                template += self.null[name]
+            elif name in self.SLOTS:
+                self.head.append(name)
+            else:
+                self.head.append(self.null[name])
+        if len(self.cutout_at) != len(self.CUTOUTS):
+            raise NotImplementedError(f"schema {sid}: cutouts are not the last fields")
+        self.tail = np.frombuffer(bytes(template), dtype=np.uint8)
+
+
+def _padded(n: int) -> int:
+    return n + (-n % 2880)  # FITS files come in 2880-byte blocks
+
+
 class Simulation:
-    """``n_alerts`` alerts of a simulated survey; iterate ``alerts()``, then read ``truth()``."""
+    """``n_alerts`` alerts of a simulated survey; iterate ``alerts()``, then read ``truth()``.
+
+    Alerts are made a block of ``BLOCK`` at a time with vectorised draws, and every history record is encoded
+    once, when it is measured (``streams.avro_encode``), then spliced into each alert that carries it. Cutout
+    noise is read at random offsets from one pool of Gaussian noise drawn at the start.
+    """
 
     def __init__(self, n_alerts: int, seed: int = 42, config: SimConfig | None = None, sid: int | None = None):
         self.n_alerts = n_alerts
@@ -165,7 +233,15 @@ class Simulation:
         rng = np.random.default_rng(seed)
         self.objects = _objects(max(1, n_alerts // 4), self.config, rng)
         self.events = _schedule(self.objects, n_alerts, self.config, rng)
-        self._rng = rng
+        self._dia = np.array([o.dia_object_id or 0 for o in self.objects], dtype=np.int64)  # 0: none
+        self._ss = np.array([o.ss_object_id or 0 for o in self.objects], dtype=np.int64)
+        self._ra = np.array([o.ra for o in self.objects])
+        self._dec = np.array([o.dec for o in self.objects])
+        alert = schemas.lsst_schema(self.sid)
+        self._encoders = {
+            name: avro_encode.RecordEncoder(schemas.record_schema(alert, name))
+            for name in ("diaSource", "diaObject", "prvDiaForcedSources")
+        }
 
     def truth(self) -> pa.Table:
         """Class, position and host of every object that has alerts (the simulation's ground truth)."""
@@ -184,130 +260,256 @@ class Simulation:
             }
         )
 
-    def _measure(self, obj: SimObject, mjd: float, band: str, rng: np.random.Generator) -> tuple[float, float]:
-        true = lightcurves.flux(obj.model, mjd, band)
-        err = float(np.sqrt(abs(true) * 2.0 + 200.0**2))
-        return true + float(rng.normal(0, err)), err
-
-    def _source(self, obj: SimObject, source_id: int, mjd: float, band: str, flux: float, err: float,
-                rng: np.random.Generator) -> dict[str, Any]:  # fmt: skip
-        visit = int((mjd - 60000.0) * 86400 / VISIT_SECONDS)
-        cos_dec = max(np.cos(np.radians(obj.dec)), 1e-3)
-        source = dict(_templates(self.sid)["diaSource"])
-        source.update(
-            diaSourceId=source_id,
-            visit=visit,
-            detector=int(rng.integers(0, 189)),
-            diaObjectId=obj.dia_object_id,
-            ssObjectId=obj.ss_object_id,
-            midpointMjdTai=mjd,
-            ra=(obj.ra + float(rng.normal(0, 0.05 / 3600)) / cos_dec) % 360,
-            dec=float(np.clip(obj.dec + float(rng.normal(0, 0.05 / 3600)), -90, 90)),
-            raErr=0.05 / 3600,
-            decErr=0.05 / 3600,
-            x=float(rng.uniform(0, 4000)),
-            y=float(rng.uniform(0, 4000)),
-            psfFlux=flux,
-            psfFluxErr=err,
-            snr=abs(flux) / err,
-            scienceFlux=flux + 1000.0,
-            scienceFluxErr=err,
-            reliability=float(np.clip(rng.beta(8, 2), 0, 1)),
-            band=band,
-            isNegative=flux < 0,
-            extendedness=float(rng.uniform(0, 1)),
-            timeProcessedMjdTai=mjd + 60.0 / 86400,
-            psfNdata=self.config.cutout_size**2,
-            bboxSize=self.config.cutout_size,
-        )
-        return source
-
-    def _forced(self, obj: SimObject, mjd: float, band: str, flux: float, err: float, n: int) -> dict[str, Any]:
-        fs = dict(_templates(self.sid)["prvDiaForcedSources"])
-        fs.update(
-            diaForcedSourceId=ID_BASE + 20_000_000_000 + obj.index * 10_000 + n,
-            diaObjectId=obj.dia_object_id or 0,
-            ra=obj.ra,
-            dec=obj.dec,
-            visit=int((mjd - 60000.0) * 86400 / VISIT_SECONDS),
-            detector=0,
-            psfFlux=flux,
-            psfFluxErr=err,
-            midpointMjdTai=mjd,
-            band=band,
-            timeProcessedMjdTai=mjd + 60.0 / 86400,
-        )
-        return fs
-
-    def _start(self, obj: SimObject) -> None:
-        """The object's history before the window: forced photometry every few days, detections where bright."""
-        obj.started = True
-        if obj.model.cls == "SSO" or self.config.history_days <= 0:
-            return
-        rng = np.random.default_rng([self.seed, obj.index, 1])
-        first = START_MJD - self.config.history_days
-        epochs = np.arange(first, START_MJD, CADENCE_DAYS) + rng.uniform(0, CADENCE_DAYS / 2)
-        for k, mjd in enumerate(epochs):
-            band = BANDS[int(rng.integers(0, len(BANDS)))]
-            flux, err = self._measure(obj, float(mjd), band, rng)
-            obj.forced.append(self._forced(obj, float(mjd), band, flux, err, k))
-            if abs(flux) / err >= DETECTION_SNR:
-                source_id = ID_BASE + 30_000_000_000 + obj.index * 10_000 + k
-                obj.detections.append(self._source(obj, source_id, float(mjd), band, flux, err, rng))
-
     def alerts(self) -> Iterator[SimAlert]:
-        writer = schemas.lsst_schema(self.sid)
-        size = self.config.cutout_size
-        for k, (mjd, i) in enumerate(self.events):
-            obj = self.objects[i]
-            if not obj.started:
-                self._start(obj)
-            rng = np.random.default_rng([self.seed, i, 2, k])
-            visit = int((mjd - 60000.0) * 86400 / VISIT_SECONDS)
-            band = BANDS[visit % len(BANDS)]
-            flux, err = self._measure(obj, mjd, band, rng)
-            source = self._source(obj, ID_BASE + 10_000_000_000 + k, mjd, band, flux, err, rng)
-            since = mjd - HISTORY_WINDOW_DAYS
-            history = [s for s in obj.detections if s["midpointMjdTai"] >= since]
-            forced = [f for f in obj.forced if f["midpointMjdTai"] >= since]
-            alert = {
-                "diaSourceId": source["diaSourceId"],
-                "diaSource": source,
-                "prvDiaSources": history or None,
-                "prvDiaForcedSources": forced or None,
-                "diaObject": self._dia_object(obj, source, history) if obj.dia_object_id is not None else None,
-                "cutoutDifference": fits_cutout(rng, flux, size),
-                "cutoutScience": fits_cutout(rng, flux + 1000.0, size),
-                "cutoutTemplate": fits_cutout(rng, 1000.0, size),
-            }
-            buf = io.BytesIO()
-            fastavro.schemaless_writer(buf, writer, alert)
-            obj.detections.append(source)
-            obj.forced.append(self._forced(obj, mjd, band, flux, err, 5000 + k % 5000))
-            key = obj.dia_object_id or obj.ss_object_id or 0
-            yield SimAlert(str(key).encode(), wire.frame(self.sid, buf.getvalue()), obj.dia_object_id,
-                           source["diaSourceId"], visit)  # fmt: skip
+        """The alerts in time order, each with the object's history of the previous 365 days."""
+        layout = _Layout(self.sid, self.config.cutout_size)
+        noise = np.random.default_rng([self.seed, 3]).normal(0.0, 50.0, NOISE_POOL).astype(">f4")
+        tail = np.tile(layout.tail, (BLOCK, 1))
+        last = {i: k for k, (_, i) in enumerate(self.events)}
+        histories: dict[int, _History] = {}
+        for block, first in enumerate(range(0, len(self.events), BLOCK)):
+            events = self.events[first : first + BLOCK]
+            rng = np.random.default_rng([self.seed, 2, block])
+            new = [i for i in dict.fromkeys(i for _, i in events) if i not in histories]
+            histories.update((i, _History()) for i in new)
+            self._start(new, histories, rng)
+            yield from self._block(first, events, histories, last, rng, layout, tail, noise)
 
-    def _dia_object(self, obj: SimObject, source: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
-        everything = [*history, source]
-        dia_object = dict(_templates(self.sid)["diaObject"])
-        dia_object.update(
-            diaObjectId=obj.dia_object_id,
-            validityStartMjdTai=source["midpointMjdTai"],
-            ra=obj.ra,
-            dec=obj.dec,
-            nDiaSources=len(everything),
-            firstDiaSourceMjdTai=everything[0]["midpointMjdTai"],
-            lastDiaSourceMjdTai=source["midpointMjdTai"],
+    def _measure(self, which: np.ndarray, mjd: np.ndarray, band: np.ndarray, rng: np.random.Generator) -> tuple:
+        """Measured fluxes and errors (nJy) of objects ``which`` at ``mjd`` in bands ``band`` (indices)."""
+        distinct, row = np.unique(which, return_inverse=True)
+        true = lightcurves.fluxes([self.objects[i].model for i in distinct], row, mjd, COLOUR[band])
+        err = np.sqrt(np.abs(true) * 2.0 + 200.0**2)
+        return true + rng.normal(0.0, err), err
+
+    def _sources(self, which: np.ndarray, ids: np.ndarray, mjd: np.ndarray, band: np.ndarray, flux: np.ndarray,
+                 err: np.ndarray, rng: np.random.Generator) -> tuple[bytes, np.ndarray]:  # fmt: skip
+        """Encoded diaSources of objects ``which``."""
+        n = len(which)
+        ra, dec, dia, ss = self._ra[which], self._dec[which], self._dia[which], self._ss[which]
+        cos_dec = np.maximum(np.cos(np.radians(dec)), 1e-3)
+        columns = {
+            "diaSourceId": ids,
+            "visit": _visits(mjd),
+            "detector": rng.integers(0, 189, n),
+            "diaObjectId": dia,
+            "ssObjectId": ss,
+            "midpointMjdTai": mjd,
+            "ra": (ra + rng.normal(0, 0.05 / 3600, n) / cos_dec) % 360,
+            "dec": np.clip(dec + rng.normal(0, 0.05 / 3600, n), -90, 90),
+            "raErr": 0.05 / 3600,
+            "decErr": 0.05 / 3600,
+            "x": rng.uniform(0, 4000, n),
+            "y": rng.uniform(0, 4000, n),
+            "psfFlux": flux,
+            "psfFluxErr": err,
+            "snr": np.abs(flux) / err,
+            "scienceFlux": flux + 1000.0,
+            "scienceFluxErr": err,
+            "reliability": np.clip(rng.beta(8, 2, n), 0, 1),
+            "band": BAND_NAMES[band],
+            "isNegative": flux < 0,
+            "extendedness": rng.uniform(0, 1, n),
+            "timeProcessedMjdTai": mjd + 60.0 / 86400,
+            "psfNdata": self.config.cutout_size**2,
+            "bboxSize": self.config.cutout_size,
+        }
+        return self._encoders["diaSource"].encode(columns, n, nulls={"diaObjectId": dia == 0, "ssObjectId": ss == 0})
+
+    def _forced(self, which: np.ndarray, ids: np.ndarray, mjd: np.ndarray, band: np.ndarray, flux: np.ndarray,
+                err: np.ndarray) -> tuple[bytes, np.ndarray]:  # fmt: skip
+        """Encoded forced photometry of objects ``which``."""
+        columns = {
+            "diaForcedSourceId": ids,
+            "diaObjectId": self._dia[which],
+            "ra": self._ra[which],
+            "dec": self._dec[which],
+            "visit": _visits(mjd),
+            "detector": 0,
+            "psfFlux": flux,
+            "psfFluxErr": err,
+            "midpointMjdTai": mjd,
+            "band": BAND_NAMES[band],
+            "timeProcessedMjdTai": mjd + 60.0 / 86400,
+        }
+        return self._encoders["prvDiaForcedSources"].encode(columns, len(which))
+
+    def _start(self, new: list[int], histories: dict[int, _History], rng: np.random.Generator) -> None:
+        """The history of objects ``new`` before the window: forced photometry every few days, detections
+        where bright."""
+        objs = [i for i in new if self.objects[i].model.cls != "SSO"]
+        if self.config.history_days <= 0 or not objs:
+            return
+        # Epochs end before the window opens, so that histories stay in time order.
+        base = np.arange(START_MJD - self.config.history_days, START_MJD - CADENCE_DAYS / 2, CADENCE_DAYS)
+        n_epochs = len(base)
+        if not n_epochs:
+            return
+        mjd = (base[None, :] + rng.uniform(0, CADENCE_DAYS / 2, len(objs))[:, None]).ravel()
+        which = np.repeat(objs, n_epochs)
+        epoch = np.tile(np.arange(n_epochs), len(objs))
+        band = rng.integers(0, len(BANDS), len(mjd))
+        flux, err = self._measure(which, mjd, band, rng)
+        forced, forced_at = self._forced(which, ID_BASE + 20_000_000_000 + which * 10_000 + epoch, mjd, band, flux, err)
+        detected = np.flatnonzero(np.abs(flux) / err >= DETECTION_SNR)
+        ids = ID_BASE + 30_000_000_000 + which[detected] * 10_000 + epoch[detected]
+        det, det_at = self._sources(
+            which[detected], ids, mjd[detected], band[detected], flux[detected], err[detected], rng
         )
-        for b in BANDS:
-            fluxes = [s["psfFlux"] for s in everything if s["band"] == b]
-            dia_object[f"{b}_psfFluxNdata"] = len(fluxes)
-            if fluxes:
-                dia_object[f"{b}_psfFluxMean"] = float(np.mean(fluxes))
-                dia_object[f"{b}_psfFluxMin"] = float(np.min(fluxes))
-                dia_object[f"{b}_psfFluxMax"] = float(np.max(fluxes))
-        return dia_object
+        # Records are grouped by object: cut each object's run out of the block's encodings.
+        det_bounds = np.searchsorted(detected, np.arange(len(objs) + 1) * n_epochs)
+        mjd_list, flux_list, band_list = mjd.tolist(), flux.tolist(), band.tolist()
+        for o, i in enumerate(objs):
+            h = histories[i]
+            lo, hi = o * n_epochs, (o + 1) * n_epochs
+            h.add_forced(forced[forced_at[lo] : forced_at[hi]], forced_at[lo : hi + 1], mjd_list[lo:hi])
+            a, b = det_bounds[o], det_bounds[o + 1]
+            rows = detected[a:b].tolist()
+            h.add_detections(
+                det[det_at[a] : det_at[b]],
+                det_at[a : b + 1],
+                [mjd_list[r] for r in rows],
+                [band_list[r] for r in rows],
+                [flux_list[r] for r in rows],
+            )
+
+    def _block(self, first: int, events: list[tuple[float, int]], histories: dict[int, _History],
+               last: dict[int, int], rng: np.random.Generator, layout: _Layout, tail: np.ndarray,
+               noise: np.ndarray) -> Iterator[SimAlert]:  # fmt: skip
+        n = len(events)
+        which = np.array([i for _, i in events], dtype=np.int64)
+        mjd = np.array([t for t, _ in events])
+        visit = _visits(mjd)
+        band = visit % len(BANDS)
+        flux, err = self._measure(which, mjd, band, rng)
+        source_ids = ID_BASE + 10_000_000_000 + first + np.arange(n, dtype=np.int64)
+        sources, source_at = self._sources(which, source_ids, mjd, band, flux, err, rng)
+        which_list = which.tolist()
+        ordinal = []
+        for i in which_list:
+            ordinal.append(histories[i].alerts)
+            histories[i].alerts += 1
+        forced_ids = ID_BASE + 20_000_000_000 + which * 10_000 + 5_000 + np.asarray(ordinal, dtype=np.int64)
+        forced, forced_at = self._forced(which, forced_ids, mjd, band, flux, err)
+        self._cutouts(tail[:n], layout, flux, rng, noise)
+
+        windows: list[tuple[int, bytes, int, bytes]] = []
+        first_mjd: list[float] = []
+        in_window: list[int] = []  # detections in each alert's window, its own included
+        bands: list[int] = []
+        fluxes: list[float] = []
+        mjd_list, flux_list, band_list = mjd.tolist(), flux.tolist(), band.tolist()
+        for j, i in enumerate(which_list):
+            h = histories[i]
+            n_det, det, n_forced, prv_forced, d = h.window(mjd_list[j] - HISTORY_WINDOW_DAYS)
+            windows.append((n_det, det, n_forced, prv_forced))
+            first_mjd.append(h.detection_mjd[d] if n_det else mjd_list[j])
+            h.add_detections(sources[source_at[j] : source_at[j + 1]], source_at[j : j + 2], [mjd_list[j]],
+                             [band_list[j]], [flux_list[j]])  # fmt: skip
+            h.add_forced(forced[forced_at[j] : forced_at[j + 1]], forced_at[j : j + 2], [mjd_list[j]])
+            in_window.append(n_det + 1)
+            bands.extend(h.detection_band[d:])
+            fluxes.extend(h.detection_flux[d:])
+            if last[i] == first + j:
+                del histories[i]
+        has_object = self._dia[which] != 0
+        objects, object_at = self._dia_objects(
+            which, mjd, np.array(first_mjd), np.array(in_window), np.array(bands), np.array(fluxes), has_object
+        )
+        object_row = np.cumsum(has_object) - 1
+
+        for j, i in enumerate(which_list):
+            n_det, det, n_forced, prv_forced = windows[j]
+            pieces: list[bytes | memoryview] = [layout.header]
+            for slot in layout.head:
+                if isinstance(slot, bytes):
+                    pieces.append(slot)
+                elif slot == "diaSourceId":
+                    pieces.append(avro_encode.varint(int(source_ids[j])))
+                elif slot == "diaSource":
+                    pieces.append(sources[source_at[j] : source_at[j + 1]])
+                elif slot == "prvDiaSources":
+                    pieces.append(layout.branch[slot] + avro_encode.array(n_det, det) if n_det else layout.null[slot])
+                elif slot == "prvDiaForcedSources":
+                    pieces.append(
+                        layout.branch[slot] + avro_encode.array(n_forced, prv_forced) if n_forced else layout.null[slot]
+                    )
+                elif has_object[j]:
+                    r = object_row[j]
+                    pieces.append(layout.branch[slot] + objects[object_at[r] : object_at[r + 1]])
+                else:
+                    pieces.append(layout.null[slot])
+            pieces.append(memoryview(tail[j]))
+            dia, ss = int(self._dia[i]), int(self._ss[i])
+            yield SimAlert(str(dia or ss).encode(), b"".join(pieces), dia or None, int(source_ids[j]), int(visit[j]))
+
+    def _dia_objects(
+        self,
+        which: np.ndarray,
+        mjd: np.ndarray,
+        first_mjd: np.ndarray,
+        in_window: np.ndarray,
+        bands: np.ndarray,
+        fluxes: np.ndarray,
+        has_object: np.ndarray,
+    ) -> tuple[bytes, np.ndarray]:
+        """Encoded diaObjects of the alerts with one: summaries of the detections in each alert's window,
+        given as ``in_window`` (count per alert) runs of ``bands`` and ``fluxes``."""
+        n = len(which)
+        alert = np.repeat(np.arange(n), in_window)
+        key = alert * len(BANDS) + bands
+        order = np.argsort(key, kind="stable")
+        key, values = key[order], fluxes[order]
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.int64)
+        shape = (n, len(BANDS))
+        count, total = np.zeros(shape), np.zeros(shape)
+        low, high = np.zeros(shape), np.zeros(shape)
+        cells = key[starts]
+        count.flat[cells] = np.diff(np.r_[starts, len(key)])
+        if len(key):
+            total.flat[cells] = np.add.reduceat(values, starts)
+            low.flat[cells] = np.minimum.reduceat(values, starts)
+            high.flat[cells] = np.maximum.reduceat(values, starts)
+        rows = np.flatnonzero(has_object)
+        columns: dict[str, Any] = {
+            "diaObjectId": self._dia[which[rows]],
+            "validityStartMjdTai": mjd[rows],
+            "ra": self._ra[which[rows]],
+            "dec": self._dec[which[rows]],
+            "nDiaSources": in_window[rows],
+            "firstDiaSourceMjdTai": first_mjd[rows],
+            "lastDiaSourceMjdTai": mjd[rows],
+        }
+        nulls: dict[str, np.ndarray] = {}
+        for k, b in enumerate(BANDS):
+            c = count[rows, k]
+            columns[f"{b}_psfFluxNdata"] = c.astype(np.int64)
+            columns[f"{b}_psfFluxMean"] = total[rows, k] / np.maximum(c, 1)
+            columns[f"{b}_psfFluxMin"] = low[rows, k]
+            columns[f"{b}_psfFluxMax"] = high[rows, k]
+            for stat in ("Mean", "Min", "Max"):
+                nulls[f"{b}_psfFlux{stat}"] = c == 0
+        return self._encoders["diaObject"].encode(columns, len(rows), nulls)
+
+    def _cutouts(self, tail: np.ndarray, layout: _Layout, flux: np.ndarray, rng: np.random.Generator,
+                 noise: np.ndarray) -> None:  # fmt: skip
+        """Write the block's difference, science and template images into the FITS files laid out in ``tail``:
+        a Gaussian point source on noise, as big-endian float32. The noise is a window of the pool at a random
+        offset; the source is added within 10 pixels of the centre (beyond, it is below 1e-9 of its peak)."""
+        size = self.config.cutout_size
+        pixels = size * size
+        centre = (size - 1) / 2
+        lo, hi = max(0, int(np.floor(centre)) - 10), min(size, int(np.ceil(centre)) + 11)
+        y, x = np.mgrid[lo:hi, lo:hi] - centre
+        psf = np.exp(-(x**2 + y**2) / 4.0) / 20.0
+        pool = noise.view(np.uint8)
+        n = len(flux)
+        for at, level in zip(layout.cutout_at, (flux, flux + 1000.0, np.full(n, 1000.0)), strict=True):
+            offsets = (4 * rng.integers(0, len(noise) - pixels, n)).tolist()
+            for j, o in enumerate(offsets):
+                tail[j, at : at + 4 * pixels] = pool[o : o + 4 * pixels]
+            image = tail[:, at : at + 4 * pixels].view(">f4").reshape(n, size, size)
+            image[:, lo:hi, lo:hi] += (level[:, None, None] * psf[None]).astype(np.float32)
 
 
 def generate_alerts(n_alerts: int, seed: int = 42, config: SimConfig | None = None) -> Iterator[SimAlert]:

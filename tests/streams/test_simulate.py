@@ -9,8 +9,10 @@ import fastavro
 import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
+from astropy.io import fits
 
 from nightjar.streams import lightcurves, schemas, sky, wire
+from nightjar.streams.decode import RawBatch, decode_batch
 from nightjar.streams.simulate import SimConfig, Simulation
 
 
@@ -88,3 +90,112 @@ def test_a_year_of_history_gives_rubin_sized_alerts() -> None:
         forced.append(len(record["prvDiaForcedSources"] or []))
     # A forced measurement every three days for a year.
     assert float(np.median(forced)) >= 100
+
+
+@pytest.fixture(scope="module")
+def heavy() -> list:
+    config = SimConfig(history_days=365, cutout_size=80)
+    return list(Simulation(300, seed=13, config=config).alerts())
+
+
+def assert_same_row(row: dict, expected: dict, where: str) -> None:
+    for name, value in expected.items():
+        assert row[name] == value, f"{where}.{name}: {row[name]!r} != {value!r}"
+
+
+def _fastavro(payload: bytes) -> dict:
+    sid, body = wire.unframe(payload)
+    record = fastavro.schemaless_reader(io.BytesIO(body), schemas.lsst_schema(sid), None)
+    assert isinstance(record, dict)
+    return record
+
+
+def test_heavy_alerts_read_the_same_with_fastavro_and_the_columnar_decoder(heavy) -> None:
+    sample = [a.payload for a in heavy[::5]]
+    out = decode_batch(RawBatch.from_payloads(sample))
+    assert out.rejects == []
+    refs = [_fastavro(p) for p in sample]
+    prv, forced, objects = (
+        iter(out.prv_sources.to_pylist()),
+        iter(out.forced_sources.to_pylist()),
+        iter(out.objects.to_pylist()),
+    )
+    cutouts = out.cutouts.to_pylist()
+    for i, (source, ref) in enumerate(zip(out.sources.to_pylist(), refs, strict=True)):
+        assert_same_row(source, ref["diaSource"], f"[{i}].diaSource")
+        for item in ref["prvDiaSources"] or []:
+            assert_same_row(next(prv), item, f"[{i}].prvDiaSources")
+        for item in ref["prvDiaForcedSources"] or []:
+            assert_same_row(next(forced), item, f"[{i}].prvDiaForcedSources")
+        if ref["diaObject"] is not None:
+            assert_same_row(next(objects), ref["diaObject"], f"[{i}].diaObject")
+        for name in ("cutoutDifference", "cutoutScience", "cutoutTemplate"):
+            assert cutouts[i][name] == ref[name]
+    for rest in (prv, forced, objects):
+        assert next(rest, None) is None
+
+
+def test_heavy_alerts_are_canonical_avro(heavy) -> None:
+    """fastavro writes back exactly the bytes the simulator's own encoder wrote."""
+    for alert in heavy[::25]:
+        sid, body = wire.unframe(alert.payload)
+        again = io.BytesIO()
+        fastavro.schemaless_writer(again, schemas.lsst_schema(sid), _fastavro(alert.payload))
+        assert again.getvalue() == bytes(body)
+
+
+def test_heavy_alerts_are_consistent(heavy) -> None:
+    ids: set[int] = set()
+    for alert in heavy:
+        record = _fastavro(alert.payload)
+        source = record["diaSource"]
+        assert record["diaSourceId"] == source["diaSourceId"] == alert.dia_source_id
+        assert source["diaObjectId"] == alert.dia_object_id
+        history = record["prvDiaSources"] or []
+        forced = record["prvDiaForcedSources"] or []
+        for rows in (history, forced):
+            mjd = [r["midpointMjdTai"] for r in rows]
+            assert mjd == sorted(mjd)
+            assert all(source["midpointMjdTai"] - 365 <= t < source["midpointMjdTai"] for t in mjd)
+        ids.update(r["diaForcedSourceId"] for r in forced)
+        obj = record["diaObject"]
+        if obj is None:
+            assert alert.dia_object_id is None and not history
+            continue
+        everything = [*history, source]
+        assert obj["nDiaSources"] == len(everything)
+        assert obj["firstDiaSourceMjdTai"] == everything[0]["midpointMjdTai"]
+        for band in "ugrizy":
+            fluxes = [s["psfFlux"] for s in everything if s["band"] == band]
+            assert obj[f"{band}_psfFluxNdata"] == len(fluxes)
+            if fluxes:
+                assert obj[f"{band}_psfFluxMean"] == pytest.approx(np.mean(fluxes), rel=1e-6, abs=1e-3)
+                assert obj[f"{band}_psfFluxMax"] == pytest.approx(max(fluxes), rel=1e-6)
+            else:
+                assert obj[f"{band}_psfFluxMean"] is None
+    # Forced photometry ids are unique per measurement (an object's alerts repeat the same history rows).
+    assert len(ids) > len(heavy)
+
+
+def test_cutouts_are_fits_images_of_a_point_source(heavy) -> None:
+    record = _fastavro(heavy[0].payload)
+    flux = record["diaSource"]["psfFlux"]
+    with fits.open(io.BytesIO(record["cutoutScience"])) as hdus:
+        image = hdus[0].data
+    assert image.shape == (80, 80)
+    y, x = np.mgrid[38:42, 38:42] - 39.5
+    psf = np.exp(-(x**2 + y**2) / 4.0).mean()
+    assert image[38:42, 38:42].mean() == pytest.approx((flux + 1000.0) / 20 * psf, abs=60)
+    assert 40 < image[:20].std() < 60  # the noise, far from the source
+
+
+def test_vectorised_light_curves_equal_the_scalar_models() -> None:
+    rng = np.random.default_rng(3)
+    models = [lightcurves.draw(c, 60950.0, 10, rng) for c in lightcurves.CLASSES for _ in range(5)]
+    which = rng.integers(0, len(models), 2000)
+    mjd = rng.uniform(60950.0 - 400, 60965.0, 2000)
+    bands = rng.choice(list(lightcurves.BAND_COLOUR), 2000)
+    colour = np.array([lightcurves.BAND_COLOUR[b] for b in bands])
+    got = lightcurves.fluxes(models, which, mjd, colour)
+    expected = [lightcurves.flux(models[w], t, b) for w, t, b in zip(which, mjd, bands, strict=True)]
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
