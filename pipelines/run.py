@@ -259,6 +259,8 @@ def run(
                     break
                 continue
             last_data = busy[0] = time.monotonic()
+            if not report.consumed:  # the clock starts with the first alert, not with joining the group
+                started = last_data
             filters = registry.list_filters(db, active_only=True)
             kafka.ensure_topics(settings, [f.topic for f in filters])
             report.consumed += len(raw)
