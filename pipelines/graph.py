@@ -78,8 +78,8 @@ class Pipeline:
     ``emit`` submits a job's stages to the cluster and returns at once; up to ``max_in_flight`` jobs run
     together (batch N+1 is decoded while batch N commits and runs its filters). Lake commits run in the order
     the jobs were emitted, each after the previous one, and jobs are delivered in that order too: the sink gets
-    each job with its outcome, oldest first. ``poll`` delivers the jobs already finished; ``close`` waits for
-    every job and delivers it.
+    each job with its outcome, oldest first. ``poll`` delivers the jobs already finished; ``drain`` waits for
+    every job and delivers it; ``close`` releases the graph.
     """
 
     def __init__(self, source: Stream, deliver: Callable[[Job], Any], max_in_flight: int) -> None:
@@ -115,13 +115,12 @@ class Pipeline:
             self._finish(self.in_flight.popleft())
 
     def close(self) -> None:
-        """Deliver what is in flight, then release the sink (Streamz keeps every sink in a module-level set)."""
-        try:
-            self.drain()
-        finally:
-            if self.sink is not None:
-                self.sink.destroy()
-            self.in_flight.clear()
+        """Release the sink (Streamz keeps every sink in a module-level set) and forget the jobs in flight: after
+        an error nothing more is delivered, and their Kafka offsets stay uncommitted (call ``drain`` first to
+        deliver them)."""
+        if self.sink is not None:
+            self.sink.destroy()
+        self.in_flight.clear()
 
 
 def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any], max_in_flight: int = 2) -> Pipeline:

@@ -311,6 +311,7 @@ def ingest(settings: Settings, client: Client, files: list[Path]) -> RunReport:
                 pending = RawBatch([], [], [], [])
         if len(pending):
             pipeline.emit(graph.Job(raw=pending))
+        pipeline.drain()
     finally:
         pipeline.close()
     for job in outcomes:
