@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -180,9 +180,9 @@ def commit_to_lake(
     """
     started = time.perf_counter()
     with commit.lake_lock(home):
-        batch.objects = _commit(batch, home, txns, context)
-    batch.timings["commit"] = time.perf_counter() - started
-    return batch
+        objects = _commit(batch, home, txns, context)
+    timings = {**batch.timings, "commit": time.perf_counter() - started}
+    return replace(batch, objects=objects, timings=timings)
 
 
 def _commit(batch: DecodedBatch, home: Path, txns: dict[str, int], context: BatchContext | None) -> pa.Table:
