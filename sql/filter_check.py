@@ -37,6 +37,7 @@ def check_filter_sql(sql: str) -> FilterShape:
     box = sandbox.connect(tables, sandbox.Limits(timeout_s=10.0))
     try:
         parsed = sandbox.check(box, sql)
+        sandbox.confine(box, parsed.sql)
         try:
             relation = box.con.sql(parsed.sql)
             columns = tuple(relation.columns)
