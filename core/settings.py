@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     # HTTP API.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    api_trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses (or networks) of reverse proxies whose X-Forwarded-For/-Proto are believed; "
+        "empty: none, the client address is the TCP peer's (rate limits of anonymous callers key on it).",
+    )
 
     @field_validator("home")
     @classmethod
