@@ -14,6 +14,7 @@ _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _ATOM = r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+")
+_LOCAL_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*")
 
 
 def unsafe_character(text: str) -> str | None:
@@ -38,7 +39,7 @@ def header_safe(text: str) -> bool:
     return unsafe_character(text) is None
 
 
-def address_ok(address: str) -> bool:
+def address_ok(address: str, local: bool = False) -> bool:
     """True if ``address`` is one plain ASCII address (``local@domain.tld``): no display name, list or comment,
     no ``=`` or ``?`` (so no encoded word), nothing a header parser could turn into a second header.
 
@@ -47,4 +48,5 @@ def address_ok(address: str) -> bool:
     >>> address_ok("astro@example.org"), address_ok("m@example.org\\u2028Bcc: x@y.org"), address_ok("a@b.org, c@d.org")
     (True, False, False)
     """
-    return len(address) <= 254 and _ADDRESS.fullmatch(address) is not None
+    pattern = _LOCAL_ADDRESS if local else _ADDRESS  # local: a one-label domain (the sender nightjar@localhost)
+    return len(address) <= 254 and pattern.fullmatch(address) is not None

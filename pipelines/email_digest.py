@@ -35,8 +35,8 @@ class EmailError(RuntimeError):
 POLICY = policy.SMTP.clone(raise_on_defect=True)
 
 
-def _addresses(addresses: Sequence[str]) -> str:
-    bad = [a for a in addresses if not address_ok(a)]
+def _addresses(addresses: Sequence[str], local: bool = False) -> str:
+    bad = [a for a in addresses if not address_ok(a, local)]
     if bad or not addresses:
         raise EmailError(f"not a plain e-mail address: {bad[0]!r}" if bad else "no recipient")
     return ", ".join(addresses)
@@ -44,7 +44,7 @@ def _addresses(addresses: Sequence[str]) -> str:
 
 def _named(filter_name: str, filter_id: int) -> str:
     """How a subject names a filter: its name if that is safe in a header, else its id alone."""
-    return f"{filter_name} (id {filter_id})" if header_safe(filter_name) else f"id {filter_id}"
+    return filter_name if header_safe(filter_name) else f"id {filter_id}"
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def digest(
 ) -> EmailMessage:
     """The digest e-mail of one filter's new matches in one batch; EmailError if an address is not plain."""
     msg = EmailMessage(policy=POLICY)
-    msg["From"] = _addresses([config.sender])
+    msg["From"] = _addresses([config.sender], local=True)
     msg["To"] = _addresses(to)
     plural = "es" if len(records) != 1 else ""
     msg["Subject"] = f"Nightjar filter {_named(filter_name, filter_id)}: {len(records)} new match{plural}"
@@ -122,12 +122,13 @@ def digest(
 def notice(config: SmtpConfig, to: Sequence[str], filter_id: int, filter_name: str, text: str) -> EmailMessage:
     """A message to a filter's owner about the filter itself (it failed, it was switched off)."""
     msg = EmailMessage(policy=POLICY)
-    msg["From"] = _addresses([config.sender])
+    msg["From"] = _addresses([config.sender], local=True)
     msg["To"] = _addresses(to)
     first = (text.splitlines() or [""])[0][:120]
     if not header_safe(first):
         first = "a notice about your filter"
-    msg["Subject"] = f"Nightjar filter {_named(filter_name, filter_id)}: {first}"
+    named = f"{filter_name} (id {filter_id})" if header_safe(filter_name) else f"id {filter_id}"
+    msg["Subject"] = f"Nightjar filter {named}: {first}"
     msg["Date"] = formatdate(usegmt=True)
     msg["X-Nightjar-Filter"] = str(filter_id)
     msg.set_content(text + "\n")

@@ -58,7 +58,7 @@ def _check(raw: bytes, expected: set[str] = HEADERS) -> None:
     names = _headers_of(raw)
     assert set(names) == expected and len(names) == len(expected), names
     parsed = BytesParser(policy=policy.default).parsebytes(raw)
-    assert {k.lower() for k in parsed.keys()} == expected
+    assert {k.lower() for k in parsed} == expected
     assert parsed["To"] == "astro@example.org"
     assert not re.search(rb"(?im)^(bcc|reply-to|x-evil):", raw.split(b"\r\n\r\n", 1)[0])
 
@@ -76,7 +76,7 @@ def test_a_hostile_filter_name_adds_no_header(name: str) -> None:
 def test_a_plain_name_is_in_the_subject() -> None:
     digest = email_digest.digest(CONFIG, ["astro@example.org"], 7, "SN candidés", 1, [], ["k"], 10)
     _check(digest.as_bytes())
-    assert digest["Subject"] == "Nightjar filter SN candidés (id 7): 0 new matches"
+    assert digest["Subject"] == "Nightjar filter SN candidés: 0 new matches"
 
 
 @pytest.mark.parametrize("address", HOSTILE_ADDRESSES)
@@ -95,4 +95,4 @@ def test_the_smtp_server_receives_only_the_named_recipients(smtp_server) -> None
     assert len(mails) == 8
     for mail in mails:
         assert mail.recipients == ["astro@example.org"]
-        assert {k.lower() for k in mail.message.keys()} == HEADERS
+        assert {k.lower() for k in mail.message} == HEADERS
