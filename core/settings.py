@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     job_workers: int = Field(default=1, ge=1)
     # A hard cap on the memory of processes that run user SQL (see sql/memory_cap.py); None: computed.
     process_memory_cap: str | None = None
+    query_isolation: bool = Field(
+        default=True,
+        description="Run static queries in a child process killed at the time limit (a single huge scalar call "
+        "cannot be interrupted in process).",
+    )
 
     # Filters: matches per filter per batch, failures in a row before a filter is switched off.
     filter_max_rows: int = Field(default=10_000, ge=1)
