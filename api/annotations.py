@@ -28,6 +28,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from nightjar.api.auth import Caller, require
+from nightjar.api.ids import StrictId
 from nightjar.api.users import ANNOTATOR, User
 from nightjar.lake.annotations import (
     append_annotations,
@@ -174,7 +175,7 @@ def view(rows: pa.Table) -> list[dict[str, Any]]:
 class AnnotationRequest(BaseModel):
     """One annotation (Lasair's fields; ``diaObjectId`` may be a string, as IDs are in JSON)."""
 
-    diaObjectId: int = Field(gt=0, le=MAX_ID, description="The object, as known to the lake.")
+    diaObjectId: StrictId = Field(gt=0, le=MAX_ID, description="The object, as known to the lake.")
     topic: str = Field(min_length=1, max_length=MAX_TOPIC, description="One of the annotator's topics.")
     classification: str = Field(min_length=1, max_length=MAX_CLASSIFICATION)
     version: str = Field(default="", max_length=MAX_VERSION, description="The annotator's version.")

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import uvicorn
 from fastapi import FastAPI, HTTPException, Path
 
 from nightjar import __version__
@@ -104,3 +105,17 @@ def create_app(settings: Settings) -> FastAPI:
             db.dispose()
 
     return app
+
+
+def server_config(settings: Settings, host: str | None = None, port: int | None = None) -> uvicorn.Config:
+    """How ``nightjar serve`` runs the app. Proxy headers are believed only from ``api_trusted_proxies``
+    (uvicorn's own default trusts them from 127.0.0.1, so any local client could pick its address)."""
+    proxies = settings.api_trusted_proxies
+    return uvicorn.Config(
+        create_app(settings),
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=",".join(proxies) if proxies else "",
+        server_header=False,
+    )

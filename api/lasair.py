@@ -96,8 +96,12 @@ def _int(params: dict[str, Any], name: str, default: int | None = None, lo: int 
     raw = params.get(name, default)
     if raw is None:
         raise BadRequest({name: ["This field is required."]})
+    text = str(raw).strip()
+    # Floats (1.7e+17 is not the id meant), booleans and non-ASCII digits (int() reads '١٢') are not integers.
+    if isinstance(raw, bool | float) or not text.isascii():
+        raise BadRequest({name: ["A valid integer is required."]})
     try:
-        value = int(str(raw).strip())
+        value = int(text)
     except ValueError:
         raise BadRequest({name: ["A valid integer is required."]}) from None
     if value < lo or value > 2**63 - 1:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 
 from nightjar.api.auth import Caller
+from nightjar.api.ids import StrictId
 from nightjar.api.lake_state import Lake
 from nightjar.api.users import ANONYMOUS
 from nightjar.lake import objects
@@ -68,7 +69,7 @@ def not_found(object_id: int) -> HTTPException:
 
 
 class LightCurvesRequest(BaseModel):
-    diaObjectIds: list[Annotated[int, Field(ge=0, le=INT64_MAX)]] = Field(
+    diaObjectIds: list[Annotated[StrictId, Field(ge=0, le=INT64_MAX)]] = Field(
         min_length=1, description="Object IDs (strings or integers); at most 1,000 for anonymous callers."
     )
     forced: bool = Field(default=True, description="Include forced photometry.")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -12,6 +13,7 @@ import pyarrow.parquet as pq
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from nightjar.api.auth import Caller, auth_state
 from nightjar.settings import Settings
@@ -41,16 +43,53 @@ class QueryResponse(BaseModel):
     next_offset: int | None = Field(description="Offset of the next page; null on the last page.")
 
 
+def _written(table: pa.Table, write: Callable[[pa.Table, io.BytesIO], None]) -> bytes:
+    """``table`` in a format; a column the writer refuses is written as its text, and one that still fails is
+    a 400 that names it."""
+    for _attempt in range(2):
+        buf = io.BytesIO()
+        try:
+            write(table, buf)
+            return buf.getvalue()
+        except (pa.ArrowException, OverflowError, ValueError):
+            bad = [i for i in range(table.num_columns) if not _writes(table.select([i]), write)]
+            if not bad:
+                break
+            for index in bad:
+                table = records.as_text(table, index)
+    names = ", ".join(table.column_names)
+    raise HTTPException(status_code=400, detail=f"these columns cannot be written in this format: {names}")
+
+
+def _writes(table: pa.Table, write: Callable[[pa.Table, io.BytesIO], None]) -> bool:
+    try:
+        write(table, io.BytesIO())
+    except (pa.ArrowException, OverflowError, ValueError):
+        return False
+    return True
+
+
 def _csv(table: pa.Table) -> bytes:
-    buf = io.BytesIO()
-    pcsv.write_csv(table, buf)
-    return buf.getvalue()
+    return _written(records.for_csv(table), lambda t, buf: pcsv.write_csv(t, buf))
 
 
 def _parquet(table: pa.Table) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    return buf.getvalue()
+    return _written(table, lambda t, buf: pq.write_table(t, buf))
+
+
+def _json_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """The rows as JSON-ready dicts; values JSON has no form for (intervals, big numbers) as text."""
+    rows = records.to_records(table)
+    try:
+        to_jsonable_python(rows)
+    except (PydanticSerializationError, TypeError, ValueError):
+        for index in range(table.num_columns):
+            try:
+                to_jsonable_python(records.to_records(table.select([index])))
+            except (PydanticSerializationError, TypeError, ValueError):
+                table = records.as_text(table, index)
+        rows = records.to_records(table)
+    return rows
 
 
 def router(settings: Settings) -> APIRouter:
@@ -79,7 +118,7 @@ def router(settings: Settings) -> APIRouter:
             return Response(_parquet(page.table), media_type=PARQUET, headers=headers)
         return QueryResponse(
             columns=page.table.column_names,
-            rows=records.to_records(page.table),
+            rows=_json_rows(page.table),
             count=page.table.num_rows,
             offset=page.offset,
             next_offset=page.next_offset,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import gzip
 import io
+import zlib
 
 import numpy as np
 from astropy.io import fits
@@ -11,6 +11,8 @@ from astropy.visualization import AsinhStretch, ZScaleInterval
 from PIL import Image
 
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_PIXELS = 4096 * 4096  # a cutout is a few hundred pixels a side; a header may claim anything
+MAX_FITS_BYTES = 8 * MAX_PIXELS + 2**20
 
 
 class StampError(ValueError):
@@ -18,17 +20,36 @@ class StampError(ValueError):
 
 
 def fits_image(data: bytes) -> np.ndarray:
-    """The first 2-D image in FITS bytes (gzip-compressed or not; primary HDU or an extension)."""
+    """The first 2-D image in FITS bytes (gzip-compressed or not; primary HDU or an extension); StampError for
+    bytes that are not FITS, are truncated, or claim an image larger than a cutout can be."""
     if data[:2] == GZIP_MAGIC:
-        data = gzip.decompress(data)
+        try:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            data = inflater.decompress(data, MAX_FITS_BYTES)
+        except zlib.error as exc:
+            raise StampError(f"not a gzip stream: {exc}") from None
+        if inflater.unconsumed_tail:
+            raise StampError("the compressed stamp is larger than a cutout can be")
     try:
-        with fits.open(io.BytesIO(data)) as hdus:
+        with fits.open(io.BytesIO(data), lazy_load_hdus=True) as hdus:
             for hdu in hdus:
+                shape = _declared_shape(hdu.header)
+                if len(shape) != 2:
+                    continue
+                if shape[0] * shape[1] > MAX_PIXELS:
+                    raise StampError(f"the header claims a {shape[1]}x{shape[0]} image, larger than a cutout can be")
                 if hdu.data is not None and np.ndim(hdu.data) == 2:
                     return np.asarray(hdu.data, dtype=np.float64)
-    except OSError as exc:
-        raise StampError(f"not a FITS file: {exc}") from None
+    except StampError:
+        raise
+    except (OSError, ValueError, TypeError, IndexError, EOFError, MemoryError) as exc:
+        raise StampError(f"not a complete FITS image: {type(exc).__name__}: {exc}") from None
     raise StampError("the FITS file holds no 2-D image")
+
+
+def _declared_shape(header: fits.Header) -> tuple[int, ...]:
+    axes = int(header.get("NAXIS", 0) or 0)
+    return tuple(int(header.get(f"NAXIS{i}", 0) or 0) for i in range(axes, 0, -1))
 
 
 def render_png(data: bytes, scale: int = 1) -> bytes:

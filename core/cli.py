@@ -130,10 +130,10 @@ def _query(settings: Settings, args: argparse.Namespace) -> int:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from nightjar.api.app import create_app
+    from nightjar.api.app import server_config
 
     _cap_memory(settings)
-    uvicorn.run(create_app(settings), host=args.host or settings.api_host, port=args.port or settings.api_port)
+    uvicorn.Server(server_config(settings, args.host, args.port)).run()
     return 0
 
 

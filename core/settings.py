@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     job_workers: int = Field(default=1, ge=1)
     # A hard cap on the memory of processes that run user SQL (see sql/memory_cap.py); None: computed.
     process_memory_cap: str | None = None
+    query_isolation: bool = Field(
+        default=True,
+        description="Run static queries in a child process killed at the time limit (a single huge scalar call "
+        "cannot be interrupted in process).",
+    )
 
     # Filters: matches per filter per batch, failures in a row before a filter is switched off.
     filter_max_rows: int = Field(default=10_000, ge=1)
@@ -131,6 +136,11 @@ class Settings(BaseSettings):
     # HTTP API.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    api_trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses (or networks) of reverse proxies whose X-Forwarded-For/-Proto are believed; "
+        "empty: none, the client address is the TCP peer's (rate limits of anonymous callers key on it).",
+    )
 
     @field_validator("home")
     @classmethod

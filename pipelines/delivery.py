@@ -87,7 +87,7 @@ class Deliverer:
         self.recover(works, report)
         self.record(works, batch, pending_only=True)
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        self.send_kafka([w for w in works if w.channel == KAFKA], stamp)
+        self.send_kafka([w for w in works if w.channel == KAFKA], stamp, report)
         self.send_email([w for w in works if w.channel == EMAIL], stamp, report)
         self.send_webhooks([w for w in works if w.channel == WEBHOOK], stamp, batch, report)
         self.record(works, batch, pending_only=False)
@@ -101,8 +101,8 @@ class Deliverer:
             return
         try:
             email_digest.send(self.smtp, email_digest.notice(self.smtp, flt.emails, flt.id, flt.name, text))
-        except email_digest.EmailError as exc:
-            log.warning("filter %s: cannot tell its owner: %s", flt.id, exc)
+        except Exception as exc:  # a filter's notice never stops the pipeline
+            log.warning("filter %s: cannot tell its owner: %s", flt.id, _describe(exc))
 
     def plan(self, outputs: Sequence[FilterOutput], report: DeliveryReport) -> list[_Work]:
         """What to send on which channel, after the ledger's answer."""
@@ -113,7 +113,12 @@ class Deliverer:
         per_filter = []
         for o in chosen:
             assert o.matches is not None and o.keys is not None
-            per_filter.append((o.filter, *matches.candidates(o.filter.mode, o.matches, o.keys)))
+            try:
+                per_filter.append((o.filter, *matches.candidates(o.filter.mode, o.matches, o.keys)))
+            except Exception as exc:  # one filter's odd result is that filter's problem
+                _fail(report, o.filter, "delivery", exc)
+        if not per_filter:
+            return []
         all_objects = pa.concat_arrays([k["diaObjectId"].combine_chunks() for _, _, k in per_filter])
         known = ledger.lookup(self.home, [f.id for f, _, _ in per_filter], all_objects)
         state = _latest_state(known)
@@ -157,20 +162,30 @@ class Deliverer:
                 log.info("filter %s: %d matches already on %s", work.flt.id, len(found), work.flt.topic)
                 report.recovered[work.flt.name] += len(found)
 
-    def send_kafka(self, works: list[_Work], stamp: str) -> None:
-        for work in works:
+    def send_kafka(self, works: list[_Work], stamp: str, report: DeliveryReport | None = None) -> None:
+        report = report if report is not None else DeliveryReport()
+        failed: set[int] = set()
+        for n, work in enumerate(works):
             if not work.status:
                 work.status, work.detail = [""] * len(work.keys), [""] * len(work.keys)
             todo = [i for i, s in enumerate(work.status) if s != ledger.DELIVERED]
             if not todo:
                 continue
-            rows = work.matches.take(pa.array(todo, pa.int64()))
-            body, extra = self._encode(work.flt, rows, stamp)
-            self.publisher.filter_matches(
-                work.flt, body, [work.keys[i] for i in todo], [work.objects[i] for i in todo], extra
-            )
+            try:
+                rows = work.matches.take(pa.array(todo, pa.int64()))
+                body, extra = self._encode(work.flt, rows, stamp)
+                self.publisher.filter_matches(
+                    work.flt, body, [work.keys[i] for i in todo], [work.objects[i] for i in todo], extra
+                )
+            except Exception as exc:  # encoding one filter's matches fails that filter only
+                detail = _fail(report, work.flt, "Kafka", exc)
+                failed.add(n)
+                for i in todo:
+                    work.status[i], work.detail[i] = ledger.FAILED, detail
         self.publisher.flush()  # raises DeliveryError: nothing is recorded as delivered, offsets stay
-        for work in works:
+        for n, work in enumerate(works):
+            if n in failed:
+                continue
             for i in range(len(work.keys)):
                 if work.status[i] != ledger.DELIVERED:
                     work.status[i], work.detail[i] = ledger.DELIVERED, work.flt.topic
@@ -188,57 +203,63 @@ class Deliverer:
 
     def send_email(self, works: list[_Work], stamp: str, report: DeliveryReport) -> None:
         for work in works:
-            recs = [{**r, payloads.UTC_FIELD: stamp} for r in records.to_records(work.matches)]
-            message = email_digest.digest(
-                self.smtp,
-                work.flt.emails,
-                work.flt.id,
-                work.flt.name,
-                work.flt.version,
-                recs,
-                work.keys,
-                self.settings.digest_max_rows,
-            )
             try:
+                recs = [{**r, payloads.UTC_FIELD: stamp} for r in records.to_records(work.matches)]
+                message = email_digest.digest(
+                    self.smtp,
+                    work.flt.emails,
+                    work.flt.id,
+                    work.flt.name,
+                    work.flt.version,
+                    recs,
+                    work.keys,
+                    self.settings.digest_max_rows,
+                )
                 email_digest.send(self.smtp, message)
                 status, detail = ledger.DELIVERED, str(message["Message-ID"])
-            except email_digest.EmailError as exc:
-                status, detail = ledger.FAILED, str(exc)
-                report.channel_errors[work.flt.id] = f"e-mail delivery failed: {exc}"
-                log.warning("filter %s: %s", work.flt.id, exc)
+            except Exception as exc:  # one filter's e-mail never stops the others
+                status, detail = ledger.FAILED, _fail(report, work.flt, "e-mail", exc)
             work.status, work.detail = [status] * len(work.keys), [detail] * len(work.keys)
 
     def send_webhooks(self, works: list[_Work], stamp: str, batch: str, report: DeliveryReport) -> None:
         for work in works:
-            recs = [{**r, payloads.UTC_FIELD: stamp} for r in records.to_records(work.matches)]
             key = webhook.idempotency_key(work.flt.id, work.keys)
-            body = json.dumps(
-                {
-                    "filter": {
-                        "id": work.flt.id,
-                        "name": work.flt.name,
-                        "version": work.flt.version,
-                        "topic": work.flt.topic,
-                    },
-                    "batch": batch,
-                    "count": len(recs),
-                    "keys": work.keys,
-                    "matches": recs,
-                },
-                default=str,
-            ).encode()
+            try:
+                body = self._webhook_body(work, stamp, batch)
+            except Exception as exc:  # one filter's results that cannot be sent fail that filter
+                detail = _fail(report, work.flt, "webhook", exc)
+                work.status, work.detail = [ledger.FAILED] * len(work.keys), [detail] * len(work.keys)
+                continue
             failures = []
             for url in work.flt.webhooks:
                 try:
                     webhook.post(self.webhooks, url, body, key, work.flt.id)
-                except webhook.WebhookError as exc:
-                    failures.append(str(exc))
+                except Exception as exc:  # a bad URL (IDNA, syntax) or a refusal: this URL fails
+                    failures.append(_describe(exc) if not isinstance(exc, webhook.WebhookError) else str(exc))
             if failures:
                 report.channel_errors[work.flt.id] = "webhook delivery failed: " + "; ".join(failures)
                 log.warning("filter %s: %s", work.flt.id, failures)
             status = ledger.FAILED if failures else ledger.DELIVERED
             detail = "; ".join(failures) if failures else key
             work.status, work.detail = [status] * len(work.keys), [detail] * len(work.keys)
+
+    def _webhook_body(self, work: _Work, stamp: str, batch: str) -> bytes:
+        recs = [{**r, payloads.UTC_FIELD: stamp} for r in records.to_records(work.matches)]
+        return json.dumps(
+            {
+                "filter": {
+                    "id": work.flt.id,
+                    "name": work.flt.name,
+                    "version": work.flt.version,
+                    "topic": work.flt.topic,
+                },
+                "batch": batch,
+                "count": len(recs),
+                "keys": work.keys,
+                "matches": recs,
+            },
+            default=str,
+        ).encode()
 
     def record(self, works: list[_Work], batch: str, pending_only: bool) -> None:
         """Append ledger rows: the pending ones before sending, the outcome after."""
@@ -271,6 +292,19 @@ class Deliverer:
             )
         if parts:
             ledger.append(self.home, pa.concat_tables(parts))
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _fail(report: DeliveryReport, flt: Filter, channel: str, exc: BaseException) -> str:
+    """Record that ``channel`` failed for ``flt`` (its health and its owner hear of it); the detail for the ledger."""
+    detail = f"{channel} delivery failed: {_describe(exc)}"
+    previous = report.channel_errors.get(flt.id)
+    report.channel_errors[flt.id] = f"{previous}; {detail}" if previous else detail
+    log.warning("filter %s: %s", flt.id, detail, exc_info=not isinstance(exc, email_digest.EmailError))
+    return detail
 
 
 def _latest_state(known: pa.Table) -> dict[tuple[int, str, str], str]:

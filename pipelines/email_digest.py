@@ -3,6 +3,12 @@
 The body lists the first matches as a text table; every match is attached as JSON. The Message-ID is derived
 from the filter and the matches, so a digest sent again after a crash carries the same id and mail systems
 (and readers) can tell it is the same message.
+
+Users name filters and give addresses, and both reach headers. Messages are built with ``EmailMessage`` under a
+strict policy, and nothing a user wrote reaches a header if it holds an RFC 2047 encoded word (the header parser
+would decode ``=?utf-8?q?=0D=0ABcc:...?=`` into a new line) or a control, format or line/paragraph separator
+character (U+2028 and U+0085 end a line when headers are folded): addresses are refused (``EmailError``), a
+filter name is left out of the subject (it is still in the body).
 """
 
 from __future__ import annotations
@@ -12,15 +18,33 @@ import json
 import smtplib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
+from nightjar.safe_text import address_ok, header_safe
 from nightjar.settings import Settings
 
 
 class EmailError(RuntimeError):
-    """The SMTP server refused or could not be reached."""
+    """The SMTP server refused or could not be reached, or a message would carry an unsafe header."""
+
+
+# CRLF line ends, lines folded at 78, and any defect in a header an error rather than a repair.
+POLICY = policy.SMTP.clone(raise_on_defect=True)
+
+
+def _addresses(addresses: Sequence[str], local: bool = False) -> str:
+    bad = [a for a in addresses if not address_ok(a, local)]
+    if bad or not addresses:
+        raise EmailError(f"not a plain e-mail address: {bad[0]!r}" if bad else "no recipient")
+    return ", ".join(addresses)
+
+
+def _named(filter_name: str, filter_id: int) -> str:
+    """How a subject names a filter: its name if that is safe in a header, else its id alone."""
+    return filter_name if header_safe(filter_name) else f"id {filter_id}"
 
 
 @dataclass(frozen=True)
@@ -75,12 +99,12 @@ def digest(
     keys: Sequence[str],
     max_rows: int,
 ) -> EmailMessage:
-    """The digest e-mail of one filter's new matches in one batch."""
-    msg = EmailMessage()
-    msg["From"] = config.sender
-    msg["To"] = ", ".join(to)
+    """The digest e-mail of one filter's new matches in one batch; EmailError if an address is not plain."""
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = _addresses([config.sender], local=True)
+    msg["To"] = _addresses(to)
     plural = "es" if len(records) != 1 else ""
-    msg["Subject"] = f"Nightjar filter {filter_name}: {len(records)} new match{plural}"
+    msg["Subject"] = f"Nightjar filter {_named(filter_name, filter_id)}: {len(records)} new match{plural}"
     msg["Message-ID"] = message_id(filter_id, keys)
     msg["Date"] = formatdate(usegmt=True)
     msg["X-Nightjar-Filter"] = f"{filter_id} v{version}"
@@ -97,10 +121,14 @@ def digest(
 
 def notice(config: SmtpConfig, to: Sequence[str], filter_id: int, filter_name: str, text: str) -> EmailMessage:
     """A message to a filter's owner about the filter itself (it failed, it was switched off)."""
-    msg = EmailMessage()
-    msg["From"] = config.sender
-    msg["To"] = ", ".join(to)
-    msg["Subject"] = f"Nightjar filter {filter_name} (id {filter_id}): {text.splitlines()[0][:120]}"
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = _addresses([config.sender], local=True)
+    msg["To"] = _addresses(to)
+    first = (text.splitlines() or [""])[0][:120]
+    if not header_safe(first):
+        first = "a notice about your filter"
+    named = f"{filter_name} (id {filter_id})" if header_safe(filter_name) else f"id {filter_id}"
+    msg["Subject"] = f"Nightjar filter {named}: {first}"
     msg["Date"] = formatdate(usegmt=True)
     msg["X-Nightjar-Filter"] = str(filter_id)
     msg.set_content(text + "\n")

@@ -42,14 +42,17 @@ def idempotency_key(filter_id: int, keys: Sequence[str]) -> str:
 
 def check_destination(url: str, allow_private: bool) -> None:
     """Refuse URLs whose host resolves to a loopback, private, link-local or reserved address."""
-    host = urlparse(url).hostname
+    try:
+        host = urlparse(url).hostname
+    except ValueError as exc:
+        raise WebhookError(f"not a URL: {url!r} ({exc})") from exc
     if not host:
         raise WebhookError(f"no host in {url!r}")
     if allow_private:
         return
     try:
         infos = socket.getaddrinfo(host, None)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a host IDNA cannot encode (http://a..b/)
         raise WebhookError(f"cannot resolve {host}: {exc}") from exc
     for info in infos:
         address = ipaddress.ip_address(info[4][0])

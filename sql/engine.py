@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from nightjar import paths
 from nightjar.lake import read
 from nightjar.settings import Settings
-from nightjar.sql import sandbox, views
+from nightjar.sql import isolated, memory_cap, parse, sandbox, views
 
 AsOf = int | datetime | None
 
@@ -80,6 +81,24 @@ class Page:
     next_offset: int | None
 
 
+def precheck(sql: str) -> None:
+    """Refuse SQL the parse check refuses before a child process is started for it (a few ms, no lake)."""
+    con = duckdb.connect(":memory:")
+    try:
+        parse.validate(parse.parse(con, sql), (*views.VIEW_NAMES, *paths.TABLES))
+    finally:
+        con.close()
+
+
+def _child_memory(settings: Settings) -> int | None:
+    """The memory cap of a query's child process (``process_memory_cap``; ``off``: none)."""
+    if settings.process_memory_cap == "off":
+        return None
+    if settings.process_memory_cap:
+        return memory_cap.parse_size(settings.process_memory_cap)
+    return memory_cap.default_cap(settings.query_memory_limit)
+
+
 def query_lake(
     settings: Settings,
     sql: str,
@@ -87,7 +106,26 @@ def query_lake(
     max_rows: int | None = None,
     timeout_s: float | None = None,
 ) -> pa.Table:
-    """Run one user SELECT over the lake; a QueryError that points at the problem otherwise."""
+    """Run one user SELECT over the lake (in a child process that is killed at the time limit, unless
+    ``query_isolation`` is off); a QueryError that points at the problem otherwise."""
+    if settings.query_isolation:
+        precheck(sql)
+        return isolated.call(
+            _query_lake_here,
+            (settings, sql, as_of, max_rows, timeout_s),
+            timeout_s or settings.query_timeout_s,
+            _child_memory(settings),
+        )
+    return _query_lake_here(settings, sql, as_of, max_rows, timeout_s)
+
+
+def _query_lake_here(
+    settings: Settings,
+    sql: str,
+    as_of: AsOf = None,
+    max_rows: int | None = None,
+    timeout_s: float | None = None,
+) -> pa.Table:
     lim = limits(settings, timeout_s=timeout_s, max_rows=max_rows)
     box = sandbox.connect(lake_views(settings, as_of), lim)
     try:
@@ -104,7 +142,27 @@ def query_page(
     as_of: AsOf = None,
     max_rows: int | None = None,
 ) -> Page:
-    """Rows ``offset`` to ``offset + size`` of a user SELECT (give it an ORDER BY for pages that do not shift)."""
+    """Rows ``offset`` to ``offset + size`` of a user SELECT (give it an ORDER BY for pages that do not shift),
+    in a child process as ``query_lake``."""
+    if settings.query_isolation:
+        precheck(sql)
+        return isolated.call(
+            _query_page_here,
+            (settings, sql, offset, size, as_of, max_rows),
+            settings.query_timeout_s,
+            _child_memory(settings),
+        )
+    return _query_page_here(settings, sql, offset, size, as_of, max_rows)
+
+
+def _query_page_here(
+    settings: Settings,
+    sql: str,
+    offset: int = 0,
+    size: int | None = None,
+    as_of: AsOf = None,
+    max_rows: int | None = None,
+) -> Page:
     size = size or settings.query_page_size
     cap = max_rows or settings.query_max_rows
     if offset < 0 or size < 1:

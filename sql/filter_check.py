@@ -6,9 +6,10 @@ filter is added, not on the first batch at night.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
+import pyarrow as pa
 
 from nightjar.sql import sandbox, views
 from nightjar.sql.compile import FilterSpec, compile_filters
@@ -23,6 +24,7 @@ class FilterShape:
     columns: tuple[str, ...]
     types: tuple[str, ...]
     shared_pass: bool  # True: a simple filter, run in a pass shared with other filters
+    schema: pa.Schema = field(default_factory=lambda: pa.schema([]))  # the results' Arrow schema
 
 
 def check_filter_sql(sql: str) -> FilterShape:
@@ -37,10 +39,12 @@ def check_filter_sql(sql: str) -> FilterShape:
     box = sandbox.connect(tables, sandbox.Limits(timeout_s=10.0))
     try:
         parsed = sandbox.check(box, sql)
+        sandbox.confine(box, parsed.sql)
         try:
             relation = box.con.sql(parsed.sql)
             columns = tuple(relation.columns)
             types = tuple(str(t) for t in relation.types)
+            schema = relation.limit(0).to_arrow_table().schema
         except duckdb.Error as exc:
             raise QueryError(clean_message(str(exc))) from None
     finally:
@@ -57,4 +61,4 @@ def check_filter_sql(sql: str) -> FilterShape:
                 "this filter must select diaObjectId: a filter with joins, grouping, window functions or "
                 "DISTINCT/LIMIT runs as its own query, and each row it returns is delivered as a match on an object"
             )
-    return FilterShape(columns, types, shared)
+    return FilterShape(columns, types, shared, schema)

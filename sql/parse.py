@@ -35,6 +35,10 @@ DENIED_FUNCTIONS = frozenset(
         "getvariable",
         "getenv",
         "current_query",
+        "current_schemas",
+        "in_search_path",
+        "nextval",
+        "currval",
         "current_query_id",
         "current_connection_id",
         "current_transaction_id",
@@ -139,48 +143,92 @@ def walk(node: Any) -> Iterator[Node]:
             stack.extend(reversed(item))
 
 
-def cte_names(node: Node) -> set[str]:
-    """Names defined by WITH clauses anywhere in the tree (lower case)."""
-    names: set[str] = set()
-    for item in walk(node):
-        cte_map = item.get("cte_map")
-        if isinstance(cte_map, dict):
-            names.update(str(entry["key"]).lower() for entry in cte_map.get("map", []))
-    return names
+def _cte_entries(node: Node) -> list[tuple[str, Any]]:
+    cte_map = node.get("cte_map")
+    if not isinstance(cte_map, dict):
+        return []
+    return [(str(entry["key"]).lower(), entry.get("value")) for entry in cte_map.get("map", [])]
+
+
+def resolved(node: Node) -> Iterator[tuple[Node, frozenset[str]]]:
+    """Every dict of a parse tree with the CTE names in scope where it stands, as DuckDB binds them.
+
+    A CTE is visible in the body of the query that defines it (subqueries included) and in the CTEs defined
+    after it in the same WITH, never in its own body or in earlier ones; a recursive CTE sees itself in its
+    recursive term (the right side of its UNION) only. A name that is not in scope is a catalogue lookup, so
+    ``SELECT * FROM (WITH pg_settings AS (...) SELECT 1) t, pg_settings`` reads the system table.
+    """
+    stack: list[tuple[Any, frozenset[str]]] = [(node, frozenset())]
+    while stack:
+        item, scope = stack.pop()
+        if isinstance(item, list):
+            stack.extend((child, scope) for child in reversed(item))
+            continue
+        if not isinstance(item, dict):
+            continue
+        yield item, scope
+        entries = _cte_entries(item)
+        inner = scope | {name for name, _ in entries}
+        later: list[tuple[Any, frozenset[str]]] = []
+        seen = scope
+        for name, value in entries:
+            later.append((value, seen))
+            seen = seen | {name}
+        for key, value in item.items():
+            if key == "cte_map":
+                continue
+            if item.get("type") == "RECURSIVE_CTE_NODE" and key == "right":
+                later.append((value, inner | {str(item.get("cte_name", "")).lower()}))
+            else:
+                later.append((value, inner))
+        stack.extend(reversed(later))
 
 
 def validate(parsed: Parsed, tables: Sequence[str]) -> None:
-    """Refuse a query that reads anything but ``tables``, its own CTEs and row-making table functions."""
-    allowed = {t.lower() for t in tables} | cte_names(parsed.node)
+    """Refuse a query that reads anything but ``tables``, the CTEs in scope and row-making table functions.
+
+    Names are resolved by scope (``resolved``): a CTE defined in one subquery does not make its name safe
+    elsewhere. This is the check with clear messages; ``sandbox.confine`` then checks the bound plan.
+    """
+    views = {t.lower() for t in tables}
     listing = ", ".join(sorted(tables))
-    for item in walk(parsed.node):
+    for item, scope in resolved(parsed.node):
         kind = item.get("type")
         where = _where(parsed.sql, item)
         if kind == "BASE_TABLE":
             name = str(item.get("table_name", ""))
-            if item.get("schema_name") or item.get("catalog_name"):
-                qualified = ".".join(p for p in (item.get("catalog_name"), item.get("schema_name"), name) if p)
+            path = (item.get("qualified_name") or {}).get("path") or [name]
+            if item.get("schema_name") or item.get("catalog_name") or len(path) > 1:
+                qualified = ".".join(str(p) for p in path) if len(path) > 1 else name
                 raise QueryError(f"unknown table {qualified}: the tables are {listing}{where}")
-            if name.lower() not in allowed:
+            if name.lower() not in views and name.lower() not in scope:
                 raise QueryError(f"unknown table {name}: the tables are {listing}{where}")
             if item.get("at_clause"):
                 raise QueryError(f"AT (...) is not supported: use the as_of option for time travel{where}")
         elif kind == "TABLE_FUNCTION":
             function = item.get("function") or {}
             name = str(function.get("function_name", "")).lower()
-            if name not in ALLOWED_TABLE_FUNCTIONS or function.get("schema") or function.get("catalog"):
+            path = (function.get("qualified_name") or {}).get("path") or [name]
+            if (
+                name not in ALLOWED_TABLE_FUNCTIONS
+                or function.get("schema")
+                or function.get("catalog")
+                or len(path) > 1
+            ):
                 raise QueryError(
                     f"table function {name}() is not available: queries read the tables {listing} "
                     f"(and may use {', '.join(sorted(ALLOWED_TABLE_FUNCTIONS))}){where}"
                 )
         elif kind == "SHOW_REF":
-            if item.get("show_type") not in ALLOWED_SHOW:
+            target = str(item.get("table_name") or "").lower()
+            if item.get("show_type") not in ALLOWED_SHOW or (target and target not in views | scope):
                 raise QueryError(f"SHOW is not available: the tables are {listing}")
         elif item.get("class") in ("FUNCTION", "WINDOW") and "function_name" in item:
             name = str(item["function_name"]).lower()
+            path = (item.get("qualified_name") or {}).get("path") or [name]
             if name in DENIED_FUNCTIONS:
                 raise QueryError(f"function {name}() is not available in user queries{where}")
-            if item.get("schema") or item.get("catalog"):
+            if item.get("schema") or item.get("catalog") or len(path) > 1:
                 raise QueryError(f"qualified function names are not available: {name}(){where}")
 
 
@@ -201,8 +249,11 @@ def tables_read(sql: str) -> frozenset[str]:
         return frozenset()
     finally:
         con.close()
-    names = {str(i.get("table_name", "")).lower() for i in walk(node) if i.get("type") == "BASE_TABLE"}
-    return frozenset(names - cte_names(node))
+    return frozenset(
+        str(i.get("table_name", "")).lower()
+        for i, scope in resolved(node)
+        if i.get("type") == "BASE_TABLE" and str(i.get("table_name", "")).lower() not in scope
+    )
 
 
 def _where(sql: str, item: Node) -> str:

@@ -14,13 +14,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlparse
 
+import httpx
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, selectinload
 
 from nightjar import paths
+from nightjar.safe_text import address_ok, unsafe_character
+from nightjar.sql import avro_results
 from nightjar.sql.compile import FilterSpec
-from nightjar.sql.filter_check import check_filter_sql
+from nightjar.sql.filter_check import FilterShape, check_filter_sql
 from nightjar.sql.registry_models import (
     FORMATS,
     MODES,
@@ -128,20 +131,58 @@ def _check_choice(value: str, allowed: Sequence[str], what: str) -> str:
     return value
 
 
+MAX_NAME = 200
+
+
+def check_name(name: str) -> str:
+    """``name`` if it can name a filter: not blank, not too long, and safe in an e-mail subject or Kafka header
+    (no control or separator character, no encoded word)."""
+    if not name.strip():
+        raise RegistryError("a filter needs a name")
+    if len(name) > MAX_NAME:
+        raise RegistryError(f"a filter name has at most {MAX_NAME} characters")
+    bad = unsafe_character(name)
+    if bad is not None:
+        raise RegistryError(f"a filter name may not contain {bad} (control, separator or encoded-word text)")
+    return name
+
+
 def check_email(address: str) -> str:
-    """``address`` if it looks like one e-mail address (no lists, no header injection)."""
-    local, at, domain = address.partition("@")
-    if not (local and at and "." in domain) or any(c in address for c in " ,;<>\r\n"):
-        raise RegistryError(f"not an e-mail address: {address!r}")
+    """``address`` if it is one plain address (``local@domain.tld``, ASCII): no lists, display names, comments,
+    encoded words or separators that could add a header."""
+    if not address_ok(address):
+        raise RegistryError(f"not an e-mail address (one plain local@domain.tld): {address!r}")
     return address
 
 
 def check_webhook(url: str) -> str:
-    """``url`` if it is an http(s) URL with a host (where it points is checked when posting)."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise RegistryError(f"a webhook must be an http:// or https:// URL, not {url!r}")
+    """``url`` if it is an http(s) URL with a host that can be encoded (IDNA) and sent (where it points is
+    checked when posting)."""
+    problem = f"a webhook must be an http:// or https:// URL with a valid host, not {url!r}"
+    if unsafe_character(url.replace("=?", "")) is not None or any(c.isspace() for c in url):
+        raise RegistryError(problem)
+    try:
+        parsed = urlparse(url)
+        host = parsed.hostname
+        parsed.port  # noqa: B018 - raises ValueError on a bad port
+        if parsed.scheme not in ("http", "https") or not host:
+            raise RegistryError(problem)
+        if not host.startswith("[") and ":" not in host:
+            host.encode("idna")
+        httpx.URL(url)
+    except (ValueError, UnicodeError, httpx.InvalidURL):
+        raise RegistryError(problem) from None
     return url
+
+
+def check_format(shape: FilterShape, format: str) -> None:
+    """A filter delivered as Avro must return columns Avro can carry: named (aliased) and of Avro types."""
+    if format != "avro":
+        return
+    try:
+        avro_results.avro_schema(shape.schema, 0, 1)
+    except avro_results.AvroSchemaError as exc:
+        raise RegistryError(f"this filter cannot be delivered as Avro: {exc}") from None
 
 
 def _set_outputs(row: FilterRow, emails: Iterable[str] | None, webhooks: Iterable[str] | None) -> None:
@@ -197,12 +238,11 @@ def add_filter(
     The SQL is checked first (it must parse, read only the views and bind), so a broken filter never reaches
     the pipeline.
     """
-    if not name.strip():
-        raise RegistryError("a filter needs a name")
+    check_name(name)
     _check_choice(visibility, VISIBILITIES, "visibility")
     _check_choice(mode, MODES, "mode")
     _check_choice(format, FORMATS, "format")
-    check_filter_sql(sql)
+    check_format(check_filter_sql(sql), format)
     sql = sql.strip().rstrip(";").strip()
     with Session(eng) as session, session.begin():
         row = session.scalar(select(FilterRow).where(FilterRow.owner == owner, FilterRow.name == name))
@@ -252,11 +292,16 @@ def edit_filter(
     format: str | None = None,
 ) -> Filter:
     """Change a filter. New SQL or a new mode make a new version; a rename keeps the version and the topic."""
+    shape = None
     if sql is not None:
-        check_filter_sql(sql)
+        shape = check_filter_sql(sql)
         sql = sql.strip().rstrip(";").strip()
+    if name is not None:
+        check_name(name)
     with Session(eng) as session, session.begin():
         row = _owned(_load(session, filter_id), requester)
+        if (format or row.format) == "avro" and (format is not None or sql is not None):
+            check_format(shape or check_filter_sql(row.sql), "avro")
         new_version = (sql is not None and sql != row.sql) or (mode is not None and mode != row.mode)
         if sql is not None:
             row.sql = sql

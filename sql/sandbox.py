@@ -8,6 +8,7 @@ views (``parse.validate``); a watchdog interrupts it at its time limit.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -57,11 +58,14 @@ class Sandbox:
         self.con.close()
 
     def runnable(self, sql: str) -> str:
-        """``sql``, or ``EXECUTE`` of its prepared statement when this sandbox prepares queries."""
+        """``sql``, or ``EXECUTE`` of its prepared statement when this sandbox prepares queries; its plan is
+        confined to the sandbox's tables first (once per prepared statement)."""
         if self.statements is None:
+            confine(self, sql)
             return sql
         name = self.statements.get(sql)
         if name is None:
+            confine(self, sql)
             if len(self.statements) >= MAX_PREPARED:
                 for old in self.statements.values():
                     self.con.execute(f"DEALLOCATE {old}")
@@ -75,6 +79,68 @@ class Sandbox:
 
 
 MAX_PREPARED = 1000
+
+# Leaf operators of a bound plan that make rows from the query itself (constants, CTEs, unnested lists).
+ROWLESS_SCANS = frozenset(
+    {
+        "DUMMY_SCAN",
+        "EMPTY_RESULT",
+        "COLUMN_DATA_SCAN",
+        "CTE_SCAN",
+        "DELIM_SCAN",
+        "CHUNK_SCAN",
+        "RECURSIVE_CTE_SCAN",
+        "RECURSIVE_RECURRING_CTE_SCAN",
+        "REC_CTE_SCAN",
+        "REC_REC_CTE_SCAN",
+        "EXPRESSION_SCAN",
+    }
+)
+# Table functions a plan may scan: the registered Arrow views and the row-making functions.
+SCAN_FUNCTIONS = frozenset(
+    {"PYTHON_ARROW_SCAN", "ARROW_SCAN", "ARROW_SCAN_DUMB", "RANGE", "GENERATE_SERIES", "UNNEST", "SEQ_SCAN"}
+)
+_MAIN = "memory.main."
+
+
+def confine(box: Sandbox, sql: str) -> None:
+    """Refuse ``sql`` unless its bound plan reads only the sandbox's tables: the wall behind ``parse.validate``.
+
+    The system catalogue (``pg_settings``, ``duckdb_*()``, ``information_schema``, ``pg_prepared_statements``,
+    ``sqlite_master``) is reached through table functions, directly or inside built-in macros such as
+    ``pg_get_viewdef``; whatever name reached it, the plan shows the function. Every scan in the plan must be a
+    registered view (an Arrow scan), one of the sandbox's own tables, or a row-making function.
+    """
+    try:
+        rows = box.con.execute(f"EXPLAIN (FORMAT json) {sql}").fetchall()
+    except duckdb.Error as exc:
+        raise QueryError(clean_message(str(exc))) from None
+    own = {f"{_MAIN}{t}".lower() for t in box.tables}
+    for _, text in rows:
+        stack: list[Any] = [json.loads(text)]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, list):
+                stack.extend(item)
+                continue
+            if not isinstance(item, dict):
+                continue
+            children = item.get("children") or []
+            stack.extend(children)
+            info = item.get("extra_info") or {}
+            function = str(info.get("Function", "")).upper() if isinstance(info, dict) else ""
+            table = str(info.get("Table", "")).lower() if isinstance(info, dict) else ""
+            name = str(item.get("name", "")).strip().upper()
+            if function and function not in SCAN_FUNCTIONS:
+                raise QueryError(f"the query reads {function.lower()}, which is not one of the tables {_listing(box)}")
+            if table and table not in own:
+                raise QueryError(f"the query reads {table.removeprefix(_MAIN)}, not one of the tables {_listing(box)}")
+            if not children and not function and not table and name not in ROWLESS_SCANS:
+                raise QueryError(f"the query reads {name.lower()}, which is not one of the tables {_listing(box)}")
+
+
+def _listing(box: Sandbox) -> str:
+    return ", ".join(sorted(box.tables))
 
 
 def connect(views: Mapping[str, Any], limits: Limits) -> Sandbox:

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nightjar import paths
-from nightjar.streams import container, lsst_model, schemas, wire, ztf_model
+from nightjar.streams import container, lsst_model, schemas, validate, wire, ztf_model
 from nightjar.streams.avro_columnar import UnsupportedSchema, join, program_for
 
 ROW = "_row"  # position of the message in its batch, dropped before the lake
@@ -153,6 +153,9 @@ def _decode_group(group: _Group) -> tuple[dict[str, pa.Table], list[Reject]]:
     else:
         tables, malformed = ztf_model.model_tables(decoded, record_row)
         rejects += [Reject(int(record_row[r]), "malformed ZTF objectId") for r in np.flatnonzero(malformed)]
+    wrong = validate.bad_flux_types(tables)
+    if wrong is not None:  # the whole writer schema: its tables would not merge with the others
+        return {}, [*rejects, *(Reject(m, f"unusable alert: {wrong}") for m in sorted(set(group.messages)))]
     survey = pa.scalar(group.survey)
     tables = {
         name: t.append_column(paths.SURVEY, pa.array(np.full(t.num_rows, group.survey), pa.string()))
@@ -178,6 +181,8 @@ def decode_batch(batch: RawBatch, max_message_bytes: int = 4_000_000, registry_u
             parts[name].append(table)
     merged = {name: pa.concat_tables(p, promote_options="permissive") if p else _empty() for name, p in parts.items()}
     rejects.extend(_invalid_positions(merged["sources"]))
+    rejects.extend(Reject(i, reason) for i, reason in validate.invalid_times(merged["sources"], ROW).items())
+    rejects.extend(Reject(i, reason) for i, reason in validate.invalid_utf8(merged, ROW).items())
     # One reason per message; a rejected message leaves no row in any table.
     by_message: dict[int, str] = {}
     for r in rejects:

@@ -146,3 +146,18 @@ def test_lasair_annotate_takes_form_fields_and_answers_like_lasair(setup: Setup)
         assert message in refused.json()["error"]
     as_json = setup.client.post("/lasair/api/annotate/", json={**form, "objectId": oid}, headers=setup.annotator)
     assert as_json.status_code == 200, as_json.text
+
+
+@pytest.mark.parametrize("kind", ["float", "bool", "exponent", "float string"])
+def test_an_id_sent_as_a_float_is_refused_not_rounded(setup: Setup, kind: str) -> None:
+    """1.700000000010001e+17 is another object than the one meant: ids are integers or strings of digits."""
+    oid = setup.objects[0]
+    value = {"float": float(oid), "bool": True, "exponent": f"{float(oid):e}", "float string": "1.5"}[kind]
+    response = setup.client.post("/api/v1/annotations", json=_body(oid, diaObjectId=value), headers=setup.annotator)
+    assert response.status_code == 422, response.text
+    assert "integer or a string of digits" in response.text
+    assert query_lake(setup.settings, "SELECT count(*) AS n FROM annotations")["n"].to_pylist() == [0]
+    assert (
+        setup.client.post("/api/v1/annotations", json=_body(oid, diaObjectId=oid), headers=setup.annotator).status_code
+        == 201
+    )

@@ -151,3 +151,13 @@ def test_sherlock_object_and_position(data_lake: DataLake, lasair: lasair_client
 def test_a_bad_token_is_unauthorized(endpoint: str) -> None:
     with pytest.raises(LasairError, match="Unauthorized"):
         lasair_client("nj_not-a-token", endpoint=endpoint).cone(10.0, 10.0)
+
+
+@pytest.mark.parametrize("value", ["object_float", True, "١٢"])
+def test_lasair_ids_are_integers_not_floats(data_lake: DataLake, value: object) -> None:
+    client = TestClient(create_app(data_lake.settings))
+    oid = data_lake.objects["diaObjectId"].to_pylist()[0]
+    sent = float(oid) if value == "object_float" else value
+    response = client.post("/lasair/api/object/", json={"objectId": sent})
+    assert response.status_code == 400, response.text
+    assert "A valid integer is required" in response.text

@@ -152,6 +152,8 @@ def test_light_curves_of_many_objects(data_lake: DataLake, client: TestClient) -
         sources = _table(data_lake, paths.SOURCES, int(curve["diaObjectId"]))
         assert sorted(d["diaSourceId"] for d in curve["detections"]) == sorted(str(s["diaSourceId"]) for s in sources)
         assert len(curve["forced"]) == len(_table(data_lake, paths.FORCED_SOURCES, int(curve["diaObjectId"])))
+    floats = client.post("/api/v1/lightcurves", json={"diaObjectIds": [float(i) for i in ids[:2]]})
+    assert floats.status_code == 422 and "integer or a string of digits" in floats.text
     lean = client.post("/api/v1/lightcurves", json={"diaObjectIds": ids[:2], "forced": False}).json()
     assert all(c["forced"] == [] for c in lean["lightcurves"])
     assert client.post("/api/v1/lightcurves", json={"diaObjectIds": []}).status_code == 422

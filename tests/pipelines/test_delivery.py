@@ -207,3 +207,62 @@ def test_avro_payloads_with_a_published_schema(delivery_settings: Settings, db) 
         decoded_records.append(fastavro.schemaless_reader(io.BytesIO(body), schema, None))
     assert {f"1:{r['diaObjectId']}:{r['diaSourceId']}" for r in decoded_records} == want
     assert all(isinstance(r["diaSourceId"], int) and r["diaSourceId"] > 2**53 for r in decoded_records)
+
+
+_HOSTILE_IDS = iter(range(20_000_001, 20_100_000))
+
+
+def _hostile(name: str, sql: str = BRIGHT, **fields: object) -> registry.Filter:
+    """A filter as an older registry (or a direct database edit) could hold it: registration refuses these now."""
+    return registry.Filter(id=next(_HOSTILE_IDS), name=name, sql=sql, version=1, **fields)  # type: ignore[arg-type]
+
+
+def test_one_users_filter_cannot_stop_delivery_for_everyone(
+    delivery_settings: Settings, db, smtp_server, webhook_receiver
+) -> None:
+    """Each trigger found by the red team fails its own filter, recorded and reported; the others are delivered."""
+    good = registry.add_filter(db, "good", BRIGHT, emails=["astro@example.org"], webhooks=[webhook_receiver.url])
+    hostile = [
+        _hostile("line\u2028sep", emails=("m@example.org",), kafka=False),
+        _hostile("bcc", emails=("m@example.org\u2028Bcc: evil@example.com",), kafka=False),
+        _hostile("idna", webhooks=("http://a..b/",), kafka=False),
+        _hostile("ipv6", webhooks=("http://[::1/",), kafka=False),
+        _hostile("avro", "SELECT diaObjectId, diaSourceId, psfFlux * 2 FROM sources WHERE psfFlux > 9", format="avro"),
+        _hostile(
+            "far date",
+            "SELECT diaObjectId, diaSourceId, DATE '294247-01-10' AS d, 'infinity'::TIMESTAMP AS t FROM sources "
+            "WHERE psfFlux > 20000",
+            emails=("astro@example.org",),
+            webhooks=(webhook_receiver.url,),
+        ),
+    ]
+    decoded = batch(0, 300)
+    want = expected_keys([decoded])
+    report, outcome = run_batch(delivery_settings, db, [good, *hostile], decoded, "b1")
+    assert all(o.error is None for o in outcome.outputs)
+    # The good filter: every channel delivered.
+    assert sorted(topic_keys(delivery_settings, good, len(want))) == sorted(want)
+    assert good.id not in report.channel_errors
+    rows = ledger.read(delivery_settings.home, good.id).to_pylist()
+    for channel in ("kafka", "email", "webhook"):
+        assert {r["key"] for r in rows if r["channel"] == channel and r["status"] == "delivered"} == want, channel
+    # A name unsafe in a header: the digest goes out, the subject names the filter by id.
+    named = hostile[0]
+    assert named.id not in report.channel_errors
+    assert any(m.message["Subject"].startswith(f"Nightjar filter id {named.id}:") for m in smtp_server.inbox)
+    # Each other hostile filter: its failing channel recorded, nothing raised.
+    for flt in hostile[1:5]:
+        assert flt.id in report.channel_errors, flt.name
+        failed = ledger.read(delivery_settings.home, flt.id)
+        assert "failed" in failed["status"].to_pylist(), flt.name
+    assert "Bcc" not in str([m.message.keys() for m in smtp_server.inbox])
+    # Values Python cannot hold are delivered as text, not an OverflowError.
+    far = hostile[5]
+    assert far.id not in report.channel_errors, report.channel_errors.get(far.id)
+    post = next(p for p in webhook_receiver.posts if p.json()["filter"]["id"] == far.id)
+    assert "294247" in post.body.decode() or "out of range" in post.body.decode()
+    # The owner of a failing filter can be told without the notice failing in turn.
+    with Publisher(kafka.producer_config(delivery_settings)) as publisher:
+        deliverer = Deliverer(delivery_settings, publisher, db)
+        for flt in hostile:
+            deliverer.notify_owner(flt, "Your filter failed\u2028Bcc: evil@example.com")

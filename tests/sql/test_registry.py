@@ -82,14 +82,34 @@ def test_bad_filters_are_refused_when_added(db, sql: str, message: str) -> None:
     ("options", "message"),
     [
         ({"emails": ["not-an-address"]}, "not an e-mail address"),
+        ({"emails": ["m@example.org\u2028Bcc: evil@example.com"]}, "not an e-mail address"),
+        ({"emails": ["m@example.org\x85Bcc: evil@example.com"]}, "not an e-mail address"),
+        ({"emails": ["=?utf-8?q?m=0D=0A?=@example.org"]}, "not an e-mail address"),
+        ({"emails": ["Me <m@example.org>"]}, "not an e-mail address"),
         ({"webhooks": ["ftp://example.org/x"]}, "http:// or https://"),
+        ({"webhooks": ["http://a..b/"]}, "valid host"),
+        ({"webhooks": ["http://[::1/"]}, "valid host"),
+        ({"webhooks": ["http://example.org:99999/"]}, "valid host"),
+        ({"webhooks": ["http://exa mple.org/"]}, "valid host"),
+        ({"webhooks": ["http://example.org/\u2028x"]}, "valid host"),
+        ({"format": "avro", "sql": "SELECT diaObjectId, psfFlux * 2 FROM sources"}, "cannot be delivered as Avro"),
+        ({"format": "avro", "sql": "SELECT diaObjectId, INTERVAL 1 DAY AS i FROM sources"}, "delivered as Avro"),
+        ({"name": "line\u2028sep"}, "may not contain U\\+2028"),
+        ({"name": "nel\x85"}, "may not contain U\\+0085"),
+        ({"name": "=?utf-8?q?hi=0D=0ABcc:_x@y.org?="}, "may not contain =\\?"),
+        ({"name": "x" * 201}, "at most 200"),
         ({"visibility": "everyone"}, "unknown visibility"),
         ({"mode": "sometimes"}, "unknown mode"),
     ],
 )
 def test_bad_options_are_refused(db, options: dict, message: str) -> None:
+    given = {"name": "bad", "sql": BRIGHT, **options}
+    rest = {k: v for k, v in given.items() if k not in ("name", "sql")}
     with pytest.raises(registry.RegistryError, match=message):
-        registry.add_filter(db, "bad", BRIGHT, **options)
+        registry.add_filter(db, given["name"], given["sql"], **rest)
+    good = registry.add_filter(db, "good", BRIGHT)
+    with pytest.raises(registry.RegistryError, match=message):
+        registry.edit_filter(db, good.id, **given)
 
 
 def test_failing_filters_are_switched_off_after_repeated_failures(db) -> None:

@@ -12,7 +12,7 @@ import pytest
 from nightjar.streams import schemas, wire
 from nightjar.streams.decode import RawBatch, decode_batch
 from nightjar.streams.files import AlertFileError, read_payloads
-from nightjar.streams.simulate import START_MJD, generate_alerts
+from nightjar.streams.simulate import START_MJD, SimConfig, generate_alerts
 
 
 def reference(payload: bytes) -> dict:
@@ -135,3 +135,59 @@ def test_bad_messages_are_rejected_with_reasons() -> None:
     assert reasons[6].startswith("oversize")
     # The rejected NaN alert leaves no objects row behind.
     assert out.objects.num_rows == 2
+
+
+def _rewritten(payload: bytes, change) -> bytes:
+    """The alert with ``change`` applied to its record, re-encoded with fastavro under the same schema."""
+    record = reference(payload)
+    change(record)
+    buf = io.BytesIO()
+    sid = schemas.latest_schema_id()
+    fastavro.schemaless_writer(buf, schemas.lsst_schema(sid), record)
+    return wire.frame(sid, buf.getvalue())
+
+
+def _bad_string(payload: bytes, set_marker) -> bytes:
+    """The alert with a string holding bytes that are not UTF-8 (a marker written by fastavro, then replaced)."""
+    marked = _rewritten(payload, set_marker)
+    assert marked.count(b"QQQQ") == 1
+    return marked.replace(b"QQQQ", b"\xff\xfe\xc3\x28")
+
+
+def _set(path: tuple[str, ...], value: object):
+    def change(record: dict) -> None:
+        target = record
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return change
+
+
+def test_bad_strings_and_times_are_dead_lettered_with_reasons() -> None:
+    """Invalid UTF-8 (in the triggering source or in its history) and NaN or infinite times: rejected, named."""
+    good = [a.payload for a in generate_alerts(8, seed=3, config=SimConfig(history_days=30))]
+    with_history = next(p for p in good if reference(p)["prvDiaSources"])
+
+    def history_band(record: dict) -> None:
+        record["prvDiaSources"][0]["band"] = "QQQQ"
+
+    bad = [
+        _bad_string(good[0], _set(("diaSource", "band"), "QQQQ")),
+        _bad_string(with_history, history_band),
+        _rewritten(good[1], _set(("diaSource", "midpointMjdTai"), float("nan"))),
+        _rewritten(good[2], _set(("diaSource", "midpointMjdTai"), float("inf"))),
+        _rewritten(good[3], _set(("diaSource", "midpointMjdTai"), -1e9)),
+    ]
+    batch = RawBatch.from_payloads([good[4], *bad, good[5]], "t")
+    out = decode_batch(batch)
+    reasons = {r.index: r.reason for r in out.rejects}
+    assert sorted(reasons) == [1, 2, 3, 4, 5]
+    assert "invalid UTF-8 in sources.band" in reasons[1]
+    assert "invalid UTF-8 in" in reasons[2] and reasons[2].endswith(".band")
+    assert "invalid midpointMjdTai=nan" in reasons[3]
+    assert "invalid midpointMjdTai=inf" in reasons[4]
+    assert "invalid midpointMjdTai=-1000000000.0" in reasons[5]
+    for table in (out.sources, out.objects, out.forced_sources, out.cutouts):
+        for column in table.columns:
+            column.validate(full=True)  # what is accepted is valid
