@@ -2,14 +2,19 @@
 write back about objects.
 
 One row per annotation, never updated: an annotator that changes its mind writes a new row, and readers take the
-newest per (object, topic) when they want one answer. ``annotationId`` is a 63-bit id, time-ordered (milliseconds
-since the epoch in the high bits, random low bits), so ids sort by creation and never collide in practice.
+newest per (object, topic) when they want one answer. ``annotationId`` is a positive 63-bit id, time-ordered:
+milliseconds since the epoch in the high 41 bits, then a 10-bit tag drawn once per process (redrawn after a fork),
+then a 12-bit per-process sequence. Within one process ids are strictly increasing, so unique by construction
+(any number per millisecond, from any thread); two processes collide only if they drew the same tag and issue the
+same sequence number in the same millisecond.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -37,19 +42,60 @@ SCHEMA = pa.schema(
         pa.field("created", pa.timestamp("us", tz="UTC")),
     ]
 )
-_RANDOM_BITS = 22  # 41 bits of milliseconds last until 2039; 22 random bits below them make 63
+_SEQUENCE_BITS = 12  # ids per millisecond per process before the clock is borrowed from the next millisecond
+_TAG_BITS = 10  # per-process tag: processes writing in the same millisecond rarely share one
+_LOW_BITS = _TAG_BITS + _SEQUENCE_BITS  # 41 bits of milliseconds above them last until 2039 and make 63
+
+
+class _IdClock:
+    """Issues (millisecond, sequence) pairs that strictly increase within the process, from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._millis = 0
+        self._sequence = 0
+        self.tag = secrets.randbits(_TAG_BITS)
+
+    def after_fork(self) -> None:
+        # A forked child shares the parent's clock state and tag: a different tag keeps their ids apart.
+        self._lock = threading.Lock()
+        parent = self.tag
+        while self.tag == parent:
+            self.tag = secrets.randbits(_TAG_BITS)
+
+    def next(self) -> tuple[int, int]:
+        with self._lock:
+            now = time.time_ns() // 1_000_000
+            if now > self._millis:
+                self._millis, self._sequence = now, 0
+            else:
+                # Same millisecond (or the wall clock stepped back): count on; when the sequence is exhausted,
+                # run ahead into the next millisecond rather than reuse a value.
+                self._sequence += 1
+                if self._sequence >> _SEQUENCE_BITS:
+                    self._millis, self._sequence = self._millis + 1, 0
+            return self._millis, self._sequence
+
+
+_CLOCK = _IdClock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_CLOCK.after_fork)
 
 
 def new_annotation_id() -> int:
-    """A positive 63-bit id: creation time in milliseconds, then random bits.
+    """A positive 63-bit id: creation time in milliseconds, a per-process tag, then a per-process sequence.
+
+    Ids from one process strictly increase, so they never repeat; ``id >> 22`` is the creation time in ms.
 
     Examples
     --------
-    >>> 0 < new_annotation_id() < 2**63
+    >>> a, b = new_annotation_id(), new_annotation_id()
+    >>> 0 < a < b < 2**63
     True
     """
-    millis = int(time.time() * 1000) & ((1 << (63 - _RANDOM_BITS)) - 1)
-    return (millis << _RANDOM_BITS) | secrets.randbits(_RANDOM_BITS)
+    millis, sequence = _CLOCK.next()
+    millis &= (1 << (63 - _LOW_BITS)) - 1
+    return (millis << _LOW_BITS) | (_CLOCK.tag << _SEQUENCE_BITS) | sequence
 
 
 def to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import multiprocessing
+import threading
+import time
 
-from nightjar.lake.annotations import append_annotations, new_annotation_id, read_annotations
+from nightjar.lake.annotations import _IdClock, append_annotations, new_annotation_id, read_annotations
 from nightjar.lake.read import datasets
 from nightjar.settings import Settings
 
@@ -25,6 +29,53 @@ def test_appended_annotations_are_in_the_next_snapshot(settings: Settings) -> No
 
 
 def test_ids_are_positive_63_bit_and_ordered_by_time() -> None:
-    ids = [new_annotation_id() for _ in range(2000)]
-    assert len(set(ids)) == len(ids) and all(0 < i < 2**63 for i in ids)
-    assert ids[-1] >> 22 >= ids[0] >> 22
+    ids = [new_annotation_id() for _ in range(20_000)]  # thousands per millisecond
+    assert all(0 < i < 2**63 for i in ids)
+    assert all(a < b for a, b in itertools.pairwise(ids)), "ids of one process strictly increase"
+    assert len({i >> 22 for i in ids}) < len(ids), "many ids shared a millisecond"
+
+
+def test_a_full_millisecond_runs_into_the_next_instead_of_repeating() -> None:
+    clock = _IdClock()
+    ahead = time.time_ns() // 1_000_000 + 3_600_000
+    clock._millis = ahead  # an hour ahead of the wall clock: every call lands in "the same millisecond"
+    pairs = [clock.next() for _ in range(3 * 4096)]
+    assert len(set(pairs)) == len(pairs) and pairs == sorted(pairs)
+    assert all(0 <= sequence < 4096 for _, sequence in pairs)
+    assert sorted({millis for millis, _ in pairs}) == [ahead, ahead + 1, ahead + 2, ahead + 3]
+
+
+def test_ids_from_many_threads_are_unique() -> None:
+    per_thread: list[list[int]] = [[] for _ in range(8)]
+    start = threading.Barrier(len(per_thread))
+
+    def issue(out: list[int]) -> None:
+        start.wait()
+        out.extend(new_annotation_id() for _ in range(5000))
+
+    threads = [threading.Thread(target=issue, args=(out,)) for out in per_thread]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [i for out in per_thread for i in out]
+    assert len(set(every)) == len(every) == 40_000
+    assert all(out == sorted(out) for out in per_thread)
+
+
+def _ids_in_child(queue: multiprocessing.Queue[list[int]]) -> None:
+    queue.put([new_annotation_id() for _ in range(1000)])
+
+
+def test_a_forked_process_issues_other_ids_than_its_parent() -> None:
+    new_annotation_id()  # the parent's clock state is what the child inherits
+    context = multiprocessing.get_context("fork")
+    queue: multiprocessing.Queue[list[int]] = context.Queue()
+    child = context.Process(target=_ids_in_child, args=(queue,))
+    child.start()
+    mine = [new_annotation_id() for _ in range(1000)]
+    theirs = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert not set(mine) & set(theirs)
+    assert {i >> 12 & 1023 for i in mine}.isdisjoint({i >> 12 & 1023 for i in theirs})
