@@ -30,11 +30,15 @@ def lsst_schema_id(writer_schema: dict[str, Any], first: dict[str, Any] | None =
 
 
 def read_payloads(path: Path, wire_format: bool = True) -> list[bytes]:
-    """The alerts of ``path`` as payloads the decoder reads.
+    """The alerts of ``path`` as payloads the decoder reads: the one reader of ``ingest``, ``replay`` and
+    ``alerts inspect``, which differ only in how an LSST container is framed.
 
     A wire-format file is one payload. A ZTF container file is one payload, as ZTF sends it on Kafka. An LSST
-    container file is, with ``wire_format``, one wire-format payload per alert (as Rubin's Kafka sends them, for
-    replays), else the container itself (for ingestion, decoded in one pass).
+    container file is, with ``wire_format``, one payload per alert (as Rubin's Kafka sends them, for replays):
+    wire format under the official schema of its version, or, when a file re-serialised by another broker does
+    not say its version or does not fit the official schema, a one-alert container under the file's own writer
+    schema (the decoder reads both); without ``wire_format`` it is the container itself (for ingestion, decoded in
+    one pass).
     """
     data = path.read_bytes()
     if data[:1] == b"\x00":
@@ -53,11 +57,30 @@ def read_payloads(path: Path, wire_format: bool = True) -> list[bytes]:
     if not lsst_model.is_lsst(found.schema):
         raise AlertFileError(f"{path}: record {found.schema.get('name')!r} is not an LSST or ZTF alert")
     records = [r for r in fastavro.reader(io.BytesIO(data)) if isinstance(r, dict)]
-    sid = lsst_schema_id(found.schema, records[0] if records else None)
+    try:
+        return _wire_payloads(found.schema, records)
+    except (AlertFileError, schemas.UnknownSchema, ValueError, TypeError, KeyError):
+        return _one_alert_containers(found.schema, records)
+
+
+def _wire_payloads(writer_schema: dict[str, Any], records: list[dict[str, Any]]) -> list[bytes]:
+    """Each record under the official LSST schema of its version, in wire format."""
+    sid = lsst_schema_id(writer_schema, records[0] if records else None)
     writer = schemas.lsst_schema(sid)
     payloads = []
     for record in records:
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, writer, record)
         payloads.append(wire.frame(sid, buf.getvalue()))
+    return payloads
+
+
+def _one_alert_containers(writer_schema: dict[str, Any], records: list[dict[str, Any]]) -> list[bytes]:
+    """Each record as a container of one record under the file's own writer schema."""
+    parsed = fastavro.parse_schema(writer_schema)
+    payloads = []
+    for record in records:
+        buf = io.BytesIO()
+        fastavro.writer(buf, parsed, [record], codec="null")
+        payloads.append(buf.getvalue())
     return payloads
