@@ -189,3 +189,24 @@ def test_query_exits_cleanly_after_limit_scans(home: Path, tmp_path: Path) -> No
         assert len(json.loads(json_run.stdout)) == 1
         assert pq.read_table(out).num_rows == 1
     assert codes == [0] * 8, codes
+
+
+def test_ingest_exits_non_zero_when_anything_was_rejected(
+    settings: Settings,
+    dask_client: Client,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("NIGHTJAR_HOME", str(settings.home))
+    monkeypatch.setenv("NIGHTJAR_SCHEDULER", dask_client.scheduler.address)
+    not_alerts = tmp_path / "table.parquet"
+    pq.write_table(pa.table({"x": [1]}), not_alerts)
+    assert main(["ingest", str(not_alerts)]) == 1  # was 0: "ingested 0 alerts; 1 problems"
+    assert "1 problems" in capsys.readouterr().err
+    good = data_dir / "alerts/lsst/hsc-cosmos-v7.1-slim/schema_701.avro"
+    corrupt = sorted((data_dir / "alerts/ztf/corrupt").glob("*.avro"))[0]
+    assert main(["ingest", str(good), str(corrupt)]) == 1
+    assert main(["ingest", str(good), str(corrupt), "--allow-partial"]) == 0
+    assert main(["ingest", str(good)]) == 0
