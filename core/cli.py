@@ -60,7 +60,17 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     report = replay(settings, args.paths, args.topic)
     for error in report.errors:
         console.print(f"[red]skipped[/red] {error}")
-    console.print(f"replayed {report.alerts} alerts from {report.files} files to {args.topic}")
+    console.print(
+        f"replayed {report.alerts} alerts from {report.files} files to {args.topic}; {len(report.errors)} skipped"
+    )
+    return _partial_exit(len(report.errors), args.allow_partial)
+
+
+def _partial_exit(problems: int, allow_partial: bool) -> int:
+    """1 when anything was rejected or skipped (so scripts and CI notice), unless partial results are accepted."""
+    if problems and not allow_partial:
+        console.print("[red]incomplete:[/red] exit code 1 (--allow-partial accepts a partial result)")
+        return 1
     return 0
 
 
@@ -94,7 +104,7 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     console.print(
         f"ingested {report.accepted} alerts from {len(args.paths)} path(s); {len(report.file_errors)} problems"
     )
-    return 0
+    return _partial_exit(len(report.file_errors), args.allow_partial)
 
 
 def _cap_memory(settings: Settings) -> None:
@@ -190,9 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cutout-size", type=int, default=16, help="cutout side in pixels (80: Rubin-sized)")
     p.add_argument("--no-hosts", action="store_true", help="do not place transients on OpenNGC galaxies")
 
-    p = command("replay", _replay, "Send alert files (wire format or Avro containers) to a topic.")
+    p = command("replay", _replay, "Send alert files (wire format, Avro containers or Parquet) to a topic.")
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--topic", required=True)
+    p.add_argument(
+        "--allow-partial", action="store_true", help="exit 0 even when some files were skipped (default: exit 1)"
+    )
 
     p = command("run", _run, "Run the pipeline on a topic: decode, HEALPix, lake, filters, publish.")
     p.add_argument("--topic", required=True)
@@ -201,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("ingest", _ingest, "Decode alert files straight into the lake (no Kafka).")
     p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="exit 0 even when some files or alerts were rejected (default: exit 1 if anything was rejected)",
+    )
 
     p = command("query", _query, "Run one SQL SELECT over the lake.")
     p.add_argument("sql")

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from nightjar import paths
+from nightjar.lake.read import arrow_dataset
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -169,7 +170,7 @@ class Lake:
         """
         dt = self.delta(table)
         try:
-            return dt.to_pyarrow_dataset(file_pruning_predicate=_file_filter(filters))
+            return arrow_dataset(dt, file_pruning_predicate=_file_filter(filters))
         except LakeError:
             raise
         except Exception as exc:  # a value that does not parse as its column's type, an unknown column

@@ -23,6 +23,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, WriterPropertie
 from deltalake.exceptions import CommitFailedError
 
 from nightjar import paths
+from nightjar.lake.keys import first_per_key, latest_per_key
 from nightjar.lake.partitions import with_partition_columns
 
 log = logging.getLogger(__name__)
@@ -160,13 +161,6 @@ def log_batch(home: Path, txns: dict[str, int]) -> bool:
     return True
 
 
-def first_per_key(data: pa.Table, key: str) -> pa.Table:
-    """One row per ``key``: the first in ``data``'s order."""
-    if data.num_rows == 0:
-        return data
-    ranked = data.append_column("_pos", pa.array(np.arange(data.num_rows), pa.int64()))
-    first = ranked.group_by(key, use_threads=False).aggregate([("_pos", "min")])
-    return data.take(np.sort(first["_pos_min"].to_numpy()))
 
 
 def drop_committed(dt: DeltaTable | None, data: pa.Table) -> pa.Table:
@@ -187,16 +181,6 @@ def drop_committed(dt: DeltaTable | None, data: pa.Table) -> pa.Table:
     if not keep.all():
         log.info("dropped %d rows committed by an earlier batch", int((~keep).sum()))
     return data if keep.all() else data.filter(pa.array(keep))
-
-
-def latest_per_key(data: pa.Table, key: str, order: str) -> pa.Table:
-    """One row per ``key``: the one with the largest ``order``."""
-    if data.num_rows == 0:
-        return data
-    ranked = data.append_column("_pos", pa.array(range(data.num_rows), pa.int64()))
-    ranked = ranked.sort_by([(key, "ascending"), (order, "descending")])
-    first = ranked.group_by(key, use_threads=False).aggregate([("_pos", "first")])
-    return data.take(np.sort(first["_pos_first"].to_numpy()))
 
 
 def upsert(home: Path, table: str, data: pa.Table, txns: dict[str, int], order: str | None) -> bool:

@@ -19,6 +19,7 @@ import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
 from nightjar import paths
+from nightjar.lake.read import arrow_dataset
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def lookup(home: Path, filter_ids: Sequence[int], object_ids: pa.Array) -> pa.Ta
     where = location(home)
     if not filter_ids or len(object_ids) == 0 or not DeltaTable.is_deltatable(str(where)):
         return SCHEMA.empty_table()
-    dataset = DeltaTable(str(where)).to_pyarrow_dataset()
+    dataset = arrow_dataset(DeltaTable(str(where)))
     objects = pc.unique(pc.cast(object_ids, pa.int64()))
     wanted = ds.field("filterId").isin(pa.array(sorted(set(filter_ids)), pa.int64())) & ds.field("diaObjectId").isin(
         objects
@@ -71,7 +72,7 @@ def read(home: Path, filter_id: int | None = None) -> pa.Table:
     where = location(home)
     if not DeltaTable.is_deltatable(str(where)):
         return SCHEMA.empty_table()
-    dataset = DeltaTable(str(where)).to_pyarrow_dataset()
+    dataset = arrow_dataset(DeltaTable(str(where)))
     return dataset.to_table(filter=None if filter_id is None else ds.field("filterId") == filter_id).cast(SCHEMA)
 
 

@@ -34,6 +34,7 @@ from deltalake.exceptions import CommitFailedError
 from nightjar import paths
 from nightjar.lake.access import LakeError, check_table_name, delta_table
 from nightjar.lake.commit import lake_lock, log_batch
+from nightjar.lake.read import arrow_dataset
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def table_info(home: Path, table: str) -> TableInfo:
     adds = _adds(dt)
     records = adds["num_records"]
     # A file written without statistics has no record count in the log: count from the Parquet footers then.
-    rows = dt.to_pyarrow_dataset().count_rows() if records.null_count else int(pc.sum(records).as_py() or 0)
+    rows = arrow_dataset(dt).count_rows() if records.null_count else int(pc.sum(records).as_py() or 0)
     part_cols = [f"partition.{c}" for c in dt.metadata().partition_columns]
     partitions = len(adds.select(part_cols).group_by(part_cols).aggregate([])) if part_cols else 1
     names = pa.schema(dt.schema().to_arrow()).names

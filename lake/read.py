@@ -5,17 +5,35 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 from deltalake import DeltaTable
 
 from nightjar import paths
 from nightjar.lake.region import pixel_ranges, ranges_filter
 
 DETECTION_COLUMNS = ["diaObjectId", "midpointMjdTai", "band", "psfFlux", "psfFluxErr", "reliability"]
+
+
+def arrow_dataset(dt: DeltaTable, **options: Any) -> ds.Dataset:
+    """``dt`` as a pyarrow dataset read by Arrow's own file system.
+
+    deltalake's default file system is a Python object that Arrow's I/O threads call back into; a scan that a
+    reader abandons (DuckDB stops pulling after a ``LIMIT``) keeps such threads reading, and at interpreter
+    exit they call into a half-finalised interpreter (SIGSEGV, aborts, hangs). Arrow's native local file
+    system runs no Python on those threads. ``options`` are passed to ``DeltaTable.to_pyarrow_dataset``.
+    """
+    uri = dt.table_uri
+    local = unquote(uri.removeprefix("file://")) if uri.startswith("file://") else uri
+    if "://" not in local:
+        options.setdefault("filesystem", pafs.SubTreeFileSystem(str(Path(local).resolve()), pafs.LocalFileSystem()))
+    return dt.to_pyarrow_dataset(**options)
 
 
 def existing_tables(home: Path) -> list[str]:
@@ -70,7 +88,7 @@ def datasets(home: Path, as_of: AsOf = None) -> dict[str, ds.Dataset]:
     for table in existing_tables(home):
         if table not in versions and as_of is not None:
             continue  # the table did not exist yet (its view is an empty placeholder)
-        out[table] = DeltaTable(str(paths.table_dir(home, table)), version=versions.get(table)).to_pyarrow_dataset()
+        out[table] = arrow_dataset(DeltaTable(str(paths.table_dir(home, table)), version=versions.get(table)))
     return out
 
 
@@ -87,7 +105,7 @@ def detections_of(home: Path, object_ids: np.ndarray, hpx29: np.ndarray, region_
     region = ranges_filter(pixel_ranges(hpx29, region_order))
     if region is not None:
         where = region & where
-    return DeltaTable(str(location)).to_pyarrow_dataset().to_table(columns=DETECTION_COLUMNS, filter=where)
+    return arrow_dataset(DeltaTable(str(location))).to_table(columns=DETECTION_COLUMNS, filter=where)
 
 
 _DETECTION_TYPES = [pa.int64(), pa.float64(), pa.string(), pa.float32(), pa.float32(), pa.float32()]
@@ -107,7 +125,7 @@ def rows_of_objects(
     if not DeltaTable.is_deltatable(location):
         return None
     where = ds.field("diaObjectId").isin(pa.array(np.unique(object_ids), pa.int64()))
-    return DeltaTable(location).to_pyarrow_dataset().to_table(columns=columns, filter=where)
+    return arrow_dataset(DeltaTable(location)).to_table(columns=columns, filter=where)
 
 
 def latest_detections(home: Path, objects: pa.Table, region_order: int = 5) -> pa.Table | None:
@@ -120,4 +138,4 @@ def latest_detections(home: Path, objects: pa.Table, region_order: int = 5) -> p
     region = ranges_filter(pixel_ranges(objects[paths.HPX29].to_numpy(zero_copy_only=False), region_order))
     if region is not None:
         where = region & where
-    return DeltaTable(location).to_pyarrow_dataset().to_table(filter=where)
+    return arrow_dataset(DeltaTable(location)).to_table(filter=where)

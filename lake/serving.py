@@ -100,6 +100,6 @@ def _open(home: Path, key: tuple[int, ...]) -> Snapshot:
     for table in read.existing_tables(home):
         # A table that joined the lake after its last logged batch is read at its latest version.
         dt = DeltaTable(str(paths.table_dir(home, table)), version=logged.get(table))
-        tables[table] = dt.to_pyarrow_dataset()
+        tables[table] = read.arrow_dataset(dt)
         versions[table] = dt.version()
     return Snapshot(home, key, tables, versions)

@@ -31,7 +31,7 @@ from nightjar.catalogs.context import (
     ContextResult,
 )
 from nightjar.catalogs.dispatch import submit_context
-from nightjar.lake import commit, read
+from nightjar.lake import commit, keys, read
 from nightjar.streams.decode import DecodedBatch
 
 
@@ -65,7 +65,7 @@ def batch_objects(batch: DecodedBatch) -> pa.Table:
     objects = objects.filter(pc.is_valid(objects["diaObjectId"]))
     order = "lastAlertMjdTai" if "lastAlertMjdTai" in objects.column_names else None
     if order is not None:
-        objects = commit.latest_per_key(objects, "diaObjectId", order)
+        objects = keys.latest_per_key(objects, "diaObjectId", order)
     return objects.select(["diaObjectId", "ra", "dec"])
 
 
@@ -75,7 +75,7 @@ def pending(batch: DecodedBatch, home: Path, catalogs_version: str) -> Pending:
     stored = read.rows_of_objects(home, paths.CONTEXT, objects["diaObjectId"].to_numpy())
     if stored is None or stored.num_rows == 0:
         return Pending(objects, LAKE_CONTEXT_SCHEMA.empty_table())
-    stored = commit.latest_per_key(stored, "diaObjectId", CLASSIFIED_AT)
+    stored = keys.latest_per_key(stored, "diaObjectId", CLASSIFIED_AT)
     current = stored.filter(pc.equal(stored[CATALOGS_VERSION], catalogs_version))
     todo = objects.filter(pc.invert(pc.is_in(objects["diaObjectId"], value_set=current["diaObjectId"])))
     return Pending(todo, current.select(LAKE_CONTEXT_SCHEMA.names).cast(LAKE_CONTEXT_SCHEMA))

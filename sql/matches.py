@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nightjar.sql.views import first_per_key
+from nightjar.lake.keys import first_per_key
 
 EVERY_ALERT, NEW_OBJECTS = "all", "new"
 

@@ -10,13 +10,13 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from nightjar import paths
 from nightjar.catalogs.context import LAKE_CONTEXT_SCHEMA, LAKE_MATCHES_SCHEMA
 from nightjar.lake.annotations import SCHEMA as ANNOTATION_SCHEMA
+from nightjar.lake.keys import first_per_key, latest_per_key
 from nightjar.streams import schemas
 
 SOURCES = paths.SOURCES
@@ -125,25 +125,6 @@ def with_placeholders(existing: Mapping[str, Any]) -> dict[str, Any]:
     for name, schema in placeholder_schemas().items():
         views.setdefault(name, schema.empty_table())
     return views
-
-
-def latest_per_key(data: pa.Table, key: str, order: str) -> pa.Table:
-    """One row per ``key``: the one with the largest ``order`` (ties: the later row)."""
-    if data.num_rows == 0:
-        return data
-    ranked = data.select([key, order]).append_column("_pos", pa.array(range(data.num_rows), pa.int64()))
-    ranked = ranked.sort_by([(key, "ascending"), (order, "descending"), ("_pos", "descending")])
-    first = ranked.group_by(key, use_threads=False).aggregate([("_pos", "first")])
-    return data.take(np.sort(first["_pos_first"].to_numpy()))
-
-
-def first_per_key(data: pa.Table, key: str) -> pa.Table:
-    """The first row of each ``key``, in the table's order."""
-    if data.num_rows == 0:
-        return data
-    positions = data.select([key]).append_column("_pos", pa.array(range(data.num_rows), pa.int64()))
-    first = positions.group_by(key, use_threads=False).aggregate([("_pos", "min")])
-    return data.take(np.sort(first["_pos_min"].to_numpy()))
 
 
 def batch_views(

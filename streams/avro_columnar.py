@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from nightjar.streams import avro_kernel as k
+from nightjar.streams.avro_skip import SkipGraph
 from nightjar.streams.schemas import arrow_type, named_types
 
 RECORD = "_record"
@@ -43,7 +44,7 @@ _PRIMITIVE_KIND = {
     "string": k.K_STRING,
     "bytes": k.K_BYTES,
 }
-_VAR_KINDS = (k.K_STRING, k.K_BYTES)
+_VAR_KINDS = (k.K_STRING, k.K_BYTES, k.K_FIXED)
 
 
 class UnsupportedSchema(ValueError):
@@ -94,66 +95,109 @@ def _unwrap(avro_type: Any, names: dict[str, Any]) -> tuple[Any, int, int]:
 def _resolve(avro_type: Any, names: dict[str, Any]) -> Any:
     if isinstance(avro_type, str) and avro_type in names:
         return names[avro_type]
+    if isinstance(avro_type, dict) and isinstance(avro_type.get("type"), dict | list):
+        return _resolve(avro_type["type"], names)  # {"type": {...}}
     return avro_type
 
 
-class Program:
-    """A compiled Avro record schema."""
+def _record_of(field_type: Any, names: dict[str, Any]) -> dict[str, Any] | None:
+    """The record schema of a field that becomes a child table (a record, or an array of records, either
+    possibly nullable), else None."""
+    try:
+        inner, _, _ = _unwrap(field_type, names)
+        inner = _resolve(inner, names)
+        if isinstance(inner, dict) and inner.get("type") == "array":
+            inner, _, _ = _unwrap(inner["items"], names)
+            inner = _resolve(inner, names)
+    except UnsupportedSchema:
+        return None
+    return inner if isinstance(inner, dict) and inner.get("type") == "record" else None
 
-    def __init__(self, tables: list[_Table], ops: np.ndarray, op_lo: np.ndarray, op_hi: np.ndarray):
+
+class Program:
+    """A compiled Avro record schema.
+
+    ``skipped`` names the fields no column holds (stepped over; see ``streams.avro_skip``).
+    """
+
+    def __init__(
+        self,
+        tables: list[_Table],
+        ops: np.ndarray,
+        op_lo: np.ndarray,
+        op_hi: np.ndarray,
+        skips: SkipGraph | None = None,
+        skipped: Sequence[str] = (),
+    ):
         self.tables = tables
         self.ops = ops
         self.op_lo = op_lo
         self.op_hi = op_hi
         self.rows_per_record = [1.0] + [4.0] * (len(tables) - 1)
+        graph = skips or SkipGraph({})
+        stack = (np.zeros(k.SKIP_STACK, dtype=np.int64), np.zeros(k.SKIP_STACK, dtype=np.int64))
+        self.skips = (*graph.arrays(), *stack)
+        self.skipped = list(skipped)
 
     @classmethod
     def compile(cls, schema: dict[str, Any]) -> Program:
-        """Compile a record schema whose nested records and arrays hold only primitives (LSST, ZTF)."""
+        """Compile a record schema: primitives, enums and fixed (or nullable unions of them) become columns, and
+        so do the fields of top-level records and arrays of records (LSST, ZTF); every other field is skipped."""
         names = named_types(schema)
         tables = [_Table("")]
         ops: list[list[int]] = []
         per_table: list[list[list[int]]] = [[]]
+        skips = SkipGraph(names)
+        skipped: list[str] = []
 
-        def add_primitive(table: _Table, name: str, avro_type: Any, nb: int, vb: int, t_index: int) -> None:
+        def add_skip(table: _Table, name: str, avro_type: Any, t_index: int) -> None:
+            """Step over the whole field (union included): no column, no validity."""
+            skipped.append(f"{table.path}.{name}" if table.path else name)
+            per_table[t_index].append([k.K_SKIP, -1, -1, -1, skips.add(avro_type), 0, -1, -1])
+
+        def add_primitive(table: _Table, name: str, field_type: Any, t_index: int) -> None:
+            try:
+                avro_type, nb, vb = _unwrap(field_type, names)
+            except UnsupportedSchema:
+                add_skip(table, name, field_type, t_index)  # a union of several types
+                return
             avro_type = _resolve(avro_type, names)
             symbols = None
-            if isinstance(avro_type, dict) and avro_type.get("type") == "enum":
+            size = -1
+            base = avro_type.get("type") if isinstance(avro_type, dict) else avro_type
+            if base == "enum":
                 kind, symbols = k.K_ENUM, list(avro_type["symbols"])
                 dtype: pa.DataType = pa.string()
-            else:
-                base = avro_type["type"] if isinstance(avro_type, dict) else avro_type
-                if base not in _PRIMITIVE_KIND:
-                    raise UnsupportedSchema(f"field {table.path}.{name}: type {avro_type} is not supported")
+            elif base == "fixed":
+                kind, size, dtype = k.K_FIXED, int(avro_type["size"]), pa.binary()
+            elif isinstance(base, str) and base in _PRIMITIVE_KIND:
                 kind = _PRIMITIVE_KIND[base]
                 dtype = arrow_type(base, names)[0] if kind != k.K_NULL else pa.null()
+            else:
+                add_skip(table, name, field_type, t_index)  # map, array, nested record...
+                return
             if kind in _VAR_KINDS:
                 dest, table.n_var = table.n_var, table.n_var + 1
             else:
                 dest, table.n_fixed = table.n_fixed, table.n_fixed + 1
             table.columns.append(_Column(name, kind, dtype, dest, symbols))
             valid_row = dest if kind not in _VAR_KINDS else -1  # fixed up once the table is complete
-            per_table[t_index].append([kind, nb, vb, dest, -1, valid_row, -1, -1])
+            per_table[t_index].append([kind, nb, vb, dest, size, valid_row, -1, -1])
 
         top = tables[0]
         for fld in schema["fields"]:
-            inner, nb, vb = _unwrap(fld["type"], names)
-            inner = _resolve(inner, names)
-            kind = inner.get("type") if isinstance(inner, dict) else None
-            if kind in ("record", "array"):
+            record = _record_of(fld["type"], names)
+            if record is not None:
+                inner, nb, vb = _unwrap(fld["type"], names)
+                kind = _resolve(inner, names).get("type")
                 item_null = item_value = -1
-                record = inner
                 if kind == "array":
-                    record, item_null, item_value = _unwrap(inner["items"], names)
-                    record = _resolve(record, names)
-                if not (isinstance(record, dict) and record.get("type") == "record"):
-                    raise UnsupportedSchema(f"field {fld['name']}: arrays of {record} are not supported")
+                    _, item_null, item_value = _unwrap(_resolve(inner, names)["items"], names)
                 child = _Table(fld["name"])
                 tables.append(child)
                 per_table.append([])
                 for sub in record["fields"]:
-                    sub_inner, snb, svb = _unwrap(sub["type"], names)
-                    add_primitive(child, sub["name"], sub_inner, snb, svb, len(tables) - 1)
+                    add_primitive(child, sub["name"], sub["type"], len(tables) - 1)
                 # A presence flag in the top-level table, so a null record and an empty array differ.
                 dest, top.n_fixed = top.n_fixed, top.n_fixed + 1
                 top.columns.append(
@@ -162,7 +206,7 @@ class Program:
                 op_kind = k.K_RECORD if kind == "record" else k.K_ARRAY
                 per_table[0].append([op_kind, nb, vb, dest, len(tables) - 1, dest, item_null, item_value])
             else:
-                add_primitive(top, fld["name"], inner, nb, vb, 0)
+                add_primitive(top, fld["name"], fld["type"], 0)
         # Validity rows: fixed columns first, then variable ones.
         for table, t_ops in zip(tables, per_table, strict=True):
             for op in t_ops:
@@ -178,6 +222,8 @@ class Program:
             np.asarray(ops, dtype=np.int64).reshape(-1, k.OP_WIDTH),
             np.asarray(lo, dtype=np.int64),
             np.asarray(hi, dtype=np.int64),
+            skips,
+            skipped,
         )
 
     def decode(self, buf: np.ndarray, seg_start: np.ndarray, seg_end: np.ndarray, seg_count: np.ndarray) -> Decoded:
@@ -196,7 +242,7 @@ class Program:
                 k.typed_list([x.vals for x in store]), k.typed_list([x.fvals for x in store]),
                 k.typed_list([x.valid for x in store]), k.typed_list([x.vstart for x in store]),
                 k.typed_list([x.vlen for x in store]), k.typed_list([x.parent for x in store]),
-                counts, status, scratch,
+                counts, status, scratch, self.skips,
             )  # fmt: skip
             if full < 0:
                 break

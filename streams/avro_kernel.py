@@ -4,7 +4,9 @@ The schema is compiled by ``streams.avro_columnar`` into a small program: one op
 Table 0 is the top-level record; its record and array fields point at child tables whose fields are primitives
 (the shape of every LSST and ZTF alert schema). The kernel walks the bytes once, with no Python objects per
 record, and writes each value into ``vals[table][column, row]`` (int64 cells; floating values stored through a
-float64 view of the same memory), a validity byte, and start/length pairs for strings and bytes.
+float64 view of the same memory), a validity byte, and start/length pairs for strings, bytes and fixed. A field
+of any other shape (map, union of several types, array of primitives, record in a nested record) is stepped over by
+``skip_value`` along a skip program (``streams.avro_skip``).
 """
 
 from __future__ import annotations
@@ -15,18 +17,23 @@ import numpy as np
 from numba import njit
 from numba.typed import List
 
-# Op kinds.
+# Op kinds (K_FIXED: fixed-size bytes, size in O_CHILD; K_SKIP: a value stepped over, skip node in O_CHILD).
 K_NULL, K_BOOL, K_INT, K_LONG, K_FLOAT, K_DOUBLE, K_STRING, K_BYTES, K_RECORD, K_ARRAY, K_ENUM = range(11)
+K_FIXED, K_SKIP = 11, 12
+# Skip node kinds (see streams.avro_skip).
+S_NULL, S_BOOL, S_VARINT, S_FLOAT, S_DOUBLE, S_BYTES, S_FIXED, S_RECORD, S_ARRAY, S_MAP, S_UNION = range(11)
+SKIP_STACK = 4096  # pending nodes while skipping one value: bounds nesting (and recursive types)
 # Op columns.
 O_KIND, O_NULL_BRANCH, O_VALUE_BRANCH, O_DEST, O_CHILD, O_VALID, O_ITEM_NULL, O_ITEM_VALUE = range(8)
 OP_WIDTH = 8
 # Status codes.
-OK, E_TRUNCATED, E_UNION, E_LENGTH, E_TRAILING, E_FULL = range(6)
+OK, E_TRUNCATED, E_UNION, E_LENGTH, E_TRAILING, E_FULL, E_DEPTH = range(7)
 ERROR_TEXT = {
     E_TRUNCATED: "truncated or corrupt Avro: read past the end of the record",
     E_UNION: "corrupt Avro: union branch out of range",
     E_LENGTH: "corrupt Avro: negative or oversize length",
     E_TRAILING: "trailing bytes after the record (wrong schema?)",
+    E_DEPTH: f"Avro value nested deeper than {SKIP_STACK} levels",
 }
 
 
@@ -49,6 +56,96 @@ def _varint(buf: np.ndarray, pos: int, end: int) -> tuple[Any, int, int]:
 
 
 @njit(cache=True)
+def skip_value(
+    buf: np.ndarray,
+    pos: int,
+    end: int,
+    node: int,
+    sk_kind: np.ndarray,  # int64[:] per skip node (S_*)
+    sk_arg: np.ndarray,  # int64[:] fixed size, or the item/value node of an array/map
+    sk_lo: np.ndarray,  # int64[:] first kid of a record/union
+    sk_hi: np.ndarray,  # int64[:] one past its last kid
+    sk_kids: np.ndarray,  # int64[:] field nodes of records, branch nodes of unions
+    stack_node: np.ndarray,  # int64[SKIP_STACK] pending nodes
+    stack_left: np.ndarray,  # int64[SKIP_STACK] items left in the current block of a pending array/map
+) -> tuple[int, int]:  # pragma: no cover - compiled
+    """Step over one value of skip node ``node`` at ``pos``: (new position, status). No recursion: a stack of
+    pending nodes, where an array or map stays pending (with its items left) until its 0-count block."""
+    cap = stack_node.shape[0]
+    stack_node[0] = node
+    stack_left[0] = 0
+    sp = 1
+    while sp > 0:
+        sp -= 1
+        nd = stack_node[sp]
+        left = stack_left[sp]
+        kind = sk_kind[nd]
+        if kind == S_NULL:
+            continue
+        if kind == S_BOOL:
+            if pos + 1 > end:
+                return pos, E_TRUNCATED
+            pos += 1
+        elif kind == S_VARINT:
+            _, pos, st = _varint(buf, pos, end)
+            if st != OK:
+                return pos, st
+        elif kind == S_FLOAT or kind == S_DOUBLE or kind == S_FIXED:
+            n = 4 if kind == S_FLOAT else (8 if kind == S_DOUBLE else sk_arg[nd])
+            if pos + n > end:
+                return pos, E_TRUNCATED
+            pos += n
+        elif kind == S_BYTES:
+            n, pos, st = _varint(buf, pos, end)
+            if st == OK and (n < 0 or pos + n > end):
+                st = E_LENGTH
+            if st != OK:
+                return pos, st
+            pos += n
+        elif kind == S_RECORD:
+            if sp + sk_hi[nd] - sk_lo[nd] > cap:
+                return pos, E_DEPTH
+            for j in range(sk_hi[nd] - 1, sk_lo[nd] - 1, -1):
+                stack_node[sp] = sk_kids[j]
+                stack_left[sp] = 0
+                sp += 1
+        elif kind == S_UNION:
+            branch, pos, st = _varint(buf, pos, end)
+            if st != OK:
+                return pos, st
+            if branch < 0 or branch >= sk_hi[nd] - sk_lo[nd]:
+                return pos, E_UNION
+            stack_node[sp] = sk_kids[sk_lo[nd] + branch]
+            stack_left[sp] = 0
+            sp += 1
+        else:  # S_ARRAY, S_MAP: blocks of items, ended by a block of count 0
+            if left == 0:
+                left, pos, st = _varint(buf, pos, end)
+                if st == OK and left < 0:
+                    left = -left
+                    _, pos, st = _varint(buf, pos, end)  # block size in bytes
+                if st != OK:
+                    return pos, st
+                if left == 0:
+                    continue
+                if left > max(end - pos, 1 << 20):
+                    return pos, E_LENGTH
+            if sp + 3 > cap:
+                return pos, E_DEPTH
+            stack_node[sp] = nd  # the rest of the block (0 left: read the next block count)
+            stack_left[sp] = left - 1
+            sp += 1
+            stack_node[sp] = sk_arg[nd]
+            stack_left[sp] = 0
+            sp += 1
+            if kind == S_MAP:
+                stack_node[sp] = 0  # the key, a string, comes first
+                stack_left[sp] = 0
+                sp += 1
+    return pos, OK
+
+
+@njit(cache=True)
 def decode_segments(
     buf: np.ndarray,  # uint8[:] all bytes
     seg_start: np.ndarray,  # int64[:] first byte of each segment
@@ -67,6 +164,7 @@ def decode_segments(
     counts: np.ndarray,  # int64[:] rows written per table
     seg_status: np.ndarray,  # int64[:] status per segment
     scratch: np.ndarray,  # uint8[:16] for float reinterpretation
+    skips: Any,  # (kind, arg, lo, hi, kids, stack_node, stack_left) int64 arrays: see skip_value
 ) -> tuple[int, int]:  # pragma: no cover - compiled
     """Decode segments from ``s0``; returns (next segment, full table or -1). Bad segments leave no rows.
 
@@ -79,6 +177,7 @@ def decode_segments(
     s_u8 = scratch[8:16].view(np.uint64)
     s_f8 = scratch[8:16].view(np.float64)
     n_tables = op_lo.shape[0]
+    sk_kind, sk_arg, sk_lo, sk_hi, sk_kids, stack_node, stack_left = skips
     saved = counts.copy()
     for s in range(s0, seg_start.shape[0]):
         for t in range(n_tables):
@@ -154,6 +253,13 @@ def decode_segments(
                         cvals, cfvals, cvalid, cvstart, cvlen = vals[0], fvals[0], valid[0], vstart[0], vlen[0]
                     continue
                 kind = ops[i, O_KIND]
+                if kind == K_SKIP:
+                    # A field no column holds (a map, a union of several types...): step over its bytes.
+                    pos, st = skip_value(
+                        buf, pos, end, ops[i, O_CHILD], sk_kind, sk_arg, sk_lo, sk_hi, sk_kids, stack_node, stack_left
+                    )
+                    i += 1
+                    continue
                 null_branch = ops[i, O_NULL_BRANCH]
                 vdest = ops[i, O_VALID]
                 if null_branch >= 0:
@@ -202,6 +308,14 @@ def decode_segments(
                     if st == OK and (n < 0 or pos + n > end):
                         st = E_LENGTH
                     if st != OK:
+                        break
+                    cvstart[dest, row] = pos
+                    cvlen[dest, row] = n
+                    pos += n
+                elif kind == K_FIXED:
+                    n = ops[i, O_CHILD]
+                    if pos + n > end:
+                        st = E_TRUNCATED
                         break
                     cvstart[dest, row] = pos
                     cvlen[dest, row] = n

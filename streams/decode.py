@@ -1,7 +1,8 @@
 """A micro-batch of Kafka payloads to Arrow tables, with every alert that cannot be accepted set aside.
 
-Payloads are LSST Confluent wire-format messages (magic byte, schema id, schemaless Avro) or Avro container
-files (ZTF's Kafka format, archives). They are grouped by writer schema and each group is decoded in one pass of
+Payloads are LSST Confluent wire-format messages (magic byte, schema id, schemaless Avro), Avro container
+files (ZTF's Kafka format, archives) or Parquet files of LSST alerts (brokers' exports, read column by column by
+``streams.parquet_alerts``). Avro payloads are grouped by writer schema and each group is decoded in one pass of
 the columnar decoder (``streams.avro_columnar``), then mapped to the model tables: ``sources`` (the triggering
 detection), ``prv_sources`` (packet history), ``forced_sources``, ``objects`` and ``cutouts``. Every message ends
 either as rows or as a ``Reject`` with its reason: nothing is dropped silently.
@@ -17,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nightjar import paths
-from nightjar.streams import container, lsst_model, schemas, validate, wire, ztf_model
+from nightjar.streams import container, lsst_model, parquet_alerts, schemas, validate, wire, ztf_model
 from nightjar.streams.avro_columnar import UnsupportedSchema, join, program_for
 
 ROW = "_row"  # position of the message in its batch, dropped before the lake
@@ -107,15 +108,21 @@ def _survey(schema: dict[str, Any]) -> str | None:
     return None
 
 
-def _group(batch: RawBatch, max_message_bytes: int, registry_url: str | None) -> tuple[dict[str, _Group], list[Reject]]:
+def _group(
+    batch: RawBatch, max_message_bytes: int, registry_url: str | None
+) -> tuple[dict[str, _Group], list[int], list[Reject]]:
+    """Avro payloads grouped by writer schema, the indices of Parquet payloads, and the rejects."""
     groups: dict[str, _Group] = {}
+    parquet: list[int] = []
     rejects: list[Reject] = []
     for i, payload in enumerate(batch.payloads):
         if len(payload) > max_message_bytes:
             rejects.append(Reject(i, f"oversize: {len(payload)} bytes > limit {max_message_bytes}"))
             continue
         try:
-            if container.is_container(payload):
+            if parquet_alerts.is_parquet(payload):
+                parquet.append(i)
+            elif container.is_container(payload):
                 found = container.read_container(payload)
                 survey = _survey(found.schema)
                 if survey is None:
@@ -133,7 +140,7 @@ def _group(batch: RawBatch, max_message_bytes: int, registry_url: str | None) ->
             rejects.append(Reject(i, str(exc)))
         except (ValueError, UnicodeDecodeError) as exc:
             rejects.append(Reject(i, f"unreadable message: {exc}"))
-    return groups, rejects
+    return groups, parquet, rejects
 
 
 def _decode_group(group: _Group) -> tuple[dict[str, pa.Table], list[Reject]]:
@@ -156,14 +163,28 @@ def _decode_group(group: _Group) -> tuple[dict[str, pa.Table], list[Reject]]:
     wrong = validate.bad_flux_types(tables)
     if wrong is not None:  # the whole writer schema: its tables would not merge with the others
         return {}, [*rejects, *(Reject(m, f"unusable alert: {wrong}") for m in sorted(set(group.messages)))]
-    survey = pa.scalar(group.survey)
-    tables = {
-        name: t.append_column(paths.SURVEY, pa.array(np.full(t.num_rows, group.survey), pa.string()))
+    return _with_survey(tables, group.survey), rejects
+
+
+def _decode_parquet(index: int, payload: bytes) -> tuple[dict[str, pa.Table], list[Reject]]:
+    """A Parquet file of LSST alerts (one message) as model tables; a file that is not one is a reject."""
+    try:
+        decoded = parquet_alerts.decoded_tables(payload)
+        record_row = np.full(decoded.tables["diaSource"].num_rows, index, dtype=np.int64)
+        tables = lsst_model.model_tables(decoded, record_row)
+    except (ValueError, KeyError, schemas.UnknownSchema) as exc:
+        return {}, [Reject(index, f"Parquet alerts: {exc}")]
+    return _with_survey(tables, "lsst"), []
+
+
+def _with_survey(tables: dict[str, pa.Table], name: str) -> dict[str, pa.Table]:
+    survey = pa.scalar(name)
+    return {
+        table: t.append_column(paths.SURVEY, pa.array(np.full(t.num_rows, name), pa.string()))
         if t.num_rows
         else t.append_column(paths.SURVEY, pa.array([], survey.type))
-        for name, t in tables.items()
+        for table, t in tables.items()
     }
-    return tables, rejects
 
 
 def decode_batch(batch: RawBatch, max_message_bytes: int = 4_000_000, registry_url: str | None = None) -> DecodedBatch:
@@ -172,10 +193,11 @@ def decode_batch(batch: RawBatch, max_message_bytes: int = 4_000_000, registry_u
     Wire-format schema ids are looked up in the schema registry at ``registry_url`` when given, else in the
     schemas shipped with lsst-alert-packet.
     """
-    groups, rejects = _group(batch, max_message_bytes, registry_url)
+    groups, parquet, rejects = _group(batch, max_message_bytes, registry_url)
     parts: dict[str, list[pa.Table]] = {name: [] for name in MODEL_TABLES}
-    for group in groups.values():
-        tables, bad = _decode_group(group)
+    decoded = [_decode_group(group) for group in groups.values()]
+    decoded += [_decode_parquet(i, batch.payloads[i]) for i in parquet]
+    for tables, bad in decoded:
         rejects.extend(bad)
         for name, table in tables.items():
             parts[name].append(table)

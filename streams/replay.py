@@ -19,10 +19,10 @@ class ReplayReport:
 
 
 def alert_files(paths: list[Path]) -> list[Path]:
-    """The files named, and every ``*.avro`` file under the folders named, in a stable order."""
+    """The files named, and every ``*.avro`` and ``*.parquet`` file under the folders named, in a stable order."""
     found: list[Path] = []
     for p in paths:
-        found.extend(sorted(p.rglob("*.avro")) if p.is_dir() else [p])
+        found.extend(sorted([*p.rglob("*.avro"), *p.rglob("*.parquet")]) if p.is_dir() else [p])
     return found
 
 

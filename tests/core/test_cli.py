@@ -3,13 +3,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake import write_deltalake
 from distributed import Client
 
+from nightjar import paths
 from nightjar.cli import main
 from nightjar.pipelines.run import ingest
 from nightjar.settings import Settings, load_settings
@@ -149,3 +156,57 @@ def test_bench_filters_prints_its_figure_last(
     lines = capsys.readouterr().out.strip().splitlines()
     assert re.fullmatch(r"filters_60_on_2k_s=\d+\.\d{3}", lines[-1])
     assert any(line.startswith("plan: ") for line in lines)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_query_exits_cleanly_after_limit_scans(home: Path, tmp_path: Path) -> None:
+    """A LIMIT stops DuckDB's scan early while Arrow still reads ahead; at exit that abandoned scan crashed or hung
+    the process (SIGSEGV, abort, hang; about one run in four here) when the lake's datasets read files through
+    deltalake's Python file system. tests/lake/test_read.py checks the cause deterministically."""
+    nights = 300  # one file per night partition: many files keep Arrow's read-ahead busy when the query ends
+    n = nights * 2000
+    rng = np.random.default_rng(7)
+    table = pa.table(
+        {
+            "diaSourceId": np.arange(n, dtype=np.int64),
+            "psfFlux": rng.random(n).astype(np.float32),
+            "ra": rng.random(n) * 360,
+            "night": 60000 + np.arange(n) % nights,
+        }
+    )
+    write_deltalake(str(paths.table_dir(home, paths.SOURCES)), table, partition_by=["night"])
+    command = [str(Path(sys.executable).with_name("nightjar")), "query", "SELECT diaSourceId FROM sources LIMIT 1"]
+    env = {**os.environ, "NIGHTJAR_HOME": str(home)}
+    codes = []
+    for i in range(4):
+        json_run = subprocess.run([*command, "--format", "json"], env=env, capture_output=True, timeout=240)
+        out = tmp_path / f"{i}.parquet"
+        parquet_run = subprocess.run(
+            [*command, "--format", "parquet", "--out", str(out)], env=env, capture_output=True, timeout=240
+        )
+        codes += [json_run.returncode, parquet_run.returncode]
+        assert len(json.loads(json_run.stdout)) == 1
+        assert pq.read_table(out).num_rows == 1
+    assert codes == [0] * 8, codes
+
+
+def test_ingest_exits_non_zero_when_anything_was_rejected(
+    settings: Settings,
+    dask_client: Client,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("NIGHTJAR_HOME", str(settings.home))
+    monkeypatch.setenv("NIGHTJAR_SCHEDULER", dask_client.scheduler.address)
+    not_alerts = tmp_path / "table.parquet"
+    pq.write_table(pa.table({"x": [1]}), not_alerts)
+    assert main(["ingest", str(not_alerts)]) == 1  # was 0: "ingested 0 alerts; 1 problems"
+    assert "1 problems" in capsys.readouterr().err
+    good = data_dir / "alerts/lsst/hsc-cosmos-v7.1-slim/schema_701.avro"
+    corrupt = sorted((data_dir / "alerts/ztf/corrupt").glob("*.avro"))[0]
+    assert main(["ingest", str(good), str(corrupt)]) == 1
+    assert main(["ingest", str(good), str(corrupt), "--allow-partial"]) == 0
+    assert main(["ingest", str(good)]) == 0
