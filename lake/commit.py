@@ -161,8 +161,6 @@ def log_batch(home: Path, txns: dict[str, int]) -> bool:
     return True
 
 
-
-
 def drop_committed(dt: DeltaTable | None, data: pa.Table) -> pa.Table:
     """``data`` without the rows whose Kafka offset the table already recorded as committed.
 

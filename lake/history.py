@@ -21,6 +21,7 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
 from nightjar import paths
+from nightjar.lake import read
 
 KEY = "key"  # diaSourceId of a detection, forcedKey of a forced measurement
 FORCED = "forced"
@@ -69,7 +70,7 @@ def stored(home: Path, object_ids: np.ndarray) -> pa.Table:
     low, high = int(ids[0]), int(ids[-1])
     where = (ds.field("diaObjectId") >= low) & (ds.field("diaObjectId") <= high)
     where &= ds.field("diaObjectId").isin(pa.array(ids, pa.int64()))
-    table = DeltaTable(location).to_pyarrow_dataset().to_table(filter=where)
+    table = read.arrow_dataset(DeltaTable(location)).to_table(filter=where)
     return table.select(SCHEMA.names).cast(SCHEMA)
 
 
