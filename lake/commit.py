@@ -48,9 +48,24 @@ def lake_lock(home: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+APP_PREFIX = "nightjar:"
+
+
 def app_id(topic: str, partition: int) -> str:
     """The Delta application-transaction id of a Kafka partition."""
-    return f"nightjar:{topic}:{partition}"
+    return f"{APP_PREFIX}{topic}:{partition}"
+
+
+def parse_app_id(app: str) -> tuple[str, int] | None:
+    """The (topic, partition) of an application-transaction id made by ``app_id``, else None.
+
+    >>> parse_app_id("nightjar:alerts:3")
+    ('alerts', 3)
+    """
+    if not app.startswith(APP_PREFIX):
+        return None
+    topic, _, part = app.removeprefix(APP_PREFIX).rpartition(":")
+    return (topic, int(part)) if topic and part.isdigit() else None
 
 
 def _open(home: Path, table: str) -> DeltaTable | None:

@@ -21,7 +21,7 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
 from nightjar import paths
-from nightjar.lake import read
+from nightjar.lake import commit, read
 
 KEY = "key"  # diaSourceId of a detection, forcedKey of a forced measurement
 FORCED = "forced"
@@ -72,6 +72,49 @@ def stored(home: Path, object_ids: np.ndarray) -> pa.Table:
     where &= ds.field("diaObjectId").isin(pa.array(ids, pa.int64()))
     table = read.arrow_dataset(DeltaTable(location)).to_table(filter=where)
     return table.select(SCHEMA.names).cast(SCHEMA)
+
+
+def unindexed(home: Path, txns: dict[str, int]) -> tuple[pa.Table, dict[str, int]]:
+    """Index rows for what ``sources`` and ``forced_sources`` hold beyond the index, for the Kafka partitions of
+    ``txns``.
+
+    A batch appends its new detections and forced measurements, then their index rows; a crash in between
+    leaves rows the index does not know, and a batch read again after the crash would write them twice. The
+    tables' application transactions say how far each got, so the rows of the gap (by their Kafka offsets) are
+    read back and indexed. Nothing is read unless a table is ahead of the index (and a lake written before the
+    index existed is indexed once, the first time a batch of the same partitions commits). Returns the rows and,
+    per application id, the offset up to which they cover the tables: the index's commit records at least that.
+    """
+    index = _open(home, paths.OBJECT_HISTORY)
+    found = []
+    covered: dict[str, int] = {}
+    for table, key, forced in ((paths.SOURCES, "diaSourceId", False), (paths.FORCED_SOURCES, paths.FORCED_KEY, True)):
+        dt = _open(home, table)
+        if dt is None:
+            continue
+        where = None
+        for app in txns:
+            done = dt.transaction_version(app)
+            indexed = index.transaction_version(app) if index is not None else None
+            place = commit.parse_app_id(app)
+            if done is None or place is None or (indexed is not None and indexed >= done):
+                continue
+            gap = (ds.field(paths.KAFKA_TOPIC) == place[0]) & (ds.field(paths.KAFKA_PARTITION) == place[1])
+            gap &= ds.field(paths.KAFKA_OFFSET) <= done
+            if indexed is not None:
+                gap &= ds.field(paths.KAFKA_OFFSET) > indexed
+            where = gap if where is None else where | gap
+            covered[app] = max(done, covered.get(app, done))
+        if where is not None:
+            columns = [c for c in (*DETECTION_COLUMNS, key) if c != key or key not in DETECTION_COLUMNS]
+            rows = read.arrow_dataset(dt).to_table(columns=list(dict.fromkeys(columns)), filter=where)
+            found.append(rows_for(rows, key, forced))
+    return (pa.concat_tables(found) if found else SCHEMA.empty_table()), covered
+
+
+def _open(home: Path, table: str) -> DeltaTable | None:
+    location = str(paths.table_dir(home, table))
+    return DeltaTable(location) if DeltaTable.is_deltatable(location) else None
 
 
 def unseen(rows: pa.Table, key: str, known: pa.Table, forced: bool) -> pa.Table:

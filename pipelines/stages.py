@@ -191,8 +191,10 @@ def _commit(batch: DecodedBatch, home: Path, txns: dict[str, int], context: Batc
     ids = [batch.objects["diaObjectId"]] if batch.objects.num_rows else []
     ids += [t["diaObjectId"] for t in (sources, forced) if t is not None]
     object_ids = pc.unique(pc.drop_null(pa.chunked_array(ids, pa.int64()))).to_numpy() if ids else np.array([])
-    known = history.stored(home, object_ids)
-    index = []
+    lagging, covered = history.unindexed(home, txns)  # rows a crashed batch stored but did not index
+    stored = history.stored(home, object_ids)
+    known = pa.concat_tables([stored, lagging])
+    index = [lagging] if lagging.num_rows else []
     if sources is not None:
         sources = history.unseen(sources, "diaSourceId", known, forced=False)
         commit.append(home, paths.SOURCES, sources, txns)
@@ -204,10 +206,11 @@ def _commit(batch: DecodedBatch, home: Path, txns: dict[str, int], context: Batc
     if batch.cutouts.num_rows:
         commit.append(home, paths.CUTOUTS, batch.cutouts.drop_columns([ROW]), txns)
     new_rows = pa.concat_tables(index) if index else history.SCHEMA.empty_table()
-    commit.append(home, paths.OBJECT_HISTORY, new_rows, txns)
+    # The index now covers what the tables hold, which after a repair may reach beyond this batch.
+    commit.append(home, paths.OBJECT_HISTORY, new_rows, {a: max(v, covered.get(a, v)) for a, v in txns.items()})
     objects = batch.objects.drop_columns([c for c in (ROW,) if c in batch.objects.column_names])
     if objects.num_rows:
-        everything = pa.concat_tables([known, new_rows])
+        everything = pa.concat_tables([stored, new_rows])  # new_rows holds the lagging rows too
         detections = everything.filter(pc.invert(everything[history.FORCED])).select(history.DETECTION_COLUMNS)
         objects = merge_objects(objects, detections, home)
         commit.upsert(home, paths.OBJECTS, objects, txns, order=None)

@@ -31,6 +31,14 @@ BANDS = ("u", "g", "r", "i", "z", "y")
 START_MJD = 60950.0
 VISIT_SECONDS = 39.0
 ID_BASE = 170_000_000_000_000_000  # Rubin-like 64-bit ids, beyond 2**53
+SEED_ID_STRIDE = 100_000_000_000  # each seed's ids in a range of their own: two simulations never share an id
+
+
+def id_base(seed: int) -> int:
+    """The first id of a simulation: different seeds make different alerts, objects and sources."""
+    return ID_BASE + (seed % 10_000) * SEED_ID_STRIDE
+
+
 HISTORY_WINDOW_DAYS = 365.0
 CADENCE_DAYS = 3.0
 DETECTION_SNR = 5.0
@@ -61,14 +69,15 @@ class SimObject:
     host: str | None = None
     host_sep_arcsec: float | None = None
     host_z: float | None = None
+    base: int = ID_BASE  # the simulation's first id (``id_base``)
 
     @property
     def dia_object_id(self) -> int | None:
-        return None if self.model.cls == "SSO" else ID_BASE + 1_000_000 + self.index
+        return None if self.model.cls == "SSO" else self.base + 1_000_000 + self.index
 
     @property
     def ss_object_id(self) -> int | None:
-        return ID_BASE + 9_000_000 + self.index if self.model.cls == "SSO" else None
+        return self.base + 9_000_000 + self.index if self.model.cls == "SSO" else None
 
 
 @dataclass(frozen=True)
@@ -231,7 +240,10 @@ class Simulation:
         self.config = config or SimConfig()
         self.sid = sid or schemas.latest_schema_id()
         rng = np.random.default_rng(seed)
+        self.base = id_base(seed)
         self.objects = _objects(max(1, n_alerts // 4), self.config, rng)
+        for obj in self.objects:
+            obj.base = self.base
         self.events = _schedule(self.objects, n_alerts, self.config, rng)
         self._dia = np.array([o.dia_object_id or 0 for o in self.objects], dtype=np.int64)  # 0: none
         self._ss = np.array([o.ss_object_id or 0 for o in self.objects], dtype=np.int64)
@@ -350,9 +362,11 @@ class Simulation:
         epoch = np.tile(np.arange(n_epochs), len(objs))
         band = rng.integers(0, len(BANDS), len(mjd))
         flux, err = self._measure(which, mjd, band, rng)
-        forced, forced_at = self._forced(which, ID_BASE + 20_000_000_000 + which * 10_000 + epoch, mjd, band, flux, err)
+        forced, forced_at = self._forced(
+            which, self.base + 20_000_000_000 + which * 10_000 + epoch, mjd, band, flux, err
+        )
         detected = np.flatnonzero(np.abs(flux) / err >= DETECTION_SNR)
-        ids = ID_BASE + 30_000_000_000 + which[detected] * 10_000 + epoch[detected]
+        ids = self.base + 30_000_000_000 + which[detected] * 10_000 + epoch[detected]
         det, det_at = self._sources(
             which[detected], ids, mjd[detected], band[detected], flux[detected], err[detected], rng
         )
@@ -382,14 +396,14 @@ class Simulation:
         visit = _visits(mjd)
         band = visit % len(BANDS)
         flux, err = self._measure(which, mjd, band, rng)
-        source_ids = ID_BASE + 10_000_000_000 + first + np.arange(n, dtype=np.int64)
+        source_ids = self.base + 10_000_000_000 + first + np.arange(n, dtype=np.int64)
         sources, source_at = self._sources(which, source_ids, mjd, band, flux, err, rng)
         which_list = which.tolist()
         ordinal = []
         for i in which_list:
             ordinal.append(histories[i].alerts)
             histories[i].alerts += 1
-        forced_ids = ID_BASE + 20_000_000_000 + which * 10_000 + 5_000 + np.asarray(ordinal, dtype=np.int64)
+        forced_ids = self.base + 20_000_000_000 + which * 10_000 + 5_000 + np.asarray(ordinal, dtype=np.int64)
         forced, forced_at = self._forced(which, forced_ids, mjd, band, flux, err)
         self._cutouts(tail[:n], layout, flux, rng, noise)
 
