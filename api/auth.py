@@ -152,7 +152,7 @@ def auth_state(request: Request) -> Auth:
 async def caller(
     request: Request,
     header: Annotated[str | None, Depends(_header)],
-    _documented: Annotated[str | None, Depends(_query)],
+    _documented: Annotated[str | None, Depends(_query)] = None,
 ) -> User:
     """FastAPI dependency: the calling user (anonymous without a token), after the rate limit."""
     # The raw parameter, not the dependency's value: APIKeyQuery turns an empty ?token= into None (anonymous).
