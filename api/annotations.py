@@ -22,13 +22,14 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 from confluent_kafka import KafkaException
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from nightjar.api.auth import Caller, require
 from nightjar.api.ids import StrictId
+from nightjar.api.lake_state import wrote
 from nightjar.api.users import ANNOTATOR, User
 from nightjar.lake.annotations import (
     append_annotations,
@@ -211,7 +212,9 @@ def router(settings: Settings) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["annotations"])
 
     @api.post("/annotations", status_code=status.HTTP_201_CREATED, response_model=Annotation)
-    async def annotate(body: AnnotationRequest, user: Annotated[User, Depends(require(ANNOTATOR))]) -> dict[str, Any]:
+    async def annotate(
+        request: Request, body: AnnotationRequest, user: Annotated[User, Depends(require(ANNOTATOR))]
+    ) -> dict[str, Any]:
         """Annotate an object (annotator tokens, for their own topics); it is queryable at once."""
         row = NewAnnotation(
             diaObjectId=body.diaObjectId,
@@ -226,6 +229,8 @@ def router(settings: Settings) -> APIRouter:
             written = await run_in_threadpool(write_annotations, settings, user, [row])
         except AnnotationError as exc:
             raise http_error(exc) from None
+        finally:
+            wrote(request)  # a 503 after the write (Kafka down) still stored the annotation
         return view(written)[0]
 
     @api.get("/objects/{diaObjectId}/annotations", response_model=ObjectAnnotations)

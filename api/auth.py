@@ -1,7 +1,8 @@
 """Who is calling, and may they: tokens to users, per-token rate limits, role checks.
 
-``Authorization: Token <token>`` (Lasair's form) or ``Authorization: Bearer <token>``. No header: the anonymous
-role, when the Settings allow it. A token that matches nobody is a 401, never a silent downgrade to anonymous.
+``Authorization: Token <token>`` (Lasair's form), ``Authorization: Bearer <token>``, or the query parameter
+``?token=<token>`` (Lasair's documented GET form). No token: the anonymous role, when the Settings allow it. A
+token that matches nobody (or an empty one) is a 401, never a silent downgrade to anonymous.
 Rate limits are a sliding one-minute window per token (per client address for anonymous callers), kept in the
 serving process: run one API process per limit domain, or put the limit in the proxy in front.
 """
@@ -16,7 +17,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, APIKeyQuery
 from sqlalchemy.engine import Engine
 
 from nightjar.api import users
@@ -30,6 +31,37 @@ _header = APIKeyHeader(
     auto_error=False,
     description="`Token <token>` (Lasair style) or `Bearer <token>`; `nightjar user add` makes tokens.",
 )
+
+
+_query = APIKeyQuery(
+    name="token",
+    auto_error=False,
+    description="the token as a query parameter (Lasair's GET form); the Authorization header is preferred",
+)
+
+
+def query_token(value: str | None, header: str | None) -> str | None:
+    """The ``?token=`` value as an Authorization header value, checked against the header when both are sent.
+
+    Examples
+    --------
+    >>> query_token("abc", None), query_token(None, "Token abc"), query_token("abc", "Token abc")
+    ('Token abc', 'Token abc', 'Token abc')
+    """
+    if value is None:
+        return header
+    if not value.strip():
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail="the token query parameter is empty",
+            headers={"WWW-Authenticate": "Token"},
+        )
+    if header is not None and parse_authorization(header) != value.strip():
+        raise HTTPException(
+            status_code=status.HTTP_400_BAD_REQUEST,
+            detail="two different tokens: the Authorization header and ?token= disagree",
+        )
+    return f"Token {value.strip()}"
 
 
 class RateLimiter:
@@ -117,9 +149,15 @@ def auth_state(request: Request) -> Auth:
     return auth
 
 
-async def caller(request: Request, header: Annotated[str | None, Depends(_header)]) -> User:
+async def caller(
+    request: Request,
+    header: Annotated[str | None, Depends(_header)],
+    _documented: Annotated[str | None, Depends(_query)] = None,
+) -> User:
     """FastAPI dependency: the calling user (anonymous without a token), after the rate limit."""
-    return await auth_state(request).resolve(request, header)
+    # The raw parameter, not the dependency's value: APIKeyQuery turns an empty ?token= into None (anonymous).
+    token = request.query_params.get("token")
+    return await auth_state(request).resolve(request, query_token(token, header))
 
 
 def require(*roles: str) -> Callable[..., object]:

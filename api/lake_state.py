@@ -15,4 +15,10 @@ def current(request: Request) -> Snapshot:
     return reader.snapshot()
 
 
+def wrote(request: Request) -> None:
+    """This request wrote to the lake: the next read of this process sees the write (not a snapshot a second old)."""
+    reader: LakeReader = request.app.state.lake
+    reader.invalidate()
+
+
 Lake = Annotated[Snapshot, Depends(current)]

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from nightjar.api import annotations as annotation_api
 from nightjar.api.annotations import AnnotationError, NewAnnotation
 from nightjar.api.auth import caller
+from nightjar.api.lake_state import wrote
 from nightjar.api.users import User
 from nightjar.settings import Settings
 
@@ -120,6 +121,8 @@ def router(settings: Settings) -> APIRouter:
             written = await run_in_threadpool(annotation_api.write_annotations, settings, user, [row])
         except AnnotationError as exc:
             return _error(exc.status_code, exc.message)
+        finally:
+            wrote(request)  # a 503 after the write (Kafka down) still stored the annotation
         return {"status": "success", "n": written.num_rows, "annotationId": str(written["annotationId"][0].as_py())}
 
     return api

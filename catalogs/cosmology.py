@@ -36,8 +36,8 @@ def luminosity_distance_mpc(z: np.ndarray, h0: float = 70.0, om0: float = 0.3) -
 
     Examples
     --------
-    >>> round(float(luminosity_distance_mpc(np.array([0.1]))[0]), 1)
-    460.0
+    >>> round(float(luminosity_distance_mpc(np.array([0.1]))[0]), 1)  # astropy FlatLambdaCDM(70, 0.3): 460.30 Mpc
+    460.3
     """
     z = np.asarray(z, dtype=np.float64)
     out = np.full(z.shape, np.nan)

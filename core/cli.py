@@ -74,10 +74,21 @@ def _partial_exit(problems: int, allow_partial: bool) -> int:
     return 0
 
 
+def _kafka_reachable(settings: Settings, timeout_s: float = 10.0) -> None:
+    """Fail fast, before a Dask cluster starts, when the configured Kafka does not answer."""
+    from nightjar.streams import broker, kafka
+
+    bootstrap = kafka.bootstrap_servers(settings)
+    if not broker.is_ready(bootstrap, timeout_s=timeout_s):
+        where = "NIGHTJAR_KAFKA" if settings.kafka else "the embedded broker (nightjar broker status)"
+        raise HomeError(f"Kafka at {bootstrap} ({where}) does not answer: start it or fix the address")
+
+
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.pipelines.cluster import dask_client
     from nightjar.pipelines.run import run
 
+    _kafka_reachable(settings)
     with dask_client(settings) as client:
         report = run(settings, client, args.topic, max_alerts=args.max_alerts, idle_exit_s=args.idle_exit)
     console.print(
@@ -252,18 +263,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class HomeError(RuntimeError):
+    """A NIGHTJAR_HOME (or Kafka) the command cannot work with: said plainly, no traceback."""
+
+
+# Commands that make a home where there is none (they write the first data); every other command needs one.
+CREATES_HOME = {"run", "ingest", "demo", "broker", "simulate", "replay", "catalog", "user"}
+# Commands that read the lake and are useless without one.
+NEEDS_LAKE = {"query", "export"}
+# Commands that use no home (file inspection, benchmarks on their own temporary homes).
+NO_HOME = {"alerts", "bench"}
+
+
+def check_home(settings: Settings, command: str) -> None:
+    """Make the home for commands that start one (saying so), refuse a missing home or lake for the others."""
+    from nightjar import paths
+
+    home = Path(settings.home)
+    if command in NO_HOME:
+        return
+    if home.exists() and not home.is_dir():
+        raise HomeError(f"NIGHTJAR_HOME={home} is a file, not a folder")
+    if command in CREATES_HOME:
+        if not home.exists():
+            home.mkdir(parents=True)
+            console.print(f"created NIGHTJAR_HOME {home}")
+        return
+    if not home.is_dir():
+        raise HomeError(
+            f"NIGHTJAR_HOME={home} does not exist: set NIGHTJAR_HOME to your Nightjar folder, or make one with "
+            "`nightjar ingest FILES` or `nightjar run --topic T` (or `make demo`)"
+        )
+    if command in NEEDS_LAKE and not paths.lake_dir(home).is_dir():
+        raise HomeError(
+            f"NIGHTJAR_HOME={home} has no lake yet: fill it with `nightjar ingest FILES` or `nightjar run --topic T`"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     try:
         settings = load_settings(args.config)
+        check_home(settings, args.command)
         code: int = args.handler(settings, args)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         from nightjar.errors import USER_ERRORS
 
-        if not isinstance(exc, USER_ERRORS) or args.verbose:
+        if not isinstance(exc, (*USER_ERRORS, HomeError)) or args.verbose:
             raise
         console.print(f"[red]error:[/red] {exc}")
         return 2

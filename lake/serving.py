@@ -81,8 +81,13 @@ class LakeReader:
         self._checked = 0.0
         self._lock = threading.Lock()
 
+    def invalidate(self) -> None:
+        """Check for a newer snapshot on the next call: this process just wrote to the lake (read-your-writes)."""
+        with self._lock:
+            self._checked = float("-inf")
+
     def snapshot(self) -> Snapshot:
-        """The newest snapshot (checked at most once per ``check_interval_s``)."""
+        """The newest snapshot (checked at most once per ``check_interval_s``, and after ``invalidate``)."""
         with self._lock:
             now = time.monotonic()
             if self._snapshot is not None and now - self._checked < self.check_interval_s:

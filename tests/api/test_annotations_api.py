@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from nightjar.api.app import create_app
 from nightjar.api.users import add_user_token
 from nightjar.lake.read import lake_version
+from nightjar.lake.serving import LakeReader
 from nightjar.settings import Settings
 from nightjar.sql.engine import query_lake
 
@@ -161,3 +162,23 @@ def test_an_id_sent_as_a_float_is_refused_not_rounded(setup: Setup, kind: str) -
         setup.client.post("/api/v1/annotations", json=_body(oid, diaObjectId=oid), headers=setup.annotator).status_code
         == 201
     )
+
+
+def test_a_writer_reads_its_annotation_on_its_next_call(setup: Setup) -> None:
+    """The API serves a cached lake snapshot; an annotation just written must not wait for the next refresh. The
+    reader here refreshes only once an hour, so only the write's own invalidation can show the annotation."""
+    setup.client.app.state.lake = LakeReader(setup.settings.home, check_interval_s=3600)  # type: ignore[attr-defined]
+    oid = setup.objects[3]
+    params = {"objectId": str(oid)}
+    before = setup.client.get("/lasair/api/object/", params=params, headers=setup.annotator).json()
+    assert before["lasairData"]["annotations"] == []
+    form = {"topic": "ml", "objectId": str(oid), "classification": "SN", "classdict": "{}", "url": ""}
+    done = setup.client.post("/lasair/api/annotate/", data=form, headers=setup.annotator)
+    assert done.status_code == 200, done.text
+    seen = setup.client.get("/lasair/api/object/", params=params, headers=setup.annotator).json()
+    seen = seen["lasairData"]["annotations"]
+    assert [a["annotationId"] for a in seen] == [done.json()["annotationId"]]
+    made = setup.client.post("/api/v1/annotations", json=_body(oid), headers=setup.annotator)
+    assert made.status_code == 201, made.text
+    mine = setup.client.get(f"/api/v1/objects/{oid}", headers=setup.annotator).json()["annotations"]
+    assert made.json()["annotationId"] in [a["annotationId"] for a in mine]

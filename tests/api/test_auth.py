@@ -52,6 +52,24 @@ def test_bad_tokens_are_refused_never_downgraded(settings: Settings) -> None:
     assert "invalid or revoked" in client.get("/api/v1/me", headers={"Authorization": "Token x"}).json()["detail"]
 
 
+def test_a_token_query_parameter_is_honoured_or_refused_never_ignored(settings: Settings) -> None:
+    """Lasair's GET form ``?token=``: a valid token was served as anonymous and a bogus one got 200."""
+    client = TestClient(create_app(settings))
+    token = add_user_token(settings, "dora", role="power")
+    me = client.get("/api/v1/me", params={"token": token})
+    assert me.status_code == 200 and me.json()["name"] == "dora" and me.json()["role"] == "power"
+    for bogus in ("nj_bogus", ""):
+        refused = client.get("/api/v1/me", params={"token": bogus})
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Token", bogus
+    both = client.get("/api/v1/me", params={"token": token}, headers={"Authorization": f"Token {token}"})
+    assert both.status_code == 200 and both.json()["name"] == "dora"
+    other = add_user_token(settings, "eve")
+    clash = client.get("/api/v1/me", params={"token": token}, headers={"Authorization": f"Token {other}"})
+    assert clash.status_code == 400
+    lasair = client.get("/lasair/api/object/", params={"token": "nj_bogus", "objectId": "1"})
+    assert lasair.status_code == 401
+
+
 def test_rotated_and_revoked_tokens_stop_working(settings: Settings) -> None:
     client = TestClient(create_app(settings))
     token = add_user_token(settings, "carol")

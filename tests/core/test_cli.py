@@ -210,3 +210,36 @@ def test_ingest_exits_non_zero_when_anything_was_rejected(
     assert main(["ingest", str(good), str(corrupt)]) == 1
     assert main(["ingest", str(good), str(corrupt), "--allow-partial"]) == 0
     assert main(["ingest", str(good)]) == 0
+
+
+def test_a_missing_home_is_said_plainly_and_not_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no-such-home"
+    monkeypatch.setenv("NIGHTJAR_HOME", str(missing))
+    monkeypatch.chdir(tmp_path)
+    assert main(["query", "SELECT count(*) FROM sources"]) == 2  # was: created ./nightjar-data and answered 0
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["filter", "add", "f", "--sql", BRIGHT]) == 2  # was: a SQLAlchemy traceback
+    assert "nightjar ingest" in capsys.readouterr().err
+    assert not missing.exists() and not (tmp_path / "nightjar-data").exists()
+    missing.mkdir()
+    assert main(["query", "SELECT count(*) FROM sources"]) == 2
+    assert "has no lake yet" in capsys.readouterr().err
+    home_file = tmp_path / "a-file"
+    home_file.write_text("")
+    monkeypatch.setenv("NIGHTJAR_HOME", str(home_file))
+    assert main(["filter", "list"]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_a_dead_kafka_is_reported_before_dask_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nightjar.streams import broker
+
+    monkeypatch.setenv("NIGHTJAR_HOME", str(tmp_path))
+    monkeypatch.setenv("NIGHTJAR_KAFKA", f"127.0.0.1:{broker.free_port()}")  # nothing listens there
+    monkeypatch.setenv("NIGHTJAR_SCHEDULER", "tcp://127.0.0.1:1")  # would fail differently if Dask were reached
+    assert main(["run", "--topic", "t", "--idle-exit", "1"]) == 2  # was: a KafkaException traceback after Dask
+    assert "does not answer" in capsys.readouterr().err
