@@ -84,9 +84,13 @@ def already_committed(dt: DeltaTable | None, txns: dict[str, int]) -> bool:
     return True
 
 
-def _properties(txns: dict[str, int]) -> CommitProperties:
+def _properties(txns: dict[str, int], dt: DeltaTable | None = None) -> CommitProperties:
+    """The batch's application transactions, never below what ``dt`` recorded: a batch read again after a
+    consumer rebalance can hold one partition's older offsets beside another's newer ones, and recording the
+    older offset would let the next batch write those rows a second time."""
+    recorded = {app: dt.transaction_version(app) for app in txns} if dt is not None else {}
     return CommitProperties(
-        app_transactions=[Transaction(app, version) for app, version in txns.items()],
+        app_transactions=[Transaction(app, max(v, recorded.get(app) or v)) for app, v in txns.items()],
         max_commit_retries=COMMIT_RETRIES,
     )
 
@@ -129,7 +133,7 @@ def _write(home: Path, table: str, dt: DeltaTable | None, data: pa.Table, txns: 
                 schema_mode="merge",
                 configuration=_configuration(data) if dt is None else None,
                 writer_properties=_writer_properties(table),
-                commit_properties=_properties(txns),
+                commit_properties=_properties(txns, dt),
             )
             return
         except CommitFailedError:
@@ -171,7 +175,7 @@ def log_batch(home: Path, txns: dict[str, int]) -> bool:
         str(paths.table_dir(home, paths.LAKE_LOG)) if dt is None else dt,
         row,
         mode="append",
-        commit_properties=_properties(txns),
+        commit_properties=_properties(txns, dt),
     )
     return True
 
@@ -241,10 +245,10 @@ def upsert(home: Path, table: str, data: pa.Table, txns: dict[str, int], order: 
                     predicate=f"{key} IN ({keys})",
                     schema_mode="merge",
                     writer_properties=_writer_properties(table),
-                    commit_properties=_properties(txns),
+                    commit_properties=_properties(txns, dt),
                 )
             else:  # nothing newer: still record the batch's offsets
-                write_deltalake(dt, data.slice(0, 0), mode="append", commit_properties=_properties(txns))
+                write_deltalake(dt, data.slice(0, 0), mode="append", commit_properties=_properties(txns, dt))
             return True
         except CommitFailedError:
             log.warning("%s: upsert conflict, retrying (%d)", table, attempt + 1)

@@ -145,3 +145,12 @@ def test_a_batch_straddling_committed_offsets_writes_only_the_new_rows(home: Pat
     assert commit.append(home, paths.SOURCES, batch(range(5, 15), range(3, 8)), again)
     ids = DeltaTable(str(paths.table_dir(home, paths.SOURCES))).to_pyarrow_table()["diaSourceId"].to_pylist()
     assert sorted(ids) == sorted([*range(0, 15), *(1000 + o for o in range(0, 8))])
+    # Read again after a rebalance: partition 0's older messages beside partition 1's newer ones. The table must
+    # not record partition 0 back at 12, or the next batch would write 13 and 14 a second time.
+    mixed = {commit.app_id("alerts", 0): 12, commit.app_id("alerts", 1): 9}
+    assert commit.append(home, paths.SOURCES, batch(range(10, 13), range(6, 10)), mixed)
+    assert DeltaTable(str(paths.table_dir(home, paths.SOURCES))).transaction_version(commit.app_id("alerts", 0)) == 14
+    later = {commit.app_id("alerts", 0): 16, commit.app_id("alerts", 1): 10}
+    assert commit.append(home, paths.SOURCES, batch(range(13, 17), range(10, 11)), later)
+    ids = DeltaTable(str(paths.table_dir(home, paths.SOURCES))).to_pyarrow_table()["diaSourceId"].to_pylist()
+    assert sorted(ids) == sorted([*range(0, 17), *(1000 + o for o in range(0, 11))])
