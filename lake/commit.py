@@ -25,6 +25,7 @@ from deltalake.exceptions import CommitFailedError
 from nightjar import paths
 from nightjar.lake.keys import first_per_key, latest_per_key
 from nightjar.lake.partitions import with_partition_columns
+from nightjar.lake.read import arrow_dataset
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,7 @@ def upsert(home: Path, table: str, data: pa.Table, txns: dict[str, int], order: 
 
 def _not_older(dt: DeltaTable, data: pa.Table, key: str, order: str) -> pa.Table:
     """The rows of ``data`` whose ``order`` is at least that of the stored row with the same key."""
-    stored = dt.to_pyarrow_dataset().to_table(columns=[key, order], filter=ds.field(key).isin(data[key]))
+    stored = arrow_dataset(dt).to_table(columns=[key, order], filter=ds.field(key).isin(data[key]))
     if stored.num_rows == 0:
         return data
     where = pc.index_in(data[key], stored[key])
