@@ -269,14 +269,15 @@ class HomeError(RuntimeError):
 
 # Commands that make a home where there is none (they write the first data); every other command needs one.
 CREATES_HOME = {"run", "ingest", "demo", "broker", "simulate", "replay", "catalog", "user"}
-# Commands that read the lake and are useless without one.
+# Commands that read the lake: without one they still run (over empty views), with a warning.
 NEEDS_LAKE = {"query", "export"}
 # Commands that use no home (file inspection, benchmarks on their own temporary homes).
 NO_HOME = {"alerts", "bench"}
 
 
 def check_home(settings: Settings, command: str) -> None:
-    """Make the home for commands that start one (saying so), refuse a missing home or lake for the others."""
+    """Make the home for commands that start one (saying so), refuse a missing home for the others, and warn
+    when a command that reads the lake finds none."""
     from nightjar import paths
 
     home = Path(settings.home)
@@ -295,8 +296,9 @@ def check_home(settings: Settings, command: str) -> None:
             "`nightjar ingest FILES` or `nightjar run --topic T` (or `make demo`)"
         )
     if command in NEEDS_LAKE and not paths.lake_dir(home).is_dir():
-        raise HomeError(
-            f"NIGHTJAR_HOME={home} has no lake yet: fill it with `nightjar ingest FILES` or `nightjar run --topic T`"
+        console.print(
+            f"[yellow]warning:[/yellow] NIGHTJAR_HOME={home} has no lake yet (every table is empty): fill it with "
+            "`nightjar ingest FILES` or `nightjar run --topic T`"
         )
 
 
