@@ -119,10 +119,11 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cap_memory(settings: Settings) -> None:
-    """Cap this process's memory before it runs user SQL (see nightjar.sql.memory_cap)."""
+    """Cap this process's memory before it runs user SQL (see nightjar.sql.memory_cap). With query isolation the
+    query runs in a child process that carries the cap itself, and this process stays uncapped."""
     from nightjar.sql import memory_cap
 
-    if settings.process_memory_cap == "off":
+    if settings.process_memory_cap == "off" or settings.query_isolation:
         return
     limit = (
         memory_cap.parse_size(settings.process_memory_cap)
