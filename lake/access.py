@@ -19,7 +19,6 @@ Examples
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -28,12 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from nightjar import paths
-from nightjar.lake.read import arrow_dataset
+from nightjar.lake.read import arrow_dataset, log_time, version_at
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -87,26 +85,17 @@ def commit_time(dt: DeltaTable) -> datetime | None:
 
     (``DeltaTable.history`` cannot say: on a table loaded at an older version it lists the newest commits.)
     """
-    filesystem, root = pafs.FileSystem.from_uri(dt.table_uri)
-    try:
-        with filesystem.open_input_stream(f"{root.rstrip('/')}/_delta_log/{dt.version():020d}.json") as f:
-            lines = f.read().decode().splitlines()
-    except FileNotFoundError:
-        return None
-    for line in lines:
-        info = json.loads(line).get("commitInfo") if line.strip() else None
-        if info and "timestamp" in info:
-            return datetime.fromtimestamp(info["timestamp"] / 1000, tz=UTC)
-    return None
+    return log_time(dt.table_uri, dt.version())
 
 
 def _as_of(home: Path, table: str, moment: datetime) -> DeltaTable | None:
-    """The table as it was at ``moment``; None if it did not exist yet (delta-rs would give its first version)."""
+    """The table as it was at ``moment``; None if it did not exist yet."""
     dt = delta_table(home, table)
-    dt.load_as_version(moment)
-    committed = commit_time(dt)
-    if committed is not None and committed > moment:
+    version = version_at(dt, moment)
+    if version is None:
         return None
+    if version != dt.version():
+        dt.load_as_version(version)
     return dt
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -41,6 +41,39 @@ def existing_tables(home: Path) -> list[str]:
     return [t for t in paths.TABLES if DeltaTable.is_deltatable(str(paths.table_dir(home, t)))]
 
 
+def log_time(table_uri: str, version: int) -> datetime | None:
+    """The ``commitInfo`` timestamp of ``version``'s commit file; None if the log does not have it (any more)."""
+    filesystem, root = pafs.FileSystem.from_uri(table_uri)
+    try:
+        with filesystem.open_input_stream(f"{root.rstrip('/')}/_delta_log/{version:020d}.json") as f:
+            lines = f.read().decode().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in lines:
+        info = json.loads(line).get("commitInfo") if line.strip() else None
+        if info and "timestamp" in info:
+            return datetime.fromtimestamp(info["timestamp"] / 1000, tz=UTC)
+    return None
+
+
+def version_at(dt: DeltaTable, moment: datetime) -> int | None:
+    """The newest version of ``dt`` committed at or before ``moment``; None if the table is younger.
+
+    Commit times are the ``commitInfo`` timestamps (those ``history()`` reports). delta-rs resolves a moment by
+    the commit files' modification times, which lag the timestamps by a few milliseconds, so its answer is only
+    the starting point: step forward or back while a neighbouring commit's timestamp says so. ``dt`` is left
+    loaded at some version; load the answer yourself.
+    """
+    latest = dt.version()
+    dt.load_as_version(moment)
+    version = dt.version()
+    while version < latest and (later := log_time(dt.table_uri, version + 1)) is not None and later <= moment:
+        version += 1
+    while version >= 0 and (committed := log_time(dt.table_uri, version)) is not None and committed > moment:
+        version -= 1
+    return version if version >= 0 else None
+
+
 AsOf = int | datetime | None
 
 
@@ -60,11 +93,12 @@ def snapshot(home: Path, as_of: AsOf = None) -> dict[str, int]:
             raise SnapshotError("the lake has no history yet")
         return {}
     log = DeltaTable(location)
-    if as_of is not None:
-        if isinstance(as_of, datetime):
-            created = min(h["timestamp"] for h in log.history())
-            if as_of.timestamp() * 1000 < created:
-                return {}  # before the lake's first batch: every table empty
+    if isinstance(as_of, datetime):
+        version = version_at(log, as_of)
+        if version is None:
+            return {}  # before the lake's first batch: every table empty
+        log.load_as_version(version)
+    elif as_of is not None:
         try:
             log.load_as_version(as_of)
         except Exception as exc:

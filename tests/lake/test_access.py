@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -154,6 +155,20 @@ def test_as_of_reads_every_table_as_it_was(lake_home: Path) -> None:
         nightjar.lake.open(lake_home, versions={paths.SOURCES: 99})
     with pytest.raises(LakeError, match="no lake under"):
         nightjar.lake.open(lake_home / "nowhere")
+
+
+def test_as_of_goes_by_commit_times_not_file_times(lake_home: Path) -> None:
+    """A lake copied without its files' times (``cp -r``, a restore) still travels to the same versions."""
+    times = {t: _commit_times(lake_home, t) for t in paths.ALERT_TABLES}
+    moment = times[paths.SOURCES][2]
+    expected = nightjar.lake.open(lake_home, as_of=moment).versions
+    assert expected[paths.SOURCES] == 2
+    later = datetime.now(UTC).timestamp() + 3600
+    for table in paths.ALERT_TABLES:
+        for log_file in (paths.table_dir(lake_home, table) / "_delta_log").glob("*.json"):
+            os.utime(log_file, (later, later))
+    assert nightjar.lake.open(lake_home, as_of=moment).versions == expected
+    assert nightjar.lake.open(lake_home, as_of=moment - timedelta(days=1)).tables == []
 
 
 def test_the_notebook_runs_against_the_api(
