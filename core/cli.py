@@ -95,6 +95,10 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         f"consumed {report.consumed} = accepted {report.accepted} + dead-lettered {report.dead_lettered} "
         f"in {report.batches} batches, {report.seconds:.1f} s ({report.alerts_per_s:.0f} alerts/s)"
     )
+    console.print(
+        f"fetched from Kafka by the workers: {report.fetched_by_workers}; "
+        f"read by the driver at the end of the stream: {report.read_by_driver}"
+    )
     if report.stage_seconds:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in sorted(report.stage_seconds.items(), key=lambda kv: -kv[1]))
         console.print(f"seconds per stage (workers: summed over tasks): {stages}")

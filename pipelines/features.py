@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import threading
 
 import duckdb
 import light_curve as lc
@@ -134,19 +135,34 @@ _COLOURS = f"""
 """
 
 
+@functools.cache
+def _features_sql() -> str:
+    return f"WITH summary AS ({_summary_sql()}), jumps AS ({_JUMPS}), colours AS ({_COLOURS}) {_derived_sql()}"
+
+
+_LOCAL = threading.local()
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    """This thread's DuckDB connection for features: opening a database costs more than a batch's query."""
+    con: duckdb.DuckDBPyConnection | None = getattr(_LOCAL, "con", None)
+    if con is None:
+        con = duckdb.connect(":memory:")
+        con.execute("SET threads = 1")  # a batch's detections are small: more threads only add contention
+        _LOCAL.con = con
+    return con
+
+
 def summary_features(detections: pa.Table) -> pa.Table:
     """Lasair-style columns per object (counts, first/last MJD, per-band latest/mean/min/max flux and
     magnitude, rise/fall rate ``{band}_dmdt`` in mag/day, jump of the latest detection in sigma, latest g−r
     pair colour, latest and median reliability; ZTF's ncand/jdmin/jdmax)."""
-    con = duckdb.connect()
+    con = _connection()
+    con.register("detections", detections)
     try:
-        con.register("detections", detections)
-        con.execute(f"CREATE TEMP TABLE summary AS {_summary_sql()}")
-        con.execute(f"CREATE TEMP TABLE jumps AS {_JUMPS}")
-        con.execute(f"CREATE TEMP TABLE colours AS {_COLOURS}")
-        return con.sql(_derived_sql()).to_arrow_table()
+        return con.sql(_features_sql()).to_arrow_table()
     finally:
-        con.close()
+        con.unregister("detections")
 
 
 def curve_features(detections: pa.Table) -> pa.Table:

@@ -1,12 +1,13 @@
 """The Streamz graph that wires the stages on a Dask cluster.
 
-Each element flowing through the graph is a ``Job``: the raw micro-batch (kept by the driver for dead-lettering)
-and the Dask future of its latest stage. Stage nodes submit work to the cluster through the client they were
-given; the last node gathers the small ``BatchOutcome`` back to the driver, whose sink delivers it::
+Each element flowing through the graph is a ``Job``: the micro-batch as the driver knows it (Kafka offset
+ranges that the workers fetch themselves, or payloads) and the Dask future of its latest stage. Stage nodes
+submit work to the cluster through the client they were given; the last node gathers the small
+``BatchOutcome`` back to the driver, whose sink delivers it::
 
-    raw batch -> decode (one task per worker) -> merge -> locate (HEALPix) -> context (objects first seen,
-              crossmatched on the workers that cache their sky) -> lake commit -> filters
-              -> deliver (dead letters, filter topics, then Kafka offsets)
+    offset ranges -> fetch and decode (one task per worker) -> merge -> locate (HEALPix)
+              -> context (objects first seen, crossmatched on the workers that cache their sky)
+              -> lake commit -> filters -> deliver (dead letters, filter topics, then Kafka offsets)
 
 Several batches are in flight at once (``Pipeline``): while one commits, the next is decoded. Commits are
 chained, so the lake sees batches in the order they were read; deliveries follow the same order.
@@ -18,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from distributed import Client, Future
 from streamz import Stream
@@ -30,11 +31,15 @@ from nightjar.pipelines import context, stages
 from nightjar.sql import sandbox
 from nightjar.sql.registry import Filter
 from nightjar.streams.decode import RawBatch
+from nightjar.streams.kafka_ranges import KafkaSlice
+
+Source: TypeAlias = RawBatch | KafkaSlice
+"""A batch as the driver holds it: payloads (files, tests, the tail of a stream) or Kafka offset ranges."""
 
 
 @dataclass(frozen=True)
 class Job:
-    raw: RawBatch
+    source: Source
     future: Future | None = None
     context: Future | None = None  # the batch's BatchContext, when catalogues are installed
     filters: tuple[Filter, ...] = ()
@@ -52,9 +57,9 @@ class GraphConfig:
     catalogs: CatalogSet | None = None  # None or empty: no context stage
 
 
-def transactions(raw: RawBatch) -> dict[str, int]:
+def transactions(source: Source) -> dict[str, int]:
     """The Delta application transactions of a batch: its last offset per Kafka partition."""
-    return {app_id(topic, part): offset for (topic, part), offset in raw.end_offsets().items()}
+    return {app_id(topic, part): offset for (topic, part), offset in source.end_offsets().items()}
 
 
 def _committed(batch: stages.DecodedBatch) -> None:
@@ -130,12 +135,13 @@ def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any], ma
     pipeline = Pipeline(source, deliver, max_in_flight)
 
     def decode(job: Job) -> Job:
-        chunks = stages.split(job.raw, workers)
+        chunks: list[Any] = list(job.source.split(workers))
         starts = [0]
         for chunk in chunks[:-1]:
             starts.append(starts[-1] + len(chunk))
+        # Offset ranges go as they are (each worker fetches its messages); payloads are scattered, with
         # hash=False: Dask would otherwise hash every payload byte to name the data (seconds per batch).
-        scattered = client.scatter(chunks, hash=False)
+        scattered = chunks if isinstance(job.source, KafkaSlice) else client.scatter(chunks, hash=False)
         parts = [
             client.submit(stages.decode, fut, start, config.max_message_bytes, config.registry_url, pure=False)
             for fut, start in zip(scattered, starts, strict=True)
@@ -155,7 +161,7 @@ def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any], ma
         return replace(job, context=client.submit(context.combine, pending, result, pure=False))
 
     def commit(job: Job) -> Job:
-        txns = transactions(job.raw)
+        txns = transactions(job.source)
         fut = client.submit(_commit_after, job.future, pipeline.last_commit, config.home, txns, job.context, pure=False)
         pipeline.last_commit = client.submit(_committed, fut, pure=False)
         return replace(job, future=fut)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from distributed import Client, Future
 from sqlalchemy.engine import Engine
 
@@ -30,6 +30,7 @@ from nightjar.sql import registry
 from nightjar.streams import kafka
 from nightjar.streams.decode import RawBatch
 from nightjar.streams.files import AlertFileError, read_payloads
+from nightjar.streams.kafka_ranges import KafkaSlice, RangeReader
 from nightjar.streams.publish import Publisher
 
 from . import graph
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class RunReport:
     consumed: int = 0
+    fetched_by_workers: int = 0  # alerts the workers fetched from Kafka themselves (offset ranges)
+    read_by_driver: int = 0  # alerts the driver read (the end of a stream beyond a lagging watermark)
     accepted: int = 0
     dead_lettered: int = 0
     batches: int = 0
@@ -73,29 +76,52 @@ def _graph_config(settings: Settings, run_filters: bool = True) -> graph.GraphCo
     )
 
 
-def _collect(consumer: Consumer, want: int, window_s: float, idle: Callable[[], None] | None = None) -> RawBatch:
-    """Up to ``want`` messages, waiting at most ``window_s`` to fill the batch; ``idle`` runs between polls
-    (to deliver the batches in flight that finished)."""
-    payloads: list[bytes] = []
-    topics: list[str] = []
-    partitions: list[int] = []
-    offsets: list[int] = []
-    deadline = time.monotonic() + window_s
-    while len(payloads) < want:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
+@dataclass
+class Collected:
+    """What one collection round found: annotation messages and the alerts to process, as offset ranges for
+    the workers to fetch and as payloads the driver read at the end of the stream (``RangeReader``)."""
+
+    notes: RawBatch
+    alerts: list[graph.Source]
+
+
+def _append(batch: RawBatch, msg: Message) -> None:
+    batch.payloads.append(msg.value() or b"")
+    batch.topics.append(msg.topic() or "")
+    batch.partitions.append(msg.partition() or 0)
+    batch.offsets.append(msg.offset() or 0)
+
+
+def _collect(
+    consumer: Consumer,
+    reader: RangeReader,
+    settings: Settings,
+    want: int,
+    idle: Callable[[], None] | None = None,
+) -> Collected:
+    """Wait up to the batch window for ``want`` alerts; meanwhile read annotation messages (and the alerts of
+    tailed partitions: the others are paused, the workers fetch them) and run ``idle`` (to deliver the
+    batches in flight that finished)."""
+    notes = RawBatch([], [], [], [])
+    tail = RawBatch([], [], [], [])
+    deadline = time.monotonic() + settings.batch_timeout_s
+    while True:
         if idle is not None:
             idle()
-        for msg in consumer.consume(num_messages=want - len(payloads), timeout=min(left, 0.5)):
+        for msg in consumer.consume(num_messages=max(1, want - len(tail)), timeout=0.1):
             if msg.error():
                 log.warning("kafka: %s", msg.error())
-                continue
-            payloads.append(msg.value() or b"")
-            topics.append(msg.topic() or "")
-            partitions.append(msg.partition() or 0)
-            offsets.append(msg.offset() or 0)
-    return RawBatch(payloads, topics, partitions, offsets)
+            elif msg.topic() == settings.annotations_topic:
+                _append(notes, msg)
+            elif reader.accept(msg):
+                _append(tail, msg)
+        available = reader.available(want - len(tail))
+        if available + len(tail) >= want or time.monotonic() >= deadline:
+            break
+    alerts: list[graph.Source] = [tail] if len(tail) else []
+    if available and len(tail) < want:
+        alerts.append(reader.take(want - len(tail)))
+    return Collected(notes, alerts)
 
 
 class BackgroundCompaction:
@@ -128,27 +154,9 @@ class BackgroundCompaction:
         self.future = None
 
 
-def split_annotations(raw: RawBatch, annotations_topic: str) -> tuple[RawBatch, RawBatch]:
-    """The annotation messages of a batch, and its alerts."""
-    notes = [i for i, t in enumerate(raw.topics) if t == annotations_topic]
-    if not notes:
-        return RawBatch([], [], [], []), raw
-    alerts = [i for i, t in enumerate(raw.topics) if t != annotations_topic]
-
-    def pick(rows: list[int]) -> RawBatch:
-        return RawBatch(
-            [raw.payloads[i] for i in rows],
-            [raw.topics[i] for i in rows],
-            [raw.partitions[i] for i in rows],
-            [raw.offsets[i] for i in rows],
-        )
-
-    return pick(notes), pick(alerts)
-
-
-def batch_label(raw: RawBatch) -> str:
+def batch_label(source: graph.Source) -> str:
     """A batch's name in the ledger: the last offset of each (topic, partition) it holds."""
-    return ",".join(f"{t}:{p}:{o}" for (t, p), o in sorted(raw.end_offsets().items()))
+    return ",".join(f"{t}:{p}:{o}" for (t, p), o in sorted(source.end_offsets().items()))
 
 
 def _note_health(
@@ -197,13 +205,15 @@ def run(
     publisher = Publisher(kafka.producer_config(settings))
     deliverer = Deliverer(settings, publisher, db)
     consumer = Consumer(kafka.consumer_config(settings, settings.consumer_group))
-    # Annotations written through the API arrive beside the alerts and trigger the filters that read them.
-    consumer.subscribe([topic, settings.annotations_topic])
+    # The workers fetch the alerts themselves (offset ranges); the driver reads only annotations, which arrive
+    # beside the alerts and trigger the filters that read them.
+    reader = RangeReader(consumer, topic, kafka.consumer_config(settings, "nightjar-fetch"), settings.batch_timeout_s)
+    consumer.subscribe([topic, settings.annotations_topic], on_assign=reader.on_assign, on_revoke=reader.on_revoke)
     limits = sql_engine.limits(settings, timeout_s=settings.filter_timeout_s)
 
-    def commit_offsets(raw: RawBatch) -> None:
+    def commit_offsets(source: graph.Source) -> None:
         # Only now is the batch safe in the lake, the ledger and on every topic: commit the next offsets to read.
-        commits = [TopicPartition(t, p, o + 1) for (t, p), o in raw.end_offsets().items()]
+        commits = [TopicPartition(t, p, o + 1) for (t, p), o in source.end_offsets().items()]
         consumer.commit(offsets=commits, asynchronous=False)
 
     def annotated(raw: RawBatch, filters: list[registry.Filter]) -> None:
@@ -220,15 +230,13 @@ def run(
         delivering = time.monotonic()
         outcome = job.outcome
         assert outcome is not None
-        raw = job.raw
         for reject in outcome.rejects:
-            i = reject.index
-            publisher.dead_letter(raw.topics[i], raw.partitions[i], raw.offsets[i], raw.payloads[i], reject.reason)
+            publisher.dead_letter(reject.topic, reject.partition, reject.offset, reject.payload, reject.reason)
         # Matches new to the ledger go to their channels and are recorded; the broker acknowledged them.
-        delivered = deliverer.deliver(outcome.outputs, batch_label(raw))
+        delivered = deliverer.deliver(outcome.outputs, batch_label(job.source))
         publisher.flush()
         _note_health(settings, db, deliverer, outcome.outputs, delivered, report)
-        commit_offsets(raw)
+        commit_offsets(job.source)
         report.accepted += outcome.accepted
         report.dead_lettered += len(outcome.rejects)
         report.batches += 1
@@ -247,14 +255,14 @@ def run(
     try:
         while max_alerts is None or report.consumed < max_alerts:
             want = settings.batch_size if max_alerts is None else min(settings.batch_size, max_alerts - report.consumed)
-            collected = _collect(consumer, want, settings.batch_timeout_s, pipeline.poll)
-            notes, raw = split_annotations(collected, settings.annotations_topic)
+            collected = _collect(consumer, reader, settings, want, pipeline.poll)
+            notes = collected.notes
             if len(notes):
                 filters = registry.list_filters(db, active_only=True)
                 kafka.ensure_topics(settings, [f.topic for f in filters])
                 annotated(notes, filters)
                 last_data = time.monotonic()
-            if not len(raw):
+            if not collected.alerts:
                 if idle_exit_s is not None and time.monotonic() - last_data >= idle_exit_s and not pipeline.in_flight:
                     break
                 continue
@@ -263,15 +271,20 @@ def run(
                 started = last_data
             filters = registry.list_filters(db, active_only=True)
             kafka.ensure_topics(settings, [f.topic for f in filters])
-            report.consumed += len(raw)
-            pipeline.emit(graph.Job(raw=raw, filters=tuple(filters)))
-            log.info(
-                "batch %d: %d alerts (%d accepted so far, %d dead-lettered)",
-                report.batches,
-                len(raw),
-                report.accepted,
-                report.dead_lettered,
-            )
+            for alerts in collected.alerts:
+                report.consumed += len(alerts)
+                if isinstance(alerts, KafkaSlice):
+                    report.fetched_by_workers += len(alerts)
+                else:
+                    report.read_by_driver += len(alerts)
+                pipeline.emit(graph.Job(source=alerts, filters=tuple(filters)))
+                log.info(
+                    "batch %d: %d alerts (%d accepted so far, %d dead-lettered)",
+                    report.batches,
+                    len(alerts),
+                    report.accepted,
+                    report.dead_lettered,
+                )
         pipeline.drain()
         compaction.wait()
     finally:
@@ -307,10 +320,10 @@ def ingest(settings: Settings, client: Client, files: list[Path]) -> RunReport:
             )
             report.consumed += len(one)
             if len(pending) >= settings.batch_size:
-                pipeline.emit(graph.Job(raw=pending))
+                pipeline.emit(graph.Job(source=pending))
                 pending = RawBatch([], [], [], [])
         if len(pending):
-            pipeline.emit(graph.Job(raw=pending))
+            pipeline.emit(graph.Job(source=pending))
         pipeline.drain()
     finally:
         pipeline.close()
@@ -320,7 +333,7 @@ def ingest(settings: Settings, client: Client, files: list[Path]) -> RunReport:
         report.accepted += job.outcome.accepted
         report.dead_lettered += len(job.outcome.rejects)
         report.file_errors.extend(
-            f"{job.raw.topics[r.index].removeprefix('file:')} alert {r.index}: {r.reason}" for r in job.outcome.rejects
+            f"{r.topic.removeprefix('file:')} alert {r.offset}: {r.reason}" for r in job.outcome.rejects
         )
         report.batches += 1
     report.seconds = time.monotonic() - started

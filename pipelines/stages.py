@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -20,35 +23,40 @@ from nightjar.sql.parse import tables_read
 from nightjar.sql.registry import Filter
 from nightjar.sql.streaming import run_filters
 from nightjar.streams.decode import MODEL_TABLES, ROW, DecodedBatch, RawBatch, Reject, decode_batch
+from nightjar.streams.kafka_ranges import KafkaSlice
+
+T = TypeVar("T")
 
 OBJECT_ORDER = "lastAlertMjdTai"  # the newest alert's state of an object wins
 
 
-def split(batch: RawBatch, parts: int) -> list[RawBatch]:
-    """Cut a batch into at most ``parts`` contiguous chunks, one per Dask task."""
-    n = len(batch)
-    size = max(1, -(-n // max(parts, 1)))
-    return [
-        RawBatch(
-            batch.payloads[i : i + size],
-            batch.topics[i : i + size],
-            batch.partitions[i : i + size],
-            batch.offsets[i : i + size],
-        )
-        for i in range(0, n, size)
-    ]
-
-
-def decode(chunk: RawBatch, offset: int, max_message_bytes: int, registry_url: str | None = None) -> DecodedBatch:
-    """Decode one chunk; ``offset`` is its first message's position in the whole batch."""
+def decode(
+    chunk: RawBatch | KafkaSlice, offset: int, max_message_bytes: int, registry_url: str | None = None
+) -> DecodedBatch:
+    """Decode one chunk of a batch (a slice of Kafka offsets is fetched here first, on the worker); ``offset`` is
+    its first message's position in the whole batch. Rejects carry their message, for the dead-letter topic."""
     started = time.perf_counter()
-    out = decode_batch(chunk, max_message_bytes, registry_url)
+    raw = chunk.fetch() if isinstance(chunk, KafkaSlice) else chunk
+    fetched = time.perf_counter()
+    out = decode_batch(raw, max_message_bytes, registry_url)
     if offset:
         for name, table in out.tables().items():
             shifted = pa.array(table[ROW].to_numpy() + offset, pa.int64())
             setattr(out, name, table.set_column(table.schema.get_field_index(ROW), ROW, shifted))
-        out.rejects = [Reject(r.index + offset, r.reason) for r in out.rejects]
-    out.timings["decode"] = time.perf_counter() - started
+    out.rejects = [
+        replace(
+            r,
+            index=r.index + offset,
+            topic=raw.topics[r.index],
+            partition=raw.partitions[r.index],
+            offset=raw.offsets[r.index],
+            payload=raw.payloads[r.index],
+        )
+        for r in out.rejects
+    ]
+    out.timings["decode"] = time.perf_counter() - fetched
+    if isinstance(chunk, KafkaSlice):
+        out.timings["fetch"] = fetched - started
     return out
 
 
@@ -177,46 +185,81 @@ def commit_to_lake(
     history repeats itself from alert to alert), and then to the index. Objects are replaced by their newest
     state with features over their whole stored light curve; cutouts are appended; new classifications are
     upserted into ``context`` and ``context_matches``. Returns the batch with its objects as stored.
+
+    Tables that do not depend on each other are written side by side (Delta writes run outside the GIL); the
+    index is appended only after the rows it describes, and the lake log last.
     """
     started = time.perf_counter()
-    with commit.lake_lock(home):
-        objects = _commit(batch, home, txns, context)
-    timings = {**batch.timings, "commit": time.perf_counter() - started}
+    seconds: dict[str, float] = {}
+    with commit.lake_lock(home), ThreadPoolExecutor(4, thread_name_prefix="nightjar-commit") as pool:
+        seconds["commit.lock"] = time.perf_counter() - started
+        objects = _commit(batch, home, txns, context, _Timed(pool, seconds))
+    timings = {**batch.timings, **seconds, "commit": time.perf_counter() - started}
     return replace(batch, objects=objects, timings=timings)
 
 
-def _commit(batch: DecodedBatch, home: Path, txns: dict[str, int], context: BatchContext | None) -> pa.Table:
+class _Timed:
+    """Runs a commit's steps on a thread pool, each step's own seconds recorded as ``commit.<name>``."""
+
+    def __init__(self, pool: ThreadPoolExecutor, seconds: dict[str, float]) -> None:
+        self.pool = pool
+        self.seconds = seconds
+
+    def __call__(self, name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        started = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.seconds[f"commit.{name}"] = self.seconds.get(f"commit.{name}", 0.0) + time.perf_counter() - started
+
+    def submit(self, name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        return self.pool.submit(self, name, fn, *args, **kwargs)
+
+
+def _commit(
+    batch: DecodedBatch, home: Path, txns: dict[str, int], context: BatchContext | None, timed: _Timed
+) -> pa.Table:
     sources = lake_sources(batch) if batch.sources.num_rows else None
     forced = lake_forced(batch)
     ids = [batch.objects["diaObjectId"]] if batch.objects.num_rows else []
     ids += [t["diaObjectId"] for t in (sources, forced) if t is not None]
     object_ids = pc.unique(pc.drop_null(pa.chunked_array(ids, pa.int64()))).to_numpy() if ids else np.array([])
-    lagging, covered = history.unindexed(home, txns)  # rows a crashed batch stored but did not index
-    stored = history.stored(home, object_ids)
+    lagging, covered = timed("history_read", history.unindexed, home, txns)  # rows a crash stored, not indexed
+    stored = timed("history_read", history.stored, home, object_ids)
     known = pa.concat_tables([stored, lagging])
     index = [lagging] if lagging.num_rows else []
+    writes: list[Future[Any]] = []
     if sources is not None:
         sources = history.unseen(sources, "diaSourceId", known, forced=False)
-        commit.append(home, paths.SOURCES, sources, txns)
+        writes.append(timed.submit("sources", commit.append, home, paths.SOURCES, sources, txns))
         index.append(history.rows_for(sources, "diaSourceId", forced=False))
     if forced is not None:
         forced = history.unseen(forced, paths.FORCED_KEY, known, forced=True)
-        commit.append(home, paths.FORCED_SOURCES, forced, txns)
+        writes.append(timed.submit("forced", commit.append, home, paths.FORCED_SOURCES, forced, txns))
         index.append(history.rows_for(forced, paths.FORCED_KEY, forced=True))
+    others: list[Future[Any]] = []
     if batch.cutouts.num_rows:
-        commit.append(home, paths.CUTOUTS, batch.cutouts.drop_columns([ROW]), txns)
+        others.append(
+            timed.submit("cutouts", commit.append, home, paths.CUTOUTS, batch.cutouts.drop_columns([ROW]), txns)
+        )
+    if context is not None:
+        others.append(timed.submit("context", commit_context, home, context, txns))
     new_rows = pa.concat_tables(index) if index else history.SCHEMA.empty_table()
-    # The index now covers what the tables hold, which after a repair may reach beyond this batch.
-    commit.append(home, paths.OBJECT_HISTORY, new_rows, {a: max(v, covered.get(a, v)) for a, v in txns.items()})
     objects = batch.objects.drop_columns([c for c in (ROW,) if c in batch.objects.column_names])
     if objects.num_rows:
         everything = pa.concat_tables([stored, new_rows])  # new_rows holds the lagging rows too
         detections = everything.filter(pc.invert(everything[history.FORCED])).select(history.DETECTION_COLUMNS)
-        objects = merge_objects(objects, detections, home)
-        commit.upsert(home, paths.OBJECTS, objects, txns, order=None)
-    if context is not None:
-        commit_context(home, context, txns)
-    commit.log_batch(home, txns)
+        objects = timed("features", merge_objects, objects, detections, home)
+        others.append(timed.submit("objects", commit.upsert, home, paths.OBJECTS, objects, txns, order=None))
+    for write in writes:
+        write.result()
+    # The index now covers what the tables hold (after a repair, maybe beyond this batch): only now, so that a
+    # crash leaves rows without index entries (repaired by ``unindexed``), never index entries without rows.
+    covering = {a: max(v, covered.get(a, v)) for a, v in txns.items()}
+    timed("history_append", commit.append, home, paths.OBJECT_HISTORY, new_rows, covering)
+    for other in others:
+        other.result()
+    timed("log", commit.log_batch, home, txns)
     return objects
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import duckdb
@@ -39,13 +39,20 @@ class BatchEngine:
             raise
         names = tuple(self.schemas)
         self.boxes = [sandbox.Sandbox(c, names, statements={}) for c in cursors]
+        self._filled: set[str] = set()  # the tables that hold rows now
 
-    def load(self, tables: Mapping[str, Any]) -> None:
-        """Replace every table's rows with the batch's."""
+    def load(self, tables: Mapping[str, Any], needed: Collection[str] | None = None) -> None:
+        """Replace every table's rows with the batch's; only the ``needed`` tables (default: all) get rows, the
+        others are left empty (copying a view no filter reads would cost as much as the filters)."""
         for name in self.schemas:
             data = tables[name]
-            self.con.execute(f'DELETE FROM "{name}"')
+            if name in self._filled:
+                self.con.execute(f'DELETE FROM "{name}"')
+                self._filled.discard(name)
+            if needed is not None and name not in needed:
+                continue
             if data.num_rows if isinstance(data, pa.Table) else True:
+                self._filled.add(name)
                 self.con.register(_STAGING, data)
                 try:
                     self.con.execute(f'INSERT INTO "{name}" SELECT * FROM {_STAGING}')

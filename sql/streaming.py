@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from nightjar.sql import batch_engine, sandbox, views
 from nightjar.sql.compile import PREFIX, FilterSpec, Group, Member, Plan, compile_filters, schemas_key
-from nightjar.sql.parse import QueryError
+from nightjar.sql.parse import QueryError, tables_read
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def run_filters(
     schemas = views.schemas_of(full)
     plan = compile_filters(specs, schemas)
     engine = batch_engine.engine_for(schemas, schemas_key(schemas), limits, workers or limits.threads)
-    engine.load(full)
+    engine.load(full, needed=frozenset().union(*(tables_read(s.sql) for s in specs)))
     return _Runner(engine, full, specs, limits).run(plan, isolate)
 
 

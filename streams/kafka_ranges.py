@@ -1,0 +1,274 @@
+"""Kafka batches as offset ranges: the driver hands out ranges, the Dask workers fetch the messages themselves.
+
+The driver's consumer belongs to the consumer group (it is assigned the partitions and commits their offsets)
+but keeps the alert partitions paused: it never fetches an alert. ``RangeReader.take`` cuts the next ranges from
+each partition's position up to its high watermark, and a worker fetches a ``KafkaSlice`` (a few ranges) with
+a consumer of its own, with no group, and decodes it where it landed. So the payloads travel from the broker to
+the worker that decodes them, and the driver only sees offsets.
+
+A broker's high watermark may stay behind the last messages (Tansu, the embedded broker, reports the start of
+the newest record batch): when a partition's watermark has not moved for a batch window, the driver's consumer
+reads what lies beyond it (the partition is *tailed*), so that the last alerts of a stream are not left waiting
+for the next ones. Those few messages reach the workers as payloads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, Message, TopicPartition
+
+from nightjar.streams.decode import RawBatch
+
+log = logging.getLogger(__name__)
+
+FETCH_TIMEOUT_S = 120.0
+"""How long a worker waits for the messages of its ranges before it gives up (the batch fails, nothing is
+committed, and the restarted run reads the ranges again)."""
+
+
+class FetchError(RuntimeError):
+    """A worker could not read every message of its ranges."""
+
+
+@dataclass(frozen=True)
+class OffsetRange:
+    """The messages of one partition with offsets in ``[start, stop)``."""
+
+    topic: str
+    partition: int
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+@dataclass(frozen=True)
+class KafkaSlice:
+    """Ranges of messages for one worker to fetch, and how to reach the broker."""
+
+    ranges: tuple[OffsetRange, ...]
+    config: tuple[tuple[str, Any], ...]  # consumer settings (bootstrap servers, fetch sizes), hashable
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.ranges)
+
+    def end_offsets(self) -> dict[tuple[str, int], int]:
+        """The last offset of each (topic, partition) the slice covers."""
+        ends: dict[tuple[str, int], int] = {}
+        for r in self.ranges:
+            if len(r):
+                key = (r.topic, r.partition)
+                ends[key] = max(r.stop - 1, ends.get(key, -1))
+        return ends
+
+    def split(self, parts: int) -> list[KafkaSlice]:
+        """At most ``parts`` slices of about equal message counts, in offset order (one per Dask task)."""
+        total = len(self)
+        if total == 0:
+            return []
+        size = -(-total // max(parts, 1))
+        out: list[list[OffsetRange]] = [[]]
+        room = size
+        for r in self.ranges:
+            start = r.start
+            while start < r.stop:
+                if room == 0:
+                    out.append([])
+                    room = size
+                stop = min(r.stop, start + room)
+                out[-1].append(OffsetRange(r.topic, r.partition, start, stop))
+                room -= stop - start
+                start = stop
+        return [KafkaSlice(tuple(ranges), self.config) for ranges in out if ranges]
+
+    def fetch(self, timeout_s: float = FETCH_TIMEOUT_S) -> RawBatch:
+        """The slice's messages, in range order, read by this process's own consumer."""
+        with _consumer(self.config) as consumer:
+            return _fetch(consumer, self.ranges, timeout_s)
+
+
+class _Consumers:
+    """One group-less consumer per process and broker configuration, reused from fetch to fetch."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.idle: dict[tuple[tuple[str, Any], ...], list[Consumer]] = {}
+
+    def acquire(self, config: tuple[tuple[str, Any], ...]) -> Consumer:
+        with self.lock:
+            free = self.idle.get(config)
+            if free:
+                return free.pop()
+        return Consumer(dict(config))
+
+    def release(self, config: tuple[tuple[str, Any], ...], consumer: Consumer) -> None:
+        consumer.unassign()
+        with self.lock:
+            self.idle.setdefault(config, []).append(consumer)
+
+
+_CONSUMERS = _Consumers()
+
+
+@contextlib.contextmanager
+def _consumer(config: tuple[tuple[str, Any], ...]) -> Iterator[Consumer]:
+    consumer = _CONSUMERS.acquire(config)
+    try:
+        yield consumer
+    except BaseException:
+        consumer.close()  # its state is unknown: do not hand it to the next fetch
+        raise
+    _CONSUMERS.release(config, consumer)
+
+
+def _fetch(consumer: Consumer, ranges: tuple[OffsetRange, ...], timeout_s: float) -> RawBatch:
+    wanted = {(r.topic, r.partition): r for r in ranges if len(r)}
+    if len(wanted) != sum(1 for r in ranges if len(r)):
+        raise ValueError("a slice holds at most one range per partition")
+    got: dict[tuple[str, int], list[tuple[int, bytes]]] = {key: [] for key in wanted}
+    pending = set(wanted)
+    consumer.assign([TopicPartition(r.topic, r.partition, r.start) for r in wanted.values()])
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        if time.monotonic() > deadline:
+            missing = ", ".join(f"{t}[{p}] {wanted[(t, p)].start}-{wanted[(t, p)].stop - 1}" for t, p in pending)
+            raise FetchError(f"could not read offsets {missing} within {timeout_s:.0f} s")
+        for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+            if msg.error():
+                log.warning("kafka fetch: %s", msg.error())
+                continue
+            key = (msg.topic() or "", msg.partition() or 0)
+            r = wanted.get(key)
+            offset = msg.offset() or 0
+            if r is None or not r.start <= offset < r.stop:
+                continue
+            got[key].append((offset, msg.value() or b""))
+            if offset == r.stop - 1:
+                pending.discard(key)
+        if pending:  # offsets with no message (transaction markers, compaction) end a range early
+            for tp in consumer.position([TopicPartition(t, p) for t, p in pending]):
+                if tp.offset >= wanted[(tp.topic, tp.partition)].stop:
+                    pending.discard((tp.topic, tp.partition))
+    payloads: list[bytes] = []
+    topics: list[str] = []
+    partitions: list[int] = []
+    offsets: list[int] = []
+    for (topic, partition), messages in got.items():
+        for offset, payload in messages:
+            payloads.append(payload)
+            topics.append(topic)
+            partitions.append(partition)
+            offsets.append(offset)
+    return RawBatch(payloads, topics, partitions, offsets)
+
+
+class RangeReader:
+    """The driver's view of the alert partitions it is assigned: where each stands, and what is there to read.
+
+    Pass ``on_assign``/``on_revoke`` to ``Consumer.subscribe``. The alert partitions are paused as they are
+    assigned; their next offsets start at the group's committed offsets and move forward as ranges are taken.
+
+    A partition whose high watermark has stood at its next offset for ``still_s`` is *tailed*: resumed at that
+    offset, so that the driver's consumer reads what lies beyond a lagging watermark (``accept`` keeps those
+    messages); it is paused again as soon as the watermark shows a batch's worth of messages ahead of it.
+    """
+
+    def __init__(self, consumer: Consumer, topic: str, fetch_config: dict[str, Any], still_s: float) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self.config = tuple(sorted(fetch_config.items()))
+        self.still_s = still_s
+        self.next: dict[int, int | None] = {}  # partition -> next offset to hand out (None: not looked up yet)
+        self.tailing: set[int] = set()
+        self._high: dict[int, tuple[int, float]] = {}  # partition -> (high watermark, when it last moved)
+
+    def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        consumer.assign(partitions)
+        mine = [tp for tp in partitions if tp.topic == self.topic]
+        if mine:
+            consumer.pause(mine)
+        for tp in mine:
+            self.next[tp.partition] = None
+
+    def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            if tp.topic == self.topic:
+                self.next.pop(tp.partition, None)
+                self._high.pop(tp.partition, None)
+                self.tailing.discard(tp.partition)
+
+    def _resolve(self) -> None:
+        unknown = [TopicPartition(self.topic, p) for p, o in self.next.items() if o is None]
+        if not unknown:
+            return
+        for tp in self.consumer.committed(unknown, timeout=10):
+            if tp.offset == OFFSET_INVALID or tp.offset < 0:
+                low, _ = self.consumer.get_watermark_offsets(TopicPartition(self.topic, tp.partition), timeout=10)
+                self.next[tp.partition] = low
+            else:
+                self.next[tp.partition] = tp.offset
+
+    def accept(self, msg: Message) -> bool:
+        """Whether a message the driver's consumer returned is an alert of a tailed partition to process now
+        (and not one fetched before a pause or a seek, which a range hands to a worker)."""
+        partition, offset = msg.partition() or 0, msg.offset() or 0
+        if msg.topic() != self.topic or partition not in self.tailing or offset < (self.next.get(partition) or 0):
+            return False
+        self.next[partition] = offset + 1
+        return True
+
+    def available(self, want: int) -> int:
+        """Messages up to the high watermarks not handed out yet, in the partitions not tailed; tails the
+        partitions whose watermark stands still and stops tailing those with ``want`` messages ahead."""
+        self._resolve()
+        total = 0
+        now = time.monotonic()
+        for partition, start in self.next.items():
+            tp = TopicPartition(self.topic, partition)
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=10)
+            except KafkaException as exc:
+                log.warning("kafka watermarks of %s[%d]: %s", self.topic, partition, exc)
+                continue
+            seen = self._high.get(partition)
+            if seen is None or seen[0] != high:
+                self._high[partition] = seen = (high, now)
+            ahead = high - (start or 0)
+            if partition in self.tailing:
+                if ahead < want:
+                    continue
+                self.consumer.pause([tp])
+                self.tailing.discard(partition)
+            elif ahead <= 0 and now - seen[1] >= self.still_s:
+                self.consumer.resume([tp])
+                self.consumer.seek(TopicPartition(self.topic, partition, start or 0))
+                self.tailing.add(partition)
+                continue
+            total += max(0, ahead)
+        return total
+
+    def take(self, want: int) -> KafkaSlice:
+        """Ranges of up to ``want`` messages in all, shared among the partitions not tailed, below their
+        watermarks."""
+        ranges: list[OffsetRange] = []
+        left = want
+        partitions = sorted(p for p in self.next if p not in self.tailing)
+        for i, partition in enumerate(partitions):
+            start = self.next[partition]
+            high = self._high.get(partition, (start or 0, 0.0))[0]
+            if start is None or high <= start or left <= 0:
+                continue
+            share = max(1, -(-left // (len(partitions) - i)))
+            stop = min(high, start + share)
+            ranges.append(OffsetRange(self.topic, partition, start, stop))
+            self.next[partition] = stop
+            left -= stop - start
+        return KafkaSlice(tuple(ranges), self.config)

@@ -1,0 +1,57 @@
+"""Offset ranges: how a batch is cut among workers, and what a worker fetches from a real broker."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from confluent_kafka import Producer
+
+from nightjar.settings import Settings
+from nightjar.streams import kafka
+from nightjar.streams.kafka_ranges import FetchError, KafkaSlice, OffsetRange
+
+
+def test_a_slice_is_cut_into_parts_of_equal_counts_in_offset_order() -> None:
+    whole = KafkaSlice((OffsetRange("a", 0, 10, 17), OffsetRange("a", 1, 100, 103)), config=())
+    parts = whole.split(3)
+    assert [p.ranges for p in parts] == [
+        (OffsetRange("a", 0, 10, 14),),
+        (OffsetRange("a", 0, 14, 17), OffsetRange("a", 1, 100, 101)),
+        (OffsetRange("a", 1, 101, 103),),
+    ]
+    assert [len(p) for p in parts] == [4, 4, 2]
+    assert whole.end_offsets() == {("a", 0): 16, ("a", 1): 102}
+    assert KafkaSlice((), config=()).split(2) == []
+    assert [len(p) for p in whole.split(50)] == [1] * 10
+
+
+def _produce(settings: Settings, topic: str) -> dict[tuple[int, int], bytes]:
+    kafka.ensure_topics(settings, [topic], partitions=2)
+    producer = Producer(kafka.producer_config(settings))
+    sent: dict[tuple[int, int], bytes] = {}
+    for partition in (0, 1):
+        for i in range(30):
+            producer.produce(topic, f"{partition}:{i}".encode(), partition=partition)
+    producer.flush(30)
+    for partition in (0, 1):
+        for i in range(30):
+            sent[(partition, i)] = f"{partition}:{i}".encode()  # one producer, one partition: offsets in order
+    return sent
+
+
+def test_a_worker_fetches_exactly_its_ranges(kafka_settings: Settings) -> None:
+    topic = f"ranges-{uuid.uuid4().hex[:8]}"
+    sent = _produce(kafka_settings, topic)
+    config = tuple(sorted(kafka.consumer_config(kafka_settings, "nightjar-fetch").items()))
+    piece = KafkaSlice((OffsetRange(topic, 0, 5, 12), OffsetRange(topic, 1, 0, 3)), config)
+    for _ in range(2):  # the second fetch reuses the process's consumer
+        got = piece.fetch(timeout_s=30)
+        assert list(zip(got.partitions, got.offsets, strict=True)) == [(0, o) for o in range(5, 12)] + [
+            (1, o) for o in range(3)
+        ]
+        assert got.payloads == [sent[(p, o)] for p, o in zip(got.partitions, got.offsets, strict=True)]
+        assert set(got.topics) == {topic}
+    beyond = KafkaSlice((OffsetRange(topic, 0, 25, 40),), config)
+    with pytest.raises(FetchError, match=rf"{topic}\[0\] 25-39"):
+        beyond.fetch(timeout_s=2)
