@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Path
+from fastapi import Depends, FastAPI, HTTPException, Path
 
 from nightjar import __version__
 from nightjar.api import annotations as annotation_api
@@ -26,6 +26,7 @@ from nightjar.api import (
     users,
 )
 from nightjar.api.auth import Auth, Caller
+from nightjar.api.params import known_query_parameters
 from nightjar.lake.serving import LakeReader
 from nightjar.settings import Settings
 from nightjar.sql import functions, registry
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description="An alert broker for Rubin/LSST and ZTF.",
         lifespan=lifespan,
+        dependencies=[Depends(known_query_parameters)],
     )
     app.state.settings = settings
     app.state.jobs = manager

@@ -44,6 +44,7 @@ from nightjar.pipelines.cluster import dask_client
 from nightjar.pipelines.run import run
 from nightjar.settings import Settings
 from nightjar.sql import registry
+from nightjar.sql.examples import SAMPLE_FILTERS
 from nightjar.streams import broker, kafka
 from nightjar.streams.decode import RawBatch, decode_batch
 from nightjar.streams.simulate import SimAlert, SimConfig, Simulation
@@ -269,8 +270,6 @@ def _measure(
     n_latency = int(args.rate * args.latency_seconds)
     simulation = Simulation(args.alerts * args.chunks + n_latency, seed=args.seed, config=config)
     alerts: Iterator[SimAlert] = simulation.alerts()
-    from nightjar.demo import SAMPLE_FILTERS  # the demo's three filters (the demo module imports pipelines)
-
     producer = Producer(kafka.producer_config(settings))
     db = registry.engine(settings.metadata_url)
     for name, sql in SAMPLE_FILTERS.items():

@@ -79,6 +79,12 @@ def test_cone_parameters_are_checked_with_messages(client: TestClient) -> None:
         response = client.get("/api/v1/cone", params=params)
         assert response.status_code == 422, params
         assert message in response.json()["detail"][0]["msg"], (params, response.json())
+    # A misspelt parameter is refused, not silently replaced by the default radius.
+    misspelt = client.get("/api/v1/cone", params={"ra": 10, "dec": 0, "radius_arcsec": 3000})
+    assert misspelt.status_code == 400
+    assert misspelt.json()["detail"] == (
+        "unknown query parameter(s): radius_arcsec; /api/v1/cone takes: dec, mode, ra, radius, token"
+    )
 
 
 def test_an_object_with_its_light_curve_context_annotations_and_cutouts(
