@@ -31,7 +31,13 @@ LAKE_DIR = "bench-api-lake"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--alerts", type=int, default=1_000_000)
+    parser.add_argument(
+        "--alerts",
+        type=int,
+        default=1_000_000,
+        help=f"alerts in the synthetic lake built under NIGHTJAR_HOME/{LAKE_DIR} when it is missing or with "
+        "--rebuild (default: %(default)s)",
+    )
     parser.add_argument("--batch", type=int, default=50_000, help="alerts per commit")
     parser.add_argument("--cutout-bytes", type=int, default=256, help="size of each of the three cutouts")
     parser.add_argument("--calls", type=int, default=200, help="timed calls of each kind")

@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
+from nightjar.cli_help import add_command
 from nightjar.settings import Settings
 
 console = Console(stderr=True)
@@ -279,12 +280,31 @@ def _refresh(settings: Settings, args: argparse.Namespace) -> int:
 
 def register(sub: Any, bench: Any) -> None:
     """Add ``catalog`` and ``context`` to the top-level sub-parsers and ``xmatch`` to the ``bench`` group."""
-    p = sub.add_parser("catalog", help="Import, generate or list context catalogues (HATS layout).")
+    p = add_command(
+        sub,
+        "catalog",
+        "Import, generate or list context catalogues (HATS layout).",
+        "nightjar catalog demo",
+        "nightjar catalog import gcvs gcvs.parquet --ra ra --dec dec --kind variable --type VarType",
+        "nightjar catalog list",
+        "nightjar catalog synth galaxies --rows 1000000",
+        "nightjar catalog openngc",
+        "nightjar catalog remove galaxies",
+        "nightjar catalog refresh",
+    )
     csub = p.add_subparsers(dest="action", required=True)
+    name_help = "catalogue name (letters, digits, _ and -)"
 
-    imp = csub.add_parser("import", help="import a catalogue from CSV, FITS or Parquet files, with Dask")
+    imp = add_command(
+        csub,
+        "import",
+        "import a catalogue from CSV, FITS or Parquet files, with Dask",
+        "nightjar catalog import gcvs gcvs.parquet --ra ra --dec dec --kind variable --type VarType",
+        "nightjar catalog import hip hip.csv --ra ra_deg --dec dec_deg --kind bright_star --id HIP --mag Vmag "
+        "--mag-filter V",
+    )
     imp.set_defaults(handler=_import)
-    imp.add_argument("name", help="catalogue name (letters, digits, _ and -)")
+    imp.add_argument("name", help=name_help)
     imp.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="source files, or folders of Parquet")
     imp.add_argument("--ra", required=True, metavar="COL", help="right ascension column, degrees")
     imp.add_argument("--dec", required=True, metavar="COL", help="declination column, degrees")
@@ -293,7 +313,12 @@ def register(sub: Any, bench: Any) -> None:
     imp.add_argument("--z", metavar="COL", help="spectroscopic redshift column")
     imp.add_argument("--photo-z", metavar="COL", help="photometric redshift column")
     imp.add_argument("--major-axis", metavar="COL", help="full major-axis length column (the galaxy's size)")
-    imp.add_argument("--major-axis-unit", choices=["arcsec", "arcmin", "deg"], default="arcsec")
+    imp.add_argument(
+        "--major-axis-unit",
+        choices=["arcsec", "arcmin", "deg"],
+        default="arcsec",
+        help="unit of the --major-axis column (default: %(default)s)",
+    )
     imp.add_argument("--mag", metavar="COL", help="magnitude column (bright-star radius, galaxy association)")
     imp.add_argument("--mag-filter", metavar="BAND", help="the magnitude's band, e.g. V (reported as MagFilter)")
     imp.add_argument("--type", metavar="COL", help="object type column (reported; see --keep-types)")
@@ -307,50 +332,94 @@ def register(sub: Any, bench: Any) -> None:
     imp.add_argument("--partition-rows", type=int, default=1_000_000, help="largest partition (rows)")
     imp.add_argument("--chunk-rows", type=int, default=2_000_000, help="rows per Dask task (Parquet, FITS)")
 
-    lst = csub.add_parser("list", help="list installed catalogues")
+    lst = add_command(csub, "list", "list installed catalogues", "nightjar catalog list --format json")
     lst.set_defaults(handler=_list)
-    lst.add_argument("--format", choices=["table", "json"], default="table")
+    lst.add_argument(
+        "--format",
+        choices=["table", "json"],
+        default="table",
+        help="table (default) or json (one object per line, with the catalogue's path)",
+    )
 
-    syn = csub.add_parser("synth", help="write a realistic synthetic catalogue (streams; 1e8 rows work)")
+    syn = add_command(
+        csub,
+        "synth",
+        "write a realistic synthetic catalogue (streams; 1e8 rows work)",
+        "nightjar catalog synth galaxies --rows 1000000",
+        "nightjar catalog synth stars --rows 100000000 --kind star --seed 3",
+    )
     syn.set_defaults(handler=_synth)
-    syn.add_argument("name")
-    syn.add_argument("--rows", type=int, required=True)
-    syn.add_argument("--kind", choices=["galaxy", "star"], default="galaxy")
-    syn.add_argument("--seed", type=int, default=1)
+    syn.add_argument("name", help=name_help)
+    syn.add_argument("--rows", type=int, required=True, help="rows to generate")
+    syn.add_argument(
+        "--kind", choices=["galaxy", "star"], default="galaxy", help="what the rows are (default: %(default)s)"
+    )
+    syn.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
     syn.add_argument("--chunk-rows", type=int, default=2_000_000, help="rows per Dask task")
     syn.add_argument("--partition-rows", type=int, help="largest partition (rows)")
 
-    ngc = csub.add_parser("openngc", help="install the OpenNGC galaxies shipped with pyongc")
+    ngc = add_command(csub, "openngc", "install the OpenNGC galaxies shipped with pyongc", "nightjar catalog openngc")
     ngc.set_defaults(handler=_openngc)
-    ngc.add_argument("name", nargs="?", default="openngc")
+    ngc.add_argument("name", nargs="?", default="openngc", help=f"{name_help} (default: %(default)s)")
 
-    demo = csub.add_parser("demo", help="install the demo catalogues: OpenNGC and synthetic galaxies and stars")
+    demo = add_command(
+        csub,
+        "demo",
+        "install the demo catalogues: OpenNGC and synthetic galaxies and stars",
+        "nightjar catalog demo --rows 50000",
+    )
     demo.set_defaults(handler=_demo)
     demo.add_argument("--rows", type=int, default=200_000, help="rows of each synthetic catalogue")
 
-    rm = csub.add_parser("remove", help="delete an installed catalogue")
+    rm = add_command(csub, "remove", "delete an installed catalogue", "nightjar catalog remove galaxies")
     rm.set_defaults(handler=_remove)
-    rm.add_argument("name")
+    rm.add_argument("name", help="an installed catalogue (see `nightjar catalog list`)")
 
-    ref = csub.add_parser(
-        "refresh", help="classify lake objects whose context is missing or from other catalogues (after changes)"
+    ref = add_command(
+        csub,
+        "refresh",
+        "classify lake objects whose context is missing or from other catalogues (after changes)",
+        "nightjar catalog refresh --chunk-rows 100000",
     )
     ref.set_defaults(handler=_refresh)
     ref.add_argument("--chunk-rows", type=int, default=200_000, help="objects per classification round")
 
-    ctx = sub.add_parser("context", help="Classify a position against the catalogues (Sherlock style).")
+    ctx = add_command(
+        sub,
+        "context",
+        "Classify a position against the catalogues (Sherlock style).",
+        "nightjar context 10.6847 41.2690",
+        "nightjar context 00:42:44.3 +41:16:09 --format json --catalog openngc",
+    )
     ctx.set_defaults(handler=_context)
     ctx.add_argument("ra", help="degrees, or hh:mm:ss")
     ctx.add_argument("dec", help="degrees, or dd:mm:ss")
-    ctx.add_argument("--format", choices=["text", "json"], default="text")
+    ctx.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="text (default: the class, its description and a table of ranked matches) or json",
+    )
     ctx.add_argument("--catalog", action="append", metavar="NAME", help="only these catalogues (repeatable)")
 
-    xm = bench.add_parser("xmatch", help="crossmatch throughput (alerts/s/core), warm and cold")
+    xm = add_command(
+        bench,
+        "xmatch",
+        "crossmatch throughput (alerts/s/core), warm and cold",
+        "nightjar bench xmatch --rows 1000000 --alerts 200000",
+        "nightjar bench xmatch --catalog openngc --footprint visit",
+    )
     xm.set_defaults(handler=_bench_xmatch)
     xm.add_argument("--catalog", metavar="NAME", help="an installed catalogue (default: synthesise one)")
     xm.add_argument("--rows", type=int, default=1_000_000, help="rows of the synthetic catalogue")
-    xm.add_argument("--alerts", type=int, default=200_000)
+    xm.add_argument("--alerts", type=int, default=200_000, help="alerts crossmatched (default: %(default)s)")
     xm.add_argument("--batch", type=int, default=10_000, help="alerts per batch (an LSST visit: ~10,000)")
     xm.add_argument("--passes", type=int, default=3, help="warm passes (the best is reported)")
-    xm.add_argument("--footprint", choices=["lsst", "visit"], default="lsst")
-    xm.add_argument("--seed", type=int, default=7)
+    xm.add_argument(
+        "--footprint",
+        choices=["lsst", "visit"],
+        default="lsst",
+        help="where the alerts fall: lsst (default), all over the LSST footprint, dec -75° to +5°; visit, each "
+        "batch in one 1.75° field (10%% of the alerts on catalogue rows either way)",
+    )
+    xm.add_argument("--seed", type=int, default=7, help="seed of the alert positions and the synthetic catalogue")

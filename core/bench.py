@@ -1,7 +1,7 @@
 """``nightjar bench NAME``: benchmarks, each printing its figure on its last line.
 
-Each benchmark module registers itself here with ``BENCHMARKS[name] = (add_arguments, run)``; ``run`` gets the
-Settings and the parsed arguments, prints its measurements and returns an exit code.
+Each benchmark is listed in ``benchmarks()`` as ``name: (add_arguments, run, description, example)``; ``run`` gets
+the Settings and the parsed arguments, prints its measurements and returns an exit code.
 """
 
 from __future__ import annotations
@@ -9,31 +9,63 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from nightjar.cli_help import add_command
 from nightjar.settings import Settings
 
 AddArguments = Callable[[argparse.ArgumentParser], None]
 Run = Callable[[Settings, argparse.Namespace], int]
 
 
-def benchmarks() -> dict[str, tuple[AddArguments, Run, str]]:
-    """The available benchmarks by name: (add their arguments, run them, one-line description)."""
+def benchmarks() -> dict[str, tuple[AddArguments, Run, str, str]]:
+    """The available benchmarks by name: (add their arguments, run them, one-line description, an example)."""
     from nightjar.api import bench_api
     from nightjar.lake import bench_cone, bench_lake
     from nightjar.pipelines import bench_pipeline
     from nightjar.streams import bench_decode, bench_simulate
 
     return {
-        "decode": (bench_decode.add_arguments, bench_decode.run, "columnar decoding vs fastavro per record"),
-        "simulate": (bench_simulate.add_arguments, bench_simulate.run, "heavy simulated alerts per second, one core"),
-        "lake": (bench_lake.add_arguments, bench_lake.run, "cutout retrieval and cone search on a large lake"),
-        "lake-cone": (bench_cone.add_arguments, bench_cone.run, "HEALPix cone queries before/after lake optimize"),
-        "api": (bench_api.add_arguments, bench_api.run, "cone and object latency over HTTP on a large lake"),
+        "decode": (
+            bench_decode.add_arguments,
+            bench_decode.run,
+            "columnar decoding vs fastavro per record",
+            "nightjar bench decode --alerts 8000 --batch 1000",
+        ),
+        "simulate": (
+            bench_simulate.add_arguments,
+            bench_simulate.run,
+            "heavy simulated alerts per second, one core",
+            "nightjar bench simulate --alerts 20000",
+        ),
+        "lake": (
+            bench_lake.add_arguments,
+            bench_lake.run,
+            "cutout retrieval and cone search on a large lake",
+            "nightjar bench lake --alerts 1000000 --lookups 200 --cones 50",
+        ),
+        "lake-cone": (
+            bench_cone.add_arguments,
+            bench_cone.run,
+            "HEALPix cone queries before/after lake optimize",
+            "nightjar bench lake-cone --rows 2000000 --queries 30",
+        ),
+        "api": (
+            bench_api.add_arguments,
+            bench_api.run,
+            "cone and object latency over HTTP on a large lake",
+            "nightjar bench api --alerts 1000000 --calls 200",
+        ),
         "pipeline": (
             bench_pipeline.add_arguments,
             bench_pipeline.run_cli,
             "heavy alerts end to end: decode-only, e2e over growing lake, latency, peak memory",
+            "nightjar bench pipeline --alerts 10000 --chunks 4 --rate 300 --latency-seconds 60",
         ),
-        "filters": (_filters_options, _filters, "many streaming filters on one large batch (1,000 on 10,000 alerts)"),
+        "filters": (
+            _filters_options,
+            _filters,
+            "many streaming filters on one large batch (1,000 on 10,000 alerts)",
+            "nightjar bench filters --filters 1000 --alerts 10000 --repeat 5",
+        ),
     }
 
 
@@ -45,18 +77,29 @@ def _filters(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _filters_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--filters", type=int, default=1000)
-    parser.add_argument("--alerts", type=int, default=10_000)
+    parser.add_argument(
+        "--filters", type=int, default=1000, help="filters of mixed shapes run together (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--alerts", type=int, default=10_000, help="alerts in the synthetic batch (default: %(default)s)"
+    )
     parser.add_argument("--repeat", type=int, default=5, help="batches timed after the first")
 
 
 def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     """Add the ``bench`` command and one sub-command per benchmark; returns the group's sub-parsers, where
     other parts (catalogues: ``bench xmatch``) add theirs."""
-    parser = sub.add_parser("bench", help="Run a benchmark; the last line is its figure.")
+    table = benchmarks()
+    parser = add_command(
+        sub,
+        "bench",
+        "Run a benchmark; the last line is its figure.",
+        *(example for *_, example in table.values()),
+        "nightjar bench xmatch --rows 1000000 --alerts 200000",
+    )
     bench_sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
-    for name, (add_arguments, run, text) in benchmarks().items():
-        p = bench_sub.add_parser(name, help=text, description=text)
+    for name, (add_arguments, run, text, example) in table.items():
+        p = add_command(bench_sub, name, text, example)
         add_arguments(p)
         p.set_defaults(handler=run)
     return bench_sub

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from nightjar import __version__, cli_filters, cli_users
 from nightjar.bench import register as register_bench
+from nightjar.cli_help import FORMATTER, add_command, examples
 from nightjar.lake.cli import register as register_lake
 from nightjar.log import configure_logging
 from nightjar.settings import Settings, load_settings
@@ -189,72 +190,203 @@ def _alerts(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nightjar", description="An alert broker for Rubin/LSST and ZTF.")
+    parser = argparse.ArgumentParser(
+        prog="nightjar",
+        description="An alert broker for Rubin/LSST and ZTF.",
+        epilog=examples(
+            "nightjar broker start",
+            "nightjar simulate --topic alerts --alerts 5000",
+            "nightjar run --topic alerts --idle-exit 30",
+            'nightjar query "SELECT count(*) FROM objects"',
+            "nightjar COMMAND --help      # the arguments and examples of one command",
+        ),
+        formatter_class=FORMATTER,
+    )
     parser.add_argument("--version", action="version", version=f"nightjar {__version__}")
     parser.add_argument("--config", type=Path, help="TOML file of settings (NIGHTJAR_* variables win)")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, and full tracebacks instead of one-line errors"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(
-        name: str, handler: Callable[[Settings, argparse.Namespace], int], text: str
+        name: str, handler: Callable[[Settings, argparse.Namespace], int], text: str, *example_lines: str
     ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=text, description=text)
+        p = add_command(sub, name, text, *example_lines)
         p.set_defaults(handler=handler)
         return p
 
-    p = command("broker", _broker, "Start, stop or check the embedded Kafka-compatible broker (Tansu).")
-    p.add_argument("action", choices=["start", "stop", "status"])
+    topic_help = "Kafka topic (created if missing) on NIGHTJAR_KAFKA, or on the embedded broker when that is unset"
+    files_help = "alert files, or folders searched recursively for *.avro and *.parquet files"
 
-    p = command("simulate", _simulate, "Produce simulated LSST alerts (wire format) to a topic.")
-    p.add_argument("--topic", required=True)
-    p.add_argument("--alerts", type=int, required=True)
-    p.add_argument("--rate", type=float, help="alerts per second (default: as fast as possible)")
-    p.add_argument("--seed", type=int, default=42)
+    p = command(
+        "broker",
+        _broker,
+        "Start, stop or check the embedded Kafka-compatible broker (Tansu).",
+        "nightjar broker start",
+        "nightjar broker status",
+    )
+    p.add_argument(
+        "action",
+        choices=["start", "stop", "status"],
+        help="start: run it in the background on NIGHTJAR_BROKER_PORT (default 19092), its state under "
+        "NIGHTJAR_HOME, and print its bootstrap address; stop: stop it; status: exit 0 if it answers, 1 otherwise",
+    )
+
+    p = command(
+        "simulate",
+        _simulate,
+        "Produce simulated LSST alerts (wire format) to a topic.",
+        "nightjar simulate --topic alerts --alerts 5000",
+        "nightjar simulate --topic alerts --alerts 100000 --rate 1000 --history-days 365 --cutout-size 80",
+    )
+    p.add_argument("--topic", required=True, help=f"the {topic_help}")
+    p.add_argument("--alerts", type=int, required=True, metavar="N", help="number of alerts to produce")
+    p.add_argument(
+        "--rate", type=float, help="alerts per second, each visit sent as one burst (default: as fast as possible)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=42, help="random seed: the same seed gives the same alerts (default: %(default)s)"
+    )
     p.add_argument("--truth", type=Path, help="write each object's class, position and host to this Parquet file")
-    p.add_argument("--nights", type=int, default=10, help="nights the alerts are spread over")
-    p.add_argument("--history-days", type=float, default=30.0, help="history before the first night (365: a year)")
-    p.add_argument("--cutout-size", type=int, default=16, help="cutout side in pixels (80: Rubin-sized)")
+    p.add_argument("--nights", type=int, default=10, help="nights the alerts are spread over (default: %(default)s)")
+    p.add_argument(
+        "--history-days",
+        type=float,
+        default=30.0,
+        help="days of history before the first night (default: %(default)s; 365: a year)",
+    )
+    p.add_argument(
+        "--cutout-size", type=int, default=16, help="cutout side in pixels (default: %(default)s; 80: Rubin-sized)"
+    )
     p.add_argument("--no-hosts", action="store_true", help="do not place transients on OpenNGC galaxies")
 
-    p = command("replay", _replay, "Send alert files (wire format, Avro containers or Parquet) to a topic.")
-    p.add_argument("paths", nargs="+", type=Path)
-    p.add_argument("--topic", required=True)
+    p = command(
+        "replay",
+        _replay,
+        "Send alert files (wire format, Avro containers or Parquet) to a topic.",
+        "nightjar replay ../shared/data/alerts --topic alerts",
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help=files_help)
+    p.add_argument("--topic", required=True, help=f"the {topic_help}")
     p.add_argument(
         "--allow-partial", action="store_true", help="exit 0 even when some files were skipped (default: exit 1)"
     )
 
-    p = command("run", _run, "Run the pipeline on a topic: decode, HEALPix, lake, filters, publish.")
-    p.add_argument("--topic", required=True)
-    p.add_argument("--max-alerts", type=int)
-    p.add_argument("--idle-exit", type=float, metavar="SECONDS", help="stop after this long without alerts")
+    p = command(
+        "run",
+        _run,
+        "Run the pipeline on a topic: decode, HEALPix, lake, filters, publish.",
+        "nightjar run --topic alerts --idle-exit 30",
+        "nightjar run --topic alerts --max-alerts 100000",
+    )
+    p.add_argument(
+        "--topic",
+        required=True,
+        help=f"the {topic_help}, to consume alerts from in consumer group NIGHTJAR_CONSUMER_GROUP (default: "
+        "nightjar); annotations are read beside it from NIGHTJAR_ANNOTATIONS_TOPIC",
+    )
+    p.add_argument(
+        "--max-alerts",
+        type=int,
+        metavar="N",
+        help="stop once this many alerts were consumed (default: no limit)",
+    )
+    p.add_argument(
+        "--idle-exit",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this many seconds without alerts (default: wait for alerts forever)",
+    )
 
-    p = command("ingest", _ingest, "Decode alert files straight into the lake (no Kafka).")
-    p.add_argument("paths", nargs="+", type=Path)
+    p = command(
+        "ingest",
+        _ingest,
+        "Decode alert files straight into the lake (no Kafka).",
+        "nightjar ingest ../shared/data/alerts",
+        "nightjar ingest night1.avro night2.parquet --allow-partial",
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help=files_help)
     p.add_argument(
         "--allow-partial",
         action="store_true",
         help="exit 0 even when some files or alerts were rejected (default: exit 1 if anything was rejected)",
     )
 
-    p = command("query", _query, "Run one SQL SELECT over the lake.")
-    p.add_argument("sql")
-    p.add_argument("--format", choices=["table", "json", "csv", "parquet"], default="table")
-    p.add_argument("--out", type=Path)
+    p = command(
+        "query",
+        _query,
+        "Run one SQL SELECT over the lake.",
+        'nightjar query "SELECT count(*) FROM sources"',
+        'nightjar query "SELECT band, count(*) AS n FROM sources GROUP BY band" --format csv --out bands.csv',
+        'nightjar query "SELECT * FROM objects ORDER BY diaObjectId" --offset 1000 --limit 500 --format json',
+        'nightjar query "SELECT count(*) FROM sources" --as-of 2025-09-05T12:00:00Z',
+    )
+    p.add_argument(
+        "sql",
+        help="one SELECT over the lake's views (sources, objects, forced_sources, context, context_matches, "
+        "annotations, ...), sandboxed: at most NIGHTJAR_QUERY_MAX_ROWS rows (default 100000) and "
+        "NIGHTJAR_QUERY_TIMEOUT_S seconds (default 60)",
+    )
+    p.add_argument(
+        "--format",
+        choices=["table", "json", "csv", "parquet"],
+        default="table",
+        help="output format (default: %(default)s; parquet needs --out)",
+    )
+    p.add_argument("--out", type=Path, metavar="FILE", help="write the result to this file (default: stdout)")
     p.add_argument("--as-of", metavar="VERSION|TIME", help="the lake as it was: a lake version or an ISO time (UTC)")
-    p.add_argument("--offset", type=int, default=0, help="first row of a page (with --limit)")
-    p.add_argument("--limit", type=int, help="rows per page")
+    p.add_argument(
+        "--offset",
+        type=int,
+        default=0,
+        help="first row of a page (with --limit; the next page's --offset is printed on stderr)",
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        help="rows per page (default with --offset: NIGHTJAR_QUERY_PAGE_SIZE, 1000); pages end at "
+        "NIGHTJAR_QUERY_MAX_ROWS",
+    )
 
-    p = command("serve", _serve, "Serve the HTTP API.")
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p = command(
+        "serve",
+        _serve,
+        "Serve the HTTP API.",
+        "nightjar serve --host 0.0.0.0 --port 8080     # OpenAPI docs at http://HOST:PORT/docs",
+    )
+    p.add_argument("--host", help="address to listen on (default: NIGHTJAR_API_HOST, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default: NIGHTJAR_API_PORT, 8000)")
 
-    p = command("demo", _demo, "Run the whole path on this machine and print a summary.")
-    p.add_argument("--alerts", type=int, default=20_000)
+    p = command(
+        "demo",
+        _demo,
+        "Run the whole path on this machine and print a summary.",
+        "nightjar demo --alerts 5000",
+    )
+    p.add_argument(
+        "--alerts",
+        type=int,
+        default=20_000,
+        metavar="N",
+        help="simulated alerts produced and run through the pipeline with the sample filters (default: %(default)s); "
+        "uses the embedded broker unless NIGHTJAR_KAFKA is set",
+    )
 
-    p = command("alerts", _alerts, "Inspect alert files.")
+    p = command(
+        "alerts",
+        _alerts,
+        "Inspect alert files.",
+        "nightjar alerts inspect ../shared/data/alerts",
+    )
     asub = p.add_subparsers(dest="action", required=True)
-    inspect = asub.add_parser("inspect", help="format, schema version, alert count, ID range and errors per file")
-    inspect.add_argument("paths", nargs="+", type=Path)
+    inspect = add_command(
+        asub,
+        "inspect",
+        "format, schema version, alert count, ID range and errors per file",
+        "nightjar alerts inspect ../shared/data/alerts      # exit 1 if any file has errors",
+    )
+    inspect.add_argument("paths", nargs="+", type=Path, metavar="PATH", help=files_help)
 
     bench = register_bench(sub)
     register_lake(sub)

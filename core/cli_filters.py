@@ -10,72 +10,177 @@ from typing import Any
 
 from rich.console import Console
 
+from nightjar.cli_help import add_command
 from nightjar.settings import Settings
 
 console = Console(stderr=True)
 
 
+OWNER_HELP = (
+    "act as this owner (default: %(default)s, a name no API user can take): the owner of new filters and copies; "
+    "only a filter's owner may edit or delete it, and other owners' private filters are hidden. Give a user's "
+    "name (`nightjar user add`; over the API a filter's owner is the signed-in user) to act on their filters: "
+    "the name is not checked against the users"
+)
+ID_HELP = "filter id (printed by `filter add`, shown by `filter list`)"
+GROUP_HELP = (
+    "visibility 'group', recorded with this group name (groups are not enforced yet: only the owner, and admins "
+    "over the API, see it)"
+)
+
+
 def add_parser(sub: argparse._SubParsersAction, handler: Any) -> None:
-    text = "Register, change, list and backtest streaming filters."
-    parser = sub.add_parser("filter", help=text, description=text)
+    example_sql = "SELECT diaObjectId, diaSourceId, psfFlux FROM sources WHERE psfFlux > 50000"
+    parser = add_command(
+        sub,
+        "filter",
+        "Register, change, list and backtest streaming filters.",
+        f'nightjar filter add bright --sql "{example_sql}"',
+        "nightjar filter list --mine",
+        "nightjar filter show 1",
+        "nightjar filter edit 1 --inactive",
+        "nightjar filter copy 1 --name my-bright",
+        "nightjar filter delete 1",
+        "nightjar filter backtest 1 --since 60950 --until 60960",
+    )
     parser.set_defaults(handler=handler)
     actions = parser.add_subparsers(dest="action", required=True)
 
-    add = actions.add_parser("add", help="register a filter (an existing name of yours gets a new version)")
-    add.add_argument("name")
-    add.add_argument("--sql", required=True)
+    add = add_command(
+        actions,
+        "add",
+        "register a filter (an existing name of yours gets a new version)",
+        f'nightjar filter add bright --sql "{example_sql}"',
+        f'nightjar filter add bright --sql "{example_sql}" --new-only --email me@example.org --public',
+    )
+    add.add_argument("name", help="the filter's name (one of your filters with this name gets a new version)")
+    add.add_argument(
+        "--sql",
+        required=True,
+        help="one SELECT over the streaming views (sources, objects, forced_sources, context, annotations, ...), "
+        "run on every micro-batch; it is checked before it is saved",
+    )
     _channel_options(add)
     add.add_argument("--public", action="store_true", help="anyone may see and copy it")
-    add.add_argument("--group", help="share it with a group")
+    add.add_argument("--group", help=GROUP_HELP)
     add.add_argument("--new-only", action="store_true", help="deliver an object only the first time it matches")
 
-    listing = actions.add_parser("list", help="filters as JSON lines (yours and public ones)")
+    listing = add_command(
+        actions, "list", "filters as JSON lines (yours and public ones)", "nightjar filter list --owner alice --mine"
+    )
     listing.add_argument("--mine", action="store_true", help="only your own")
 
-    show = actions.add_parser("show", help="one filter: SQL, outputs, health and version history")
-    show.add_argument("id", type=int)
+    show = add_command(
+        actions, "show", "one filter: SQL, outputs, health and version history", "nightjar filter show 1"
+    )
+    show.add_argument("id", type=int, help=ID_HELP)
 
-    edit = actions.add_parser("edit", help="change a filter (new SQL or mode: a new version; the topic stays)")
-    edit.add_argument("id", type=int)
-    edit.add_argument("--sql")
-    edit.add_argument("--name")
-    _channel_options(edit)
+    edit = add_command(
+        actions,
+        "edit",
+        "change a filter (new SQL or mode: a new version; the topic stays)",
+        "nightjar filter edit 1 --inactive",
+        'nightjar filter edit 1 --sql "SELECT diaObjectId, diaSourceId FROM sources WHERE psfFlux > 80000"',
+        "nightjar filter edit 1 --new-only --email me@example.org --public",
+    )
+    edit.add_argument("id", type=int, help=ID_HELP)
+    edit.add_argument("--sql", help="new SQL (checked; a new version)")
+    edit.add_argument("--name", help="a new name (same version and topic)")
+    _channel_options(edit, adding=True)
     onoff = edit.add_mutually_exclusive_group()
-    onoff.add_argument("--active", dest="active", action="store_const", const=True)
-    onoff.add_argument("--inactive", dest="active", action="store_const", const=False)
+    onoff.add_argument(
+        "--active",
+        dest="active",
+        action="store_const",
+        const=True,
+        help="switch it on again (clears its count of failures in a row)",
+    )
+    onoff.add_argument(
+        "--inactive",
+        dest="active",
+        action="store_const",
+        const=False,
+        help="switch it off: the pipeline stops running it",
+    )
     seen = edit.add_mutually_exclusive_group()
-    seen.add_argument("--public", dest="visibility", action="store_const", const="public")
-    seen.add_argument("--private", dest="visibility", action="store_const", const="private")
-    seen.add_argument("--group", dest="group")
+    seen.add_argument(
+        "--public", dest="visibility", action="store_const", const="public", help="anyone may see and copy it"
+    )
+    seen.add_argument(
+        "--private", dest="visibility", action="store_const", const="private", help="only its owner sees it"
+    )
+    seen.add_argument("--group", dest="group", help=GROUP_HELP)
     mode = edit.add_mutually_exclusive_group()
-    mode.add_argument("--new-only", dest="mode", action="store_const", const="new")
-    mode.add_argument("--every-alert", dest="mode", action="store_const", const="all")
+    mode.add_argument(
+        "--new-only",
+        dest="mode",
+        action="store_const",
+        const="new",
+        help="deliver an object only the first time it matches (a new version)",
+    )
+    mode.add_argument(
+        "--every-alert",
+        dest="mode",
+        action="store_const",
+        const="all",
+        help="deliver every matching alert, the mode of a new filter (a new version)",
+    )
     edit.add_argument("--no-email", action="store_true", help="remove every e-mail output")
     edit.add_argument("--no-webhook", action="store_true", help="remove every webhook output")
 
-    copy = actions.add_parser("copy", help="copy a public filter to your own (a new id and topic)")
-    copy.add_argument("id", type=int)
-    copy.add_argument("--name")
-
-    delete = actions.add_parser("delete", help="remove a filter (its id and topic are never reused)")
-    delete.add_argument("id", type=int)
-
-    backtest = actions.add_parser(
-        "backtest", help="what a filter would have delivered on past nights (nothing is sent)"
+    copy = add_command(
+        actions,
+        "copy",
+        "copy a public filter to your own (a new id and topic)",
+        "nightjar filter copy 1 --owner alice --name my-bright",
     )
-    backtest.add_argument("id", type=int)
-    backtest.add_argument("--since", type=float, required=True, metavar="MJD")
-    backtest.add_argument("--until", type=float, metavar="MJD")
-    backtest.add_argument("--format", choices=["table", "json", "csv", "parquet"], default="table")
-    backtest.add_argument("--out", type=Path)
+    copy.add_argument("id", type=int, help="id of a public filter, or of one of yours")
+    copy.add_argument("--name", help="the copy's name (default: the filter's name followed by ' (copy)')")
+
+    delete = add_command(
+        actions, "delete", "remove a filter (its id and topic are never reused)", "nightjar filter delete 1"
+    )
+    delete.add_argument("id", type=int, help=ID_HELP)
+
+    backtest = add_command(
+        actions,
+        "backtest",
+        "what a filter would have delivered on past nights (nothing is sent)",
+        "nightjar filter backtest 1 --since 60950",
+        "nightjar filter backtest 1 --since 60950 --until 60960 --format parquet --out deliveries.parquet",
+    )
+    backtest.add_argument("id", type=int, help=ID_HELP + "; yours or a public one")
+    backtest.add_argument(
+        "--since",
+        type=float,
+        required=True,
+        metavar="MJD",
+        help="first night: the lake's nights that end after this MJD",
+    )
+    backtest.add_argument(
+        "--until",
+        type=float,
+        metavar="MJD",
+        help="last night: nights that start at or before this MJD (default: up to the lake's last night)",
+    )
+    backtest.add_argument(
+        "--format",
+        choices=["table", "json", "csv", "parquet"],
+        default="table",
+        help="format of the deliveries (default: %(default)s, printed only if there are any; parquet needs --out)",
+    )
+    backtest.add_argument(
+        "--out", type=Path, metavar="FILE", help="write the deliveries to this file (default: stdout)"
+    )
 
     for p in (add, listing, show, edit, copy, delete, backtest):
-        p.add_argument("--owner", default="local", help="whose filters (until accounts exist: a name)")
+        p.add_argument("--owner", default="local", help=OWNER_HELP)
 
 
-def _channel_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--email", action="append", metavar="ADDR", help="send e-mail digests here (repeatable)")
-    parser.add_argument("--webhook", action="append", metavar="URL", help="POST matches here (repeatable)")
+def _channel_options(parser: argparse.ArgumentParser, adding: bool = False) -> None:
+    also = ", added to its outputs" if adding else ""
+    parser.add_argument("--email", action="append", metavar="ADDR", help=f"send e-mail digests here (repeatable{also})")
+    parser.add_argument("--webhook", action="append", metavar="URL", help=f"POST matches here (repeatable{also})")
     parser.add_argument("--no-kafka", action="store_true", help="no Kafka topic output")
     parser.add_argument("--avro", action="store_true", help="Avro payloads (schema published) instead of JSON")
 

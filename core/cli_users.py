@@ -7,26 +7,60 @@ import json
 
 from rich.console import Console
 
+from nightjar.cli_help import add_command
 from nightjar.settings import Settings
 
 console = Console(stderr=True)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    text = "Create and manage API users and their tokens."
-    parser = sub.add_parser("user", help=text, description=text)
+    parser = add_command(
+        sub,
+        "user",
+        "Create and manage API users and their tokens.",
+        "nightjar user add alice --email alice@example.org",
+        "nightjar user add tns-bot --role annotator --topic tns",
+        "nightjar user list",
+        "nightjar user token alice",
+        "nightjar user remove alice",
+    )
     parser.set_defaults(handler=run)
     actions = parser.add_subparsers(dest="action", required=True)
-    add = actions.add_parser("add", help="create a user; the token is printed alone on the last line")
-    add.add_argument("name")
-    add.add_argument("--role", default="user", choices=["user", "power", "annotator", "admin"])
-    add.add_argument("--email")
+    add = add_command(
+        actions,
+        "add",
+        "create a user; the token is printed alone on the last line",
+        "nightjar user add alice --email alice@example.org",
+        "nightjar user add tns-bot --role annotator --topic tns --topic classifier",
+        "TOKEN=$(nightjar user add bob --role power | tail -n 1)",
+    )
+    add.add_argument(
+        "name",
+        help="the user's name: letters, digits, '_', '.', '@' and '-' (up to 100 characters; not 'anonymous' or "
+        "'local'); also the owner name of the filters the user makes over the API",
+    )
+    add.add_argument(
+        "--role",
+        default="user",
+        choices=["user", "power", "annotator", "admin"],
+        help="what the token may do (default: %(default)s): power gets larger query results and more requests "
+        "(NIGHTJAR_ROLE_MAX_ROWS, NIGHTJAR_ROLE_REQUESTS_PER_MINUTE), annotator also writes annotations to its "
+        "--topic topics, admin sees every filter, job and export, may delete any filter and has no request limit",
+    )
+    add.add_argument("--email", help="the user's e-mail address (kept and listed; not where filters send digests)")
     add.add_argument("--topic", action="append", default=[], help="an annotation topic (annotators; repeatable)")
-    actions.add_parser("list", help="users as JSON lines (never their tokens)")
-    token = actions.add_parser("token", help="replace a user's token (the old one stops working)")
-    token.add_argument("name")
-    remove = actions.add_parser("remove", help="revoke a user (filters and annotations stay)")
-    remove.add_argument("name")
+    add_command(actions, "list", "users as JSON lines (never their tokens)", "nightjar user list")
+    token = add_command(
+        actions,
+        "token",
+        "replace a user's token (the old one stops working)",
+        "nightjar user token alice     # the new token on the last line",
+    )
+    token.add_argument("name", help="the user's name")
+    remove = add_command(
+        actions, "remove", "revoke a user (filters and annotations stay)", "nightjar user remove alice"
+    )
+    remove.add_argument("name", help="the user's name")
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:

@@ -25,10 +25,15 @@ from nightjar.settings import Settings
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=int, default=2_000_000, help="sources in the throw-away lake")
     parser.add_argument("--batches", type=int, default=100, help="micro-batches (files per night before optimize)")
-    parser.add_argument("--queries", type=int, default=30)
+    parser.add_argument(
+        "--queries",
+        type=int,
+        default=30,
+        help="pixels queried before and after optimize, each around a source (default: %(default)s)",
+    )
     parser.add_argument("--order", type=int, default=10, help="HEALPix order of the queried pixels")
     parser.add_argument("--target-mb", type=int, default=8, help="optimize's target file size")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=7, help="seed of the rows and the queried pixels")
 
 
 def _batch(rng: np.random.Generator, first: int, rows: int) -> pa.Table:

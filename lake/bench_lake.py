@@ -27,11 +27,21 @@ NIGHTS = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--alerts", type=int, default=1_000_000)
+    parser.add_argument(
+        "--alerts",
+        type=int,
+        default=1_000_000,
+        help="alerts in the synthetic lake built under NIGHTJAR_HOME/bench-lake when it is missing or with "
+        "--rebuild (default: %(default)s)",
+    )
     parser.add_argument("--cutout-bytes", type=int, default=1024, help="size of each of the three cutouts")
     parser.add_argument("--batch", type=int, default=50_000, help="alerts per commit")
-    parser.add_argument("--lookups", type=int, default=200)
-    parser.add_argument("--cones", type=int, default=50)
+    parser.add_argument(
+        "--lookups", type=int, default=200, help="cutout lookups timed, random diaSourceIds (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--cones", type=int, default=50, help="cone searches timed, centred on random sources (default: %(default)s)"
+    )
     parser.add_argument("--radius", type=float, default=5.0, help="cone radius, arcsec")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the synthetic lake even if present")
 

@@ -15,6 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from nightjar import paths
+from nightjar.cli_help import add_command
 from nightjar.settings import Settings
 
 console = Console(stderr=True)
@@ -132,21 +134,47 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``lake tables|history|optimize|vacuum`` and ``export`` to the ``nightjar`` sub-commands."""
-    lake = sub.add_parser("lake", help="Inspect and maintain the lake's Delta tables.")
+    lake = add_command(
+        sub,
+        "lake",
+        "Inspect and maintain the lake's Delta tables.",
+        "nightjar lake tables",
+        "nightjar lake history sources --limit 10",
+        "nightjar lake optimize sources",
+        "nightjar lake vacuum --dry-run",
+    )
     lake_sub = lake.add_subparsers(dest="lake_command", required=True)
+    tables = ", ".join(paths.TABLES)
+    format_help = "table (default) or json (one object per line)"
 
-    p = lake_sub.add_parser("tables", help="version, rows, files, bytes and partitions of each table")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p = add_command(
+        lake_sub,
+        "tables",
+        "version, rows, files, bytes and partitions of each table",
+        "nightjar lake tables --format json",
+    )
+    p.add_argument("--format", choices=["table", "json"], default="table", help=format_help)
     p.set_defaults(handler=_tables)
 
-    p = lake_sub.add_parser("history", help="the commits of one table, newest first")
-    p.add_argument("table")
+    p = add_command(
+        lake_sub,
+        "history",
+        "the commits of one table, newest first",
+        "nightjar lake history sources --limit 10",
+    )
+    p.add_argument("table", help=f"a lake table: {tables}")
     p.add_argument("--limit", type=int, help="only the last N commits")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--format", choices=["table", "json"], default="table", help=format_help)
     p.set_defaults(handler=_history)
 
-    p = lake_sub.add_parser("optimize", help="compact files and sort them by hpx29 (safe while ingesting)")
-    p.add_argument("table", nargs="?", help="one table (default: all)")
+    p = add_command(
+        lake_sub,
+        "optimize",
+        "compact files and sort them by hpx29 (safe while ingesting)",
+        "nightjar lake optimize                  # every table",
+        "nightjar lake optimize sources --stats  # with ingestion stopped",
+    )
+    p.add_argument("table", nargs="?", help=f"one table (default: all): {tables}")
     p.add_argument("--target-size", type=int, metavar="BYTES", help="target file size (default: 100 MiB)")
     p.add_argument(
         "--stats",
@@ -155,8 +183,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(handler=_optimize)
 
-    p = lake_sub.add_parser("vacuum", help="delete files removed from the tables longer ago than the retention")
-    p.add_argument("table", nargs="?", help="one table (default: all)")
+    p = add_command(
+        lake_sub,
+        "vacuum",
+        "delete files removed from the tables longer ago than the retention",
+        "nightjar lake vacuum --dry-run",
+        "nightjar lake vacuum sources --retention-hours 24",
+    )
+    p.add_argument("table", nargs="?", help=f"one table (default: all): {tables}")
     p.add_argument(
         "--retention-hours",
         type=int,
@@ -166,17 +200,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="list the files without deleting them")
     p.set_defaults(handler=_vacuum)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "export",
-        help="Export a night, a HEALPix pixel or a SQL result as Parquet with a manifest.",
+        "Export a night, a HEALPix pixel or a SQL result as Parquet with a manifest.",
+        "nightjar export sources --night 60950 --out night-60950",
+        "nightjar export sources --healpix 5/1234 --out pixel-5-1234",
+        'nightjar export sources --sql "SELECT * FROM sources WHERE psfFlux > 50000" --out bright',
         description="Write the selected rows of TABLE as Parquet files and manifest.json into the new folder "
         "OUT; on any error nothing is left at OUT.",
     )
-    p.add_argument("table")
+    p.add_argument(
+        "table",
+        help=f"the lake table to export: {tables} (with --sql it only names the export; the SQL may read any table)",
+    )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--night", type=int, help="one night (integer MJD)")
     which.add_argument("--healpix", metavar="ORDER/PIX", help="one nested HEALPix pixel, e.g. 5/1234")
     which.add_argument("--sql", help="one SELECT over the lake (sandboxed, capped at NIGHTJAR_QUERY_MAX_ROWS)")
     p.add_argument("--out", type=Path, required=True, help="a folder that does not exist yet")
-    p.add_argument("--rows-per-file", type=int, default=1_000_000)
+    p.add_argument(
+        "--rows-per-file", type=int, default=1_000_000, help="most rows in one Parquet file (default: %(default)s)"
+    )
     p.set_defaults(handler=_export)

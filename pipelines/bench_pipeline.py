@@ -55,12 +55,22 @@ EVERY_ALERT = "SELECT diaObjectId, diaSourceId FROM sources WHERE NOT fromPacket
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alerts", type=int, default=10_000, help="alerts per end-to-end chunk")
     parser.add_argument("--chunks", type=int, default=4, help="successive chunks into one lake")
-    parser.add_argument("--history-days", type=float, default=365.0)
-    parser.add_argument("--cutout-size", type=int, default=80)
+    parser.add_argument(
+        "--history-days", type=float, default=365.0, help="days of history in each alert (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--cutout-size", type=int, default=80, help="cutout side in pixels (default: %(default)s, Rubin-sized)"
+    )
     parser.add_argument("--rate", type=float, default=300.0, help="alerts/s produced during the latency run")
-    parser.add_argument("--latency-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=60.0,
+        help="seconds of the latency run, alerts produced at --rate while the pipeline runs (default: %(default)s; "
+        "0: no latency run)",
+    )
     parser.add_argument("--batch-size", type=int, help="alerts per micro-batch (default: NIGHTJAR_BATCH_SIZE)")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="seed of the simulated alerts")
     parser.add_argument(
         "--catalog-rows", type=int, default=200_000, help="rows of each synthetic demo catalogue (0: no catalogues)"
     )

@@ -20,9 +20,15 @@ from nightjar.streams.simulate import SimConfig, Simulation
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--alerts", type=int, default=20_000)
-    parser.add_argument("--history-days", type=float, default=365.0)
-    parser.add_argument("--cutout-size", type=int, default=80)
+    parser.add_argument(
+        "--alerts", type=int, default=20_000, help="alerts simulated, in this process (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--history-days", type=float, default=365.0, help="days of history in each alert (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--cutout-size", type=int, default=80, help="cutout side in pixels (default: %(default)s, Rubin-sized)"
+    )
     parser.add_argument("--baseline", type=int, default=200, help="alerts written again with fastavro")
 
 
