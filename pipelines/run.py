@@ -115,7 +115,7 @@ def _collect(
                 _append(notes, msg)
             elif reader.accept(msg):
                 _append(tail, msg)
-        available = reader.available(want - len(tail))
+        available = reader.available()
         if available + len(tail) >= want or time.monotonic() >= deadline:
             break
     alerts: list[graph.Source] = [tail] if len(tail) else []

@@ -178,7 +178,7 @@ class RangeReader:
 
     A partition whose high watermark has stood at its next offset for ``still_s`` is *tailed*: resumed at that
     offset, so that the driver's consumer reads what lies beyond a lagging watermark (``accept`` keeps those
-    messages); it is paused again as soon as the watermark shows a batch's worth of messages ahead of it.
+    messages); it is paused again as soon as its watermark moves (new messages arrived: the workers fetch them).
     """
 
     def __init__(self, consumer: Consumer, topic: str, fetch_config: dict[str, Any], still_s: float) -> None:
@@ -187,7 +187,7 @@ class RangeReader:
         self.config = tuple(sorted(fetch_config.items()))
         self.still_s = still_s
         self.next: dict[int, int | None] = {}  # partition -> next offset to hand out (None: not looked up yet)
-        self.tailing: set[int] = set()
+        self.tailing: dict[int, float] = {}  # partition -> when it was tailed
         self._high: dict[int, tuple[int, float]] = {}  # partition -> (high watermark, when it last moved)
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -203,7 +203,7 @@ class RangeReader:
             if tp.topic == self.topic:
                 self.next.pop(tp.partition, None)
                 self._high.pop(tp.partition, None)
-                self.tailing.discard(tp.partition)
+                self.tailing.pop(tp.partition, None)
 
     def _resolve(self) -> None:
         unknown = [TopicPartition(self.topic, p) for p, o in self.next.items() if o is None]
@@ -225,9 +225,9 @@ class RangeReader:
         self.next[partition] = offset + 1
         return True
 
-    def available(self, want: int) -> int:
+    def available(self) -> int:
         """Messages up to the high watermarks not handed out yet, in the partitions not tailed; tails the
-        partitions whose watermark stands still and stops tailing those with ``want`` messages ahead."""
+        partitions whose watermark stands still, and stops tailing those whose watermark moved since."""
         self._resolve()
         total = 0
         now = time.monotonic()
@@ -243,14 +243,16 @@ class RangeReader:
                 self._high[partition] = seen = (high, now)
             ahead = high - (start or 0)
             if partition in self.tailing:
-                if ahead < want:
-                    continue
+                if seen[1] <= self.tailing[partition]:
+                    continue  # the watermark still stands: keep reading beyond it here
+                # New messages moved the watermark: back to ranges, so that a stream that resumes after a pause
+                # goes to the workers again (the driver keeps only what lay beyond the old watermark).
                 self.consumer.pause([tp])
-                self.tailing.discard(partition)
+                del self.tailing[partition]
             elif ahead <= 0 and now - seen[1] >= self.still_s:
                 self.consumer.resume([tp])
                 self.consumer.seek(TopicPartition(self.topic, partition, start or 0))
-                self.tailing.add(partition)
+                self.tailing[partition] = now
                 continue
             total += max(0, ahead)
         return total

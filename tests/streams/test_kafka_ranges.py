@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 
 from nightjar.settings import Settings
 from nightjar.streams import kafka
-from nightjar.streams.kafka_ranges import FetchError, KafkaSlice, OffsetRange
+from nightjar.streams.kafka_ranges import FetchError, KafkaSlice, OffsetRange, RangeReader
 
 
 def test_a_slice_is_cut_into_parts_of_equal_counts_in_offset_order() -> None:
@@ -55,3 +57,43 @@ def test_a_worker_fetches_exactly_its_ranges(kafka_settings: Settings) -> None:
     beyond = KafkaSlice((OffsetRange(topic, 0, 25, 40),), config)
     with pytest.raises(FetchError, match=rf"{topic}\[0\] 25-39"):
         beyond.fetch(timeout_s=2)
+
+
+def test_the_driver_reads_only_beyond_a_standing_watermark(kafka_settings: Settings) -> None:
+    """A stream that pauses is tailed by the driver (the broker's watermark may lag its last messages); once new
+    messages move the watermark, the partition goes back to ranges for the workers; every offset is handed out
+    once, in order."""
+    topic = f"tail-{uuid.uuid4().hex[:8]}"
+    kafka.ensure_topics(kafka_settings, [topic], partitions=1)
+    producer = Producer(kafka.producer_config(kafka_settings))
+    consumer = Consumer(kafka.consumer_config(kafka_settings, f"tail-{uuid.uuid4().hex[:8]}"))
+    reader = RangeReader(consumer, topic, kafka.consumer_config(kafka_settings, "nightjar-fetch"), still_s=0.5)
+    consumer.subscribe([topic], on_assign=reader.on_assign, on_revoke=reader.on_revoke)
+    handed: list[tuple[str, int]] = []  # ("range" or "driver", offset), in the order they were handed out
+
+    def step() -> None:
+        handed.extend(("driver", m.offset() or 0) for m in consumer.consume(100, timeout=0.2) if reader.accept(m))
+        reader.available()
+        handed.extend(("range", o) for r in reader.take(1000).ranges for o in range(r.start, r.stop))
+
+    def until(done: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 30
+        while not done() and time.monotonic() < deadline:
+            step()
+
+    try:
+        for _ in range(40):
+            producer.produce(topic, b"x", partition=0)
+        producer.flush(30)
+        until(lambda: len(handed) == 40 and bool(reader.tailing))
+        assert reader.tailing  # the watermark stood still: the driver reads beyond it
+        for _ in range(200):
+            producer.produce(topic, b"x", partition=0)
+        producer.flush(30)
+        until(lambda: not reader.tailing)
+        assert not reader.tailing  # new messages moved the watermark: back to ranges
+        until(lambda: len(handed) >= 240)
+        assert [o for _, o in handed] == list(range(240))
+        assert any(kind == "range" for kind, o in handed if o >= 40)  # the workers fetch the resumed stream
+    finally:
+        consumer.close()
