@@ -28,12 +28,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from deltalake import DeltaTable, WriterProperties
+from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
 from nightjar import paths
 from nightjar.lake.access import LakeError, check_table_name, delta_table
-from nightjar.lake.commit import lake_lock, log_batch
+from nightjar.lake.commit import lake_lock, log_batch, writer_properties
 from nightjar.lake.read import arrow_dataset
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,8 @@ def table_info(home: Path, table: str) -> TableInfo:
     rows = arrow_dataset(dt).count_rows() if records.null_count else int(pc.sum(records).as_py() or 0)
     part_cols = [f"partition.{c}" for c in dt.metadata().partition_columns]
     partitions = len(adds.select(part_cols).group_by(part_cols).aggregate([])) if part_cols else 1
-    names = pa.schema(dt.schema().to_arrow()).names
+    schema = pa.schema(dt.schema().to_arrow())
+    names = schema.names
     stats = paths.HPX29 in _stats_columns(dt, names) if paths.HPX29 in names else None
     return TableInfo(
         table=table,
@@ -187,7 +188,8 @@ def enable_hpx29_stats(home: Path, table: str) -> bool:
     the same moment fails once, so run it while ingestion is stopped. False if nothing needed changing.
     """
     dt = delta_table(home, table)
-    names = pa.schema(dt.schema().to_arrow()).names
+    schema = pa.schema(dt.schema().to_arrow())
+    names = schema.names
     if paths.HPX29 not in names:
         raise LakeError(f"table {table!r} has no {paths.HPX29} column")
     current = _stats_columns(dt, names)
@@ -283,12 +285,13 @@ def _optimize_table(
 ) -> OptimizeReport:
     """Optimize one table, starting from ``snapshot`` (default: its latest version); retry on conflicts."""
     dt = snapshot if snapshot is not None else delta_table(home, table)
-    names = pa.schema(dt.schema().to_arrow()).names
+    schema = pa.schema(dt.schema().to_arrow())
+    names = schema.names
     # Each table is rewritten in its own sort order (hpx29 for positions; diaSourceId for cutouts; diaObjectId for
     # the object history and the per-object tables).
     order = paths.SORT_COLUMNS.get(table, paths.HPX29)
     sort = order in names
-    writer = WriterProperties(max_row_group_size=paths.ROW_GROUP_ROWS.get(table, 8192))
+    writer = writer_properties(table, schema)
     before = _adds(dt).num_rows
     report = OptimizeReport(
         table, f"z-order {order}" if sort else "compact", dt.version(), dt.version(), before, before

@@ -5,7 +5,7 @@ ranges that the workers fetch themselves, or payloads) and the Dask future of it
 submit work to the cluster through the client they were given; the last node gathers the small
 ``BatchOutcome`` back to the driver, whose sink delivers it::
 
-    offset ranges -> fetch and decode (one task per worker) -> merge -> locate (HEALPix)
+    offset ranges -> fetch and decode (the batch's worker) -> locate (HEALPix)
               -> context (objects first seen, crossmatched on the workers that cache their sky)
               -> lake commit -> filters -> deliver (dead letters, filter topics, then Kafka offsets)
 
@@ -94,6 +94,7 @@ class Pipeline:
         self._deliver = deliver
         self.sink: Stream | None = None  # the graph's last node, set by ``build``
         self.last_commit: Future | None = None
+        self.turn = 0  # batches emitted: picks each batch's worker in turn
 
     def emit(self, job: Job) -> None:
         self.source.emit(job)
@@ -130,23 +131,30 @@ class Pipeline:
 
 def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any], max_in_flight: int = 2) -> Pipeline:
     """The pipeline graph; emit a ``Job`` into it and ``deliver`` receives the job finished, in emit order."""
-    workers = max(1, len(client.scheduler_info()["workers"]))
+    workers = sorted(client.scheduler_info()["workers"])
     source = Stream(stream_name="alerts")
     pipeline = Pipeline(source, deliver, max_in_flight)
 
     def decode(job: Job) -> Job:
-        chunks: list[Any] = list(job.source.split(workers))
-        starts = [0]
-        for chunk in chunks[:-1]:
-            starts.append(starts[-1] + len(chunk))
-        # Offset ranges go as they are (each worker fetches its messages); payloads are scattered, with
+        # A batch stays on one worker from fetch to filters (its decoded tables, cutouts included, are never
+        # copied between workers); successive batches take turns, so one commits while the next is decoded.
+        pipeline.turn += 1
+        where = [workers[pipeline.turn % len(workers)]] if workers else None
+        # Offset ranges go as they are (the worker fetches its messages); payloads are scattered, with
         # hash=False: Dask would otherwise hash every payload byte to name the data (seconds per batch).
-        scattered = chunks if isinstance(job.source, KafkaSlice) else client.scatter(chunks, hash=False)
-        parts = [
-            client.submit(stages.decode, fut, start, config.max_message_bytes, config.registry_url, pure=False)
-            for fut, start in zip(scattered, starts, strict=True)
-        ]
-        return replace(job, future=client.submit(stages.merge, parts, pure=False))
+        source = job.source
+        if not isinstance(source, KafkaSlice):
+            source = client.scatter(source, workers=where, hash=False)
+        future = client.submit(
+            stages.decode,
+            source,
+            config.max_message_bytes,
+            config.registry_url,
+            workers=where,
+            allow_other_workers=True,
+            pure=False,
+        )
+        return replace(job, future=future)
 
     def locate(job: Job) -> Job:
         return replace(job, future=client.submit(stages.locate, job.future, config.partition_order, pure=False))

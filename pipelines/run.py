@@ -92,6 +92,9 @@ def _append(batch: RawBatch, msg: Message) -> None:
     batch.offsets.append(msg.offset() or 0)
 
 
+TAIL_AFTER_S = 0.5
+
+
 def _collect(
     consumer: Consumer,
     reader: RangeReader,
@@ -108,15 +111,17 @@ def _collect(
     while True:
         if idle is not None:
             idle()
-        for msg in consumer.consume(num_messages=max(1, want - len(tail)), timeout=0.1):
+        available = reader.available(enough=want - len(tail))
+        full = available + len(tail) >= want
+        # With a full batch waiting, take only what the driver's consumer holds already (annotations, tails).
+        for msg in consumer.consume(num_messages=max(1, want - len(tail)), timeout=0 if full else 0.1):
             if msg.error():
                 log.warning("kafka: %s", msg.error())
             elif msg.topic() == settings.annotations_topic:
                 _append(notes, msg)
             elif reader.accept(msg):
                 _append(tail, msg)
-        available = reader.available()
-        if available + len(tail) >= want or time.monotonic() >= deadline:
+        if full or time.monotonic() >= deadline:
             break
     alerts: list[graph.Source] = [tail] if len(tail) else []
     if available and len(tail) < want:
@@ -207,7 +212,10 @@ def run(
     consumer = Consumer(kafka.consumer_config(settings, settings.consumer_group))
     # The workers fetch the alerts themselves (offset ranges); the driver reads only annotations, which arrive
     # beside the alerts and trigger the filters that read them.
-    reader = RangeReader(consumer, topic, kafka.consumer_config(settings, "nightjar-fetch"), settings.batch_timeout_s)
+    # A partition whose watermark stood still this long is read by the driver (the embedded broker's watermark
+    # lags its last record batch): the end of a burst waits half a second, not a whole batch window.
+    still_s = min(settings.batch_timeout_s, TAIL_AFTER_S)
+    reader = RangeReader(consumer, topic, kafka.consumer_config(settings, "nightjar-fetch"), still_s)
     consumer.subscribe([topic, settings.annotations_topic], on_assign=reader.on_assign, on_revoke=reader.on_revoke)
     limits = sql_engine.limits(settings, timeout_s=settings.filter_timeout_s)
 
@@ -241,6 +249,7 @@ def run(
         report.dead_lettered += len(outcome.rejects)
         report.batches += 1
         report.add_timings({**outcome.timings, "deliver": time.monotonic() - delivering})
+        log.debug("batch %s: seconds per stage %s", batch_label(job.source), outcome.timings)
         busy[0] = time.monotonic()
         if report.batches % settings.ledger_compact_every == 0:
             ledger.compact(Path(settings.home))

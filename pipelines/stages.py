@@ -22,7 +22,7 @@ from nightjar.sql import sandbox, views
 from nightjar.sql.parse import tables_read
 from nightjar.sql.registry import Filter
 from nightjar.sql.streaming import run_filters
-from nightjar.streams.decode import MODEL_TABLES, ROW, DecodedBatch, RawBatch, Reject, decode_batch
+from nightjar.streams.decode import ROW, DecodedBatch, RawBatch, Reject, decode_batch
 from nightjar.streams.kafka_ranges import KafkaSlice
 
 T = TypeVar("T")
@@ -30,23 +30,16 @@ T = TypeVar("T")
 OBJECT_ORDER = "lastAlertMjdTai"  # the newest alert's state of an object wins
 
 
-def decode(
-    chunk: RawBatch | KafkaSlice, offset: int, max_message_bytes: int, registry_url: str | None = None
-) -> DecodedBatch:
-    """Decode one chunk of a batch (a slice of Kafka offsets is fetched here first, on the worker); ``offset`` is
-    its first message's position in the whole batch. Rejects carry their message, for the dead-letter topic."""
+def decode(chunk: RawBatch | KafkaSlice, max_message_bytes: int, registry_url: str | None = None) -> DecodedBatch:
+    """Decode a batch (a slice of Kafka offsets is fetched here first, on the worker). Rejects carry their
+    message, for the dead-letter topic."""
     started = time.perf_counter()
     raw = chunk.fetch() if isinstance(chunk, KafkaSlice) else chunk
     fetched = time.perf_counter()
     out = decode_batch(raw, max_message_bytes, registry_url)
-    if offset:
-        for name, table in out.tables().items():
-            shifted = pa.array(table[ROW].to_numpy() + offset, pa.int64())
-            setattr(out, name, table.set_column(table.schema.get_field_index(ROW), ROW, shifted))
     out.rejects = [
         replace(
             r,
-            index=r.index + offset,
             topic=raw.topics[r.index],
             partition=raw.partitions[r.index],
             offset=raw.offsets[r.index],
@@ -58,18 +51,6 @@ def decode(
     if isinstance(chunk, KafkaSlice):
         out.timings["fetch"] = fetched - started
     return out
-
-
-def merge(parts: list[DecodedBatch]) -> DecodedBatch:
-    """The decoded chunks of one batch as one (``timings``: the chunks' seconds added up)."""
-    tables = {
-        name: pa.concat_tables([p.tables()[name] for p in parts], promote_options="permissive") for name in MODEL_TABLES
-    }
-    timings: dict[str, float] = {}
-    for p in parts:
-        for stage, seconds in p.timings.items():
-            timings[stage] = timings.get(stage, 0.0) + seconds
-    return DecodedBatch(**tables, rejects=[r for p in parts for r in p.rejects], timings=timings)
 
 
 def locate(batch: DecodedBatch, partition_order: int) -> DecodedBatch:
@@ -117,23 +98,33 @@ def _mix(x: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def lake_sources(batch: DecodedBatch) -> pa.Table:
-    """Triggering detections, then packet history, flagged; one row per ``diaSourceId`` (the first wins)."""
-    triggers = batch.sources.append_column(paths.FROM_HISTORY, pa.array(np.zeros(batch.sources.num_rows, bool)))
-    parts = [triggers]
-    if batch.prv_sources.num_rows:
-        history = batch.prv_sources
-        parts.append(history.append_column(paths.FROM_HISTORY, pa.array(np.ones(history.num_rows, bool))))
+def lake_sources(batch: DecodedBatch, known: pa.Table | None = None) -> pa.Table:
+    """Triggering detections, then packet history, flagged; one row per ``diaSourceId`` (the first wins).
+
+    ``known``: index rows of the batch's objects (``lake.history``); detections they hold are left out first,
+    so that only the few new rows of the packet history are copied and deduplicated.
+    """
+    parts = []
+    for rows, from_history in ((batch.sources, False), (batch.prv_sources, True)):
+        if rows.num_rows:
+            rows = rows.filter(pc.is_valid(rows["diaSourceId"]))
+            if known is not None:
+                rows = history.unseen(rows, "diaSourceId", known, forced=False)
+            parts.append(rows.append_column(paths.FROM_HISTORY, pa.array(np.full(rows.num_rows, from_history))))
     rows = pa.concat_tables(parts, promote_options="permissive").drop_columns([ROW])
-    return commit.first_per_key(rows.filter(pc.is_valid(rows["diaSourceId"])), "diaSourceId")
+    return commit.first_per_key(rows, "diaSourceId")
 
 
-def lake_forced(batch: DecodedBatch) -> pa.Table | None:
-    """The batch's forced photometry with its ``forcedKey``, one row per key; None when it has none."""
+def lake_forced(batch: DecodedBatch, known: pa.Table | None = None) -> pa.Table | None:
+    """The batch's forced photometry with its ``forcedKey``, one row per key; None when it has none.
+    ``known``: as for ``lake_sources``."""
     if not batch.forced_sources.num_rows or "ra" not in batch.forced_sources.column_names:
         return None
     forced = batch.forced_sources.drop_columns([ROW])
-    return commit.first_per_key(forced.append_column(paths.FORCED_KEY, forced_keys(forced)), paths.FORCED_KEY)
+    forced = forced.append_column(paths.FORCED_KEY, forced_keys(forced))
+    if known is not None:
+        forced = history.unseen(forced, paths.FORCED_KEY, known, forced=True)
+    return commit.first_per_key(forced, paths.FORCED_KEY)
 
 
 def merge_objects(objects: pa.Table, detections: pa.Table, home: Path) -> pa.Table:
@@ -219,22 +210,21 @@ class _Timed:
 def _commit(
     batch: DecodedBatch, home: Path, txns: dict[str, int], context: BatchContext | None, timed: _Timed
 ) -> pa.Table:
-    sources = lake_sources(batch) if batch.sources.num_rows else None
-    forced = lake_forced(batch)
-    ids = [batch.objects["diaObjectId"]] if batch.objects.num_rows else []
-    ids += [t["diaObjectId"] for t in (sources, forced) if t is not None]
-    object_ids = pc.unique(pc.drop_null(pa.chunked_array(ids, pa.int64()))).to_numpy() if ids else np.array([])
+    tables = (batch.objects, batch.sources, batch.prv_sources, batch.forced_sources)
+    columns = [t["diaObjectId"] for t in tables if t.num_rows and "diaObjectId" in t.column_names]
+    chunks = [chunk.cast(pa.int64()) for column in columns for chunk in column.chunks]
+    object_ids = pc.unique(pc.drop_null(pa.chunked_array(chunks, pa.int64()))).to_numpy() if chunks else np.array([])
     lagging, covered = timed("history_read", history.unindexed, home, txns)  # rows a crash stored, not indexed
     stored = timed("history_read", history.stored, home, object_ids)
     known = pa.concat_tables([stored, lagging])
     index = [lagging] if lagging.num_rows else []
     writes: list[Future[Any]] = []
-    if sources is not None:
-        sources = history.unseen(sources, "diaSourceId", known, forced=False)
+    if batch.sources.num_rows:
+        sources = lake_sources(batch, known)
         writes.append(timed.submit("sources", commit.append, home, paths.SOURCES, sources, txns))
         index.append(history.rows_for(sources, "diaSourceId", forced=False))
+    forced = lake_forced(batch, known)
     if forced is not None:
-        forced = history.unseen(forced, paths.FORCED_KEY, known, forced=True)
         writes.append(timed.submit("forced", commit.append, home, paths.FORCED_SOURCES, forced, txns))
         index.append(history.rows_for(forced, paths.FORCED_KEY, forced=True))
     others: list[Future[Any]] = []

@@ -43,20 +43,6 @@ class RawBatch:
         n = len(payloads)
         return cls(list(payloads), [topic] * n, [partition] * n, list(range(n)))
 
-    def split(self, parts: int) -> list[RawBatch]:
-        """At most ``parts`` contiguous chunks of about equal size (one per Dask task)."""
-        n = len(self)
-        size = max(1, -(-n // max(parts, 1)))
-        return [
-            RawBatch(
-                self.payloads[i : i + size],
-                self.topics[i : i + size],
-                self.partitions[i : i + size],
-                self.offsets[i : i + size],
-            )
-            for i in range(0, n, size)
-        ]
-
     def end_offsets(self) -> dict[tuple[str, int], int]:
         """The last offset of each (topic, partition) in the batch."""
         ends: dict[tuple[str, int], int] = {}

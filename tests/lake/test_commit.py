@@ -104,7 +104,7 @@ def test_concurrent_batch_commits_on_dask_workers_lose_nothing(settings, dask_cl
     for i in range(0, 600, 100):
         part = alerts[i : i + 100]
         raw = RawBatch([a.payload for a in part], ["concurrent"] * 100, [i // 100] * 100, list(range(100)))
-        batches.append((stages.locate(stages.decode(raw, 0, 4_000_000), 5), transactions(raw)))
+        batches.append((stages.locate(stages.decode(raw, 4_000_000), 5), transactions(raw)))
     # Six batches, each its own Kafka partition, committed at the same time by two worker processes.
     futures = [dask_client.submit(stages.commit_to_lake, b, settings.home, t, pure=False) for b, t in batches]
     dask_client.gather(futures)

@@ -14,18 +14,11 @@ from nightjar.streams import kafka
 from nightjar.streams.kafka_ranges import FetchError, KafkaSlice, OffsetRange, RangeReader
 
 
-def test_a_slice_is_cut_into_parts_of_equal_counts_in_offset_order() -> None:
+def test_a_slice_counts_its_messages_and_ends_at_its_last_offset_per_partition() -> None:
     whole = KafkaSlice((OffsetRange("a", 0, 10, 17), OffsetRange("a", 1, 100, 103)), config=())
-    parts = whole.split(3)
-    assert [p.ranges for p in parts] == [
-        (OffsetRange("a", 0, 10, 14),),
-        (OffsetRange("a", 0, 14, 17), OffsetRange("a", 1, 100, 101)),
-        (OffsetRange("a", 1, 101, 103),),
-    ]
-    assert [len(p) for p in parts] == [4, 4, 2]
+    assert len(whole) == 10
     assert whole.end_offsets() == {("a", 0): 16, ("a", 1): 102}
-    assert KafkaSlice((), config=()).split(2) == []
-    assert [len(p) for p in whole.split(50)] == [1] * 10
+    assert KafkaSlice((), config=()).end_offsets() == {}
 
 
 def _produce(settings: Settings, topic: str) -> dict[tuple[int, int], bytes]:
@@ -95,5 +88,34 @@ def test_the_driver_reads_only_beyond_a_standing_watermark(kafka_settings: Setti
         until(lambda: len(handed) >= 240)
         assert [o for _, o in handed] == list(range(240))
         assert any(kind == "range" for kind, o in handed if o >= 40)  # the workers fetch the resumed stream
+    finally:
+        consumer.close()
+
+
+def test_enough_known_messages_are_handed_out_without_asking_the_broker_again(kafka_settings: Settings) -> None:
+    """``available(enough=n)`` answers from the watermarks last seen while they leave n messages to hand out (a
+    busy broker answers watermark requests slowly); without ``enough`` it asks the broker."""
+    topic = f"known-{uuid.uuid4().hex[:8]}"
+    kafka.ensure_topics(kafka_settings, [topic], partitions=1)
+    producer = Producer(kafka.producer_config(kafka_settings))
+
+    def produce(n: int) -> None:
+        for _ in range(n):  # one record batch each: the embedded broker's watermark lags only the last one
+            producer.produce(topic, b"x", partition=0)
+            producer.flush(30)
+
+    consumer = Consumer(kafka.consumer_config(kafka_settings, f"known-{uuid.uuid4().hex[:8]}"))
+    reader = RangeReader(consumer, topic, kafka.consumer_config(kafka_settings, "nightjar-fetch"), still_s=60)
+    consumer.subscribe([topic], on_assign=reader.on_assign, on_revoke=reader.on_revoke)
+    try:
+        produce(20)
+        deadline = time.monotonic() + 30
+        while reader.available() < 19 and time.monotonic() < deadline:
+            consumer.consume(10, timeout=0.2)  # joins the group: the partition gets assigned
+        seen = reader.available()
+        assert seen >= 19
+        produce(20)
+        assert reader.available(enough=seen) == seen  # the watermark last seen leaves enough: not asked again
+        assert reader.available() >= seen + 19  # asked: the new messages count
     finally:
         consumer.close()
