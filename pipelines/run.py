@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from distributed import Client, Future
 from sqlalchemy.engine import Engine
 
@@ -85,13 +85,6 @@ class Collected:
     alerts: list[graph.Source]
 
 
-def _append(batch: RawBatch, msg: Message) -> None:
-    batch.payloads.append(msg.value() or b"")
-    batch.topics.append(msg.topic() or "")
-    batch.partitions.append(msg.partition() or 0)
-    batch.offsets.append(msg.offset() or 0)
-
-
 TAIL_AFTER_S = 0.5
 
 
@@ -118,9 +111,9 @@ def _collect(
             if msg.error():
                 log.warning("kafka: %s", msg.error())
             elif msg.topic() == settings.annotations_topic:
-                _append(notes, msg)
+                notes.add(msg)
             elif reader.accept(msg):
-                _append(tail, msg)
+                tail.add(msg)
         if full or time.monotonic() >= deadline:
             break
     alerts: list[graph.Source] = [tail] if len(tail) else []

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from confluent_kafka import Message
 
 from nightjar import paths
 from nightjar.streams import container, lsst_model, parquet_alerts, schemas, validate, wire, ztf_model
@@ -36,6 +37,13 @@ class RawBatch:
 
     def __len__(self) -> int:
         return len(self.payloads)
+
+    def add(self, msg: Message) -> None:
+        """Append a message read from Kafka."""
+        self.payloads.append(msg.value() or b"")
+        self.topics.append(msg.topic() or "")
+        self.partitions.append(msg.partition() or 0)
+        self.offsets.append(msg.offset() or 0)
 
     @classmethod
     def from_payloads(cls, payloads: list[bytes], topic: str = "", partition: int = 0) -> RawBatch:

@@ -123,7 +123,7 @@ def _fetch(consumer: Consumer, ranges: tuple[OffsetRange, ...], timeout_s: float
     wanted = {(r.topic, r.partition): r for r in ranges if len(r)}
     if len(wanted) != sum(1 for r in ranges if len(r)):
         raise ValueError("a slice holds at most one range per partition")
-    got: dict[tuple[str, int], list[tuple[int, bytes]]] = {key: [] for key in wanted}
+    got: dict[tuple[str, int], list[Message]] = {key: [] for key in wanted}
     pending = set(wanted)
     consumer.assign([TopicPartition(r.topic, r.partition, r.start) for r in wanted.values()])
     deadline = time.monotonic() + timeout_s
@@ -140,24 +140,18 @@ def _fetch(consumer: Consumer, ranges: tuple[OffsetRange, ...], timeout_s: float
             offset = msg.offset() or 0
             if r is None or not r.start <= offset < r.stop:
                 continue
-            got[key].append((offset, msg.value() or b""))
+            got[key].append(msg)
             if offset == r.stop - 1:
                 pending.discard(key)
         if pending:  # offsets with no message (transaction markers, compaction) end a range early
             for tp in consumer.position([TopicPartition(t, p) for t, p in pending]):
                 if tp.offset >= wanted[(tp.topic, tp.partition)].stop:
                     pending.discard((tp.topic, tp.partition))
-    payloads: list[bytes] = []
-    topics: list[str] = []
-    partitions: list[int] = []
-    offsets: list[int] = []
-    for (topic, partition), messages in got.items():
-        for offset, payload in messages:
-            payloads.append(payload)
-            topics.append(topic)
-            partitions.append(partition)
-            offsets.append(offset)
-    return RawBatch(payloads, topics, partitions, offsets)
+    batch = RawBatch([], [], [], [])
+    for messages in got.values():
+        for msg in messages:
+            batch.add(msg)
+    return batch
 
 
 class RangeReader:
