@@ -70,7 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(lasair.router(settings))
     app.state.exports = export_manager
     app.include_router(exports.router(export_manager))
-    app.include_router(filters.router(filters_db))
+    app.include_router(filters.router(filters_db, settings.home))
     app.include_router(filter_messages.router(settings, filters_db))
     app.include_router(annotation_api.router(settings))
     app.include_router(lasair_annotate.router(settings))

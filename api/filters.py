@@ -9,6 +9,7 @@ can see that is public, or their own. E-mail addresses and webhook URLs are show
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, status
@@ -143,7 +144,8 @@ def _free_name(db: Engine, owner: str, wanted: str) -> str:
     return name
 
 
-def router(db: Engine) -> APIRouter:
+def router(db: Engine, home: Path | None = None) -> APIRouter:
+    """The filter routes; new SQL is checked against the columns of the lake in ``home``."""
     api = APIRouter(prefix="/api/v1/filters", tags=["filters"])
 
     def visible(filter_id: int, user: User) -> Filter:
@@ -186,6 +188,7 @@ def router(db: Engine) -> APIRouter:
                 webhooks=body.webhooks,
                 kafka=body.kafka,
                 format=body.format,
+                home=home,
             )
 
         try:
@@ -218,7 +221,11 @@ def router(db: Engine) -> APIRouter:
         def work() -> Filter:
             owned(filter_id, user, "change")
             return registry.edit_filter(
-                db, filter_id, requester=user.name, **body.model_dump(exclude_unset=True, exclude_none=True)
+                db,
+                filter_id,
+                requester=user.name,
+                home=home,
+                **body.model_dump(exclude_unset=True, exclude_none=True),
             )
 
         try:
@@ -252,7 +259,9 @@ def router(db: Engine) -> APIRouter:
                     status_code=403, detail=f"filter {filter_id} is not public: only its owner may copy it"
                 )
             wanted = (body.name if body and body.name else None) or f"{source.name} (copy)"
-            return registry.copy_filter(db, filter_id, owner=user.name, name=_free_name(db, user.name, wanted))
+            return registry.copy_filter(
+                db, filter_id, owner=user.name, name=_free_name(db, user.name, wanted), home=home
+            )
 
         try:
             flt = await run_in_threadpool(work)

@@ -227,6 +227,7 @@ def _add(settings: Settings, db: Any, args: argparse.Namespace) -> int:
         webhooks=args.webhook or (),
         kafka=not args.no_kafka,
         format="avro" if args.avro else "json",
+        home=settings.home,
     )
     outputs = ", ".join([*([flt.topic] if flt.kafka else []), *flt.emails, *flt.webhooks]) or "no outputs"
     console.print(f"filter {flt.id} ({flt.name}) version {flt.version} -> {outputs}")
@@ -287,6 +288,7 @@ def _edit(settings: Settings, db: Any, args: argparse.Namespace) -> int:
         webhooks=webhooks,
         kafka=False if args.no_kafka else None,
         format="avro" if args.avro else None,
+        home=settings.home,
     )
     console.print(f"filter {flt.id} ({flt.name}) now version {flt.version}, {'active' if flt.active else 'inactive'}")
     return 0
@@ -295,7 +297,7 @@ def _edit(settings: Settings, db: Any, args: argparse.Namespace) -> int:
 def _copy(settings: Settings, db: Any, args: argparse.Namespace) -> int:
     from nightjar.sql import registry
 
-    flt = registry.copy_filter(db, args.id, owner=args.owner, name=args.name)
+    flt = registry.copy_filter(db, args.id, owner=args.owner, name=args.name, home=settings.home)
     console.print(f"filter {flt.id} ({flt.name}), a copy of {args.id}, -> {flt.topic}")
     print(flt.id)
     return 0

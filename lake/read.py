@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,20 @@ def datasets(home: Path, as_of: AsOf = None) -> dict[str, ds.Dataset]:
         if table not in versions and as_of is not None:
             continue  # the table did not exist yet (its view is an empty placeholder)
         out[table] = arrow_dataset(DeltaTable(str(paths.table_dir(home, table)), version=versions.get(table)))
+    return out
+
+
+def table_schemas(home: Path, tables: Iterable[str]) -> dict[str, pa.Schema]:
+    """The Arrow schema of each of ``tables`` the lake has, from the Delta log alone (no data file is read).
+
+    A table's schema is every column any batch ever wrote to it: a lake that ingested ZTF alerts has ZTF's own
+    columns (``magpsf``, ``objectId``...) beside LSST's.
+    """
+    out = {}
+    for table in tables:
+        location = str(paths.table_dir(home, table))
+        if DeltaTable.is_deltatable(location):
+            out[table] = pa.schema(DeltaTable(location).schema().to_arrow())
     return out
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -273,12 +273,17 @@ class BatchOutcome:
 
 
 def batch_tables(
-    batch: DecodedBatch, context: BatchContext | None = None, annotations: pa.Table | None = None
+    batch: DecodedBatch,
+    context: BatchContext | None = None,
+    annotations: pa.Table | None = None,
+    columns: Mapping[str, pa.Schema] | None = None,
 ) -> dict[str, pa.Table]:
     """The streaming views of a decoded batch, shaped like the lake's: ``sources`` holds the alerts and their
     packet history (``fromPacketHistory``), ``objects`` each object's newest state, ``forced_sources`` the
-    packets' forced photometry, ``context`` each object's classification, ``annotations`` the stored annotations
-    of the batch's objects (when a filter reads them); other views are empty until a stage provides them."""
+    packets' forced photometry (each measurement once, with its ``forcedKey``), ``context`` each object's
+    classification, ``annotations`` the stored annotations of the batch's objects (when a filter reads them);
+    other views are empty until a stage provides them. ``columns``: the views' columns
+    (``views.view_schemas``), which the batch's views are given where they lack them."""
     flag = paths.FROM_HISTORY
     sources = batch.sources.drop_columns([ROW])
     sources = sources.append_column(flag, pa.array(np.zeros(sources.num_rows, bool)))
@@ -288,13 +293,14 @@ def batch_tables(
         history = batch.prv_sources.drop_columns([ROW])
         history = history.append_column(flag, pa.array(np.ones(history.num_rows, bool)))
     extra = {}
-    if batch.forced_sources.num_rows:
-        extra[paths.FORCED_SOURCES] = batch.forced_sources.drop_columns([ROW])
+    forced = lake_forced(batch)  # as the lake has them: with their key, each once (packets repeat them)
+    if forced is not None:
+        extra[paths.FORCED_SOURCES] = forced
     if context is not None:
         extra[paths.CONTEXT] = context.view
     if annotations is not None:
         extra[paths.ANNOTATIONS] = annotations
-    return views.batch_views(sources=sources, objects=objects, history=history, extra=extra)
+    return views.batch_views(sources=sources, objects=objects, history=history, extra=extra, columns=columns)
 
 
 def apply_filters(
@@ -317,7 +323,11 @@ def apply_filters(
         if home is not None and any(views.ANNOTATIONS in tables_read(f.sql) for f in filters):
             ids = pc.unique(pc.drop_null(batch.objects["diaObjectId"])).to_numpy() if batch.objects.num_rows else []
             notes = read.rows_of_objects(home, paths.ANNOTATIONS, np.asarray(ids, np.int64))
-        tables = batch_tables(batch, context, notes)
+        # The views get the lake's columns, so that a filter bound to them at registration runs on every batch
+        # (ZTF's ``magpsf`` over a batch of LSST alerts is null, as on LSST rows in the lake).
+        read_views = set().union(*(tables_read(f.sql) for f in filters)) & set(views.VIEW_NAMES)
+        columns = views.view_schemas(home, read_views) if home is not None else None
+        tables = batch_tables(batch, context, notes, columns)
         results = run_filters(tables, [f.spec for f in filters], limits, isolate)
         outputs = [
             FilterOutput(f, r.matches, r.keys, r.error, r.timed_out) for f, r in zip(filters, results, strict=True)

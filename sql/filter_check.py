@@ -7,6 +7,7 @@ filter is added, not on the first batch at night.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -27,15 +28,18 @@ class FilterShape:
     schema: pa.Schema = field(default_factory=lambda: pa.schema([]))  # the results' Arrow schema
 
 
-def check_filter_sql(sql: str) -> FilterShape:
+def check_filter_sql(sql: str, home: Path | None = None) -> FilterShape:
     """The shape of ``sql`` as a streaming filter; a QueryError that points at the problem otherwise.
+
+    The query is bound against the views' columns (``views.view_schemas``): those of the lake in ``home`` (ZTF's
+    own columns once it holds ZTF alerts, the objects' features), which every streaming batch is given too.
 
     Examples
     --------
     >>> check_filter_sql("SELECT diaSourceId, mag(psfFlux) AS m FROM sources WHERE band = 'r'").columns
     ('diaSourceId', 'm')
     """
-    tables = views.with_placeholders({})
+    tables = {name: schema.empty_table() for name, schema in views.view_schemas(home).items()}
     box = sandbox.connect(tables, sandbox.Limits(timeout_s=10.0))
     try:
         parsed = sandbox.check(box, sql)

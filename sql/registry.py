@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
@@ -232,17 +233,18 @@ def add_filter(
     kafka: bool = True,
     format: str = "json",
     copied_from: int | None = None,
+    home: Path | None = None,
 ) -> Filter:
     """Register a filter; the owner's filter of the same name gets the new SQL as its next version.
 
-    The SQL is checked first (it must parse, read only the views and bind), so a broken filter never reaches
-    the pipeline.
+    The SQL is checked first (it must parse, read only the views and bind, with the columns of the lake in
+    ``home`` when given), so a broken filter never reaches the pipeline.
     """
     check_name(name)
     _check_choice(visibility, VISIBILITIES, "visibility")
     _check_choice(mode, MODES, "mode")
     _check_choice(format, FORMATS, "format")
-    check_format(check_filter_sql(sql), format)
+    check_format(check_filter_sql(sql, home), format)
     sql = sql.strip().rstrip(";").strip()
     with Session(eng) as session, session.begin():
         row = session.scalar(select(FilterRow).where(FilterRow.owner == owner, FilterRow.name == name))
@@ -290,18 +292,20 @@ def edit_filter(
     webhooks: Sequence[str] | None = None,
     kafka: bool | None = None,
     format: str | None = None,
+    home: Path | None = None,
 ) -> Filter:
-    """Change a filter. New SQL or a new mode make a new version; a rename keeps the version and the topic."""
+    """Change a filter. New SQL or a new mode make a new version; a rename keeps the version and the topic.
+    ``home``: check new SQL with the columns of that lake (as ``add_filter``)."""
     shape = None
     if sql is not None:
-        shape = check_filter_sql(sql)
+        shape = check_filter_sql(sql, home)
         sql = sql.strip().rstrip(";").strip()
     if name is not None:
         check_name(name)
     with Session(eng) as session, session.begin():
         row = _owned(_load(session, filter_id), requester)
         if (format or row.format) == "avro" and (format is not None or sql is not None):
-            check_format(shape or check_filter_sql(row.sql), "avro")
+            check_format(shape or check_filter_sql(row.sql, home), "avro")
         new_version = (sql is not None and sql != row.sql) or (mode is not None and mode != row.mode)
         if sql is not None:
             row.sql = sql
@@ -333,7 +337,9 @@ def edit_filter(
         return _detach(row)
 
 
-def copy_filter(eng: Engine, filter_id: int, *, owner: str = LOCAL_OWNER, name: str | None = None) -> Filter:
+def copy_filter(
+    eng: Engine, filter_id: int, *, owner: str = LOCAL_OWNER, name: str | None = None, home: Path | None = None
+) -> Filter:
     """A new filter of ``owner`` with the SQL and mode of a public filter (or one of the owner's own)."""
     with Session(eng) as session:
         source = _load(session, filter_id)
@@ -348,6 +354,7 @@ def copy_filter(eng: Engine, filter_id: int, *, owner: str = LOCAL_OWNER, name: 
         mode=mode,
         format=fmt,
         copied_from=filter_id,
+        home=home,
     )
 
 

@@ -7,7 +7,8 @@ placeholder with a typed schema, so a query that mentions it runs (and returns n
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -15,6 +16,7 @@ import pyarrow.compute as pc
 
 from nightjar import paths
 from nightjar.catalogs.context import LAKE_CONTEXT_SCHEMA, LAKE_MATCHES_SCHEMA
+from nightjar.lake import read
 from nightjar.lake.annotations import SCHEMA as ANNOTATION_SCHEMA
 from nightjar.lake.keys import first_per_key, latest_per_key
 from nightjar.streams import schemas
@@ -119,6 +121,42 @@ def placeholder_schemas() -> dict[str, pa.Schema]:
     }
 
 
+def view_schemas(home: Path | None = None, names: Iterable[str] = VIEW_NAMES) -> dict[str, pa.Schema]:
+    """The columns of each view, the same in both modes: every column the lake's table has (ZTF's own
+    ``magpsf``, ``objectId``, ``ndethist``... once the lake ingested ZTF alerts; the objects' features), then
+    the placeholder's columns it lacks. Without ``home``: the placeholders'.
+
+    A streaming batch is given these columns (``conform``), so a filter that runs over the lake also runs over
+    every batch, whichever survey the batch's alerts come from.
+    """
+    names = list(names)
+    lake = read.table_schemas(home, names) if home is not None else {}
+    placeholders = placeholder_schemas()
+    return {name: _with_columns(lake.get(name, pa.schema([])), placeholders[name]) for name in names}
+
+
+def _with_columns(schema: pa.Schema, wanted: pa.Schema) -> pa.Schema:
+    """``schema`` and then the fields of ``wanted`` it lacks (names compared as SQL does: case-insensitively)."""
+    have = {name.lower() for name in schema.names}
+    return pa.schema([*schema, *(f.with_nullable(True) for f in wanted if f.name.lower() not in have)])
+
+
+def conform(data: Any, schema: pa.Schema) -> Any:
+    """``data`` (an Arrow table or dataset) with the columns of ``schema`` it lacks added, as nulls.
+
+    The columns it has keep their values and types: a batch of LSST alerts gets ``magpsf`` as nulls, as LSST
+    rows have it in a lake that also holds ZTF alerts.
+    """
+    full = _with_columns(data.schema, schema)
+    if len(full) == len(data.schema):
+        return data
+    if isinstance(data, pa.Table):
+        for f in list(full)[len(data.schema) :]:
+            data = data.append_column(f, pa.nulls(data.num_rows, f.type))
+        return data
+    return data.replace_schema(full)
+
+
 def with_placeholders(existing: Mapping[str, Any]) -> dict[str, Any]:
     """``existing`` views plus an empty, typed table for every view name it lacks."""
     views = dict(existing)
@@ -132,6 +170,7 @@ def batch_views(
     objects: pa.Table,
     history: pa.Table | None = None,
     extra: Mapping[str, pa.Table] | None = None,
+    columns: Mapping[str, pa.Schema] | None = None,
 ) -> dict[str, pa.Table]:
     """The streaming views of one micro-batch.
 
@@ -145,6 +184,8 @@ def batch_views(
         The alerts' packet history (prvDiaSources rows); joined to ``sources``, without repeating a source.
     extra
         Further views of the batch (``forced_sources``, ``context``, ``watchlist_hits``…) when a stage made them.
+    columns
+        The columns of views (``view_schemas``): each of these views gets those it lacks, as nulls.
     """
     views: dict[str, pa.Table] = {}
     if history is not None and history.num_rows:
@@ -158,7 +199,10 @@ def batch_views(
         latest_per_key(objects, "diaObjectId", OBJECT_ORDER) if OBJECT_ORDER in objects.column_names else objects
     )
     views.update(extra or {})
-    return with_placeholders(views)
+    views = with_placeholders(views)
+    for name, schema in (columns or {}).items():
+        views[name] = conform(views[name], schema)
+    return views
 
 
 def schemas_of(tables: Mapping[str, Any]) -> dict[str, pa.Schema]:

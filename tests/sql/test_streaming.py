@@ -8,11 +8,12 @@ import pyarrow as pa
 import pytest
 
 from nightjar.pipelines import stages
-from nightjar.sql import sandbox, views
+from nightjar.settings import Settings
+from nightjar.sql import engine, registry, sandbox, views
 from nightjar.sql.compile import FilterSpec, compile_filters
 from nightjar.sql.streaming import run_filters
 from nightjar.streams import simulate
-from nightjar.streams.decode import RawBatch, decode_batch
+from nightjar.streams.decode import DecodedBatch, RawBatch, decode_batch
 from nightjar.streams.files import read_payloads
 
 LIMITS = sandbox.Limits(memory="1GB", threads=2, timeout_s=20.0, max_rows=5000)
@@ -155,3 +156,47 @@ def test_too_many_matches_is_an_error_not_a_flood(simulated: dict[str, pa.Table]
     small = sandbox.Limits(memory="1GB", threads=1, timeout_s=20.0, max_rows=10)
     (result,) = run_filters(simulated, [FilterSpec(1, 1, "SELECT diaSourceId FROM sources")], small)
     assert result.matches is None and "more than the limit of 10" in result.error
+
+
+ZTF_FOLDERS = ["ztf-avro-alert-samples", "boom-2024-v4.02", "pittgoogle-2021-v3.3"]
+ZTF_FILTERS = [
+    "SELECT objectId, candid, fid, magpsf, sigmapsf FROM sources WHERE magpsf < 18.5 AND isdiffpos = 't'",
+    "SELECT objectId, ndethist, drb, ncand, jdmin FROM objects WHERE objectId = '{name}'",
+    "SELECT objectId, midpointMjdTai, diffmaglim FROM forced_sources WHERE kind = 'upper_limit' AND diffmaglim > 19",
+]
+
+
+def _decoded(files: list[Path]) -> DecodedBatch:
+    payloads = [p for f in files for p in read_payloads(f, wire_format=False)]
+    raw = RawBatch(payloads, ["alerts"] * len(payloads), [0] * len(payloads), list(range(len(payloads))))
+    return stages.locate(decode_batch(raw), partition_order=5)
+
+
+def test_ztf_native_names_select_the_same_rows_streaming_and_static(data_dir: Path, settings: Settings) -> None:
+    """One SQL both ways: a filter written with ZTF's own names (magpsf, objectId, ndethist...) is accepted, runs
+    over a batch of real ZTF alerts as the pipeline runs it, and matches what the same SQL finds in the lake that
+    ingested them; over a batch of LSST alerts (which has no such values) it matches nothing, without failing."""
+    ztf = _decoded([f for folder in ZTF_FOLDERS for f in sorted((data_dir / "alerts/ztf" / folder).glob("*.avro"))])
+    assert not ztf.rejects
+    committed = stages.commit_to_lake(ztf, settings.home, {"test:ztf:0": 0})
+    name = committed.objects.sort_by([("ncand", "descending")])["objectId"][0].as_py()
+    db = registry.engine(settings.metadata_url)
+    try:
+        filters = [
+            registry.add_filter(db, f"ztf {i}", sql.format(name=name), home=settings.home)
+            for i, sql in enumerate(ZTF_FILTERS)
+        ]
+    finally:
+        db.dispose()
+    streamed = stages.apply_filters(committed, filters, LIMITS, home=settings.home).outputs
+    for flt, out in zip(filters, streamed, strict=True):
+        assert out.error is None, (flt.sql, out.error)
+        static = engine.query_lake(settings, flt.sql)
+        assert static.num_rows > 0, flt.sql
+        assert out.matches is not None and out.matches.column_names == static.column_names
+        assert _rows(out.matches) == _rows(static), flt.sql
+
+    lsst = _decoded(sorted((data_dir / "alerts/lsst/lsstcam-2025-v9.0").glob("*.avro")))
+    for flt, out in zip(filters, stages.apply_filters(lsst, filters, LIMITS, home=settings.home).outputs, strict=True):
+        assert out.error is None, (flt.sql, out.error)
+        assert out.matches is not None and out.matches.num_rows == 0
