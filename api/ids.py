@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import pyarrow as pa
 from pydantic import BeforeValidator
+
+from nightjar.streams import ztf_model
 
 INT64_MAX = 2**63 - 1
 
@@ -36,3 +39,21 @@ def strict_id(value: Any) -> int:
 
 
 StrictId = Annotated[int, BeforeValidator(strict_id)]
+
+
+def object_id(value: Any) -> int:
+    """An object named as clients name it: a diaObjectId (an int or a string of digits, as ``strict_id``) or a
+    ZTF object name (``ZTF18abcdefg``), which is the id of the stored ZTF object (``ztf_model.object_ids``);
+    ValueError otherwise.
+
+    Examples
+    --------
+    >>> object_id("170000000001000096") == 170000000001000096, object_id("ZTF18abcdefg") > 2**62
+    (True, True)
+    """
+    if isinstance(value, str) and value.strip().startswith("ZTF"):
+        ids, good = ztf_model.object_ids(pa.array([value.strip()], pa.string()))
+        if good[0]:
+            return int(ids[0])
+        raise ValueError(f"{value!r} is not a ZTF object name (ZTF, two digits and seven letters a-z)")
+    return strict_id(value)

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 
 from nightjar import paths
 from nightjar.api import cone as cone_api
+from nightjar.api import ids
 from nightjar.api.auth import Caller, auth_state
 from nightjar.api.lake_state import Lake
 from nightjar.api.lasair_query import LasairQueryError, build_query
@@ -123,13 +124,28 @@ def _bool(params: dict[str, Any], name: str, default: bool) -> bool:
     raise BadRequest({name: ["Must be a valid boolean."]})
 
 
-def _ids(params: dict[str, Any]) -> list[int]:
-    """``objectId``, or ``objectIds`` (a comma-separated list or a JSON list)."""
+def _object(raw: Any) -> int:
+    """An ``objectId`` parameter: a diaObjectId or a ZTF object name (``ZTF18abcdefg``)."""
+    if raw is None:
+        raise BadRequest({"objectId": ["This field is required."]})
+    try:
+        value = ids.object_id(raw)
+    except ValueError:
+        raise BadRequest(
+            {"objectId": ["A valid integer is required (a diaObjectId, or a ZTF object name such as ZTF18abcdefg)."]}
+        ) from None
+    if not 0 <= value <= ids.INT64_MAX:
+        raise BadRequest({"objectId": [f"Ensure this value is between 0 and {ids.INT64_MAX}."]})
+    return value
+
+
+def _ids(params: dict[str, Any]) -> list[tuple[str, int]]:
+    """``objectId``, or ``objectIds`` (a comma-separated list or a JSON list): each as given and as an id."""
     raw = params.get("objectIds", params.get("objectId"))
     if raw is None:
         raise BadRequest({"objectId": ["This field is required."]})
     items = raw if isinstance(raw, list) else [p for p in re.split(r"[,\s]+", str(raw)) if p]
-    return [_int({"objectId": i}, "objectId") for i in items]
+    return [(str(i).strip(), _object(i)) for i in items]
 
 
 def cone_answer(snap: Snapshot, params: dict[str, Any]) -> dict[str, Any]:
@@ -156,7 +172,7 @@ def cone_answer(snap: Snapshot, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def object_answer(request: Request, snap: Snapshot, params: dict[str, Any]) -> dict[str, Any] | None:
-    object_id = _int(params, "objectId")
+    object_id = _object(params.get("objectId"))
     lite = _bool(params, "lite", False)
     added = _bool(params, "lasair_added", True)
     row = objects.object_row(snap.tables, object_id, snap.object_index())
@@ -202,8 +218,7 @@ def sherlock_objects(settings: Settings, snap: Snapshot, params: dict[str, Any])
     lite = _bool(params, "lite", False)
     classifications: dict[str, list[str]] = {}
     crossmatches: list[dict[str, Any]] = []
-    for object_id in _ids(params):
-        name = str(object_id)
+    for name, object_id in _ids(params):
         stored = objects.context_of(snap.tables, object_id)
         if stored.row is not None:
             row = records.to_records(stored.row)[0]
@@ -211,7 +226,7 @@ def sherlock_objects(settings: Settings, snap: Snapshot, params: dict[str, Any])
         else:
             found = objects.object_row(snap.tables, object_id, snap.object_index())
             if found is None:
-                raise BadRequest({"message": f"Object {object_id} not found"}, status=404)
+                raise BadRequest({"message": f"Object {name} not found"}, status=404)
             ra, dec = found["ra"][0].as_py(), found["dec"][0].as_py()
             row = context_report(settings, ra, dec, None)
             matches = row["matches"]

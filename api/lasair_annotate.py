@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from nightjar.api import annotations as annotation_api
+from nightjar.api import ids
 from nightjar.api.annotations import AnnotationError, NewAnnotation
 from nightjar.api.auth import caller
 from nightjar.api.lake_state import wrote
@@ -25,13 +26,15 @@ from nightjar.settings import Settings
 
 FIELDS = ("topic", "objectId", "classification", "version", "explanation", "classdict", "url")
 MAX_BODY = 64 * 1024
+MAX_LIST = 1000  # annotations in one annotatelist call (its body is MAX_LIST_BODY at most)
+MAX_LIST_BODY = 8 * 1024 * 1024
 
 _FORM_SCHEMA = {
     "type": "object",
     "required": ["topic", "objectId", "classification", "version", "explanation", "classdict", "url"],
     "properties": {
         "topic": {"type": "string", "maxLength": annotation_api.MAX_TOPIC},
-        "objectId": {"type": "string", "description": "The diaObjectId."},
+        "objectId": {"type": "string", "description": "The diaObjectId, or a ZTF object name (ZTF18abcdefg)."},
         "classification": {"type": "string", "maxLength": annotation_api.MAX_CLASSIFICATION},
         "version": {"type": "string", "maxLength": annotation_api.MAX_VERSION},
         "explanation": {"type": "string", "maxLength": annotation_api.MAX_EXPLANATION},
@@ -41,16 +44,23 @@ _FORM_SCHEMA = {
 }
 
 
+_LIST_SCHEMA = {
+    "type": "object",
+    "required": ["annotations"],
+    "properties": {"annotations": {"type": "array", "items": {**_FORM_SCHEMA, "type": "object"}}},
+}
+
+
 def _error(status_code: int, message: str) -> JSONResponse:
     headers = {"WWW-Authenticate": "Token"} if status_code == 401 else None
     return JSONResponse({"error": message}, status_code=status_code, headers=headers)
 
 
-async def _fields(request: Request) -> dict[str, str]:
+async def _fields(request: Request, limit: int = MAX_BODY) -> dict[str, str]:
     """The form (urlencoded) or JSON body as text fields; a 400 message when it is neither."""
     body = await request.body()
-    if len(body) > MAX_BODY:
-        raise AnnotationError(413, f"the request body is over {MAX_BODY} bytes")
+    if len(body) > limit:
+        raise AnnotationError(413, f"the request body is over {limit} bytes")
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         text = body.decode()
@@ -73,12 +83,16 @@ def _annotation(fields: dict[str, str]) -> NewAnnotation:
     missing = [f for f in ("topic", "objectId", "classification", "classdict") if f not in fields]
     if missing:
         raise AnnotationError(400, f"missing field{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
-    object_id = fields["objectId"].strip()
-    # isdigit() alone admits digits int() refuses ('²'): only ASCII digits name an object.
-    if not (object_id.isascii() and object_id.isdigit()) or len(object_id) > 19 or int(object_id) >= 2**63:
-        raise AnnotationError(400, f"objectId must be a diaObjectId (an integer), not {fields['objectId']!r}")
+    try:
+        object_id = ids.object_id(fields["objectId"])
+    except ValueError:
+        object_id = -1
+    if not 0 <= object_id <= ids.INT64_MAX:
+        raise AnnotationError(
+            400, f"objectId must be a diaObjectId (an integer) or a ZTF object name, not {fields['objectId']!r}"
+        )
     return NewAnnotation(
-        diaObjectId=int(object_id),
+        diaObjectId=object_id,
         topic=fields["topic"],
         classification=fields["classification"],
         version=fields.get("version", ""),
@@ -86,6 +100,28 @@ def _annotation(fields: dict[str, str]) -> NewAnnotation:
         classdict=fields["classdict"],
         url=fields.get("url", ""),
     )
+
+
+def _annotation_list(fields: dict[str, str]) -> list[NewAnnotation]:
+    """The annotations of an annotatelist body (``annotations``: a JSON list of annotate's fields)."""
+    try:
+        items = json.loads(fields.get("annotations", "null"))
+    except json.JSONDecodeError:
+        items = None
+    if not isinstance(items, list) or not items:
+        raise AnnotationError(400, 'send {"annotations": [...]} as JSON: a non-empty list of annotations')
+    if len(items) > MAX_LIST:
+        raise AnnotationError(400, f"at most {MAX_LIST} annotations in one call, not {len(items)}")
+    rows = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise AnnotationError(400, f"annotation {index} is not an object of the annotate fields")
+        text = {k: v if isinstance(v, str) else json.dumps(v) for k, v in item.items() if v is not None}
+        try:
+            rows.append(_annotation(text))
+        except AnnotationError as exc:
+            raise AnnotationError(exc.status_code, f"annotation {index}: {exc.message}; batch rejected") from None
+    return rows
 
 
 async def _lasair_caller(request: Request) -> User | JSONResponse:
@@ -124,5 +160,27 @@ def router(settings: Settings) -> APIRouter:
         finally:
             wrote(request)  # a 503 after the write (Kafka down) still stored the annotation
         return {"status": "success", "n": written.num_rows, "annotationId": str(written["annotationId"][0].as_py())}
+
+    @api.post(
+        "/annotatelist/",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _LIST_SCHEMA}}}},
+        responses={200: {"description": '`{"status": "success", "n": 3}`'}},
+        response_model=None,
+    )
+    async def annotate_list(
+        request: Request, user: Annotated[User | JSONResponse, Depends(_lasair_caller)]
+    ) -> dict[str, Any] | JSONResponse:
+        """Lasair's annotate_list: ``{"annotations": [{annotate's fields}, ...]}`` as JSON, written together or
+        not at all (one refused annotation refuses the batch); ``{"status": "success", "n": count}``."""
+        if isinstance(user, JSONResponse):
+            return user
+        try:
+            rows = _annotation_list(await _fields(request, MAX_LIST_BODY))
+            written = await run_in_threadpool(annotation_api.write_annotations, settings, user, rows)
+        except AnnotationError as exc:
+            return _error(exc.status_code, exc.message)
+        finally:
+            wrote(request)
+        return {"status": "success", "n": written.num_rows}
 
     return api

@@ -148,6 +148,23 @@ def merge_objects(objects: pa.Table, detections: pa.Table, home: Path) -> pa.Tab
             [c for c in features.column_names if c != "diaObjectId" and c in objects.column_names]
         )
         objects = objects.join(features, keys="diaObjectId", join_type="left outer", coalesce_keys=True)
+        objects = _with_light_curve_interval(objects)
+    return objects
+
+
+# LSST's diaObject gives the first and last detection's time; a ZTF packet does not, so its objects take them from
+# their stored light curve (the features' first and last detection), as Lasair's object pages show them.
+_INTERVAL = {"firstDiaSourceMjdTai": "firstDiaSourceMjd", "lastDiaSourceMjdTai": "lastDiaSourceMjd"}
+
+
+def _with_light_curve_interval(objects: pa.Table) -> pa.Table:
+    for column, feature in _INTERVAL.items():
+        values = objects[feature]
+        if column in objects.column_names:
+            values = pc.coalesce(pc.cast(objects[column], pa.float64()), values)
+            objects = objects.set_column(objects.column_names.index(column), column, values)
+        else:
+            objects = objects.append_column(column, values)
     return objects
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import uvicorn
@@ -17,18 +21,20 @@ from nightjar import paths
 from nightjar.api.app import create_app
 from nightjar.api.users import add_user_token
 from nightjar.lake import read
+from nightjar.pipelines import stages
+from nightjar.settings import Settings
 from nightjar.streams.broker import free_port
+from nightjar.streams.decode import RawBatch, decode_batch
+from nightjar.streams.files import read_payloads
 
 from .conftest import DataLake
 
 
-@pytest.fixture(scope="module")
-def endpoint(data_lake: DataLake) -> Iterator[str]:
-    """A uvicorn server on a free loopback port serving the data lake; its Lasair endpoint."""
+@contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """A uvicorn server on a free loopback port serving the home of ``settings``; its Lasair endpoint."""
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(data_lake.settings), host="127.0.0.1", port=port, log_level="error")
-    )
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -40,6 +46,13 @@ def endpoint(data_lake: DataLake) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def endpoint(data_lake: DataLake) -> Iterator[str]:
+    """The Lasair endpoint of a server of the data lake."""
+    with serving(data_lake.settings) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +174,76 @@ def test_lasair_ids_are_integers_not_floats(data_lake: DataLake, value: object) 
     response = client.post("/lasair/api/object/", json={"objectId": sent})
     assert response.status_code == 400, response.text
     assert "A valid integer is required" in response.text
+
+
+ZTF_FOLDERS = ["ztf-avro-alert-samples", "boom-2024-v4.02", "pittgoogle-2021-v3.3"]
+
+
+@dataclass
+class ZtfLake:
+    settings: Settings
+    endpoint: str
+    objects: pa.Table  # the stored objects
+    annotator: lasair_client  # may annotate topic "ztfclass"
+
+
+@pytest.fixture(scope="module")
+def ztf_lake(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[ZtfLake]:
+    """A lake of real ZTF alerts, served; an annotator's Lasair client."""
+    home = tmp_path_factory.mktemp("ztf-lake")
+    unlimited = {"anonymous": 0, "user": 0, "annotator": 0, "power": 0, "admin": 0}
+    settings = Settings(home=home, role_requests_per_minute=unlimited)
+    files = [f for folder in ZTF_FOLDERS for f in sorted((data_dir / "alerts/ztf" / folder).glob("*.avro"))]
+    payloads = [p for f in files for p in read_payloads(f, wire_format=False)]
+    raw = RawBatch(payloads, ["ztf"] * len(payloads), [0] * len(payloads), list(range(len(payloads))))
+    stored = stages.commit_to_lake(stages.locate(decode_batch(raw), 5), home, {"test:ztf:0": len(payloads)}).objects
+    token = add_user_token(settings, "ztf-bot", role="annotator", topics=("ztfclass",))
+    with serving(settings) as url:
+        yield ZtfLake(settings, url, stored, lasair_client(token, endpoint=url))
+
+
+def test_ztf_object_names_name_the_stored_object(ztf_lake: ZtfLake) -> None:
+    """Lasair-ZTF's clients name objects ZTF18abcdefg: object, sherlock/object and annotate take such names."""
+    row = ztf_lake.objects.sort_by([("nSources", "descending")]).slice(0, 1).to_pylist()[0]
+    name, object_id = row["objectId"], row["diaObjectId"]
+    found = ztf_lake.annotator.object(name, lite=False)
+    assert found["diaObjectId"] == str(object_id) and found["diaObject"]["objectId"] == name
+    times = [s["midpointMjdTai"] for s in found["diaSourcesList"]]
+    assert len(times) == row["nSources"] > 1
+    # The light curve's interval, which a ZTF packet does not give as LSST's diaObject does.
+    assert found["diaObject"]["firstDiaSourceMjdTai"] == min(times)
+    assert found["diaObject"]["lastDiaSourceMjdTai"] == max(times)
+
+    context = ztf_lake.annotator.sherlock_object(name)
+    assert list(context["classifications"]) == [name]
+
+    done = ztf_lake.annotator.annotate("ztfclass", name, "SN Ia", classdict={"p": 0.9})
+    assert done["status"] == "success"
+    notes = ztf_lake.annotator.object(name)["lasairData"]["annotations"]
+    assert [(a["topic"], a["classification"]) for a in notes] == [("ztfclass", "SN Ia")]
+
+    for missing in ("ZTF99zzzzzzz", "ZTF18ABCDEFG"):
+        with pytest.raises(LasairError):
+            ztf_lake.annotator.object(missing)
+
+
+def test_annotate_list_writes_a_batch_or_nothing(ztf_lake: ZtfLake) -> None:
+    """Lasair's annotate_list: every annotation of the batch is stored, or none when one is refused."""
+    rows = ztf_lake.objects.sort_by("diaObjectId").to_pylist()
+    batch = [
+        {"objectId": rows[0]["objectId"], "topic": "ztfclass", "classification": "AGN"},
+        {"objectId": rows[1]["diaObjectId"], "topic": "ztfclass", "classification": "CV", "classdict": {"p": 1}},
+        {"objectId": str(rows[2]["diaObjectId"]), "topic": "ztfclass", "classification": "SN", "url": "https://x.org"},
+    ]
+    assert ztf_lake.annotator.annotate_list(batch) == {"status": "success", "n": 3}
+    for row, sent in zip(rows[:3], batch, strict=True):
+        notes = ztf_lake.annotator.object(row["objectId"])["lasairData"]["annotations"]
+        assert sent["classification"] in [a["classification"] for a in notes]
+
+    refused = [
+        {"objectId": rows[3]["objectId"], "topic": "ztfclass", "classification": "SN II"},
+        {"objectId": "ZTF99zzzzzzz", "topic": "ztfclass", "classification": "SN II"},
+    ]
+    with pytest.raises(LasairError, match="404"):  # an object the lake does not have
+        ztf_lake.annotator.annotate_list(refused)
+    assert ztf_lake.annotator.object(rows[3]["objectId"])["lasairData"]["annotations"] == []
