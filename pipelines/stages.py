@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -294,13 +294,16 @@ def batch_tables(
     context: BatchContext | None = None,
     annotations: pa.Table | None = None,
     columns: Mapping[str, pa.Schema] | None = None,
+    read: Collection[str] | None = None,
 ) -> dict[str, pa.Table]:
     """The streaming views of a decoded batch, shaped like the lake's: ``sources`` holds the alerts and their
     packet history (``fromPacketHistory``), ``objects`` each object's newest state, ``forced_sources`` the
     packets' forced photometry (each measurement once, with its ``forcedKey``), ``context`` each object's
     classification, ``annotations`` the stored annotations of the batch's objects (when a filter reads them);
     other views are empty until a stage provides them. ``columns``: the views' columns
-    (``views.view_schemas``), which the batch's views are given where they lack them."""
+    (``views.view_schemas``), which the batch's views are given where they lack them. ``read``: the views the
+    filters read, when known (``forced_sources`` is built only if it is one: a heavy batch holds ~10^5 forced
+    measurements)."""
     flag = paths.FROM_HISTORY
     sources = batch.sources.drop_columns([ROW])
     sources = sources.append_column(flag, pa.array(np.zeros(sources.num_rows, bool)))
@@ -310,7 +313,8 @@ def batch_tables(
         history = batch.prv_sources.drop_columns([ROW])
         history = history.append_column(flag, pa.array(np.ones(history.num_rows, bool)))
     extra = {}
-    forced = lake_forced(batch)  # as the lake has them: with their key, each once (packets repeat them)
+    # As the lake has them: with their key, each once (packets repeat them).
+    forced = lake_forced(batch) if read is None or paths.FORCED_SOURCES in read else None
     if forced is not None:
         extra[paths.FORCED_SOURCES] = forced
     if context is not None:
@@ -344,7 +348,7 @@ def apply_filters(
         # (ZTF's ``magpsf`` over a batch of LSST alerts is null, as on LSST rows in the lake).
         read_views = set().union(*(tables_read(f.sql) for f in filters)) & set(views.VIEW_NAMES)
         columns = views.view_schemas(home, read_views) if home is not None else None
-        tables = batch_tables(batch, context, notes, columns)
+        tables = batch_tables(batch, context, notes, columns, read_views)
         results = run_filters(tables, [f.spec for f in filters], limits, isolate)
         outputs = [
             FilterOutput(f, r.matches, r.keys, r.error, r.timed_out) for f, r in zip(filters, results, strict=True)
