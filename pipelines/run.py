@@ -23,14 +23,14 @@ from nightjar.lake import ledger, maintain
 from nightjar.pipelines.annotation_filters import run_annotation_filters
 from nightjar.pipelines.cluster import cap_worker_memory
 from nightjar.pipelines.delivery import Deliverer, DeliveryReport
-from nightjar.pipelines.stages import FilterOutput
+from nightjar.pipelines.stages import BatchOutcome, FilterOutput
 from nightjar.settings import Settings
 from nightjar.sql import engine as sql_engine
 from nightjar.sql import registry
 from nightjar.streams import kafka
 from nightjar.streams.decode import RawBatch
 from nightjar.streams.files import AlertFileError, read_payloads
-from nightjar.streams.kafka_ranges import KafkaSlice, RangeReader
+from nightjar.streams.kafka_ranges import KafkaSlice, RangeReader, read_back
 from nightjar.streams.publish import Publisher
 
 from . import graph
@@ -40,11 +40,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunReport:
-    consumed: int = 0
+    """What a run did. Every message consumed is accounted for: ``consumed == stored + dead_lettered +
+    duplicates`` (``balanced``)."""
+
+    consumed: int = 0  # alert messages handed to the pipeline
     fetched_by_workers: int = 0  # alerts the workers fetched from Kafka themselves (offset ranges)
     read_by_driver: int = 0  # alerts the driver read (the end of a stream beyond a lagging watermark)
-    accepted: int = 0
-    dead_lettered: int = 0
+    accepted: int = 0  # alerts stored (a message can hold several)
+    stored: int = 0  # messages whose alerts are in the lake
+    dead_lettered: int = 0  # messages sent to the dead-letter topic with their reason
+    duplicates: int = 0  # messages re-sending alerts the lake holds, identical: counted, not stored again
+    conflicting: int = 0  # re-sends of stored alerts with different content (dead-lettered, within dead_lettered)
     batches: int = 0
     matches: Counter[str] = field(default_factory=Counter)  # matches delivered, by filter name
     already_delivered: Counter[str] = field(default_factory=Counter)  # matches an earlier batch delivered
@@ -62,6 +68,20 @@ class RunReport:
     @property
     def alerts_per_s(self) -> float:
         return self.consumed / self.seconds if self.seconds else 0.0
+
+    @property
+    def balanced(self) -> bool:
+        """Every message consumed is in the lake, on the dead-letter topic or a counted duplicate."""
+        return self.consumed == self.stored + self.dead_lettered + self.duplicates
+
+    def add_outcome(self, outcome: BatchOutcome) -> None:
+        self.accepted += outcome.accepted
+        self.stored += outcome.stored
+        self.dead_lettered += len(outcome.rejects)
+        self.duplicates += outcome.duplicates
+        self.conflicting += sum(1 for r in outcome.rejects if r.read_back)
+        self.add_timings(outcome.timings)
+        self.batches += 1
 
 
 def _graph_config(settings: Settings, run_filters: bool = True) -> graph.GraphConfig:
@@ -231,17 +251,18 @@ def run(
         delivering = time.monotonic()
         outcome = job.outcome
         assert outcome is not None
-        for reject in outcome.rejects:
-            publisher.dead_letter(reject.topic, reject.partition, reject.offset, reject.payload, reject.reason)
+        # Conflicting re-sends are found at the lake commit, where the payloads are gone: read them back.
+        again = read_back(job.source, [(r.topic, r.partition, r.offset) for r in outcome.rejects if r.read_back])
+        for r in outcome.rejects:
+            payload = again.get((r.topic, r.partition, r.offset), r.payload) if r.read_back else r.payload
+            publisher.dead_letter(r.topic, r.partition, r.offset, payload, r.reason)
         # Matches new to the ledger go to their channels and are recorded; the broker acknowledged them.
         delivered = deliverer.deliver(outcome.outputs, batch_label(job.source))
         publisher.flush()
         _note_health(settings, db, deliverer, outcome.outputs, delivered, report)
         commit_offsets(job.source)
-        report.accepted += outcome.accepted
-        report.dead_lettered += len(outcome.rejects)
-        report.batches += 1
-        report.add_timings({**outcome.timings, "deliver": time.monotonic() - delivering})
+        report.add_outcome(outcome)
+        report.add_timings({"deliver": time.monotonic() - delivering})
         log.debug("batch %s: seconds per stage %s", batch_label(job.source), outcome.timings)
         busy[0] = time.monotonic()
         if report.batches % settings.ledger_compact_every == 0:
@@ -281,11 +302,12 @@ def run(
                     report.read_by_driver += len(alerts)
                 pipeline.emit(graph.Job(source=alerts, filters=tuple(filters)))
                 log.info(
-                    "batch %d: %d alerts (%d accepted so far, %d dead-lettered)",
+                    "batch %d: %d messages (so far %d stored, %d dead-lettered, %d duplicates)",
                     report.batches,
                     len(alerts),
-                    report.accepted,
+                    report.stored,
                     report.dead_lettered,
+                    report.duplicates,
                 )
         pipeline.drain()
         compaction.wait()
@@ -331,12 +353,9 @@ def ingest(settings: Settings, client: Client, files: list[Path]) -> RunReport:
         pipeline.close()
     for job in outcomes:
         assert job.outcome is not None
-        report.add_timings(job.outcome.timings)
-        report.accepted += job.outcome.accepted
-        report.dead_lettered += len(job.outcome.rejects)
+        report.add_outcome(job.outcome)
         report.file_errors.extend(
             f"{r.topic.removeprefix('file:')} alert {r.offset}: {r.reason}" for r in job.outcome.rejects
         )
-        report.batches += 1
     report.seconds = time.monotonic() - started
     return report
