@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from distributed import Client, Future
 from sqlalchemy.engine import Engine
 
@@ -106,6 +106,7 @@ class Collected:
 
 
 TAIL_AFTER_S = 0.5
+LOST_MEMBERSHIP = (KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS)
 
 
 def _collect(
@@ -124,7 +125,9 @@ def _collect(
     while True:
         if idle is not None:
             idle()
-        available = reader.available(enough=want - len(tail))
+        available = kafka.retrying(
+            lambda: reader.available(enough=want - len(tail)), "watermarks", settings.kafka_outage_s
+        )
         full = available + len(tail) >= want
         # With a full batch waiting, take only what the driver's consumer holds already (annotations, tails).
         for msg in consumer.consume(num_messages=max(1, want - len(tail)), timeout=0 if full else 0.1):
@@ -218,7 +221,12 @@ def run(
     """Process ``topic`` until ``max_alerts`` were consumed or nothing arrived for ``idle_exit_s`` seconds."""
     report = RunReport()
     db = registry.engine(settings.metadata_url)
-    kafka.ensure_topics(settings, [topic, paths.dead_letter_topic(topic), settings.annotations_topic])
+    patience = settings.kafka_outage_s
+
+    def ensure_topics(topics: list[str]) -> None:
+        kafka.retrying(lambda: kafka.ensure_topics(settings, topics), "create topics", patience)
+
+    ensure_topics([topic, paths.dead_letter_topic(topic), settings.annotations_topic])
     cap_worker_memory(client, settings)
     publisher = Publisher(kafka.producer_config(settings))
     deliverer = Deliverer(settings, publisher, db)
@@ -235,14 +243,25 @@ def run(
     def commit_offsets(source: graph.Source) -> None:
         # Only now is the batch safe in the lake, the ledger and on every topic: commit the next offsets to read.
         commits = [TopicPartition(t, p, o + 1) for (t, p), o in source.end_offsets().items()]
-        consumer.commit(offsets=commits, asynchronous=False)
+
+        def commit() -> None:
+            try:
+                consumer.commit(offsets=commits, asynchronous=False)
+            except KafkaException as exc:
+                if exc.args[0].code() not in LOST_MEMBERSHIP:
+                    raise
+                # The group dropped this consumer (after an outage): it rejoins as it polls, its partitions start
+                # again from the last committed offsets, and this batch, read again, writes nothing twice.
+                log.warning("offsets of batch %s not committed: %s", batch_label(source), exc)
+
+        kafka.retrying(commit, "commit offsets", patience)
 
     def annotated(raw: RawBatch, filters: list[registry.Filter]) -> None:
         outputs, bad = run_annotation_filters(Path(settings.home), raw.payloads, filters, limits)
         for i, reason in bad:
             publisher.dead_letter(raw.topics[i], raw.partitions[i], raw.offsets[i], raw.payloads[i], reason)
         delivered = deliverer.deliver(outputs, batch_label(raw))
-        publisher.flush()
+        publisher.flush(max(60.0, patience))
         _note_health(settings, db, deliverer, outputs, delivered, report)
         commit_offsets(raw)
         report.annotations += len(raw) - len(bad)
@@ -258,7 +277,7 @@ def run(
             publisher.dead_letter(r.topic, r.partition, r.offset, payload, r.reason)
         # Matches new to the ledger go to their channels and are recorded; the broker acknowledged them.
         delivered = deliverer.deliver(outcome.outputs, batch_label(job.source))
-        publisher.flush()
+        publisher.flush(max(60.0, patience))
         _note_health(settings, db, deliverer, outcome.outputs, delivered, report)
         commit_offsets(job.source)
         report.add_outcome(outcome)
@@ -282,7 +301,7 @@ def run(
             notes = collected.notes
             if len(notes):
                 filters = registry.list_filters(db, active_only=True)
-                kafka.ensure_topics(settings, [f.topic for f in filters])
+                ensure_topics([f.topic for f in filters])
                 annotated(notes, filters)
                 last_data = time.monotonic()
             if not collected.alerts:
@@ -293,7 +312,7 @@ def run(
             if not report.consumed:  # the clock starts with the first alert, not with joining the group
                 started = last_data
             filters = registry.list_filters(db, active_only=True)
-            kafka.ensure_topics(settings, [f.topic for f in filters])
+            ensure_topics([f.topic for f in filters])
             for alerts in collected.alerts:
                 report.consumed += len(alerts)
                 if isinstance(alerts, KafkaSlice):
