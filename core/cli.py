@@ -93,8 +93,11 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     with dask_client(settings) as client:
         report = run(settings, client, args.topic, max_alerts=args.max_alerts, idle_exit_s=args.idle_exit)
     console.print(
-        f"consumed {report.consumed} = accepted {report.accepted} + dead-lettered {report.dead_lettered} "
-        f"in {report.batches} batches, {report.seconds:.1f} s ({report.alerts_per_s:.0f} alerts/s)"
+        f"messages {report.consumed} = stored {report.stored} + dead-lettered {report.dead_lettered} "
+        f"(conflicting re-sends {report.conflicting}) + duplicates {report.duplicates}"
+        + ("" if report.balanced else " [red]UNBALANCED[/red]")
+        + f"; {report.accepted} alerts stored in {report.batches} batches, {report.seconds:.1f} s "
+        f"({report.alerts_per_s:.0f} alerts/s)"
     )
     console.print(
         f"fetched from Kafka by the workers: {report.fetched_by_workers}; "

@@ -41,6 +41,7 @@ KAFKA_PARTITION = "kafkaPartition"
 KAFKA_OFFSET = "kafkaOffset"
 
 FROM_HISTORY = "fromPacketHistory"  # the row first reached the lake in an alert's packet history, not as its trigger
+ALERT_DIGEST = "alertDigest"  # on cutouts (one row per alert): a digest of the alert's content, to tell re-sends apart
 FORCED_KEY = "forcedKey"  # diaForcedSourceId for LSST; a 64-bit hash of object, time, band and kind for ZTF
 
 # Time partitions serve streaming appends and time-bounded queries: a month for detections and forced

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
 
     # Kafka client behaviour. Tansu lets a consumer join its group only after half of the session timeout.
     kafka_session_timeout_ms: int = 6000
+    kafka_outage_s: float = Field(
+        default=900.0, gt=0, description="How long a run waits, retrying, for Kafka to come back before it stops."
+    )
     consumer_group: str = "nightjar"
     topic_partitions: int = Field(default=2, ge=1)
     annotations_topic: str = Field(

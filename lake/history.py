@@ -106,8 +106,10 @@ def unindexed(home: Path, txns: dict[str, int]) -> tuple[pa.Table, dict[str, int
             where = gap if where is None else where | gap
             covered[app] = max(done, covered.get(app, done))
         if where is not None:
-            columns = [c for c in (*DETECTION_COLUMNS, key) if c != key or key not in DETECTION_COLUMNS]
-            rows = read.arrow_dataset(dt).to_table(columns=list(dict.fromkeys(columns)), filter=where)
+            dataset = read.arrow_dataset(dt)
+            # Forced photometry has no reliability: read the columns the table has (``rows_for`` fills the rest).
+            columns = [c for c in dict.fromkeys((*DETECTION_COLUMNS, key)) if c in dataset.schema.names]
+            rows = dataset.to_table(columns=columns, filter=where)
             found.append(rows_for(rows, key, forced))
     return (pa.concat_tables(found) if found else SCHEMA.empty_table()), covered
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from distributed import Client, Future
 from sqlalchemy.engine import Engine
 
@@ -23,14 +23,14 @@ from nightjar.lake import ledger, maintain
 from nightjar.pipelines.annotation_filters import run_annotation_filters
 from nightjar.pipelines.cluster import cap_worker_memory
 from nightjar.pipelines.delivery import Deliverer, DeliveryReport
-from nightjar.pipelines.stages import FilterOutput
+from nightjar.pipelines.stages import BatchOutcome, FilterOutput
 from nightjar.settings import Settings
 from nightjar.sql import engine as sql_engine
 from nightjar.sql import registry
 from nightjar.streams import kafka
 from nightjar.streams.decode import RawBatch
 from nightjar.streams.files import AlertFileError, read_payloads
-from nightjar.streams.kafka_ranges import KafkaSlice, RangeReader
+from nightjar.streams.kafka_ranges import KafkaSlice, RangeReader, read_back
 from nightjar.streams.publish import Publisher
 
 from . import graph
@@ -40,11 +40,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunReport:
-    consumed: int = 0
+    """What a run did. Every message consumed is accounted for: ``consumed == stored + dead_lettered +
+    duplicates`` (``balanced``)."""
+
+    consumed: int = 0  # alert messages handed to the pipeline
     fetched_by_workers: int = 0  # alerts the workers fetched from Kafka themselves (offset ranges)
     read_by_driver: int = 0  # alerts the driver read (the end of a stream beyond a lagging watermark)
-    accepted: int = 0
-    dead_lettered: int = 0
+    accepted: int = 0  # alerts stored (a message can hold several)
+    stored: int = 0  # messages whose alerts are in the lake
+    dead_lettered: int = 0  # messages sent to the dead-letter topic with their reason
+    duplicates: int = 0  # messages re-sending alerts the lake holds, identical: counted, not stored again
+    conflicting: int = 0  # re-sends of stored alerts with different content (dead-lettered, within dead_lettered)
     batches: int = 0
     matches: Counter[str] = field(default_factory=Counter)  # matches delivered, by filter name
     already_delivered: Counter[str] = field(default_factory=Counter)  # matches an earlier batch delivered
@@ -62,6 +68,20 @@ class RunReport:
     @property
     def alerts_per_s(self) -> float:
         return self.consumed / self.seconds if self.seconds else 0.0
+
+    @property
+    def balanced(self) -> bool:
+        """Every message consumed is in the lake, on the dead-letter topic or a counted duplicate."""
+        return self.consumed == self.stored + self.dead_lettered + self.duplicates
+
+    def add_outcome(self, outcome: BatchOutcome) -> None:
+        self.accepted += outcome.accepted
+        self.stored += outcome.stored
+        self.dead_lettered += len(outcome.rejects)
+        self.duplicates += outcome.duplicates
+        self.conflicting += sum(1 for r in outcome.rejects if r.read_back)
+        self.add_timings(outcome.timings)
+        self.batches += 1
 
 
 def _graph_config(settings: Settings, run_filters: bool = True) -> graph.GraphConfig:
@@ -86,6 +106,7 @@ class Collected:
 
 
 TAIL_AFTER_S = 0.5
+LOST_MEMBERSHIP = (KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS)
 
 
 def _collect(
@@ -104,7 +125,9 @@ def _collect(
     while True:
         if idle is not None:
             idle()
-        available = reader.available(enough=want - len(tail))
+        available = kafka.retrying(
+            lambda: reader.available(enough=want - len(tail)), "watermarks", settings.kafka_outage_s
+        )
         full = available + len(tail) >= want
         # With a full batch waiting, take only what the driver's consumer holds already (annotations, tails).
         for msg in consumer.consume(num_messages=max(1, want - len(tail)), timeout=0 if full else 0.1):
@@ -198,7 +221,12 @@ def run(
     """Process ``topic`` until ``max_alerts`` were consumed or nothing arrived for ``idle_exit_s`` seconds."""
     report = RunReport()
     db = registry.engine(settings.metadata_url)
-    kafka.ensure_topics(settings, [topic, paths.dead_letter_topic(topic), settings.annotations_topic])
+    patience = settings.kafka_outage_s
+
+    def ensure_topics(topics: list[str]) -> None:
+        kafka.retrying(lambda: kafka.ensure_topics(settings, topics), "create topics", patience)
+
+    ensure_topics([topic, paths.dead_letter_topic(topic), settings.annotations_topic])
     cap_worker_memory(client, settings)
     publisher = Publisher(kafka.producer_config(settings))
     deliverer = Deliverer(settings, publisher, db)
@@ -215,14 +243,25 @@ def run(
     def commit_offsets(source: graph.Source) -> None:
         # Only now is the batch safe in the lake, the ledger and on every topic: commit the next offsets to read.
         commits = [TopicPartition(t, p, o + 1) for (t, p), o in source.end_offsets().items()]
-        consumer.commit(offsets=commits, asynchronous=False)
+
+        def commit() -> None:
+            try:
+                consumer.commit(offsets=commits, asynchronous=False)
+            except KafkaException as exc:
+                if exc.args[0].code() not in LOST_MEMBERSHIP:
+                    raise
+                # The group dropped this consumer (after an outage): it rejoins as it polls, its partitions start
+                # again from the last committed offsets, and this batch, read again, writes nothing twice.
+                log.warning("offsets of batch %s not committed: %s", batch_label(source), exc)
+
+        kafka.retrying(commit, "commit offsets", patience)
 
     def annotated(raw: RawBatch, filters: list[registry.Filter]) -> None:
         outputs, bad = run_annotation_filters(Path(settings.home), raw.payloads, filters, limits)
         for i, reason in bad:
             publisher.dead_letter(raw.topics[i], raw.partitions[i], raw.offsets[i], raw.payloads[i], reason)
         delivered = deliverer.deliver(outputs, batch_label(raw))
-        publisher.flush()
+        publisher.flush(max(60.0, patience))
         _note_health(settings, db, deliverer, outputs, delivered, report)
         commit_offsets(raw)
         report.annotations += len(raw) - len(bad)
@@ -231,17 +270,18 @@ def run(
         delivering = time.monotonic()
         outcome = job.outcome
         assert outcome is not None
-        for reject in outcome.rejects:
-            publisher.dead_letter(reject.topic, reject.partition, reject.offset, reject.payload, reject.reason)
+        # Conflicting re-sends are found at the lake commit, where the payloads are gone: read them back.
+        again = read_back(job.source, [(r.topic, r.partition, r.offset) for r in outcome.rejects if r.read_back])
+        for r in outcome.rejects:
+            payload = again.get((r.topic, r.partition, r.offset), r.payload) if r.read_back else r.payload
+            publisher.dead_letter(r.topic, r.partition, r.offset, payload, r.reason)
         # Matches new to the ledger go to their channels and are recorded; the broker acknowledged them.
         delivered = deliverer.deliver(outcome.outputs, batch_label(job.source))
-        publisher.flush()
+        publisher.flush(max(60.0, patience))
         _note_health(settings, db, deliverer, outcome.outputs, delivered, report)
         commit_offsets(job.source)
-        report.accepted += outcome.accepted
-        report.dead_lettered += len(outcome.rejects)
-        report.batches += 1
-        report.add_timings({**outcome.timings, "deliver": time.monotonic() - delivering})
+        report.add_outcome(outcome)
+        report.add_timings({"deliver": time.monotonic() - delivering})
         log.debug("batch %s: seconds per stage %s", batch_label(job.source), outcome.timings)
         busy[0] = time.monotonic()
         if report.batches % settings.ledger_compact_every == 0:
@@ -261,7 +301,7 @@ def run(
             notes = collected.notes
             if len(notes):
                 filters = registry.list_filters(db, active_only=True)
-                kafka.ensure_topics(settings, [f.topic for f in filters])
+                ensure_topics([f.topic for f in filters])
                 annotated(notes, filters)
                 last_data = time.monotonic()
             if not collected.alerts:
@@ -272,7 +312,7 @@ def run(
             if not report.consumed:  # the clock starts with the first alert, not with joining the group
                 started = last_data
             filters = registry.list_filters(db, active_only=True)
-            kafka.ensure_topics(settings, [f.topic for f in filters])
+            ensure_topics([f.topic for f in filters])
             for alerts in collected.alerts:
                 report.consumed += len(alerts)
                 if isinstance(alerts, KafkaSlice):
@@ -281,11 +321,12 @@ def run(
                     report.read_by_driver += len(alerts)
                 pipeline.emit(graph.Job(source=alerts, filters=tuple(filters)))
                 log.info(
-                    "batch %d: %d alerts (%d accepted so far, %d dead-lettered)",
+                    "batch %d: %d messages (so far %d stored, %d dead-lettered, %d duplicates)",
                     report.batches,
                     len(alerts),
-                    report.accepted,
+                    report.stored,
                     report.dead_lettered,
+                    report.duplicates,
                 )
         pipeline.drain()
         compaction.wait()
@@ -331,12 +372,9 @@ def ingest(settings: Settings, client: Client, files: list[Path]) -> RunReport:
         pipeline.close()
     for job in outcomes:
         assert job.outcome is not None
-        report.add_timings(job.outcome.timings)
-        report.accepted += job.outcome.accepted
-        report.dead_lettered += len(job.outcome.rejects)
+        report.add_outcome(job.outcome)
         report.file_errors.extend(
             f"{r.topic.removeprefix('file:')} alert {r.offset}: {r.reason}" for r in job.outcome.rejects
         )
-        report.batches += 1
     report.seconds = time.monotonic() - started
     return report

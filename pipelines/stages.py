@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nightjar import paths
-from nightjar.lake import commit, history, read
+from nightjar.lake import commit, history, read, resent
 from nightjar.pipelines.context import BatchContext, commit_context
 from nightjar.pipelines.features import object_features
 from nightjar.pipelines.healpix import add_healpix, add_night
@@ -201,9 +201,22 @@ def commit_to_lake(
     seconds: dict[str, float] = {}
     with commit.lake_lock(home), ThreadPoolExecutor(4, thread_name_prefix="nightjar-commit") as pool:
         seconds["commit.lock"] = time.perf_counter() - started
+        batch = _set_aside_resent(batch, home)
         objects = _commit(batch, home, txns, context, _Timed(pool, seconds))
     timings = {**batch.timings, **seconds, "commit": time.perf_counter() - started}
     return replace(batch, objects=objects, timings=timings)
+
+
+def _set_aside_resent(batch: DecodedBatch, home: Path) -> DecodedBatch:
+    """The batch without its re-sent alerts (``lake.resent``): identical ones counted, conflicting ones rejected."""
+    found = resent.set_aside(batch.tables(), resent.stored_alerts(home, batch.cutouts))
+    conflicts = [
+        Reject(row, reason, topic, partition, offset, read_back=True)
+        for row, reason, topic, partition, offset in zip(
+            *(found.conflicts[c].to_pylist() for c in (ROW, "reason", *resent.PROVENANCE)), strict=True
+        )
+    ]
+    return replace(batch, **found.tables, rejects=[*batch.rejects, *conflicts], duplicates=found.duplicates)
 
 
 class _Timed:
@@ -283,8 +296,10 @@ class FilterOutput:
 
 @dataclass
 class BatchOutcome:
-    accepted: int
-    rejects: list[Reject]
+    accepted: int  # alerts stored
+    rejects: list[Reject]  # messages for the dead-letter topic
+    stored: int = 0  # messages whose alerts are in the lake
+    duplicates: int = 0  # messages re-sending alerts the lake holds, identical
     outputs: list[FilterOutput] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, summed over the batch's tasks
 
@@ -354,4 +369,6 @@ def apply_filters(
             FilterOutput(f, r.matches, r.keys, r.error, r.timed_out) for f, r in zip(filters, results, strict=True)
         ]
     timings = {**batch.timings, "filters": time.perf_counter() - started}
-    return BatchOutcome(accepted=batch.accepted, rejects=batch.rejects, outputs=outputs, timings=timings)
+    return BatchOutcome(
+        batch.accepted, batch.rejects, batch.stored_messages, batch.duplicates, outputs=outputs, timings=timings
+    )

@@ -79,9 +79,16 @@ def _alive(pid: int) -> bool:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether a broker can listen on ``port``: nothing listens there.
+
+    The probe binds with ``SO_REUSEADDR``, as the broker itself does: the connections a stopped broker leaves in
+    TIME_WAIT for a minute do not stop a new one from listening, and must not make the port look taken.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
+            sock.listen()
         except OSError:
             return False
     return True

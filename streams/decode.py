@@ -10,6 +10,7 @@ either as rows or as a ``Reject`` with its reason: nothing is dropped silently.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,7 @@ class Reject:
     partition: int = 0
     offset: int = -1
     payload: bytes = b""
+    read_back: bool = False  # found at the lake commit, where the payload is gone: read it again from its source
 
 
 @dataclass
@@ -84,10 +86,16 @@ class DecodedBatch:
     cutouts: pa.Table = field(default_factory=lambda: _empty())
     rejects: list[Reject] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds spent in each pipeline stage
+    duplicates: int = 0  # messages whose every alert the lake held already, identical (set by the lake commit)
 
     @property
     def accepted(self) -> int:
         return self.sources.num_rows
+
+    @property
+    def stored_messages(self) -> int:
+        """Messages with at least one alert in the batch (after the lake commit: in the lake)."""
+        return len(pc.unique(self.sources[ROW])) if self.sources.num_rows else 0
 
     def tables(self) -> dict[str, pa.Table]:
         return {name: getattr(self, name) for name in MODEL_TABLES}
@@ -121,13 +129,24 @@ def _survey(schema: dict[str, Any]) -> str | None:
     return None
 
 
+def _digest(*parts: bytes | memoryview) -> int:
+    """A 63-bit digest of a message's records: equal for a re-sent copy, different for any other content."""
+    h = hashlib.sha1(usedforsecurity=False)
+    for part in parts:
+        h.update(part)
+    return int.from_bytes(h.digest()[:8], "little") >> 1
+
+
 def _group(
     batch: RawBatch, max_message_bytes: int, registry_url: str | None
-) -> tuple[dict[str, _Group], list[int], list[Reject]]:
-    """Avro payloads grouped by writer schema, the indices of Parquet payloads, and the rejects."""
+) -> tuple[dict[str, _Group], list[int], list[Reject], np.ndarray]:
+    """Avro payloads grouped by writer schema, the indices of Parquet payloads, the rejects, and the digest of
+    each message's records (a container's sync marker and header are left out: a copy of the same alerts
+    written to a new container is the same content)."""
     groups: dict[str, _Group] = {}
     parquet: list[int] = []
     rejects: list[Reject] = []
+    digests = np.zeros(len(batch), dtype=np.int64)
     for i, payload in enumerate(batch.payloads):
         if len(payload) > max_message_bytes:
             rejects.append(Reject(i, f"oversize: {len(payload)} bytes > limit {max_message_bytes}"))
@@ -135,25 +154,30 @@ def _group(
         try:
             if parquet_alerts.is_parquet(payload):
                 parquet.append(i)
+                digests[i] = _digest(payload)
             elif container.is_container(payload):
                 found = container.read_container(payload)
                 survey = _survey(found.schema)
                 if survey is None:
                     raise container.ContainerError(f"record {found.schema.get('name')!r} is not an LSST or ZTF alert")
+                if found.records == 0:
+                    raise container.ContainerError("empty Avro container: it holds no alert")
                 group = groups.setdefault(found.schema_text, _Group(found.schema, survey))
                 for block in found.blocks:
                     group.add(i, block.data, block.count)
+                digests[i] = _digest(*(block.data for block in found.blocks))
             else:
                 sid, body = wire.unframe(payload)
                 key = f"lsst:{sid}"
                 if key not in groups:
                     groups[key] = _Group(schemas.writer_schema(sid, registry_url), "lsst")
                 groups[key].add(i, body, 1)
+                digests[i] = _digest(body)
         except (wire.WireFormatError, schemas.UnknownSchema, container.ContainerError) as exc:
             rejects.append(Reject(i, str(exc)))
         except (ValueError, UnicodeDecodeError) as exc:
             rejects.append(Reject(i, f"unreadable message: {exc}"))
-    return groups, parquet, rejects
+    return groups, parquet, rejects, digests
 
 
 def _decode_group(group: _Group) -> tuple[dict[str, pa.Table], list[Reject]]:
@@ -206,7 +230,7 @@ def decode_batch(batch: RawBatch, max_message_bytes: int = 4_000_000, registry_u
     Wire-format schema ids are looked up in the schema registry at ``registry_url`` when given, else in the
     schemas shipped with lsst-alert-packet.
     """
-    groups, parquet, rejects = _group(batch, max_message_bytes, registry_url)
+    groups, parquet, rejects, digests = _group(batch, max_message_bytes, registry_url)
     parts: dict[str, list[pa.Table]] = {name: [] for name in MODEL_TABLES}
     decoded = [_decode_group(group) for group in groups.values()]
     decoded += [_decode_parquet(i, batch.payloads[i]) for i in parquet]
@@ -222,9 +246,16 @@ def decode_batch(batch: RawBatch, max_message_bytes: int = 4_000_000, registry_u
     by_message: dict[int, str] = {}
     for r in rejects:
         by_message.setdefault(r.index, r.reason)
+    # A message that yielded no alert and no reason (a Parquet file without rows...) is not dropped silently.
+    yielded = np.zeros(len(batch), dtype=bool)
+    yielded[merged["sources"][ROW].to_numpy()] = True
+    yielded[list(by_message)] = True
+    for i in np.flatnonzero(~yielded).tolist():
+        by_message[i] = "the message holds no alert"
     if by_message:
         bad_rows = pa.array(sorted(by_message), pa.int64())
         merged = {n: t.filter(pc.invert(pc.is_in(t[ROW], bad_rows))) for n, t in merged.items()}
+    merged["cutouts"] = _with_digest(merged["cutouts"], digests)
     merged = {n: _with_provenance(t, batch) for n, t in merged.items()}
     return DecodedBatch(**merged, rejects=[Reject(i, reason) for i, reason in sorted(by_message.items())])
 
@@ -241,6 +272,18 @@ def _invalid_positions(sources: pa.Table) -> list[Reject]:
     return [
         Reject(int(rows[j]), f"invalid position ra={float(ra[j])} dec={float(dec[j])}") for j in np.flatnonzero(~good)
     ]
+
+
+def _with_digest(cutouts: pa.Table, digests: np.ndarray) -> pa.Table:
+    """Add each alert's content digest to its cutouts row (one row per alert, the lake's record of the alerts it
+    holds): its message's digest, mixed with its place in the message when the message holds several alerts."""
+    rows = cutouts[ROW].to_numpy() if cutouts.num_rows else np.array([], dtype=np.int64)
+    # The rows of one message are contiguous and in record order: number them within their message.
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.array([], dtype=np.int64)
+    place = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+    with np.errstate(over="ignore"):
+        mixed = digests[rows].astype(np.uint64) ^ (place.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+    return cutouts.append_column(paths.ALERT_DIGEST, pa.array((mixed >> np.uint64(1)).astype(np.int64), pa.int64()))
 
 
 def _with_provenance(table: pa.Table, batch: RawBatch) -> pa.Table:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from nightjar.settings import Settings
 from nightjar.streams import broker
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 30.0
 
 
 class KafkaNotConfigured(RuntimeError):
@@ -75,6 +82,25 @@ def ensure_topics(settings: Settings, topics: list[str], partitions: int | None 
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
         del topic
+
+
+def retrying(call: Callable[[], T], what: str, patience_s: float) -> T:
+    """``call()``, tried again with exponential back-off (0.5 s doubling up to 30 s) while Kafka does not answer
+    (``KafkaException``, or the embedded broker not running), for up to ``patience_s``; then the last error is
+    raised. A broker that goes away and comes back (a restart, a network cut) pauses the run instead of ending it.
+    """
+    deadline = time.monotonic() + patience_s
+    delay = RETRY_FIRST_S
+    while True:
+        try:
+            return call()
+        except (KafkaException, KafkaNotConfigured) as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            log.warning("kafka unavailable (%s): %s; retrying in %.1f s", what, exc, min(delay, left))
+            time.sleep(min(delay, left))  # back-off between attempts, not a synchronisation
+            delay = min(delay * 2, RETRY_MAX_S)
 
 
 @dataclass(frozen=True)

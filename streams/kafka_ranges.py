@@ -75,6 +75,23 @@ class KafkaSlice:
             return _fetch(consumer, self.ranges, timeout_s)
 
 
+def read_back(source: RawBatch | KafkaSlice, places: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], bytes]:
+    """The payloads of a few messages of a batch, by (topic, partition, offset): from the batch when it holds its
+    payloads, else read again from Kafka (the dead letters found at the lake commit, after the payloads are gone)."""
+    wanted = set(places)
+    if isinstance(source, RawBatch):
+        return {
+            (t, p, o): payload
+            for t, p, o, payload in zip(source.topics, source.partitions, source.offsets, source.payloads, strict=True)
+            if (t, p, o) in wanted
+        }
+    found: dict[tuple[str, int, int], bytes] = {}
+    for t, p, o in sorted(wanted):
+        raw = KafkaSlice((OffsetRange(t, p, o, o + 1),), source.config).fetch()
+        found.update(((t, p, o), payload) for payload in raw.payloads)
+    return found
+
+
 # A fetching consumer reads ahead of its range in the background until its queue is full, and what it reads
 # beyond the range is thrown away: bound the read-ahead to about a third of a batch
 # (smaller fetches halve the rate from the embedded broker).

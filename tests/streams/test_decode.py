@@ -191,3 +191,13 @@ def test_bad_strings_and_times_are_dead_lettered_with_reasons() -> None:
     for table in (out.sources, out.objects, out.forced_sources, out.cutouts):
         for column in table.columns:
             column.validate(full=True)  # what is accepted is valid
+
+
+def test_an_empty_container_is_rejected_with_its_reason() -> None:
+    """An Avro container with no record is a dead letter, not a message that vanishes (issue 12 item 10)."""
+    empty = io.BytesIO()
+    fastavro.writer(empty, fastavro.parse_schema(schemas.lsst_schema(schemas.latest_schema_id())), [])
+    good = next(iter(generate_alerts(1, seed=4))).payload
+    out = decode_batch(RawBatch.from_payloads([good, empty.getvalue()], "t"))
+    assert out.sources.num_rows == 1
+    assert [(r.index, r.reason) for r in out.rejects] == [(1, "empty Avro container: it holds no alert")]
