@@ -201,7 +201,7 @@ def commit_to_lake(
     seconds: dict[str, float] = {}
     with commit.lake_lock(home), ThreadPoolExecutor(4, thread_name_prefix="nightjar-commit") as pool:
         seconds["commit.lock"] = time.perf_counter() - started
-        batch = _set_aside_resent(batch, home)
+        batch = _Timed(pool, seconds)("resent", _set_aside_resent, batch, home)
         objects = _commit(batch, home, txns, context, _Timed(pool, seconds))
     timings = {**batch.timings, **seconds, "commit": time.perf_counter() - started}
     return replace(batch, objects=objects, timings=timings)
