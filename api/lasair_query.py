@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import re
 
+import duckdb
+
+from nightjar.api.lasair_columns import nightjar_name, refusal
+from nightjar.sql.parse import QueryError, parse, walk
+
 # Lasair table names (lower case) -> Nightjar views.
 OBJECT_TABLES = {"objects": "objects", "diaobjects": "objects"}
 JOINED_TABLES = {
@@ -70,9 +75,7 @@ def build_query(selected: str, tables: str, conditions: str) -> str:
     if re.search(r"\b(limit|offset)\b", conditions, re.IGNORECASE):
         raise LasairQueryError("Dont put LIMIT or OFFSET in the WHERE clause, use the limit and offset parameters")
     alias, joined = _tables(tables)
-    froms = [f"objects AS {alias}"] + [
-        f'{view} AS "{name}"' if view == "annotations" else f"{view} AS {name}" for view, name, _ in joined
-    ]
+    others = [f'{view} AS "{name}"' if view == "annotations" else f"{view} AS {name}" for view, name, _ in joined]
     where = [
         f'{alias}.diaObjectId = "{name}".diaObjectId' if topic else f"{alias}.diaObjectId = {name}.diaObjectId"
         for _, name, topic in joined
@@ -84,7 +87,40 @@ def build_query(selected: str, tables: str, conditions: str) -> str:
         order, condition = f"\n{condition}", ""
     if condition:
         where.append(condition)
-    sql = f"SELECT {selected.strip()}\nFROM {', '.join(froms)}"
-    if where:
-        sql += "\nWHERE " + "\n  AND ".join(where)
-    return sql + order
+
+    def assemble(objects: str) -> str:
+        sql = f"SELECT {selected.strip()}\nFROM {', '.join([f'{objects} AS {alias}', *others])}"
+        if where:
+            sql += "\nWHERE " + "\n  AND ".join(where)
+        return sql + order
+
+    plain = assemble("objects")
+    renames = _lasair_names(plain, alias)
+    if not renames:
+        return plain
+    added = ", ".join(f"{target} AS {name}" for name, target in renames)
+    return assemble(f"(SELECT *, {added} FROM objects)")
+
+
+def _lasair_names(sql: str, alias: str) -> list[tuple[str, str]]:
+    """The (Lasair-LSST name, Nightjar column) pairs of the objects columns ``sql`` names differently
+    (``decl``...); a LasairQueryError naming the Lasair-LSST columns Nightjar lacks. The column references come
+    from DuckDB's parse tree: unqualified or qualified by the objects alias."""
+    con = duckdb.connect()
+    try:
+        node = parse(con, sql).node
+    except QueryError:
+        return []  # the engine reports the syntax error, with its position
+    finally:
+        con.close()
+    names = [
+        str(item["column_names"][-1])
+        for item in walk(node)
+        if item.get("class") == "COLUMN_REF"
+        and (len(item.get("column_names") or []) == 1 or str(item["column_names"][-2]).lower() == alias.lower())
+    ]
+    refused = refusal(names)
+    if refused:
+        raise LasairQueryError(refused)
+    renames = {name.lower(): (name, target) for name in names if (target := nightjar_name(name))}
+    return sorted(renames.values())

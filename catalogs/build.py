@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 from distributed import Client, Future, as_completed
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nightjar.catalogs import layout
 from nightjar.catalogs.catalog import CatalogInfo, ColumnMap, write_info
@@ -38,6 +37,7 @@ from nightjar.catalogs.write_hats import (
     write_collection_properties,
     write_partition,
 )
+from nightjar.progress import bar
 
 DEFAULT_PARTITION_ROWS = 1_000_000
 DEFAULT_MARGIN_ARCSEC = 5.0
@@ -62,11 +62,9 @@ class BuildSpec:
 def run_tasks(futures: Sequence[Future], description: str, console: Console | None) -> list[Any]:
     """Wait for ``futures`` with a progress bar on ``console``; results in submission order."""
     if console is not None and futures:
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console, transient=False) as progress:
-            task = progress.add_task(description, total=len(futures))
-            for _ in as_completed(futures):
-                progress.advance(task)
+        with bar(console, description, len(futures)) as progress:
+            for done, _ in enumerate(as_completed(futures), 1):
+                progress(done, len(futures))
     return [f.result() for f in futures]
 
 

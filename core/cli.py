@@ -14,6 +14,7 @@ from nightjar.bench import register as register_bench
 from nightjar.cli_help import FORMATTER, add_command, examples
 from nightjar.lake.cli import register as register_lake
 from nightjar.log import configure_logging
+from nightjar.progress import bar
 from nightjar.settings import Settings, load_settings
 
 console = Console(stderr=True)
@@ -58,7 +59,8 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.streams.replay import replay
 
-    report = replay(settings, args.paths, args.topic)
+    with bar(console, f"replaying files to {args.topic}") as progress:
+        report = replay(settings, args.paths, args.topic, progress)
     for error in report.errors:
         console.print(f"[red]skipped[/red] {error}")
     console.print(
@@ -116,8 +118,8 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.pipelines.run import ingest
     from nightjar.streams.replay import alert_files
 
-    with dask_client(settings) as client:
-        report = ingest(settings, client, alert_files(args.paths))
+    with dask_client(settings) as client, bar(console, "ingesting alerts") as progress:
+        report = ingest(settings, client, alert_files(args.paths), progress)
     for error in report.file_errors:
         console.print(f"[red]rejected[/red] {error}")
     console.print(

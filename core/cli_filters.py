@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from nightjar.cli_help import add_command
+from nightjar.progress import bar
 from nightjar.settings import Settings
 
 console = Console(stderr=True)
@@ -319,7 +320,8 @@ def _backtest(settings: Settings, db: Any, args: argparse.Namespace) -> int:
     flt = registry.get_filter(db, args.id)
     if flt.owner != args.owner and flt.visibility != "public":
         raise registry.RegistryError(f"filter {args.id} is private")
-    result = backtest(settings, flt.spec, flt.mode, args.since, args.until)
+    with bar(console, f"backtesting filter {flt.id} night by night") as progress:
+        result = backtest(settings, flt.spec, flt.mode, args.since, args.until, progress)
     for night in result.nights:
         note = f" ERROR: {night.error}" if night.error else ""
         console.print(

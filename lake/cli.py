@@ -17,6 +17,7 @@ from rich.table import Table
 
 from nightjar import paths
 from nightjar.cli_help import add_command
+from nightjar.progress import bar
 from nightjar.settings import Settings
 
 console = Console(stderr=True)
@@ -94,14 +95,19 @@ def _optimize(settings: Settings, args: argparse.Namespace) -> int:
         for table in named:
             if maintain.enable_hpx29_stats(home, table):
                 console.print(f"{table}: the log now keeps hpx29 statistics for new and rewritten files")
-    with console.status("optimizing"):
-        reports = maintain.optimize(home, args.table, target_size=args.target_size)
+    with bar(console, "optimizing tables") as progress:
+        reports = maintain.optimize(home, args.table, target_size=args.target_size, progress=progress)
     for r in reports:
         console.print(
             f"{r.table}: {r.mode}, files {r.files_before} -> {r.files_after}, {r.partitions_rewritten} partitions "
             f"rewritten in {r.commits} commits (version {r.version_before} -> {r.version_after}), "
             f"{r.conflicts} conflicts retried"
         )
+    rewritten = sum(1 for r in reports if r.commits)
+    console.print(
+        f"optimized {len(reports)} tables ({rewritten} rewritten): files "
+        f"{sum(r.files_before for r in reports)} -> {sum(r.files_after for r in reports)}"
+    )
     return 0
 
 
@@ -125,8 +131,10 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
 
     healpix = parse_healpix(args.healpix) if args.healpix is not None else None
     selection = Selection(night=args.night, healpix=healpix, sql=args.sql)
-    with console.status(f"exporting {args.table}"):
-        manifest = export(settings, args.table, selection, args.out, rows_per_file=args.rows_per_file)
+    with bar(console, f"exporting {args.table} rows") as progress:
+        manifest = export(
+            settings, args.table, selection, args.out, rows_per_file=args.rows_per_file, progress=progress
+        )
     console.print(f"exported {manifest['rows']} rows in {len(manifest['files'])} files to {args.out}")
     print(Path(args.out) / "manifest.json")
     return 0

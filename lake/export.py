@@ -35,6 +35,7 @@ from deltalake import DeltaTable
 
 from nightjar import __version__, paths
 from nightjar.lake import access
+from nightjar.progress import Progress
 from nightjar.settings import Settings
 
 FORMAT = "nightjar-export/1"
@@ -158,12 +159,19 @@ def _sha256(path: Path) -> str:
 
 
 def _write_files(
-    folder: Path, batches: Iterable[pa.RecordBatch], schema: pa.Schema, rows_per_file: int
+    folder: Path,
+    batches: Iterable[pa.RecordBatch],
+    schema: pa.Schema,
+    rows_per_file: int,
+    progress: Progress | None = None,
+    total: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Write ``batches`` as ``part-NNNNN.parquet`` files of at most ``rows_per_file`` rows each."""
+    """Write ``batches`` as ``part-NNNNN.parquet`` files of at most ``rows_per_file`` rows each; ``progress``
+    hears the rows written out of ``total``."""
     files: list[dict[str, Any]] = []
     writer: pq.ParquetWriter | None = None
     rows_in_file = 0
+    written = 0
 
     def close() -> None:
         nonlocal writer
@@ -184,6 +192,9 @@ def _write_files(
             writer.write_batch(batch.slice(start, take))
             rows_in_file += take
             start += take
+            written += take
+            if progress is not None:
+                progress(written, total)
             if rows_in_file >= rows_per_file:
                 close()
     close()
@@ -191,7 +202,13 @@ def _write_files(
 
 
 def export(
-    settings: Settings, table: str, selection: Selection, out: Path, *, rows_per_file: int = ROWS_PER_FILE
+    settings: Settings,
+    table: str,
+    selection: Selection,
+    out: Path,
+    *,
+    rows_per_file: int = ROWS_PER_FILE,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Export the selected rows of ``table`` to the new folder ``out``; return the manifest written there.
 
@@ -208,6 +225,8 @@ def export(
         A folder that must not exist yet.
     rows_per_file
         The most rows in one Parquet file.
+    progress
+        Hears the rows written (out of the SQL result's rows; a table scan's total is not known ahead).
 
     Raises
     ------
@@ -229,11 +248,11 @@ def export(
             result, versions = _sql_result(settings, selection.sql)
             described: dict[str, Any] = {"sql": selection.sql}
             batches: Iterable[pa.RecordBatch] = result.to_batches()
-            schema = result.schema
+            schema, total = result.schema, result.num_rows
         else:
             scan, schema, described, read_versions = _table_scan(Path(settings.home), table, selection)
-            batches, versions = scan, {"versions": read_versions}
-        files = _write_files(partial, batches, schema, rows_per_file)
+            batches, versions, total = scan, {"versions": read_versions}, None
+        files = _write_files(partial, batches, schema, rows_per_file, progress, total)
         total = sum(f["rows"] for f in files)
         if total == 0:
             hint = _hint(settings, table, selection)

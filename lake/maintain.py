@@ -35,6 +35,7 @@ from nightjar import paths
 from nightjar.lake.access import LakeError, check_table_name, delta_table
 from nightjar.lake.commit import lake_lock, log_batch, writer_properties
 from nightjar.lake.read import arrow_dataset
+from nightjar.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +332,7 @@ def optimize(
     *,
     target_size: int | None = None,
     retries: int = OPTIMIZE_RETRIES,
+    progress: Progress | None = None,
 ) -> list[OptimizeReport]:
     """Compact small files and sort every partition by ``hpx29``; all tables when ``table`` is None.
 
@@ -345,7 +347,14 @@ def optimize(
     >>> [r.files_after for r in optimize(home)]  # doctest: +SKIP
     [3, 1]
     """
-    reports = [_optimize_table(Path(home), t, target_size, retries) for t in _selected(Path(home), table)]
+    selected = _selected(Path(home), table)
+    reports = []
+    for done, name in enumerate(selected):
+        if progress is not None:
+            progress(done, len(selected))
+        reports.append(_optimize_table(Path(home), name, target_size, retries))
+    if progress is not None:
+        progress(len(selected), len(selected))
     if any(r.commits for r in reports) and DeltaTable.is_deltatable(str(paths.table_dir(home, paths.LAKE_LOG))):
         with lake_lock(Path(home)):
             log_batch(Path(home), {})

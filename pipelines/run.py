@@ -24,6 +24,7 @@ from nightjar.pipelines.annotation_filters import run_annotation_filters
 from nightjar.pipelines.cluster import cap_worker_memory
 from nightjar.pipelines.delivery import Deliverer, DeliveryReport
 from nightjar.pipelines.stages import BatchOutcome, FilterOutput
+from nightjar.progress import Progress
 from nightjar.settings import Settings
 from nightjar.sql import engine as sql_engine
 from nightjar.sql import registry
@@ -339,11 +340,23 @@ def run(
     return report
 
 
-def ingest(settings: Settings, client: Client, files: list[Path]) -> RunReport:
-    """Decode alert files straight into the lake (no Kafka, no filters); bad files are reported and skipped."""
+def ingest(settings: Settings, client: Client, files: list[Path], progress: Progress | None = None) -> RunReport:
+    """Decode alert files straight into the lake (no Kafka, no filters); bad files are reported and skipped.
+
+    ``progress`` hears the messages done (stored, rejected or counted duplicates) out of those read so far."""
     report = RunReport()
     outcomes: list[graph.Job] = []
-    pipeline = graph.build(client, _graph_config(settings, run_filters=False), outcomes.append)
+    done = 0
+
+    def finished(job: graph.Job) -> None:
+        nonlocal done
+        outcomes.append(job)
+        if job.outcome is not None:
+            done += job.outcome.stored + len(job.outcome.rejects) + job.outcome.duplicates
+        if progress is not None:
+            progress(done, report.consumed)
+
+    pipeline = graph.build(client, _graph_config(settings, run_filters=False), finished)
     started = time.monotonic()
     pending = RawBatch([], [], [], [])
     try:
@@ -362,6 +375,8 @@ def ingest(settings: Settings, client: Client, files: list[Path]) -> RunReport:
                 pending.offsets + one.offsets,
             )
             report.consumed += len(one)
+            if progress is not None:
+                progress(done, report.consumed)
             if len(pending) >= settings.batch_size:
                 pipeline.emit(graph.Job(source=pending))
                 pending = RawBatch([], [], [], [])

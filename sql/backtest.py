@@ -21,6 +21,7 @@ import pyarrow.dataset as ds
 
 from nightjar import paths
 from nightjar.lake import read
+from nightjar.progress import Progress
 from nightjar.settings import Settings
 from nightjar.sql import engine, matches, views
 from nightjar.sql.compile import FilterSpec
@@ -85,9 +86,15 @@ def night_views(sources: ds.Dataset, objects: ds.Dataset | None, night: int) -> 
 
 
 def backtest(
-    settings: Settings, spec: FilterSpec, mode: str, since_mjd: float, until_mjd: float | None = None
+    settings: Settings,
+    spec: FilterSpec,
+    mode: str,
+    since_mjd: float,
+    until_mjd: float | None = None,
+    progress: Progress | None = None,
 ) -> Backtest:
-    """What ``spec`` would have delivered from ``since_mjd`` on, night by night."""
+    """What ``spec`` would have delivered from ``since_mjd`` on, night by night; ``progress`` hears the nights
+    done out of the lake's nights in the interval."""
     home = Path(settings.home)
     result = Backtest(spec, mode)
     tables = read.datasets(home)
@@ -95,7 +102,10 @@ def backtest(
         return result
     limits = engine.limits(settings, timeout_s=settings.filter_timeout_s, max_rows=settings.filter_max_rows)
     seen: set[str] = set()
-    for night in lake_nights(home, since_mjd, until_mjd):
+    nights = lake_nights(home, since_mjd, until_mjd)
+    for done, night in enumerate(nights):
+        if progress is not None:
+            progress(done, len(nights))
         batch = night_views(tables[paths.SOURCES], tables.get(paths.OBJECTS), night)
         if batch is None:
             continue
@@ -113,6 +123,8 @@ def backtest(
             "night", pa.array([night] * new_rows.num_rows, pa.int32())
         )
         result.nights.append(NightResult(night, alerts, delivered))
+    if progress is not None:
+        progress(len(nights), len(nights))
     return result
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nightjar.progress import Progress
 from nightjar.settings import Settings
 from nightjar.streams import kafka
 from nightjar.streams.files import AlertFileError, read_payloads
@@ -26,12 +27,16 @@ def alert_files(paths: list[Path]) -> list[Path]:
     return found
 
 
-def replay(settings: Settings, files: list[Path], topic: str) -> ReplayReport:
-    """Produce every alert of ``files`` to ``topic``; unreadable files are reported and skipped."""
+def replay(settings: Settings, files: list[Path], topic: str, progress: Progress | None = None) -> ReplayReport:
+    """Produce every alert of ``files`` to ``topic``; unreadable files are reported and skipped. ``progress``
+    hears the files done out of all the alert files found."""
     kafka.ensure_topics(settings, [topic])
     report = ReplayReport()
+    found = alert_files(files)
     with Publisher(kafka.producer_config(settings)) as publisher:
-        for path in alert_files(files):
+        for done, path in enumerate(found, 1):
+            if progress is not None:
+                progress(done - 1, len(found))
             try:
                 payloads = read_payloads(path)
             except (AlertFileError, ValueError, OSError) as exc:
@@ -42,4 +47,6 @@ def replay(settings: Settings, files: list[Path], topic: str) -> ReplayReport:
             report.files += 1
             report.alerts += len(payloads)
         publisher.flush()
+        if progress is not None:
+            progress(len(found), len(found))
     return report

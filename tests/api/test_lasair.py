@@ -108,6 +108,39 @@ def test_hostile_or_broken_queries_are_clear_400s(lasair: lasair_client) -> None
         assert "Bad Request" in caught.value.message and message in caught.value.message, caught.value.message
 
 
+def test_lasair_lsst_object_columns_answer_as_nightjars(data_lake: DataLake, lasair: lasair_client) -> None:
+    lasair_names = lasair.query(
+        "objects.diaObjectId, decl, g_psfFlux, r_latestMJD, ngSources, nrSources, medianR",
+        "objects",
+        "ngSources > 0 AND objects.decl > -90 ORDER BY decl",
+        limit=1000,
+    )
+    nightjar_names = lasair.query(
+        "objects.diaObjectId, dec, g_latestFlux, r_latestMjd, g_nSources, r_nSources, medianReliability",
+        "objects",
+        "g_nSources > 0 AND objects.dec > -90 ORDER BY dec",
+        limit=1000,
+    )
+    assert lasair_names and [list(r.values()) for r in lasair_names] == [list(r.values()) for r in nightjar_names]
+    assert {"decl", "g_psfFlux", "ngSources", "nrSources", "medianR"} <= set(lasair_names[0])
+    stored = {r["diaObjectId"]: r for r in data_lake.objects.to_pylist()}
+    for row in lasair_names:
+        assert row["decl"] == stored[int(row["diaObjectId"])]["dec"]
+        assert row["g_psfFlux"] == pytest.approx(stored[int(row["diaObjectId"])]["g_latestFlux"])
+
+
+def test_lasair_lsst_columns_nightjar_lacks_are_named_in_a_400(lasair: lasair_client) -> None:
+    for selected, conditions, named in [
+        ("diaObjectId, jump1", "", "jump1"),
+        ("diaObjectId", "objects.latestPairColourMag > 0.5 AND ebv < 0.1", "ebv, latestPairColourMag"),
+    ]:
+        with pytest.raises(LasairError) as caught:
+            lasair.query(selected, "objects", conditions)
+        message = caught.value.message
+        assert "Bad Request" in message
+        assert f"Nightjar does not have the Lasair-LSST objects column(s) {named} (yet)" in message
+
+
 def test_query_rows_are_capped_by_role(data_lake: DataLake, endpoint: str) -> None:
     limits = {**data_lake.settings.role_max_rows, "anonymous": 5}
     app = create_app(data_lake.settings.model_copy(update={"role_max_rows": limits}))

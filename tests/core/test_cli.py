@@ -244,3 +244,99 @@ def test_a_dead_kafka_is_reported_before_dask_starts(
     monkeypatch.setenv("NIGHTJAR_SCHEDULER", "tcp://127.0.0.1:1")  # would fail differently if Dask were reached
     assert main(["run", "--topic", "t", "--idle-exit", "1"]) == 2  # was: a KafkaException traceback after Dask
     assert "does not answer" in capsys.readouterr().err
+
+
+def _progress_line(err: str, description: str) -> str:
+    """The progress bar's line labelled ``description`` (drawn once, finished, when stderr is not a terminal)."""
+    lines = [line for line in err.splitlines() if line.startswith(description)]
+    assert lines, f"no progress line {description!r} in:\n{err}"
+    return lines[-1]
+
+
+def test_ingest_shows_progress_and_a_summary(
+    settings: Settings,
+    dask_client: Client,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from nightjar.streams.files import read_payloads
+    from nightjar.streams.replay import alert_files
+
+    monkeypatch.setenv("NIGHTJAR_HOME", str(settings.home))
+    monkeypatch.setenv("NIGHTJAR_SCHEDULER", dask_client.scheduler.address)
+    folder = data_dir / "alerts/ztf/ampel-2018-early"
+    n = sum(len(read_payloads(p, wire_format=False)) for p in alert_files([folder]))
+    assert main(["ingest", str(folder)]) == 0
+    captured = capsys.readouterr()
+    assert f" {n}/{n} " in _progress_line(captured.err, "ingesting alerts")
+    assert f"ingested {n} alerts from 1 path(s); 0 problems" in captured.err
+    assert captured.out == ""
+
+
+def test_replay_shows_progress_and_a_summary(
+    kafka_settings: Settings, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nightjar.streams.files import read_payloads
+    from nightjar.streams.replay import alert_files
+
+    monkeypatch.setenv("NIGHTJAR_HOME", str(kafka_settings.home))
+    monkeypatch.setenv("NIGHTJAR_KAFKA", str(kafka_settings.kafka))
+    folder = data_dir / "alerts/ztf/ampel-2018-early"
+    files = alert_files([folder])
+    n = sum(len(read_payloads(p)) for p in files)
+    assert main(["replay", str(folder), "--topic", "progress-replay"]) == 0
+    err = capsys.readouterr().err
+    assert f" {len(files)}/{len(files)} " in _progress_line(err, "replaying files to progress-replay")
+    assert f"replayed {n} alerts from {len(files)} files to progress-replay; 0 skipped" in err
+
+
+def test_export_shows_progress_and_keeps_stdout_a_path(
+    settings: Settings,
+    lake_builder,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    lake_builder(settings.home, alerts=200, batches=2)
+    monkeypatch.setenv("NIGHTJAR_HOME", str(settings.home))
+    out = tmp_path / "bright"
+    assert main(["export", "sources", "--sql", "SELECT * FROM sources", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert " 200/200 " in _progress_line(captured.err, "exporting sources rows")
+    assert f"exported 200 rows in 1 files to {out}" in captured.err.replace("\n", "")
+    assert captured.out == f"{out / 'manifest.json'}\n"
+
+
+def test_filter_backtest_shows_progress_night_by_night(
+    settings: Settings, lake_builder, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nightjar.sql.backtest import lake_nights
+    from nightjar.streams.simulate import START_MJD
+
+    lake_builder(settings.home, alerts=300, batches=2, seed=62)
+    monkeypatch.setenv("NIGHTJAR_HOME", str(settings.home))
+    assert main(["filter", "add", "bright", "--sql", BRIGHT]) == 0
+    fid = capsys.readouterr().out.strip()
+    nights = len(lake_nights(settings.home, START_MJD, None))
+    assert main(["filter", "backtest", fid, "--since", str(START_MJD), "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert f" {nights}/{nights} " in _progress_line(captured.err, f"backtesting filter {fid} night by night")
+    assert f"deliveries over {nights} nights" in captured.err
+    json.loads(captured.out)  # stdout is still the JSON result alone
+
+
+def test_lake_optimize_shows_progress_and_a_summary(
+    settings: Settings, lake_builder, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nightjar.lake import maintain
+
+    lake_builder(settings.home, alerts=200, batches=4)
+    monkeypatch.setenv("NIGHTJAR_HOME", str(settings.home))
+    tables = maintain.tables(settings.home)
+    files = sum(t.files for t in tables)
+    assert main(["lake", "optimize"]) == 0
+    err = capsys.readouterr().err
+    assert f" {len(tables)}/{len(tables)} " in _progress_line(err, "optimizing tables")
+    after = sum(t.files for t in maintain.tables(settings.home))
+    assert f"optimized {len(tables)} tables" in err and f"files {files} -> {after}" in err
