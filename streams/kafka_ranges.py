@@ -79,6 +79,8 @@ def read_back(source: RawBatch | KafkaSlice, places: list[tuple[str, int, int]])
     """The payloads of a few messages of a batch, by (topic, partition, offset): from the batch when it holds its
     payloads, else read again from Kafka (the dead letters found at the lake commit, after the payloads are gone)."""
     wanted = set(places)
+    if not wanted:  # the usual batch: nothing to read back
+        return {}
     if isinstance(source, RawBatch):
         return {
             (t, p, o): payload
