@@ -44,6 +44,7 @@ class Job:
     context: Future | None = None  # the batch's BatchContext, when catalogues are installed
     filters: tuple[Filter, ...] = ()
     outcome: stages.BatchOutcome | None = None
+    worker: str | None = None  # where the batch stays from fetch to filters
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,12 @@ class Pipeline:
         self.in_flight.clear()
 
 
+def _on(worker: str | None) -> dict[str, Any]:
+    """Dask placement of a batch's task: on the batch's worker while it lives (Dask would otherwise move a
+    task to an idle worker, and the batch's tables with it), anywhere once it is gone."""
+    return {"workers": [worker], "allow_other_workers": True} if worker else {}
+
+
 def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any], max_in_flight: int = 2) -> Pipeline:
     """The pipeline graph; emit a ``Job`` into it and ``deliver`` receives the job finished, in emit order."""
     workers = sorted(client.scheduler_info()["workers"])
@@ -139,46 +146,52 @@ def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any], ma
         # A batch stays on one worker from fetch to filters (its decoded tables, cutouts included, are never
         # copied between workers); successive batches take turns, so one commits while the next is decoded.
         pipeline.turn += 1
-        where = [workers[pipeline.turn % len(workers)]] if workers else None
+        worker = workers[pipeline.turn % len(workers)] if workers else None
+        where = _on(worker)
         # Offset ranges go as they are (the worker fetches its messages); payloads are scattered, with
         # hash=False: Dask would otherwise hash every payload byte to name the data (seconds per batch).
         source = job.source
         if not isinstance(source, KafkaSlice):
-            source = client.scatter(source, workers=where, hash=False)
+            source = client.scatter(source, workers=[worker] if worker else None, hash=False)
         future = client.submit(
             stages.decode,
             source,
             config.max_message_bytes,
             config.registry_url,
-            workers=where,
-            allow_other_workers=True,
+            **where,
             pure=False,
         )
-        return replace(job, future=future)
+        return replace(job, future=future, worker=worker)
 
     def locate(job: Job) -> Job:
-        return replace(job, future=client.submit(stages.locate, job.future, config.partition_order, pure=False))
+        future = client.submit(stages.locate, job.future, config.partition_order, **_on(job.worker), pure=False)
+        return replace(job, future=future)
 
     def contextualize(job: Job) -> Job:
         catalogs = config.catalogs
         if catalogs is None or not catalogs.catalogs:
             return job
-        pending = client.submit(context.pending, job.future, config.home, catalogs.version, pure=False)
-        todo = client.submit(context.todo_objects, pending, pure=False)
+        where = _on(job.worker)
+        pending = client.submit(context.pending, job.future, config.home, catalogs.version, **where, pure=False)
+        todo = client.submit(context.todo_objects, pending, **where, pure=False)
         result = submit_context(client, todo, catalogs)
-        return replace(job, context=client.submit(context.combine, pending, result, pure=False))
+        return replace(job, context=client.submit(context.combine, pending, result, **where, pure=False))
 
     def commit(job: Job) -> Job:
         txns = transactions(job.source)
-        fut = client.submit(_commit_after, job.future, pipeline.last_commit, config.home, txns, job.context, pure=False)
-        pipeline.last_commit = client.submit(_committed, fut, pure=False)
+        where = _on(job.worker)
+        fut = client.submit(
+            _commit_after, job.future, pipeline.last_commit, config.home, txns, job.context, **where, pure=False
+        )
+        pipeline.last_commit = client.submit(_committed, fut, **where, pure=False)
         return replace(job, future=fut)
 
     def filters(job: Job) -> Job:
         chosen = list(job.filters) if config.run_filters else []
         fut = client.submit(
-            stages.apply_filters, job.future, chosen, config.limits, job.context, config.home, pure=False
-        )
+            stages.apply_filters, job.future, chosen, config.limits, job.context, config.home,
+            **_on(job.worker), pure=False,
+        )  # fmt: skip
         return replace(job, future=fut, context=None)
 
     staged = source.map(decode).map(locate).map(contextualize).map(commit).map(filters)

@@ -192,7 +192,8 @@ def commit_to_lake(
     measurements the lake holds: only the others are appended to ``sources`` and ``forced_sources`` (packet
     history repeats itself from alert to alert), and then to the index. Objects are replaced by their newest
     state with features over their whole stored light curve; cutouts are appended; new classifications are
-    upserted into ``context`` and ``context_matches``. Returns the batch with its objects as stored.
+    upserted into ``context`` and ``context_matches``. Returns the batch with its objects as stored and without
+    its cutouts.
 
     Tables that do not depend on each other are written side by side (Delta writes run outside the GIL); the
     index is appended only after the rows it describes, and the lake log last.
@@ -204,7 +205,9 @@ def commit_to_lake(
         batch = _Timed(pool, seconds)("resent", _set_aside_resent, batch, home)
         objects = _commit(batch, home, txns, context, _Timed(pool, seconds))
     timings = {**batch.timings, **seconds, "commit": time.perf_counter() - started}
-    return replace(batch, objects=objects, timings=timings)
+    # No later stage reads the cutouts (~170 MB in a heavy batch of 2,000): the worker frees them now, not after
+    # the filters.
+    return replace(batch, objects=objects, cutouts=batch.cutouts.schema.empty_table(), timings=timings)
 
 
 def _set_aside_resent(batch: DecodedBatch, home: Path) -> DecodedBatch:
