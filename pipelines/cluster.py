@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import dask
 from distributed import Client, LocalCluster, Worker, WorkerPlugin
 
 from nightjar.settings import Settings
@@ -18,7 +19,10 @@ def dask_client(settings: Settings) -> Iterator[Client]:
         with Client(settings.scheduler) as client:
             yield client
         return
+    # A batch's tasks are placed on the worker that holds its tables (``pipelines.graph``); work stealing would move
+    # them, and ~300 MB of tables with them, to whichever worker looks idle (a paused one's queue, say).
     with (
+        dask.config.set({"distributed.scheduler.work-stealing": False}),
         LocalCluster(
             n_workers=settings.workers,
             threads_per_worker=settings.threads_per_worker,

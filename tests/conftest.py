@@ -63,9 +63,16 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def dask_client() -> Iterator[Client]:
-    """A real distributed.LocalCluster with two single-threaded worker processes."""
+    """A real distributed.LocalCluster shaped as ``nightjar run`` starts one: two worker processes, each running
+    two tasks at once (a batch is decoded beside another's commit)."""
+    defaults = Settings()
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        LocalCluster(
+            n_workers=defaults.workers,
+            threads_per_worker=defaults.threads_per_worker,
+            processes=True,
+            dashboard_address=None,
+        ) as cluster,
         Client(cluster) as client,
     ):
         yield client
