@@ -19,6 +19,13 @@ def dask_client(settings: Settings) -> Iterator[Client]:
         with Client(settings.scheduler) as client:
             yield client
         return
+    with local_cluster(settings) as cluster, Client(cluster) as client:
+        yield client
+
+
+@contextmanager
+def local_cluster(settings: Settings) -> Iterator[LocalCluster]:
+    """The cluster ``nightjar run`` starts when no scheduler is given: worker processes as the settings say."""
     # A batch's tasks are placed on the worker that holds its tables (``pipelines.graph``); work stealing would move
     # them, and ~300 MB of tables with them, to whichever worker looks idle (a paused one's queue, say).
     with (
@@ -30,9 +37,8 @@ def dask_client(settings: Settings) -> Iterator[Client]:
             processes=True,
             dashboard_address=None,
         ) as cluster,
-        Client(cluster) as client,
     ):
-        yield client
+        yield cluster
 
 
 class MemoryCap(WorkerPlugin):

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
+from nightjar.pipelines.cluster import local_cluster
 from nightjar.settings import Settings
 from nightjar.streams import broker
 
@@ -63,18 +64,9 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def dask_client() -> Iterator[Client]:
-    """A real distributed.LocalCluster shaped as ``nightjar run`` starts one: two worker processes, each running
-    two tasks at once (a batch is decoded beside another's commit)."""
-    defaults = Settings()
-    with (
-        LocalCluster(
-            n_workers=defaults.workers,
-            threads_per_worker=defaults.threads_per_worker,
-            processes=True,
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    """A real distributed.LocalCluster started as ``nightjar run`` starts one with the default settings: two worker
+    processes, each running two tasks at once (a batch is decoded beside another's commit)."""
+    with local_cluster(Settings()) as cluster, Client(cluster) as client:
         yield client
 
 
