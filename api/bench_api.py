@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=50_000, help="alerts per commit")
     parser.add_argument("--cutout-bytes", type=int, default=256, help="size of each of the three cutouts")
     parser.add_argument("--calls", type=int, default=200, help="timed calls of each kind")
-    parser.add_argument("--radius", type=float, default=5.0, help="cone radius, arcsec")
+    parser.add_argument("--radius-arcsec", type=float, default=5.0, help="cone radius, arcsec")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the synthetic lake even if present")
 
 
@@ -100,7 +100,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     picks = rng.choice(ids, args.calls, replace=False).tolist()
     ra = rng.uniform(0, 360, args.calls)
     dec = np.degrees(np.arcsin(rng.uniform(-1, np.sin(np.radians(10)), args.calls)))
-    cones = [f"/api/v1/cone?ra={r:.6f}&dec={d:.6f}&radius={args.radius}" for r, d in zip(ra, dec, strict=True)]
+    cones = [
+        f"/api/v1/cone?ra={r:.6f}&dec={d:.6f}&radius_arcsec={args.radius_arcsec}" for r, d in zip(ra, dec, strict=True)
+    ]
 
     token = add_user_token(settings.model_copy(update={"home": home}), f"bench-{os.getpid()}", role=ADMIN)
     port = free_port()

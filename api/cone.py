@@ -26,7 +26,7 @@ class ConeObject(BaseModel):
 class ConeResult(BaseModel):
     ra: float
     dec: float
-    radius: float
+    radius_arcsec: float
     mode: Mode
     count: int = Field(description="Objects within the radius.")
     objects: list[ConeObject] = Field(description="Nearest first; one for 'nearest', none for 'count'.")
@@ -47,23 +47,25 @@ def router() -> APIRouter:
         user: Caller,
         ra: Annotated[float, Query(ge=0, le=360, description="Right ascension of the centre, degrees.")],
         dec: Annotated[float, Query(ge=-90, le=90, description="Declination of the centre, degrees.")],
-        radius: Annotated[
+        radius_arcsec: Annotated[
             float, Query(gt=0, le=MAX_RADIUS_ARCSEC, description="Radius in arcseconds (at most 1000).")
         ] = 5.0,
         mode: Annotated[Mode, Query(description="nearest: the closest object; all: every one; count: how many.")] = (
             "all"
         ),
     ) -> ConeResult:
-        """The objects whose position lies within ``radius`` arcseconds of (ra, dec), nearest first.
+        """The objects whose position lies within ``radius_arcsec`` of (ra, dec), nearest first.
 
-        Reads only the row groups of the objects table whose HEALPix range meets the cone.
+        The radius is named as in exports and the SQL function ``in_cone`` (Lasair's own cone, at
+        ``/lasair/api/cone/``, keeps Lasair's ``radius``). Reads only the row groups of the objects table whose
+        HEALPix range meets the cone.
         """
-        found = search(snap, ra, dec, radius)
+        found = search(snap, ra, dec, radius_arcsec)
         rows = [
             ConeObject(diaObjectId=str(i), ra=r, dec=d, separation=s)
             for i, r, d, s in zip(*(found[c].to_pylist() for c in found.column_names), strict=True)
         ]
         kept = rows[:1] if mode == "nearest" else [] if mode == "count" else rows
-        return ConeResult(ra=ra, dec=dec, radius=radius, mode=mode, count=len(rows), objects=kept)
+        return ConeResult(ra=ra, dec=dec, radius_arcsec=radius_arcsec, mode=mode, count=len(rows), objects=kept)
 
     return api

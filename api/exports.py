@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from nightjar.api.auth import SignedIn
 from nightjar.api.users import User
@@ -27,18 +27,26 @@ PARQUET = "application/vnd.apache.parquet"
 
 
 class Cone(BaseModel):
+    """A cone: the radius is ``radius_arcsec``, as in ``GET /api/v1/cone`` and ``in_cone()``."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt radius must not be dropped silently
+
     ra: float = Field(ge=0, lt=360, description="Degrees.")
     dec: float = Field(ge=-90, le=90, description="Degrees.")
     radius_arcsec: float = Field(gt=0, le=36_000)
 
 
 class MjdRange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     start: float = Field(description="MJD (TAI), inclusive.")
     end: float = Field(description="MJD (TAI), exclusive.")
 
 
 class ExportRequest(BaseModel):
-    """A table and exactly one selection."""
+    """A table and exactly one selection; a field it does not know is refused (422), not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
     table: str = Field(min_length=1, max_length=100, description="A lake table: sources, objects, forced_sources…")
     night: int | None = Field(default=None, ge=0, le=10**6, description="One night (the lake's night number).")

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from nightjar.api.auth import Caller, SignedIn
 from nightjar.api.users import User
 from nightjar.sql import registry
+from nightjar.sql.filter_check import empty_view_warnings
 from nightjar.sql.parse import QueryError
 from nightjar.sql.registry import Filter, RegistryError
 
@@ -99,6 +100,11 @@ class FilterView(BaseModel):
     outputs: Outputs
     health: Health
     versions: list[VersionView] | None = Field(default=None, description="The version history (single reads).")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What may surprise the filter's author, e.g. it reads a view that holds no rows yet "
+        "(watchlist_hits, area_hits). The filter is valid and saved all the same.",
+    )
 
 
 def can_see(flt: Filter, user: User) -> bool:
@@ -125,6 +131,7 @@ def view(flt: Filter, user: User, history: list[registry.Version] | None = None)
             webhooks=list(flt.webhooks) if mine else None,
         ),
         health=Health(active=flt.active, failures=flt.failures, last_error=flt.last_error),
+        warnings=empty_view_warnings(flt.sql),
         versions=None
         if history is None
         else [

@@ -1,4 +1,4 @@
-"""Unknown query parameters are a 400: a misspelt ``radius_arcsec=3000`` must not silently mean the default."""
+"""Unknown query parameters are a 400: a misspelt ``radius=3000`` must not silently mean the default."""
 
 from __future__ import annotations
 

@@ -203,6 +203,14 @@ def _summary(flt: Any) -> dict[str, Any]:
     }
 
 
+def _warn(sql: str) -> None:
+    """Say on stderr when the filter reads views that hold no rows yet (it is saved all the same)."""
+    from nightjar.sql.filter_check import empty_view_warnings
+
+    for warning in empty_view_warnings(sql):
+        console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+
 def run(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.sql import registry
 
@@ -232,6 +240,7 @@ def _add(settings: Settings, db: Any, args: argparse.Namespace) -> int:
     )
     outputs = ", ".join([*([flt.topic] if flt.kafka else []), *flt.emails, *flt.webhooks]) or "no outputs"
     console.print(f"filter {flt.id} ({flt.name}) version {flt.version} -> {outputs}")
+    _warn(flt.sql)
     print(flt.id)
     return 0
 
@@ -292,6 +301,7 @@ def _edit(settings: Settings, db: Any, args: argparse.Namespace) -> int:
         home=settings.home,
     )
     console.print(f"filter {flt.id} ({flt.name}) now version {flt.version}, {'active' if flt.active else 'inactive'}")
+    _warn(flt.sql)
     return 0
 
 
@@ -300,6 +310,7 @@ def _copy(settings: Settings, db: Any, args: argparse.Namespace) -> int:
 
     flt = registry.copy_filter(db, args.id, owner=args.owner, name=args.name, home=settings.home)
     console.print(f"filter {flt.id} ({flt.name}), a copy of {args.id}, -> {flt.topic}")
+    _warn(flt.sql)
     print(flt.id)
     return 0
 

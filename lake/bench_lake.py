@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cones", type=int, default=50, help="cone searches timed, centred on random sources (default: %(default)s)"
     )
-    parser.add_argument("--radius", type=float, default=5.0, help="cone radius, arcsec")
+    parser.add_argument("--radius-arcsec", type=float, default=5.0, help="cone radius, arcsec")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the synthetic lake even if present")
 
 
@@ -163,7 +163,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     times, full = [], []
     for i, c in enumerate(centres):
         started = time.perf_counter()
-        hits = search(c["ra"], c["dec"], args.radius, columns=["diaSourceId"])
+        hits = search(c["ra"], c["dec"], args.radius_arcsec, columns=["diaSourceId"])
         times.append(time.perf_counter() - started)
         assert hits.num_rows >= 1
         if i < 3:  # the same cone by scanning every row, as a baseline
@@ -172,7 +172,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             sep = angular_separation_arcsec(
                 everything["ra"].to_numpy(), everything["dec"].to_numpy(), c["ra"], c["dec"]
             )
-            scanned = everything.filter(pa.array(sep <= args.radius))
+            scanned = everything.filter(pa.array(sep <= args.radius_arcsec))
             full.append(time.perf_counter() - started)
             assert sorted(scanned["diaSourceId"].to_pylist()) == sorted(hits["diaSourceId"].to_pylist())
     p50, p95 = _ms(times)

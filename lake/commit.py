@@ -161,6 +161,36 @@ def append(home: Path, table: str, data: pa.Table, txns: dict[str, int]) -> bool
     return True
 
 
+def replace_rows(home: Path, table: str, data: pa.Table, predicate: str) -> None:
+    """Replace the table's rows that match ``predicate`` (SQL over its columns) by ``data``, in one commit
+    (Delta's replaceWhere; every row of ``data`` must match). No application transaction is recorded: the
+    batch's own commits do that, and replacing the same rows again leaves the same table."""
+    data = with_partition_columns(table, data)
+    sort = paths.SORT_COLUMNS[table]
+    if sort in data.column_names and data.num_rows:
+        data = data.sort_by(sort)
+    for attempt in range(COMMIT_RETRIES):
+        dt = _open(home, table)
+        if dt is None:
+            raise LookupError(f"{table}: no table to replace rows in")
+        try:
+            write_deltalake(
+                dt,
+                data,
+                mode="overwrite",
+                predicate=predicate,
+                partition_by=paths.PARTITION_COLUMNS[table] or None,
+                schema_mode="merge",
+                writer_properties=writer_properties(table, data.schema),
+                commit_properties=CommitProperties(max_commit_retries=COMMIT_RETRIES),
+            )
+            return
+        except CommitFailedError:
+            if attempt == COMMIT_RETRIES - 1:
+                raise
+            log.warning("%s: replace conflict, retrying (%d)", table, attempt + 1)
+
+
 def log_batch(home: Path, txns: dict[str, int]) -> bool:
     """Record, after a batch reached every table, the version of each table: one lake snapshot.
 

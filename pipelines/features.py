@@ -2,6 +2,14 @@
 
 Input: detections (``diaObjectId, midpointMjdTai, band, psfFlux, psfFluxErr, reliability``) of the objects to
 describe, their whole available history. Output: one row per object. Magnitudes are AB: 31.4 − 2.5·log10(nJy).
+
+Two mean magnitudes per band, which differ for a variable source:
+
+- ``{band}_meanMag``: the magnitude of the mean flux, 31.4 − 2.5·log10(mean(psfFlux)) (null when the mean flux is
+  not positive);
+- ``{band}_meanPsfMag``: the mean of the detections' PSF magnitudes, mean(31.4 − 2.5·log10(|psfFlux|)); for ZTF
+  this is the mean of ``magpsf`` (the magnitude of the difference flux, whatever its sign), as Lasair-ZTF's
+  ``gmean``/``rmean``.
 """
 
 from __future__ import annotations
@@ -44,7 +52,8 @@ def _mag(expr: str) -> str:
 def _summary_sql() -> str:
     # Per (object, band) first, with plain aggregates over one newest-first ranking, then one column per band
     # from those few rows: filtered aggregates over every detection cost a pass each (50 passes, ~10x slower).
-    stats = ["nSources", "latestFlux", "latestMjd", "meanFlux", "maxFlux", "minFlux", "prevFlux", "prevMjd"]
+    stats = ["nSources", "latestFlux", "latestMjd", "meanFlux", "meanPsfMag", "maxFlux", "minFlux", "prevFlux"]
+    stats.append("prevMjd")
     per_band = [
         f"coalesce(max(nSources) FILTER (WHERE band = '{b}'), 0) AS {b}_nSources"
         if stat == "nSources"
@@ -62,6 +71,8 @@ def _summary_sql() -> str:
                    max(CASE WHEN k = 1 THEN psfFlux END) AS latestFlux,
                    max(midpointMjdTai) AS latestMjd,
                    avg(psfFlux) AS meanFlux,
+                   -- ZTF's magpsf is the magnitude of |flux| (isdiffpos gives the sign): their mean, as Lasair-ZTF's
+                   avg(CASE WHEN psfFlux <> 0 THEN 31.4 - 2.5 * log10(abs(psfFlux)) END) AS meanPsfMag,
                    max(psfFlux) AS maxFlux,
                    min(psfFlux) AS minFlux,
                    max(CASE WHEN k = 2 THEN psfFlux END) AS prevFlux,
@@ -128,10 +139,13 @@ _COLOURS = f"""
     WITH g AS (SELECT diaObjectId, midpointMjdTai AS t, psfFlux AS f FROM detections WHERE band = 'g' AND psfFlux > 0),
          r AS (SELECT diaObjectId, midpointMjdTai AS t, psfFlux AS f FROM detections WHERE band = 'r' AND psfFlux > 0),
          pairs AS (
-            SELECT g.diaObjectId, greatest(g.t, r.t) AS t, -2.5 * log10(g.f / r.f) AS colour
+            SELECT g.diaObjectId, greatest(g.t, r.t) AS t, abs(g.t - r.t) AS gap, -2.5 * log10(g.f / r.f) AS colour
             FROM g JOIN r ON g.diaObjectId = r.diaObjectId AND abs(g.t - r.t) < {COLOUR_PAIR_DAYS}
          )
-    SELECT diaObjectId, arg_max(colour, t) AS g_minus_r, max(t) AS colourMjd FROM pairs GROUP BY diaObjectId
+    -- The newest pair; of pairs ending at the same detection, the closest in time (then the bluest), so that the
+    -- answer does not depend on the order of the rows (which follows the order the alerts arrived in).
+    SELECT diaObjectId, colour AS g_minus_r, t AS colourMjd FROM pairs
+    QUALIFY row_number() OVER (PARTITION BY diaObjectId ORDER BY t DESC, gap, colour) = 1
 """
 
 

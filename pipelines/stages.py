@@ -115,6 +115,50 @@ def lake_sources(batch: DecodedBatch, known: pa.Table | None = None) -> pa.Table
     return commit.first_per_key(rows, "diaSourceId")
 
 
+def late_alerts(batch: DecodedBatch, known: pa.Table, stored_alerts: pa.ChunkedArray | pa.Array) -> pa.Table:
+    """The batch's triggering detections that the lake holds already as a packet history copy, flagged as
+    ``lake_sources`` flags them: each replaces that copy. ``known``: the index rows of the batch's objects;
+    ``stored_alerts``: the ``diaSourceId`` of the batch's alerts that the lake holds (``lake.resent``).
+
+    An alert's own record of its detection is the one kept, whichever copy arrived first, so that what the lake
+    stores does not depend on arrival order: ZTF's history copies are not the candidate (floats rounded to 6
+    digits, ``isdiffpos`` ``1`` for ``t``, another ``magzpscirms``). A detection whose alert the lake holds was
+    stored from that alert (a batch read again after a crash finds its own alerts); one the index holds without
+    its alert came from packet history (or from a crashed try of this batch, before its alerts were stored:
+    replacing it again changes nothing).
+    """
+    rows = batch.sources
+    if rows.num_rows == 0 or known.num_rows == 0:
+        return rows.drop_columns([ROW]).slice(0, 0).append_column(paths.FROM_HISTORY, pa.array([], pa.bool_()))
+    held = known.filter(pc.invert(known[history.FORCED]))[history.KEY]
+    alerts = pc.drop_null(stored_alerts)
+    alerts = alerts.combine_chunks() if isinstance(alerts, pa.ChunkedArray) else alerts
+    late = pc.and_(
+        pc.is_in(rows["diaSourceId"], value_set=held),
+        pc.invert(pc.is_in(rows["diaSourceId"], value_set=alerts.cast(pa.int64()))),
+    )
+    rows = rows.filter(pc.fill_null(late, False)).drop_columns([ROW])
+    rows = rows.append_column(paths.FROM_HISTORY, pa.array(np.zeros(rows.num_rows, bool)))
+    return commit.first_per_key(rows, "diaSourceId")
+
+
+def _replace_detections(home: Path, late: pa.Table) -> pa.Table:
+    """Replace the stored copies of ``late`` detections in ``sources`` and in the index; the index rows written."""
+    keys = ", ".join(str(int(k)) for k in late["diaSourceId"].to_numpy())
+    commit.replace_rows(home, paths.SOURCES, late, f"diaSourceId IN ({keys})")
+    rows = history.rows_for(late, "diaSourceId", forced=False)
+    objects = ", ".join(str(int(k)) for k in np.unique(rows["diaObjectId"].to_numpy()))
+    where = f"diaObjectId IN ({objects}) AND {history.KEY} IN ({keys}) AND {history.FORCED} = false"
+    commit.replace_rows(home, paths.OBJECT_HISTORY, rows, where)
+    return rows
+
+
+def _without_detections(rows: pa.Table, keys: pa.Array) -> pa.Table:
+    """Index rows without the detections of ``keys``."""
+    drop = pc.and_(pc.invert(rows[history.FORCED]), pc.is_in(rows[history.KEY], value_set=keys))
+    return rows.filter(pc.invert(pc.fill_null(drop, False)))
+
+
 def lake_forced(batch: DecodedBatch, known: pa.Table | None = None) -> pa.Table | None:
     """The batch's forced photometry with its ``forcedKey``, one row per key; None when it has none.
     ``known``: as for ``lake_sources``."""
@@ -149,7 +193,24 @@ def merge_objects(objects: pa.Table, detections: pa.Table, home: Path) -> pa.Tab
         )
         objects = objects.join(features, keys="diaObjectId", join_type="left outer", coalesce_keys=True)
         objects = _with_light_curve_interval(objects)
+        objects = _with_ztf_detection_count(objects)
     return objects
+
+
+def _with_ztf_detection_count(objects: pa.Table) -> pa.Table:
+    """A ZTF object's ``nDiaSources``: its detections in the lake (``nSources``). LSST's diaObject counts every
+    detection Rubin associated; a ZTF packet has no such count (its ``prv_candidates`` hold 30 days)."""
+    if paths.SURVEY not in objects.column_names or "nSources" not in objects.column_names:
+        return objects
+    ztf = pc.fill_null(pc.equal(objects[paths.SURVEY], "ztf"), False)
+    column = "nDiaSources"
+    kind = objects.schema.field(column).type if column in objects.column_names else pa.int32()
+    counted = pc.cast(objects["nSources"], kind)
+    current = objects[column] if column in objects.column_names else pa.nulls(objects.num_rows, kind)
+    values = pc.if_else(ztf, counted, current)
+    if column in objects.column_names:
+        return objects.set_column(objects.column_names.index(column), column, values)
+    return objects.append_column(column, values)
 
 
 # LSST's diaObject gives the first and last detection's time; a ZTF packet does not, so its objects take them from
@@ -202,17 +263,20 @@ def commit_to_lake(
     seconds: dict[str, float] = {}
     with commit.lake_lock(home), ThreadPoolExecutor(4, thread_name_prefix="nightjar-commit") as pool:
         seconds["commit.lock"] = time.perf_counter() - started
-        batch = _Timed(pool, seconds)("resent", _set_aside_resent, batch, home)
-        objects = _commit(batch, home, txns, context, _Timed(pool, seconds))
+        timed = _Timed(pool, seconds)
+        stored_alerts = timed("resent", resent.stored_alerts, home, batch.cutouts)
+        batch = timed("resent", _set_aside_resent, batch, stored_alerts)
+        objects = _commit(batch, home, txns, context, timed, stored_alerts[resent.KEY])
     timings = {**batch.timings, **seconds, "commit": time.perf_counter() - started}
     # No later stage reads the cutouts (~170 MB in a heavy batch of 2,000): the worker frees them now, not after
     # the filters.
     return replace(batch, objects=objects, cutouts=batch.cutouts.schema.empty_table(), timings=timings)
 
 
-def _set_aside_resent(batch: DecodedBatch, home: Path) -> DecodedBatch:
-    """The batch without its re-sent alerts (``lake.resent``): identical ones counted, conflicting ones rejected."""
-    found = resent.set_aside(batch.tables(), resent.stored_alerts(home, batch.cutouts))
+def _set_aside_resent(batch: DecodedBatch, stored_alerts: pa.Table) -> DecodedBatch:
+    """The batch without its re-sent alerts (``lake.resent``; ``stored_alerts``: the lake's alerts with the batch's
+    keys): identical ones counted, conflicting ones rejected."""
+    found = resent.set_aside(batch.tables(), stored_alerts)
     conflicts = [
         Reject(row, reason, topic, partition, offset, read_back=True)
         for row, reason, topic, partition, offset in zip(
@@ -241,7 +305,12 @@ class _Timed:
 
 
 def _commit(
-    batch: DecodedBatch, home: Path, txns: dict[str, int], context: BatchContext | None, timed: _Timed
+    batch: DecodedBatch,
+    home: Path,
+    txns: dict[str, int],
+    context: BatchContext | None,
+    timed: _Timed,
+    stored_alerts: pa.ChunkedArray | pa.Array,
 ) -> pa.Table:
     tables = (batch.objects, batch.sources, batch.prv_sources, batch.forced_sources)
     columns = [t["diaObjectId"] for t in tables if t.num_rows and "diaObjectId" in t.column_names]
@@ -250,6 +319,11 @@ def _commit(
     lagging, covered = timed("history_read", history.unindexed, home, txns)  # rows a crash stored, not indexed
     stored = timed("history_read", history.stored, home, object_ids)
     known = pa.concat_tables([stored, lagging])
+    late = late_alerts(batch, known, stored_alerts)
+    if late.num_rows:  # rare: an alert arriving after a later alert brought its detection as history
+        replaced = timed("sources_replace", _replace_detections, home, late)
+        stored = pa.concat_tables([_without_detections(stored, replaced[history.KEY]), replaced])
+        lagging = _without_detections(lagging, replaced[history.KEY])
     index = [lagging] if lagging.num_rows else []
     writes: list[Future[Any]] = []
     if batch.sources.num_rows:

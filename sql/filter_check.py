@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from nightjar.sql import sandbox, views
 from nightjar.sql.compile import FilterSpec, compile_filters
-from nightjar.sql.parse import QueryError, clean_message
+from nightjar.sql.parse import QueryError, clean_message, tables_read
 from nightjar.sql.streaming import OBJECT_KEY
 
 
@@ -66,3 +66,22 @@ def check_filter_sql(sql: str, home: Path | None = None) -> FilterShape:
                 "DISTINCT/LIMIT runs as its own query, and each row it returns is delivered as a match on an object"
             )
     return FilterShape(columns, types, shared, schema)
+
+
+def empty_view_warnings(sql: str) -> list[str]:
+    """Warnings for a filter that reads views no stage fills yet (``views.NOT_FILLED_YET``): they hold no rows,
+    so what the filter takes from them is empty until the feature lands. Not an error: the filter stays valid.
+
+    Examples
+    --------
+    >>> empty_view_warnings("SELECT diaObjectId FROM objects")
+    []
+    >>> print(empty_view_warnings("SELECT o.diaObjectId FROM objects o JOIN watchlist_hits w USING (diaObjectId)")[0])
+    this filter reads watchlist_hits, which holds no rows yet (watchlist matching is not part of Nightjar yet): ...
+    """
+    return [
+        f"this filter reads {view}, which holds no rows yet ({feature} is not part of Nightjar yet): it gets "
+        "nothing from that view until then; the filter is kept, and reads it once it is filled"
+        for view, feature in views.NOT_FILLED_YET.items()
+        if view in tables_read(sql)
+    ]

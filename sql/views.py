@@ -40,6 +40,13 @@ VIEW_NAMES: tuple[str, ...] = (
     ANNOTATIONS,
 )
 
+# Views no stage fills yet, with the feature that will fill them: always empty, over the lake and in every batch.
+# A filter may read them (it is kept, and matches once the feature lands), but its author is told.
+NOT_FILLED_YET: dict[str, str] = {
+    WATCHLIST_HITS: "watchlist matching",
+    AREA_HITS: "sky-area matching",
+}
+
 # The columns that identify the alert a row belongs to: (object, source). A filter's delivery is keyed by them.
 ROW_KEYS: dict[str, tuple[str, str | None]] = {
     SOURCES: ("diaObjectId", "diaSourceId"),

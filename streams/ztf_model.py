@@ -12,19 +12,26 @@ LSST column                    from ZTF
 ``band``                       ``fid`` 1, 2, 3 → ``g``, ``r``, ``i``
 ``psfFlux``, ``psfFluxErr``    nJy from ``magpsf``/``sigmapsf`` (AB: f = 10**((31.4 − m)/2.5)), negative
                                when ``isdiffpos`` is ``f``/``0``
-``reliability``                ``rb`` (the real-bogus score every packet carries for a detection; the
-                               newest alert's ``drb`` is on its object)
+``reliability``                ``rb``: the real-bogus score every packet carries for every detection, in
+                               ``candidate`` and ``prv_candidates`` alike (``drb``, the deep-learning
+                               score, is in ``candidate`` only: it describes the alert and is a column of
+                               the object, from its newest alert)
 ``isNegative``                 ``isdiffpos`` is ``f``/``0``
 ============================  =========================================================================
+
+The object's ``nDiaSources`` is not taken from the packet (whose ``prv_candidates`` hold 30 days): it is set,
+like ``nSources``, from the light curve the lake holds (``pipelines.stages.merge_objects``).
 
 History: ``prv_candidates`` with a ``candid`` are earlier detections (``prv_sources``); those without are
 upper limits, kept in ``forced_sources`` with ``kind = 'upper_limit'`` and ``diffmaglim`` (and no position: the
 packet gives none, and the alert's own position would make the row depend on which alert brought it). ``fp_hists`` are
 forced photometry (``kind = 'forced_phot'``), ``psfFlux`` = ``forcediffimflux``·10**((31.4 − magzpsci)/2.5) nJy.
 Cutouts are ZTF's gzipped FITS stamps (``stampData``). A detection's ``sources`` row keeps the fields that both
-``candidate`` and ``prv_candidates`` carry, so it is the same whichever packet brought it first; the fields only
-the alert's ``candidate`` has (``drb``, ``ndethist``, PS1 and Gaia neighbours, ``ssdistnr``...) are columns of the
-object, from its newest alert.
+``candidate`` and ``prv_candidates`` carry; the fields only the alert's ``candidate`` has (``drb``, ``ndethist``,
+PS1 and Gaia neighbours...) are columns of the object, from its newest alert. ZTF's history copy of a detection is
+not its candidate (floats rounded to 6 digits, ``isdiffpos`` ``1`` for ``t``, other ``magzpscirms``): the lake
+keeps the candidate of every detection whose alert it received, whichever copy arrived first
+(``pipelines.stages.lake_sources``).
 """
 
 from __future__ import annotations
@@ -41,6 +48,57 @@ ZTF_ID_FLAG = 1 << 62
 LETTERS = 7
 BANDS = pa.array([None, "g", "r", "i"], pa.string())
 MISSING_FLUX = -99999.0
+# The fields of ZTF's ``candidate`` that ``prv_candidate`` lacks in every schema version (pre-3.0 to 4.02).
+ALERT_ONLY = frozenset(
+    [
+        "sgmag1",
+        "srmag1",
+        "simag1",
+        "szmag1",
+        "sgscore1",
+        "distpsnr1",
+        "ndethist",
+        "ncovhist",
+        "jdstarthist",
+        "jdendhist",
+        "tooflag",
+        "objectidps1",
+        "objectidps2",
+        "sgmag2",
+        "srmag2",
+        "simag2",
+        "szmag2",
+        "sgscore2",
+        "distpsnr2",
+        "objectidps3",
+        "sgmag3",
+        "srmag3",
+        "simag3",
+        "szmag3",
+        "sgscore3",
+        "distpsnr3",
+        "nmtchps",
+        "rfid",
+        "jdstartref",
+        "jdendref",
+        "nframesref",
+        "dsnrms",
+        "ssnrms",
+        "dsdiff",
+        "nmatches",
+        "zpclrcov",
+        "zpmed",
+        "clrmed",
+        "clrrms",
+        "neargaia",
+        "neargaiabright",
+        "maggaia",
+        "maggaiabright",
+        "exptime",
+        "drb",
+        "drbversion",
+    ]
+)
 
 
 def is_ztf(schema: dict) -> bool:
@@ -85,9 +143,6 @@ def _detections(table: pa.Table, obj_ids: np.ndarray, object_names: pa.Array, re
     negative = _negative(table["isdiffpos"])
     flux = _flux(table["magpsf"], negative)
     sigma = np.asarray(pc.fill_null(table["sigmapsf"], np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
-    reliability = table["drb"] if "drb" in table.column_names else table["rb"]
-    if "drb" in table.column_names and "rb" in table.column_names:
-        reliability = pc.coalesce(table["drb"], table["rb"])
     added = {
         "diaSourceId": table["candid"],
         "diaObjectId": pa.array(obj_ids[recs], pa.int64()),
@@ -96,7 +151,7 @@ def _detections(table: pa.Table, obj_ids: np.ndarray, object_names: pa.Array, re
         "band": BANDS.take(pc.cast(table["fid"], pa.int64())),
         "psfFlux": pa.array(flux.astype(np.float32), pa.float32(), from_pandas=True),
         "psfFluxErr": pa.array(np.abs(flux * sigma * np.log(10) / 2.5).astype(np.float32), from_pandas=True),
-        "reliability": pc.cast(reliability, pa.float32()),
+        "reliability": pc.cast(table["rb"], pa.float32()),
         "isNegative": pa.array(negative),
     }
     out = table.drop_columns([c for c in added if c in table.column_names] + [RECORD])
@@ -115,20 +170,19 @@ def model_tables(decoded: Decoded, record_row: np.ndarray) -> tuple[dict[str, pa
     # A detection's row holds the fields every packet carries for it, whether it arrives as the alert's
     # candidate or in a later packet's history, so that what is stored does not depend on arrival order; the
     # candidate-only fields (drb, PS1 and Gaia neighbours, ndethist...) describe the alert and go to its object.
-    shared = candidate.column_names
     if prv is not None and prv.num_columns > 1:
         shared = [c for c in candidate.column_names if c in prv.column_names]
+    else:  # a writer schema without packet history (a re-serialised stream): ZTF's own split of the fields
+        shared = [c for c in candidate.column_names if c not in ALERT_ONLY]
     alert_only = [c for c in candidate.column_names if c not in shared]
     sources = _detections(candidate.select(shared), obj_ids, names, record_row)
     tables = {"sources": sources}
 
     n = top.num_rows
-    n_prv = np.zeros(n, dtype=np.int64)
     forced_parts = []
     if prv is not None and prv.num_rows:
         detected = pc.is_valid(prv["candid"])
         earlier = prv.filter(detected)
-        n_prv = np.bincount(earlier[RECORD].to_numpy(), minlength=n)
         tables["prv_sources"] = _detections(earlier, obj_ids, names, record_row)
         limits = prv.filter(pc.invert(detected))
         recs = limits[RECORD].to_numpy()
@@ -186,7 +240,6 @@ def model_tables(decoded: Decoded, record_row: np.ndarray) -> tuple[dict[str, pa
             "objectId": names,
             "ra": sources["ra"],
             "dec": sources["dec"],
-            "nDiaSources": pa.array(n_prv + 1, pa.int32()),
             "lastDiaSourceId": sources["diaSourceId"],
             "lastAlertMjdTai": sources["midpointMjdTai"],
             **{c: candidate[c] for c in alert_only if c not in ("ra", "dec", "jd", RECORD)},

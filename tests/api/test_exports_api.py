@@ -120,6 +120,15 @@ def test_exports_are_private_and_bad_selections_say_why(setup: Setup) -> None:
         refused = setup.client.post("/api/v1/exports", json=body, headers=setup.alice)
         assert refused.status_code == 400, (body, refused.text)
         assert message in refused.json()["detail"]
+    # The cone's radius is radius_arcsec, as on /api/v1/cone: another name is refused, never dropped.
+    for body, field in (
+        ({"table": "sources", "cone": {"ra": 1.0, "dec": 2.0, "radius": 5.0}}, ["body", "cone", "radius"]),
+        ({"table": "sources", "night": 1, "radius_arcsec": 5.0}, ["body", "radius_arcsec"]),
+    ):
+        refused = setup.client.post("/api/v1/exports", json=body, headers=setup.alice)
+        assert refused.status_code == 422, (body, refused.text)
+        extra = [e for e in refused.json()["detail"] if e["type"] == "extra_forbidden"]
+        assert [e["loc"] for e in extra] == [field] and extra[0]["msg"] == "Extra inputs are not permitted"
     empty = setup.client.post("/api/v1/exports", json={"table": "sources", "night": 1}, headers=setup.alice)
     failed = _finished(setup, empty.json()["id"])
     assert failed["status"] == "failed" and "selects no rows" in failed["error"]

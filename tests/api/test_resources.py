@@ -53,22 +53,25 @@ def test_cone_finds_exactly_the_objects_astropy_finds(data_lake: DataLake, clien
     ]
     for ra, dec, radius in centres:
         expected = {k: v for k, v in _separations(data_lake, ra, dec).items() if v <= radius}
-        body = client.get("/api/v1/cone", params={"ra": ra, "dec": dec, "radius": radius}).json()
+        body = client.get("/api/v1/cone", params={"ra": ra, "dec": dec, "radius_arcsec": radius}).json()
+        assert body["radius_arcsec"] == radius
         got = {o["diaObjectId"]: o["separation"] for o in body["objects"]}
         assert got.keys() == expected.keys() and body["count"] == len(expected)
         assert all(abs(got[k] - expected[k]) < 1e-3 for k in got)
         assert [o["separation"] for o in body["objects"]] == sorted(got.values())
-        nearest = client.get("/api/v1/cone", params={"ra": ra, "dec": dec, "radius": radius, "mode": "nearest"})
+        nearest = client.get("/api/v1/cone", params={"ra": ra, "dec": dec, "radius_arcsec": radius, "mode": "nearest"})
         assert nearest.json()["objects"] == body["objects"][:1]
-        count = client.get("/api/v1/cone", params={"ra": ra, "dec": dec, "radius": radius, "mode": "count"}).json()
+        count = client.get(
+            "/api/v1/cone", params={"ra": ra, "dec": dec, "radius_arcsec": radius, "mode": "count"}
+        ).json()
         assert (count["count"], count["objects"]) == (len(expected), [])
     assert any(len(_separations(data_lake, ra, dec)) for ra, dec, _ in centres)
 
 
 def test_cone_parameters_are_checked_with_messages(client: TestClient) -> None:
     cases = [
-        ({"ra": 10, "dec": 0, "radius": 1001}, "less than or equal to 1000"),
-        ({"ra": 10, "dec": 0, "radius": 0}, "greater than 0"),
+        ({"ra": 10, "dec": 0, "radius_arcsec": 1001}, "less than or equal to 1000"),
+        ({"ra": 10, "dec": 0, "radius_arcsec": 0}, "greater than 0"),
         ({"ra": 400, "dec": 0}, "less than or equal to 360"),
         ({"ra": 10, "dec": -91}, "greater than or equal to -90"),
         ({"dec": 0}, "Field required"),
@@ -79,11 +82,11 @@ def test_cone_parameters_are_checked_with_messages(client: TestClient) -> None:
         response = client.get("/api/v1/cone", params=params)
         assert response.status_code == 422, params
         assert message in response.json()["detail"][0]["msg"], (params, response.json())
-    # A misspelt parameter is refused, not silently replaced by the default radius.
-    misspelt = client.get("/api/v1/cone", params={"ra": 10, "dec": 0, "radius_arcsec": 3000})
+    # The radius has one name, as in exports and in_cone(); another is refused, not replaced by the default.
+    misspelt = client.get("/api/v1/cone", params={"ra": 10, "dec": 0, "radius": 3})
     assert misspelt.status_code == 400
     assert misspelt.json()["detail"] == (
-        "unknown query parameter(s): radius_arcsec; /api/v1/cone takes: dec, mode, ra, radius, token"
+        "unknown query parameter(s): radius; /api/v1/cone takes: dec, mode, ra, radius_arcsec, token"
     )
 
 
@@ -206,5 +209,5 @@ def test_every_data_route_is_documented(client: TestClient) -> None:
     for path in ("/api/v1/cone", "/api/v1/objects/{diaObjectId}", "/api/v1/lightcurves", "/lasair/api/cone/"):
         for operation in spec["paths"][path].values():
             assert operation["summary"] and operation["description"], path
-    radius = next(p for p in spec["paths"]["/api/v1/cone"]["get"]["parameters"] if p["name"] == "radius")
+    radius = next(p for p in spec["paths"]["/api/v1/cone"]["get"]["parameters"] if p["name"] == "radius_arcsec")
     assert radius["schema"]["maximum"] == 1000 and radius["schema"]["exclusiveMinimum"] == 0
