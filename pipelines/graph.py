@@ -45,6 +45,10 @@ class Job:
     filters: tuple[Filter, ...] = ()
     outcome: stages.BatchOutcome | None = None
     worker: str | None = None  # where the batch stays from fetch to filters
+    # Payloads scattered to the worker (a batch the driver read): held until the batch is delivered. Scattered data
+    # has no recipe, so once its last holder lets go Dask forgets it, and with it every stage of the batch still
+    # to run or to run again ("cancelled: already forgotten").
+    payloads: Future | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,7 @@ class Pipeline:
     def _finish(self, job: Job) -> None:
         assert job.future is not None
         outcome = job.future.result()
-        self._deliver(replace(job, future=None, context=None, outcome=outcome))
+        self._deliver(replace(job, future=None, context=None, payloads=None, outcome=outcome))
 
     def drain(self) -> None:
         """Wait for every job in flight and deliver it."""
@@ -150,18 +154,18 @@ def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any], ma
         where = _on(worker)
         # Offset ranges go as they are (the worker fetches its messages); payloads are scattered, with
         # hash=False: Dask would otherwise hash every payload byte to name the data (seconds per batch).
-        source = job.source
-        if not isinstance(source, KafkaSlice):
-            source = client.scatter(source, workers=[worker] if worker else None, hash=False)
+        payloads = None
+        if not isinstance(job.source, KafkaSlice):
+            payloads = client.scatter(job.source, workers=[worker] if worker else None, hash=False)
         future = client.submit(
             stages.decode,
-            source,
+            payloads if payloads is not None else job.source,
             config.max_message_bytes,
             config.registry_url,
             **where,
             pure=False,
         )
-        return replace(job, future=future, worker=worker)
+        return replace(job, future=future, worker=worker, payloads=payloads)
 
     def locate(job: Job) -> Job:
         future = client.submit(stages.locate, job.future, config.partition_order, **_on(job.worker), pure=False)

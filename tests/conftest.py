@@ -64,8 +64,8 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def dask_client() -> Iterator[Client]:
-    """A real distributed.LocalCluster started as ``nightjar run`` starts one with the default settings: two worker
-    processes, each running two tasks at once (a batch is decoded beside another's commit)."""
+    """A real distributed.LocalCluster started as ``nightjar run`` starts one with the default settings (two
+    single-threaded worker processes)."""
     with local_cluster(Settings()) as cluster, Client(cluster) as client:
         yield client
 
