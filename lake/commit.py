@@ -122,13 +122,19 @@ def _configuration(data: pa.Table) -> dict[str, str | None]:
     return {"delta.dataSkippingStatsColumns": ",".join(c for c in wanted if c in data.column_names)}
 
 
-def _write(home: Path, table: str, dt: DeltaTable | None, data: pa.Table, txns: dict[str, int]) -> None:
-    """Append, retrying commit conflicts: blind appends rarely conflict, but a concurrent metadata change or
-    optimize can make delta-rs give up; the batch's transaction ids make a retry safe."""
+def _laid_out(table: str, data: pa.Table) -> pa.Table:
+    """Rows as the table stores them: with its partition columns, in its sort order."""
     data = with_partition_columns(table, data)
     sort = paths.SORT_COLUMNS[table]
     if sort in data.column_names and data.num_rows:
         data = data.sort_by(sort)
+    return data
+
+
+def _write(home: Path, table: str, dt: DeltaTable | None, data: pa.Table, txns: dict[str, int]) -> None:
+    """Append, retrying commit conflicts: blind appends rarely conflict, but a concurrent metadata change or
+    optimize can make delta-rs give up; the batch's transaction ids make a retry safe."""
+    data = _laid_out(table, data)
     for attempt in range(COMMIT_RETRIES):
         try:
             write_deltalake(
@@ -165,10 +171,7 @@ def replace_rows(home: Path, table: str, data: pa.Table, predicate: str) -> None
     """Replace the table's rows that match ``predicate`` (SQL over its columns) by ``data``, in one commit
     (Delta's replaceWhere; every row of ``data`` must match). No application transaction is recorded: the
     batch's own commits do that, and replacing the same rows again leaves the same table."""
-    data = with_partition_columns(table, data)
-    sort = paths.SORT_COLUMNS[table]
-    if sort in data.column_names and data.num_rows:
-        data = data.sort_by(sort)
+    data = _laid_out(table, data)
     for attempt in range(COMMIT_RETRIES):
         dt = _open(home, table)
         if dt is None:

@@ -193,9 +193,15 @@ def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any], ma
     def filters(job: Job) -> Job:
         chosen = list(job.filters) if config.run_filters else []
         fut = client.submit(
-            stages.apply_filters, job.future, chosen, config.limits, job.context, config.home,
-            **_on(job.worker), pure=False,
-        )  # fmt: skip
+            stages.apply_filters,
+            job.future,
+            chosen,
+            config.limits,
+            job.context,
+            config.home,
+            **_on(job.worker),
+            pure=False,
+        )
         return replace(job, future=fut, context=None)
 
     staged = source.map(decode).map(locate).map(contextualize).map(commit).map(filters)
