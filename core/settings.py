@@ -54,7 +54,11 @@ class Settings(BaseSettings):
 
     # Local Dask cluster (when no scheduler is given).
     workers: int = Field(default=2, ge=1)
-    threads_per_worker: int = Field(default=1, ge=1, description="Tasks a worker runs at once.")
+    threads_per_worker: int = Field(
+        default=2,
+        ge=1,
+        description="Tasks a worker runs at once: two, so that a batch is fetched while another decodes or commits.",
+    )
     worker_memory_limit: str = Field(
         default="6GiB",
         description="Dask's memory limit of each local worker (it pauses at 80 %): a heavy batch of 2,000 alerts "
@@ -65,7 +69,10 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=2000, ge=1, description="Maximum alerts per micro-batch.")
     batch_timeout_s: float = Field(default=2.0, gt=0, description="Longest wait to fill a micro-batch.")
     batches_in_flight: int = Field(
-        default=2, ge=1, description="Micro-batches on the cluster at once: the next is decoded while one commits."
+        default=4,
+        ge=1,
+        description="Micro-batches on the cluster at once (two per worker): the next are fetched and decoded while "
+        "one commits.",
     )
     max_message_bytes: int = Field(default=4_000_000, description="Larger messages are dead-lettered.")
     schema_registry_url: str | None = Field(

@@ -23,6 +23,7 @@ from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transactio
 from deltalake.exceptions import CommitFailedError
 
 from nightjar import paths
+from nightjar.lake import staged as staged_files
 from nightjar.lake.keys import first_per_key, latest_per_key
 from nightjar.lake.partitions import with_partition_columns
 from nightjar.lake.read import arrow_dataset
@@ -122,7 +123,7 @@ def _configuration(data: pa.Table) -> dict[str, str | None]:
     return {"delta.dataSkippingStatsColumns": ",".join(c for c in wanted if c in data.column_names)}
 
 
-def _laid_out(table: str, data: pa.Table) -> pa.Table:
+def laid_out(table: str, data: pa.Table) -> pa.Table:
     """Rows as the table stores them: with its partition columns, in its sort order."""
     data = with_partition_columns(table, data)
     sort = paths.SORT_COLUMNS[table]
@@ -134,7 +135,7 @@ def _laid_out(table: str, data: pa.Table) -> pa.Table:
 def _write(home: Path, table: str, dt: DeltaTable | None, data: pa.Table, txns: dict[str, int]) -> None:
     """Append, retrying commit conflicts: blind appends rarely conflict, but a concurrent metadata change or
     optimize can make delta-rs give up; the batch's transaction ids make a retry safe."""
-    data = _laid_out(table, data)
+    data = laid_out(table, data)
     for attempt in range(COMMIT_RETRIES):
         try:
             write_deltalake(
@@ -157,21 +158,59 @@ def _write(home: Path, table: str, dt: DeltaTable | None, data: pa.Table, txns: 
                 return
 
 
-def append(home: Path, table: str, data: pa.Table, txns: dict[str, int]) -> bool:
-    """Append rows in the table's sort order; False if these offsets were already committed."""
+def append(
+    home: Path, table: str, data: pa.Table, txns: dict[str, int], staged: staged_files.StagedFiles | None = None
+) -> bool:
+    """Append rows in the table's sort order; False if these offsets were already committed.
+
+    ``staged``: the files ``lake.staged.stage`` wrote for ``data`` before the lake lock was taken. They are
+    committed as they are when they hold exactly the rows to append (``data`` is a subset of what was staged:
+    re-sent alerts set aside, rows of offsets already committed dropped), else discarded and the rows written.
+    """
     dt = _open(home, table)
     if already_committed(dt, txns):
         log.info("%s: batch %s already committed, skipped", table, txns)
+        if staged is not None:
+            staged.discard()
         return False
-    _write(home, table, dt, drop_committed(dt, data), txns)
+    data = drop_committed(dt, data)
+    if staged is not None and dt is not None and staged.rows == data.num_rows:
+        _commit_staged(home, dt, staged, txns)
+        return True
+    if staged is not None:
+        staged.discard()
+    _write(home, table, dt, data, txns)
     return True
+
+
+def _commit_staged(home: Path, dt: DeltaTable, staged: staged_files.StagedFiles, txns: dict[str, int]) -> None:
+    """Add staged files to the table's log with the batch's transactions, retrying commit conflicts."""
+    for attempt in range(COMMIT_RETRIES):
+        try:
+            dt.create_write_transaction(
+                staged.actions,
+                mode="append",
+                schema=dt.schema(),
+                partition_by=list(dt.metadata().partition_columns) or None,
+                commit_properties=_properties(txns, dt),
+            )
+            return
+        except CommitFailedError:
+            if attempt == COMMIT_RETRIES - 1:
+                staged.discard()
+                raise
+            log.warning("%s: append conflict, retrying (%d)", staged.table, attempt + 1)
+            dt = _open(home, staged.table) or dt
+            if already_committed(dt, txns):
+                staged.discard()
+                return
 
 
 def replace_rows(home: Path, table: str, data: pa.Table, predicate: str) -> None:
     """Replace the table's rows that match ``predicate`` (SQL over its columns) by ``data``, in one commit
     (Delta's replaceWhere; every row of ``data`` must match). No application transaction is recorded: the
     batch's own commits do that, and replacing the same rows again leaves the same table."""
-    data = _laid_out(table, data)
+    data = laid_out(table, data)
     for attempt in range(COMMIT_RETRIES):
         dt = _open(home, table)
         if dt is None:

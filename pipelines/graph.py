@@ -27,6 +27,7 @@ from streamz import Stream
 from nightjar.catalogs.catalog import CatalogSet
 from nightjar.catalogs.dispatch import submit_context
 from nightjar.lake.commit import app_id
+from nightjar.lake.staged import StagedFiles
 from nightjar.pipelines import context, stages
 from nightjar.sql import sandbox
 from nightjar.sql.registry import Filter
@@ -77,9 +78,10 @@ def _commit_after(
     home: Path,
     txns: dict[str, int],
     context: Any,
+    cutouts: StagedFiles | None,
 ) -> stages.DecodedBatch:
     """``stages.commit_to_lake`` once the previous batch's commit finished (``previous``: its marker)."""
-    return stages.commit_to_lake(batch, home, txns, context)
+    return stages.commit_to_lake(batch, home, txns, context, cutouts)
 
 
 class Pipeline:
@@ -184,9 +186,10 @@ def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any], ma
     def commit(job: Job) -> Job:
         txns = transactions(job.source)
         where = _on(job.worker)
-        fut = client.submit(
-            _commit_after, job.future, pipeline.last_commit, config.home, txns, job.context, **where, pure=False
-        )
+        # The cutouts' files are written while earlier batches commit; only adding them waits its turn.
+        cutouts = client.submit(stages.stage_cutouts, job.future, config.home, **where, pure=False)
+        after = (pipeline.last_commit, config.home, txns, job.context, cutouts)
+        fut = client.submit(_commit_after, job.future, *after, **where, pure=False)
         pipeline.last_commit = client.submit(_committed, fut, **where, pure=False)
         return replace(job, future=fut)
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nightjar import paths
-from nightjar.lake import commit, history, read, resent
+from nightjar.lake import commit, history, read, resent, staged
 from nightjar.pipelines.context import BatchContext, commit_context
 from nightjar.pipelines.features import object_features
 from nightjar.pipelines.healpix import add_healpix, add_night
@@ -244,8 +244,22 @@ def _keep_stored_state(objects: pa.Table, late: pa.Array, home: Path, feature_co
     return commit.latest_per_key(both, "diaObjectId", OBJECT_ORDER)
 
 
+def stage_cutouts(batch: DecodedBatch, home: Path) -> staged.StagedFiles | None:
+    """Write the batch's cutout files into the lake ahead of its commit, without the lake lock: they are in no
+    lake version until ``commit_to_lake`` adds them (``lake.staged``). None: the commit writes them itself."""
+    started = time.perf_counter()
+    files = staged.stage(home, paths.CUTOUTS, commit.laid_out(paths.CUTOUTS, batch.cutouts.drop_columns([ROW])))
+    if files is not None:
+        files.seconds = time.perf_counter() - started
+    return files
+
+
 def commit_to_lake(
-    batch: DecodedBatch, home: Path, txns: dict[str, int], context: BatchContext | None = None
+    batch: DecodedBatch,
+    home: Path,
+    txns: dict[str, int],
+    context: BatchContext | None = None,
+    cutouts: staged.StagedFiles | None = None,
 ) -> DecodedBatch:
     """Write the batch to every lake table; a batch whose offsets a table already holds writes nothing there.
 
@@ -257,16 +271,17 @@ def commit_to_lake(
     its cutouts.
 
     Tables that do not depend on each other are written side by side (Delta writes run outside the GIL); the
-    index is appended only after the rows it describes, and the lake log last.
+    index is appended only after the rows it describes, and the lake log last. ``cutouts``: the files
+    ``stage_cutouts`` wrote for the batch's cutouts, committed here.
     """
     started = time.perf_counter()
-    seconds: dict[str, float] = {}
+    seconds: dict[str, float] = {"commit.cutouts_staged": cutouts.seconds if cutouts is not None else 0.0}
     with commit.lake_lock(home), ThreadPoolExecutor(4, thread_name_prefix="nightjar-commit") as pool:
         seconds["commit.lock"] = time.perf_counter() - started
         timed = _Timed(pool, seconds)
         stored_alerts = timed("resent", resent.stored_alerts, home, batch.cutouts)
         batch = timed("resent", _set_aside_resent, batch, stored_alerts)
-        objects = _commit(batch, home, txns, context, timed, stored_alerts[resent.KEY])
+        objects = _commit(batch, home, txns, context, timed, stored_alerts[resent.KEY], cutouts)
     timings = {**batch.timings, **seconds, "commit": time.perf_counter() - started}
     # No later stage reads the cutouts (~170 MB in a heavy batch of 2,000): the worker frees them now, not after
     # the filters.
@@ -311,6 +326,7 @@ def _commit(
     context: BatchContext | None,
     timed: _Timed,
     stored_alerts: pa.ChunkedArray | pa.Array,
+    cutouts: staged.StagedFiles | None,
 ) -> pa.Table:
     tables = (batch.objects, batch.sources, batch.prv_sources, batch.forced_sources)
     columns = [t["diaObjectId"] for t in tables if t.num_rows and "diaObjectId" in t.column_names]
@@ -336,9 +352,10 @@ def _commit(
         index.append(history.rows_for(forced, paths.FORCED_KEY, forced=True))
     others: list[Future[Any]] = []
     if batch.cutouts.num_rows:
-        others.append(
-            timed.submit("cutouts", commit.append, home, paths.CUTOUTS, batch.cutouts.drop_columns([ROW]), txns)
-        )
+        rows = batch.cutouts.drop_columns([ROW])
+        others.append(timed.submit("cutouts", commit.append, home, paths.CUTOUTS, rows, txns, cutouts))
+    elif cutouts is not None:  # every alert was a re-send
+        cutouts.discard()
     if context is not None:
         others.append(timed.submit("context", commit_context, home, context, txns))
     new_rows = pa.concat_tables(index) if index else history.SCHEMA.empty_table()

@@ -65,7 +65,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def dask_client() -> Iterator[Client]:
     """A real distributed.LocalCluster started as ``nightjar run`` starts one with the default settings (two
-    single-threaded worker processes)."""
+    worker processes of two threads each)."""
     with local_cluster(Settings()) as cluster, Client(cluster) as client:
         yield client
 

@@ -31,5 +31,6 @@ def test_bench_prints_its_figures_last(settings: Settings, dask_client: Client, 
         assert math.isfinite(float(value)) and float(value) > 0, name
     assert any(line.startswith("latency_p50_s=") for line in lines)
     assert any(line.startswith("latency_p95_s=") for line in lines)
+    assert any(line.startswith("decode_peak_rss_mb=") for line in lines)
     assert result.chunk_alerts == [100, 100]
     assert result.latency_matched == result.latency_produced == 50

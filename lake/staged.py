@@ -1,0 +1,144 @@
+"""Append files written before the lake lock, committed inside it.
+
+A batch's cutouts (~150 MB for 2,000 heavy alerts) take longer to write than anything else the commit does, and
+nothing about them depends on what other batches commit. So their Parquet files are written first, by pyarrow,
+into the table's folder, while another batch holds the lake lock; the commit under the lock only adds them to
+the Delta log (``DeltaTable.create_write_transaction``), with the batch's application transactions. A file
+written by a process that dies before the commit is in no table version: readers never see it, and
+``DeltaTable.vacuum`` removes it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+from deltalake.transaction import AddAction, RemoveAction
+
+from nightjar import paths
+
+# Partition values that need no escaping in a file path (delta-rs escapes others its own way).
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+@dataclass
+class StagedFiles:
+    """Parquet files in a table's folder that no table version holds yet, and the rows they hold."""
+
+    table: str
+    rows: int
+    actions: list[AddAction | RemoveAction]  # only additions
+    files: list[Path]
+    seconds: float = 0.0  # spent writing them
+
+    def discard(self) -> None:
+        for file in self.files:
+            file.unlink(missing_ok=True)
+
+
+def stage(home: Path, table: str, data: pa.Table) -> StagedFiles | None:
+    """Write ``data`` (already laid out: partition columns, sort order) as the table's Parquet files, one per
+    partition, with the same layout as delta-rs writes them. None when the table does not exist yet, or when the
+    rows do not fit its schema as it is (a new column): the commit then writes them itself."""
+    location = paths.table_dir(home, table)
+    if data.num_rows == 0 or not DeltaTable.is_deltatable(str(location)):
+        return None
+    dt = DeltaTable(str(location))
+    schema = pa.schema(dt.schema().to_arrow())
+    if set(schema.names) != set(data.column_names):
+        return None
+    try:
+        data = data.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    partition_by = list(dt.metadata().partition_columns)
+    stats_columns = _stats_columns(dt, schema, partition_by)
+    staged = StagedFiles(table, data.num_rows, [], [])
+    try:
+        for values, rows in _partitions(data, partition_by):
+            if any(v is not None and not _PLAIN_VALUE.fullmatch(v) for v in values.values()):
+                staged.discard()
+                return None
+            folder = "/".join(f"{k}={'__HIVE_DEFAULT_PARTITION__' if v is None else v}" for k, v in values.items())
+            name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+            relative = f"{folder}/{name}" if folder else name
+            file = location / relative
+            file.parent.mkdir(parents=True, exist_ok=True)
+            staged.files.append(file)
+            pq.write_table(
+                rows.drop_columns(partition_by),
+                file,
+                row_group_size=paths.ROW_GROUP_ROWS.get(table, 8192),
+                compression="snappy",
+                use_dictionary=[f.name for f in rows.schema if not _is_binary(f.type)],
+                write_statistics=[f.name for f in rows.schema if not _is_binary(f.type)],
+            )
+            staged.actions.append(
+                AddAction(
+                    relative,
+                    os.path.getsize(file),
+                    values,
+                    int(time.time() * 1000),
+                    True,
+                    json.dumps(_stats(rows, stats_columns)),
+                )
+            )
+    except BaseException:
+        staged.discard()
+        raise
+    return staged
+
+
+def _is_binary(kind: pa.DataType) -> bool:
+    return pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind)
+
+
+def _partitions(data: pa.Table, partition_by: list[str]) -> list[tuple[dict[str, str | None], pa.Table]]:
+    """The rows of each partition, with the partition's values as the Delta log writes them (strings)."""
+    if not partition_by:
+        return [({}, data)]
+    keys = data.select(partition_by).group_by(partition_by).aggregate([]).to_pylist()
+    parts = []
+    for key in keys:
+        mask = None
+        for column, value in key.items():
+            match = pc.is_null(data[column]) if value is None else pc.equal(data[column], value)
+            mask = match if mask is None else pc.and_(mask, match)
+        parts.append(({c: None if v is None else str(v) for c, v in key.items()}, data.filter(mask)))
+    return parts
+
+
+def _stats_columns(dt: DeltaTable, schema: pa.Schema, partition_by: list[str]) -> list[str]:
+    named = dt.metadata().configuration.get("delta.dataSkippingStatsColumns")
+    wanted = named.split(",") if named else schema.names[:32]
+    return [c for c in wanted if c in schema.names and c not in partition_by]
+
+
+def _stats(rows: pa.Table, columns: list[str]) -> dict[str, Any]:
+    """Delta file statistics: row count, and min/max/null count of the integer, float and string columns."""
+    low: dict[str, Any] = {}
+    high: dict[str, Any] = {}
+    nulls: dict[str, int] = {}
+    for name in columns:
+        column = rows[name]
+        kind = column.type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_string(kind)):
+            continue
+        nulls[name] = column.null_count
+        extremes = pc.min_max(column).as_py()
+        lo, hi = extremes["min"], extremes["max"]
+        if lo is None or (isinstance(lo, float) and not (math.isfinite(lo) and math.isfinite(hi))):
+            continue
+        low[name], high[name] = lo, hi
+    return {"numRecords": rows.num_rows, "minValues": low, "maxValues": high, "nullCount": nulls}
