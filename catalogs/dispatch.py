@@ -71,12 +71,15 @@ def submit_context(client: Client, objects: pa.Table | Future, catalogs: Catalog
     workers = sorted(client.scheduler_info()["workers"])
     if not workers:
         return client.submit(classify, objects, catalogs, pure=False)
-    pieces = client.submit(split_by_region, objects, len(workers), pure=False)
+    # Each piece runs where its sky is cached, often not where the batch is; it takes tens of milliseconds and the
+    # batch's lake commit waits for it, so it goes ahead of the longer tasks queued on that worker.
+    urgent = {"priority": 10, "pure": False}
+    pieces = client.submit(split_by_region, objects, len(workers), **urgent)
     parts = [
-        client.submit(_classify_piece, pieces, i, catalogs, workers=[w], allow_other_workers=False, pure=False)
+        client.submit(_classify_piece, pieces, i, catalogs, workers=[w], allow_other_workers=False, **urgent)
         for i, w in enumerate(workers)
     ]
-    return client.submit(_concat_results, parts, pure=False)
+    return client.submit(_concat_results, parts, **urgent)
 
 
 def submit_classify(client: Client, objects: pa.Table | Future, catalogs: CatalogSet) -> Future:

@@ -27,10 +27,11 @@ def dask_client(settings: Settings) -> Iterator[Client]:
 # to the kernel and faulting it in again, zeroed, page by page: a heavy batch of 2,000 alerts allocates ~1.5 GB,
 # and with Dask's default (glibc trims anything above 64 KB) and mimalloc's (pyarrow's pool; purges after 10 ms)
 # half of a worker's CPU time was the kernel's (nightjar bench pipeline: 8.0 of 16.9 s over 10,000 alerts, 91
-# page faults an alert). Memory still goes back when a worker stays idle for a few seconds.
+# page faults an alert). Memory still goes back when a worker stays idle for a few seconds. Dask sets these before
+# it spawns a worker, in the starting process's environment too (as it does its own MALLOC_TRIM_THRESHOLD_). No
+# MALLOC_TOP_PAD_: padding every thread's heap made DuckDB fail to even connect under a 1.5 GiB address-space cap.
 WORKER_ALLOCATOR_ENV = {
     "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20),
-    "MALLOC_TOP_PAD_": str(64 * 2**20),
     "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
     "MIMALLOC_PURGE_DELAY": "5000",
 }

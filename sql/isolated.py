@@ -20,6 +20,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkServerContext
 from typing import Any, TypeVar
 
+import duckdb
+
 from nightjar.sql import memory_cap
 from nightjar.sql.parse import QueryError
 
@@ -42,7 +44,7 @@ def _child(out: Connection, fn: Callable[..., Any], args: tuple[Any, ...], memor
         result = fn(*args)
     except (QueryError, ValueError) as exc:
         out.send(("error", type(exc).__name__, str(exc)))
-    except MemoryError:
+    except (MemoryError, duckdb.OutOfMemoryException):  # beyond the cap wherever it is hit (connecting too)
         out.send(("error", "QueryError", _memory_message()))
     except Exception as exc:  # anything else is the query's failure, told to its author without internals
         out.send(("error", "QueryError", f"the query failed: {type(exc).__name__}: {exc}"))

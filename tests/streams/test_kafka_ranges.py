@@ -21,6 +21,20 @@ def test_a_slice_counts_its_messages_and_ends_at_its_last_offset_per_partition()
     assert KafkaSlice((), config=()).end_offsets() == {}
 
 
+def test_a_backlog_is_cut_into_full_batches_whatever_its_partitions_hold() -> None:
+    """Partitions holding unequal backlogs (keyed messages) still give full batches: what one partition cannot
+    give comes from the others, so 10,000 messages make five batches of 2,000 and nothing is handed out twice."""
+    reader = RangeReader(Consumer({"group.id": "unused", "bootstrap.servers": "127.0.0.1:9"}), "a", {}, still_s=60)
+    backlog = {0: 5045, 1: 3000, 2: 1955}
+    reader.next = {p: 100 * p for p in backlog}
+    reader._high = {p: (100 * p + n, 0.0) for p, n in backlog.items()}
+    batches = [reader.take(2000) for _ in range(6)]
+    assert [len(b) for b in batches] == [2000, 2000, 2000, 2000, 2000, 0]
+    handed = [(r.partition, o) for b in batches for r in b.ranges for o in range(r.start, r.stop)]
+    assert sorted(handed) == [(p, 100 * p + i) for p, n in sorted(backlog.items()) for i in range(n)]
+    assert all(list(b.ranges) == sorted(b.ranges, key=lambda r: r.partition) for b in batches)
+
+
 def _produce(settings: Settings, topic: str) -> dict[tuple[int, int], bytes]:
     kafka.ensure_topics(settings, [topic], partitions=2)
     producer = Producer(kafka.producer_config(settings))
