@@ -92,6 +92,7 @@ class PipelineBench:
     latency_matched: int
     latency_produced: int
     peak_rss_mb: float  # while the pipeline ran (every chunk and the latency phase)
+    peak_rss_without_broker_mb: float  # the same, leaving out the embedded broker (it keeps every topic in RAM)
     decode_peak_rss_mb: float  # during the decode-only measurement (the driver holds a chunk's payloads)
     mean_size_kb: float
     workers: int
@@ -113,6 +114,7 @@ class PipelineBench:
             f"latency_p50_s={p50:.2f}",
             f"latency_p95_s={p95:.2f}",
             f"decode_peak_rss_mb={self.decode_peak_rss_mb:.0f}",
+            f"peak_rss_without_broker_mb={self.peak_rss_without_broker_mb:.0f}",
             f"e2e_alerts_per_s={self.e2e_alerts_per_s:.0f}",
             f"decode_alerts_per_s={self.decode_alerts_per_s:.0f}",
             f"e2e_ratio={self.e2e_alerts_per_s / self.decode_alerts_per_s:.3f}",
@@ -133,8 +135,10 @@ class RssSampler:
     def __init__(self, interval_s: float = 0.5, tree_every_s: float = 5.0) -> None:
         self.interval_s = interval_s
         self.tree_every_s = tree_every_s
-        self.extra: set[int] = set()
+        self.extra: set[int] = set()  # the embedded broker: sampled, and also left out of ``peak_own_bytes``
         self.peak_bytes = 0
+        self.peak_own_bytes = 0  # without the extra processes
+        self._extras: set[int] = set()
         self._procs: dict[int, psutil.Process] = {}
         self._tree_at = -float("inf")
         self._stop = threading.Event()
@@ -145,14 +149,17 @@ class RssSampler:
         procs = {me.pid: me}
         for p in me.children(recursive=True):
             procs[p.pid] = p
+        self._extras = set()
         for pid in self.extra:
             try:
                 p = psutil.Process(pid)
             except psutil.NoSuchProcess:
                 continue
             procs[pid] = p
+            self._extras.add(pid)
             for child in p.children(recursive=True):
                 procs[child.pid] = child
+                self._extras.add(child.pid)
         return procs
 
     def sample(self, refresh: bool = True) -> int:
@@ -160,17 +167,20 @@ class RssSampler:
         if refresh or time.monotonic() - self._tree_at >= self.tree_every_s:
             self._procs = self._tree()
             self._tree_at = time.monotonic()
-        total = 0
-        for p in self._procs.values():
+        total = extras = 0
+        for pid, p in self._procs.items():
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                total += p.memory_info().rss
+                rss = p.memory_info().rss
+                total += rss
+                extras += rss if pid in self._extras else 0
         self.peak_bytes = max(self.peak_bytes, total)
+        self.peak_own_bytes = max(self.peak_own_bytes, total - extras)
         return total
 
     def reset_peak(self) -> int:
         """Start a new peak from the tree's RSS now; returns the peak so far."""
         before = self.peak_bytes
-        self.peak_bytes = 0
+        self.peak_bytes = self.peak_own_bytes = 0
         self.sample()
         return before
 
@@ -377,6 +387,7 @@ def _measure(
         latency_matched=matched,
         latency_produced=n_latency,
         peak_rss_mb=rss.peak_bytes / 2**20,
+        peak_rss_without_broker_mb=rss.peak_own_bytes / 2**20,
         decode_peak_rss_mb=decode_peak / 2**20,
         mean_size_kb=mean_kb,
         workers=workers,

@@ -32,5 +32,6 @@ def test_bench_prints_its_figures_last(settings: Settings, dask_client: Client, 
     assert any(line.startswith("latency_p50_s=") for line in lines)
     assert any(line.startswith("latency_p95_s=") for line in lines)
     assert any(line.startswith("decode_peak_rss_mb=") for line in lines)
+    assert 0 < result.peak_rss_without_broker_mb < result.peak_rss_mb
     assert result.chunk_alerts == [100, 100]
     assert result.latency_matched == result.latency_produced == 50
