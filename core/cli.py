@@ -24,8 +24,10 @@ def _broker(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.streams import broker
 
     if args.action == "start":
-        state = broker.start(settings.home, settings.broker_port, settings.broker_start_timeout_s)
-        console.print(f"broker running: pid {state.pid}, bootstrap {state.bootstrap}")
+        state = broker.start(
+            settings.home, settings.broker_port, settings.broker_start_timeout_s, settings.broker_storage
+        )
+        console.print(f"broker running: pid {state.pid}, bootstrap {state.bootstrap}, {state.storage} storage")
         print(state.bootstrap)
     elif args.action == "stop":
         stopped = broker.stop(settings.home)
@@ -37,7 +39,8 @@ def _broker(settings: Settings, args: argparse.Namespace) -> int:
             return 1
         ready = broker.is_ready(running.bootstrap)
         console.print(
-            f"broker: pid {running.pid}, bootstrap {running.bootstrap}, {'ready' if ready else 'not answering'}"
+            f"broker: pid {running.pid}, bootstrap {running.bootstrap}, {running.storage} storage, "
+            f"{'ready' if ready else 'not answering'}"
         )
         return 0 if ready else 1
     return 0

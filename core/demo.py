@@ -45,7 +45,7 @@ def run_demo(settings: Settings, alerts: int = 20_000, console: Console | None =
     home.mkdir(parents=True, exist_ok=True)
     own_broker = settings.kafka is None and broker.read_state(home) is None
     if own_broker:
-        state = broker.start(home, settings.broker_port, settings.broker_start_timeout_s)
+        state = broker.start(home, settings.broker_port, settings.broker_start_timeout_s, settings.broker_storage)
         console.log(f"embedded broker started on {state.bootstrap}")
     try:
         topic = f"lsst-alerts-demo-{int(time.time())}"

@@ -9,6 +9,9 @@ LAKE_DIR = "lake"
 BROKER_DIR = "broker"
 BROKER_STATE_FILE = "broker.json"
 BROKER_LOG_FILE = "tansu.log"
+BROKER_DATA_DIR = "data"  # the embedded broker's topics, messages and offsets (disk storage), under BROKER_DIR
+BROKER_STORE_LOG_FILE = "store.log"
+BROKER_BUCKET = "tansu"  # the one bucket of the broker's storage, a folder under BROKER_DATA_DIR
 METADATA_DB_FILE = "metadata.sqlite"
 DUCKDB_TEMP_DIR = "duckdb-tmp"
 CATALOGS_DIR = "catalogs"  # one HATS collection per context catalogue (see nightjar.catalogs.layout)
@@ -117,8 +120,13 @@ def catalogs_dir(home: Path) -> Path:
 
 
 def broker_dir(home: Path) -> Path:
-    """The folder holding the embedded broker's state and log."""
+    """The folder holding the embedded broker's state, logs and (disk storage) data."""
     return home / BROKER_DIR
+
+
+def broker_data_dir(home: Path) -> Path:
+    """The embedded broker's disk storage: its buckets, one folder each."""
+    return broker_dir(home) / BROKER_DATA_DIR
 
 
 def filter_topic(filter_id: int) -> str:

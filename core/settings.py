@@ -6,7 +6,7 @@ Built once in ``main()`` or the API's lifespan and passed down; nothing reads se
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     # Embedded broker (Tansu) for dev, tests and the demo.
     broker_port: int = Field(default=19092, ge=1, le=65535)
     broker_start_timeout_s: float = 20.0
+    broker_storage: Literal["disk", "memory"] = Field(
+        default="disk",
+        description="Where the embedded broker keeps topics, messages and committed offsets: 'disk' (under "
+        "NIGHTJAR_HOME/broker/data, they survive a broker restart) or 'memory' (lost at every restart).",
+    )
 
     # Kafka client behaviour. Tansu lets a consumer join its group only after half of the session timeout.
     kafka_session_timeout_ms: int = 6000

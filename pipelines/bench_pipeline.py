@@ -299,7 +299,8 @@ def run_bench(
         if args.batch_size:
             updates["batch_size"] = args.batch_size
         bench_settings = settings.model_copy(update=updates)
-        state = broker.start(home, bench_settings.broker_port, bench_settings.broker_start_timeout_s)
+        # Memory storage, as the baseline figures were measured (disk storage adds an HTTP hop per request).
+        state = broker.start(home, bench_settings.broker_port, bench_settings.broker_start_timeout_s, "memory")
         console.log(f"embedded broker on {state.bootstrap}, home {home}")
         try:
             with RssSampler() as rss:

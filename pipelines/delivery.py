@@ -182,7 +182,9 @@ class Deliverer:
                 failed.add(n)
                 for i in todo:
                     work.status[i], work.detail[i] = ledger.FAILED, detail
-        self.publisher.flush()  # raises DeliveryError: nothing is recorded as delivered, offsets stay
+        # Waits out a broker outage as the run does; raises DeliveryError: nothing is recorded as delivered,
+        # offsets stay.
+        self.publisher.flush(max(60.0, self.settings.kafka_outage_s))
         for n, work in enumerate(works):
             if n in failed:
                 continue

@@ -31,8 +31,8 @@ from nightjar.sql import registry
 from nightjar.streams import kafka
 from nightjar.streams.decode import RawBatch
 from nightjar.streams.files import AlertFileError, read_payloads
-from nightjar.streams.kafka_ranges import KafkaSlice, RangeReader, read_back
-from nightjar.streams.publish import Publisher
+from nightjar.streams.kafka_ranges import FETCH_TIMEOUT_S, KafkaSlice, RangeReader, read_back
+from nightjar.streams.publish import DeliveryError, Publisher
 
 from . import graph
 
@@ -116,10 +116,11 @@ def _collect(
     settings: Settings,
     want: int,
     idle: Callable[[], None] | None = None,
+    on_retry: Callable[[], None] | None = None,
 ) -> Collected:
     """Wait up to the batch window for ``want`` alerts; meanwhile read annotation messages (and the alerts of
     tailed partitions: the others are paused, the workers fetch them) and run ``idle`` (to deliver the
-    batches in flight that finished)."""
+    batches in flight that finished). While the broker does not answer, wait for it (``on_retry`` hears it)."""
     notes = RawBatch([], [], [], [])
     tail = RawBatch([], [], [], [])
     deadline = time.monotonic() + settings.batch_timeout_s
@@ -127,7 +128,7 @@ def _collect(
         if idle is not None:
             idle()
         available = kafka.retrying(
-            lambda: reader.available(enough=want - len(tail)), "watermarks", settings.kafka_outage_s
+            lambda: reader.available(enough=want - len(tail)), "watermarks", settings.kafka_outage_s, on_retry
         )
         full = available + len(tail) >= want
         # With a full batch waiting, take only what the driver's consumer holds already (annotations, tails).
@@ -142,7 +143,11 @@ def _collect(
             break
     alerts: list[graph.Source] = [tail] if len(tail) else []
     if available and len(tail) < want:
-        alerts.append(reader.take(want - len(tail)))
+        # Empty when the group took the partitions away meanwhile (a rebalance, as after an outage): the
+        # partitions assigned again start from the committed offsets.
+        ranges = reader.take(want - len(tail))
+        if len(ranges):
+            alerts.append(ranges)
     return Collected(notes, alerts)
 
 
@@ -224,26 +229,49 @@ def run(
     db = registry.engine(settings.metadata_url)
     patience = settings.kafka_outage_s
 
+    outage = [False]  # whether the broker stopped answering during the current round
+
+    def broker_away() -> None:
+        outage[0] = True
+
     def ensure_topics(topics: list[str]) -> None:
-        kafka.retrying(lambda: kafka.ensure_topics(settings, topics), "create topics", patience)
+        kafka.retrying(lambda: kafka.ensure_topics(settings, topics), "create topics", patience, broker_away)
 
     ensure_topics([topic, paths.dead_letter_topic(topic), settings.annotations_topic])
     cap_worker_memory(client, settings)
-    publisher = Publisher(kafka.producer_config(settings))
-    deliverer = Deliverer(settings, publisher, db)
+    # A message waits for the broker as long as the run does (librdkafka's default gives up after 5 minutes).
+    waits = {"message.timeout.ms": int(patience * 1000)}
+    publisher = Publisher(kafka.producer_config(settings, **waits))  # dead letters
+    # Filter matches have a producer that never sends a request twice: a broker killed after it stored one and
+    # before it answered would get those matches twice. A failed attempt leaves them pending in the ledger, and
+    # the next attempt reads back what reached the topic and sends only the rest (``deliver_matches``).
+    matches_publisher = Publisher(kafka.producer_config(settings, retries=0, **waits))
+    deliverer = Deliverer(settings, matches_publisher, db)
     consumer = Consumer(kafka.consumer_config(settings, settings.consumer_group))
     # The workers fetch the alerts themselves (offset ranges); the driver reads only annotations, which arrive
     # beside the alerts and trigger the filters that read them.
     # A partition whose watermark stood still this long is read by the driver (the embedded broker's watermark
     # lags its last record batch): the end of a burst waits half a second, not a whole batch window.
     still_s = min(settings.batch_timeout_s, TAIL_AFTER_S)
-    reader = RangeReader(consumer, topic, kafka.consumer_config(settings, "nightjar-fetch"), still_s)
+    reader = RangeReader(
+        consumer, topic, kafka.consumer_config(settings, "nightjar-fetch"), still_s, max(FETCH_TIMEOUT_S, patience)
+    )
     consumer.subscribe([topic, settings.annotations_topic], on_assign=reader.on_assign, on_revoke=reader.on_revoke)
     limits = sql_engine.limits(settings, timeout_s=settings.filter_timeout_s)
 
+    committed: dict[tuple[str, int], int] = {}  # the highest offset this run committed, per partition
+
     def commit_offsets(source: graph.Source) -> None:
         # Only now is the batch safe in the lake, the ledger and on every topic: commit the next offsets to read.
-        commits = [TopicPartition(t, p, o + 1) for (t, p), o in source.end_offsets().items()]
+        # Never backwards: after the group dropped the consumer, batches read again behind one already committed
+        # write nothing, and committing their offsets would only make a restart read more again.
+        commits = [
+            TopicPartition(t, p, o + 1)
+            for (t, p), o in source.end_offsets().items()
+            if o + 1 > committed.get((t, p), -1)
+        ]
+        if not commits:
+            return
 
         def commit() -> None:
             try:
@@ -254,14 +282,22 @@ def run(
                 # The group dropped this consumer (after an outage): it rejoins as it polls, its partitions start
                 # again from the last committed offsets, and this batch, read again, writes nothing twice.
                 log.warning("offsets of batch %s not committed: %s", batch_label(source), exc)
+                return
+            for tp in commits:
+                committed[(tp.topic, tp.partition)] = tp.offset
 
-        kafka.retrying(commit, "commit offsets", patience)
+        kafka.retrying(commit, "commit offsets", patience, broker_away)
+
+    def deliver_matches(outputs: list[FilterOutput], label: str) -> DeliveryReport:
+        return kafka.retrying(
+            lambda: deliverer.deliver(outputs, label), "delivery", patience, broker_away, (DeliveryError,)
+        )
 
     def annotated(raw: RawBatch, filters: list[registry.Filter]) -> None:
         outputs, bad = run_annotation_filters(Path(settings.home), raw.payloads, filters, limits)
         for i, reason in bad:
             publisher.dead_letter(raw.topics[i], raw.partitions[i], raw.offsets[i], raw.payloads[i], reason)
-        delivered = deliverer.deliver(outputs, batch_label(raw))
+        delivered = deliver_matches(outputs, batch_label(raw))
         publisher.flush(max(60.0, patience))
         _note_health(settings, db, deliverer, outputs, delivered, report)
         commit_offsets(raw)
@@ -277,7 +313,7 @@ def run(
             payload = again.get((r.topic, r.partition, r.offset), r.payload) if r.read_back else r.payload
             publisher.dead_letter(r.topic, r.partition, r.offset, payload, r.reason)
         # Matches new to the ledger go to their channels and are recorded; the broker acknowledged them.
-        delivered = deliverer.deliver(outcome.outputs, batch_label(job.source))
+        delivered = deliver_matches(outcome.outputs, batch_label(job.source))
         publisher.flush(max(60.0, patience))
         _note_health(settings, db, deliverer, outcome.outputs, delivered, report)
         commit_offsets(job.source)
@@ -295,10 +331,22 @@ def run(
     started = time.monotonic()
     last_data = started
     busy = [started]  # when the run last received or delivered a batch: its time excludes the idle wait
+
+    def idle_for() -> float:
+        """How long nothing arrived and nothing was delivered. A run whose group has not given it the topic's
+        partitions (yet, or again after an outage) is not idle: they may come, and what waits there with them."""
+        now = time.monotonic()
+        if reader.unassigned_since is not None and now - reader.unassigned_since < patience:
+            return 0.0
+        return now - max(last_data, busy[0])
+
     try:
         while max_alerts is None or report.consumed < max_alerts:
             want = settings.batch_size if max_alerts is None else min(settings.batch_size, max_alerts - report.consumed)
-            collected = _collect(consumer, reader, settings, want, pipeline.poll)
+            collected = _collect(consumer, reader, settings, want, pipeline.poll, broker_away)
+            if outage[0]:  # the broker was away, not the stream idle: the idle clock starts again
+                outage[0] = False
+                last_data = time.monotonic()
             notes = collected.notes
             if len(notes):
                 filters = registry.list_filters(db, active_only=True)
@@ -306,7 +354,7 @@ def run(
                 annotated(notes, filters)
                 last_data = time.monotonic()
             if not collected.alerts:
-                if idle_exit_s is not None and time.monotonic() - last_data >= idle_exit_s and not pipeline.in_flight:
+                if idle_exit_s is not None and idle_for() >= idle_exit_s and not pipeline.in_flight:
                     break
                 continue
             last_data = busy[0] = time.monotonic()
@@ -335,6 +383,7 @@ def run(
         pipeline.close()
         consumer.close()
         publisher.close()
+        matches_publisher.close()
         db.dispose()
     report.seconds = busy[0] - started
     return report

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from nightjar.settings import Settings
@@ -84,21 +84,43 @@ def ensure_topics(settings: Settings, topics: list[str], partitions: int | None 
         del topic
 
 
-def retrying(call: Callable[[], T], what: str, patience_s: float) -> T:
+# Errors that no wait cures: a call that is wrong, not a broker that is away.
+NOT_AN_OUTAGE = (KafkaError._NO_OFFSET, KafkaError._INVALID_ARG)
+
+
+def retrying(
+    call: Callable[[], T],
+    what: str,
+    patience_s: float,
+    on_retry: Callable[[], None] | None = None,
+    retry_on: tuple[type[Exception], ...] = (),
+) -> T:
     """``call()``, tried again with exponential back-off (0.5 s doubling up to 30 s) while Kafka does not answer
     (``KafkaException``, or the embedded broker not running), for up to ``patience_s``; then the last error is
     raised. A broker that goes away and comes back (a restart, a network cut) pauses the run instead of ending it.
+
+    Errors no broker coming back can cure (a fatal error, a commit of nothing) are raised at once. ``retry_on``:
+    more exception types that mean the broker is away, unless their ``outage`` attribute says otherwise.
+    ``on_retry`` is called before each wait (the run restarts its idle clock after an outage).
     """
     deadline = time.monotonic() + patience_s
     delay = RETRY_FIRST_S
+    caught: tuple[type[Exception], ...] = (KafkaException, KafkaNotConfigured, *retry_on)
     while True:
         try:
             return call()
-        except (KafkaException, KafkaNotConfigured) as exc:
+        except caught as exc:
+            error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+            if isinstance(error, KafkaError) and (error.fatal() or error.code() in NOT_AN_OUTAGE):
+                raise
+            if not getattr(exc, "outage", True):
+                raise
             left = deadline - time.monotonic()
             if left <= 0:
                 raise
             log.warning("kafka unavailable (%s): %s; retrying in %.1f s", what, exc, min(delay, left))
+            if on_retry is not None:
+                on_retry()
             time.sleep(min(delay, left))  # back-off between attempts, not a synchronisation
             delay = min(delay * 2, RETRY_MAX_S)
 

@@ -56,6 +56,7 @@ class KafkaSlice:
 
     ranges: tuple[OffsetRange, ...]
     config: tuple[tuple[str, Any], ...]  # consumer settings (bootstrap servers, fetch sizes), hashable
+    patience_s: float = FETCH_TIMEOUT_S  # how long the worker waits for the messages (a broker outage included)
 
     def __len__(self) -> int:
         return sum(len(r) for r in self.ranges)
@@ -69,10 +70,11 @@ class KafkaSlice:
                 ends[key] = max(r.stop - 1, ends.get(key, -1))
         return ends
 
-    def fetch(self, timeout_s: float = FETCH_TIMEOUT_S) -> RawBatch:
-        """The slice's messages, in range order, read by this process's own consumer."""
+    def fetch(self, timeout_s: float | None = None) -> RawBatch:
+        """The slice's messages, in range order, read by this process's own consumer; ``FetchError`` when they
+        did not all come within ``timeout_s`` (default: the slice's patience)."""
         with _consumer(self.config) as consumer:
-            return _fetch(consumer, self.ranges, timeout_s)
+            return _fetch(consumer, self.ranges, self.patience_s if timeout_s is None else timeout_s)
 
 
 def read_back(source: RawBatch | KafkaSlice, places: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], bytes]:
@@ -89,7 +91,7 @@ def read_back(source: RawBatch | KafkaSlice, places: list[tuple[str, int, int]])
         }
     found: dict[tuple[str, int, int], bytes] = {}
     for t, p, o in sorted(wanted):
-        raw = KafkaSlice((OffsetRange(t, p, o, o + 1),), source.config).fetch()
+        raw = KafkaSlice((OffsetRange(t, p, o, o + 1),), source.config, source.patience_s).fetch()
         found.update(((t, p, o), payload) for payload in raw.payloads)
     return found
 
@@ -184,29 +186,43 @@ class RangeReader:
     messages); it is paused again as soon as its watermark moves (new messages arrived: the workers fetch them).
     """
 
-    def __init__(self, consumer: Consumer, topic: str, fetch_config: dict[str, Any], still_s: float) -> None:
+    def __init__(
+        self,
+        consumer: Consumer,
+        topic: str,
+        fetch_config: dict[str, Any],
+        still_s: float,
+        patience_s: float = FETCH_TIMEOUT_S,
+    ) -> None:
         self.consumer = consumer
         self.topic = topic
         self.config = tuple(sorted(fetch_config.items()))
         self.still_s = still_s
+        self.patience_s = patience_s
+        self.unassigned_since: float | None = time.monotonic()  # since when no partition of the topic is assigned
         self.next: dict[int, int | None] = {}  # partition -> next offset to hand out (None: not looked up yet)
         self.tailing: dict[int, float] = {}  # partition -> when it was tailed
         self._high: dict[int, tuple[int, float]] = {}  # partition -> (high watermark, when it last moved)
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "no partition")
         consumer.assign(partitions)
         mine = [tp for tp in partitions if tp.topic == self.topic]
         if mine:
             consumer.pause(mine)
+            self.unassigned_since = None
         for tp in mine:
             self.next[tp.partition] = None
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("revoked %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "no partition")
         for tp in partitions:
             if tp.topic == self.topic:
                 self.next.pop(tp.partition, None)
                 self._high.pop(tp.partition, None)
                 self.tailing.pop(tp.partition, None)
+        if not self.next and self.unassigned_since is None:
+            self.unassigned_since = time.monotonic()
 
     def _resolve(self) -> None:
         unknown = [TopicPartition(self.topic, p) for p, o in self.next.items() if o is None]
@@ -234,6 +250,7 @@ class RangeReader:
 
         With ``enough``: when the watermarks last seen already leave that many messages to hand out, says so
         without asking the broker again (a busy broker answers watermark requests in up to a second each).
+        Raises the ``KafkaException`` when no partition's watermark could be had (the broker is away).
         """
         self._resolve()
         if enough is not None:
@@ -246,13 +263,17 @@ class RangeReader:
                 return known
         total = 0
         now = time.monotonic()
+        failed: KafkaException | None = None
+        answered = False
         for partition, start in self.next.items():
             tp = TopicPartition(self.topic, partition)
             try:
                 _, high = self.consumer.get_watermark_offsets(tp, timeout=10)
             except KafkaException as exc:
                 log.warning("kafka watermarks of %s[%d]: %s", self.topic, partition, exc)
+                failed = exc
                 continue
+            answered = True
             seen = self._high.get(partition)
             if seen is None or seen[0] != high:
                 self._high[partition] = seen = (high, now)
@@ -270,6 +291,8 @@ class RangeReader:
                 self.tailing[partition] = now
                 continue
             total += max(0, ahead)
+        if failed is not None and not answered:
+            raise failed  # the broker is away, not the stream idle: the caller waits for it
         return total
 
     def take(self, want: int) -> KafkaSlice:
@@ -293,4 +316,4 @@ class RangeReader:
             ranges.append(OffsetRange(self.topic, partition, start, stop))
             self.next[partition] = stop
             left -= stop - start
-        return KafkaSlice(tuple(sorted(ranges, key=lambda r: r.partition)), self.config)
+        return KafkaSlice(tuple(sorted(ranges, key=lambda r: r.partition)), self.config, self.patience_s)

@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 from confluent_kafka import KafkaError, Message, Producer
 
 from nightjar import paths
 from nightjar.sql.registry import Filter
 
+log = logging.getLogger(__name__)
 Headers = list[tuple[str, str | bytes | None]]
+FLUSH_SLICE_S = 10.0  # a flush that waits longer says so, once per slice
+
+
+# Delivery errors of a broker that is away or restarting (not of a message it refused): worth another attempt.
+OUTAGE_ERRORS = frozenset(
+    {
+        KafkaError._TRANSPORT,
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TIMED_OUT_QUEUE,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NETWORK_EXCEPTION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
 
 
 class DeliveryError(RuntimeError):
-    """Messages the broker did not acknowledge."""
+    """Messages the broker did not acknowledge. ``outage``: only because it was away (no answer, a lost
+    connection): another attempt may succeed."""
+
+    def __init__(self, message: str, outage: bool = False) -> None:
+        super().__init__(message)
+        self.outage = outage
 
 
 class Publisher:
@@ -19,11 +46,11 @@ class Publisher:
 
     def __init__(self, config: dict[str, object]) -> None:
         self._producer = Producer(config)
-        self._errors: list[str] = []
+        self._errors: list[tuple[str, KafkaError]] = []
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
-            self._errors.append(f"{msg.topic()}: {err}")
+            self._errors.append((f"{msg.topic()}: {err}", err))
 
     def _produce(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> None:
         while True:
@@ -84,8 +111,25 @@ class Publisher:
         self.close()
 
     def flush(self, timeout_s: float = 60.0) -> None:
-        """Wait for every message; DeliveryError if any was not acknowledged."""
-        remaining = self._producer.flush(timeout_s)
+        """Wait for every message; DeliveryError if any was not acknowledged within ``timeout_s``.
+
+        A broker that does not answer is waited for (queued messages wait up to the producer's
+        ``message.timeout.ms``), with a warning every ``FLUSH_SLICE_S`` while messages are unacknowledged. Once
+        one failed, the others are still waited for: an attempt that follows must not overtake messages of this
+        one still queued.
+        """
+        deadline = time.monotonic() + timeout_s
+        remaining = self._producer.flush(min(timeout_s, FLUSH_SLICE_S))
+        while remaining and (left := deadline - time.monotonic()) > 0:
+            log.warning(
+                "kafka unavailable (delivery): %d messages not acknowledged yet; waiting up to %.0f s more",
+                remaining,
+                left,
+            )
+            remaining = self._producer.flush(min(left, FLUSH_SLICE_S))
         if remaining or self._errors:
             errors, self._errors = self._errors, []
-            raise DeliveryError(f"{remaining} messages unsent, {len(errors)} failed: {errors[:3]}")
+            outage = all(err.code() in OUTAGE_ERRORS or err.retriable() for _, err in errors)
+            raise DeliveryError(
+                f"{remaining} messages unsent, {len(errors)} failed: {[text for text, _ in errors[:3]]}", outage
+            )

@@ -341,3 +341,31 @@ def test_lake_optimize_shows_progress_and_a_summary(
     assert f" {len(tables)}/{len(tables)} " in _progress_line(err, "optimizing tables")
     after = sum(t.files for t in maintain.tables(settings.home))
     assert f"optimized {len(tables)} tables" in err and f"files {files} -> {after}" in err
+
+
+def test_broker_start_keeps_topics_across_stop_and_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`nightjar broker start` stores on disk by default: a topic made before `broker stop` is there after the
+    next `broker start` (issue 12 item 13: dev and demo survive a broker restart)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from nightjar.streams import broker
+
+    monkeypatch.setenv("NIGHTJAR_HOME", str(tmp_path))
+    monkeypatch.setenv("NIGHTJAR_BROKER_PORT", str(broker.free_port()))
+    try:
+        assert main(["broker", "start"]) == 0
+        bootstrap = capsys.readouterr().out.strip()
+        assert main(["broker", "status"]) == 0
+        assert "disk storage" in capsys.readouterr().err
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        [created] = admin.create_topics([NewTopic("kept", 1, 1)]).values()
+        created.result(10)
+        assert main(["broker", "stop"]) == 0
+        assert main(["broker", "start"]) == 0
+        assert capsys.readouterr().out.strip() == bootstrap
+        assert "kept" in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+        assert (paths.broker_data_dir(tmp_path) / paths.BROKER_BUCKET).is_dir()
+    finally:
+        main(["broker", "stop"])

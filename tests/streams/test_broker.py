@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from nightjar.streams import broker
 
@@ -50,3 +55,99 @@ def test_start_right_after_stop_on_the_same_port(tmp_path: Path) -> None:
     finally:
         broker.stop(tmp_path)
         del producer
+
+
+def _topic_with_messages(bootstrap: str, topic: str, producers: int, each: int) -> None:
+    """``producers`` producers writing ``each`` messages to one partition at the same time."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)]).values():
+        future.result(10)
+    errors: list[object] = []
+
+    def produce(i: int) -> None:
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "log_level": 0})
+        for j in range(each):
+            producer.produce(topic, f"{i}-{j}".encode(), on_delivery=lambda e, m: e and errors.append(e))
+            producer.poll(0)
+        assert producer.flush(60) == 0
+
+    threads = [threading.Thread(target=produce, args=(i,)) for i in range(producers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+def _read(bootstrap: str, topic: str, start: int, expected: int) -> list[tuple[int, bytes]]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, start)])
+    found: list[tuple[int, bytes]] = []
+    deadline = time.monotonic() + 60
+    try:
+        while len(found) < expected and time.monotonic() < deadline:
+            found += [(m.offset() or 0, m.value() or b"") for m in consumer.consume(1000, 0.5) if not m.error()]
+    finally:
+        consumer.close()
+    return found
+
+
+def _committed(bootstrap: str, topic: str, group: str, offset: int | None = None) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        if offset is not None:
+            consumer.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+        [tp] = consumer.committed([TopicPartition(topic, 0)], timeout=10)
+    finally:
+        consumer.close()
+    return int(tp.offset)
+
+
+def test_disk_storage_survives_a_restart(tmp_path: Path) -> None:
+    """Topics, messages and committed offsets are found again after `broker stop` and `start`, and after the
+    broker was killed and started again (issue 12 item 13: dev and demo survive a broker restart)."""
+    port = broker.free_port()
+    state = broker.start(tmp_path, port, storage="disk")
+    try:
+        assert state.storage == "disk" and state.store_pid is not None
+        _topic_with_messages(state.bootstrap, "kept", producers=1, each=500)
+        assert _committed(state.bootstrap, "kept", "g", offset=321) == 321
+        assert broker.stop(tmp_path)
+        assert broker.read_state(tmp_path) is None
+
+        again = broker.start(tmp_path, port, storage="disk")
+        assert "kept" in AdminClient({"bootstrap.servers": again.bootstrap}).list_topics(timeout=10).topics
+        assert _committed(again.bootstrap, "kept", "g") == 321
+        assert [o for o, _ in _read(again.bootstrap, "kept", 490, 10)] == list(range(490, 500))
+
+        # Killed, not stopped: its storage server is left behind; the next start replaces it and finds everything.
+        os.kill(again.pid, signal.SIGKILL)
+        assert broker.read_state(tmp_path) is None
+        third = broker.start(tmp_path, port, storage="disk")
+        assert third.store_pid != again.store_pid
+        assert again.store_pid is not None and not broker._alive(again.store_pid)
+        assert _committed(third.bootstrap, "kept", "g") == 321
+        assert len(_read(third.bootstrap, "kept", 0, 500)) == 500
+    finally:
+        broker.stop(tmp_path)
+    assert state.store_pid is not None and not broker._alive(state.store_pid)
+
+
+def test_disk_storage_gives_concurrent_producers_distinct_offsets(tmp_path: Path) -> None:
+    """Tansu hands out offsets with conditional writes: with four producers on one partition at once, every
+    message gets its own offset, none is lost (a storage server ignoring If-Match gave thousands of clashes)."""
+    state = broker.start(tmp_path, broker.free_port(), storage="disk")
+    try:
+        _topic_with_messages(state.bootstrap, "busy", producers=4, each=1000)
+        found = _read(state.bootstrap, "busy", 0, 4000)
+    finally:
+        broker.stop(tmp_path)
+    assert [o for o, _ in found] == list(range(4000))
+    assert len({v for _, v in found}) == 4000
