@@ -196,16 +196,21 @@ def _decode_group(group: _Group) -> tuple[dict[str, pa.Table], list[Reject]]:
         return {}, [Reject(m, f"unsupported schema: {exc}") for m in sorted(set(group.messages))]
     buf, starts, ends = join(group.chunks)
     counts = np.asarray(group.counts, dtype=np.int64)
-    decoded = program.decode(buf, starts, ends, counts)
     messages = np.asarray(group.messages, dtype=np.int64)
-    ok = decoded.segment_status == 0
-    rejects = [Reject(int(messages[s]), reason) for s, reason in decoded.errors().items()]
-    record_row = np.repeat(messages[ok], counts[ok])
-    if group.survey == "lsst":
-        tables = lsst_model.model_tables(decoded, record_row)
-    else:
-        tables, malformed = ztf_model.model_tables(decoded, record_row)
-        rejects += [Reject(int(record_row[r]), "malformed ZTF objectId") for r in np.flatnonzero(malformed)]
+    try:
+        decoded = program.decode(buf, starts, ends, counts)
+        ok = decoded.segment_status == 0
+        rejects = [Reject(int(messages[s]), reason) for s, reason in decoded.errors().items()]
+        record_row = np.repeat(messages[ok], counts[ok])
+        if group.survey == "lsst":
+            tables = lsst_model.model_tables(decoded, record_row)
+        else:
+            tables, malformed = ztf_model.model_tables(decoded, record_row)
+            rejects += [Reject(int(record_row[r]), "malformed ZTF objectId") for r in np.flatnonzero(malformed)]
+    except (KeyError, ValueError, IndexError, pa.ArrowException) as exc:
+        # A writer schema the model cannot map (no diaObjectId, a null ZTF candidate, an enum index past its
+        # symbols...): its messages are refused, the rest of the batch goes on.
+        return {}, [Reject(m, f"unusable alert: {type(exc).__name__}: {exc}") for m in sorted(set(group.messages))]
     wrong = validate.bad_flux_types(tables)
     if wrong is not None:  # the whole writer schema: its tables would not merge with the others
         return {}, [*rejects, *(Reject(m, f"unusable alert: {wrong}") for m in sorted(set(group.messages)))]
@@ -240,16 +245,14 @@ def decode_batch(batch: RawBatch, max_message_bytes: int = 4_000_000, registry_u
     schemas shipped with lsst-alert-packet.
     """
     groups, parquet, rejects, digests = _group(batch, max_message_bytes, registry_url)
-    parts: dict[str, list[pa.Table]] = {name: [] for name in MODEL_TABLES}
     decoded = [_decode_group(group) for group in groups.values()]
     decoded += [_decode_parquet(i, batch.payloads[i]) for i in parquet]
-    for tables, bad in decoded:
-        rejects.extend(bad)
-        for name, table in tables.items():
-            parts[name].append(table)
-    merged = {name: pa.concat_tables(p, promote_options="permissive") if p else _empty() for name, p in parts.items()}
+    merged = _merge(decoded, rejects)
     rejects.extend(_invalid_positions(merged["sources"]))
-    rejects.extend(Reject(i, reason) for i, reason in validate.invalid_times(merged["sources"], ROW).items())
+    rejects.extend(Reject(i, reason) for i, reason in validate.missing_ids(merged["sources"], ROW).items())
+    for name in ("sources", "prv_sources", "forced_sources"):  # a NaN time in history would file a row at night -2**31
+        for i, reason in validate.invalid_times(merged[name], ROW).items():
+            rejects.append(Reject(i, reason if name == "sources" else f"{reason} in {name}"))
     rejects.extend(Reject(i, reason) for i, reason in validate.invalid_utf8(merged, ROW).items())
     # One reason per message; a rejected message leaves no row in any table.
     by_message: dict[int, str] = {}
@@ -267,6 +270,31 @@ def decode_batch(batch: RawBatch, max_message_bytes: int = 4_000_000, registry_u
     merged["cutouts"] = _with_digest(merged["cutouts"], digests)
     merged = {n: _with_provenance(t, batch) for n, t in merged.items()}
     return DecodedBatch(**merged, rejects=[Reject(i, reason) for i, reason in sorted(by_message.items())])
+
+
+def _merge(decoded: list[tuple[dict[str, pa.Table], list[Reject]]], rejects: list[Reject]) -> dict[str, pa.Table]:
+    """The model tables of every writer schema's group, concatenated; a group whose tables do not merge with
+    those of the larger groups (a column of another type) is refused whole, with the reason (in ``rejects``)."""
+    for _, bad in decoded:
+        rejects.extend(bad)
+    parts: dict[str, list[pa.Table]] = {name: [] for name in MODEL_TABLES}
+    schemas_so_far: dict[str, pa.Schema] = {}
+    for tables, _ in sorted(decoded, key=lambda d: -max((t.num_rows for t in d[0].values()), default=0)):
+        try:
+            unified = {
+                name: pa.unify_schemas([schemas_so_far[name], t.schema], promote_options="permissive")
+                if name in schemas_so_far
+                else t.schema
+                for name, t in tables.items()
+            }
+        except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
+            messages = sorted({int(r) for t in tables.values() if t.num_rows for r in t[ROW].to_numpy()})
+            rejects.extend(Reject(m, f"unusable alert: {exc}") for m in messages)
+            continue
+        schemas_so_far.update(unified)
+        for name, table in tables.items():
+            parts[name].append(table)
+    return {name: pa.concat_tables(p, promote_options="permissive") if p else _empty() for name, p in parts.items()}
 
 
 def _invalid_positions(sources: pa.Table) -> list[Reject]:

@@ -60,9 +60,35 @@ def invalid_times(sources: pa.Table, row: str) -> dict[int, str]:
     return {int(rows[j]): f"invalid {TIME_COLUMN}={float(mjd[j])}" for j in np.flatnonzero(~good)}
 
 
+def missing_ids(sources: pa.Table, row: str) -> dict[int, str]:
+    """Messages whose triggering detection has no ``diaSourceId`` (a writer schema that made it nullable)."""
+    if sources.num_rows == 0 or "diaSourceId" not in sources.column_names or not sources["diaSourceId"].null_count:
+        return {}
+    rows = sources[row].to_numpy()
+    missing = pc.is_null(sources["diaSourceId"]).to_numpy(zero_copy_only=False)
+    return {int(r): "missing diaSourceId" for r in rows[missing]}
+
+
+# Columns every writer schema must give as numbers: the lake's keys, positions and times (a string there would not
+# merge with the other alerts' tables, nor with the lake's).
+NUMERIC_COLUMNS = {
+    "sources": ("diaSourceId", "diaObjectId", "ra", "dec", TIME_COLUMN),
+    "prv_sources": ("diaSourceId", "diaObjectId", "ra", "dec", TIME_COLUMN),
+    "forced_sources": ("diaForcedSourceId", "diaObjectId", "ra", "dec", TIME_COLUMN),
+    "objects": ("diaObjectId",),
+    "cutouts": ("diaSourceId", "diaObjectId"),
+}
+
+
 def bad_flux_types(tables: Mapping[str, pa.Table]) -> str | None:
-    """Why the fluxes of one writer schema's tables cannot be used (not numbers), or None."""
+    """Why the fluxes, keys, positions or times of one writer schema's tables cannot be used (not numbers), or
+    None."""
     for name, table in tables.items():
+        for column in NUMERIC_COLUMNS.get(name, ()):
+            if column in table.column_names:
+                dtype = table.schema.field(column).type
+                if not (pa.types.is_floating(dtype) or pa.types.is_integer(dtype) or pa.types.is_null(dtype)):
+                    return f"{name}.{column} is {dtype}, not a number"
         for column in FLUX_COLUMNS:
             if column in table.column_names:
                 dtype = table.schema.field(column).type
