@@ -84,6 +84,9 @@ def _commit_after(
     return stages.commit_to_lake(batch, home, txns, context, cutouts)
 
 
+STALL_S = 10.0  # a job awaited longer than this: the driver checks what it may be waiting on
+
+
 class Pipeline:
     """The graph's entry and exit, and the batches in flight.
 
@@ -94,9 +97,16 @@ class Pipeline:
     every job and delivers it; ``close`` releases the graph.
     """
 
-    def __init__(self, source: Stream, deliver: Callable[[Job], Any], max_in_flight: int) -> None:
+    def __init__(
+        self,
+        source: Stream,
+        deliver: Callable[[Job], Any],
+        max_in_flight: int,
+        on_stall: Callable[[], Any] | None = None,
+    ) -> None:
         self.source = source
         self.max_in_flight = max(1, max_in_flight)
+        self.on_stall = on_stall  # called every STALL_S while the oldest job is awaited
         self.in_flight: deque[Job] = deque()
         self._deliver = deliver
         self.sink: Stream | None = None  # the graph's last node, set by ``build``
@@ -119,7 +129,13 @@ class Pipeline:
 
     def _finish(self, job: Job) -> None:
         assert job.future is not None
-        outcome = job.future.result()
+        while True:
+            try:
+                outcome = job.future.result(timeout=STALL_S)
+                break
+            except TimeoutError:
+                if self.on_stall is not None:
+                    self.on_stall()
         self._deliver(replace(job, future=None, context=None, payloads=None, outcome=outcome))
 
     def drain(self) -> None:
@@ -142,11 +158,18 @@ def _on(worker: str | None) -> dict[str, Any]:
     return {"workers": [worker], "allow_other_workers": True} if worker else {}
 
 
-def build(client: Client, config: GraphConfig, deliver: Callable[[Job], Any], max_in_flight: int = 2) -> Pipeline:
-    """The pipeline graph; emit a ``Job`` into it and ``deliver`` receives the job finished, in emit order."""
+def build(
+    client: Client,
+    config: GraphConfig,
+    deliver: Callable[[Job], Any],
+    max_in_flight: int = 2,
+    on_stall: Callable[[], Any] | None = None,
+) -> Pipeline:
+    """The pipeline graph; emit a ``Job`` into it and ``deliver`` receives the job finished, in emit order.
+    ``on_stall`` is called every ``STALL_S`` while the driver waits for a job (its worker may be waiting on Kafka)."""
     workers = sorted(client.scheduler_info()["workers"])
     source = Stream(stream_name="alerts")
-    pipeline = Pipeline(source, deliver, max_in_flight)
+    pipeline = Pipeline(source, deliver, max_in_flight, on_stall)
 
     def decode(job: Job) -> Job:
         # A batch stays on one worker from fetch to filters (its decoded tables, cutouts included, are never

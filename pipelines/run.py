@@ -327,7 +327,12 @@ def run(
             compaction.start()
 
     compaction = BackgroundCompaction(client, Path(settings.home))
-    pipeline = graph.build(client, _graph_config(settings), deliver, settings.batches_in_flight)
+
+    def check_broker() -> None:
+        """The oldest batch is slow: its worker may be waiting on Kafka. Say so here, and wait with it."""
+        kafka.retrying(lambda: consumer.list_topics(topic, timeout=5), "awaiting a batch", patience, broker_away)
+
+    pipeline = graph.build(client, _graph_config(settings), deliver, settings.batches_in_flight, check_broker)
     started = time.monotonic()
     last_data = started
     busy = [started]  # when the run last received or delivered a batch: its time excludes the idle wait
