@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -49,23 +50,23 @@ def check_radius(radius: float, what: str = "the default radius") -> float:
     return float(radius)
 
 
+_SEXAGESIMAL = re.compile(
+    r"^[+-]?\d{1,3}([: ]\d{1,2}([: ]\d{1,2}(\.\d*)?)?)$|^[+-]?[\d.]+[hd°][\d.]*[m']?[\d.]*[s\"]?$"
+)
+
+
 def _sexagesimal(text: str, hours: bool) -> float:
-    """A sexagesimal angle in degrees (RA in hours); ValueError if it is not one."""
-    parts = text.replace(":", " ").split()
-    if len(parts) == 3 and all(p.lstrip("+-").replace(".", "", 1).isdigit() for p in parts):
-        value = Angle(tuple(float(p) for p in parts), unit="hourangle" if hours else "deg")
-        if parts[0].startswith("-") and not hours:
-            value = -abs(value)
-        return float(value.degree)
-    unit = "hourangle" if hours else "deg"
-    if any(c in text for c in "hmsd°'\""):
-        return float(Angle(text, unit=unit).degree)
-    raise ValueError(text)
+    """A sexagesimal angle in degrees (RA in hours, ``12:34:56.7``, ``12 34 56.7`` or ``12h34m56.7s``; Dec in
+    degrees); ValueError if it is not one."""
+    text = " ".join(text.split())
+    if not _SEXAGESIMAL.match(text):
+        raise ValueError(text)
+    return float(Angle(text.replace(":", " "), unit="hourangle" if hours else "deg").degree)
 
 
 def _angles(values: np.ndarray, hours: bool) -> tuple[np.ndarray, np.ndarray]:
     """(degrees, ok) of text values: decimal degrees, else sexagesimal."""
-    numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
+    numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64, copy=True)
     ok = np.isfinite(numbers)
     for i in np.flatnonzero(~ok):
         text = str(values[i]).strip()
@@ -92,7 +93,7 @@ class _Problems:
     def raise_if_any(self, source: str) -> None:
         if not self.items:
             return
-        self.items.sort()
+        self.items.sort(key=lambda item: item[0])
         shown = [f"{self.where} {n}: {text}" for n, text in self.items[:MAX_ERRORS]]
         more = len(self.items) - MAX_ERRORS
         tail = f"\n... and {more} more bad {self.where}s" if more > 0 else ""
@@ -194,8 +195,8 @@ def _pick(names: list[str], *wanted: str) -> str | None:
 
 
 def read_parquet(path: Path) -> pa.Table:
-    """Cones from a Parquet file with columns ``ra``, ``dec``, an ID (``name``, ``id``, ``objectId`` …) and
-    optionally ``radius`` (arcsec); rows are numbered from 1 in errors."""
+    """Cones from a Parquet file with columns ``ra``, ``dec``, optionally an ID (``name``, ``id``, ``objectId`` …;
+    else the row number) and ``radius`` (arcsec); rows are numbered from 1 in errors."""
     try:
         table = pq.read_table(path)
     except Exception as exc:
@@ -205,10 +206,10 @@ def read_parquet(path: Path) -> pa.Table:
     dec = _pick(names, "dec", "decl", "dec_deg", "decdeg", "dej2000")
     ident = _pick(names, "name", "id", "objectid", "object_id", "coneid")
     radius = _pick(names, "radius", "radius_arcsec")
-    missing = [what for what, col in (("ra", ra), ("dec", dec), ("an ID (name, id or objectId)", ident)) if col is None]
+    missing = [what for what, col in (("ra", ra), ("dec", dec)) if col is None]
     if missing:
         raise WatchFileError(f"{path}: no column for {', '.join(missing)} (columns: {', '.join(names)})")
-    assert ra is not None and dec is not None and ident is not None
+    assert ra is not None and dec is not None
     if table.num_rows == 0:
         raise WatchFileError(f"{path}: no cones")
     problems = _Problems("row")
@@ -220,7 +221,7 @@ def read_parquet(path: Path) -> pa.Table:
         np.arange(1, table.num_rows + 1),
         text(ra),
         text(dec),
-        text(ident),
+        text(ident) if ident is not None else np.array([str(i) for i in range(1, table.num_rows + 1)], dtype=object),
         text(radius) if radius is not None else None,
         problems,
     )

@@ -57,8 +57,8 @@ def _fits_kind(path: Path) -> str:
                 if order is not None and not 0 <= int(order) <= MAX_ORDER:
                     raise WatchmapError(f"{path}: MOC order {order} is outside 0..{MAX_ORDER}")
                 return "moc"
-    except OSError as exc:
-        raise WatchmapError(f"{path}: not a FITS file ({exc})") from None
+    except OSError:
+        raise WatchmapError(f"{path}: not a FITS file (a MOC or a HEALPix probability map)") from None
     raise WatchmapError(f"{path}: not a MOC (no MOCORDER/MOCDIM keyword) nor a HEALPix probability map")
 
 
@@ -105,7 +105,9 @@ def from_circle(ra: float, dec: float, radius_arcsec: float, order: int = DEFAUL
     _check_positions(np.array([ra]), np.array([dec]))
     if not (np.isfinite(radius_arcsec) and 0 < radius_arcsec <= 180 * 3600):
         raise WatchmapError(f"a circle's radius must be > 0 and at most 180 degrees, not {radius_arcsec} arcsec")
-    moc = MOC.from_cone(Longitude(ra * u.deg), Latitude(dec * u.deg), radius_arcsec * u.arcsec, max_depth=order)
+    moc = MOC.from_cone(
+        lon=Longitude(ra * u.deg), lat=Latitude(dec * u.deg), radius=radius_arcsec * u.arcsec, max_depth=order
+    )
     return _checked(moc, "circle")
 
 
