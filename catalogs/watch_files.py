@@ -102,6 +102,12 @@ class _Problems:
         )
 
 
+def _not_angle(what: str, value: object) -> str:
+    if value is None or not str(value).strip():
+        return f"{what} is missing"
+    return f"{what} {str(value)!r} is not a number of degrees or a sexagesimal angle"
+
+
 def _validate(
     numbers: np.ndarray,
     ra_text: np.ndarray,
@@ -112,13 +118,11 @@ def _validate(
 ) -> pa.Table:
     ra, ra_ok = _angles(ra_text, hours=True)
     dec, dec_ok = _angles(dec_text, hours=False)
-    problems.add(
-        numbers, ~ra_ok, [f"RA {str(v)!r} is not a number of degrees or a sexagesimal angle" for v in ra_text[~ra_ok]]
-    )
+    problems.add(numbers, ~ra_ok, [_not_angle("RA", v) for v in ra_text[~ra_ok]])
     problems.add(
         numbers,
         ~dec_ok,
-        [f"Dec {str(v)!r} is not a number of degrees or a sexagesimal angle" for v in dec_text[~dec_ok]],
+        [_not_angle("Dec", v) for v in dec_text[~dec_ok]],
     )
     bad_ra = ra_ok & ~((ra >= 0) & (ra <= 360))
     problems.add(numbers, bad_ra, [f"RA {v:g} is outside 0..360 degrees" for v in ra[bad_ra]])
