@@ -57,8 +57,11 @@ def keep_alerts(hits: pa.Table, alerts: pa.Array | pa.ChunkedArray) -> pa.Table:
 
 
 def append_batch(home: Path, table: str, hits: pa.Table, txns: dict[str, int]) -> bool:
-    """A batch's hits, appended with its transactions (call under the lake lock, before ``log_batch``). The table
-    is written even when the batch has no hits, so that its offsets are recorded and a replay writes nothing."""
+    """A batch's hits, appended with its transactions (call under the lake lock, before ``log_batch``): a batch
+    committed again writes them once. A batch without hits writes nothing (a replay of it has nothing to repeat),
+    sparing the table a commit per batch."""
+    if hits.num_rows == 0:
+        return False
     return commit.append(home, table, hits.cast(SCHEMAS[table]), txns)
 
 

@@ -191,3 +191,49 @@ def test_watchmaps_from_real_mocs_and_bad_areas(world: World, data_dir: Path) ->
         got = world.client.post("/api/v1/watchmaps", json={"name": "bad", **body}, headers=owner)
         assert got.status_code == 400 and message in got.json()["detail"], got.text
     assert "bad" not in [m["name"] for m in world.client.get("/api/v1/watchmaps", headers=owner).json()]
+
+
+def test_lasair_query_reads_watchlist_and_area_hits(settings: Settings, lake_builder) -> None:
+    from nightjar.catalogs.watch_files import read_csv_text
+    from nightjar.lake import read
+    from nightjar.pipelines.watch_history import match_history
+    from nightjar.sql import registry, watch_registry
+
+    lake_builder(settings.home, alerts=300, batches=2)
+    objects = read.datasets(settings.home)[paths.OBJECTS].to_table(columns=["diaObjectId", "ra", "dec"])
+    objects = objects.sort_by("diaObjectId").slice(0, 5)
+    csv = "".join(f"{r['ra']!r},{r['dec']!r},target-{i}\n" for i, r in enumerate(objects.to_pylist()))
+    db = registry.engine(settings.metadata_url)
+    home = Path(settings.home)
+    listed = watch_registry.add_watchlist(db, home, "five", read_csv_text(csv), radius_arcsec=1.0, visibility="public")
+    from nightjar.catalogs import watchmap
+
+    first = objects.to_pylist()[0]
+    area = watch_registry.add_watchmap(db, home, "spot", watchmap.from_circle(first["ra"], first["dec"], 5.0), "circle")
+    db.dispose()
+    match_history(settings, "watchlist", listed.id)
+    match_history(settings, "watchmap", area.id)
+    with TestClient(create_app(settings)) as client:
+        form = {
+            "selected": "objects.diaObjectId, watchlist_hits.name, watchlist_hits.arcsec, watchlist_hits.wl_id",
+            "tables": f"objects, watchlist:{listed.id}",
+            "conditions": "ORDER BY objects.diaObjectId",
+            "limit": 1000,
+        }
+        got = client.post("/lasair/api/query/", data=form)
+        assert got.status_code == 200, got.text
+        rows = got.json()
+        assert {r["diaObjectId"] for r in rows} == {str(i) for i in objects["diaObjectId"].to_pylist()}
+        assert {r["name"] for r in rows} == {f"target-{i}" for i in range(5)}
+        assert all(r["arcsec"] <= 1.0 and str(r["wl_id"]) == str(listed.id) for r in rows)
+        inside = client.post(
+            "/lasair/api/query/",
+            data={"selected": "DISTINCT objects.diaObjectId", "tables": f"objects, area:{area.id}", "limit": 10},
+        ).json()
+        assert [r["diaObjectId"] for r in inside] == [str(first["diaObjectId"])]
+        other = client.post(
+            "/lasair/api/query/", data={"selected": "objects.diaObjectId", "tables": "objects, watchlist:12345"}
+        ).json()
+        assert other == []
+        bad = client.post("/lasair/api/query/", data={"selected": "*", "tables": "objects, watchlist:x"})
+        assert bad.status_code == 400 and "watchlist:ID" in bad.text
