@@ -120,3 +120,15 @@ def test_malformed_files_create_nothing_from_the_command_line(
         "2\tb\t11.0000000\t21.0000000\t4.0",
     ]
     db.dispose()
+
+
+def test_an_imported_catalogue_as_a_watchlist(catalog_home: Path, data_dir: Path) -> None:
+    cones = read_cones("catalog:gcvs", catalog_home)
+    source = pq.read_table(data_dir / "catalogs" / "gcvs" / "gcvs.parquet")
+    assert cones.num_rows == source.num_rows == 59_099
+    assert sorted(zip(cones["ra"].to_pylist(), cones["dec"].to_pylist(), strict=True)) == sorted(
+        zip(source["ra"].to_pylist(), source["dec"].to_pylist(), strict=True)
+    )
+    assert cones["radius"].null_count == cones.num_rows  # the list's default radius
+    named = read_cones("catalog:3hsp", catalog_home)
+    assert named.num_rows == 2013 and {n.strip() for n in named["name"].to_pylist()} >= {"3HSPJ000116.4+293534"}
