@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nightjar.catalogs import healpix
-from nightjar.catalogs.cache import IndexCache
+from nightjar.catalogs.cache import CacheStats, IndexCache
 from nightjar.catalogs.geometry import separation_arcsec
 from nightjar.catalogs.index import TIER_BOUNDS, merge_small_tiers, tier_of
 from nightjar.catalogs.standardize import spatial_index
@@ -111,7 +111,13 @@ def cached_index(spec: WatchlistSpec, budget_bytes: int) -> ConeIndex:
 
 
 def clear_cache() -> None:
+    """Empty this process's cone indexes."""
     _CACHE.clear()
+
+
+def cache_stats() -> CacheStats:
+    """This process's cone-index cache counters (on the workers: ``client.run(cache_stats)``)."""
+    return _CACHE.stats()
 
 
 @dataclass

@@ -15,7 +15,7 @@ import pytest
 from astropy.coordinates import SkyCoord
 from distributed import Client
 
-from nightjar.catalogs import watchmap
+from nightjar.catalogs import watch_index, watchmap
 from nightjar.catalogs.watch_files import read_csv_text
 from nightjar.pipelines.run import run
 from nightjar.settings import Settings
@@ -73,10 +73,15 @@ def test_streaming_filters_on_watch_hits_deliver_exactly_the_matches(
         db, "in my field", f"SELECT diaObjectId, diaSourceId FROM area_hits WHERE watchmapId = {field.id}"
     )
 
+    dask_client.run(watch_index.clear_cache)
     topic = f"watch-{uuid.uuid4().hex[:8]}"
     n = simulate.produce(settings, topic, ALERTS, seed=SEED, config=CONFIG)
     report = run(settings, dask_client, topic, max_alerts=n, idle_exit_s=30)
     assert report.accepted == n and report.batches >= 3 and not report.filter_errors
+    # Each worker built the list's index once and reused it for every later batch.
+    stats = dask_client.run(watch_index.cache_stats).values()
+    assert sum(s.hits + s.misses for s in stats) == report.batches
+    assert all(s.misses <= 1 for s in stats) and sum(s.hits for s in stats) >= report.batches - len(stats)
 
     # Expected, by astropy and mocpy alone.
     radius = np.nan_to_num(cones["radius"].to_numpy(zero_copy_only=False).astype(float), nan=2.0)
