@@ -36,6 +36,8 @@ class WatchlistSpec:
     version: int
     path: str  # its cones, ``paths.watchlist_file``
     radius_arcsec: float  # the list's default radius
+    owner: str = "local"
+    public: bool = True  # private and group lists' hits are their owner's alone
 
 
 @dataclass

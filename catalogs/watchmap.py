@@ -31,6 +31,8 @@ class WatchmapSpec:
     id: int
     version: int
     path: str  # its MOC, ``paths.watchmap_file``
+    owner: str = "local"
+    public: bool = True  # private and group areas' hits are their owner's alone
 
 
 def _checked(moc: MOC, what: str) -> MOC:

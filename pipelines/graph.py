@@ -29,7 +29,7 @@ from nightjar.catalogs.catalog import CatalogSet
 from nightjar.catalogs.dispatch import submit_context
 from nightjar.lake.commit import app_id
 from nightjar.lake.staged import StagedFiles
-from nightjar.pipelines import context, stages
+from nightjar.pipelines import context, stages, watch_filters
 from nightjar.pipelines.watch import BatchHits, WatchSet, match_batch
 from nightjar.sql import sandbox
 from nightjar.sql.registry import Filter
@@ -230,13 +230,14 @@ def build(
     def filters(job: Job) -> Job:
         chosen = list(job.filters) if config.run_filters else []
         fut = client.submit(
-            stages.apply_filters,
+            watch_filters.apply_filters,  # stages.apply_filters, with the hits each filter's owner may see
             job.future,
             chosen,
             config.limits,
             job.context,
             config.home,
             job.hits,
+            job.watch,
             **_on(job.worker),
             pure=False,
         )

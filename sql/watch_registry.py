@@ -56,7 +56,8 @@ class Watchlist:
         return paths.watchlist_file(home, self.id, self.version)
 
     def spec(self, home: Path) -> WatchlistSpec:
-        return WatchlistSpec(self.id, self.version, str(self.file(home)), self.radius_arcsec)
+        public = self.visibility == "public"
+        return WatchlistSpec(self.id, self.version, str(self.file(home)), self.radius_arcsec, self.owner, public)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class Watchmap:
         return paths.watchmap_file(home, self.id, self.version)
 
     def spec(self, home: Path) -> WatchmapSpec:
-        return WatchmapSpec(self.id, self.version, str(self.file(home)))
+        return WatchmapSpec(self.id, self.version, str(self.file(home)), self.owner, self.visibility == "public")
 
     @property
     def area_sq_deg(self) -> float:
@@ -504,6 +505,19 @@ def list_watchmaps(
         if active_only:
             query = query.where(WatchmapRow.active.is_(True))
         return [_watchmap(r) for r in session.scalars(query)]
+
+
+def hidden_from(eng: Engine, viewer: str) -> tuple[list[int], list[int]]:
+    """The watchlists and watchmaps whose hits ``viewer`` may not read: the private and group lists of others
+    (``""``: an anonymous caller, who owns nothing)."""
+    with Session(eng) as session:
+        lists = session.scalars(
+            select(WatchlistRow.id).where(WatchlistRow.visibility != "public", WatchlistRow.owner != viewer)
+        )
+        maps = session.scalars(
+            select(WatchmapRow.id).where(WatchmapRow.visibility != "public", WatchmapRow.owner != viewer)
+        )
+        return list(lists), list(maps)
 
 
 def active_specs(eng: Engine, home: Path) -> tuple[tuple[WatchlistSpec, ...], tuple[WatchmapSpec, ...]]:

@@ -237,3 +237,51 @@ def test_lasair_query_reads_watchlist_and_area_hits(settings: Settings, lake_bui
         assert other == []
         bad = client.post("/lasair/api/query/", data={"selected": "*", "tables": "objects, watchlist:x"})
         assert bad.status_code == 400 and "watchlist:ID" in bad.text
+
+
+def test_hits_of_private_lists_are_their_owners_alone(settings: Settings, lake_builder) -> None:
+    from nightjar.catalogs.watch_files import read_csv_text
+    from nightjar.lake import read
+    from nightjar.pipelines.watch_history import match_history
+    from nightjar.sql import registry, watch_registry
+
+    tokens = {name: add_user_token(settings, name) for name in ("alice", "bob")}
+    tokens["root"] = add_user_token(settings, "root", role="admin")
+    lake_builder(settings.home, alerts=200, batches=1)
+    objects = read.datasets(settings.home)[paths.OBJECTS].to_table(columns=["ra", "dec"]).slice(0, 3)
+    csv = "".join(f"{r['ra']!r},{r['dec']!r},t{i}\n" for i, r in enumerate(objects.to_pylist()))
+    db = registry.engine(settings.metadata_url)
+    home = Path(settings.home)
+    ids = {}
+    for visibility in ("private", "public", "group"):
+        made = watch_registry.add_watchlist(
+            db, home, visibility, read_csv_text(csv), owner="alice", radius_arcsec=1.0, visibility=visibility
+        )
+        match_history(settings, "watchlist", made.id)
+        ids[visibility] = made.id
+    db.dispose()
+    sql = "SELECT DISTINCT watchlistId FROM watchlist_hits ORDER BY watchlistId"
+    expect = {
+        "alice": sorted(ids.values()),
+        "root": sorted(ids.values()),
+        "bob": [ids["public"]],
+        None: [ids["public"]],
+    }
+    with TestClient(create_app(settings)) as client:
+        for who, seen in expect.items():
+            headers = {"Authorization": f"Token {tokens[who]}"} if who else {}
+            got = client.post("/api/v1/query", json={"sql": sql}, headers=headers)
+            assert got.status_code == 200, got.text
+            assert [int(r["watchlistId"]) for r in got.json()["rows"]] == seen, who
+            lasair = client.post(
+                "/lasair/api/query/",
+                data={"selected": "DISTINCT objects.diaObjectId", "tables": f"objects, watchlist:{ids['private']}"},
+                headers=headers,
+            ).json()
+            assert len(lasair) == (3 if who in ("alice", "root") else 0), who
+        job = client.post("/api/v1/jobs", json={"sql": sql}, headers={"Authorization": f"Token {tokens['bob']}"})
+        assert job.status_code == 202
+        url = f"/api/v1/jobs/{job.json()['id']}"
+        bob = {"Authorization": f"Token {tokens['bob']}"}
+        state = poll_history(client, url, bob)
+        assert state["status"] == "done" and state["rows"] == 1

@@ -221,3 +221,44 @@ def test_watchmap_holds_exactly_what_mocpy_says(
     assert set(hits["diaSourceId"].to_pylist()) == expected
     assert hits.num_rows == len(expected) > 10
     assert set(hits["watchmapId"].to_pylist()) == {7}
+
+
+def test_each_streaming_filter_sees_the_hits_its_owner_may_see(tmp_path: Path, data_dir: Path) -> None:
+    from nightjar.pipelines.watch import match_batch
+    from nightjar.pipelines.watch_filters import apply_filters
+    from nightjar.settings import Settings
+    from nightjar.sql.engine import limits
+    from nightjar.sql.registry import Filter
+
+    payloads = [p for f in alert_files([data_dir / "alerts" / "lsst" / "lsstcam-2025-v9.0"]) for p in read_payloads(f)]
+    batch = stages.locate(decode_batch(RawBatch.from_payloads(payloads)), partition_order=5)
+    alerts = alerts_of(batch.sources).slice(0, 4)
+    cones = pa.table(
+        {
+            "coneId": pa.array([1, 2, 3, 4], pa.int64()),
+            "name": [f"n{i}" for i in range(4)],
+            "ra": alerts["ra"],
+            "dec": alerts["dec"],
+            "radius": pa.nulls(4, pa.float64()),
+        },
+        schema=CONES_SCHEMA,
+    )
+    specs = []
+    for list_id, owner, public in ((1, "alice", False), (2, "alice", True), (3, "bob", False)):
+        path = tmp_path / f"{list_id}.parquet"
+        pq.write_table(watch_index.sorted_cones(cones), path)
+        specs.append(WatchlistSpec(list_id, 1, str(path), 0.01, owner, public))
+    watch = WatchSet(tuple(specs), ())
+    hits = match_batch(batch, watch)
+    assert sorted(set(hits.watchlist_hits["watchlistId"].to_pylist())) == [1, 2, 3]
+    sql = "SELECT o.diaObjectId, w.watchlistId, w.diaSourceId FROM objects o JOIN watchlist_hits w USING (diaObjectId)"
+    filters = [
+        Filter(10, "a", sql, 1, owner="alice"),
+        Filter(11, "b", sql, 1, owner="bob"),
+        Filter(12, "c", sql, 1, owner="carol"),
+        Filter(13, "plain", "SELECT diaObjectId, diaSourceId FROM sources WHERE psfFlux > 0", 1, owner="carol"),
+    ]
+    outcome = apply_filters(batch, filters, limits(Settings(home=tmp_path)), hits=hits, watch=watch)
+    seen = [sorted(set(o.matches["watchlistId"].to_pylist())) for o in outcome.outputs[:3]]
+    assert seen == [[1, 2], [2, 3], [2]]
+    assert [o.filter.id for o in outcome.outputs] == [10, 11, 12, 13] and outcome.outputs[3].matches.num_rows > 0
