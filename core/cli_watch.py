@@ -113,7 +113,10 @@ def add_parsers(sub: argparse._SubParsersAction, handler: Any) -> None:
     _common(add, True)
     _lists(actions, "watchmap")
     edit = add_command(
-        actions, "edit", "change a watchmap: a new area (matched over the history again), name or sharing"
+        actions,
+        "edit",
+        "change a watchmap: a new area (matched over the history again), name or sharing",
+        "nightjar watchmap edit 1 --circle 10.68 41.27 7200 --public",
     )
     edit.add_argument("id", type=int, help="watchmap id")
     edit.add_argument("--name", help="a new name")
@@ -132,20 +135,30 @@ def _area_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _lists(actions: argparse._SubParsersAction, kind: str) -> None:
-    listing = add_command(actions, "list", f"the {kind}s you can see (yours and public ones)")
+    id_help = f"{kind} id (printed by `{kind} add`, shown by `{kind} list`)"
+    listing = add_command(
+        actions, "list", f"the {kind}s you can see (yours and public ones)", f"nightjar {kind} list --mine"
+    )
     listing.add_argument("--mine", action="store_true", help="only yours")
     listing.add_argument("--owner", default="local", help=OWNER_HELP)
-    listing.add_argument("--format", choices=["table", "json"], default="table")
-    show = add_command(actions, "show", f"one {kind}, with its history job")
-    show.add_argument("id", type=int)
+    listing.add_argument(
+        "--format", choices=["table", "json"], default="table", help="output format (default: %(default)s)"
+    )
+    show = add_command(
+        actions,
+        "show",
+        f"one {kind}, with its history job",
+        f"nightjar {kind} show 1" + (" --cones 10" if kind == "watchlist" else ""),
+    )
+    show.add_argument("id", type=int, help=id_help)
     show.add_argument("--owner", default="local", help=OWNER_HELP)
     if kind == "watchlist":
         show.add_argument("--cones", type=int, default=0, metavar="N", help="also print its first N cones")
-    delete = add_command(actions, "delete", f"remove a {kind} and its hits")
-    delete.add_argument("id", type=int)
+    delete = add_command(actions, "delete", f"remove a {kind} and its hits", f"nightjar {kind} delete 1")
+    delete.add_argument("id", type=int, help=id_help)
     delete.add_argument("--owner", default="local", help=OWNER_HELP)
-    rerun = add_command(actions, "rerun", f"match a {kind} over the lake's history again")
-    rerun.add_argument("id", type=int)
+    rerun = add_command(actions, "rerun", f"match a {kind} over the lake's history again", f"nightjar {kind} rerun 1")
+    rerun.add_argument("id", type=int, help=id_help)
     rerun.add_argument("--owner", default="local", help=OWNER_HELP)
 
 

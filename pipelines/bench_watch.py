@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--history-alerts", type=int, default=10_000_000, help="alerts in the lake (default: %(default)s)"
     )
     parser.add_argument("--no-history", action="store_true", help="only the live benchmark")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, help="random seed of cones and alerts (default: %(default)s)")
 
 
 def _sphere(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:

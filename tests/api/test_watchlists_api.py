@@ -209,7 +209,8 @@ def test_lasair_query_reads_watchlist_and_area_hits(settings: Settings, lake_bui
     from nightjar.catalogs import watchmap
 
     first = objects.to_pylist()[0]
-    area = watch_registry.add_watchmap(db, home, "spot", watchmap.from_circle(first["ra"], first["dec"], 5.0), "circle")
+    spot = watchmap.from_circle(first["ra"], first["dec"], 5.0)
+    area = watch_registry.add_watchmap(db, home, "spot", spot, "circle", visibility="public")
     db.dispose()
     match_history(settings, "watchlist", listed.id)
     match_history(settings, "watchmap", area.id)
