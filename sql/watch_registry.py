@@ -323,7 +323,8 @@ def delete_watchlist(eng: Engine, home: Path, watchlist_id: int, *, requester: s
         session.delete(row)
     folder = paths.watchlist_file(home, watchlist_id, 1).parent
     _drop_old_files(folder, gone.version + 1)
-    folder.rmdir() if folder.is_dir() and not any(folder.iterdir()) else None
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
     watch_hits.forget_list(home, paths.WATCHLIST_HITS, watchlist_id)
     return gone
 
@@ -482,7 +483,8 @@ def delete_watchmap(eng: Engine, home: Path, watchmap_id: int, *, requester: str
         session.delete(row)
     folder = paths.watchmap_file(home, watchmap_id, 1).parent
     _drop_old_files(folder, gone.version + 1)
-    folder.rmdir() if folder.is_dir() and not any(folder.iterdir()) else None
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
     watch_hits.forget_list(home, paths.AREA_HITS, watchmap_id)
     return gone
 
