@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from astropy.coordinates import Angle
@@ -157,8 +158,84 @@ def _validate(
     )
 
 
+def _fast_csv(data: bytes) -> pa.Table | None:
+    """Cones from a plain CSV (decimal degrees, one separator, the same fields on every line, no comments) read by
+    Arrow's reader, or None when the file is anything else or has a bad line: the line-by-line reader then reads
+    it, and names each bad line. 10^7 cones take seconds this way, minutes line by line."""
+    head = data[:4096].lstrip(b"\xef\xbb\xbf")
+    if b"#" in data or not head.strip():
+        return None
+    first = head.lstrip().split(b"\n", 1)[0]
+    delimiter = "|" if b"|" in first else ","
+    if first.strip().startswith(b"|"):
+        return None
+    fields = first.split(delimiter.encode())
+    if len(fields) not in (3, 4):
+        return None
+    try:
+        float(fields[0])
+        header = False
+    except ValueError:
+        # A header names its columns; a first cone in sexagesimal (digits) is read line by line instead.
+        if not re.fullmatch(rb"[A-Za-z_ \"']+", fields[0].strip()):
+            return None
+        header = True
+    names = ["ra", "dec", "name", "radius"][: len(fields)]
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(data.lstrip(b"\xef\xbb\xbf")),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if header else 0, block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=pacsv.ConvertOptions(
+                column_types={"ra": pa.float64(), "dec": pa.float64(), "name": pa.string(), "radius": pa.float64()},
+                null_values=[""],
+                strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, ValueError):
+        return None
+    if table.num_rows == 0:
+        return None
+    ra, dec = table["ra"], table["dec"]
+    names_ok = pc.and_(
+        pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(table["name"])), 0),
+        pc.less_equal(pc.utf8_length(table["name"]), MAX_NAME),
+    )
+    checks = [
+        pc.and_(pc.greater_equal(ra, 0.0), pc.less_equal(ra, 360.0)),
+        pc.and_(pc.greater_equal(dec, -90.0), pc.less_equal(dec, 90.0)),
+        names_ok,
+    ]
+    if "radius" in table.column_names:
+        radius = table["radius"]
+        checks.append(
+            pc.or_kleene(pc.is_null(radius), pc.and_(pc.greater(radius, 0.0), pc.less_equal(radius, MAX_RADIUS_ARCSEC)))
+        )
+    for check in checks:
+        if not pc.all(pc.fill_null(check, False)).as_py():
+            return None
+    n = table.num_rows
+    ra_values = np.where(ra.to_numpy() == 360.0, 0.0, ra.to_numpy())
+    return pa.table(
+        {
+            "coneId": pa.array(np.arange(1, n + 1, dtype=np.int64)),
+            "name": pc.utf8_trim_whitespace(table["name"]),
+            "ra": pa.array(ra_values),
+            "dec": dec,
+            "radius": table["radius"] if "radius" in table.column_names else pa.nulls(n, pa.float64()),
+        },
+        schema=CONES_SCHEMA,
+    )
+
+
 def read_csv_text(text: str, source: str = "the file") -> pa.Table:
     """Cones from CSV text in Lasair's layout (see the module); a WatchFileError naming every bad line."""
+    fast = _fast_csv(text.encode("utf-8"))
+    return fast if fast is not None else read_lines(text, source)
+
+
+def read_lines(text: str, source: str = "the file") -> pa.Table:
+    """``read_csv_text`` line by line: every layout, and the line-numbered errors."""
     lines = text.splitlines()
     rows: list[list[str]] = []
     numbers: list[int] = []
@@ -271,8 +348,12 @@ def read_cones(source: str | Path, home: Path | None = None) -> pa.Table:
         magic = f.read(4)
     if magic == b"PAR1":
         return read_parquet(path)
+    data = path.read_bytes()
+    fast = _fast_csv(data)
+    if fast is not None:
+        return fast
     try:
-        content = path.read_text(encoding="utf-8-sig")
+        content = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise WatchFileError(f"{path}: neither Parquet nor UTF-8 text (CSV)") from None
-    return read_csv_text(content, str(path))
+    return read_lines(content, str(path))

@@ -35,6 +35,23 @@ def test_lasair_layouts_read_alike() -> None:
         assert cones["radius"].to_pylist() == [None, 3.0], text
 
 
+def test_plain_files_read_fast_as_line_by_line(tmp_path: Path) -> None:
+    from nightjar.catalogs.watch_files import _fast_csv, read_lines
+
+    rng = np.random.default_rng(2)
+    lines = [f"{rng.uniform(0, 360):.7f},{rng.uniform(-90, 90):.7f},c{i},{'' if i % 3 else 2.5}" for i in range(5000)]
+    for text in ("RA,Dec,ID,radius\n" + "\n".join(lines) + "\n", "\n".join(lines), "\r\n".join(lines) + "\r\n"):
+        fast = _fast_csv(text.encode())
+        assert fast is not None and fast.equals(read_lines(text)) and fast.num_rows == 5000
+    # Anything else goes line by line: a first cone in sexagesimal is a cone, not a header.
+    assert _fast_csv(b"12:30:00,-05:06:07,a\n10,20,b\n") is None
+    assert read_csv_text("12:30:00,-05:06:07,a\n10,20,b\n")["name"].to_pylist() == ["a", "b"]
+    assert _fast_csv(b"10,20,a\n10,95,b\n") is None  # a bad line: named by the line-by-line reader
+    path = tmp_path / "plain.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert read_cones(path).equals(read_lines("\n".join(lines)))
+
+
 def test_bad_lines_are_named_with_their_problem() -> None:
     text = (
         "ra,dec,id,radius\n"  # 1: header
