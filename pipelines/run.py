@@ -295,7 +295,7 @@ def run(
         )
 
     def annotated(raw: RawBatch, filters: list[registry.Filter]) -> None:
-        outputs, bad = run_annotation_filters(Path(settings.home), raw.payloads, filters, limits)
+        outputs, bad = run_annotation_filters(Path(settings.home), raw.payloads, filters, limits, settings.metadata_url)
         for i, reason in bad:
             publisher.dead_letter(raw.topics[i], raw.partitions[i], raw.offsets[i], raw.payloads[i], reason)
         delivered = deliver_matches(outputs, batch_label(raw))

@@ -139,3 +139,38 @@ def test_replace_keeps_hits_committed_after_the_snapshot(settings: Settings) -> 
     assert stored == 3
     got = watch_hits.rows_of_list(home, paths.WATCHLIST_HITS, 5)
     assert hit_keys(got, ("coneId", "diaSourceId")) == [(1, 3), (2, 1), (2, 2)]
+
+
+def test_annotation_filters_see_the_stored_hits_their_owner_may_see(settings: Settings, lake_builder) -> None:
+    from nightjar.catalogs.watch_files import read_csv_text
+    from nightjar.lake import read
+    from nightjar.lake.annotations import encode_messages, to_table
+    from nightjar.pipelines.annotation_filters import run_annotation_filters
+    from nightjar.sql.engine import limits
+    from nightjar.sql.registry import Filter
+
+    home = Path(settings.home)
+    lake_builder(home, alerts=200, batches=1)
+    objects = read.datasets(home)[paths.OBJECTS].to_table(columns=["diaObjectId", "ra", "dec"]).slice(0, 2)
+    csv = "".join(f"{r['ra']!r},{r['dec']!r},t{i}\n" for i, r in enumerate(objects.to_pylist()))
+    db = registry.engine(settings.metadata_url)
+    mine = watch_registry.add_watchlist(db, home, "mine", read_csv_text(csv), owner="alice", radius_arcsec=1.0)
+    shared = watch_registry.add_watchlist(
+        db, home, "shared", read_csv_text(csv), owner="alice", radius_arcsec=1.0, visibility="public"
+    )
+    db.dispose()
+    for made in (mine, shared):
+        match_history(settings, "watchlist", made.id)
+    ids = objects["diaObjectId"].to_pylist()
+    notes = to_table([{"diaObjectId": i, "topic": "t", "annotator": "bot", "classification": "x"} for i in ids])
+    payloads = [value for _, value in encode_messages(notes)]
+    sql = (
+        "SELECT a.diaObjectId, w.watchlistId FROM annotations a JOIN watchlist_hits w USING (diaObjectId) "
+        "WHERE a.classification = 'x'"
+    )
+    filters = [Filter(1, "a", sql, 1, owner="alice"), Filter(2, "b", sql, 1, owner="bob")]
+    outputs, bad = run_annotation_filters(home, payloads, filters, limits(settings), settings.metadata_url)
+    assert not bad and [o.error for o in outputs] == [None, None]
+    assert sorted(set(outputs[0].matches["watchlistId"].to_pylist())) == sorted([mine.id, shared.id])
+    assert sorted(set(outputs[1].matches["watchlistId"].to_pylist())) == [shared.id]
+    assert sorted(set(outputs[1].matches["diaObjectId"].to_pylist())) == sorted(ids)
