@@ -90,6 +90,8 @@ def replace_list(home: Path, table: str, list_id: int, hits: pa.Table, since_ver
     table), in one commit, keeping the hits batches committed after that version. Returns the rows stored."""
     hits = hits.cast(SCHEMAS[table])
     keys = HIT_KEYS[table]
+    if hits.num_rows == 0 and not paths.lake_dir(home).is_dir():
+        return 0  # no lake yet: nothing to store or replace
     with commit.lake_lock(home):
         current = rows_of_list(home, table, list_id)
         before = rows_of_list(home, table, list_id, since_version) if since_version is not None else None
@@ -104,6 +106,8 @@ def replace_list(home: Path, table: str, list_id: int, hits: pa.Table, since_ver
             _, first = np.unique(strings, return_index=True)
             rows = rows.take(pa.array(np.sort(first)))
         if table_version(home, table) is None:
+            if rows.num_rows == 0:
+                return 0  # nothing to store, and no table to empty: a home without alerts gets no lake
             commit.append(home, table, rows, {})
         else:
             commit.replace_rows(home, table, rows, f"{LIST_COLUMN[table]} = {int(list_id)}")
