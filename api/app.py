@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 import uvicorn
@@ -24,10 +25,12 @@ from nightjar.api import (
     objects,
     query,
     users,
+    watchlists,
 )
 from nightjar.api.auth import Auth, Caller
 from nightjar.api.params import known_query_parameters
 from nightjar.lake.serving import LakeReader
+from nightjar.pipelines.watch_history import WatchJobManager
 from nightjar.settings import Settings
 from nightjar.sql import functions, registry
 from nightjar.sql.export_jobs import ExportManager
@@ -39,6 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
     export_manager = ExportManager(settings)
     auth = Auth(settings, users.engine(settings.metadata_url))
     filters_db = registry.engine(settings.metadata_url)
+    watch_jobs = WatchJobManager(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             manager.close()
             export_manager.close()
+            watch_jobs.close()
             auth.engine.dispose()
             filters_db.dispose()
 
@@ -71,6 +76,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.exports = export_manager
     app.include_router(exports.router(export_manager))
     app.include_router(filters.router(filters_db, settings.home))
+    app.state.watch_jobs = watch_jobs
+    app.include_router(watchlists.router(filters_db, FilePath(settings.home), watch_jobs))
     app.include_router(filter_messages.router(settings, filters_db))
     app.include_router(annotation_api.router(settings))
     app.include_router(lasair_annotate.router(settings))

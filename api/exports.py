@@ -22,6 +22,7 @@ from nightjar.lake.access import LakeError
 from nightjar.lake.export import MANIFEST, ExportError
 from nightjar.sql.export_jobs import DONE, ExportJob, ExportManager, ExportSpec
 from nightjar.sql.parse import QueryError
+from nightjar.sql.watch_views import viewer_of
 
 PARQUET = "application/vnd.apache.parquet"
 
@@ -90,7 +91,9 @@ def router(manager: ExportManager) -> APIRouter:
             sql=body.sql,
         )
         try:
-            job = await run_in_threadpool(manager.submit, spec, user.name)
+            job = await run_in_threadpool(
+                manager.submit, spec, user.name, viewer_of(user.name, user.anonymous, user.is_admin)
+            )
         except (ExportError, LakeError, QueryError) as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         return _view(job, request)

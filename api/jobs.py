@@ -14,6 +14,7 @@ from nightjar.api.auth import SignedIn
 from nightjar.api.users import User
 from nightjar.sql.jobs import DONE, Job, JobManager
 from nightjar.sql.parse import QueryError
+from nightjar.sql.watch_views import viewer_of
 
 PARQUET = "application/vnd.apache.parquet"
 
@@ -46,7 +47,8 @@ def router(manager: JobManager) -> APIRouter:
         """Queue a query (signed-in users); its SQL is checked now."""
         as_of = None if body.as_of is None else str(body.as_of)
         try:
-            job = await run_in_threadpool(manager.submit, body.sql, as_of, user.name)
+            viewer = viewer_of(user.name, user.anonymous, user.is_admin)
+            job = await run_in_threadpool(manager.submit, body.sql, as_of, user.name, viewer)
         except (QueryError, ValueError) as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         return _view(job, request)

@@ -36,6 +36,7 @@ from nightjar.lake.serving import Snapshot
 from nightjar.settings import Settings
 from nightjar.sql import engine, records
 from nightjar.sql.parse import QueryError
+from nightjar.sql.watch_views import viewer_of
 
 PREFIX = "/lasair/api"
 DEFAULT_LIMIT = 1000
@@ -247,7 +248,9 @@ def sherlock_position(settings: Settings, params: dict[str, Any]) -> dict[str, A
     }
 
 
-def query_answer(settings: Settings, params: dict[str, Any], cap: int) -> list[dict[str, Any]]:
+def query_answer(
+    settings: Settings, params: dict[str, Any], cap: int, viewer: str | None = None
+) -> list[dict[str, Any]]:
     selected = str(_required(params, "selected"))
     tables = str(_required(params, "tables"))
     conditions = str(params.get("conditions") or "")
@@ -260,7 +263,7 @@ def query_answer(settings: Settings, params: dict[str, Any], cap: int) -> list[d
     if offset >= cap:
         raise BadRequest({"error": f"rows beyond {cap} are not served to this role: narrow the query"})
     try:
-        page = engine.query_page(settings, sql, offset, max(1, min(limit, cap - offset)), None, cap)
+        page = engine.query_page(settings, sql, offset, max(1, min(limit, cap - offset)), None, cap, viewer)
     except (QueryError, ValueError) as exc:
         raise BadRequest({"error": f"your query:\n{sql}\nreturned the error: {exc}"}) from None
     return records.to_records(page.table)
@@ -311,7 +314,8 @@ def router(settings: Settings) -> APIRouter:
             params = await parameters(request)
         except BadRequest as exc:
             return JSONResponse(exc.body, status_code=exc.status)
-        return await run(query_answer, settings, params, auth_state(request).max_rows(user))
+        viewer = viewer_of(user.name, user.anonymous, user.is_admin)
+        return await run(query_answer, settings, params, auth_state(request).max_rows(user), viewer)
 
     @route("/object", "Lasair object: diaObject, diaSourcesList, diaForcedSourcesList, lasairData")
     async def lasair_object(request: Request, snap: Lake, user: Caller) -> JSONResponse:

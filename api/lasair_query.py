@@ -25,6 +25,16 @@ JOINED_TABLES = {
     "forced_sources": "forced_sources",
     "diaforcedsources": "forced_sources",
 }
+# Lasair's watchlist:ID and area:ID: the hits of one list, with Lasair's column names beside Nightjar's.
+WATCH_TABLES = {
+    "watchlist": (
+        "(SELECT *, watchlistId AS wl_id, coneId AS cone_id, coneName AS name, separationArcsec AS arcsec "
+        "FROM watchlist_hits)",
+        "watchlist_hits",
+        "watchlistId",
+    ),
+    "area": ("(SELECT *, watchmapId AS ar_id FROM area_hits)", "area_hits", "watchmapId"),
+}
 _TOPIC = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -34,7 +44,8 @@ class LasairQueryError(ValueError):
 
 
 def _tables(tables: str) -> tuple[str, list[tuple[str, str, str | None]]]:
-    """The objects alias and the joined (view, alias, annotation topic) triples."""
+    """The objects alias and the joined (view, alias, condition) triples: an annotation topic's condition, or a
+    watchlist's or area's."""
     objects_alias = "objects"
     joined: list[tuple[str, str, str | None]] = []
     for raw in (t.strip() for t in tables.split(",")):
@@ -45,13 +56,20 @@ def _tables(tables: str) -> tuple[str, list[tuple[str, str, str | None]]]:
             objects_alias = raw if _NAME.match(raw) else "objects"
         elif low in JOINED_TABLES:
             joined.append((JOINED_TABLES[low], raw, None))
+        elif low.startswith(("watchlist:", "area:")):
+            kind, _, number = low.partition(":")
+            number = number.strip()
+            if not number.isdigit() or len(number) > 18:
+                raise LasairQueryError(f"Error in FROM list: {raw} is not of the form {kind}:ID (ID a number)")
+            view, alias, column = WATCH_TABLES[kind]
+            joined.append((view, alias, f"{alias}.{column} = {int(number)}"))
         elif low.startswith(("annotator:", "annotators:")):
             for topic in raw.split(":", 1)[1].split("&"):
                 if not _TOPIC.match(topic):
                     raise LasairQueryError(f"Error in FROM list: {raw} is not of the form annotator:topic")
-                joined.append(("annotations", topic, topic))
+                joined.append(("annotations", topic, f"\"{topic}\".topic = '{topic}'"))
         else:
-            known = ", ".join([*OBJECT_TABLES, *JOINED_TABLES, "annotator:TOPIC"])
+            known = ", ".join([*OBJECT_TABLES, *JOINED_TABLES, "annotator:TOPIC", "watchlist:ID", "area:ID"])
             raise LasairQueryError(f"Error in FROM list: unknown table {raw!r} (the tables are {known})")
     return objects_alias, joined
 
@@ -77,10 +95,12 @@ def build_query(selected: str, tables: str, conditions: str) -> str:
     alias, joined = _tables(tables)
     others = [f'{view} AS "{name}"' if view == "annotations" else f"{view} AS {name}" for view, name, _ in joined]
     where = [
-        f'{alias}.diaObjectId = "{name}".diaObjectId' if topic else f"{alias}.diaObjectId = {name}.diaObjectId"
-        for _, name, topic in joined
+        f'{alias}.diaObjectId = "{name}".diaObjectId'
+        if view == "annotations"
+        else f"{alias}.diaObjectId = {name}.diaObjectId"
+        for view, name, _ in joined
     ]
-    where += [f"\"{name}\".topic = '{topic}'" for _, name, topic in joined if topic]
+    where += [condition for _, _, condition in joined if condition]
     condition = conditions.strip()
     order = ""
     if condition.lower().startswith("order"):

@@ -19,6 +19,7 @@ from nightjar.api.auth import Caller, auth_state
 from nightjar.settings import Settings
 from nightjar.sql import engine, records
 from nightjar.sql.parse import QueryError
+from nightjar.sql.watch_views import viewer_of
 
 PARQUET = "application/vnd.apache.parquet"
 
@@ -108,6 +109,7 @@ def router(settings: Settings) -> APIRouter:
                 min(body.limit or settings.query_page_size, settings.query_page_size * 10),
                 engine.parse_as_of(as_of),
                 auth_state(request).max_rows(user),
+                viewer_of(user.name, user.anonymous, user.is_admin),
             )
         except (QueryError, ValueError) as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None

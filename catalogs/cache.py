@@ -11,12 +11,22 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from nightjar.catalogs.index import PartitionIndex
 
 Key = tuple[str, str, int, int]  # (collection path, catalogue version, order, pixel)
+
+
+class Sized(Protocol):
+    @property
+    def nbytes(self) -> int: ...
+
+
+IndexT = TypeVar("IndexT", bound=Sized)
+KeyT = TypeVar("KeyT", bound=Hashable)
 
 
 @dataclass
@@ -28,15 +38,16 @@ class CacheStats:
     bytes: int = 0
 
 
-class IndexCache:
-    """A thread-safe LRU of :class:`PartitionIndex` objects, bounded by their total ``nbytes``."""
+class IndexCache(Generic[KeyT, IndexT]):
+    """A thread-safe LRU of indexes (:class:`PartitionIndex`, watchlist cone indexes…), bounded by their total
+    ``nbytes``."""
 
     def __init__(self) -> None:
-        self._items: OrderedDict[Key, PartitionIndex] = OrderedDict()
+        self._items: OrderedDict[KeyT, IndexT] = OrderedDict()
         self._lock = threading.Lock()
         self._stats = CacheStats()
 
-    def get(self, key: Key, build: Callable[[], PartitionIndex], budget_bytes: int) -> PartitionIndex:
+    def get(self, key: KeyT, build: Callable[[], IndexT], budget_bytes: int) -> IndexT:
         """The cached index for ``key``, built with ``build()`` on a miss; evicts the oldest beyond the budget."""
         with self._lock:
             found = self._items.get(key)
@@ -67,7 +78,7 @@ class IndexCache:
             self._stats = CacheStats()
 
 
-CACHE = IndexCache()
+CACHE: IndexCache[Key, PartitionIndex] = IndexCache()
 
 
 def cache_stats() -> CacheStats:

@@ -20,7 +20,7 @@ def benchmarks() -> dict[str, tuple[AddArguments, Run, str, str]]:
     """The available benchmarks by name: (add their arguments, run them, one-line description, an example)."""
     from nightjar.api import bench_api
     from nightjar.lake import bench_cone, bench_lake
-    from nightjar.pipelines import bench_pipeline
+    from nightjar.pipelines import bench_pipeline, bench_watch
     from nightjar.streams import bench_decode, bench_simulate
 
     return {
@@ -59,6 +59,12 @@ def benchmarks() -> dict[str, tuple[AddArguments, Run, str, str]]:
             bench_pipeline.run_cli,
             "heavy alerts end to end: decode-only, e2e over growing lake, latency, peak memory",
             "nightjar bench pipeline --alerts 10000 --chunks 4 --rate 300 --latency-seconds 60",
+        ),
+        "watchlist": (
+            bench_watch.add_arguments,
+            bench_watch.run,
+            "watchlist matching: a 10,000-alert batch vs 10^7 cones (warm), 10^6 cones over a 10^7-alert lake",
+            "nightjar bench watchlist --cones 10000000 --alerts 10000 --history-cones 1000000",
         ),
         "filters": (
             _filters_options,

@@ -24,13 +24,15 @@ CUTOUTS = "cutouts"  # the three cutouts of each alert, by diaSourceId
 CONTEXT = "context"  # one row per diaObject: its Sherlock-style class and best match (upserted)
 CONTEXT_MATCHES = "context_matches"  # every judged catalogue match of an object, ranked (replaced per object)
 ANNOTATIONS = "annotations"  # annotations written through the API, one row each (appended)
+WATCHLIST_HITS = "watchlist_hits"  # alerts within a cone of a watchlist: one row per (watchlist, cone, alert)
+AREA_HITS = "area_hits"  # alerts inside a watchmap (sky area): one row per (watchmap, alert)
 # Every detection and forced measurement key of each object, with the few columns features need, sorted by
 # diaObjectId: the pipeline reads its batch's objects here to keep only unseen packet history and to compute
 # features over the whole stored light curve, without scanning ``sources`` (appended, never rewritten).
 OBJECT_HISTORY = "object_history"
 # written by every alert batch
 ALERT_TABLES: tuple[str, ...] = (SOURCES, FORCED_SOURCES, OBJECTS, CUTOUTS, OBJECT_HISTORY)
-TABLES: tuple[str, ...] = (*ALERT_TABLES, CONTEXT, CONTEXT_MATCHES, ANNOTATIONS)
+TABLES: tuple[str, ...] = (*ALERT_TABLES, CONTEXT, CONTEXT_MATCHES, ANNOTATIONS, WATCHLIST_HITS, AREA_HITS)
 LAKE_LOG = "lake_log"  # one row per committed batch: every table's version after it (lake snapshots)
 
 # Columns added by Nightjar to every alert-derived row.
@@ -61,6 +63,8 @@ PARTITION_COLUMNS: dict[str, list[str]] = {
     CONTEXT_MATCHES: [],
     ANNOTATIONS: [],
     OBJECT_HISTORY: [],
+    WATCHLIST_HITS: [],
+    AREA_HITS: [],
 }
 SORT_COLUMNS: dict[str, str] = {
     SOURCES: HPX29,
@@ -71,6 +75,8 @@ SORT_COLUMNS: dict[str, str] = {
     CONTEXT_MATCHES: "diaObjectId",
     ANNOTATIONS: "diaObjectId",
     OBJECT_HISTORY: "diaObjectId",
+    WATCHLIST_HITS: "diaObjectId",
+    AREA_HITS: "diaObjectId",
 }
 KEY_COLUMNS: dict[str, str] = {
     SOURCES: "diaSourceId",
@@ -81,6 +87,8 @@ KEY_COLUMNS: dict[str, str] = {
     CONTEXT_MATCHES: "matchKey",
     ANNOTATIONS: "annotationId",
     OBJECT_HISTORY: "key",
+    WATCHLIST_HITS: "diaSourceId",  # with watchlistId and coneId: hits are appended, never upserted
+    AREA_HITS: "diaSourceId",  # with watchmapId
 }
 ROW_GROUP_ROWS: dict[str, int] = {
     SOURCES: 8192,
@@ -91,6 +99,8 @@ ROW_GROUP_ROWS: dict[str, int] = {
     CONTEXT_MATCHES: 8192,
     ANNOTATIONS: 8192,
     OBJECT_HISTORY: 16384,
+    WATCHLIST_HITS: 8192,
+    AREA_HITS: 8192,
 }
 
 HPX_ORDER_MAX = 29
@@ -100,6 +110,11 @@ HPX_ORDER_MAX = 29
 FILTER_LEDGER = "filter_ledger"
 # Results of long queries run as jobs (Parquet files), under NIGHTJAR_HOME.
 JOBS_DIR = "jobs"
+# Watchlists' cones (Parquet) and watchmaps' regions (MOC FITS), one file per version, under NIGHTJAR_HOME; the
+# metadata database holds their owners, names and versions. History matching jobs keep their state beside them.
+WATCHLISTS_DIR = "watchlists"
+WATCHMAPS_DIR = "watchmaps"
+WATCH_JOBS_DIR = "watch-jobs"
 # Exports made through the API: one folder of Parquet files and a manifest each, under NIGHTJAR_HOME.
 EXPORTS_DIR = "exports"
 
@@ -117,6 +132,16 @@ def table_dir(home: Path, table: str) -> Path:
 def catalogs_dir(home: Path) -> Path:
     """The folder holding the context catalogues, one HATS collection each."""
     return home / CATALOGS_DIR
+
+
+def watchlist_file(home: Path, watchlist_id: int, version: int) -> Path:
+    """The cones of one version of a watchlist (Parquet, sorted by ``hpx29``)."""
+    return home / WATCHLISTS_DIR / str(watchlist_id) / f"v{version}.parquet"
+
+
+def watchmap_file(home: Path, watchmap_id: int, version: int) -> Path:
+    """The region of one version of a watchmap (a MOC in FITS)."""
+    return home / WATCHMAPS_DIR / str(watchmap_id) / f"v{version}.fits"
 
 
 def broker_dir(home: Path) -> Path:

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
 
     # Context catalogues: memory each Dask worker may spend on cached partition indexes.
     catalog_cache_mb: int = Field(default=2048, ge=16, description="Per-process cache of catalogue indexes.")
+    # Watchlists and watchmaps: memory each Dask worker may spend on cached cone and area indexes (a 10^7-cone
+    # watchlist takes ~0.5 GB).
+    watch_cache_mb: int = Field(default=4096, ge=16, description="Per-process cache of watchlist indexes.")
 
     # SQL sandbox.
     query_memory_limit: str = "2GB"

@@ -131,7 +131,7 @@ def _versions(home: Path) -> dict[str, int]:
     return versions
 
 
-def _sql_result(settings: Settings, sql: str) -> tuple[pa.Table, dict[str, Any]]:
+def _sql_result(settings: Settings, sql: str, viewer: str | None = None) -> tuple[pa.Table, dict[str, Any]]:
     """The sandboxed result of ``sql`` and the table versions it read.
 
     ``query_lake`` reads each table's latest version; the versions are taken before and after and the query
@@ -143,7 +143,7 @@ def _sql_result(settings: Settings, sql: str) -> tuple[pa.Table, dict[str, Any]]
     home = Path(settings.home)
     for _ in range(SQL_STABLE_ATTEMPTS):
         before = _versions(home)
-        result = query_lake(settings, sql)
+        result = query_lake(settings, sql, viewer=viewer)
         after = _versions(home)
         if before == after:
             return result, {"versions": before}
@@ -209,6 +209,7 @@ def export(
     *,
     rows_per_file: int = ROWS_PER_FILE,
     progress: Progress | None = None,
+    viewer: str | None = None,
 ) -> dict[str, Any]:
     """Export the selected rows of ``table`` to the new folder ``out``; return the manifest written there.
 
@@ -227,6 +228,8 @@ def export(
         The most rows in one Parquet file.
     progress
         Hears the rows written (out of the SQL result's rows; a table scan's total is not known ahead).
+    viewer
+        The user SQL runs for: other users' private watchlists' hits are hidden (None: everything).
 
     Raises
     ------
@@ -245,7 +248,7 @@ def export(
     partial.mkdir()
     try:
         if selection.sql is not None:
-            result, versions = _sql_result(settings, selection.sql)
+            result, versions = _sql_result(settings, selection.sql, viewer)
             described: dict[str, Any] = {"sql": selection.sql}
             batches: Iterable[pa.RecordBatch] = result.to_batches()
             schema, total = result.schema, result.num_rows

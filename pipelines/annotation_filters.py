@@ -2,7 +2,8 @@
 
 The API appends each annotation to the lake and sends it to ``nightjar.annotations``; the pipeline consumes that
 topic beside its alerts. For a batch of new annotations the filters see, per annotated object: ``objects`` (its
-row), ``sources`` (its newest detection), ``context`` (its classification) and ``annotations`` (the new ones).
+row), ``sources`` (its newest detection), ``context`` (its classification), ``annotations`` (the new ones), and
+``watchlist_hits`` and ``area_hits`` (its stored hits, of the lists the filter's owner may see).
 A match is delivered like any other, keyed by the annotation instead of a detection, so a new annotation of an
 object can match again while a replayed one is not delivered twice.
 """
@@ -11,14 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from nightjar import paths
 from nightjar.lake import read
 from nightjar.lake.annotations import decode_messages
 from nightjar.pipelines.stages import FilterOutput
-from nightjar.sql import parse, sandbox, views
+from nightjar.sql import parse, sandbox, views, watch_views
 from nightjar.sql.registry import Filter
 from nightjar.sql.streaming import run_filters
 
@@ -43,16 +46,52 @@ def annotation_views(home: Path, notes: pa.Table) -> dict[str, pa.Table]:
     return out
 
 
+def _with_hits(
+    home: Path, tables: dict[str, pa.Table], ids: np.ndarray, filters: list[Filter], metadata_url: str | None
+) -> list[tuple[list[int], dict[str, pa.Table]]]:
+    """(filter positions, their views): the filters reading the hit views get the stored hits of the annotated
+    objects that their owner may see, one group per owner; the others share ``tables``."""
+    reads = [bool(parse.tables_read(f.sql) & {views.WATCHLIST_HITS, views.AREA_HITS}) for f in filters]
+    plain = [i for i, r in enumerate(reads) if not r]
+    groups: list[tuple[list[int], dict[str, pa.Table]]] = [(plain, tables)] if plain else []
+    if not any(reads):
+        return groups
+    stored = {t: read.rows_of_objects(home, t, ids) for t in (views.WATCHLIST_HITS, views.AREA_HITS)}
+    owners: dict[str, list[int]] = {}
+    for i, r in enumerate(reads):
+        if r:
+            owners.setdefault(filters[i].owner, []).append(i)
+    for owner, members in owners.items():
+        seen = {t: rows for t, rows in stored.items() if rows is not None}
+        if metadata_url is not None and seen:
+            seen = watch_views.visible_hits({t: ds.dataset(rows) for t, rows in seen.items()}, metadata_url, owner)
+            seen = {t: data.to_table() for t, data in seen.items()}
+        groups.append((members, {**tables, **seen}))
+    return groups
+
+
 def run_annotation_filters(
-    home: Path, payloads: list[bytes], filters: list[Filter], limits: sandbox.Limits
+    home: Path,
+    payloads: list[bytes],
+    filters: list[Filter],
+    limits: sandbox.Limits,
+    metadata_url: str | None = None,
 ) -> tuple[list[FilterOutput], list[tuple[int, str]]]:
     """The outputs of the filters that read ``annotations`` over the annotations in ``payloads``, and the
-    messages that were not annotations (index, reason)."""
+    messages that were not annotations (index, reason). ``metadata_url``: where to learn which watchlists'
+    hits each filter's owner may see (None: every hit)."""
     notes, bad = decode_messages(payloads)
     chosen = [f for f in filters if reads_annotations(f)]
     if notes.num_rows == 0 or not chosen:
         return [], bad
-    results = run_filters(annotation_views(home, notes), [f.spec for f in chosen], limits)
+    tables = annotation_views(home, notes)
+    ids = pc.unique(notes["diaObjectId"]).to_numpy()
+    results: list = [None] * len(chosen)
+    for members, group_tables in _with_hits(home, tables, ids, chosen, metadata_url):
+        for i, result in zip(
+            members, run_filters(group_tables, [chosen[i].spec for i in members], limits), strict=True
+        ):
+            results[i] = result
     newest = notes.group_by("diaObjectId").aggregate([("annotationId", "max")])
     outputs = []
     for flt, result in zip(chosen, results, strict=True):

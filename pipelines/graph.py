@@ -7,6 +7,7 @@ submit work to the cluster through the client they were given; the last node gat
 
     offset ranges -> fetch and decode (the batch's worker) -> locate (HEALPix)
               -> context (objects first seen, crossmatched on the workers that cache their sky)
+              -> watch (alerts matched against the active watchlists and watchmaps, indexes cached per worker)
               -> lake commit -> filters -> deliver (dead letters, filter topics, then Kafka offsets)
 
 Several batches are in flight at once (``Pipeline``): while one commits, the next is decoded. Commits are
@@ -28,7 +29,8 @@ from nightjar.catalogs.catalog import CatalogSet
 from nightjar.catalogs.dispatch import submit_context
 from nightjar.lake.commit import app_id
 from nightjar.lake.staged import StagedFiles
-from nightjar.pipelines import context, stages
+from nightjar.pipelines import context, stages, watch_filters
+from nightjar.pipelines.watch import BatchHits, WatchSet, match_batch
 from nightjar.sql import sandbox
 from nightjar.sql.registry import Filter
 from nightjar.streams.decode import RawBatch
@@ -50,6 +52,8 @@ class Job:
     # has no recipe, so once its last holder lets go Dask forgets it, and with it every stage of the batch still
     # to run or to run again ("cancelled: already forgotten").
     payloads: Future | None = None
+    watch: WatchSet | None = None  # the active watchlists and watchmaps (None: no watch stage)
+    hits: Future | None = None  # the batch's BatchHits
 
 
 @dataclass(frozen=True)
@@ -79,9 +83,10 @@ def _commit_after(
     txns: dict[str, int],
     context: Any,
     cutouts: StagedFiles | None,
+    hits: BatchHits | None = None,
 ) -> stages.DecodedBatch:
     """``stages.commit_to_lake`` once the previous batch's commit finished (``previous``: its marker)."""
-    return stages.commit_to_lake(batch, home, txns, context, cutouts)
+    return stages.commit_to_lake(batch, home, txns, context, cutouts, hits)
 
 
 STALL_S = 10.0  # a job awaited longer than this: the driver checks what it may be waiting on
@@ -136,7 +141,7 @@ class Pipeline:
             except TimeoutError:
                 if self.on_stall is not None:
                     self.on_stall()
-        self._deliver(replace(job, future=None, context=None, payloads=None, outcome=outcome))
+        self._deliver(replace(job, future=None, context=None, payloads=None, hits=None, outcome=outcome))
 
     def drain(self) -> None:
         """Wait for every job in flight and deliver it."""
@@ -206,12 +211,18 @@ def build(
         result = submit_context(client, todo, catalogs)
         return replace(job, context=client.submit(context.combine, pending, result, **where, pure=False))
 
+    def match_watchlists(job: Job) -> Job:
+        if not job.watch:
+            return job
+        hits = client.submit(match_batch, job.future, job.watch, **_on(job.worker), pure=False)
+        return replace(job, hits=hits)
+
     def commit(job: Job) -> Job:
         txns = transactions(job.source)
         where = _on(job.worker)
         # The cutouts' files are written while earlier batches commit; only adding them waits its turn.
         cutouts = client.submit(stages.stage_cutouts, job.future, config.home, **where, pure=False)
-        after = (pipeline.last_commit, config.home, txns, job.context, cutouts)
+        after = (pipeline.last_commit, config.home, txns, job.context, cutouts, job.hits)
         fut = client.submit(_commit_after, job.future, *after, **where, pure=False)
         pipeline.last_commit = client.submit(_committed, fut, **where, pure=False)
         return replace(job, future=fut)
@@ -219,17 +230,19 @@ def build(
     def filters(job: Job) -> Job:
         chosen = list(job.filters) if config.run_filters else []
         fut = client.submit(
-            stages.apply_filters,
+            watch_filters.apply_filters,  # stages.apply_filters, with the hits each filter's owner may see
             job.future,
             chosen,
             config.limits,
             job.context,
             config.home,
+            job.hits,
+            job.watch,
             **_on(job.worker),
             pure=False,
         )
-        return replace(job, future=fut, context=None)
+        return replace(job, future=fut, context=None, hits=None)
 
-    staged = source.map(decode).map(locate).map(contextualize).map(commit).map(filters)
+    staged = source.map(decode).map(locate).map(contextualize).map(match_watchlists).map(commit).map(filters)
     pipeline.sink = staged.sink(pipeline._submitted)
     return pipeline

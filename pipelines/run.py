@@ -24,6 +24,7 @@ from nightjar.pipelines.annotation_filters import run_annotation_filters
 from nightjar.pipelines.cluster import cap_worker_memory
 from nightjar.pipelines.delivery import Deliverer, DeliveryReport
 from nightjar.pipelines.stages import BatchOutcome, FilterOutput
+from nightjar.pipelines.watch import active_watch
 from nightjar.progress import Progress
 from nightjar.settings import Settings
 from nightjar.sql import engine as sql_engine
@@ -294,7 +295,7 @@ def run(
         )
 
     def annotated(raw: RawBatch, filters: list[registry.Filter]) -> None:
-        outputs, bad = run_annotation_filters(Path(settings.home), raw.payloads, filters, limits)
+        outputs, bad = run_annotation_filters(Path(settings.home), raw.payloads, filters, limits, settings.metadata_url)
         for i, reason in bad:
             publisher.dead_letter(raw.topics[i], raw.partitions[i], raw.offsets[i], raw.payloads[i], reason)
         delivered = deliver_matches(outputs, batch_label(raw))
@@ -367,13 +368,14 @@ def run(
                 started = last_data
             filters = registry.list_filters(db, active_only=True)
             ensure_topics([f.topic for f in filters])
+            watching = active_watch(settings, db)
             for alerts in collected.alerts:
                 report.consumed += len(alerts)
                 if isinstance(alerts, KafkaSlice):
                     report.fetched_by_workers += len(alerts)
                 else:
                     report.read_by_driver += len(alerts)
-                pipeline.emit(graph.Job(source=alerts, filters=tuple(filters)))
+                pipeline.emit(graph.Job(source=alerts, filters=tuple(filters), watch=watching))
                 log.info(
                     "batch %d: %d messages (so far %d stored, %d dead-lettered, %d duplicates)",
                     report.batches,
@@ -411,6 +413,9 @@ def ingest(settings: Settings, client: Client, files: list[Path], progress: Prog
             progress(done, report.consumed)
 
     pipeline = graph.build(client, _graph_config(settings, run_filters=False), finished)
+    db = registry.engine(settings.metadata_url)
+    watching = active_watch(settings, db)
+    db.dispose()
     started = time.monotonic()
     pending = RawBatch([], [], [], [])
     try:
@@ -432,10 +437,10 @@ def ingest(settings: Settings, client: Client, files: list[Path], progress: Prog
             if progress is not None:
                 progress(done, report.consumed)
             if len(pending) >= settings.batch_size:
-                pipeline.emit(graph.Job(source=pending))
+                pipeline.emit(graph.Job(source=pending, watch=watching))
                 pending = RawBatch([], [], [], [])
         if len(pending):
-            pipeline.emit(graph.Job(source=pending))
+            pipeline.emit(graph.Job(source=pending, watch=watching))
         pipeline.drain()
     finally:
         pipeline.close()

@@ -19,6 +19,7 @@ from nightjar.lake import commit, history, read, resent, staged
 from nightjar.pipelines.context import BatchContext, commit_context
 from nightjar.pipelines.features import object_features
 from nightjar.pipelines.healpix import add_healpix, add_night
+from nightjar.pipelines.watch import BatchHits, commit_hits, stored_hits
 from nightjar.sql import sandbox, views
 from nightjar.sql.parse import tables_read
 from nightjar.sql.registry import Filter
@@ -276,6 +277,7 @@ def commit_to_lake(
     txns: dict[str, int],
     context: BatchContext | None = None,
     cutouts: staged.StagedFiles | None = None,
+    hits: BatchHits | None = None,
 ) -> DecodedBatch:
     """Write the batch to every lake table; a batch whose offsets a table already holds writes nothing there.
 
@@ -288,7 +290,8 @@ def commit_to_lake(
 
     Tables that do not depend on each other are written side by side (Delta writes run outside the GIL); the
     index is appended only after the rows it describes, and the lake log last. ``cutouts``: the files
-    ``stage_cutouts`` wrote for the batch's cutouts, committed here.
+    ``stage_cutouts`` wrote for the batch's cutouts, committed here. ``hits``: the batch's watchlist and
+    watchmap hits (``pipelines.watch``), committed for the alerts stored.
     """
     started = time.perf_counter()
     seconds: dict[str, float] = {"commit.cutouts_staged": cutouts.seconds if cutouts is not None else 0.0}
@@ -297,7 +300,7 @@ def commit_to_lake(
         timed = _Timed(pool, seconds)
         stored_alerts = timed("resent", resent.stored_alerts, home, batch.cutouts)
         batch = timed("resent", _set_aside_resent, batch, stored_alerts)
-        objects = _commit(batch, home, txns, context, timed, stored_alerts[resent.KEY], cutouts)
+        objects = _commit(batch, home, txns, context, timed, stored_alerts[resent.KEY], cutouts, hits)
     timings = {**batch.timings, **seconds, "commit": time.perf_counter() - started}
     # No later stage reads the cutouts (~170 MB in a heavy batch of 2,000): the worker frees them now, not after
     # the filters.
@@ -343,6 +346,7 @@ def _commit(
     timed: _Timed,
     stored_alerts: pa.ChunkedArray | pa.Array,
     cutouts: staged.StagedFiles | None,
+    hits: BatchHits | None = None,
 ) -> pa.Table:
     tables = (batch.objects, batch.sources, batch.prv_sources, batch.forced_sources)
     columns = [t["diaObjectId"] for t in tables if t.num_rows and "diaObjectId" in t.column_names]
@@ -374,6 +378,8 @@ def _commit(
         cutouts.discard()
     if context is not None:
         others.append(timed.submit("context", commit_context, home, context, txns))
+    if hits is not None:
+        others.append(timed.submit("watch", commit_hits, home, hits, txns, batch.sources["diaSourceId"]))
     new_rows = pa.concat_tables(index) if index else history.SCHEMA.empty_table()
     objects = batch.objects.drop_columns([c for c in (ROW,) if c in batch.objects.column_names])
     if objects.num_rows:
@@ -420,6 +426,7 @@ def batch_tables(
     annotations: pa.Table | None = None,
     columns: Mapping[str, pa.Schema] | None = None,
     read: Collection[str] | None = None,
+    hits: BatchHits | None = None,
 ) -> dict[str, pa.Table]:
     """The streaming views of a decoded batch, shaped like the lake's: ``sources`` holds the alerts and their
     packet history (``fromPacketHistory``), ``objects`` each object's newest state, ``forced_sources`` the
@@ -446,6 +453,9 @@ def batch_tables(
         extra[paths.CONTEXT] = context.view
     if annotations is not None:
         extra[paths.ANNOTATIONS] = annotations
+    if hits is not None:  # of the alerts stored: re-sent alerts were set aside at the commit
+        kept = stored_hits(hits, batch.sources["diaSourceId"])
+        extra[paths.WATCHLIST_HITS], extra[paths.AREA_HITS] = kept.watchlist_hits, kept.area_hits
     return views.batch_views(sources=sources, objects=objects, history=history, extra=extra, columns=columns)
 
 
@@ -455,11 +465,13 @@ def apply_filters(
     limits: sandbox.Limits,
     context: BatchContext | None = None,
     home: Path | None = None,
+    hits: BatchHits | None = None,
 ) -> BatchOutcome:
     """Run every filter over the batch's views, in as few DuckDB passes as possible.
 
     Filters that failed in recent batches run on their own, so that they cannot hold up a shared pass. With
-    ``home``, filters that read ``annotations`` see the stored annotations of the batch's objects.
+    ``home``, filters that read ``annotations`` see the stored annotations of the batch's objects. ``hits``: the
+    batch's watchlist and watchmap hits, its ``watchlist_hits`` and ``area_hits`` views.
     """
     started = time.perf_counter()
     outputs = []
@@ -473,12 +485,14 @@ def apply_filters(
         # (ZTF's ``magpsf`` over a batch of LSST alerts is null, as on LSST rows in the lake).
         read_views = set().union(*(tables_read(f.sql) for f in filters)) & set(views.VIEW_NAMES)
         columns = views.view_schemas(home, read_views) if home is not None else None
-        tables = batch_tables(batch, context, notes, columns, read_views)
+        tables = batch_tables(batch, context, notes, columns, read_views, hits)
         results = run_filters(tables, [f.spec for f in filters], limits, isolate)
         outputs = [
             FilterOutput(f, r.matches, r.keys, r.error, r.timed_out) for f, r in zip(filters, results, strict=True)
         ]
     timings = {**batch.timings, "filters": time.perf_counter() - started}
+    if hits is not None:
+        timings["watch"] = hits.seconds
     return BatchOutcome(
         batch.accepted, batch.rejects, batch.stored_messages, batch.duplicates, outputs=outputs, timings=timings
     )

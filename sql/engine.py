@@ -18,7 +18,7 @@ import pyarrow as pa
 from nightjar import paths
 from nightjar.lake import read
 from nightjar.settings import Settings
-from nightjar.sql import isolated, memory_cap, parse, sandbox, views
+from nightjar.sql import isolated, memory_cap, parse, sandbox, views, watch_views
 
 AsOf = int | datetime | None
 
@@ -63,13 +63,17 @@ def parse_as_of(text: str | None) -> AsOf:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def lake_views(settings: Settings, as_of: AsOf = None) -> dict[str, Any]:
+def lake_views(settings: Settings, as_of: AsOf = None, viewer: str | None = None) -> dict[str, Any]:
     """Every view name over the lake (one snapshot: a lake version or a time), empty placeholders where the lake
-    has nothing."""
+    has nothing. ``viewer``: the user the query runs for (``""``: anonymous), who does not see the hits of other
+    users' private watchlists and watchmaps; None: everything (the operator, admins)."""
     try:
-        return views.with_placeholders(read.datasets_as_of(Path(settings.home), as_of))
+        found = views.with_placeholders(read.datasets_as_of(Path(settings.home), as_of))
     except read.SnapshotError as exc:
         raise sandbox.QueryError(str(exc)) from None
+    if viewer is not None:
+        found = watch_views.visible_hits(found, settings.metadata_url, viewer)
+    return found
 
 
 @dataclass(frozen=True)
@@ -105,18 +109,19 @@ def query_lake(
     as_of: AsOf = None,
     max_rows: int | None = None,
     timeout_s: float | None = None,
+    viewer: str | None = None,
 ) -> pa.Table:
     """Run one user SELECT over the lake (in a child process that is killed at the time limit, unless
-    ``query_isolation`` is off); a QueryError that points at the problem otherwise."""
+    ``query_isolation`` is off); a QueryError that points at the problem otherwise. ``viewer``: as ``lake_views``."""
     if settings.query_isolation:
         precheck(sql)
         return isolated.call(
             _query_lake_here,
-            (settings, sql, as_of, max_rows, timeout_s),
+            (settings, sql, as_of, max_rows, timeout_s, viewer),
             timeout_s or settings.query_timeout_s,
             _child_memory(settings),
         )
-    return _query_lake_here(settings, sql, as_of, max_rows, timeout_s)
+    return _query_lake_here(settings, sql, as_of, max_rows, timeout_s, viewer)
 
 
 def _query_lake_here(
@@ -125,9 +130,10 @@ def _query_lake_here(
     as_of: AsOf = None,
     max_rows: int | None = None,
     timeout_s: float | None = None,
+    viewer: str | None = None,
 ) -> pa.Table:
     lim = limits(settings, timeout_s=timeout_s, max_rows=max_rows)
-    box = sandbox.connect(lake_views(settings, as_of), lim)
+    box = sandbox.connect(lake_views(settings, as_of, viewer), lim)
     try:
         return sandbox.run(box, sql, lim)
     finally:
@@ -141,18 +147,19 @@ def query_page(
     size: int | None = None,
     as_of: AsOf = None,
     max_rows: int | None = None,
+    viewer: str | None = None,
 ) -> Page:
     """Rows ``offset`` to ``offset + size`` of a user SELECT (give it an ORDER BY for pages that do not shift),
-    in a child process as ``query_lake``."""
+    in a child process as ``query_lake``. ``viewer``: as ``lake_views``."""
     if settings.query_isolation:
         precheck(sql)
         return isolated.call(
             _query_page_here,
-            (settings, sql, offset, size, as_of, max_rows),
+            (settings, sql, offset, size, as_of, max_rows, viewer),
             settings.query_timeout_s,
             _child_memory(settings),
         )
-    return _query_page_here(settings, sql, offset, size, as_of, max_rows)
+    return _query_page_here(settings, sql, offset, size, as_of, max_rows, viewer)
 
 
 def _query_page_here(
@@ -162,6 +169,7 @@ def _query_page_here(
     size: int | None = None,
     as_of: AsOf = None,
     max_rows: int | None = None,
+    viewer: str | None = None,
 ) -> Page:
     size = size or settings.query_page_size
     cap = max_rows or settings.query_max_rows
@@ -170,7 +178,7 @@ def _query_page_here(
     if offset + size > cap:
         raise ValueError(f"rows beyond {cap} are not served to this role: narrow the query or submit a job")
     lim = limits(settings, max_rows=size + 1)
-    box = sandbox.connect(lake_views(settings, as_of), lim)
+    box = sandbox.connect(lake_views(settings, as_of, viewer), lim)
     try:
         parsed = sandbox.check(box, sql)
         # New lines around the query: a trailing -- comment in it cannot swallow the paging clause.

@@ -105,8 +105,9 @@ class ExportManager:
     def _save(self, job: ExportJob) -> None:
         self.store.save(job)
 
-    def submit(self, spec: ExportSpec, owner: str) -> ExportJob:
-        """Check the selection (SQL in the sandbox, without running it) and queue the export."""
+    def submit(self, spec: ExportSpec, owner: str, viewer: str | None = None) -> ExportJob:
+        """Check the selection (SQL in the sandbox, without running it) and queue the export. ``viewer``: the
+        hits of watchlists it may not see are hidden from its SQL (``engine.lake_views``)."""
         selection = spec.selection()
         if selection.sql is not None:
             box = sandbox.connect(engine.lake_views(self.settings), engine.limits(self.settings))
@@ -121,7 +122,7 @@ class ExportManager:
         described = {k: v for k, v in asdict(spec).items() if v is not None and k != "table"}
         job = ExportJob(uuid.uuid4().hex[:16], owner, spec.table, described)
         self.store.add(job)
-        self.pool.submit(self._run, job, selection)
+        self.pool.submit(self._run, job, selection, viewer)
         return job
 
     def get(self, job_id: str) -> ExportJob | None:
@@ -133,11 +134,11 @@ class ExportManager:
             return None
         return self.out_dir(job.id) / name
 
-    def _run(self, job: ExportJob, selection: Selection) -> None:
+    def _run(self, job: ExportJob, selection: Selection, viewer: str | None = None) -> None:
         job.status = RUNNING
         self._save(job)
         try:
-            manifest = export(self.settings, job.table, selection, self.out_dir(job.id))
+            manifest = export(self.settings, job.table, selection, self.out_dir(job.id), viewer=viewer)
             job.rows, job.files, job.status = manifest["rows"], manifest["files"], DONE
         except (ExportError, access.LakeError, sandbox.QueryError) as exc:
             job.status, job.error = FAILED, str(exc)

@@ -59,8 +59,9 @@ class JobManager:
     def _save(self, job: Job) -> None:
         self.store.save(job)
 
-    def submit(self, sql: str, as_of: str | None = None, owner: str = "local") -> Job:
-        """Check ``sql`` and queue it for ``owner``; a QueryError now if it cannot run."""
+    def submit(self, sql: str, as_of: str | None = None, owner: str = "local", viewer: str | None = None) -> Job:
+        """Check ``sql`` and queue it for ``owner``; a QueryError now if it cannot run. ``viewer``: the hits of
+        watchlists it may not see are hidden (``engine.lake_views``)."""
         when = engine.parse_as_of(as_of)
         box = sandbox.connect(engine.lake_views(self.settings, when), engine.limits(self.settings))
         try:
@@ -69,7 +70,7 @@ class JobManager:
             box.close()
         job = Job(uuid.uuid4().hex[:16], checked, as_of, owner)
         self.store.add(job)
-        self.pool.submit(self._run, job)
+        self.pool.submit(self._run, job, viewer)
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -87,7 +88,7 @@ class JobManager:
         self._save(job)
         return job
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job, viewer: str | None = None) -> None:
         if job.status == CANCELLED:
             return
         lim = engine.limits(self.settings, timeout_s=self.settings.job_timeout_s, max_rows=self.settings.job_max_rows)
@@ -95,7 +96,7 @@ class JobManager:
         self._save(job)
         partial = self.result_path(job.id).with_suffix(".partial")
         try:
-            box = sandbox.connect(engine.lake_views(self.settings, engine.parse_as_of(job.as_of)), lim)
+            box = sandbox.connect(engine.lake_views(self.settings, engine.parse_as_of(job.as_of), viewer), lim)
         except Exception as exc:  # the lake changed under the job (a version no longer readable…)
             self._finish(job, FAILED, f"cannot open the lake: {exc}")
             return

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -104,3 +105,54 @@ class AvroSchemaRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     schema: Mapped[str] = mapped_column(Text)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class WatchlistRow(Base):
+    """A watchlist: a named set of cones, owned and shared like a filter. Its cones are a Parquet file per
+    version (``paths.watchlist_file``); ``version`` changes with every change of the cones. Ids are never reused."""
+
+    __tablename__ = "watchlists"
+    __table_args__ = (
+        UniqueConstraint("owner", "name", name="uq_watchlists_owner_name"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(200), default="local", index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    visibility: Mapped[str] = mapped_column(String(16), default="private")
+    group_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    radius_arcsec: Mapped[float] = mapped_column(Float, default=2.0)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    cones: Mapped[int] = mapped_column(Integer, default=0)
+    history_job: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+
+
+class WatchmapRow(Base):
+    """A watchmap: a named sky area (a MOC), owned and shared like a filter; its MOC is a FITS file per version
+    (``paths.watchmap_file``). Ids are never reused."""
+
+    __tablename__ = "watchmaps"
+    __table_args__ = (
+        UniqueConstraint("owner", "name", name="uq_watchmaps_owner_name"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(200), default="local", index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    visibility: Mapped[str] = mapped_column(String(16), default="private")
+    group_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    kind: Mapped[str] = mapped_column(String(16), default="moc")  # how it was made: moc, polygon, circle, skymap
+    max_order: Mapped[int] = mapped_column(Integer, default=0)
+    sky_fraction: Mapped[float] = mapped_column(Float, default=0.0)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    history_job: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)

@@ -19,6 +19,7 @@ from nightjar.catalogs.context import LAKE_CONTEXT_SCHEMA, LAKE_MATCHES_SCHEMA
 from nightjar.lake import read
 from nightjar.lake.annotations import SCHEMA as ANNOTATION_SCHEMA
 from nightjar.lake.keys import first_per_key, latest_per_key
+from nightjar.lake.watch_hits import AREA_HITS_SCHEMA, WATCHLIST_HITS_SCHEMA
 from nightjar.streams import schemas
 
 SOURCES = paths.SOURCES
@@ -26,8 +27,8 @@ OBJECTS = paths.OBJECTS
 FORCED_SOURCES = "forced_sources"
 CONTEXT = paths.CONTEXT
 CONTEXT_MATCHES = paths.CONTEXT_MATCHES
-WATCHLIST_HITS = "watchlist_hits"
-AREA_HITS = "area_hits"
+WATCHLIST_HITS = paths.WATCHLIST_HITS
+AREA_HITS = paths.AREA_HITS
 ANNOTATIONS = "annotations"
 VIEW_NAMES: tuple[str, ...] = (
     SOURCES,
@@ -42,10 +43,7 @@ VIEW_NAMES: tuple[str, ...] = (
 
 # Views no stage fills yet, with the feature that will fill them: always empty, over the lake and in every batch.
 # A filter may read them (it is kept, and matches once the feature lands), but its author is told.
-NOT_FILLED_YET: dict[str, str] = {
-    WATCHLIST_HITS: "watchlist matching",
-    AREA_HITS: "sky-area matching",
-}
+NOT_FILLED_YET: dict[str, str] = {}
 
 # The columns that identify the alert a row belongs to: (object, source). A filter's delivery is keyed by them.
 ROW_KEYS: dict[str, tuple[str, str | None]] = {
@@ -106,24 +104,8 @@ def placeholder_schemas() -> dict[str, pa.Schema]:
         ),
         CONTEXT: _nullable(list(LAKE_CONTEXT_SCHEMA)),
         CONTEXT_MATCHES: _nullable(list(LAKE_MATCHES_SCHEMA)),
-        WATCHLIST_HITS: _nullable(
-            [
-                pa.field("diaObjectId", pa.int64()),
-                pa.field("diaSourceId", pa.int64()),
-                pa.field("watchlistId", pa.int64()),
-                pa.field("watchlistName", pa.string()),
-                pa.field("targetName", pa.string()),
-                pa.field("separationArcsec", pa.float64()),
-            ]
-        ),
-        AREA_HITS: _nullable(
-            [
-                pa.field("diaObjectId", pa.int64()),
-                pa.field("diaSourceId", pa.int64()),
-                pa.field("areaId", pa.int64()),
-                pa.field("areaName", pa.string()),
-            ]
-        ),
+        WATCHLIST_HITS: _nullable(list(WATCHLIST_HITS_SCHEMA)),
+        AREA_HITS: _nullable(list(AREA_HITS_SCHEMA)),
         ANNOTATIONS: _nullable(list(ANNOTATION_SCHEMA)),
     }
 

@@ -1,0 +1,401 @@
+"""``/api/v1/watchlists`` and ``/api/v1/watchmaps``: create, list, read, change, delete and re-match watchlists
+(cones) and watchmaps (sky areas), with visibility enforced as for filters.
+
+Anyone reads public lists; signed-in users also their own (``private`` and ``group`` lists are seen only by their
+owner, and by admins). A list the caller may not see answers 404, as a missing one does. Only the owner changes,
+re-matches or deletes a list (admins may delete). A new list, or one whose cones or area changed, is matched over
+the lake's history by a background job: its state is ``GET .../{id}/history``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, status
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field, StringConstraints
+from sqlalchemy.engine import Engine
+
+from nightjar.api.auth import Caller, SignedIn
+from nightjar.api.users import User
+from nightjar.catalogs import watchmap
+from nightjar.catalogs.watch_files import MAX_RADIUS_ARCSEC, WatchFileError, read_csv_text
+from nightjar.pipelines.watch_history import WatchJobManager
+from nightjar.sql import watch_registry
+from nightjar.sql.registry import RegistryError
+from nightjar.sql.watch_registry import Watchlist, Watchmap
+
+ListId = Annotated[int, PathParam(ge=1, le=2**62)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Visibility = Literal["private", "public", "group"]
+MAX_CSV = 200_000_000  # characters of cones in one request (a file of ~10^7 cones goes by the command line)
+MAX_MOC = 100_000_000  # bytes of base64 FITS
+
+
+class WatchlistCreate(BaseModel):
+    name: Name = Field(description="Unique among your watchlists.")
+    cones_csv: str = Field(
+        min_length=1,
+        max_length=MAX_CSV,
+        description="Cones in Lasair's layout: one per line, RA, Dec, ID[, radius arcsec], ',' or '|' separated, "
+        "header optional, decimal degrees or sexagesimal.",
+    )
+    radius_arcsec: float = Field(default=2.0, gt=0, le=MAX_RADIUS_ARCSEC, description="The default cone radius.")
+    visibility: Visibility = "private"
+    group: str | None = Field(default=None, max_length=200)
+    description: str = Field(default="", max_length=4000)
+    active: bool = True
+
+
+class WatchlistUpdate(BaseModel):
+    """Only the fields given change; new cones or a new radius make a new version, matched over the history."""
+
+    name: Name | None = None
+    radius_arcsec: float | None = Field(default=None, gt=0, le=MAX_RADIUS_ARCSEC)
+    visibility: Visibility | None = None
+    group: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=4000)
+    active: bool | None = None
+    add_csv: str | None = Field(default=None, max_length=MAX_CSV, description="Cones to add (as cones_csv).")
+    remove: list[str] = Field(default_factory=list, description="Cones to remove, by ID (name) or coneId.")
+    replace_csv: str | None = Field(default=None, max_length=MAX_CSV, description="Cones replacing all.")
+
+
+class Circle(BaseModel):
+    ra: float = Field(ge=0, le=360)
+    dec: float = Field(ge=-90, le=90)
+    radius_arcsec: float = Field(gt=0, le=180 * 3600)
+
+
+class Area(BaseModel):
+    """Exactly one of: a MOC FITS file or HEALPix probability map (base64), a polygon, a circle."""
+
+    moc_fits_base64: str | None = Field(default=None, max_length=MAX_MOC)
+    credible: float = Field(default=0.9, gt=0, le=1, description="Credible level of a probability map.")
+    polygon: list[tuple[float, float]] | None = Field(default=None, description="(ra, dec) vertices, degrees.")
+    circle: Circle | None = None
+    order: int = Field(default=watchmap.DEFAULT_ORDER, ge=0, le=29, description="MOC order of polygons, circles.")
+
+
+class WatchmapCreate(Area):
+    name: Name
+    visibility: Visibility = "private"
+    group: str | None = Field(default=None, max_length=200)
+    description: str = Field(default="", max_length=4000)
+    active: bool = True
+
+
+class WatchmapUpdate(Area):
+    name: Name | None = None
+    visibility: Visibility | None = None
+    group: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=4000)
+    active: bool | None = None
+
+
+def _view(item: Watchlist | Watchmap) -> dict[str, Any]:
+    out = asdict(item)
+    out["id"] = str(item.id)
+    out["created"], out["updated"] = item.created.isoformat(), item.updated.isoformat()
+    if isinstance(item, Watchmap):
+        out["area_sq_deg"] = item.area_sq_deg
+    return out
+
+
+def _area(body: Area) -> tuple[Any, str] | None:
+    given = [x for x in (body.moc_fits_base64, body.polygon, body.circle) if x is not None]
+    if len(given) > 1:
+        raise watchmap.WatchmapError("give one area: moc_fits_base64, polygon or circle")
+    if not given:
+        return None
+    if body.moc_fits_base64 is not None:
+        try:
+            content = base64.b64decode(body.moc_fits_base64, validate=True)
+        except (binascii.Error, ValueError):
+            raise watchmap.WatchmapError("moc_fits_base64 is not base64") from None
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "upload.fits"
+            path.write_bytes(content)
+            moc, kind = watchmap.from_file(path, body.credible)
+        return moc, kind
+    if body.polygon is not None:
+        return watchmap.from_polygon(list(body.polygon), body.order), "polygon"
+    assert body.circle is not None
+    c = body.circle
+    return watchmap.from_circle(c.ra, c.dec, c.radius_arcsec, body.order), "circle"
+
+
+def router(db: Engine, home: Path, jobs: WatchJobManager) -> APIRouter:
+    api = APIRouter(tags=["watchlists"])
+    kinds: dict[str, tuple[Any, str]] = {
+        "watchlist": (watch_registry.get_watchlist, "watchlists"),
+        "watchmap": (watch_registry.get_watchmap, "watchmaps"),
+    }
+
+    def visible(kind: str, list_id: int, user: User) -> Any:
+        getter = kinds[kind][0]
+        try:
+            item = getter(db, list_id)
+        except RegistryError:
+            item = None
+        if item is None or not watch_registry.can_see(
+            item.owner, item.visibility, None if user.anonymous else user.name, user.is_admin
+        ):
+            raise HTTPException(status_code=404, detail=f"no {kind} {list_id}")
+        return item
+
+    def owned(kind: str, list_id: int, user: User, action: str) -> Any:
+        item = visible(kind, list_id, user)
+        if item.owner != user.name:
+            raise HTTPException(status_code=403, detail=f"only its owner ({item.owner}) may {action} {kind} {list_id}")
+        return item
+
+    def history(kind: str, item: Any, user: User) -> dict[str, Any]:
+        job = jobs.submit(kind, item.id, user.name)
+        return asdict(job)
+
+    def bad_request(exc: Exception) -> HTTPException:
+        return HTTPException(status_code=400, detail=str(exc))
+
+    errors = (RegistryError, WatchFileError, watchmap.WatchmapError)
+
+    # Watchlists
+
+    @api.post("/api/v1/watchlists", status_code=status.HTTP_201_CREATED)
+    async def create_watchlist(body: WatchlistCreate, user: SignedIn) -> dict[str, Any]:
+        """Create a watchlist from cones in Lasair's CSV layout; it is matched over the history in the background.
+        A bad line is a 400 naming each bad line and its problem; nothing is created then."""
+
+        def work() -> dict[str, Any]:
+            cones = read_csv_text(body.cones_csv, "cones_csv")
+            made = watch_registry.add_watchlist(
+                db,
+                home,
+                body.name,
+                cones,
+                owner=user.name,
+                radius_arcsec=body.radius_arcsec,
+                visibility=body.visibility,
+                group=body.group,
+                description=body.description,
+                active=body.active,
+            )
+            out = _view(made)
+            out["history"] = history("watchlist", made, user)
+            return out
+
+        try:
+            return await run_in_threadpool(work)
+        except errors as exc:
+            raise bad_request(exc) from None
+
+    @api.get("/api/v1/watchlists")
+    async def list_watchlists(user: Caller) -> list[dict[str, Any]]:
+        """The watchlists the caller can see: their own and the public ones (anonymous callers: public only)."""
+
+        def work() -> list[Watchlist]:
+            if user.is_admin:
+                return watch_registry.list_watchlists(db)
+            if user.anonymous:
+                return [w for w in watch_registry.list_watchlists(db) if w.visibility == "public"]
+            return watch_registry.list_watchlists(db, visible_to=user.name)
+
+        return [_view(w) for w in await run_in_threadpool(work)]
+
+    @api.get("/api/v1/watchlists/{watchlist_id}")
+    async def read_watchlist(watchlist_id: ListId, user: Caller) -> dict[str, Any]:
+        return _view(await run_in_threadpool(visible, "watchlist", watchlist_id, user))
+
+    @api.get("/api/v1/watchlists/{watchlist_id}/cones")
+    async def watchlist_cones(watchlist_id: ListId, user: Caller, offset: int = 0, limit: int = 1000) -> dict[str, Any]:
+        """A page of the watchlist's cones (coneId, name, ra, dec, radius; null radius: the list's default)."""
+        if offset < 0 or not 0 < limit <= 100_000:
+            raise HTTPException(status_code=400, detail="offset >= 0 and 0 < limit <= 100000")
+
+        def work() -> dict[str, Any]:
+            item = visible("watchlist", watchlist_id, user)
+            cones = watch_registry.read_cones(home, item)
+            page = cones.slice(offset, limit).to_pylist()
+            for row in page:
+                row["coneId"] = str(row["coneId"])
+            following = offset + limit if offset + limit < cones.num_rows else None
+            return {"cones": page, "total": cones.num_rows, "next_offset": following}
+
+        return await run_in_threadpool(work)
+
+    @api.patch("/api/v1/watchlists/{watchlist_id}")
+    async def update_watchlist(watchlist_id: ListId, body: WatchlistUpdate, user: SignedIn) -> dict[str, Any]:
+        """Change your watchlist; new cones or a new radius are matched over the history again."""
+
+        def work() -> dict[str, Any]:
+            owned("watchlist", watchlist_id, user, "change")
+            item, changed = watch_registry.edit_watchlist(
+                db,
+                home,
+                watchlist_id,
+                requester=user.name,
+                name=body.name,
+                description=body.description,
+                radius_arcsec=body.radius_arcsec,
+                visibility=body.visibility,
+                group=body.group,
+                active=body.active,
+                add=read_csv_text(body.add_csv, "add_csv") if body.add_csv else None,
+                remove=body.remove,
+                replace=read_csv_text(body.replace_csv, "replace_csv") if body.replace_csv else None,
+            )
+            out = _view(item)
+            if changed:
+                out["history"] = history("watchlist", item, user)
+            return out
+
+        try:
+            return await run_in_threadpool(work)
+        except errors as exc:
+            raise bad_request(exc) from None
+
+    # Watchmaps
+
+    @api.post("/api/v1/watchmaps", status_code=status.HTTP_201_CREATED)
+    async def create_watchmap(body: WatchmapCreate, user: SignedIn) -> dict[str, Any]:
+        """Create a watchmap from a MOC FITS file or probability map (base64), a polygon or a circle; it is
+        matched over the history in the background."""
+
+        def work() -> dict[str, Any]:
+            area = _area(body)
+            if area is None:
+                raise watchmap.WatchmapError("give an area: moc_fits_base64, polygon or circle")
+            made = watch_registry.add_watchmap(
+                db,
+                home,
+                body.name,
+                area[0],
+                area[1],
+                owner=user.name,
+                visibility=body.visibility,
+                group=body.group,
+                description=body.description,
+                active=body.active,
+            )
+            out = _view(made)
+            out["history"] = history("watchmap", made, user)
+            return out
+
+        try:
+            return await run_in_threadpool(work)
+        except errors as exc:
+            raise bad_request(exc) from None
+
+    @api.get("/api/v1/watchmaps")
+    async def list_watchmaps(user: Caller) -> list[dict[str, Any]]:
+        def work() -> list[Watchmap]:
+            if user.is_admin:
+                return watch_registry.list_watchmaps(db)
+            if user.anonymous:
+                return [m for m in watch_registry.list_watchmaps(db) if m.visibility == "public"]
+            return watch_registry.list_watchmaps(db, visible_to=user.name)
+
+        return [_view(m) for m in await run_in_threadpool(work)]
+
+    @api.get("/api/v1/watchmaps/{watchmap_id}")
+    async def read_watchmap(watchmap_id: ListId, user: Caller) -> dict[str, Any]:
+        return _view(await run_in_threadpool(visible, "watchmap", watchmap_id, user))
+
+    @api.patch("/api/v1/watchmaps/{watchmap_id}")
+    async def update_watchmap(watchmap_id: ListId, body: WatchmapUpdate, user: SignedIn) -> dict[str, Any]:
+        def work() -> dict[str, Any]:
+            owned("watchmap", watchmap_id, user, "change")
+            area = _area(body)
+            item, changed = watch_registry.edit_watchmap(
+                db,
+                home,
+                watchmap_id,
+                requester=user.name,
+                name=body.name,
+                description=body.description,
+                visibility=body.visibility,
+                group=body.group,
+                active=body.active,
+                moc=area[0] if area else None,
+                kind=area[1] if area else None,
+            )
+            out = _view(item)
+            if changed:
+                out["history"] = history("watchmap", item, user)
+            return out
+
+        try:
+            return await run_in_threadpool(work)
+        except errors as exc:
+            raise bad_request(exc) from None
+
+    # Both
+
+    for kind, (_, plural) in kinds.items():
+        _shared_routes(api, kind, plural, visible, owned, history, db, home, jobs)
+    return api
+
+
+def _shared_routes(
+    api: APIRouter,
+    kind: str,
+    plural: str,
+    visible: Any,
+    owned: Any,
+    history: Any,
+    db: Engine,
+    home: Path,
+    jobs: WatchJobManager,
+) -> None:
+    deleter = watch_registry.delete_watchlist if kind == "watchlist" else watch_registry.delete_watchmap
+
+    async def delete(list_id: ListId, user: SignedIn) -> dict[str, Any]:
+        """Delete a list and its hits (its owner or an admin); its id is never reused."""
+
+        def work() -> dict[str, Any]:
+            item = visible(kind, list_id, user)
+            if item.owner != user.name and not user.is_admin:
+                raise HTTPException(
+                    status_code=403, detail=f"only its owner ({item.owner}) may delete {kind} {list_id}"
+                )
+            return _view(deleter(db, home, list_id, requester=item.owner))
+
+        return await run_in_threadpool(work)
+
+    async def rerun(list_id: ListId, user: SignedIn) -> dict[str, Any]:
+        """Match the list over the lake's history again (a background job: follow it at .../history)."""
+
+        def work() -> dict[str, Any]:
+            item = owned(kind, list_id, user, "re-match")
+            result: dict[str, Any] = history(kind, item, user)
+            return result
+
+        return await run_in_threadpool(work)
+
+    async def follow(list_id: ListId, user: Caller) -> dict[str, Any]:
+        """The newest history-matching job of the list: status, progress (percent), alerts matched, hits."""
+
+        def work() -> dict[str, Any]:
+            item = visible(kind, list_id, user)
+            job = jobs.get(item.history_job) if item.history_job else None
+            if job is None:
+                raise HTTPException(status_code=404, detail=f"{kind} {list_id} has no history job")
+            return asdict(job)
+
+        return await run_in_threadpool(work)
+
+    api.add_api_route(f"/api/v1/{plural}/{{list_id}}", delete, methods=["DELETE"], name=f"delete_{kind}")
+    api.add_api_route(
+        f"/api/v1/{plural}/{{list_id}}/rerun",
+        rerun,
+        methods=["POST"],
+        status_code=status.HTTP_202_ACCEPTED,
+        name=f"rerun_{kind}",
+    )
+    api.add_api_route(f"/api/v1/{plural}/{{list_id}}/history", follow, methods=["GET"], name=f"history_{kind}")

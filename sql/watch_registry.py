@@ -1,0 +1,529 @@
+"""Watchlists and watchmaps in the metadata database: add, edit, delete, list; their files under NIGHTJAR_HOME.
+
+A watchlist (named cones) or watchmap (a named sky area) belongs to an owner and has a visibility (``private``,
+``public`` or ``group``, as filters; ``group`` lists are their owner's until users have groups), an active flag
+and a description. Its content is a file per version (cones: Parquet sorted by HEALPix; areas: a MOC in FITS),
+written inside the database transaction that records it: a list is created whole or not at all. Each change of
+the content (cones added, removed or replaced, a new default radius, a new area) makes a new version; the
+pipeline's workers key their cached indexes by it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from mocpy import MOC
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from nightjar import paths
+from nightjar.catalogs.watch_files import CONES_SCHEMA, WatchFileError, check_radius
+from nightjar.catalogs.watch_index import HPX, WatchlistSpec, sorted_cones
+from nightjar.catalogs.watchmap import KINDS, WatchmapSpec, save
+from nightjar.lake import watch_hits
+from nightjar.sql.registry import LOCAL_OWNER, RegistryError, check_name
+from nightjar.sql.registry_models import VISIBILITIES, WatchlistRow, WatchmapRow
+
+MAX_CONES = 10_000_000
+DEFAULT_RADIUS_ARCSEC = 2.0
+
+
+@dataclass(frozen=True)
+class Watchlist:
+    id: int
+    name: str
+    owner: str
+    description: str
+    visibility: str
+    group: str | None
+    active: bool
+    radius_arcsec: float
+    version: int
+    cones: int
+    history_job: str | None
+    created: datetime
+    updated: datetime
+
+    def file(self, home: Path) -> Path:
+        return paths.watchlist_file(home, self.id, self.version)
+
+    def spec(self, home: Path) -> WatchlistSpec:
+        public = self.visibility == "public"
+        return WatchlistSpec(self.id, self.version, str(self.file(home)), self.radius_arcsec, self.owner, public)
+
+
+@dataclass(frozen=True)
+class Watchmap:
+    id: int
+    name: str
+    owner: str
+    description: str
+    visibility: str
+    group: str | None
+    active: bool
+    kind: str
+    max_order: int
+    sky_fraction: float
+    version: int
+    history_job: str | None
+    created: datetime
+    updated: datetime
+
+    def file(self, home: Path) -> Path:
+        return paths.watchmap_file(home, self.id, self.version)
+
+    def spec(self, home: Path) -> WatchmapSpec:
+        return WatchmapSpec(self.id, self.version, str(self.file(home)), self.owner, self.visibility == "public")
+
+    @property
+    def area_sq_deg(self) -> float:
+        return self.sky_fraction * 4 * np.pi * (180 / np.pi) ** 2
+
+
+def _watchlist(row: WatchlistRow) -> Watchlist:
+    return Watchlist(
+        row.id,
+        row.name,
+        row.owner,
+        row.description,
+        row.visibility,
+        row.group_name,
+        row.active,
+        row.radius_arcsec,
+        row.version,
+        row.cones,
+        row.history_job,
+        row.created,
+        row.updated,
+    )
+
+
+def _watchmap(row: WatchmapRow) -> Watchmap:
+    return Watchmap(
+        row.id,
+        row.name,
+        row.owner,
+        row.description,
+        row.visibility,
+        row.group_name,
+        row.active,
+        row.kind,
+        row.max_order,
+        row.sky_fraction,
+        row.version,
+        row.history_job,
+        row.created,
+        row.updated,
+    )
+
+
+def _visibility(value: str) -> str:
+    if value not in VISIBILITIES:
+        raise RegistryError(f"unknown visibility {value!r}: choose one of {', '.join(VISIBILITIES)}")
+    return value
+
+
+def can_see(owner: str, visibility: str, requester: str | None, admin: bool = False) -> bool:
+    """Whether ``requester`` (None: anonymous) may see a list: public, their own, or any to an admin."""
+    return visibility == "public" or admin or (requester is not None and owner == requester)
+
+
+def _write_cones(home: Path, watchlist_id: int, version: int, cones: pa.Table) -> Path:
+    path = paths.watchlist_file(home, watchlist_id, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = cones if HPX in cones.column_names else sorted_cones(cones)
+    partial = path.with_suffix(".partial")
+    pq.write_table(table, partial, row_group_size=1 << 20)
+    partial.replace(path)
+    return path
+
+
+def _drop_old_files(folder: Path, keep_from: int) -> None:
+    """Files of versions before ``keep_from`` (a batch in flight may still read the previous version)."""
+    for old in folder.glob("v*.*"):
+        number = old.stem.removeprefix("v")
+        if number.isdigit() and int(number) < keep_from:
+            old.unlink(missing_ok=True)
+
+
+def _check_cones(cones: pa.Table) -> None:
+    if cones.num_rows == 0:
+        raise WatchFileError("a watchlist needs at least one cone")
+    if cones.num_rows > MAX_CONES:
+        raise WatchFileError(f"a watchlist has at most {MAX_CONES:,} cones, not {cones.num_rows:,}")
+
+
+def add_watchlist(
+    eng: Engine,
+    home: Path,
+    name: str,
+    cones: pa.Table,
+    *,
+    owner: str = LOCAL_OWNER,
+    radius_arcsec: float = DEFAULT_RADIUS_ARCSEC,
+    visibility: str = "private",
+    group: str | None = None,
+    description: str = "",
+    active: bool = True,
+) -> Watchlist:
+    """Create a watchlist of ``cones`` (``catalogs.watch_files.read_cones``); nothing is left behind on error."""
+    check_name(name)
+    _visibility(visibility)
+    check_radius(radius_arcsec)
+    _check_cones(cones)
+    written: Path | None = None
+    try:
+        with Session(eng) as session, session.begin():
+            clash = session.scalar(select(WatchlistRow).where(WatchlistRow.owner == owner, WatchlistRow.name == name))
+            if clash is not None:
+                raise RegistryError(f"{owner} already has a watchlist named {name!r} (id {clash.id})")
+            row = WatchlistRow(
+                owner=owner,
+                name=name,
+                description=description,
+                visibility=visibility,
+                group_name=group,
+                active=active,
+                radius_arcsec=float(radius_arcsec),
+                version=1,
+                cones=cones.num_rows,
+            )
+            session.add(row)
+            session.flush()
+            written = _write_cones(home, row.id, 1, cones)
+            return _watchlist(row)
+    except BaseException:
+        if written is not None:
+            written.unlink(missing_ok=True)
+        raise
+
+
+def read_cones(home: Path, watchlist: Watchlist) -> pa.Table:
+    """The cones of a watchlist's current version (``CONES_SCHEMA``, by coneId)."""
+    table = pq.read_table(watchlist.file(home)).select(CONES_SCHEMA.names)
+    return table.sort_by("coneId")
+
+
+def _load_list(session: Session, watchlist_id: int) -> WatchlistRow:
+    row = session.get(WatchlistRow, watchlist_id)
+    if row is None:
+        raise RegistryError(f"no watchlist {watchlist_id}")
+    return row
+
+
+def _owned(owner: str, requester: str, what: str) -> None:
+    if owner != requester:
+        raise RegistryError(f"{what} belongs to {owner}, not {requester}")
+
+
+def edit_watchlist(
+    eng: Engine,
+    home: Path,
+    watchlist_id: int,
+    *,
+    requester: str = LOCAL_OWNER,
+    name: str | None = None,
+    description: str | None = None,
+    radius_arcsec: float | None = None,
+    visibility: str | None = None,
+    group: str | None = None,
+    active: bool | None = None,
+    add: pa.Table | None = None,
+    remove: Sequence[str] = (),
+    replace: pa.Table | None = None,
+) -> tuple[Watchlist, bool]:
+    """Change a watchlist; (the watchlist, whether its cones or radius changed: a new version, to match over the
+    history again). ``add``: new cones (given new ids); ``remove``: cones by name or id; ``replace``: all cones."""
+    if name is not None:
+        check_name(name)
+    if visibility is not None:
+        _visibility(visibility)
+    if radius_arcsec is not None:
+        check_radius(radius_arcsec)
+    written: Path | None = None
+    try:
+        with Session(eng) as session, session.begin():
+            row = _load_list(session, watchlist_id)
+            _owned(row.owner, requester, f"watchlist {watchlist_id}")
+            if name is not None and name != row.name:
+                clash = session.scalar(
+                    select(WatchlistRow).where(WatchlistRow.owner == row.owner, WatchlistRow.name == name)
+                )
+                if clash is not None:
+                    raise RegistryError(f"{row.owner} already has a watchlist named {name!r} (id {clash.id})")
+                row.name = name
+            if description is not None:
+                row.description = description
+            if visibility is not None:
+                row.visibility = visibility
+            if group is not None:
+                row.group_name = group
+            if active is not None:
+                row.active = active
+            changed = radius_arcsec is not None and float(radius_arcsec) != row.radius_arcsec
+            if radius_arcsec is not None:
+                row.radius_arcsec = float(radius_arcsec)
+            cones = None
+            if replace is not None or add is not None or remove:
+                current = replace if replace is not None else read_cones(home, _watchlist(row))
+                if remove:
+                    current = _without(current, remove)
+                if add is not None and add.num_rows:
+                    start = int(pc.max(current["coneId"]).as_py() or 0) if current.num_rows else 0
+                    ids = pa.array(np.arange(start + 1, start + 1 + add.num_rows, dtype=np.int64))
+                    fresh = add.select(CONES_SCHEMA.names).set_column(0, "coneId", ids)
+                    current = pa.concat_tables([current.select(CONES_SCHEMA.names).cast(CONES_SCHEMA), fresh])
+                _check_cones(current)
+                cones = current
+                changed = True
+            if changed:
+                row.version += 1
+                if cones is None:
+                    cones = pq.read_table(paths.watchlist_file(home, row.id, row.version - 1))
+                if cones is not None:
+                    written = _write_cones(home, row.id, row.version, cones)
+                    row.cones = cones.num_rows
+            session.flush()
+            result = _watchlist(row)
+    except BaseException:
+        if written is not None:
+            written.unlink(missing_ok=True)
+        raise
+    if changed:
+        _drop_old_files(paths.watchlist_file(home, result.id, 1).parent, result.version - 1)
+    return result, changed
+
+
+def _without(cones: pa.Table, remove: Sequence[str]) -> pa.Table:
+    wanted = pa.array([str(r) for r in remove], pa.string())
+    by_name = pc.is_in(cones["name"], value_set=wanted)
+    by_id = pc.is_in(pc.cast(cones["coneId"], pa.string()), value_set=wanted)
+    gone = pc.or_(pc.fill_null(by_name, False), by_id)
+    found = set(cones.filter(by_name)["name"].to_pylist()) | {str(i) for i in cones.filter(by_id)["coneId"].to_pylist()}
+    missing = [r for r in remove if str(r) not in found]
+    if missing:
+        raise RegistryError(f"no cone named (or numbered) {', '.join(map(repr, missing[:10]))} in this watchlist")
+    return cones.filter(pc.invert(gone))
+
+
+def delete_watchlist(eng: Engine, home: Path, watchlist_id: int, *, requester: str = LOCAL_OWNER) -> Watchlist:
+    """Remove a watchlist, its files and its hits; its id is never given to another list."""
+    with Session(eng) as session, session.begin():
+        row = _load_list(session, watchlist_id)
+        _owned(row.owner, requester, f"watchlist {watchlist_id}")
+        gone = _watchlist(row)
+        session.delete(row)
+    folder = paths.watchlist_file(home, watchlist_id, 1).parent
+    _drop_old_files(folder, gone.version + 1)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+    watch_hits.forget_list(home, paths.WATCHLIST_HITS, watchlist_id)
+    return gone
+
+
+def get_watchlist(eng: Engine, watchlist_id: int) -> Watchlist:
+    with Session(eng) as session:
+        return _watchlist(_load_list(session, watchlist_id))
+
+
+def list_watchlists(
+    eng: Engine, *, owner: str | None = None, visible_to: str | None = None, active_only: bool = False
+) -> list[Watchlist]:
+    """Watchlists by id; ``visible_to`` keeps the requester's own and the public ones."""
+    with Session(eng) as session:
+        query = select(WatchlistRow).order_by(WatchlistRow.id)
+        if owner is not None:
+            query = query.where(WatchlistRow.owner == owner)
+        if visible_to is not None:
+            query = query.where((WatchlistRow.owner == visible_to) | (WatchlistRow.visibility == "public"))
+        if active_only:
+            query = query.where(WatchlistRow.active.is_(True))
+        return [_watchlist(r) for r in session.scalars(query)]
+
+
+def set_history_job(eng: Engine, kind: str, list_id: int, job_id: str) -> None:
+    """Remember the newest history-matching job of a watchlist (``kind`` ``watchlist``) or watchmap."""
+    with Session(eng) as session, session.begin():
+        row = session.get(WatchlistRow, list_id) if kind == "watchlist" else session.get(WatchmapRow, list_id)
+        if row is not None:
+            row.history_job = job_id
+
+
+# Watchmaps
+
+
+def _write_moc(home: Path, watchmap_id: int, version: int, moc: MOC) -> Path:
+    path = paths.watchmap_file(home, watchmap_id, version)
+    save(moc, path)
+    return path
+
+
+def add_watchmap(
+    eng: Engine,
+    home: Path,
+    name: str,
+    moc: MOC,
+    kind: str,
+    *,
+    owner: str = LOCAL_OWNER,
+    visibility: str = "private",
+    group: str | None = None,
+    description: str = "",
+    active: bool = True,
+) -> Watchmap:
+    """Create a watchmap of a MOC (``catalogs.watchmap``); nothing is left behind on error."""
+    check_name(name)
+    _visibility(visibility)
+    if kind not in KINDS:
+        raise RegistryError(f"unknown watchmap kind {kind!r}: one of {', '.join(KINDS)}")
+    written: Path | None = None
+    try:
+        with Session(eng) as session, session.begin():
+            clash = session.scalar(select(WatchmapRow).where(WatchmapRow.owner == owner, WatchmapRow.name == name))
+            if clash is not None:
+                raise RegistryError(f"{owner} already has a watchmap named {name!r} (id {clash.id})")
+            row = WatchmapRow(
+                owner=owner,
+                name=name,
+                description=description,
+                visibility=visibility,
+                group_name=group,
+                active=active,
+                kind=kind,
+                max_order=int(moc.max_order),
+                sky_fraction=float(moc.sky_fraction),
+                version=1,
+            )
+            session.add(row)
+            session.flush()
+            written = _write_moc(home, row.id, 1, moc)
+            return _watchmap(row)
+    except BaseException:
+        if written is not None:
+            written.unlink(missing_ok=True)
+        raise
+
+
+def _load_map(session: Session, watchmap_id: int) -> WatchmapRow:
+    row = session.get(WatchmapRow, watchmap_id)
+    if row is None:
+        raise RegistryError(f"no watchmap {watchmap_id}")
+    return row
+
+
+def edit_watchmap(
+    eng: Engine,
+    home: Path,
+    watchmap_id: int,
+    *,
+    requester: str = LOCAL_OWNER,
+    name: str | None = None,
+    description: str | None = None,
+    visibility: str | None = None,
+    group: str | None = None,
+    active: bool | None = None,
+    moc: MOC | None = None,
+    kind: str | None = None,
+) -> tuple[Watchmap, bool]:
+    """Change a watchmap; (the watchmap, whether its area changed: a new version)."""
+    if name is not None:
+        check_name(name)
+    if visibility is not None:
+        _visibility(visibility)
+    written: Path | None = None
+    try:
+        with Session(eng) as session, session.begin():
+            row = _load_map(session, watchmap_id)
+            _owned(row.owner, requester, f"watchmap {watchmap_id}")
+            if name is not None and name != row.name:
+                clash = session.scalar(
+                    select(WatchmapRow).where(WatchmapRow.owner == row.owner, WatchmapRow.name == name)
+                )
+                if clash is not None:
+                    raise RegistryError(f"{row.owner} already has a watchmap named {name!r} (id {clash.id})")
+                row.name = name
+            if description is not None:
+                row.description = description
+            if visibility is not None:
+                row.visibility = visibility
+            if group is not None:
+                row.group_name = group
+            if active is not None:
+                row.active = active
+            if moc is not None:
+                row.version += 1
+                row.kind = kind or row.kind
+                row.max_order, row.sky_fraction = int(moc.max_order), float(moc.sky_fraction)
+                written = _write_moc(home, row.id, row.version, moc)
+            session.flush()
+            result = _watchmap(row)
+    except BaseException:
+        if written is not None:
+            written.unlink(missing_ok=True)
+        raise
+    if moc is not None:
+        _drop_old_files(paths.watchmap_file(home, result.id, 1).parent, result.version - 1)
+    return result, moc is not None
+
+
+def delete_watchmap(eng: Engine, home: Path, watchmap_id: int, *, requester: str = LOCAL_OWNER) -> Watchmap:
+    """Remove a watchmap, its files and its hits; its id is never given to another."""
+    with Session(eng) as session, session.begin():
+        row = _load_map(session, watchmap_id)
+        _owned(row.owner, requester, f"watchmap {watchmap_id}")
+        gone = _watchmap(row)
+        session.delete(row)
+    folder = paths.watchmap_file(home, watchmap_id, 1).parent
+    _drop_old_files(folder, gone.version + 1)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+    watch_hits.forget_list(home, paths.AREA_HITS, watchmap_id)
+    return gone
+
+
+def get_watchmap(eng: Engine, watchmap_id: int) -> Watchmap:
+    with Session(eng) as session:
+        return _watchmap(_load_map(session, watchmap_id))
+
+
+def list_watchmaps(
+    eng: Engine, *, owner: str | None = None, visible_to: str | None = None, active_only: bool = False
+) -> list[Watchmap]:
+    """Watchmaps by id; ``visible_to`` keeps the requester's own and the public ones."""
+    with Session(eng) as session:
+        query = select(WatchmapRow).order_by(WatchmapRow.id)
+        if owner is not None:
+            query = query.where(WatchmapRow.owner == owner)
+        if visible_to is not None:
+            query = query.where((WatchmapRow.owner == visible_to) | (WatchmapRow.visibility == "public"))
+        if active_only:
+            query = query.where(WatchmapRow.active.is_(True))
+        return [_watchmap(r) for r in session.scalars(query)]
+
+
+def hidden_from(eng: Engine, viewer: str) -> tuple[list[int], list[int]]:
+    """The watchlists and watchmaps whose hits ``viewer`` may not read: the private and group lists of others
+    (``""``: an anonymous caller, who owns nothing)."""
+    with Session(eng) as session:
+        lists = session.scalars(
+            select(WatchlistRow.id).where(WatchlistRow.visibility != "public", WatchlistRow.owner != viewer)
+        )
+        maps = session.scalars(
+            select(WatchmapRow.id).where(WatchmapRow.visibility != "public", WatchmapRow.owner != viewer)
+        )
+        return list(lists), list(maps)
+
+
+def active_specs(eng: Engine, home: Path) -> tuple[tuple[WatchlistSpec, ...], tuple[WatchmapSpec, ...]]:
+    """What the pipeline matches every batch against: the active watchlists and watchmaps."""
+    lists = tuple(w.spec(home) for w in list_watchlists(eng, active_only=True))
+    maps = tuple(m.spec(home) for m in list_watchmaps(eng, active_only=True))
+    return lists, maps
