@@ -12,9 +12,10 @@ from __future__ import annotations
 import base64
 import binascii
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, HTTPException, status
 from fastapi import Path as PathParam
@@ -30,6 +31,8 @@ from nightjar.pipelines.watch_history import WatchJobManager
 from nightjar.sql import watch_registry
 from nightjar.sql.registry import RegistryError
 from nightjar.sql.watch_registry import Watchlist, Watchmap
+
+T = TypeVar("T", Watchlist, Watchmap)
 
 ListId = Annotated[int, PathParam(ge=1, le=2**62)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -138,6 +141,14 @@ def router(db: Engine, home: Path, jobs: WatchJobManager) -> APIRouter:
         "watchmap": (watch_registry.get_watchmap, "watchmaps"),
     }
 
+    def seen_by(lister: Callable[..., list[T]], user: User) -> list[T]:
+        """What ``lister`` (``list_watchlists`` or ``list_watchmaps``) gives that the caller can see."""
+        if user.is_admin:
+            return lister(db)
+        if user.anonymous:
+            return [item for item in lister(db) if item.visibility == "public"]
+        return lister(db, visible_to=user.name)
+
     def visible(kind: str, list_id: int, user: User) -> Any:
         getter = kinds[kind][0]
         try:
@@ -199,14 +210,7 @@ def router(db: Engine, home: Path, jobs: WatchJobManager) -> APIRouter:
     async def list_watchlists(user: Caller) -> list[dict[str, Any]]:
         """The watchlists the caller can see: their own and the public ones (anonymous callers: public only)."""
 
-        def work() -> list[Watchlist]:
-            if user.is_admin:
-                return watch_registry.list_watchlists(db)
-            if user.anonymous:
-                return [w for w in watch_registry.list_watchlists(db) if w.visibility == "public"]
-            return watch_registry.list_watchlists(db, visible_to=user.name)
-
-        return [_view(w) for w in await run_in_threadpool(work)]
+        return [_view(w) for w in await run_in_threadpool(seen_by, watch_registry.list_watchlists, user)]
 
     @api.get("/api/v1/watchlists/{watchlist_id}")
     async def read_watchlist(watchlist_id: ListId, user: Caller) -> dict[str, Any]:
@@ -294,14 +298,8 @@ def router(db: Engine, home: Path, jobs: WatchJobManager) -> APIRouter:
 
     @api.get("/api/v1/watchmaps")
     async def list_watchmaps(user: Caller) -> list[dict[str, Any]]:
-        def work() -> list[Watchmap]:
-            if user.is_admin:
-                return watch_registry.list_watchmaps(db)
-            if user.anonymous:
-                return [m for m in watch_registry.list_watchmaps(db) if m.visibility == "public"]
-            return watch_registry.list_watchmaps(db, visible_to=user.name)
-
-        return [_view(m) for m in await run_in_threadpool(work)]
+        """The watchmaps the caller can see: their own and the public ones (anonymous callers: public only)."""
+        return [_view(m) for m in await run_in_threadpool(seen_by, watch_registry.list_watchmaps, user)]
 
     @api.get("/api/v1/watchmaps/{watchmap_id}")
     async def read_watchmap(watchmap_id: ListId, user: Caller) -> dict[str, Any]:

@@ -10,10 +10,11 @@ pipeline's workers key their cached indexes by it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +32,10 @@ from nightjar.catalogs.watchmap import KINDS, WatchmapSpec, save
 from nightjar.lake import watch_hits
 from nightjar.sql.registry import LOCAL_OWNER, RegistryError, check_name
 from nightjar.sql.registry_models import VISIBILITIES, WatchlistRow, WatchmapRow
+
+_Row = TypeVar("_Row", WatchlistRow, WatchmapRow)
+_T = TypeVar("_T")
+_KIND_NAME: dict[type, str] = {WatchlistRow: "watchlist", WatchmapRow: "watchmap"}
 
 MAX_CONES = 10_000_000
 DEFAULT_RADIUS_ARCSEC = 2.0
@@ -212,11 +217,51 @@ def read_cones(home: Path, watchlist: Watchlist) -> pa.Table:
     return table.sort_by("coneId")
 
 
-def _load_list(session: Session, watchlist_id: int) -> WatchlistRow:
-    row = session.get(WatchlistRow, watchlist_id)
+def _load(session: Session, kind: type[_Row], list_id: int) -> _Row:
+    row = session.get(kind, list_id)
     if row is None:
-        raise RegistryError(f"no watchlist {watchlist_id}")
+        raise RegistryError(f"no {_KIND_NAME[kind]} {list_id}")
     return row
+
+
+def _delete(
+    eng: Engine, home: Path, kind: type[_Row], list_id: int, requester: str, convert: Callable[[_Row], _T]
+) -> _T:
+    """Remove a watchlist or watchmap (its owner's request), its files and its hits; returns it as it was."""
+    with Session(eng) as session, session.begin():
+        row = _load(session, kind, list_id)
+        _owned(row.owner, requester, f"{_KIND_NAME[kind]} {list_id}")
+        gone, version = convert(row), row.version
+        session.delete(row)
+    file_of, hits = (
+        (paths.watchlist_file, paths.WATCHLIST_HITS) if kind is WatchlistRow else (paths.watchmap_file, paths.AREA_HITS)
+    )
+    folder = file_of(home, list_id, 1).parent
+    _drop_old_files(folder, version + 1)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+    watch_hits.forget_list(home, hits, list_id)
+    return gone
+
+
+def _listed(
+    eng: Engine,
+    kind: type[_Row],
+    convert: Callable[[_Row], _T],
+    owner: str | None,
+    visible_to: str | None,
+    active_only: bool,
+) -> list[_T]:
+    """Watchlists or watchmaps by id; ``visible_to`` keeps the requester's own and the public ones."""
+    with Session(eng) as session:
+        query = select(kind).order_by(kind.id)
+        if owner is not None:
+            query = query.where(kind.owner == owner)
+        if visible_to is not None:
+            query = query.where((kind.owner == visible_to) | (kind.visibility == "public"))
+        if active_only:
+            query = query.where(kind.active.is_(True))
+        return [convert(row) for row in session.scalars(query)]
 
 
 def _owned(owner: str, requester: str, what: str) -> None:
@@ -251,7 +296,7 @@ def edit_watchlist(
     written: Path | None = None
     try:
         with Session(eng) as session, session.begin():
-            row = _load_list(session, watchlist_id)
+            row = _load(session, WatchlistRow, watchlist_id)
             _owned(row.owner, requester, f"watchlist {watchlist_id}")
             if name is not None and name != row.name:
                 clash = session.scalar(
@@ -316,37 +361,19 @@ def _without(cones: pa.Table, remove: Sequence[str]) -> pa.Table:
 
 def delete_watchlist(eng: Engine, home: Path, watchlist_id: int, *, requester: str = LOCAL_OWNER) -> Watchlist:
     """Remove a watchlist, its files and its hits; its id is never given to another list."""
-    with Session(eng) as session, session.begin():
-        row = _load_list(session, watchlist_id)
-        _owned(row.owner, requester, f"watchlist {watchlist_id}")
-        gone = _watchlist(row)
-        session.delete(row)
-    folder = paths.watchlist_file(home, watchlist_id, 1).parent
-    _drop_old_files(folder, gone.version + 1)
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-    watch_hits.forget_list(home, paths.WATCHLIST_HITS, watchlist_id)
-    return gone
+    return _delete(eng, home, WatchlistRow, watchlist_id, requester, _watchlist)
 
 
 def get_watchlist(eng: Engine, watchlist_id: int) -> Watchlist:
     with Session(eng) as session:
-        return _watchlist(_load_list(session, watchlist_id))
+        return _watchlist(_load(session, WatchlistRow, watchlist_id))
 
 
 def list_watchlists(
     eng: Engine, *, owner: str | None = None, visible_to: str | None = None, active_only: bool = False
 ) -> list[Watchlist]:
     """Watchlists by id; ``visible_to`` keeps the requester's own and the public ones."""
-    with Session(eng) as session:
-        query = select(WatchlistRow).order_by(WatchlistRow.id)
-        if owner is not None:
-            query = query.where(WatchlistRow.owner == owner)
-        if visible_to is not None:
-            query = query.where((WatchlistRow.owner == visible_to) | (WatchlistRow.visibility == "public"))
-        if active_only:
-            query = query.where(WatchlistRow.active.is_(True))
-        return [_watchlist(r) for r in session.scalars(query)]
+    return _listed(eng, WatchlistRow, _watchlist, owner, visible_to, active_only)
 
 
 def set_history_job(eng: Engine, kind: str, list_id: int, job_id: str) -> None:
@@ -412,13 +439,6 @@ def add_watchmap(
         raise
 
 
-def _load_map(session: Session, watchmap_id: int) -> WatchmapRow:
-    row = session.get(WatchmapRow, watchmap_id)
-    if row is None:
-        raise RegistryError(f"no watchmap {watchmap_id}")
-    return row
-
-
 def edit_watchmap(
     eng: Engine,
     home: Path,
@@ -441,7 +461,7 @@ def edit_watchmap(
     written: Path | None = None
     try:
         with Session(eng) as session, session.begin():
-            row = _load_map(session, watchmap_id)
+            row = _load(session, WatchmapRow, watchmap_id)
             _owned(row.owner, requester, f"watchmap {watchmap_id}")
             if name is not None and name != row.name:
                 clash = session.scalar(
@@ -476,37 +496,19 @@ def edit_watchmap(
 
 def delete_watchmap(eng: Engine, home: Path, watchmap_id: int, *, requester: str = LOCAL_OWNER) -> Watchmap:
     """Remove a watchmap, its files and its hits; its id is never given to another."""
-    with Session(eng) as session, session.begin():
-        row = _load_map(session, watchmap_id)
-        _owned(row.owner, requester, f"watchmap {watchmap_id}")
-        gone = _watchmap(row)
-        session.delete(row)
-    folder = paths.watchmap_file(home, watchmap_id, 1).parent
-    _drop_old_files(folder, gone.version + 1)
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-    watch_hits.forget_list(home, paths.AREA_HITS, watchmap_id)
-    return gone
+    return _delete(eng, home, WatchmapRow, watchmap_id, requester, _watchmap)
 
 
 def get_watchmap(eng: Engine, watchmap_id: int) -> Watchmap:
     with Session(eng) as session:
-        return _watchmap(_load_map(session, watchmap_id))
+        return _watchmap(_load(session, WatchmapRow, watchmap_id))
 
 
 def list_watchmaps(
     eng: Engine, *, owner: str | None = None, visible_to: str | None = None, active_only: bool = False
 ) -> list[Watchmap]:
     """Watchmaps by id; ``visible_to`` keeps the requester's own and the public ones."""
-    with Session(eng) as session:
-        query = select(WatchmapRow).order_by(WatchmapRow.id)
-        if owner is not None:
-            query = query.where(WatchmapRow.owner == owner)
-        if visible_to is not None:
-            query = query.where((WatchmapRow.owner == visible_to) | (WatchmapRow.visibility == "public"))
-        if active_only:
-            query = query.where(WatchmapRow.active.is_(True))
-        return [_watchmap(r) for r in session.scalars(query)]
+    return _listed(eng, WatchmapRow, _watchmap, owner, visible_to, active_only)
 
 
 def hidden_from(eng: Engine, viewer: str) -> tuple[list[int], list[int]]:
