@@ -1,4 +1,5 @@
-"""The compiled core of the columnar Avro decoder (numba): bytes in, column-major value matrices out.
+"""The compiled core of the columnar Avro decoder (numba): bytes in, column-major value matrices out. The kernels
+release the GIL (``nogil``): a worker fetches or commits one batch while it decodes another.
 
 The schema is compiled by ``streams.avro_columnar`` into a small program: one op per field, grouped in tables.
 Table 0 is the top-level record; its record and array fields point at child tables whose fields are primitives
@@ -55,7 +56,7 @@ def _varint(buf: np.ndarray, pos: int, end: int) -> tuple[Any, int, int]:
     return value, pos, OK
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def skip_value(
     buf: np.ndarray,
     pos: int,
@@ -145,7 +146,7 @@ def skip_value(
     return pos, OK
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def decode_segments(
     buf: np.ndarray,  # uint8[:] all bytes
     seg_start: np.ndarray,  # int64[:] first byte of each segment
@@ -359,7 +360,7 @@ def decode_segments(
     return seg_start.shape[0], -1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def copy_ranges(
     buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, offsets: np.ndarray, out: np.ndarray
 ) -> None:  # pragma: no cover - compiled

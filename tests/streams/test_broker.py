@@ -110,6 +110,13 @@ def _committed(bootstrap: str, topic: str, group: str, offset: int | None = None
     return int(tp.offset)
 
 
+def _wait_until_dead(pid: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while broker._alive(pid):
+        assert time.monotonic() < deadline, f"process {pid} still alive {timeout_s:.0f} s after SIGKILL"
+        time.sleep(0.02)
+
+
 def test_disk_storage_survives_a_restart(tmp_path: Path) -> None:
     """Topics, messages and committed offsets are found again after `broker stop` and `start`, and after the
     broker was killed and started again (issue 12 item 13: dev and demo survive a broker restart)."""
@@ -129,6 +136,7 @@ def test_disk_storage_survives_a_restart(tmp_path: Path) -> None:
 
         # Killed, not stopped: its storage server is left behind; the next start replaces it and finds everything.
         os.kill(again.pid, signal.SIGKILL)
+        _wait_until_dead(again.pid)  # SIGKILL is delivered when the process is next scheduled, not at once
         assert broker.read_state(tmp_path) is None
         third = broker.start(tmp_path, port, storage="disk")
         assert third.store_pid != again.store_pid
