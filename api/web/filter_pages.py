@@ -82,7 +82,7 @@ def router(settings: Settings, db: Engine) -> APIRouter:
     def editor(request: Request, user: User, values: dict[str, Any], error: str | None, flt: Any = None) -> Response:
         title = f"Edit filter {flt.name}" if flt else "New filter"
         context = {"user": user, "title": title, "values": values, "error": error, "filter": flt}
-        return render(request, "filter_form.html", context, status_code=400 if error else 200)
+        return render(request, "filter_form.html", context)
 
     def detail(request: Request, user: User, filter_id: int, nights: int | None = None) -> Response:
         flt = visible_filter(db, filter_id, user)

@@ -111,7 +111,7 @@ def install(app: FastAPI, settings: Settings, db: Engine, watch_jobs: WatchJobMa
                 set_session(request, response, token)
                 return response
         context: dict[str, Any] = {"user": None, "title": "Sign in", "next": target, "error": error}
-        return render(request, "signin.html", context, status_code=401)
+        return render(request, "signin.html", context)
 
     @pages.post("/signout")
     async def sign_out(request: Request) -> Response:

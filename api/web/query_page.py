@@ -64,7 +64,7 @@ def router(settings: Settings) -> APIRouter:
             "error": error,
             "page_rows": PAGE_ROWS,
         }
-        return render(request, "query.html", context, status_code=400 if error else 200)
+        return render(request, "query.html", context)
 
     @pages.get("/query")
     async def query_form(request: Request, user: PageUser, sql: str = "") -> Response:
@@ -91,15 +91,11 @@ def router(settings: Settings) -> APIRouter:
         fmt = form.get("format", "csv")
         if fmt not in ("csv", "parquet"):
             raise HTTPException(status_code=400, detail="format is csv or parquet")
+        auth = auth_state(request)
+        # As many rows as the query API serves in one page, within the role's cap.
+        limit = min(settings.query_page_size * 10, auth.max_rows(user))
         found = await run_in_threadpool(
-            run_query,
-            settings,
-            auth_state(request),
-            user,
-            form.get("sql", ""),
-            _offset(form.get("offset")),
-            settings.query_page_size * 10,
-            None,
+            run_query, settings, auth, user, form.get("sql", ""), _offset(form.get("offset")), limit, None
         )
         response = file_response(found, fmt)
         response.headers["Content-Disposition"] = f'attachment; filename="nightjar-query.{fmt}"'

@@ -60,6 +60,8 @@ async def _upload(request: Request, field: str) -> bytes | None:
 def _hit_positions(snap: Snapshot, hits: list[dict[str, Any]]) -> tuple[list[float], list[float], list[str]]:
     """Positions of the hit objects (their ``objects`` rows, by the indexed look-up)."""
     ids = sorted({int(h["diaObjectId"]) for h in hits})
+    if not ids:
+        return [], [], []
     rows = objects.objects_rows(snap.tables, ids, ["ra", "dec"], snap.object_index())
     return rows["ra"].to_pylist(), rows["dec"].to_pylist(), [str(i) for i in rows["diaObjectId"].to_pylist()]
 
@@ -70,7 +72,7 @@ def router(db: Engine, home: Path, jobs: WatchJobManager) -> APIRouter:
     def form_page(request: Request, user: User, kind: str, values: dict[str, Any], error: str | None) -> Response:
         title = "New watchlist" if kind == "watchlist" else "New watchmap"
         context = {"user": user, "title": title, "kind": kind, "values": values, "error": error}
-        return render(request, "watch_form.html", context, status_code=400 if error else 200)
+        return render(request, "watch_form.html", context)
 
     @pages.get("/watchlists")
     async def lists(request: Request, user: PageUser) -> Response:

@@ -65,7 +65,7 @@
     return {
       font: FONT,
       margin: { l: 60, r: 10, t: 10, b: 45 },
-      xaxis: { title: { text: "MJD (TAI)" } },
+      xaxis: { title: { text: "MJD (TAI)" }, tickformat: ".2f", hoverformat: ".5f", exponentformat: "none" },
       yaxis: unit === "mag"
         ? { title: { text: "AB magnitude" }, autorange: "reversed" }
         : { title: { text: "PSF flux (nJy)" } },

@@ -1,0 +1,50 @@
+"""Watchlist and watchmap pages in a real browser: upload, list, show with a sky map; private ones are 404s."""
+
+from __future__ import annotations
+
+import re
+
+from .conftest import Browser, Portal, no_errors, plot_traces
+
+
+def test_upload_a_watchlist_and_see_it_on_the_sky(browser: Browser, portal: Portal) -> None:
+    rows = portal.objects.sort_by("diaObjectId").slice(0, 3).to_pylist()
+    cones = "\n".join(f"{r['ra']},{r['dec']},cone{i}" for i, r in enumerate(rows))
+    browser.sign_in(portal, "alice")
+    page = browser.open(f"{portal.url}/watchlists")
+    page.get_by_role("link", name="Upload a watchlist").click()
+    page.get_by_label("Name").fill("three objects")
+    page.get_by_label("…or paste the cones").fill("ra,dec,name\n1000,0,bad")
+    page.get_by_role("button", name="Upload").click()
+    error = page.wait_for_selector("#watch-error")
+    assert error is not None and "line" in error.inner_text()
+    page.get_by_label("…or paste the cones").fill(cones)
+    page.get_by_role("button", name="Upload").click()
+    page.wait_for_selector("#skymap[data-ready='true']")
+    list_id = int(re.search(r"/watchlists/(\d+)$", page.url).group(1))  # type: ignore[union-attr]
+    assert page.locator("#cones tbody tr").count() == 3
+    sky = plot_traces(page, "#skymap")
+    assert [t["points"] for t in sky if t["name"] == "cones"] == [3]
+    browser.screenshot(page, "watchlist")
+    page.goto(f"{portal.url}/watchlists")
+    assert page.locator("#watchlists", has_text="three objects").count() == 1
+    no_errors(browser)
+    # Private: another user gets a 404, as for a list that does not exist.
+    browser.context.clear_cookies()
+    browser.sign_in(portal, "bob")
+    other = browser.open(f"{portal.url}/watchlists/{list_id}")
+    assert other.inner_text("#error-detail") == f"no watchlist {list_id}"
+
+
+def test_upload_a_watchmap_circle(browser: Browser, portal: Portal) -> None:
+    browser.sign_in(portal, "alice")
+    page = browser.open(f"{portal.url}/watchmaps/new")
+    page.get_by_label("Name").fill("a circle")
+    page.get_by_label("RA (deg)").fill("10.2")
+    page.get_by_label("Dec (deg)").fill("-43.8")
+    page.get_by_label("Radius (arcsec)").fill("3600")
+    page.get_by_role("button", name="Upload").click()
+    page.wait_for_selector("#skymap[data-ready='true']")
+    assert "circle" in page.inner_text(".facts")
+    browser.screenshot(page, "watchmap")
+    no_errors(browser)
