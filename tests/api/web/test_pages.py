@@ -96,3 +96,29 @@ def test_a_page_that_needs_a_user_sends_visitors_to_sign_in(portal: Portal) -> N
     # Only paths on this site are followed after signing in.
     page = httpx.get(f"{portal.url}/signin", params={"next": "//evil.example.org/"}, timeout=60)
     assert 'name="next" value="/"' in page.text
+
+
+def test_sign_in_by_keyboard_alone(browser: Browser, portal: Portal) -> None:
+    page = browser.open(portal.url)
+    page.keyboard.press("Tab")  # the skip link comes first
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.focus("#signin-link")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#token")
+    assert page.evaluate("document.activeElement.id") == "token"  # the form's one field has the focus
+    page.keyboard.type(portal.tokens["bob"])
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#signed-in-as")
+    assert page.inner_text("#signed-in-as").startswith("bob")
+    no_errors(browser)
+
+
+def test_pages_fit_a_phone(browser: Browser, portal: Portal) -> None:
+    page = browser.open(portal.url)
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in ["/", "/query", "/filters"]:
+        page.goto(f"{portal.url}{path}")
+        # Nothing wider than the screen but tables, which scroll in their own box.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+    browser.screenshot(page, "phone-filters")
+    no_errors(browser)

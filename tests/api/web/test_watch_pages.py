@@ -23,6 +23,8 @@ def test_upload_a_watchlist_and_see_it_on_the_sky(browser: Browser, portal: Port
     page.wait_for_selector("#skymap[data-ready='true']")
     list_id = int(re.search(r"/watchlists/(\d+)$", page.url).group(1))  # type: ignore[union-attr]
     assert page.locator("#cones tbody tr").count() == 3
+    first = page.eval_on_selector_all("#cones tbody tr:first-child td", "tds => tds.map(td => td.textContent)")
+    assert first == ["cone0", f"{rows[0]['ra']:.6f}", f"{rows[0]['dec']:.6f}", "default"]
     sky = plot_traces(page, "#skymap")
     assert [t["points"] for t in sky if t["name"] == "cones"] == [3]
     browser.screenshot(page, "watchlist")
@@ -34,6 +36,55 @@ def test_upload_a_watchlist_and_see_it_on_the_sky(browser: Browser, portal: Port
     browser.sign_in(portal, "bob")
     other = browser.open(f"{portal.url}/watchlists/{list_id}")
     assert other.inner_text("#error-detail") == f"no watchlist {list_id}"
+
+
+def upload_watchlist(browser: Browser, portal: Portal, name: str, cones: str, visibility: str) -> int:
+    """Upload a watchlist through its form; its id once its history job (matching the lake) has finished."""
+    page = browser.open(f"{portal.url}/watchlists/new")
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Visibility").select_option(visibility)
+    page.get_by_label("…or paste the cones").fill(cones)
+    page.get_by_role("button", name="Upload").click()
+    page.wait_for_selector("#skymap[data-ready='true']")
+    list_id = int(re.search(r"/watchlists/(\d+)$", page.url).group(1))  # type: ignore[union-attr]
+    token = portal.tokens["alice"]
+    page.wait_for_function(
+        f"""async () => {{
+            const answer = await fetch('/api/v1/watchlists/{list_id}/history?token={token}');
+            return answer.ok && ['done', 'failed'].includes((await answer.json()).status);
+        }}""",
+        polling=200,
+    )
+    state = page.evaluate(f"fetch('/api/v1/watchlists/{list_id}/history?token={token}').then(r => r.json())")
+    assert state["status"] == "done", state
+    page.close()
+    return list_id
+
+
+def test_hits_show_on_the_list_and_object_pages_to_those_who_may_see_them(browser: Browser, portal: Portal) -> None:
+    rows = portal.objects.sort_by([("nSources", "descending")]).slice(0, 2).to_pylist()
+    cones = "\n".join(f"{r['ra']},{r['dec']},star{i}" for i, r in enumerate(rows))
+    browser.sign_in(portal, "alice")
+    private = upload_watchlist(browser, portal, "alice only", cones, "private")
+    public = upload_watchlist(browser, portal, "for everyone", cones, "public")
+    page = browser.open(f"{portal.url}/watchlists/{public}")
+    page.wait_for_selector("#skymap[data-ready='true']")
+    hit_objects = set(
+        page.eval_on_selector_all("#list-hits tbody tr td:first-child", "tds => tds.map(td => td.textContent)")
+    )
+    assert hit_objects == {str(r["diaObjectId"]) for r in rows}
+    assert [t["points"] for t in plot_traces(page, "#skymap") if t["name"] == "hit objects"] == [2]
+    target = f"{portal.url}/objects/{rows[0]['diaObjectId']}"
+    mine = browser.open(target)
+    lists = set(mine.eval_on_selector_all("#hits a", "links => links.map(a => a.getAttribute('href'))"))
+    assert lists == {f"/watchlists/{private}", f"/watchlists/{public}"}
+    no_errors(browser)
+    browser.context.clear_cookies()
+    browser.sign_in(portal, "bob")
+    theirs = browser.open(target)
+    lists = set(theirs.eval_on_selector_all("#hits a", "links => links.map(a => a.getAttribute('href'))"))
+    assert lists == {f"/watchlists/{public}"}
+    no_errors(browser)
 
 
 def test_upload_a_watchmap_circle(browser: Browser, portal: Portal) -> None:
