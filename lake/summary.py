@@ -17,6 +17,7 @@ from nightjar import paths
 from nightjar.lake import maintain
 
 RECENT_COLUMNS = ["diaObjectId", "ra", "dec", "lastAlertMjdTai", "nSources"]
+RATE_COMMITS = 20  # the ingest rate is measured over the last appends to ``sources``
 
 
 @dataclass
@@ -28,8 +29,20 @@ class Holdings:
     objects: int = 0
     forced: int = 0
     last_batch: datetime | None = None
+    rate: float | None = None  # rows per second written to ``sources`` over its last appends (``ingest_rate``)
     classes: dict[str, int] = field(default_factory=dict)  # context class: objects, most common first
     recent: list[dict[str, object]] = field(default_factory=list)  # newest objects first
+
+
+def ingest_rate(home: Path, commits: int = RATE_COMMITS) -> float | None:
+    """Rows per second appended to ``sources`` over its last ``commits`` appends, from the Delta log (None: fewer
+    than two appends). Compactions are not appends and do not count."""
+    writes = [h for h in maintain.history(home, paths.SOURCES, commits * 2) if h.operation == "WRITE"][:commits]
+    if len(writes) < 2:
+        return None
+    span = (writes[0].timestamp - writes[-1].timestamp).total_seconds()
+    rows = sum(int(h.metrics.get("num_added_rows", 0) or 0) for h in writes[:-1])  # written after the oldest
+    return rows / span if span > 0 else None
 
 
 def holdings(home: Path, tables: dict[str, ds.Dataset], recent: int = 10) -> Holdings:
@@ -39,6 +52,7 @@ def holdings(home: Path, tables: dict[str, ds.Dataset], recent: int = 10) -> Hol
     if paths.SOURCES in infos:
         out.detections = infos[paths.SOURCES].rows
         out.last_batch = infos[paths.SOURCES].last_commit
+        out.rate = ingest_rate(home)
     if paths.OBJECTS in infos:
         out.objects = infos[paths.OBJECTS].rows
     if paths.FORCED_SOURCES in infos:

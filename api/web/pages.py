@@ -27,7 +27,7 @@ from nightjar.api.web.session import (
     set_session,
 )
 from nightjar.api.web.templating import make_templates, page_headers, render
-from nightjar.lake.summary import holdings
+from nightjar.lake.summary import RATE_COMMITS, holdings
 from nightjar.pipelines.watch_history import WatchJobManager
 from nightjar.settings import Settings
 
@@ -89,7 +89,8 @@ def install(app: FastAPI, settings: Settings, db: Engine, watch_jobs: WatchJobMa
     @pages.get("/")
     async def home_page(request: Request, user: PageUser, snap: Lake) -> Response:
         held = await run_in_threadpool(holdings, home, snap.tables)
-        return render(request, "home.html", {"user": user, "title": "Nightjar", "held": held})
+        context = {"user": user, "title": "Nightjar", "held": held, "rate_commits": RATE_COMMITS}
+        return render(request, "home.html", context)
 
     @pages.get("/signin")
     async def sign_in_page(request: Request, user: PageUser, next: str = "/") -> Response:

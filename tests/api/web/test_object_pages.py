@@ -11,7 +11,8 @@ import pyarrow.dataset as ds
 from nightjar import paths
 from nightjar.lake import read
 
-from .conftest import Browser, Portal, no_errors, plot_traces
+from ..conftest import DataLake
+from .conftest import Browser, Portal, no_errors, plot_traces, serve
 
 
 def busiest(portal: Portal, survey: str) -> dict[str, object]:
@@ -52,6 +53,7 @@ def check_object_page(browser: Browser, portal: Portal, path: str, object_id: in
     assert detections == points_by_band(portal, paths.SOURCES, object_id)
     assert sum(detections.values()) > 1
     assert len([t for t in traces if t["kind"] == "detections"]) == len(detections)
+    # (The shared ZTF alerts' forced photometry holds no flux, and the LSST ones none: no forced trace is drawn.)
     assert forced == points_by_band(portal, paths.FORCED_SOURCES, object_id)
     # The three cutouts loaded as pictures.
     page.wait_for_function("() => [...document.querySelectorAll('img.cutout')].every(i => i.complete)")
@@ -83,10 +85,31 @@ def test_ztf_object_page_by_its_ztf_name(browser: Browser, portal: Portal) -> No
     check_object_page(browser, portal, f"/objects/{name}", int(row["diaObjectId"]), "object-ztf")
 
 
+def test_forced_photometry_is_drawn_per_band(browser: Browser, data_lake: DataLake) -> None:
+    """Simulated LSST alerts carry forced photometry with fluxes (the shared real ones do not)."""
+    forced = read.datasets(data_lake.settings.home)[paths.FORCED_SOURCES].to_table(columns=["diaObjectId"])
+    counts = forced.group_by("diaObjectId").aggregate([("diaObjectId", "count")])
+    object_id = int(counts.sort_by([("diaObjectId_count", "descending")])["diaObjectId"][0].as_py())
+    server, thread, url = serve(data_lake.settings)
+    try:
+        page = browser.open(f"{url}/objects/{object_id}")
+        page.wait_for_selector("#lightcurve[data-ready='true']")
+        traces = plot_traces(page, "#lightcurve")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    lake = Portal(data_lake.settings, url, data_lake.objects, {})
+    drawn = {t["band"]: t["points"] for t in traces if t["kind"] == "forced"}
+    assert drawn == points_by_band(lake, paths.FORCED_SOURCES, object_id) and sum(drawn.values()) > 1
+    assert {t["name"] for t in traces if t["kind"] == "forced"} == {f"{band} forced" for band in drawn}
+    no_errors(browser)
+
+
 def test_home_page_counts_and_cone_search(browser: Browser, portal: Portal) -> None:
     page = browser.open(portal.url)
     assert page.title() == "Nightjar · Nightjar"
     assert int(page.inner_text("#n-objects")) == portal.objects.num_rows
+    assert page.inner_text("#rate").isdigit()  # the lake was written in several batches: a rate is known
     browser.screenshot(page, "home")
     row = busiest(portal, "lsst")
     page.get_by_label("RA (deg)").fill(str(row["ra"]))

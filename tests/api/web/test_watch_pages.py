@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+
+from playwright.sync_api import Page
 
 from .conftest import Browser, Portal, no_errors, plot_traces
 
@@ -38,6 +41,22 @@ def test_upload_a_watchlist_and_see_it_on_the_sky(browser: Browser, portal: Port
     assert other.inner_text("#error-detail") == f"no watchlist {list_id}"
 
 
+def until(page: Page, url: str, condition: str) -> str:
+    """Fetch ``url`` from the page until ``condition`` (JavaScript over ``answer`` and its ``text``) holds; the
+    text. The browser waits between fetches (pytest-timeout bounds the whole)."""
+    text: str = page.evaluate(
+        f"""async () => {{
+            for (;;) {{
+                const answer = await fetch({json.dumps(url)});
+                const text = await answer.text();
+                if ({condition}) return text;
+                await new Promise(resolve => setTimeout(resolve, 200));
+            }}
+        }}"""
+    )
+    return text
+
+
 def upload_watchlist(browser: Browser, portal: Portal, name: str, cones: str, visibility: str) -> int:
     """Upload a watchlist through its form; its id once its history job (matching the lake) has finished."""
     page = browser.open(f"{portal.url}/watchlists/new")
@@ -48,14 +67,12 @@ def upload_watchlist(browser: Browser, portal: Portal, name: str, cones: str, vi
     page.wait_for_selector("#skymap[data-ready='true']")
     list_id = int(re.search(r"/watchlists/(\d+)$", page.url).group(1))  # type: ignore[union-attr]
     token = portal.tokens["alice"]
-    page.wait_for_function(
-        f"""async () => {{
-            const answer = await fetch('/api/v1/watchlists/{list_id}/history?token={token}');
-            return answer.ok && ['done', 'failed'].includes((await answer.json()).status);
-        }}""",
-        polling=200,
+    state = until(
+        page,
+        f"/api/v1/watchlists/{list_id}/history?token={token}",
+        "answer.ok && ['done', 'failed'].includes(JSON.parse(text).status)",
     )
-    state = page.evaluate(f"fetch('/api/v1/watchlists/{list_id}/history?token={token}').then(r => r.json())")
+    state = json.loads(state)
     assert state["status"] == "done", state
     page.close()
     return list_id
@@ -67,7 +84,10 @@ def test_hits_show_on_the_list_and_object_pages_to_those_who_may_see_them(browse
     browser.sign_in(portal, "alice")
     private = upload_watchlist(browser, portal, "alice only", cones, "private")
     public = upload_watchlist(browser, portal, "for everyone", cones, "public")
-    page = browser.open(f"{portal.url}/watchlists/{public}")
+    # The server reads the lake through a snapshot renewed at most once a second: wait until it shows the hits.
+    page = browser.open(f"{portal.url}/watchlists")
+    until(page, f"/watchlists/{public}", "answer.ok && !text.includes('No hits yet.')")
+    page.goto(f"{portal.url}/watchlists/{public}")
     page.wait_for_selector("#skymap[data-ready='true']")
     hit_objects = set(
         page.eval_on_selector_all("#list-hits tbody tr td:first-child", "tds => tds.map(td => td.textContent)")
