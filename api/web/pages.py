@@ -93,8 +93,9 @@ def install(app: FastAPI, settings: Settings, db: Engine, watch_jobs: WatchJobMa
         return render(request, "home.html", context)
 
     @pages.get("/signin")
-    async def sign_in_page(request: Request, user: PageUser, next: str = "/") -> Response:
-        return render(request, "signin.html", {"user": user, "title": "Sign in", "next": safe_next(next)})
+    async def sign_in_page(request: Request, next: str = "/") -> Response:
+        # No visitor resolution here: a server without anonymous access sends everyone to this page.
+        return render(request, "signin.html", {"user": None, "title": "Sign in", "next": safe_next(next)})
 
     @pages.post("/signin")
     async def sign_in(request: Request) -> Response:

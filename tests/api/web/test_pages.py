@@ -5,8 +5,12 @@ from __future__ import annotations
 import re
 
 import httpx
+from fastapi.testclient import TestClient
 
+from nightjar.api.app import create_app
+from nightjar.api.users import add_user_token
 from nightjar.api.web.session import CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE
+from nightjar.settings import Settings
 
 from .conftest import Browser, Portal, no_errors
 
@@ -122,3 +126,16 @@ def test_pages_fit_a_phone(browser: Browser, portal: Portal) -> None:
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
     browser.screenshot(page, "phone-filters")
     no_errors(browser)
+
+
+def test_without_anonymous_access_every_page_asks_for_a_token(settings: Settings) -> None:
+    closed = settings.model_copy(update={"allow_anonymous": False})
+    token = add_user_token(closed, "carol")
+    with TestClient(create_app(closed)) as client:
+        for path in ["/", "/query", "/objects/1", "/filters"]:
+            answer = client.get(path, follow_redirects=False)
+            assert answer.status_code == 303 and answer.headers["location"] == f"/signin?next={path}", path
+        assert client.get("/signin").status_code == 200  # the sign-in page itself is open
+        assert client.get("/static/portal.css").status_code == 200
+        client.cookies.set(SESSION_COOKIE, token)
+        assert client.get("/", follow_redirects=False).status_code == 200
