@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+from fastapi.testclient import TestClient
 
 from nightjar import paths
-from nightjar.lake import read
+from nightjar.api.app import create_app
+from nightjar.lake import commit, read
+from nightjar.settings import Settings
 
 from ..conftest import DataLake
 from .conftest import Browser, Portal, no_errors, plot_traces, serve
@@ -143,3 +148,31 @@ def test_an_unknown_object_is_a_404_page(browser: Browser, portal: Portal) -> No
     assert page.inner_text("#error-detail") == "no object 1 in the lake"
     # The document's own 404 is the one error the console shows.
     assert all("404" in e for e in browser.errors) and len(browser.errors) == 1
+
+
+def test_annotation_links_are_web_addresses_only(settings: Settings, lake_builder: Any) -> None:
+    """An annotator names the URL of its annotation: only http(s) ones become links (never ``javascript:``)."""
+    lake_builder(settings.home, alerts=20, batches=1)
+    object_id = int(
+        read.datasets(settings.home)[paths.OBJECTS].to_table(columns=["diaObjectId"])["diaObjectId"][0].as_py()
+    )
+    notes = pa.table(
+        {
+            "diaObjectId": pa.array([object_id, object_id], pa.int64()),
+            "annotationId": pa.array([1, 2], pa.int64()),
+            "topic": ["t", "t"],
+            "annotator": ["bot", "bot"],
+            "version": ["1", "1"],
+            "classification": ["SN", "AGN"],
+            "explanation": ["safe", "hostile"],
+            "classdict": ["{}", "{}"],
+            "url": ["https://example.org/sn", "javascript:alert(1)"],
+            "created": pa.array([datetime(2025, 9, 5, tzinfo=UTC)] * 2, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    with commit.lake_lock(settings.home):
+        commit.append(settings.home, paths.ANNOTATIONS, notes, {})
+    with TestClient(create_app(settings)) as client:
+        page = client.get(f"/objects/{object_id}")
+    assert page.status_code == 200 and "hostile" in page.text and "AGN" in page.text
+    assert 'href="https://example.org/sn"' in page.text and "javascript:" not in page.text
