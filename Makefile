@@ -3,9 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.nightjar-installed
-SOURCES := $(wildcard core/*.py lake/*.py pipelines/*.py streams/*.py sql/*.py catalogs/*.py api/*.py)
+SOURCES := $(wildcard core/*.py lake/*.py pipelines/*.py streams/*.py sql/*.py catalogs/*.py api/*.py api/web/*.py \
+	api/web/templates/*.html api/web/static/*)
+# The portal's browser tests drive Debian's chromium (never a browser downloaded by Playwright).
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: install demo test test-fast lint format clean
+.PHONY: install browser demo test test-fast lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,13 +23,17 @@ $(STAMP): $(BIN)/python pyproject.toml deploy/requirements-broker.txt $(SOURCES)
 
 install: $(STAMP)
 
+# Machines that run the tests (CI included) are Debian as root: install the browser only when it is missing.
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then apt-get update && apt-get install -y --no-install-recommends chromium; fi
+
 demo: install
 	$(BIN)/nightjar demo
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest
 
-test-fast: install
+test-fast: install browser
 	$(BIN)/python -m pytest -m 'not slow'
 
 lint: install

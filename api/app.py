@@ -29,6 +29,7 @@ from nightjar.api import (
 )
 from nightjar.api.auth import Auth, Caller
 from nightjar.api.params import known_query_parameters
+from nightjar.api.web import pages
 from nightjar.lake.serving import LakeReader
 from nightjar.pipelines.watch_history import WatchJobManager
 from nightjar.settings import Settings
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(filter_messages.router(settings, filters_db))
     app.include_router(annotation_api.router(settings))
     app.include_router(lasair_annotate.router(settings))
+    pages.install(app, settings, filters_db, watch_jobs)
 
     @app.get("/api/v1/health")
     async def health() -> dict[str, str]:

@@ -3,7 +3,8 @@
 The lake (``bench lake``'s synthetic alerts, four per object, with an upserted ``objects`` table and a lake log)
 is built once under the home and reused. A ``nightjar serve`` process answers on a free loopback port; the
 benchmark calls it with an admin token (no rate limit) over one keep-alive connection: 5-arcsec cones at random
-positions inside the footprint, and object pages of random objects.
+positions inside the footprint, the JSON object pages of random objects, then the portal's HTML object pages of the
+same objects (signed in by the session cookie).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rich.console import Console
 
 from nightjar import paths
 from nightjar.api.users import ADMIN, add_user_token
+from nightjar.api.web.session import SESSION_COOKIE
 from nightjar.lake import bench_lake
 from nightjar.settings import Settings
 from nightjar.streams.broker import free_port
@@ -117,14 +119,19 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             print(f"api_first_calls_ms={(time.perf_counter() - started) * 1000:.1f}")
             cone_s, _ = _timed(client, cones)
             object_s, sizes = _timed(client, [f"/api/v1/objects/{i}" for i in picks])
+            # The portal's object pages, signed in by the session cookie as a browser is.
+            client.cookies.set(SESSION_COOKIE, token)
+            page_s, _ = _timed(client, [f"/objects/{i}" for i in picks])
     finally:
         server.terminate()
         server.wait(timeout=30)
     cone50, cone95 = _ms(cone_s)
     obj50, obj95 = _ms(object_s)
     print(f"object_page_bytes_median={int(np.median(sizes))}")
+    page50, page95 = _ms(page_s)
     print(
         f"api_cone_p50_ms={cone50:.1f} api_cone_p95_ms={cone95:.1f} "
-        f"api_object_p50_ms={obj50:.1f} api_object_p95_ms={obj95:.1f}"
+        f"api_object_p50_ms={obj50:.1f} api_object_p95_ms={obj95:.1f} "
+        f"portal_object_p50_ms={page50:.1f} portal_object_p95_ms={page95:.1f}"
     )
     return 0

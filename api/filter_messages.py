@@ -78,6 +78,13 @@ def decode(db: Engine, message: kafka.ReadMessage, schemas: dict[int, Any]) -> T
         return TopicMessage(**base, format="raw", value=raw, error=f"cannot decode as {kind}: {exc}")
 
 
+def recent_messages(settings: Settings, db: Engine, topic: str, limit: int) -> list[TopicMessage]:
+    """The newest ``limit`` messages of a filter topic, decoded, oldest first; ``kafka.KafkaNotConfigured`` or
+    ``KafkaException`` when the broker cannot be asked."""
+    schemas: dict[int, Any] = {}
+    return [decode(db, m, schemas) for m in kafka.read_last_messages(settings, topic, limit)]
+
+
 def router(settings: Settings, db: Engine) -> APIRouter:
     api = APIRouter(prefix="/api/v1/filters", tags=["filters"])
 
@@ -94,13 +101,8 @@ def router(settings: Settings, db: Engine) -> APIRouter:
             flt = None
         if flt is None or not can_see(flt, user):
             raise HTTPException(status_code=404, detail=f"no filter {filter_id}")
-
-        def work(topic: str) -> list[TopicMessage]:
-            schemas: dict[int, Any] = {}
-            return [decode(db, m, schemas) for m in kafka.read_last_messages(settings, topic, limit)]
-
         try:
-            decoded = await run_in_threadpool(work, flt.topic)
+            decoded = await run_in_threadpool(recent_messages, settings, db, flt.topic, limit)
         except (kafka.KafkaNotConfigured, KafkaException) as exc:
             raise HTTPException(status_code=503, detail=f"Kafka is not reachable: {exc}") from None
         return TopicMessages(filter_id=str(flt.id), topic=flt.topic, count=len(decoded), messages=decoded)

@@ -9,6 +9,7 @@ can see that is public, or their own. E-mail addresses and webhook URLs are show
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -151,94 +152,110 @@ def _free_name(db: Engine, owner: str, wanted: str) -> str:
     return name
 
 
+def visible_filter(db: Engine, filter_id: int, user: User) -> Filter:
+    """The filter, if ``user`` may see it; a 404 otherwise (the same answer as for a missing one)."""
+    try:
+        flt = registry.get_filter(db, filter_id)
+    except RegistryError:
+        flt = None
+    if flt is None or not can_see(flt, user):
+        raise HTTPException(status_code=404, detail=f"no filter {filter_id}")
+    return flt
+
+
+def owned_filter(db: Engine, filter_id: int, user: User, action: str) -> Filter:
+    """The filter, if ``user`` owns it; 404 when they may not see it, 403 when it is not theirs."""
+    flt = visible_filter(db, filter_id, user)
+    if flt.owner != user.name:
+        raise HTTPException(status_code=403, detail=f"only its owner ({flt.owner}) may {action} filter {filter_id}")
+    return flt
+
+
+def visible_filters(db: Engine, user: User) -> list[Filter]:
+    """The filters ``user`` can see: their own and the public ones (admins: all; anonymous: public only)."""
+    if user.is_admin:
+        return registry.list_filters(db)
+    return [f for f in registry.list_filters(db, visible_to=user.name) if can_see(f, user)]
+
+
+def _checked(work: Callable[[], Filter]) -> Filter:
+    try:
+        return work()
+    except (QueryError, RegistryError) as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+
+
+def create_filter(db: Engine, home: Path | None, user: User, body: FilterCreate) -> Filter:
+    """Register a filter owned by ``user``; its SQL is checked now (a 400 naming the problem, 409 on a name
+    clash). The API and the portal's filter form both create filters through this."""
+    clash = [f for f in registry.list_filters(db, owner=user.name) if f.name == body.name]
+    if clash:
+        raise HTTPException(
+            status_code=409,
+            detail=f"you already have a filter named {body.name!r} (id {clash[0].id}): "
+            f"change it with PATCH /api/v1/filters/{clash[0].id}",
+        )
+    return _checked(
+        lambda: registry.add_filter(
+            db,
+            body.name,
+            body.sql,
+            owner=user.name,
+            visibility=body.visibility,
+            group=body.group,
+            mode=body.mode,
+            emails=body.emails,
+            webhooks=body.webhooks,
+            kafka=body.kafka,
+            format=body.format,
+            home=home,
+        )
+    )
+
+
+def update_filter(db: Engine, home: Path | None, user: User, filter_id: int, body: FilterUpdate) -> Filter:
+    """Change ``user``'s filter (only the fields given); new SQL is checked (400) and makes a new version."""
+    owned_filter(db, filter_id, user, "change")
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    return _checked(lambda: registry.edit_filter(db, filter_id, requester=user.name, home=home, **changes))
+
+
+def copy_filter(db: Engine, home: Path | None, user: User, filter_id: int, name: str | None = None) -> Filter:
+    """Copy a public filter (or ``user``'s own) as a new private filter of theirs, with its own topic."""
+    source = visible_filter(db, filter_id, user)
+    if source.visibility != "public" and source.owner != user.name:
+        raise HTTPException(status_code=403, detail=f"filter {filter_id} is not public: only its owner may copy it")
+    wanted = name or f"{source.name} (copy)"
+    return _checked(
+        lambda: registry.copy_filter(db, filter_id, owner=user.name, name=_free_name(db, user.name, wanted), home=home)
+    )
+
+
 def router(db: Engine, home: Path | None = None) -> APIRouter:
     """The filter routes; new SQL is checked against the columns of the lake in ``home``."""
     api = APIRouter(prefix="/api/v1/filters", tags=["filters"])
 
-    def visible(filter_id: int, user: User) -> Filter:
-        """The filter, if the caller may see it; a 404 otherwise (the same answer as for a missing one)."""
-        try:
-            flt = registry.get_filter(db, filter_id)
-        except RegistryError:
-            flt = None
-        if flt is None or not can_see(flt, user):
-            raise HTTPException(status_code=404, detail=f"no filter {filter_id}")
-        return flt
-
-    def owned(filter_id: int, user: User, action: str) -> Filter:
-        flt = visible(filter_id, user)
-        if flt.owner != user.name:
-            raise HTTPException(status_code=403, detail=f"only its owner ({flt.owner}) may {action} filter {filter_id}")
-        return flt
-
     @api.post("", status_code=status.HTTP_201_CREATED, response_model=FilterView)
     async def create(body: FilterCreate, user: SignedIn) -> FilterView:
         """Register a filter owned by the caller; its SQL is checked now (400 with the problem otherwise)."""
-
-        def work() -> Filter:
-            clash = [f for f in registry.list_filters(db, owner=user.name) if f.name == body.name]
-            if clash:
-                raise HTTPException(
-                    status_code=409,
-                    detail=f"you already have a filter named {body.name!r} (id {clash[0].id}): "
-                    f"change it with PATCH /api/v1/filters/{clash[0].id}",
-                )
-            return registry.add_filter(
-                db,
-                body.name,
-                body.sql,
-                owner=user.name,
-                visibility=body.visibility,
-                group=body.group,
-                mode=body.mode,
-                emails=body.emails,
-                webhooks=body.webhooks,
-                kafka=body.kafka,
-                format=body.format,
-                home=home,
-            )
-
-        try:
-            flt = await run_in_threadpool(work)
-        except (QueryError, RegistryError) as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from None
+        flt = await run_in_threadpool(create_filter, db, home, user, body)
         return view(flt, user, registry.versions(db, flt.id))
 
     @api.get("", response_model=list[FilterView])
     async def list_all(user: Caller) -> list[FilterView]:
         """The filters the caller can see: their own and the public ones (anonymous callers: public only)."""
-
-        def work() -> list[Filter]:
-            if user.is_admin:
-                return registry.list_filters(db)
-            return [f for f in registry.list_filters(db, visible_to=user.name) if can_see(f, user)]
-
-        return [view(f, user) for f in await run_in_threadpool(work)]
+        return [view(f, user) for f in await run_in_threadpool(visible_filters, db, user)]
 
     @api.get("/{filter_id}", response_model=FilterView)
     async def read(filter_id: FilterId, user: Caller) -> FilterView:
         """One filter with its outputs, health and version history."""
-        flt = await run_in_threadpool(visible, filter_id, user)
+        flt = await run_in_threadpool(visible_filter, db, filter_id, user)
         return view(flt, user, await run_in_threadpool(registry.versions, db, filter_id))
 
     @api.patch("/{filter_id}", response_model=FilterView)
     async def update(filter_id: FilterId, body: FilterUpdate, user: SignedIn) -> FilterView:
         """Change your filter; new SQL or a new mode make a new version (the topic stays)."""
-
-        def work() -> Filter:
-            owned(filter_id, user, "change")
-            return registry.edit_filter(
-                db,
-                filter_id,
-                requester=user.name,
-                home=home,
-                **body.model_dump(exclude_unset=True, exclude_none=True),
-            )
-
-        try:
-            flt = await run_in_threadpool(work)
-        except (QueryError, RegistryError) as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from None
+        flt = await run_in_threadpool(update_filter, db, home, user, filter_id, body)
         return view(flt, user, registry.versions(db, filter_id))
 
     @api.delete("/{filter_id}", response_model=FilterView)
@@ -246,7 +263,7 @@ def router(db: Engine, home: Path | None = None) -> APIRouter:
         """Delete a filter (its owner or an admin); its id and topic are never reused."""
 
         def work() -> Filter:
-            flt = visible(filter_id, user)
+            flt = visible_filter(db, filter_id, user)
             if flt.owner != user.name and not user.is_admin:
                 raise HTTPException(
                     status_code=403, detail=f"only its owner ({flt.owner}) may delete filter {filter_id}"
@@ -258,22 +275,8 @@ def router(db: Engine, home: Path | None = None) -> APIRouter:
     @api.post("/{filter_id}/copy", status_code=status.HTTP_201_CREATED, response_model=FilterView)
     async def copy(filter_id: FilterId, user: SignedIn, body: FilterCopy | None = None) -> FilterView:
         """Copy a public filter (or your own) as a new private filter of yours, with its own topic."""
-
-        def work() -> Filter:
-            source = visible(filter_id, user)
-            if source.visibility != "public" and source.owner != user.name:
-                raise HTTPException(
-                    status_code=403, detail=f"filter {filter_id} is not public: only its owner may copy it"
-                )
-            wanted = (body.name if body and body.name else None) or f"{source.name} (copy)"
-            return registry.copy_filter(
-                db, filter_id, owner=user.name, name=_free_name(db, user.name, wanted), home=home
-            )
-
-        try:
-            flt = await run_in_threadpool(work)
-        except (QueryError, RegistryError) as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from None
+        name = body.name if body and body.name else None
+        flt = await run_in_threadpool(copy_filter, db, home, user, filter_id, name)
         return view(flt, user, registry.versions(db, flt.id))
 
     return api

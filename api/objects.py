@@ -12,10 +12,12 @@ from pydantic import BaseModel, Field
 from nightjar.api.auth import Caller
 from nightjar.api.ids import StrictId
 from nightjar.api.lake_state import Lake
-from nightjar.api.users import ANONYMOUS
+from nightjar.api.users import ANONYMOUS, User
 from nightjar.lake import objects
 from nightjar.lake.serving import Snapshot
+from nightjar.sql import registry, watch_registry
 from nightjar.sql.records import to_records
+from nightjar.sql.watch_views import viewer_of
 
 INT64_MAX = 2**63 - 1
 # Objects per light-curve request, by role (a role not listed gets the signed-in figure).
@@ -64,6 +66,24 @@ def object_payload(request: Request, snap: Snapshot, object_id: int, forced: boo
     }
 
 
+def watch_hits(snap: Snapshot, metadata_url: str, user: User, object_id: int) -> dict[str, list[dict[str, Any]]]:
+    """The object's watchlist and watchmap hits that ``user`` may see (as their queries of ``watchlist_hits`` and
+    ``area_hits`` do), as JSON records keyed by table."""
+    viewer = viewer_of(user.name, user.anonymous, user.is_admin)
+    hidden: tuple[list[int], list[int]] = ([], [])
+    if viewer is not None:
+        eng = registry.engine(metadata_url)
+        try:
+            hidden = watch_registry.hidden_from(eng, viewer)
+        finally:
+            eng.dispose()
+    found = objects.watch_hits_of(snap.tables, object_id, *hidden)
+    return {
+        table: to_records(rows.drop_columns([c for c in ("diaObjectId",) if c in rows.column_names]))
+        for table, rows in found.items()
+    }
+
+
 def not_found(object_id: int) -> HTTPException:
     return HTTPException(status_code=404, detail=f"no object {object_id} in the lake")
 
@@ -97,10 +117,12 @@ def router() -> APIRouter:
     def get_object(diaObjectId: ObjectId, request: Request, snap: Lake, user: Caller) -> dict[str, Any]:
         """The object's ``objects`` row, its light curve (detections from ``sources``, forced photometry from
         ``forced_sources``, by time), its stored context (class and ranked catalogue matches; null until it is
-        classified), its annotations and links to the cutouts of its latest alert. 64-bit IDs are strings."""
+        classified), its annotations, its watchlist and watchmap hits (those of lists the caller may see) and links to
+        the cutouts of its latest alert. 64-bit IDs are strings."""
         payload = object_payload(request, snap, diaObjectId)
         if payload is None:
             raise not_found(diaObjectId)
+        payload.update(watch_hits(snap, request.app.state.settings.metadata_url, user, diaObjectId))
         return payload
 
     @api.post("/lightcurves", response_model=LightCurvesResponse, summary="Light curves of many objects")

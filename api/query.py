@@ -15,7 +15,8 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from nightjar.api.auth import Caller, auth_state
+from nightjar.api.auth import Auth, Caller, auth_state
+from nightjar.api.users import User
 from nightjar.settings import Settings
 from nightjar.sql import engine, records
 from nightjar.sql.parse import QueryError
@@ -93,37 +94,60 @@ def _json_rows(table: pa.Table) -> list[dict[str, Any]]:
     return rows
 
 
+def run_query(
+    settings: Settings,
+    auth: Auth,
+    user: User,
+    sql: str,
+    offset: int = 0,
+    limit: int | None = None,
+    as_of: str | int | None = None,
+) -> engine.Page:
+    """One page of a user's SELECT over the lake, as the caller may see it (rows capped by role); a 400 for bad
+    SQL. The query API and the portal's query page both run queries through this."""
+    try:
+        return engine.query_page(
+            settings,
+            sql,
+            offset,
+            min(limit or settings.query_page_size, settings.query_page_size * 10),
+            engine.parse_as_of(None if as_of is None else str(as_of)),
+            auth.max_rows(user),
+            viewer_of(user.name, user.anonymous, user.is_admin),
+        )
+    except (QueryError, ValueError) as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+
+
+def file_response(page: engine.Page, format: str) -> Response:
+    """A page of results as a CSV or Parquet response (``X-Next-Offset``: the next page's offset, or empty)."""
+    headers = {"X-Next-Offset": "" if page.next_offset is None else str(page.next_offset)}
+    if format == "csv":
+        return Response(_csv(page.table), media_type="text/csv", headers=headers)
+    return Response(_parquet(page.table), media_type=PARQUET, headers=headers)
+
+
+def json_page(page: engine.Page) -> QueryResponse:
+    return QueryResponse(
+        columns=page.table.column_names,
+        rows=_json_rows(page.table),
+        count=page.table.num_rows,
+        offset=page.offset,
+        next_offset=page.next_offset,
+    )
+
+
 def router(settings: Settings) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["query"])
 
     @api.post("/query", response_model=QueryResponse, responses={200: {"content": {"text/csv": {}, PARQUET: {}}}})
     async def query(body: QueryRequest, request: Request, user: Caller) -> Response | QueryResponse:
         """Run one SELECT over the lake in the sandbox; one page in the chosen format (rows capped by role)."""
-        as_of = None if body.as_of is None else str(body.as_of)
-        try:
-            page = await run_in_threadpool(
-                engine.query_page,
-                settings,
-                body.sql,
-                body.offset,
-                min(body.limit or settings.query_page_size, settings.query_page_size * 10),
-                engine.parse_as_of(as_of),
-                auth_state(request).max_rows(user),
-                viewer_of(user.name, user.anonymous, user.is_admin),
-            )
-        except (QueryError, ValueError) as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from None
-        headers = {"X-Next-Offset": "" if page.next_offset is None else str(page.next_offset)}
-        if body.format == "csv":
-            return Response(_csv(page.table), media_type="text/csv", headers=headers)
-        if body.format == "parquet":
-            return Response(_parquet(page.table), media_type=PARQUET, headers=headers)
-        return QueryResponse(
-            columns=page.table.column_names,
-            rows=_json_rows(page.table),
-            count=page.table.num_rows,
-            offset=page.offset,
-            next_offset=page.next_offset,
+        page = await run_in_threadpool(
+            run_query, settings, auth_state(request), user, body.sql, body.offset, body.limit, body.as_of
         )
+        if body.format in ("csv", "parquet"):
+            return file_response(page, body.format)
+        return json_page(page)
 
     return api

@@ -134,32 +134,96 @@ def _area(body: Area) -> tuple[Any, str] | None:
     return watchmap.from_circle(c.ra, c.dec, c.radius_arcsec, body.order), "circle"
 
 
+KINDS: dict[str, tuple[Any, str]] = {
+    "watchlist": (watch_registry.get_watchlist, "watchlists"),
+    "watchmap": (watch_registry.get_watchmap, "watchmaps"),
+}
+
+
+def seen_lists(db: Engine, lister: Callable[..., list[T]], user: User) -> list[T]:
+    """What ``lister`` (``list_watchlists`` or ``list_watchmaps``) gives that ``user`` can see."""
+    if user.is_admin:
+        return lister(db)
+    if user.anonymous:
+        return [item for item in lister(db) if item.visibility == "public"]
+    return lister(db, visible_to=user.name)
+
+
+def visible_list(db: Engine, kind: str, list_id: int, user: User) -> Any:
+    """The watchlist or watchmap (``kind``), if ``user`` may see it; a 404 otherwise, as for a missing one."""
+    try:
+        item = KINDS[kind][0](db, list_id)
+    except RegistryError:
+        item = None
+    if item is None or not watch_registry.can_see(
+        item.owner, item.visibility, None if user.anonymous else user.name, user.is_admin
+    ):
+        raise HTTPException(status_code=404, detail=f"no {kind} {list_id}")
+    return item
+
+
+ERRORS = (RegistryError, WatchFileError, watchmap.WatchmapError)
+
+
+def new_watchlist(db: Engine, home: Path, jobs: WatchJobManager, user: User, body: WatchlistCreate) -> dict[str, Any]:
+    """Create ``user``'s watchlist and start matching it over the history; a 400 naming each bad line. The API
+    and the portal's upload form both create watchlists through this."""
+    try:
+        cones = read_csv_text(body.cones_csv, "cones_csv")
+        made = watch_registry.add_watchlist(
+            db,
+            home,
+            body.name,
+            cones,
+            owner=user.name,
+            radius_arcsec=body.radius_arcsec,
+            visibility=body.visibility,
+            group=body.group,
+            description=body.description,
+            active=body.active,
+        )
+    except ERRORS as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    out = _view(made)
+    out["history"] = asdict(jobs.submit("watchlist", made.id, user.name))
+    return out
+
+
+def new_watchmap(db: Engine, home: Path, jobs: WatchJobManager, user: User, body: WatchmapCreate) -> dict[str, Any]:
+    """Create ``user``'s watchmap from an area (MOC or probability map, polygon, circle) and start matching it
+    over the history; a 400 with the problem."""
+    try:
+        area = _area(body)
+        if area is None:
+            raise watchmap.WatchmapError("give an area: moc_fits_base64, polygon or circle")
+        made = watch_registry.add_watchmap(
+            db,
+            home,
+            body.name,
+            area[0],
+            area[1],
+            owner=user.name,
+            visibility=body.visibility,
+            group=body.group,
+            description=body.description,
+            active=body.active,
+        )
+    except ERRORS as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    out = _view(made)
+    out["history"] = asdict(jobs.submit("watchmap", made.id, user.name))
+    return out
+
+
 def router(db: Engine, home: Path, jobs: WatchJobManager) -> APIRouter:
     api = APIRouter(tags=["watchlists"])
-    kinds: dict[str, tuple[Any, str]] = {
-        "watchlist": (watch_registry.get_watchlist, "watchlists"),
-        "watchmap": (watch_registry.get_watchmap, "watchmaps"),
-    }
+    kinds = KINDS
 
     def seen_by(lister: Callable[..., list[T]], user: User) -> list[T]:
-        """What ``lister`` (``list_watchlists`` or ``list_watchmaps``) gives that the caller can see."""
-        if user.is_admin:
-            return lister(db)
-        if user.anonymous:
-            return [item for item in lister(db) if item.visibility == "public"]
-        return lister(db, visible_to=user.name)
+        return seen_lists(db, lister, user)
 
     def visible(kind: str, list_id: int, user: User) -> Any:
-        getter = kinds[kind][0]
-        try:
-            item = getter(db, list_id)
-        except RegistryError:
-            item = None
-        if item is None or not watch_registry.can_see(
-            item.owner, item.visibility, None if user.anonymous else user.name, user.is_admin
-        ):
-            raise HTTPException(status_code=404, detail=f"no {kind} {list_id}")
-        return item
+        return visible_list(db, kind, list_id, user)
 
     def owned(kind: str, list_id: int, user: User, action: str) -> Any:
         item = visible(kind, list_id, user)
@@ -174,7 +238,7 @@ def router(db: Engine, home: Path, jobs: WatchJobManager) -> APIRouter:
     def bad_request(exc: Exception) -> HTTPException:
         return HTTPException(status_code=400, detail=str(exc))
 
-    errors = (RegistryError, WatchFileError, watchmap.WatchmapError)
+    errors = ERRORS
 
     # Watchlists
 
@@ -182,29 +246,7 @@ def router(db: Engine, home: Path, jobs: WatchJobManager) -> APIRouter:
     async def create_watchlist(body: WatchlistCreate, user: SignedIn) -> dict[str, Any]:
         """Create a watchlist from cones in Lasair's CSV layout; it is matched over the history in the background.
         A bad line is a 400 naming each bad line and its problem; nothing is created then."""
-
-        def work() -> dict[str, Any]:
-            cones = read_csv_text(body.cones_csv, "cones_csv")
-            made = watch_registry.add_watchlist(
-                db,
-                home,
-                body.name,
-                cones,
-                owner=user.name,
-                radius_arcsec=body.radius_arcsec,
-                visibility=body.visibility,
-                group=body.group,
-                description=body.description,
-                active=body.active,
-            )
-            out = _view(made)
-            out["history"] = history("watchlist", made, user)
-            return out
-
-        try:
-            return await run_in_threadpool(work)
-        except errors as exc:
-            raise bad_request(exc) from None
+        return await run_in_threadpool(new_watchlist, db, home, jobs, user, body)
 
     @api.get("/api/v1/watchlists")
     async def list_watchlists(user: Caller) -> list[dict[str, Any]]:
@@ -271,30 +313,7 @@ def router(db: Engine, home: Path, jobs: WatchJobManager) -> APIRouter:
         """Create a watchmap from a MOC FITS file or probability map (base64), a polygon or a circle; it is
         matched over the history in the background."""
 
-        def work() -> dict[str, Any]:
-            area = _area(body)
-            if area is None:
-                raise watchmap.WatchmapError("give an area: moc_fits_base64, polygon or circle")
-            made = watch_registry.add_watchmap(
-                db,
-                home,
-                body.name,
-                area[0],
-                area[1],
-                owner=user.name,
-                visibility=body.visibility,
-                group=body.group,
-                description=body.description,
-                active=body.active,
-            )
-            out = _view(made)
-            out["history"] = history("watchmap", made, user)
-            return out
-
-        try:
-            return await run_in_threadpool(work)
-        except errors as exc:
-            raise bad_request(exc) from None
+        return await run_in_threadpool(new_watchmap, db, home, jobs, user, body)
 
     @api.get("/api/v1/watchmaps")
     async def list_watchmaps(user: Caller) -> list[dict[str, Any]]:

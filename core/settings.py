@@ -158,6 +158,11 @@ class Settings(BaseSettings):
     # HTTP API.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str | None = Field(
+        default=None,
+        description="The web portal's address as its users reach it (https://broker.example.org): filter e-mails "
+        "and webhook payloads link to its object pages. None: no links.",
+    )
     api_trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses (or networks) of reverse proxies whose X-Forwarded-For/-Proto are believed; "

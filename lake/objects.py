@@ -210,3 +210,24 @@ def annotations_of(tables: Tables, object_id: int) -> pa.Table:
     """The object's annotations, oldest first."""
     rows = _by_object(tables, paths.ANNOTATIONS, object_id, ["created", "annotationId"])
     return rows if rows is not None else pa.table({OBJECT_KEY: pa.array([], pa.int64())})
+
+
+def watch_hits_of(
+    tables: Tables, object_id: int, hidden_lists: list[int], hidden_maps: list[int]
+) -> dict[str, pa.Table]:
+    """The object's watchlist and watchmap hits (``watchlist_hits``, ``area_hits``), newest first, without those
+    of the lists and maps given as hidden (other users' private ones)."""
+    out = {}
+    for table, column, hidden in (
+        (paths.WATCHLIST_HITS, "watchlistId", hidden_lists),
+        (paths.AREA_HITS, "watchmapId", hidden_maps),
+    ):
+        rows = _by_object(tables, table, object_id, [])
+        if rows is None:
+            rows = pa.table({OBJECT_KEY: pa.array([], pa.int64())})
+        elif hidden and rows.num_rows:
+            rows = rows.filter(pc.invert(pc.is_in(rows[column], value_set=pa.array(hidden, pa.int64()))))
+        if rows.num_rows and "midpointMjdTai" in rows.column_names:
+            rows = rows.sort_by([("midpointMjdTai", "descending")])
+        out[table] = rows
+    return out

@@ -7,6 +7,7 @@ exactly once like every table). Matching a list over the history replaces that l
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +123,12 @@ def forget_list(home: Path, table: str, list_id: int) -> None:
     with commit.lake_lock(home):
         commit.replace_rows(home, table, SCHEMAS[table].empty_table(), f"{LIST_COLUMN[table]} = {int(list_id)}")
         commit.log_batch(home, {})
+
+
+def hits_of_list(tables: Mapping[str, ds.Dataset], table: str, list_id: int, limit: int = 500) -> pa.Table:
+    """The newest ``limit`` hits of one watchlist (``table`` = ``watchlist_hits``) or watchmap (``area_hits``)."""
+    dataset = tables.get(table)
+    if dataset is None:
+        return SCHEMAS[table].empty_table()
+    rows = dataset.to_table(filter=ds.field(LIST_COLUMN[table]) == pa.scalar(list_id, pa.int64()))
+    return rows.sort_by([("midpointMjdTai", "descending")]).slice(0, limit)

@@ -207,6 +207,7 @@ class Deliverer:
         for work in works:
             try:
                 recs = [{**r, payloads.UTC_FIELD: stamp} for r in records.to_records(work.matches)]
+                recs = payloads.with_links(recs, self.settings.public_url)
                 message = email_digest.digest(
                     self.smtp,
                     work.flt.emails,
@@ -247,6 +248,7 @@ class Deliverer:
 
     def _webhook_body(self, work: _Work, stamp: str, batch: str) -> bytes:
         recs = [{**r, payloads.UTC_FIELD: stamp} for r in records.to_records(work.matches)]
+        recs = payloads.with_links(recs, self.settings.public_url)
         return json.dumps(
             {
                 "filter": {

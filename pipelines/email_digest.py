@@ -23,6 +23,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
+from nightjar.pipelines.payloads import OBJECT_URL_FIELD as LINK_FIELD
 from nightjar.safe_text import address_ok, header_safe
 from nightjar.settings import Settings
 
@@ -108,11 +109,15 @@ def digest(
     msg["Message-ID"] = message_id(filter_id, keys)
     msg["Date"] = formatdate(usegmt=True)
     msg["X-Nightjar-Filter"] = f"{filter_id} v{version}"
+    shown = [{k: v for k, v in r.items() if k != LINK_FIELD} for r in records]
     body = (
         f"Filter {filter_name} (id {filter_id}, version {version}) matched {len(records)} "
         f"alert{'s' if len(records) != 1 else ''}.\n\n"
-        f"{_table(records, max_rows)}\n"
+        f"{_table(shown, max_rows)}\n"
     )
+    links = list(dict.fromkeys(str(r[LINK_FIELD]) for r in records[:max_rows] if r.get(LINK_FIELD)))
+    if links:
+        body += "\nObject pages:\n" + "".join(f"  {link}\n" for link in links)
     msg.set_content(body)
     attachment = json.dumps(list(records), default=str, indent=1).encode()
     msg.add_attachment(attachment, maintype="application", subtype="json", filename=f"filter-{filter_id}.json")

@@ -19,7 +19,40 @@ from nightjar.sql import records
 from nightjar.sql.avro_results import UTC_FIELD, AvroSchemaError, avro_schema
 from nightjar.streams import wire
 
-__all__ = ["UTC_FIELD", "AvroSchemaError", "avro_payloads", "avro_schema", "json_payloads", "schema_fingerprint"]
+__all__ = [
+    "OBJECT_URL_FIELD",
+    "UTC_FIELD",
+    "AvroSchemaError",
+    "avro_payloads",
+    "avro_schema",
+    "json_payloads",
+    "object_url",
+    "schema_fingerprint",
+    "with_links",
+]
+
+OBJECT_URL_FIELD = "objectUrl"  # e-mails and webhooks: the portal's page of the match's object
+
+
+def object_url(public_url: str, object_id: object) -> str:
+    """The portal's page of an object (``NIGHTJAR_PUBLIC_URL`` + ``/objects/<id>``).
+
+    Examples
+    --------
+    >>> object_url("https://broker.example.org/", "170000000001000096")
+    'https://broker.example.org/objects/170000000001000096'
+    """
+    return f"{public_url.rstrip('/')}/objects/{object_id}"
+
+
+def with_links(recs: list[dict[str, Any]], public_url: str | None) -> list[dict[str, Any]]:
+    """The records, each with ``objectUrl`` when it has a ``diaObjectId`` and the portal's address is known."""
+    if not public_url:
+        return recs
+    return [
+        {**r, OBJECT_URL_FIELD: object_url(public_url, r["diaObjectId"])} if r.get("diaObjectId") is not None else r
+        for r in recs
+    ]
 
 
 def json_payloads(matches: pa.Table, stamp: str) -> list[bytes]:

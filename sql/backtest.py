@@ -67,6 +67,14 @@ def lake_nights(home: Path, since_mjd: float, until_mjd: float | None) -> list[i
     return [n for n in nights if n + 1 > since_mjd and n <= last]
 
 
+def last_nights_since(home: Path, count: int) -> float | None:
+    """The MJD from which a backtest covers the lake's last ``count`` observing nights (None: no nights)."""
+    nights = lake_nights(home, -math.inf, None)
+    if not nights or count < 1:
+        return None
+    return float(nights[-min(count, len(nights))])
+
+
 def night_views(sources: ds.Dataset, objects: ds.Dataset | None, night: int) -> dict[str, pa.Table] | None:
     """The streaming views of one night of the lake (None if the night has no alerts)."""
     tonight = sources.to_table(filter=ds.field(paths.NIGHT) == night)

@@ -44,6 +44,7 @@ def delivery_settings(kafka_settings: Settings, smtp_server, webhook_receiver) -
             "webhook_allow_private": True,
             "webhook_retries": 2,
             "webhook_timeout_s": 5.0,
+            "public_url": "https://broker.example.org",
         }
     )
 
@@ -156,8 +157,12 @@ def test_email_digest_and_webhook_arrive_once(delivery_settings: Settings, db, s
     assert all(isinstance(r["diaObjectId"], str) and "UTC" in r for r in records)
     body_lines = mail.message.get_body(("plain",)).get_content()
     assert f"matched {len(want)} alerts" in body_lines
+    # NIGHTJAR_PUBLIC_URL: every match links to the portal's page of its object, in the e-mail and the webhook.
+    assert all(r["objectUrl"] == f"https://broker.example.org/objects/{r['diaObjectId']}" for r in records)
+    assert "Object pages:" in body_lines and "\n  https://broker.example.org/objects/" in body_lines
     (post,) = webhook_receiver.posts
     payload = post.json()
+    assert all(m["objectUrl"] == f"https://broker.example.org/objects/{m['diaObjectId']}" for m in payload["matches"])
     assert set(payload["keys"]) == want and payload["count"] == len(want)
     assert payload["filter"] == {"id": flt.id, "name": "bright", "version": 1, "topic": flt.topic}
     assert post.headers["idempotency-key"].startswith(f"{flt.id}-")

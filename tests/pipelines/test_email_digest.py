@@ -8,7 +8,7 @@ from email.parser import BytesParser
 
 import pytest
 
-from nightjar.pipelines import email_digest
+from nightjar.pipelines import email_digest, payloads
 
 CONFIG = email_digest.SmtpConfig("127.0.0.1", 25, "nightjar@example.org")
 HEADERS = {"from", "to", "subject", "message-id", "date", "x-nightjar-filter", "mime-version", "content-type"}
@@ -96,3 +96,15 @@ def test_the_smtp_server_receives_only_the_named_recipients(smtp_server) -> None
     for mail in mails:
         assert mail.recipients == ["astro@example.org"]
         assert {k.lower() for k in mail.message} == HEADERS
+
+
+def test_matches_link_to_their_object_pages_when_the_portal_address_is_known() -> None:
+    records = [{"diaObjectId": "170000000001000096", "psfFlux": 1.0}, {"diaSourceId": "5"}]
+    assert payloads.with_links(records, None) == records
+    linked = payloads.with_links(records, "https://broker.example.org/")
+    assert linked[0]["objectUrl"] == "https://broker.example.org/objects/170000000001000096"
+    assert "objectUrl" not in linked[1]  # no object: no link
+    digest = email_digest.digest(CONFIG, ["astro@example.org"], 7, "f", 1, linked, ["k"], 10)
+    body = digest.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Object pages:\n  https://broker.example.org/objects/170000000001000096\n" in body
+    assert body.count("https://") == 1  # the link is listed once, not as a table column

@@ -7,7 +7,7 @@ import pytest
 from nightjar.lake import ledger
 from nightjar.settings import Settings
 from nightjar.sql import registry
-from nightjar.sql.backtest import backtest, lake_nights
+from nightjar.sql.backtest import backtest, lake_nights, last_nights_since
 from nightjar.sql.engine import query_lake
 from nightjar.streams.simulate import START_MJD
 
@@ -48,3 +48,11 @@ def test_new_objects_mode_backtest(lake: Settings) -> None:
     static = query_lake(lake, f"{BRIGHT} QUALIFY row_number() OVER (PARTITION BY diaObjectId ORDER BY diaSourceId) = 1")
     assert keys(result.table().select(["diaObjectId", "diaSourceId"]).to_pylist()) == keys(static.to_pylist())
     assert all(k.startswith("new:") for k in result.table()["deliveryKey"].to_pylist())
+
+
+def test_the_last_nights_start_where_the_portal_backtest_begins(lake: Settings, tmp_path) -> None:
+    nights = lake_nights(lake.home, START_MJD, None)
+    assert last_nights_since(lake.home, 3) == nights[-3]
+    assert last_nights_since(lake.home, 1000) == nights[0]  # more nights than the lake has: all of them
+    assert last_nights_since(lake.home, 0) is None
+    assert last_nights_since(tmp_path, 3) is None  # no lake

@@ -1,0 +1,1 @@
+"""The web portal: server-rendered pages over the same library functions as the JSON API (``pages.install``)."""
