@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path
 from nightjar import __version__
 from nightjar.api import annotations as annotation_api
 from nightjar.api import (
+    api_docs,
     cone,
     context,
     cutouts,
@@ -62,6 +63,8 @@ def create_app(settings: Settings) -> FastAPI:
         description="An alert broker for Rubin/LSST and ZTF.",
         lifespan=lifespan,
         dependencies=[Depends(known_query_parameters)],
+        docs_url=None,  # api_docs serves /docs from local files
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.jobs = manager
@@ -83,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(annotation_api.router(settings))
     app.include_router(lasair_annotate.router(settings))
     pages.install(app, settings, filters_db, watch_jobs)
+    api_docs.install(app)
 
     @app.get("/api/v1/health")
     async def health() -> dict[str, str]:
