@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import multiprocessing
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 from nightjar.lake.annotations import _IdClock, append_annotations, new_annotation_id, read_annotations
 from nightjar.lake.read import datasets
@@ -63,19 +65,35 @@ def test_ids_from_many_threads_are_unique() -> None:
     assert all(out == sorted(out) for out in per_thread)
 
 
-def _ids_in_child(queue: multiprocessing.Queue[list[int]]) -> None:
+# Run in a fresh interpreter: forking the test process itself (many threads: Dask, Kafka clients, a browser
+# driver) is unsafe, and its children crashed in fork now and then.
+_FORK_SCRIPT = """
+import json, multiprocessing, sys
+from nightjar.lake.annotations import new_annotation_id
+
+def ids_in_child(queue):
     queue.put([new_annotation_id() for _ in range(1000)])
 
-
-def test_a_forked_process_issues_other_ids_than_its_parent() -> None:
+if __name__ == "__main__":
     new_annotation_id()  # the parent's clock state is what the child inherits
     context = multiprocessing.get_context("fork")
-    queue: multiprocessing.Queue[list[int]] = context.Queue()
-    child = context.Process(target=_ids_in_child, args=(queue,))
+    queue = context.Queue()
+    child = context.Process(target=ids_in_child, args=(queue,))
     child.start()
     mine = [new_annotation_id() for _ in range(1000)]
     theirs = queue.get(timeout=60)
     child.join(timeout=60)
-    assert child.exitcode == 0
+    json.dump({"mine": mine, "theirs": theirs, "exitcode": child.exitcode}, sys.stdout)
+"""
+
+
+def test_a_forked_process_issues_other_ids_than_its_parent(tmp_path: Path) -> None:
+    script = tmp_path / "fork_ids.py"
+    script.write_text(_FORK_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout)
+    mine, theirs = found["mine"], found["theirs"]
+    assert found["exitcode"] == 0 and len(mine) == len(theirs) == 1000
     assert not set(mine) & set(theirs)
     assert {i >> 12 & 1023 for i in mine}.isdisjoint({i >> 12 & 1023 for i in theirs})

@@ -71,7 +71,7 @@ def serve(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, str]:
     return server, thread, f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def portal(tmp_path_factory: pytest.TempPathFactory, dask_client: Client, data_dir: Path) -> Iterator[Portal]:
     """Real LSSTCam and ZTF alerts ingested by the pipeline, every object classified, served over HTTP."""
     home = tmp_path_factory.mktemp("portal-home")
@@ -123,9 +123,10 @@ class Browser:
         page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    """Debian's chromium, headless, with a fresh profile, for the whole session."""
+    """Debian's chromium, headless, with a fresh profile, for the portal's tests (closed after them: the rest of the
+    suite forks this process, and a live browser driver is one more thread a fork can trip on)."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
     profile = tmp_path_factory.mktemp("chromium-profile")
