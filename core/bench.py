@@ -19,7 +19,7 @@ Run = Callable[[Settings, argparse.Namespace], int]
 def benchmarks() -> dict[str, tuple[AddArguments, Run, str, str]]:
     """The available benchmarks by name: (add their arguments, run them, one-line description, an example)."""
     from nightjar.api import bench_api
-    from nightjar.lake import bench_cone, bench_lake
+    from nightjar.lake import bench_cone, bench_lake, bench_objects
     from nightjar.pipelines import bench_pipeline, bench_watch
     from nightjar.streams import bench_decode, bench_simulate
 
@@ -47,6 +47,12 @@ def benchmarks() -> dict[str, tuple[AddArguments, Run, str, str]]:
             bench_cone.run,
             "HEALPix cone queries before/after lake optimize",
             "nightjar bench lake-cone --rows 2000000 --queries 30",
+        ),
+        "objects": (
+            bench_objects.add_arguments,
+            bench_objects.run,
+            "one batch's objects upsert as the objects table grows (stored vs new objects)",
+            "nightjar bench objects --sizes 25000,250000,1000000 --batch 1500",
         ),
         "api": (
             bench_api.add_arguments,

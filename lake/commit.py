@@ -315,22 +315,37 @@ def upsert(home: Path, table: str, data: pa.Table, txns: dict[str, int], order: 
         winners = _not_older(dt, data, key, order) if order is not None else data
         try:
             if winners.num_rows:
-                keys = ", ".join(str(int(k)) for k in winners[key].to_numpy())
-                write_deltalake(
-                    dt,
-                    winners,
-                    mode="overwrite",
-                    predicate=f"{key} IN ({keys})",
-                    schema_mode="merge",
-                    writer_properties=writer_properties(table, data.schema),
-                    commit_properties=_properties(txns, dt),
-                )
+                _replace_keys(dt, table, winners, key, txns)
             else:  # nothing newer: still record the batch's offsets
                 write_deltalake(dt, data.slice(0, 0), mode="append", commit_properties=_properties(txns, dt))
             return True
         except CommitFailedError:
             log.warning("%s: upsert conflict, retrying (%d)", table, attempt + 1)
     raise RuntimeError(f"{table}: upsert still conflicting after {COMMIT_RETRIES} attempts")
+
+
+# delta-rs overflows its thread's stack (SIGSEGV) planning a replaceWhere whose ``IN`` list holds a few tens of
+# thousands of keys (between 20,000 and 40,000 on an 8 MiB stack): larger upserts replace their keys in pieces.
+REPLACE_KEYS_MAX = 5_000
+
+
+def _replace_keys(dt: DeltaTable, table: str, rows: pa.Table, key: str, txns: dict[str, int]) -> None:
+    """Replace the stored rows of ``rows``' keys by ``rows``: one commit per ``REPLACE_KEYS_MAX`` keys, the batch's
+    application transactions recorded by the last. Until then the batch counts as not committed, and running it
+    again replaces the same keys with the same rows."""
+    for start in range(0, rows.num_rows, REPLACE_KEYS_MAX):
+        piece = rows.slice(start, REPLACE_KEYS_MAX)
+        last = start + REPLACE_KEYS_MAX >= rows.num_rows
+        keys = ", ".join(str(int(k)) for k in piece[key].to_numpy())
+        write_deltalake(
+            dt,
+            piece,
+            mode="overwrite",
+            predicate=f"{key} IN ({keys})",
+            schema_mode="merge",
+            writer_properties=writer_properties(table, rows.schema),
+            commit_properties=_properties(txns if last else {}, dt),
+        )
 
 
 def _not_older(dt: DeltaTable, data: pa.Table, key: str, order: str) -> pa.Table:

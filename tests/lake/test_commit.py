@@ -60,6 +60,32 @@ def test_upsert_keeps_the_latest_state_per_object(home: Path) -> None:
     assert table["nDiaSources"].to_pylist() == [2, 1, 1]
 
 
+def test_an_upsert_of_many_keys_replaces_each_once_and_records_the_batch_last(home: Path) -> None:
+    # 45,000 keys in one replaceWhere crashed delta-rs (stack overflow); they are replaced in pieces.
+    def objects(ids: range, state: float) -> pa.Table:
+        return pa.table(
+            {
+                "diaObjectId": pa.array(ids, pa.int64()),
+                "lastAlertMjdTai": pa.array([state] * len(ids), pa.float64()),
+            }
+        )
+
+    commit.upsert(home, paths.OBJECTS, objects(range(0, 20_000), 1.0), {"a": 1}, "lastAlertMjdTai")
+    many = objects(range(10_000, 55_000), 2.0)
+    assert many.num_rows > 8 * commit.REPLACE_KEYS_MAX
+    assert commit.upsert(home, paths.OBJECTS, many, {"a": 2}, "lastAlertMjdTai")
+    dt = DeltaTable(str(paths.table_dir(home, paths.OBJECTS)))
+    table = dt.to_pyarrow_table().sort_by("diaObjectId")
+    assert table["diaObjectId"].to_pylist() == list(range(0, 55_000))
+    assert table["lastAlertMjdTai"].to_pylist() == [1.0] * 10_000 + [2.0] * 45_000
+    assert dt.transaction_version("a") == 2
+    # One commit per piece of 5,000 keys after the table's creation; only the last carries the batch's transaction.
+    assert dt.version() == 9
+    dt.load_as_version(8)
+    assert dt.transaction_version("a") == 1
+    assert not commit.upsert(home, paths.OBJECTS, many, {"a": 2}, "lastAlertMjdTai")
+
+
 def test_time_travel_reads_one_consistent_past_lake(settings, dask_client, data_dir) -> None:
     import time
     from datetime import UTC, datetime
