@@ -81,13 +81,21 @@ def _partial_exit(problems: int, allow_partial: bool) -> int:
 
 
 def _kafka_reachable(settings: Settings, timeout_s: float = 10.0) -> None:
-    """Fail fast, before a Dask cluster starts, when the configured Kafka does not answer."""
+    """Fail fast, before a Dask cluster starts, when a configured Kafka cluster does not answer or refuses the
+    connection (its security settings)."""
     from nightjar.streams import broker, kafka
 
     bootstrap = kafka.bootstrap_servers(settings)
-    if not broker.is_ready(bootstrap, timeout_s=timeout_s):
-        where = "NIGHTJAR_KAFKA" if settings.kafka else "the embedded broker (nightjar broker status)"
-        raise HomeError(f"Kafka at {bootstrap} ({where}) does not answer: start it or fix the address")
+    if not settings.kafka and not broker.is_ready(bootstrap, timeout_s=timeout_s):
+        raise HomeError(
+            f"Kafka at {bootstrap} (the embedded broker: nightjar broker status) does not answer: start it or set "
+            "NIGHTJAR_KAFKA"
+        )
+    for cluster in (kafka.INPUT, kafka.OUTPUT) if kafka.separate_output(settings) else (kafka.INPUT,):
+        try:
+            kafka.check_reachable(settings, cluster, timeout_s)
+        except kafka.KafkaUnreachable as exc:
+            raise HomeError(f"{exc} (it does not answer: start it or fix the address)") from None
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
