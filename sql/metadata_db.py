@@ -147,8 +147,12 @@ def state(eng: Engine) -> SchemaState:
         return _state(connection)
 
 
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
 def _state(connection: Connection) -> SchemaState:
-    current = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
+    current = _current(connection)
     tables = tuple(sorted(t for t in inspect(connection).get_table_names() if t != VERSION_TABLE))
     return SchemaState(safe_url(connection.engine.url.render_as_string(False)), current, head(), tables)
 
@@ -166,9 +170,10 @@ def _connected(eng: Engine) -> Iterator[Connection]:
 def ensure_current(eng: Engine) -> None:
     """Bring the schema to ``head()`` when that is safe unattended, or raise ``MetadataSchemaError`` saying why
     not and what to do."""
-    now = state(eng)
-    if now.up_to_date:
-        return
+    with _connected(eng) as connection:
+        if _current(connection) == head():  # the common case: one small query per engine
+            return
+        now = _state(connection)
     if now.current is not None and now.current not in known_revisions():
         raise MetadataSchemaError(
             f"the metadata database {now.url} is at revision {now.current}, which this Nightjar does not know "
