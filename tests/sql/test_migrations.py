@@ -48,8 +48,9 @@ def test_downgrade_to_base_and_upgrade_again(settings: Settings) -> None:
         eng.dispose()
 
 
-def test_two_processes_opening_a_fresh_database_together_make_it_once(settings: Settings) -> None:
-    """Replicas start together on an empty database: both work, the schema is made once."""
+def test_openers_racing_on_a_fresh_database_make_it_once(settings: Settings) -> None:
+    """Replicas start together on an empty database (here four threads, each with its own connection): all work,
+    the schema is made once."""
     errors: list[BaseException] = []
 
     def open_it() -> None:
