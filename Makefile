@@ -8,7 +8,7 @@ SOURCES := $(wildcard core/*.py lake/*.py pipelines/*.py streams/*.py sql/*.py c
 # The portal's browser tests drive Debian's chromium (never a browser downloaded by Playwright).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install browser demo test test-fast lint format clean
+.PHONY: install browser postgres demo test test-fast lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,13 +27,19 @@ install: $(STAMP)
 browser:
 	@if [ ! -x $(CHROMIUM) ]; then apt-get update && apt-get install -y --no-install-recommends chromium; fi
 
+# The tests also run the metadata database on a real PostgreSQL server (tests/conftest.py starts a private one
+# from Debian's binaries, as the postgres user): install them only when missing.
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		apt-get update && apt-get install -y --no-install-recommends postgresql; fi
+
 demo: install
 	$(BIN)/nightjar demo
 
-test: install browser
+test: install browser postgres
 	$(BIN)/python -m pytest
 
-test-fast: install browser
+test-fast: install browser postgres
 	$(BIN)/python -m pytest -m 'not slow'
 
 lint: install

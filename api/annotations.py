@@ -149,11 +149,11 @@ def announce(settings: Settings, written: pa.Table) -> bool:
     """Send new annotations to the annotations topic, where the pipeline picks them up to run the filters that
     read ``annotations``; False when this server has no Kafka (no NIGHTJAR_KAFKA, no embedded broker)."""
     try:
-        config = kafka.producer_config(settings, **{"message.timeout.ms": 10_000})
+        config = kafka.producer_config(settings, kafka.OUTPUT, **{"message.timeout.ms": 10_000})
     except kafka.KafkaNotConfigured:
         log.warning("no Kafka configured: annotations do not trigger filters")
         return False
-    kafka.ensure_topics(settings, [settings.annotations_topic])
+    kafka.ensure_topics(settings, [settings.annotations_topic], cluster=kafka.OUTPUT)
     with Publisher(config) as publisher:
         for key, value in encode_messages(written):
             publisher.raw(settings.annotations_topic, value, key)

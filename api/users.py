@@ -12,13 +12,14 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, DateTime, Integer, String, Text, create_engine, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from nightjar.settings import Settings
+from nightjar.sql import metadata_db
+from nightjar.sql.registry_models import UserRow
 
 ANONYMOUS = "anonymous"
 USER = "user"
@@ -33,28 +34,6 @@ _TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 class UserError(ValueError):
     """A user that does not exist, a name already taken, or a bad role, name or topic."""
-
-
-class _Base(DeclarativeBase):
-    pass
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-class UserRow(_Base):
-    __tablename__ = "users"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-    role: Mapped[str] = mapped_column(String(16))
-    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
-    # Annotators: the topics they may annotate, comma-separated.
-    topics: Mapped[str] = mapped_column(Text, default="")
-    token_sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
 @dataclass(frozen=True)
@@ -80,10 +59,8 @@ ANONYMOUS_USER = User(name=ANONYMOUS, role=ANONYMOUS)
 
 
 def engine(url: str) -> Engine:
-    """An engine on the metadata database with the users table created."""
-    eng = create_engine(url)
-    _Base.metadata.create_all(eng)
-    return eng
+    """An engine on the metadata database, its schema current (see ``nightjar.sql.metadata_db.engine``)."""
+    return metadata_db.engine(url)
 
 
 def digest(token: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from nightjar import __version__, cli_filters, cli_users, cli_watch
+from nightjar import __version__, cli_db, cli_filters, cli_users, cli_watch
 from nightjar.bench import register as register_bench
 from nightjar.cli_help import FORMATTER, add_command, examples
 from nightjar.lake.cli import register as register_lake
@@ -81,13 +81,21 @@ def _partial_exit(problems: int, allow_partial: bool) -> int:
 
 
 def _kafka_reachable(settings: Settings, timeout_s: float = 10.0) -> None:
-    """Fail fast, before a Dask cluster starts, when the configured Kafka does not answer."""
+    """Fail fast, before a Dask cluster starts, when a configured Kafka cluster does not answer or refuses the
+    connection (its security settings)."""
     from nightjar.streams import broker, kafka
 
     bootstrap = kafka.bootstrap_servers(settings)
-    if not broker.is_ready(bootstrap, timeout_s=timeout_s):
-        where = "NIGHTJAR_KAFKA" if settings.kafka else "the embedded broker (nightjar broker status)"
-        raise HomeError(f"Kafka at {bootstrap} ({where}) does not answer: start it or fix the address")
+    if not settings.kafka and not broker.is_ready(bootstrap, timeout_s=timeout_s):
+        raise HomeError(
+            f"Kafka at {bootstrap} (the embedded broker: nightjar broker status) does not answer: start it or set "
+            "NIGHTJAR_KAFKA"
+        )
+    for cluster in (kafka.INPUT, kafka.OUTPUT) if kafka.separate_output(settings) else (kafka.INPUT,):
+        try:
+            kafka.check_reachable(settings, cluster, timeout_s)
+        except kafka.KafkaUnreachable as exc:
+            raise HomeError(f"{exc} (it does not answer: start it or fix the address)") from None
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -406,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_filters.add_parser(sub, _filter)
     cli_watch.add_parsers(sub, _watch)
     cli_users.register(sub)
+    cli_db.register(sub)
 
     from nightjar.catalogs import cli as catalogs_cli
 
@@ -418,7 +427,19 @@ class HomeError(RuntimeError):
 
 
 # Commands that make a home where there is none (they write the first data); every other command needs one.
-CREATES_HOME = {"run", "ingest", "demo", "broker", "simulate", "replay", "catalog", "user", "watchlist", "watchmap"}
+CREATES_HOME = {
+    "run",
+    "ingest",
+    "demo",
+    "broker",
+    "simulate",
+    "replay",
+    "catalog",
+    "user",
+    "watchlist",
+    "watchmap",
+    "db",
+}
 # Commands that read the lake: without one they still run (over empty views), with a warning.
 NEEDS_LAKE = {"query", "export"}
 # Commands that use no home (file inspection, benchmarks on their own temporary homes).

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from nightjar.pipelines.email_digest import EmailError
+from nightjar.sql.metadata_db import MetadataSchemaError
 from nightjar.sql.parse import QueryError
 from nightjar.sql.registry import RegistryError
 from nightjar.streams.broker import BrokerError
@@ -14,6 +15,7 @@ from nightjar.streams.kafka import KafkaNotConfigured
 USER_ERRORS: tuple[type[Exception], ...] = (
     QueryError,
     RegistryError,
+    MetadataSchemaError,
     EmailError,
     BrokerError,
     KafkaNotConfigured,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NIGHTJAR_", extra="forbid")
 
     home: Path = Field(default=Path("nightjar-data"), description="Data directory (lake, metadata, broker).")
-    kafka: str | None = Field(default=None, description="Kafka bootstrap servers; unset: the embedded broker.")
+    kafka: str | None = Field(
+        default=None, description="Kafka bootstrap servers of the input cluster (alerts); unset: the embedded broker."
+    )
     scheduler: str | None = Field(default=None, description="Dask scheduler address; unset: a LocalCluster.")
     database_url: str | None = Field(default=None, description="Metadata DB URL; unset: SQLite under home.")
 
@@ -52,6 +54,31 @@ class Settings(BaseSettings):
     )
     consumer_group: str = "nightjar"
     topic_partitions: int = Field(default=2, ge=1)
+    # Production Kafka: two clusters, security options, durable topics (see docs/deploy.md, "Kafka").
+    kafka_output: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers of the output cluster (filter topics, dead letters, annotations); "
+        "unset: the input cluster.",
+    )
+    kafka_config: dict[str, SecretStr | bool | int | float] = Field(
+        default_factory=dict,
+        description="librdkafka properties for every client of the input cluster, as JSON in the environment: "
+        '{"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "...", '
+        '"sasl.password": "..."}. Values are never shown in logs or settings dumps.',
+    )
+    kafka_output_config: dict[str, SecretStr | bool | int | float] | None = Field(
+        default=None,
+        description="librdkafka properties for the output cluster; unset: kafka_config when the output cluster is "
+        "the input cluster, none otherwise.",
+    )
+    topic_replication_factor: int = Field(
+        default=1, ge=1, description="Replicas of each topic Nightjar creates (3 on a production cluster)."
+    )
+    topic_config: dict[str, str] = Field(
+        default_factory=dict,
+        description='Topic configuration of the topics Nightjar creates, e.g. {"retention.ms": "604800000", '
+        '"min.insync.replicas": "2"}.',
+    )
     annotations_topic: str = Field(
         default="nightjar.annotations",
         description="New annotations, one message each; the pipeline runs the filters that read annotations.",

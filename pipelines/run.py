@@ -118,6 +118,7 @@ def _collect(
     want: int,
     idle: Callable[[], None] | None = None,
     on_retry: Callable[[], None] | None = None,
+    notes_consumer: Consumer | None = None,
 ) -> Collected:
     """Wait up to the batch window for ``want`` alerts; meanwhile read annotation messages (and the alerts of
     tailed partitions: the others are paused, the workers fetch them) and run ``idle`` (to deliver the
@@ -140,6 +141,12 @@ def _collect(
                 notes.add(msg)
             elif reader.accept(msg):
                 tail.add(msg)
+        if notes_consumer is not None:  # annotations on an output cluster of their own
+            for msg in notes_consumer.consume(num_messages=10_000, timeout=0):
+                if msg.error():
+                    log.warning("kafka (output cluster): %s", msg.error())
+                else:
+                    notes.add(msg)
         if full or time.monotonic() >= deadline:
             break
     alerts: list[graph.Source] = [tail] if len(tail) else []
@@ -235,18 +242,21 @@ def run(
     def broker_away() -> None:
         outage[0] = True
 
-    def ensure_topics(topics: list[str]) -> None:
-        kafka.retrying(lambda: kafka.ensure_topics(settings, topics), "create topics", patience, broker_away)
+    def ensure_topics(topics: list[str], cluster: kafka.Cluster = kafka.OUTPUT) -> None:
+        kafka.retrying(
+            lambda: kafka.ensure_topics(settings, topics, cluster=cluster), "create topics", patience, broker_away
+        )
 
-    ensure_topics([topic, paths.dead_letter_topic(topic), settings.annotations_topic])
+    ensure_topics([topic], kafka.INPUT)
+    ensure_topics([paths.dead_letter_topic(topic), settings.annotations_topic])
     cap_worker_memory(client, settings)
     # A message waits for the broker as long as the run does (librdkafka's default gives up after 5 minutes).
     waits = {"message.timeout.ms": int(patience * 1000)}
-    publisher = Publisher(kafka.producer_config(settings, **waits))  # dead letters
+    publisher = Publisher(kafka.producer_config(settings, kafka.OUTPUT, **waits))  # dead letters
     # Filter matches have a producer that never sends a request twice: a broker killed after it stored one and
     # before it answered would get those matches twice. A failed attempt leaves them pending in the ledger, and
     # the next attempt reads back what reached the topic and sends only the rest (``deliver_matches``).
-    matches_publisher = Publisher(kafka.producer_config(settings, retries=0, **waits))
+    matches_publisher = Publisher(kafka.producer_config(settings, kafka.OUTPUT, retries=0, **waits))
     deliverer = Deliverer(settings, matches_publisher, db)
     consumer = Consumer(kafka.consumer_config(settings, settings.consumer_group))
     # The workers fetch the alerts themselves (offset ranges); the driver reads only annotations, which arrive
@@ -257,7 +267,15 @@ def run(
     reader = RangeReader(
         consumer, topic, kafka.consumer_config(settings, "nightjar-fetch"), still_s, max(FETCH_TIMEOUT_S, patience)
     )
-    consumer.subscribe([topic, settings.annotations_topic], on_assign=reader.on_assign, on_revoke=reader.on_revoke)
+    # Annotations come from the output cluster: beside the alerts when it is the input cluster, else through a
+    # consumer of their own there (same group; its offsets are committed with the batches they trigger).
+    notes_consumer: Consumer | None = None
+    subscribed = [topic, settings.annotations_topic]
+    if kafka.separate_output(settings):
+        notes_consumer = Consumer(kafka.consumer_config(settings, settings.consumer_group, kafka.OUTPUT))
+        notes_consumer.subscribe([settings.annotations_topic])
+        subscribed = [topic]
+    consumer.subscribe(subscribed, on_assign=reader.on_assign, on_revoke=reader.on_revoke)
     limits = sql_engine.limits(settings, timeout_s=settings.filter_timeout_s)
 
     committed: dict[tuple[str, int], int] = {}  # the highest offset this run committed, per partition
@@ -276,7 +294,15 @@ def run(
 
         def commit() -> None:
             try:
-                consumer.commit(offsets=commits, asynchronous=False)
+                if notes_consumer is not None:
+                    notes = [tp for tp in commits if tp.topic == settings.annotations_topic]
+                    if notes:
+                        notes_consumer.commit(offsets=notes, asynchronous=False)
+                    alerts = [tp for tp in commits if tp.topic != settings.annotations_topic]
+                    if alerts:
+                        consumer.commit(offsets=alerts, asynchronous=False)
+                else:
+                    consumer.commit(offsets=commits, asynchronous=False)
             except KafkaException as exc:
                 if exc.args[0].code() not in LOST_MEMBERSHIP:
                     raise
@@ -349,7 +375,7 @@ def run(
     try:
         while max_alerts is None or report.consumed < max_alerts:
             want = settings.batch_size if max_alerts is None else min(settings.batch_size, max_alerts - report.consumed)
-            collected = _collect(consumer, reader, settings, want, pipeline.poll, broker_away)
+            collected = _collect(consumer, reader, settings, want, pipeline.poll, broker_away, notes_consumer)
             if outage[0]:  # the broker was away, not the stream idle: the idle clock starts again
                 outage[0] = False
                 last_data = time.monotonic()
@@ -389,6 +415,8 @@ def run(
     finally:
         pipeline.close()
         consumer.close()
+        if notes_consumer is not None:
+            notes_consumer.close()
         publisher.close()
         matches_publisher.close()
         db.dispose()

@@ -16,13 +16,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, selectinload
 
 from nightjar import paths
 from nightjar.safe_text import address_ok, unsafe_character
-from nightjar.sql import avro_results
+from nightjar.sql import avro_results, metadata_db
 from nightjar.sql.compile import FilterSpec
 from nightjar.sql.filter_check import FilterShape, check_filter_sql
 from nightjar.sql.registry_models import (
@@ -30,7 +30,6 @@ from nightjar.sql.registry_models import (
     MODES,
     VISIBILITIES,
     AvroSchemaRow,
-    Base,
     FilterRow,
     OutputRow,
     VersionRow,
@@ -91,18 +90,8 @@ class Version:
 
 
 def engine(url: str) -> Engine:
-    """An engine on the metadata database, with its tables created."""
-    eng = create_engine(url)
-    if eng.dialect.name == "sqlite":
-        event.listen(eng, "connect", _sqlite_foreign_keys)
-    Base.metadata.create_all(eng)
-    return eng
-
-
-def _sqlite_foreign_keys(dbapi_connection: object, _record: object) -> None:
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+    """An engine on the metadata database, its schema current (see ``nightjar.sql.metadata_db.engine``)."""
+    return metadata_db.engine(url)
 
 
 def _detach(row: FilterRow) -> Filter:

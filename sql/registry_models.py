@@ -1,6 +1,9 @@
-"""The metadata database's tables for filters: the filter, its version history, its outputs, its Avro schemas.
+"""The metadata database's tables, on one declarative base: users, filters (their version history, outputs and
+Avro schemas), watchlists and watchmaps.
 
-SQLite under ``NIGHTJAR_HOME`` by default, PostgreSQL (or any SQLAlchemy database) by URL. Filter ids are never
+SQLite under ``NIGHTJAR_HOME`` by default, PostgreSQL (or any SQLAlchemy database) by URL. The schema is made and
+changed by the Alembic migrations of ``nightjar.sql.migrations`` (see ``nightjar.sql.metadata_db``): a table or
+column added here needs a migration too (tests/sql/test_migrations.py fails until it has one). Filter ids are never
 reused (``AUTOINCREMENT`` on SQLite, a sequence elsewhere), so a deleted filter's topic is never recycled.
 """
 
@@ -156,3 +159,19 @@ class WatchmapRow(Base):
     history_job: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+
+
+class UserRow(Base):
+    """An API user: a unique name, a role, the SHA-256 digest of its token (see ``nightjar.api.users``)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    # Annotators: the topics they may annotate, comma-separated.
+    topics: Mapped[str] = mapped_column(Text, default="")
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)

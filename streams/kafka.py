@@ -1,4 +1,9 @@
-"""Kafka client configuration and topic administration, shared by every producer and consumer."""
+"""Kafka client configuration and topic administration, shared by every producer and consumer.
+
+Two clusters: the input cluster (``NIGHTJAR_KAFKA``: the alert topics) and the output cluster
+(``NIGHTJAR_KAFKA_OUTPUT``: filter topics, dead letters, annotations), the same one unless set. Each has its
+librdkafka properties (SASL, SSL) from ``NIGHTJAR_KAFKA_CONFIG`` / ``NIGHTJAR_KAFKA_OUTPUT_CONFIG``.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from pydantic import SecretStr
 
 from nightjar.settings import Settings
 from nightjar.streams import broker
@@ -22,12 +28,31 @@ RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
 
 
+Cluster = Literal["input", "output"]
+INPUT: Cluster = "input"
+OUTPUT: Cluster = "output"
+# Properties whose values are secrets: never printed (see ``redacted``).
+SECRET_WORDS = ("password", "secret", "key", "token", "credential", "jaas")
+
+
 class KafkaNotConfigured(RuntimeError):
     """Neither NIGHTJAR_KAFKA nor a running embedded broker."""
 
 
-def bootstrap_servers(settings: Settings) -> str:
-    """``NIGHTJAR_KAFKA`` if set, otherwise the embedded broker running for ``NIGHTJAR_HOME``."""
+class KafkaUnreachable(RuntimeError):
+    """A Kafka cluster that does not answer, or refuses the connection (wrong security settings)."""
+
+
+def separate_output(settings: Settings) -> bool:
+    """Whether the output cluster is another cluster than the input one."""
+    return bool(settings.kafka_output) and settings.kafka_output != settings.kafka
+
+
+def bootstrap_servers(settings: Settings, cluster: Cluster = INPUT) -> str:
+    """The bootstrap servers of ``cluster``: ``NIGHTJAR_KAFKA_OUTPUT`` for the output cluster when set, else
+    ``NIGHTJAR_KAFKA``, else the embedded broker running for ``NIGHTJAR_HOME``."""
+    if cluster == OUTPUT and settings.kafka_output:
+        return settings.kafka_output
     if settings.kafka:
         return settings.kafka
     state = broker.read_state(Path(settings.home))
@@ -38,9 +63,35 @@ def bootstrap_servers(settings: Settings) -> str:
     return state.bootstrap
 
 
-def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+def security_config(settings: Settings, cluster: Cluster = INPUT) -> dict[str, Any]:
+    """The librdkafka properties of ``cluster`` from the settings, secrets revealed (for the client only)."""
+    chosen = settings.kafka_config
+    if cluster == OUTPUT and separate_output(settings):
+        chosen = settings.kafka_output_config or {}
+    elif cluster == OUTPUT and settings.kafka_output_config is not None:
+        chosen = settings.kafka_output_config
+    return {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in chosen.items()}
+
+
+def client_config(settings: Settings, cluster: Cluster = INPUT) -> dict[str, Any]:
+    """What every client of ``cluster`` needs: its bootstrap servers and security properties."""
+    return {"bootstrap.servers": bootstrap_servers(settings, cluster), **security_config(settings, cluster)}
+
+
+def redacted(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` fit for a log line: the values of secret properties replaced.
+
+    >>> redacted({"sasl.username": "nightjar", "sasl.password": "hunter2"})
+    {'sasl.username': 'nightjar', 'sasl.password': '***'}
+    """
+    return {k: "***" if any(w in k.lower() for w in SECRET_WORDS) else v for k, v in config.items()}
+
+
+def producer_config(settings: Settings, cluster: Cluster = INPUT, **extra: Any) -> dict[str, Any]:
+    """A producer of ``cluster``: the input cluster for alerts (simulate, replay), the output cluster for
+    filter matches, dead letters and annotations."""
     config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap_servers(settings),
+        **client_config(settings, cluster),
         "linger.ms": 20,
         "message.max.bytes": max(settings.max_message_bytes * 2, 1_000_000),
         "enable.idempotence": False,
@@ -49,9 +100,9 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     return config
 
 
-def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, Any]:
+def consumer_config(settings: Settings, group: str, cluster: Cluster = INPUT, **extra: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap_servers(settings),
+        **client_config(settings, cluster),
         "group.id": group,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
@@ -65,15 +116,26 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
     return config
 
 
-def ensure_topics(settings: Settings, topics: list[str], partitions: int | None = None) -> None:
-    """Create the topics that do not exist yet."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers(settings)})
+def ensure_topics(
+    settings: Settings, topics: list[str], partitions: int | None = None, cluster: Cluster = INPUT
+) -> None:
+    """Create the topics of ``cluster`` that do not exist yet, with the configured partitions, replication
+    factor and topic configuration."""
+    admin = AdminClient(client_config(settings, cluster))
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [t for t in dict.fromkeys(topics) if t not in existing]
     if not wanted:
         return
     futures = admin.create_topics(
-        [NewTopic(t, num_partitions=partitions or settings.topic_partitions, replication_factor=1) for t in wanted]
+        [
+            NewTopic(
+                t,
+                num_partitions=partitions or settings.topic_partitions,
+                replication_factor=settings.topic_replication_factor,
+                config=dict(settings.topic_config),
+            )
+            for t in wanted
+        ]
     )
     for topic, future in futures.items():
         try:
@@ -134,13 +196,16 @@ class ReadMessage:
     timestamp_ms: int = 0
 
 
-def read_messages(settings: Settings, topic: str, expected: int, timeout_s: float = 30.0) -> list[ReadMessage]:
-    """The messages of ``topic`` from its start, with a throw-away group, until ``expected`` arrived.
+def read_messages(
+    settings: Settings, topic: str, expected: int, timeout_s: float = 30.0, cluster: Cluster = OUTPUT
+) -> list[ReadMessage]:
+    """The messages of ``topic`` (on the output cluster unless told) from its start, with a throw-away group,
+    until ``expected`` arrived.
 
     Stops early when nothing new came for 5 s after the first message. Tansu's high watermark can be wrong,
     so the count expected is the caller's, not the broker's.
     """
-    consumer = Consumer(consumer_config(settings, f"nightjar-read-{uuid.uuid4().hex}"))
+    consumer = Consumer(consumer_config(settings, f"nightjar-read-{uuid.uuid4().hex}", cluster))
     consumer.subscribe([topic])
     found: list[ReadMessage] = []
     deadline = time.monotonic() + timeout_s
@@ -161,7 +226,8 @@ def read_messages(settings: Settings, topic: str, expected: int, timeout_s: floa
 def read_last_messages(
     settings: Settings, topic: str, limit: int, quiet_s: float = 1.0, timeout_s: float = 15.0
 ) -> list[ReadMessage]:
-    """The last ``limit`` messages of ``topic`` (all partitions, oldest first); none if the topic does not exist.
+    """The last ``limit`` messages of ``topic`` on the output cluster (all partitions, oldest first); none if the
+    topic does not exist.
 
     Each partition is assigned (no consumer group, so no wait to join one) from ``limit`` before its high
     watermark and read until the topic stays quiet for ``quiet_s``: Tansu's high watermark can lag behind the
@@ -170,7 +236,7 @@ def read_last_messages(
     if limit < 1:
         return []
     consumer = Consumer(
-        consumer_config(settings, f"nightjar-tail-{uuid.uuid4().hex}", **{"allow.auto.create.topics": False})
+        consumer_config(settings, f"nightjar-tail-{uuid.uuid4().hex}", OUTPUT, **{"allow.auto.create.topics": False})
     )
     found: list[ReadMessage] = []
     try:
@@ -206,3 +272,32 @@ def _headers(message: Message) -> dict[str, bytes]:
     raw = message.headers() or []
     pairs = raw.items() if isinstance(raw, dict) else raw
     return {k: v.encode() if isinstance(v, str) else (v or b"") for k, v in pairs}
+
+
+def check_reachable(settings: Settings, cluster: Cluster = INPUT, timeout_s: float = 10.0) -> None:
+    """Raise ``KafkaUnreachable`` with what librdkafka reported when ``cluster`` does not answer within
+    ``timeout_s``: a broker that is down, or one that refuses these security settings (a SASL client on a
+    plaintext listener, a wrong password, an unknown CA) instead of a run that waits for it for ever."""
+    reports: list[str] = []
+
+    def heard(error: KafkaError) -> None:
+        reports.append(error.str())
+
+    config = client_config(settings, cluster)
+    probe: dict[str, Any] = {**config, "error_cb": heard, "socket.timeout.ms": int(timeout_s * 1000), "log_level": 0}
+    admin = AdminClient(probe)
+    try:
+        admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        reports.append(str(exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else exc))
+    else:
+        return
+    shown = {k: v for k, v in redacted(config).items() if k != "bootstrap.servers"}
+    where = "NIGHTJAR_KAFKA_OUTPUT" if cluster == OUTPUT and settings.kafka_output else "NIGHTJAR_KAFKA"
+    raise KafkaUnreachable(
+        f"the Kafka {cluster} cluster at {config['bootstrap.servers']} ({where}) did not answer within "
+        f"{timeout_s:.0f} s with the client properties {shown or '{} (plaintext)'}: "
+        f"{'; '.join(dict.fromkeys(reports)) or 'no answer'}. Check the address and, for SASL/SSL, "
+        "security.protocol, sasl.mechanism and the credentials in NIGHTJAR_KAFKA_CONFIG"
+        + (" / NIGHTJAR_KAFKA_OUTPUT_CONFIG" if cluster == OUTPUT else "")
+    )

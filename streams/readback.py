@@ -23,7 +23,7 @@ def published_keys(
     """The keys among ``wanted`` that messages of ``topic`` published since ``since_ms`` carry."""
     if not wanted:
         return set()
-    consumer = Consumer(kafka.consumer_config(settings, f"nightjar-readback-{uuid.uuid4().hex}"))
+    consumer = Consumer(kafka.consumer_config(settings, f"nightjar-readback-{uuid.uuid4().hex}", kafka.OUTPUT))
     found: set[str] = set()
     try:
         metadata = consumer.list_topics(topic, timeout=10)

@@ -77,10 +77,132 @@ def home(tmp_path: Path) -> Path:
     return path
 
 
+class PostgresServer:
+    """A private PostgreSQL cluster (Debian's ``postgresql`` binaries: ``make postgres``) on a free loopback port,
+    for the session; each test that asks gets a database of its own. It runs as the ``postgres`` system user when
+    the tests run as root (PostgreSQL refuses root). ``NIGHTJAR_TEST_POSTGRES_URL`` (a superuser's URL on an
+    existing server) is used instead when set."""
+
+    def __init__(self, admin_url: str, data_dir: Path | None = None, ctl: list[str] | None = None) -> None:
+        self.admin_url = admin_url
+        self.data_dir = data_dir
+        self.ctl = ctl or []  # pg_ctl on our cluster, as its user
+        self.names = iter(f"nightjar_test_{os.getpid()}_{i}" for i in range(1_000_000))
+
+    @staticmethod
+    def binaries() -> Path:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+        if os.environ.get("NIGHTJAR_TEST_PG_BINDIR"):
+            found = [Path(os.environ["NIGHTJAR_TEST_PG_BINDIR"]) / "initdb"]
+        if not found or not found[-1].is_file():
+            pytest.fail("PostgreSQL's server binaries were not found: run `make postgres` (Debian's postgresql)")
+        return found[-1].parent
+
+    @classmethod
+    def start(cls) -> PostgresServer:
+        import shutil
+        import tempfile
+
+        bindir = cls.binaries()
+        run_as: list[str] = []
+        data = Path(tempfile.mkdtemp(prefix="nightjar-pg-"))
+        if os.geteuid() == 0:
+            run_as = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(data, "postgres", "postgres")
+        port = broker.free_port()
+        step = [*run_as, str(bindir / "initdb"), "-D", str(data / "db"), "-U", "nightjar", "--auth=trust", "-E", "UTF8"]
+        subprocess.run([*step, "--no-sync"], check=True, capture_output=True, timeout=120)
+        # Durability is not what these tests check: no fsync makes a database per test cheap.
+        options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+        options += " -c synchronous_commit=off -c max_connections=200"
+        ctl = [*run_as, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-l", str(data / "server.log")]
+        started = subprocess.run([*ctl, "-o", options, "-w", "-t", "60", "start"], capture_output=True, text=True)
+        if started.returncode != 0:
+            log = (data / "server.log").read_text() if (data / "server.log").is_file() else ""
+            pytest.fail(f"PostgreSQL did not start: {started.stderr}{log}")
+        return cls(f"postgresql+psycopg://nightjar@127.0.0.1:{port}/postgres", data, ctl)
+
+    def stop(self) -> None:
+        import shutil
+
+        if self.data_dir is not None:
+            subprocess.run([*self.ctl, "stop", "-m", "immediate", "-w"], capture_output=True, timeout=60)
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def _admin(self, statement: str) -> None:
+        from sqlalchemy import create_engine, text
+
+        eng = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            with eng.connect() as con:
+                con.execute(text(statement))
+        finally:
+            eng.dispose()
+
+    def create_database(self) -> str:
+        """A new empty database; its URL."""
+        from sqlalchemy.engine import make_url
+
+        name = next(self.names)
+        self._admin(f'CREATE DATABASE "{name}"')
+        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def drop_database(self, url: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        self._admin(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (see ``PostgresServer``)."""
+    if os.environ.get("NIGHTJAR_TEST_POSTGRES_URL"):
+        yield PostgresServer(os.environ["NIGHTJAR_TEST_POSTGRES_URL"])
+        return
+    server = PostgresServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def settings(home: Path) -> Settings:
-    """Settings on a fresh home, with no broker (tests that need Kafka use ``kafka_settings``)."""
-    return Settings(home=home, batch_size=500, batch_timeout_s=1.0)
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    url = postgres.create_database()
+    try:
+        yield url
+    finally:
+        postgres.drop_database(url)
+
+
+DATABASES = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_databases`` run twice: metadata on SQLite, then on PostgreSQL."""
+    if "database_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_databases"):
+        metafunc.parametrize("database_url", DATABASES, indirect=True)
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """The metadata database of ``settings``: None (SQLite under the home) or a fresh PostgreSQL database's URL.
+    ``NIGHTJAR_TEST_METADATA=postgresql`` puts every test's metadata on PostgreSQL."""
+    kind = getattr(request, "param", None) or os.environ.get("NIGHTJAR_TEST_METADATA", "sqlite")
+    if kind not in DATABASES:
+        pytest.fail(f"NIGHTJAR_TEST_METADATA must be one of {', '.join(DATABASES)}, not {kind!r}")
+    if kind == "sqlite":
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def settings(home: Path, database_url: str | None) -> Settings:
+    """Settings on a fresh home, with no broker (tests that need Kafka use ``kafka_settings``); the metadata
+    database is SQLite under the home, or a fresh PostgreSQL database (see ``database_url``)."""
+    return Settings(home=home, batch_size=500, batch_timeout_s=1.0, database_url=database_url)
 
 
 @dataclass
@@ -196,18 +318,21 @@ def unique_filter_ids(url: str) -> None:
 
     eng = registry.engine(url)
     with eng.begin() as con:
-        con.execute(
-            text("INSERT INTO sqlite_sequence (name, seq) VALUES ('filters', :base)"), {"base": next(_FILTER_ID_BASES)}
-        )
+        if eng.dialect.name == "postgresql":
+            statement = "SELECT setval(pg_get_serial_sequence('filters', 'id'), :base)"
+        else:
+            statement = "INSERT INTO sqlite_sequence (name, seq) VALUES ('filters', :base)"
+        con.execute(text(statement), {"base": next(_FILTER_ID_BASES)})
     eng.dispose()
 
 
 @pytest.fixture
-def kafka_settings(home: Path, kafka_bootstrap: str) -> Settings:
+def kafka_settings(home: Path, kafka_bootstrap: str, database_url: str | None) -> Settings:
     # Each test its own annotations topic: every pipeline subscribes to it, and the broker lives for the session.
     settings = Settings(
         home=home,
         kafka=kafka_bootstrap,
+        database_url=database_url,
         batch_size=500,
         batch_timeout_s=1.0,
         annotations_topic=f"annotations-{uuid.uuid4().hex[:8]}",

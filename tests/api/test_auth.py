@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import subprocess
 import sys
 import time
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 
 from nightjar import paths
 from nightjar.api.app import create_app
@@ -20,20 +20,29 @@ from nightjar.settings import Settings
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"NIGHTJAR_HOME": str(settings.home), "PATH": ""}
+    if settings.database_url:
+        env["NIGHTJAR_DATABASE_URL"] = settings.database_url
     return subprocess.run(
         [sys.executable, "-m", "nightjar.cli", *args], env=env, capture_output=True, text=True, timeout=120
     )
 
 
+@pytest.mark.both_databases  # and on a real PostgreSQL server (tests/conftest.py)
 def test_user_add_prints_the_token_last_and_stores_only_its_digest(settings: Settings) -> None:
     done = _cli(settings, "user", "add", "alice", "--role", "power", "--email", "alice@example.org")
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip().splitlines()[-1]
     assert token.startswith("nj_") and len(token) > 40
-    raw = (settings.home / paths.METADATA_DB_FILE).read_bytes()
-    assert token.encode() not in raw and hashlib.sha256(token.encode()).hexdigest().encode() in raw
-    with sqlite3.connect(settings.home / paths.METADATA_DB_FILE) as db:
-        assert db.execute("SELECT name, role, email FROM users").fetchall() == [("alice", "power", "alice@example.org")]
+    if settings.database_url is None:
+        raw = (settings.home / paths.METADATA_DB_FILE).read_bytes()
+        assert token.encode() not in raw and hashlib.sha256(token.encode()).hexdigest().encode() in raw
+    db = create_engine(settings.metadata_url)
+    with db.connect() as con:
+        rows = con.execute(text("SELECT name, role, email, token_sha256 FROM users")).all()
+    db.dispose()
+    assert [tuple(r) for r in rows] == [
+        ("alice", "power", "alice@example.org", hashlib.sha256(token.encode()).hexdigest())
+    ]
     me = TestClient(create_app(settings)).get("/api/v1/me", headers={"Authorization": f"Token {token}"})
     assert me.status_code == 200 and me.json()["role"] == "power" and me.json()["max_rows"] == 10_000_000
     again = _cli(settings, "user", "add", "alice")
@@ -42,6 +51,7 @@ def test_user_add_prints_the_token_last_and_stores_only_its_digest(settings: Set
     assert annotator.returncode == 2 and "needs at least one topic" in annotator.stdout + annotator.stderr
 
 
+@pytest.mark.both_databases  # and on a real PostgreSQL server (tests/conftest.py)
 def test_bad_tokens_are_refused_never_downgraded(settings: Settings) -> None:
     client = TestClient(create_app(settings))
     assert client.get("/api/v1/me").json()["role"] == "anonymous"
@@ -52,6 +62,7 @@ def test_bad_tokens_are_refused_never_downgraded(settings: Settings) -> None:
     assert "invalid or revoked" in client.get("/api/v1/me", headers={"Authorization": "Token x"}).json()["detail"]
 
 
+@pytest.mark.both_databases  # and on a real PostgreSQL server (tests/conftest.py)
 def test_a_token_query_parameter_is_honoured_or_refused_never_ignored(settings: Settings) -> None:
     """Lasair's GET form ``?token=``: a valid token was served as anonymous and a bogus one got 200."""
     client = TestClient(create_app(settings))
@@ -110,6 +121,7 @@ def test_a_closed_server_refuses_anonymous_calls(settings: Settings) -> None:
     assert response.status_code == 401 and "needs a token" in response.json()["detail"]
 
 
+@pytest.mark.both_databases  # and on a real PostgreSQL server (tests/conftest.py)
 def test_jobs_need_a_token_and_stay_private(settings: Settings) -> None:
     erin, frank = add_user_token(settings, "erin"), add_user_token(settings, "frank")
     with TestClient(create_app(settings)) as client:
@@ -124,6 +136,7 @@ def test_jobs_need_a_token_and_stay_private(settings: Settings) -> None:
         assert mine.status_code == 200
 
 
+@pytest.mark.both_databases  # and on a real PostgreSQL server (tests/conftest.py)
 def test_user_names_and_roles_are_checked(settings: Settings) -> None:
     with pytest.raises(UserError, match="bad user name"):
         add_user_token(settings, "anonymous")

@@ -82,6 +82,7 @@ def test_read(world: World, caller: str, which: str, expected: int) -> None:
         assert (body["outputs"]["webhooks"] == ["https://example.org/hook"]) is shown
 
 
+@pytest.mark.both_databases  # and on a real PostgreSQL server (tests/conftest.py)
 @pytest.mark.parametrize("caller", CALLERS)
 def test_list_shows_own_and_public_filters(world: World, caller: str) -> None:
     add = world.client.post("/api/v1/filters", json={"name": "x", "sql": BRIGHT}, headers=world.headers[caller])
@@ -139,6 +140,7 @@ def test_bad_tokens_are_401_even_for_public_reads(world: World) -> None:
         assert response.status_code == 401, header
 
 
+@pytest.mark.both_databases  # and on a real PostgreSQL server (tests/conftest.py)
 def test_bad_sql_and_bad_options_are_400_or_422_with_the_reason(world: World) -> None:
     owner = world.headers["owner"]
     post = world.client.post
@@ -173,6 +175,7 @@ def test_filters_reading_the_watch_views_are_saved_without_warnings(world: World
     assert edited.json()["warnings"] == []
 
 
+@pytest.mark.both_databases  # and on a real PostgreSQL server (tests/conftest.py)
 def test_copies_get_free_names_and_renames_keep_the_topic(world: World) -> None:
     bob = world.headers["other"]
     first = world.client.post(f"/api/v1/filters/{world.ids['public']}/copy", headers=bob).json()

@@ -133,6 +133,7 @@ def test_delete(world: World, kind: str, caller: str, which: str, expected: int)
     assert after == (404 if expected == 200 else 200)
 
 
+@pytest.mark.both_databases  # and on a real PostgreSQL server (tests/conftest.py)
 def test_history_jobs_report_progress_and_finish(world: World) -> None:
     owner = world.headers["owner"]
     for kind, ids in (("watchlists", world.lists), ("watchmaps", world.maps)):
@@ -149,6 +150,7 @@ def test_history_jobs_report_progress_and_finish(world: World) -> None:
     assert [(c["coneId"], c["name"]) for c in cones] == [("2", "star-b"), ("3", "pole"), ("4", "extra")]
 
 
+@pytest.mark.both_databases  # and on a real PostgreSQL server (tests/conftest.py)
 def test_malformed_cones_are_400_naming_each_line_and_create_nothing(world: World) -> None:
     owner = world.headers["owner"]
     bad = "ra,dec,id\n10,20,ok\n400,20,far\n10,-91,low\n10,20\n10,20,wide,5000\n"
@@ -240,6 +242,7 @@ def test_lasair_query_reads_watchlist_and_area_hits(settings: Settings, lake_bui
         assert bad.status_code == 400 and "watchlist:ID" in bad.text
 
 
+@pytest.mark.both_databases  # and on a real PostgreSQL server (tests/conftest.py)
 def test_hits_of_private_lists_are_their_owners_alone(settings: Settings, lake_builder) -> None:
     from nightjar.catalogs.watch_files import read_csv_text
     from nightjar.lake import read

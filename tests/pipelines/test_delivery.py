@@ -196,6 +196,7 @@ def test_webhooks_to_private_addresses_are_refused_by_default(kafka_settings: Se
     db.dispose()
 
 
+@pytest.mark.both_databases  # and on a real PostgreSQL server (tests/conftest.py)
 def test_avro_payloads_with_a_published_schema(delivery_settings: Settings, db) -> None:
     flt = registry.add_filter(db, "bright avro", BRIGHT, format="avro")
     decoded = batch(0, 300)
@@ -222,6 +223,7 @@ def _hostile(name: str, sql: str = BRIGHT, **fields: object) -> registry.Filter:
     return registry.Filter(id=next(_HOSTILE_IDS), name=name, sql=sql, version=1, **fields)  # type: ignore[arg-type]
 
 
+@pytest.mark.both_databases  # and on a real PostgreSQL server (tests/conftest.py)
 def test_one_users_filter_cannot_stop_delivery_for_everyone(
     delivery_settings: Settings, db, smtp_server, webhook_receiver
 ) -> None:

@@ -8,6 +8,9 @@ from nightjar.settings import Settings
 from nightjar.sql import registry
 from nightjar.sql.parse import QueryError
 
+# The metadata database on SQLite, then on a real PostgreSQL server (tests/conftest.py).
+pytestmark = pytest.mark.both_databases
+
 BRIGHT = "SELECT diaObjectId, diaSourceId, psfFlux FROM sources WHERE psfFlux > 50000"
 
 

@@ -1,0 +1,1 @@
+"""Revision files, applied in the order of their ``down_revision`` links."""
