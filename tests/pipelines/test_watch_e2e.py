@@ -44,7 +44,7 @@ def test_streaming_filters_on_watch_hits_deliver_exactly_the_matches(
     settings = kafka_settings.model_copy(update={"batch_size": 300})
     home = Path(settings.home)
     alerts = simulated_alerts()
-    objects = alerts.group_by("diaObjectId").aggregate([("ra", "first"), ("dec", "first")])
+    objects = alerts.group_by("diaObjectId", use_threads=False).aggregate([("ra", "first"), ("dec", "first")])
     rng = np.random.default_rng(4)
     chosen = rng.choice(objects.num_rows, 40, replace=False)
     # Cones north of 40 objects' first positions: 0.8″ with the default radius 2″, 0.3″ with their own radius 0.5″
