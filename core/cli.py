@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from nightjar import __version__, cli_filters, cli_users, cli_watch
+from nightjar import __version__, cli_filters, cli_skymap, cli_users, cli_watch
 from nightjar.bench import register as register_bench
 from nightjar.cli_help import FORMATTER, add_command, examples
 from nightjar.lake.cli import register as register_lake
@@ -190,6 +190,12 @@ def _filter(settings: Settings, args: argparse.Namespace) -> int:
 
 def _watch(settings: Settings, args: argparse.Namespace) -> int:
     return cli_watch.run(settings, args)
+
+
+def _skymap(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar import cli_skymap
+
+    return cli_skymap.run(settings, args)
 
 
 def _alerts(settings: Settings, args: argparse.Namespace) -> int:
@@ -406,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_filters.add_parser(sub, _filter)
     cli_watch.add_parsers(sub, _watch)
     cli_users.register(sub)
+    cli_skymap.add_parsers(sub, _skymap)
 
     from nightjar.catalogs import cli as catalogs_cli
 
@@ -418,7 +425,19 @@ class HomeError(RuntimeError):
 
 
 # Commands that make a home where there is none (they write the first data); every other command needs one.
-CREATES_HOME = {"run", "ingest", "demo", "broker", "simulate", "replay", "catalog", "user", "watchlist", "watchmap"}
+CREATES_HOME = {
+    "run",
+    "ingest",
+    "demo",
+    "broker",
+    "simulate",
+    "replay",
+    "catalog",
+    "user",
+    "watchlist",
+    "watchmap",
+    "skymap",
+}
 # Commands that read the lake: without one they still run (over empty views), with a warning.
 NEEDS_LAKE = {"query", "export"}
 # Commands that use no home (file inspection, benchmarks on their own temporary homes).

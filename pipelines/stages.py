@@ -456,6 +456,7 @@ def batch_tables(
     if hits is not None:  # of the alerts stored: re-sent alerts were set aside at the commit
         kept = stored_hits(hits, batch.sources["diaSourceId"])
         extra[paths.WATCHLIST_HITS], extra[paths.AREA_HITS] = kept.watchlist_hits, kept.area_hits
+        extra[paths.MMA_AREA_HITS] = kept.mma_hits
     return views.batch_views(sources=sources, objects=objects, history=history, extra=extra, columns=columns)
 
 
