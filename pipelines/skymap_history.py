@@ -56,7 +56,7 @@ def match_skymap_history(home: Path, spec: SkymapSpec, progress: Progress | None
         columns = [c for c in READ_COLUMNS if c in sources.schema.names]
         for chunk in sources.to_batches(columns=columns, filter=alerts, batch_size=CHUNK_ROWS):
             rows = alerts_of(pa.Table.from_batches([chunk]))
-            ids = pc.unique(rows["diaObjectId"]).to_numpy(zero_copy_only=False).astype(np.int64)
+            ids = pc.unique(pc.drop_null(rows["diaObjectId"])).to_numpy(zero_copy_only=False).astype(np.int64)
             context = read.rows_of_objects(home, paths.CONTEXT, ids) if ids.size else None
             found.append(skymap_hits(rows, (spec,), CACHE_BYTES, context))
             done += chunk.num_rows
