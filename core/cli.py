@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from nightjar import __version__, cli_filters, cli_skymap, cli_users, cli_watch
+from nightjar import __version__, cli_filters, cli_skymap, cli_tns, cli_users, cli_watch
 from nightjar.bench import register as register_bench
 from nightjar.cli_help import FORMATTER, add_command, examples
 from nightjar.lake.cli import register as register_lake
@@ -196,6 +196,12 @@ def _skymap(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar import cli_skymap
 
     return cli_skymap.run(settings, args)
+
+
+def _tns(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar import cli_tns
+
+    return cli_tns.run(settings, args)
 
 
 def _alerts(settings: Settings, args: argparse.Namespace) -> int:
@@ -413,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_watch.add_parsers(sub, _watch)
     cli_users.register(sub)
     cli_skymap.add_parsers(sub, _skymap)
+    cli_tns.add_parsers(sub, _tns)
 
     from nightjar.catalogs import cli as catalogs_cli
 
