@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from nightjar import __version__, cli_filters, cli_skymap, cli_tns, cli_users, cli_watch
+from nightjar import __version__, cli_annotator, cli_filters, cli_skymap, cli_tns, cli_users, cli_watch
 from nightjar.bench import register as register_bench
 from nightjar.cli_help import FORMATTER, add_command, examples
 from nightjar.lake.cli import register as register_lake
@@ -202,6 +202,12 @@ def _tns(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar import cli_tns
 
     return cli_tns.run(settings, args)
+
+
+def _annotator(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar import cli_annotator
+
+    return cli_annotator.run(settings, args)
 
 
 def _alerts(settings: Settings, args: argparse.Namespace) -> int:
@@ -420,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_users.register(sub)
     cli_skymap.add_parsers(sub, _skymap)
     cli_tns.add_parsers(sub, _tns)
+    cli_annotator.add_parsers(sub, _annotator)
 
     from nightjar.catalogs import cli as catalogs_cli
 
