@@ -51,6 +51,7 @@ def add_parsers(sub: argparse._SubParsersAction, handler: Any) -> None:
         "nightjar skymap list",
         "nightjar skymap show 1",
         "nightjar skymap remove 1",
+        "nightjar skymap listen --topic igwn.gwalert     # GCN/IGWN JSON notices, beside `nightjar run`",
     )
     sm.set_defaults(handler=handler)
     actions = sm.add_subparsers(dest="action", required=True)
@@ -76,6 +77,16 @@ def add_parsers(sub: argparse._SubParsersAction, handler: Any) -> None:
         p.add_argument("id", type=int)
     p = add_command(actions, "activate", "match it live again", "nightjar skymap activate 1")
     p.add_argument("id", type=int)
+    listen = add_command(
+        actions,
+        "listen",
+        "consume IGWN/GCN JSON notices (base64 skymap inside) from a Kafka topic and store their skymaps; run it "
+        "beside `nightjar run`",
+        "nightjar skymap listen --topic igwn.gwalert",
+    )
+    listen.add_argument("--topic", required=True, help="the Kafka topic of notices")
+    listen.add_argument("--idle-exit", type=float, help="stop after this many seconds without a notice")
+    listen.add_argument("--max-messages", type=int, help="stop after this many notices")
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -121,6 +132,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     elif args.action == "show":
         info = skymap_store.get_skymap(home, args.id)
         print(json.dumps({**asdict(info), "hits": mma_hits.rows_of_map(home, args.id).num_rows}, indent=2))
+    elif args.action == "listen":
+        from nightjar.pipelines.gcn_notices import listen
+
+        report = listen(settings, args.topic, args.max_messages, args.idle_exit)
+        console.print(
+            f"{report.messages} notices: {report.skymaps} skymaps stored, {report.retractions} retractions, "
+            f"{report.bad} not usable"
+        )
     elif args.action == "remove":
         drop_skymap(home, args.id)
         console.print(f"skymap {args.id} removed, with its hits")
