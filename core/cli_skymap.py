@@ -69,14 +69,16 @@ def add_parsers(sub: argparse._SubParsersAction, handler: Any) -> None:
     add.add_argument("--properties", type=_probabilities, help="source properties (HasNS…) as JSON")
     add.add_argument("--no-history", action="store_true", help="do not match the lake's history now")
     listing = add_command(actions, "list", "the stored skymaps, newest event first", "nightjar skymap list")
-    listing.add_argument("--format", choices=("table", "json"), default="table")
+    listing.add_argument("--format", choices=("table", "json"), default="table", help="output (default: table)")
     show = add_command(actions, "show", "one skymap's details and its hit count", "nightjar skymap show 1")
-    show.add_argument("id", type=int)
-    for name, text in (("remove", "remove a skymap and its hits"), ("deactivate", "stop matching it live")):
+    show.add_argument("id", type=int, help="the skymap's id")
+    for name, text in (
+        ("remove", "remove a skymap and its hits"),
+        ("deactivate", "stop matching it live"),
+        ("activate", "match it live again"),
+    ):
         p = add_command(actions, name, text, f"nightjar skymap {name} 1")
-        p.add_argument("id", type=int)
-    p = add_command(actions, "activate", "match it live again", "nightjar skymap activate 1")
-    p.add_argument("id", type=int)
+        p.add_argument("id", type=int, help="the skymap's id")
     listen = add_command(
         actions,
         "listen",

@@ -141,6 +141,8 @@ def test_tns_import_refresh_and_filter(
         tns = lasair["lasairData"]["TNS"]
         assert (tns["tns_prefix"], tns["tns_name"], tns["type"]) == ("SN", "2026aac", "SN Ia")
         assert api.get(f"/api/v1/objects/{ids[6]}").json()["tns"] is None
+        page = api.get(f"/objects/{ids[2]}")
+        assert page.status_code == 200 and "SN 2026aac</a>, <strong>SN Ia</strong>" in page.text
     db.dispose()
 
 
