@@ -49,9 +49,12 @@ class TnsImport:
 
 def crossmatch(objects: pa.Table, tns: pa.Table, radius_arcsec: float) -> pa.Table:
     """Each object (``diaObjectId``, ``ra``, ``dec``) with its nearest TNS entry within ``radius_arcsec``."""
+    objects = objects.filter(pc.and_(pc.is_valid(objects["ra"]), pc.is_valid(objects["dec"])))
     if objects.num_rows == 0 or tns.num_rows == 0:
         return CROSSMATCH_TNS_SCHEMA.empty_table()
-    at = SkyCoord(objects["ra"].to_numpy(zero_copy_only=False) * u.deg, objects["dec"].to_numpy() * u.deg)
+    ra = pc.cast(objects["ra"], pa.float64()).to_numpy(zero_copy_only=False)
+    dec = pc.cast(objects["dec"], pa.float64()).to_numpy(zero_copy_only=False)
+    at = SkyCoord(ra * u.deg, dec * u.deg)
     entries = SkyCoord(tns["ra"].to_numpy() * u.deg, tns["dec"].to_numpy() * u.deg)
     i_tns, i_obj, sep, _ = at.search_around_sky(entries, radius_arcsec * u.arcsec)  # (into entries, into at)
     if i_obj.size == 0:
@@ -148,9 +151,11 @@ def import_tns(
         raise ValueError(f"the TNS match radius must be in (0, 60] arcsec, not {radius_arcsec}")
     home = Path(settings.home)
     parsed = read_tns(path)
+    # Matched over one lake snapshot outside the lock (batches keep committing meanwhile); objects that arrive
+    # in between are matched by the next import.
+    matches = _lake_matches(home, parsed.objects, radius_arcsec)
     with commit.lake_lock(home):
         before = tns_tables.read_table(home, paths.CROSSMATCH_TNS)
-        matches = _lake_matches(home, parsed.objects, radius_arcsec)
         tns_tables.replace_tns(home, parsed.objects, matches)
     changed = changed_matches(before, matches)
     result = TnsImport(parsed.objects.num_rows, matches.num_rows, changed, parsed.exported)

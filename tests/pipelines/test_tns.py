@@ -166,3 +166,29 @@ def test_missing_column_is_refused_with_nothing_written(
     assert sorted(stored["tns_name"].to_pylist()) == ["AT 2026cqa", "SN 2018lzf", "SN 2022and"]
     assert pc.sum(pc.is_null(stored["discoverydate"])).as_py() == 0
     assert np.isclose(stored.sort_by("objid")["dec"][0].as_py(), -9.6884991)
+
+
+def test_crossmatch_keeps_the_nearest_entry_within_the_radius(data_dir: Path) -> None:
+    from nightjar.catalogs.tns import normalise
+    from nightjar.pipelines.tns_refresh import crossmatch
+
+    objects = pa.table(
+        {
+            "diaObjectId": pa.array([1, 2, 3, 4], pa.int64()),
+            "ra": pa.array([10.0, 200.0, 359.99999, None]),
+            "dec": pa.array([-20.0, 45.0, 0.0, 1.0]),
+        }
+    )
+    sample = pq.read_table(data_dir / SAMPLE)
+    rows = sample.slice(0, 1).to_pylist()[0]
+    entries = []
+    # Object 1: entries 1.0″ and 0.5″ away (the nearer wins); object 2: one at 1.6″ (outside 1.5″);
+    # object 3: one across RA = 0 at 0.7″.
+    for k, (ra, dec) in enumerate([(10.0, -20.0 + 1.0 / 3600), (10.0, -20.0 - 0.5 / 3600), (200.0, 45.0 + 1.6 / 3600)]):
+        entries.append({**rows, "objid": k, "name": f"2026x{k}", "ra": ra, "declination": dec})
+    entries.append({**rows, "objid": 9, "name": "2026x9", "ra": 0.7 / 3600, "declination": 0.0})
+    tns = normalise(pa.Table.from_pylist(entries, schema=sample.schema), "test")
+    found = crossmatch(objects, tns, 1.5).sort_by("diaObjectId")
+    assert found["diaObjectId"].to_pylist() == [1, 3]
+    assert found["tns_objid"].to_pylist() == [1, 9]
+    assert np.allclose(found["separationArcsec"].to_numpy(), [0.5, 0.7 + 0.00001 * 3600], atol=1e-6)
