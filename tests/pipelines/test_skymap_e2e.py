@@ -15,7 +15,9 @@ import pyarrow as pa
 import pytest
 from astropy.time import Time
 from distributed import Client
+from fastapi.testclient import TestClient
 
+from nightjar.api.app import create_app
 from nightjar.catalogs.skymap import read_skymap
 from nightjar.catalogs.skymap_store import add_skymap
 from nightjar.pipelines.run import run
@@ -82,6 +84,13 @@ def test_streaming_filter_on_mma_area_hits(kafka_settings: Settings, dask_client
 
     stored = query_lake(settings, f"SELECT diaSourceId FROM mma_area_hits WHERE skymapId = {live.id}")
     assert sorted(stored["diaSourceId"].to_pylist()) == sorted(ids[want].tolist())
+    with TestClient(create_app(settings)) as api:  # Lasair's query builder names the table and its map id
+        form = {"selected": "DISTINCT objects.diaObjectId", "tables": "objects, mma_area_hits"}
+        got_lasair = api.post("/lasair/api/query/", data={**form, "conditions": f"mma_area_hits.mw_id = {live.id}"})
+        assert got_lasair.status_code == 200, got_lasair.text
+        owners = sources["diaObjectId"].to_pylist()  # null for solar-system alerts
+        objects_hit = {str(o) for o, w in zip(owners, want, strict=True) if w and o is not None}
+        assert {r["diaObjectId"] for r in got_lasair.json()} == objects_hit
 
     # A map added now (the default 21-day window from the first night) is matched over the history.
     first = Time(simulate.START_MJD, format="mjd").to_datetime(timezone=UTC)

@@ -141,6 +141,16 @@ def test_tns_import_refresh_and_filter(
         tns = lasair["lasairData"]["TNS"]
         assert (tns["tns_prefix"], tns["tns_name"], tns["type"]) == ("SN", "2026aac", "SN Ia")
         assert api.get(f"/api/v1/objects/{ids[6]}").json()["tns"] is None
+        lasair_rows = api.post(
+            "/lasair/api/query/",
+            data={
+                "selected": "objects.diaObjectId, crossmatch_tns.tns_name",
+                "tables": "objects, crossmatch_tns",
+                "conditions": "crossmatch_tns.type = 'SN Ia'",
+            },
+        )
+        assert lasair_rows.status_code == 200, lasair_rows.text
+        assert sorted(r["diaObjectId"] for r in lasair_rows.json()) == sorted([ids[0], ids[2], ids[3]])
         page = api.get(f"/objects/{ids[2]}")
         assert page.status_code == 200 and "SN 2026aac</a>, <strong>SN Ia</strong>" in page.text
     db.dispose()
