@@ -25,6 +25,7 @@ from nightjar.api import (
     lasair_annotate,
     objects,
     query,
+    skymaps,
     users,
     watchlists,
 )
@@ -85,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(filter_messages.router(settings, filters_db))
     app.include_router(annotation_api.router(settings))
     app.include_router(lasair_annotate.router(settings))
+    app.include_router(skymaps.router(FilePath(settings.home)))
     pages.install(app, settings, filters_db, watch_jobs)
     api_docs.install(app)
 

@@ -195,13 +195,35 @@ def object_answer(request: Request, snap: Snapshot, params: dict[str, Any]) -> d
             alerts = alerts.filter(pc.invert(pc.fill_null(alerts[paths.FROM_HISTORY], False)))
         answer["lasairData"] = {
             "sherlock": sherlock,
-            "TNS": {},
+            "TNS": lasair_tns(objects.tns_of(snap.tables, object_id)),
             "annotations": records.to_records(objects.annotations_of(snap.tables, object_id)),
             "imageUrls": [_image_urls(request, i) for i in alerts["diaSourceId"].to_pylist()],
         }
     answer["diaSourcesList"] = sources
     answer["diaForcedSourcesList"] = forced
     return answer
+
+
+def lasair_tns(match: Any) -> dict[str, Any]:
+    """The object's TNS match in Lasair's ``lasairData.TNS`` layout; ``{}`` when it has none."""
+    if match is None:
+        return {}
+    row = records.to_records(match)[0]
+    prefix = row.get("tns_prefix") or ""
+    name = row.get("tns_name") or ""
+    return {
+        "tns_name": name.removeprefix(prefix).strip() if prefix else name,
+        "tns_prefix": prefix,
+        "type": row.get("type"),
+        "z": row.get("redshift"),
+        "ra": row.get("ra"),
+        "decl": row.get("dec"),
+        "disc_mag": row.get("discoverymag"),
+        "disc_date": row.get("discoverydate"),
+        "lastmodified_date": row.get("lastmodified"),
+        "tns_objid": row.get("tns_objid"),
+        "separationArcsec": row.get("separationArcsec"),
+    }
 
 
 def _image_urls(request: Request, dia_source_id: int) -> dict[str, str]:

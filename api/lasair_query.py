@@ -24,6 +24,9 @@ JOINED_TABLES = {
     "diasources": "sources",
     "forced_sources": "forced_sources",
     "diaforcedsources": "forced_sources",
+    "crossmatch_tns": "crossmatch_tns",
+    # Lasair's gravitational-wave hits: its map id is ``mw_id``.
+    "mma_area_hits": "(SELECT *, skymapId AS mw_id FROM mma_area_hits)",
 }
 # Lasair's watchlist:ID and area:ID: the hits of one list, with Lasair's column names beside Nightjar's.
 WATCH_TABLES = {

@@ -62,8 +62,15 @@ def object_payload(request: Request, snap: Snapshot, object_id: int, forced: boo
         },
         "context": context_payload(objects.context_of(snap.tables, object_id)),
         "annotations": to_records(objects.annotations_of(snap.tables, object_id)),
+        "tns": tns_payload(objects.tns_of(snap.tables, object_id)),
+        "skymaps": to_records(objects.skymap_hits_of(snap.tables, object_id)),
         "cutouts": None if latest is None else cutout_links(request, latest),
     }
+
+
+def tns_payload(match: Any) -> dict[str, Any] | None:
+    """The object's TNS match (``crossmatch_tns``) as JSON, or None."""
+    return None if match is None else to_records(match.drop_columns(["diaObjectId"]))[0]
 
 
 def watch_hits(snap: Snapshot, metadata_url: str, user: User, object_id: int) -> dict[str, list[dict[str, Any]]]:

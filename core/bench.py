@@ -20,7 +20,7 @@ def benchmarks() -> dict[str, tuple[AddArguments, Run, str, str]]:
     """The available benchmarks by name: (add their arguments, run them, one-line description, an example)."""
     from nightjar.api import bench_api
     from nightjar.lake import bench_cone, bench_lake, bench_objects
-    from nightjar.pipelines import bench_pipeline, bench_watch
+    from nightjar.pipelines import bench_pipeline, bench_skymap, bench_watch
     from nightjar.streams import bench_decode, bench_simulate
 
     return {
@@ -71,6 +71,12 @@ def benchmarks() -> dict[str, tuple[AddArguments, Run, str, str]]:
             bench_watch.run,
             "watchlist matching: a 10,000-alert batch vs 10^7 cones (warm), 10^6 cones over a 10^7-alert lake",
             "nightjar bench watchlist --cones 10000000 --alerts 10000 --history-cones 1000000",
+        ),
+        "skymap": (
+            bench_skymap.add_arguments,
+            bench_skymap.run,
+            "skymap matching: a 10,000-alert batch vs 10 active skymaps (warm), with the no-map baseline",
+            "nightjar bench skymap --maps 10 --alerts 10000 --skymap ../shared/data/skymaps/bayestar.multiorder.fits",
         ),
         "filters": (
             _filters_options,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from nightjar import __version__, cli_db, cli_filters, cli_users, cli_watch
+from nightjar import __version__, cli_annotator, cli_db, cli_filters, cli_skymap, cli_tns, cli_users, cli_watch
 from nightjar.bench import register as register_bench
 from nightjar.cli_help import FORMATTER, add_command, examples
 from nightjar.lake.cli import register as register_lake
@@ -198,6 +198,24 @@ def _filter(settings: Settings, args: argparse.Namespace) -> int:
 
 def _watch(settings: Settings, args: argparse.Namespace) -> int:
     return cli_watch.run(settings, args)
+
+
+def _skymap(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar import cli_skymap
+
+    return cli_skymap.run(settings, args)
+
+
+def _tns(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar import cli_tns
+
+    return cli_tns.run(settings, args)
+
+
+def _annotator(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar import cli_annotator
+
+    return cli_annotator.run(settings, args)
 
 
 def _alerts(settings: Settings, args: argparse.Namespace) -> int:
@@ -415,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_watch.add_parsers(sub, _watch)
     cli_users.register(sub)
     cli_db.register(sub)
+    cli_skymap.add_parsers(sub, _skymap)
+    cli_tns.add_parsers(sub, _tns)
+    cli_annotator.add_parsers(sub, _annotator)
 
     from nightjar.catalogs import cli as catalogs_cli
 
@@ -439,6 +460,7 @@ CREATES_HOME = {
     "watchlist",
     "watchmap",
     "db",
+    "skymap",
 }
 # Commands that read the lake: without one they still run (over empty views), with a warning.
 NEEDS_LAKE = {"query", "export"}

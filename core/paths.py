@@ -26,13 +26,26 @@ CONTEXT_MATCHES = "context_matches"  # every judged catalogue match of an object
 ANNOTATIONS = "annotations"  # annotations written through the API, one row each (appended)
 WATCHLIST_HITS = "watchlist_hits"  # alerts within a cone of a watchlist: one row per (watchlist, cone, alert)
 AREA_HITS = "area_hits"  # alerts inside a watchmap (sky area): one row per (watchmap, alert)
+MMA_AREA_HITS = "mma_area_hits"  # alerts inside a skymap's 90 % region in its window: one row per (skymap, alert)
+TNS = "tns"  # the Transient Name Server's public objects, replaced whole by each import
+CROSSMATCH_TNS = "crossmatch_tns"  # objects within the match radius of a TNS entry (replaced by each import)
 # Every detection and forced measurement key of each object, with the few columns features need, sorted by
 # diaObjectId: the pipeline reads its batch's objects here to keep only unseen packet history and to compute
 # features over the whole stored light curve, without scanning ``sources`` (appended, never rewritten).
 OBJECT_HISTORY = "object_history"
 # written by every alert batch
 ALERT_TABLES: tuple[str, ...] = (SOURCES, FORCED_SOURCES, OBJECTS, CUTOUTS, OBJECT_HISTORY)
-TABLES: tuple[str, ...] = (*ALERT_TABLES, CONTEXT, CONTEXT_MATCHES, ANNOTATIONS, WATCHLIST_HITS, AREA_HITS)
+TABLES: tuple[str, ...] = (
+    *ALERT_TABLES,
+    CONTEXT,
+    CONTEXT_MATCHES,
+    ANNOTATIONS,
+    WATCHLIST_HITS,
+    AREA_HITS,
+    MMA_AREA_HITS,
+    TNS,
+    CROSSMATCH_TNS,
+)
 LAKE_LOG = "lake_log"  # one row per committed batch: every table's version after it (lake snapshots)
 
 # Columns added by Nightjar to every alert-derived row.
@@ -65,6 +78,9 @@ PARTITION_COLUMNS: dict[str, list[str]] = {
     OBJECT_HISTORY: [],
     WATCHLIST_HITS: [],
     AREA_HITS: [],
+    MMA_AREA_HITS: [],
+    TNS: [],
+    CROSSMATCH_TNS: [],
 }
 SORT_COLUMNS: dict[str, str] = {
     SOURCES: HPX29,
@@ -77,6 +93,9 @@ SORT_COLUMNS: dict[str, str] = {
     OBJECT_HISTORY: "diaObjectId",
     WATCHLIST_HITS: "diaObjectId",
     AREA_HITS: "diaObjectId",
+    MMA_AREA_HITS: "diaObjectId",
+    TNS: "objid",
+    CROSSMATCH_TNS: "diaObjectId",
 }
 KEY_COLUMNS: dict[str, str] = {
     SOURCES: "diaSourceId",
@@ -89,6 +108,9 @@ KEY_COLUMNS: dict[str, str] = {
     OBJECT_HISTORY: "key",
     WATCHLIST_HITS: "diaSourceId",  # with watchlistId and coneId: hits are appended, never upserted
     AREA_HITS: "diaSourceId",  # with watchmapId
+    MMA_AREA_HITS: "diaSourceId",  # with skymapId
+    TNS: "objid",
+    CROSSMATCH_TNS: "diaObjectId",  # with objid
 }
 ROW_GROUP_ROWS: dict[str, int] = {
     SOURCES: 8192,
@@ -101,6 +123,9 @@ ROW_GROUP_ROWS: dict[str, int] = {
     OBJECT_HISTORY: 16384,
     WATCHLIST_HITS: 8192,
     AREA_HITS: 8192,
+    MMA_AREA_HITS: 8192,
+    TNS: 8192,
+    CROSSMATCH_TNS: 8192,
 }
 
 HPX_ORDER_MAX = 29
@@ -115,6 +140,8 @@ JOBS_DIR = "jobs"
 WATCHLISTS_DIR = "watchlists"
 WATCHMAPS_DIR = "watchmaps"
 WATCH_JOBS_DIR = "watch-jobs"
+# Skymaps (probability maps of gravitational-wave, GRB and neutrino events): one folder per map, under NIGHTJAR_HOME.
+SKYMAPS_DIR = "skymaps"
 # Exports made through the API: one folder of Parquet files and a manifest each, under NIGHTJAR_HOME.
 EXPORTS_DIR = "exports"
 

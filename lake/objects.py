@@ -206,6 +206,18 @@ def context_of(tables: Tables, object_id: int) -> Context:
     )
 
 
+def tns_of(tables: Tables, object_id: int) -> pa.Table | None:
+    """The object's TNS match (``crossmatch_tns``): one row, or None when it has none."""
+    rows = _by_object(tables, paths.CROSSMATCH_TNS, object_id, ["separationArcsec"])
+    return rows.slice(0, 1) if rows is not None and rows.num_rows else None
+
+
+def skymap_hits_of(tables: Tables, object_id: int) -> pa.Table:
+    """The object's skymap hits (``mma_area_hits``), in time order."""
+    rows = _by_object(tables, paths.MMA_AREA_HITS, object_id, ["midpointMjdTai", "skymapId"])
+    return rows if rows is not None else pa.table({OBJECT_KEY: pa.array([], pa.int64())})
+
+
 def annotations_of(tables: Tables, object_id: int) -> pa.Table:
     """The object's annotations, oldest first."""
     rows = _by_object(tables, paths.ANNOTATIONS, object_id, ["created", "annotationId"])

@@ -39,12 +39,32 @@ AREA_HITS_SCHEMA = pa.schema(
         pa.field("midpointMjdTai", pa.float64()),
     ]
 )
-SCHEMAS = {paths.WATCHLIST_HITS: WATCHLIST_HITS_SCHEMA, paths.AREA_HITS: AREA_HITS_SCHEMA}
-LIST_COLUMN = {paths.WATCHLIST_HITS: "watchlistId", paths.AREA_HITS: "watchmapId"}
+# Skymap hits (``lake.mma_hits``): stored and replaced per map like a watchmap's.
+MMA_HITS_SCHEMA = pa.schema(
+    [
+        pa.field("skymapId", pa.int64()),
+        pa.field("eventId", pa.string()),
+        pa.field("diaObjectId", pa.int64()),
+        pa.field("diaSourceId", pa.int64()),
+        pa.field("midpointMjdTai", pa.float64()),
+        pa.field("daysSinceEvent", pa.float64()),
+        pa.field("contour", pa.int32()),  # the smallest credible level (percent) holding the position: 50 or 90
+        pa.field("probdens2", pa.float64()),  # the map's probability density there, sr⁻¹
+        pa.field("probdens3", pa.float64()),  # at the host's distance, Mpc⁻³ sr⁻¹ (null without one)
+        pa.field("distanceMpc", pa.float64()),  # the host distance used
+    ]
+)
+SCHEMAS = {
+    paths.WATCHLIST_HITS: WATCHLIST_HITS_SCHEMA,
+    paths.AREA_HITS: AREA_HITS_SCHEMA,
+    paths.MMA_AREA_HITS: MMA_HITS_SCHEMA,
+}
+LIST_COLUMN = {paths.WATCHLIST_HITS: "watchlistId", paths.AREA_HITS: "watchmapId", paths.MMA_AREA_HITS: "skymapId"}
 # What makes a hit one hit: the list, the cone (watchlists) and the alert.
 HIT_KEYS = {
     paths.WATCHLIST_HITS: ("watchlistId", "coneId", "diaSourceId"),
     paths.AREA_HITS: ("watchmapId", "diaSourceId"),
+    paths.MMA_AREA_HITS: ("skymapId", "diaSourceId"),
 }
 
 

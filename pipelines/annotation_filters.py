@@ -6,6 +6,10 @@ row), ``sources`` (its newest detection), ``context`` (its classification), ``an
 ``watchlist_hits`` and ``area_hits`` (its stored hits, of the lists the filter's owner may see).
 A match is delivered like any other, keyed by the annotation instead of a detection, so a new annotation of an
 object can match again while a replayed one is not delivered twice.
+
+A TNS import announces the objects whose TNS match is new or changed as notices on the same topic (``topic`` =
+``tns``, from ``pipelines.tns_refresh``). They are not annotations: they run the filters that read
+``crossmatch_tns`` over those objects (with the objects' stored ``crossmatch_tns`` rows), and no others.
 """
 
 from __future__ import annotations
@@ -25,9 +29,16 @@ from nightjar.sql import parse, sandbox, views, watch_views
 from nightjar.sql.registry import Filter
 from nightjar.sql.streaming import run_filters
 
+TNS_NOTICE_TOPIC = "tns"  # pipelines.tns_refresh.NOTICE_TOPIC
+TNS_NOTICE_ANNOTATOR = "nightjar tns"
+
 
 def reads_annotations(flt: Filter) -> bool:
     return views.ANNOTATIONS in parse.tables_read(flt.sql)
+
+
+def reads_tns(flt: Filter) -> bool:
+    return views.CROSSMATCH_TNS in parse.tables_read(flt.sql)
 
 
 def annotation_views(home: Path, notes: pa.Table) -> dict[str, pa.Table]:
@@ -43,6 +54,9 @@ def annotation_views(home: Path, notes: pa.Table) -> dict[str, pa.Table]:
     context = read.rows_of_objects(home, paths.CONTEXT, ids)
     if context is not None and context.num_rows:
         out[views.CONTEXT] = context
+    tns = read.rows_of_objects(home, paths.CROSSMATCH_TNS, ids)
+    if tns is not None and tns.num_rows:
+        out[views.CROSSMATCH_TNS] = tns
     return out
 
 
@@ -77,14 +91,38 @@ def run_annotation_filters(
     limits: sandbox.Limits,
     metadata_url: str | None = None,
 ) -> tuple[list[FilterOutput], list[tuple[int, str]]]:
-    """The outputs of the filters that read ``annotations`` over the annotations in ``payloads``, and the
-    messages that were not annotations (index, reason). ``metadata_url``: where to learn which watchlists'
+    """The outputs of the filters that read ``annotations`` over the annotations in ``payloads`` (and of those
+    that read ``crossmatch_tns`` over the TNS notices among them), and the messages that were not annotations
+    (index, reason). ``metadata_url``: where to learn which watchlists'
     hits each filter's owner may see (None: every hit)."""
     notes, bad = decode_messages(payloads)
-    chosen = [f for f in filters if reads_annotations(f)]
-    if notes.num_rows == 0 or not chosen:
+    if notes.num_rows == 0:
         return [], bad
+    notice = pc.fill_null(
+        pc.and_(pc.equal(notes["topic"], TNS_NOTICE_TOPIC), pc.equal(notes["annotator"], TNS_NOTICE_ANNOTATOR)),
+        False,
+    )
+    outputs = _run(
+        home, notes.filter(pc.invert(notice)), [f for f in filters if reads_annotations(f)], limits, metadata_url
+    )
+    # TNS notices: only the filters reading crossmatch_tns, and no ``annotations`` view (they are not annotations).
+    outputs += _run(home, notes.filter(notice), [f for f in filters if reads_tns(f)], limits, metadata_url, False)
+    return outputs, bad
+
+
+def _run(
+    home: Path,
+    notes: pa.Table,
+    chosen: list[Filter],
+    limits: sandbox.Limits,
+    metadata_url: str | None,
+    as_annotations: bool = True,
+) -> list[FilterOutput]:
+    if notes.num_rows == 0 or not chosen:
+        return []
     tables = annotation_views(home, notes)
+    if not as_annotations:
+        tables[views.ANNOTATIONS] = notes.schema.empty_table()
     ids = pc.unique(notes["diaObjectId"]).to_numpy()
     results: list = [None] * len(chosen)
     for members, group_tables in _with_hits(home, tables, ids, chosen, metadata_url):
@@ -100,4 +138,4 @@ def run_annotation_filters(
             where = pc.index_in(keys["diaObjectId"], newest["diaObjectId"])
             keys = keys.set_column(1, "diaSourceId", pc.take(newest["annotationId_max"], where))
         outputs.append(FilterOutput(flt, result.matches, keys, result.error, result.timed_out))
-    return outputs, bad
+    return outputs

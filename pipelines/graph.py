@@ -214,7 +214,7 @@ def build(
     def match_watchlists(job: Job) -> Job:
         if not job.watch:
             return job
-        hits = client.submit(match_batch, job.future, job.watch, **_on(job.worker), pure=False)
+        hits = client.submit(match_batch, job.future, job.watch, job.context, **_on(job.worker), pure=False)
         return replace(job, hits=hits)
 
     def commit(job: Job) -> Job:

@@ -456,6 +456,7 @@ def batch_tables(
     if hits is not None:  # of the alerts stored: re-sent alerts were set aside at the commit
         kept = stored_hits(hits, batch.sources["diaSourceId"])
         extra[paths.WATCHLIST_HITS], extra[paths.AREA_HITS] = kept.watchlist_hits, kept.area_hits
+        extra[paths.MMA_AREA_HITS] = kept.mma_hits
     return views.batch_views(sources=sources, objects=objects, history=history, extra=extra, columns=columns)
 
 
@@ -481,11 +482,18 @@ def apply_filters(
         if home is not None and any(views.ANNOTATIONS in tables_read(f.sql) for f in filters):
             ids = pc.unique(pc.drop_null(batch.objects["diaObjectId"])).to_numpy() if batch.objects.num_rows else []
             notes = read.rows_of_objects(home, paths.ANNOTATIONS, np.asarray(ids, np.int64))
+        # Likewise the TNS matches of the batch's objects (``crossmatch_tns``, replaced by each TNS import).
+        tns = None
+        if home is not None and any(views.CROSSMATCH_TNS in tables_read(f.sql) for f in filters):
+            ids = pc.unique(pc.drop_null(batch.objects["diaObjectId"])).to_numpy() if batch.objects.num_rows else []
+            tns = read.rows_of_objects(home, paths.CROSSMATCH_TNS, np.asarray(ids, np.int64))
         # The views get the lake's columns, so that a filter bound to them at registration runs on every batch
         # (ZTF's ``magpsf`` over a batch of LSST alerts is null, as on LSST rows in the lake).
         read_views = set().union(*(tables_read(f.sql) for f in filters)) & set(views.VIEW_NAMES)
         columns = views.view_schemas(home, read_views) if home is not None else None
         tables = batch_tables(batch, context, notes, columns, read_views, hits)
+        if tns is not None:
+            tables[views.CROSSMATCH_TNS] = views.conform(tns, tables[views.CROSSMATCH_TNS].schema)
         results = run_filters(tables, [f.spec for f in filters], limits, isolate)
         outputs = [
             FilterOutput(f, r.matches, r.keys, r.error, r.timed_out) for f, r in zip(filters, results, strict=True)

@@ -20,11 +20,14 @@ import pyarrow.compute as pc
 from sqlalchemy.engine import Engine
 
 from nightjar import paths
+from nightjar.catalogs.skymap_store import SkymapSpec, active_specs
 from nightjar.catalogs.standardize import spatial_index
 from nightjar.catalogs.watch_index import WatchlistSpec, cached_index, match
 from nightjar.catalogs.watchmap import WatchmapSpec, cached_area
 from nightjar.lake import watch_hits
-from nightjar.lake.watch_hits import AREA_HITS_SCHEMA, WATCHLIST_HITS_SCHEMA
+from nightjar.lake.watch_hits import AREA_HITS_SCHEMA, MMA_HITS_SCHEMA, WATCHLIST_HITS_SCHEMA
+from nightjar.pipelines.context import BatchContext
+from nightjar.pipelines.skymap_match import skymap_hits
 from nightjar.settings import Settings
 from nightjar.sql import watch_registry
 from nightjar.streams.decode import DecodedBatch
@@ -39,9 +42,10 @@ class WatchSet:
     watchlists: tuple[WatchlistSpec, ...] = ()
     watchmaps: tuple[WatchmapSpec, ...] = ()
     cache_bytes: int = 4096 << 20
+    skymaps: tuple[SkymapSpec, ...] = ()  # the active skymaps (``mma_area_hits``)
 
     def __bool__(self) -> bool:
-        return bool(self.watchlists or self.watchmaps)
+        return bool(self.watchlists or self.watchmaps or self.skymaps)
 
 
 @dataclass
@@ -51,12 +55,14 @@ class BatchHits:
     watchlist_hits: pa.Table = field(default_factory=WATCHLIST_HITS_SCHEMA.empty_table)
     area_hits: pa.Table = field(default_factory=AREA_HITS_SCHEMA.empty_table)
     seconds: float = 0.0
+    mma_hits: pa.Table = field(default_factory=MMA_HITS_SCHEMA.empty_table)
 
 
 def active_watch(settings: Settings, db: Engine) -> WatchSet | None:
-    """The active watchlists and watchmaps of the metadata database; None when there are none."""
+    """The active watchlists and watchmaps of the metadata database and the active skymaps of the home; None
+    when there are none."""
     lists, maps = watch_registry.active_specs(db, Path(settings.home))
-    found = WatchSet(lists, maps, settings.watch_cache_mb << 20)
+    found = WatchSet(lists, maps, settings.watch_cache_mb << 20, active_specs(Path(settings.home)))
     return found if found else None
 
 
@@ -84,8 +90,9 @@ def alerts_of(sources: pa.Table) -> pa.Table:
     return out.append_column(paths.HPX29, pa.array(spatial_index(ra, dec)))
 
 
-def hits_of(alerts: pa.Table, watch: WatchSet) -> BatchHits:
-    """The hits of ``alerts`` (``alerts_of``) on every list of ``watch``."""
+def hits_of(alerts: pa.Table, watch: WatchSet, context: pa.Table | None = None) -> BatchHits:
+    """The hits of ``alerts`` (``alerts_of``) on every list and skymap of ``watch``; ``context``: the objects'
+    context rows, whose host distances give skymap hits their 3D density."""
     started = time.perf_counter()
     out = BatchHits()
     if alerts.num_rows == 0 or not watch:
@@ -138,13 +145,15 @@ def hits_of(alerts: pa.Table, watch: WatchSet) -> BatchHits:
         )
     if areas:
         out.area_hits = pa.concat_tables(areas).combine_chunks()
+    out.mma_hits = skymap_hits(alerts, watch.skymaps, watch.cache_bytes, context)
     out.seconds = time.perf_counter() - started
     return out
 
 
-def match_batch(batch: DecodedBatch, watch: WatchSet) -> BatchHits:
-    """The watch stage: a located batch's alerts matched against every active list (runs on the batch's worker)."""
-    return hits_of(alerts_of(batch.sources), watch)
+def match_batch(batch: DecodedBatch, watch: WatchSet, context: BatchContext | None = None) -> BatchHits:
+    """The watch stage: a located batch's alerts matched against every active list and skymap (runs on the
+    batch's worker)."""
+    return hits_of(alerts_of(batch.sources), watch, context.view if context is not None else None)
 
 
 def stored_hits(hits: BatchHits, alerts: pa.Array | pa.ChunkedArray) -> BatchHits:
@@ -153,6 +162,7 @@ def stored_hits(hits: BatchHits, alerts: pa.Array | pa.ChunkedArray) -> BatchHit
         watch_hits.keep_alerts(hits.watchlist_hits, alerts),
         watch_hits.keep_alerts(hits.area_hits, alerts),
         hits.seconds,
+        watch_hits.keep_alerts(hits.mma_hits, alerts),
     )
 
 
@@ -161,3 +171,4 @@ def commit_hits(home: Path, hits: BatchHits, txns: dict[str, int], alerts: pa.Ar
     kept = stored_hits(hits, alerts)
     watch_hits.append_batch(home, paths.WATCHLIST_HITS, kept.watchlist_hits, txns)
     watch_hits.append_batch(home, paths.AREA_HITS, kept.area_hits, txns)
+    watch_hits.append_batch(home, paths.MMA_AREA_HITS, kept.mma_hits, txns)

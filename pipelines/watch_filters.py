@@ -38,7 +38,10 @@ def visible_to(hits: BatchHits, watch: WatchSet, owner: str) -> BatchHits:
     lists = [s.id for s in watch.watchlists if not s.public and s.owner != owner]
     maps = [s.id for s in watch.watchmaps if not s.public and s.owner != owner]
     return BatchHits(
-        _without(hits.watchlist_hits, "watchlistId", lists), _without(hits.area_hits, "watchmapId", maps), hits.seconds
+        _without(hits.watchlist_hits, "watchlistId", lists),
+        _without(hits.area_hits, "watchmapId", maps),
+        hits.seconds,
+        hits.mma_hits,  # skymaps are everyone's
     )
 
 

@@ -19,7 +19,8 @@ from nightjar.catalogs.context import LAKE_CONTEXT_SCHEMA, LAKE_MATCHES_SCHEMA
 from nightjar.lake import read
 from nightjar.lake.annotations import SCHEMA as ANNOTATION_SCHEMA
 from nightjar.lake.keys import first_per_key, latest_per_key
-from nightjar.lake.watch_hits import AREA_HITS_SCHEMA, WATCHLIST_HITS_SCHEMA
+from nightjar.lake.tns import CROSSMATCH_TNS_SCHEMA
+from nightjar.lake.watch_hits import AREA_HITS_SCHEMA, MMA_HITS_SCHEMA, WATCHLIST_HITS_SCHEMA
 from nightjar.streams import schemas
 
 SOURCES = paths.SOURCES
@@ -29,6 +30,8 @@ CONTEXT = paths.CONTEXT
 CONTEXT_MATCHES = paths.CONTEXT_MATCHES
 WATCHLIST_HITS = paths.WATCHLIST_HITS
 AREA_HITS = paths.AREA_HITS
+MMA_AREA_HITS = paths.MMA_AREA_HITS
+CROSSMATCH_TNS = paths.CROSSMATCH_TNS
 ANNOTATIONS = "annotations"
 VIEW_NAMES: tuple[str, ...] = (
     SOURCES,
@@ -39,6 +42,8 @@ VIEW_NAMES: tuple[str, ...] = (
     WATCHLIST_HITS,
     AREA_HITS,
     ANNOTATIONS,
+    MMA_AREA_HITS,
+    CROSSMATCH_TNS,
 )
 
 # Views no stage fills yet, with the feature that will fill them: always empty, over the lake and in every batch.
@@ -55,6 +60,8 @@ ROW_KEYS: dict[str, tuple[str, str | None]] = {
     WATCHLIST_HITS: ("diaObjectId", "diaSourceId"),
     AREA_HITS: ("diaObjectId", "diaSourceId"),
     ANNOTATIONS: ("diaObjectId", None),
+    MMA_AREA_HITS: ("diaObjectId", "diaSourceId"),
+    CROSSMATCH_TNS: ("diaObjectId", None),
 }
 
 OBJECT_ORDER = "lastAlertMjdTai"  # the newest alert's state of an object wins
@@ -107,6 +114,8 @@ def placeholder_schemas() -> dict[str, pa.Schema]:
         WATCHLIST_HITS: _nullable(list(WATCHLIST_HITS_SCHEMA)),
         AREA_HITS: _nullable(list(AREA_HITS_SCHEMA)),
         ANNOTATIONS: _nullable(list(ANNOTATION_SCHEMA)),
+        MMA_AREA_HITS: _nullable(list(MMA_HITS_SCHEMA)),
+        CROSSMATCH_TNS: _nullable(list(CROSSMATCH_TNS_SCHEMA)),
     }
 
 

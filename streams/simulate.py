@@ -255,6 +255,16 @@ class Simulation:
             for name in ("diaSource", "diaObject", "prvDiaForcedSources")
         }
 
+    def place(self, ra: np.ndarray, dec: np.ndarray) -> None:
+        """Move the objects to the given positions (degrees, one per object, in ``objects`` order): tests place
+        alerts inside and outside a sky region (a skymap's credible region, a watchmap)."""
+        ra, dec = np.asarray(ra, np.float64), np.asarray(dec, np.float64)
+        if ra.shape != (len(self.objects),) or dec.shape != ra.shape:
+            raise ValueError(f"give one position per object ({len(self.objects)})")
+        for obj, r, d in zip(self.objects, ra, dec, strict=True):
+            obj.ra, obj.dec = float(r), float(d)
+        self._ra, self._dec = ra.copy(), dec.copy()
+
     def truth(self) -> pa.Table:
         """Class, position and host of every object that has alerts (the simulation's ground truth)."""
         used = sorted({i for _, i in self.events})
@@ -562,6 +572,21 @@ def produce(
         raise RuntimeError(f"{remaining} simulated alerts were not delivered to {topic}")
     if truth is not None:
         pq.write_table(simulation.truth(), truth)
+    return sent
+
+
+def produce_simulation(settings: Settings, topic: str, simulation: Simulation) -> int:
+    """Produce every alert of a prepared ``Simulation`` (objects placed with ``Simulation.place``) to ``topic``."""
+    kafka.ensure_topics(settings, [topic])
+    producer = Producer(kafka.producer_config(settings))
+    sent = 0
+    for alert in simulation.alerts():
+        _produce_one(producer, topic, alert.key, alert.payload)
+        sent += 1
+    remaining = producer.flush(60)
+    producer.close()
+    if remaining:
+        raise RuntimeError(f"{remaining} simulated alerts were not delivered to {topic}")
     return sent
 
 

@@ -94,6 +94,8 @@ def router() -> APIRouter:
                 "match_columns": shown,
                 "annotations": payload["annotations"],
                 "hits": hits,
+                "tns": payload["tns"],
+                "skymaps": payload["skymaps"],
                 "cutout_source": payload["cutouts"]["diaSourceId"] if payload["cutouts"] else None,
                 "links": external_links(float(row["ra"]), float(row["dec"])),
                 "api_url": f"/api/v1/objects/{object_id}",

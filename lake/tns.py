@@ -1,0 +1,61 @@
+"""The ``tns`` and ``crossmatch_tns`` lake tables, replaced together by each TNS import.
+
+Both tables are overwritten under the lake's commit lock, then one lake snapshot is logged: a reader of the lake
+(which reads the tables at a logged snapshot) sees the old TNS and its matches or the new ones, never a mix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+
+from nightjar import paths
+from nightjar.lake import commit
+from nightjar.lake.read import arrow_dataset
+
+CROSSMATCH_TNS_SCHEMA = pa.schema(
+    [
+        pa.field("diaObjectId", pa.int64()),
+        pa.field("tns_objid", pa.int64()),
+        pa.field("tns_name", pa.string()),  # "SN 2022and"
+        pa.field("tns_prefix", pa.string()),  # "SN", "AT", "TDE"…
+        pa.field("type", pa.string()),  # spectroscopic class, null until classified
+        pa.field("redshift", pa.float64()),
+        pa.field("discoverydate", pa.timestamp("us", tz="UTC")),
+        pa.field("discoverymag", pa.float64()),
+        pa.field("ra", pa.float64()),  # the TNS position
+        pa.field("dec", pa.float64()),
+        pa.field("separationArcsec", pa.float64()),
+        pa.field("lastmodified", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def _overwrite(home: Path, table: str, data: pa.Table) -> None:
+    location = str(paths.table_dir(home, table))
+    data = commit.laid_out(table, data)
+    target: str | DeltaTable = DeltaTable(location) if DeltaTable.is_deltatable(location) else location
+    write_deltalake(
+        target,
+        data,
+        mode="overwrite",
+        schema_mode="overwrite",
+        writer_properties=commit.writer_properties(table, data.schema),
+    )
+
+
+def replace_tns(home: Path, tns: pa.Table, matches: pa.Table) -> None:
+    """Replace ``tns`` and ``crossmatch_tns`` in one lake snapshot (call under ``commit.lake_lock``)."""
+    _overwrite(home, paths.TNS, tns)
+    _overwrite(home, paths.CROSSMATCH_TNS, matches.cast(CROSSMATCH_TNS_SCHEMA))
+    commit.log_batch(home, {})
+
+
+def read_table(home: Path, table: str) -> pa.Table | None:
+    """The latest version of ``tns`` or ``crossmatch_tns``; None before the first import."""
+    location = str(paths.table_dir(home, table))
+    if not DeltaTable.is_deltatable(location):
+        return None
+    return arrow_dataset(DeltaTable(location)).to_table()
