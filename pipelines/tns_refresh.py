@@ -116,7 +116,7 @@ def announce(settings: Settings, changed: pa.Table) -> bool:
     if changed.num_rows == 0:
         return True
     try:
-        config = kafka.producer_config(settings, **{"message.timeout.ms": 10_000})
+        config = kafka.producer_config(settings, kafka.OUTPUT, **{"message.timeout.ms": 10_000})
     except kafka.KafkaNotConfigured:
         log.warning("no Kafka configured: the TNS refresh does not trigger filters")
         return False
