@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from nightjar import paths
 from nightjar.lake import commit, history, read, resent, staged
 from nightjar.pipelines.context import BatchContext, commit_context
-from nightjar.pipelines.features import object_features
+from nightjar.pipelines.features import feature_columns, object_features, sky_of
 from nightjar.pipelines.healpix import add_healpix, add_night
 from nightjar.pipelines.watch import BatchHits, commit_hits, stored_hits
 from nightjar.sql import sandbox, views
@@ -188,9 +188,10 @@ def lake_forced(batch: DecodedBatch, known: pa.Table | None = None) -> pa.Table 
     return commit.first_per_key(forced, paths.FORCED_KEY)
 
 
-def merge_objects(objects: pa.Table, detections: pa.Table, home: Path) -> pa.Table:
+def merge_objects(objects: pa.Table, detections: pa.Table, home: Path, context: pa.Table | None = None) -> pa.Table:
     """Each object's newest packet state with features over its whole light curve (``detections``: every
-    stored and new detection of the batch's objects).
+    stored and new detection of the batch's objects). ``context``: the batch's context view, whose host
+    ``distance`` gives the absolute magnitudes.
 
     The packet columns come from the newest alert of the object that reached the lake: the batch's, unless the
     lake holds a detection newer than the batch's newest alert (the alert arrived late), in which case the
@@ -198,13 +199,16 @@ def merge_objects(objects: pa.Table, detections: pa.Table, home: Path) -> pa.Tab
     so the stored row does not depend on the order in which alerts arrived.
     """
     objects = commit.latest_per_key(objects.filter(pc.is_valid(objects["diaObjectId"])), "diaObjectId", OBJECT_ORDER)
-    features = object_features(detections) if detections.num_rows else None
-    if features is not None:
+    if detections.num_rows:
         newest = detections.group_by("diaObjectId").aggregate([("midpointMjdTai", "max")])
         where = pc.index_in(objects["diaObjectId"], newest["diaObjectId"])
         late = pc.fill_null(pc.less(objects[OBJECT_ORDER], pc.take(newest["midpointMjdTai_max"], where)), False)
         if pc.any(late).as_py():
-            objects = _keep_stored_state(objects, late, home, features.column_names)
+            objects = _keep_stored_state(objects, late, home, feature_columns())
+        # the position of the state kept (the newest alert's) gives glat and ebv
+        sky = sky_of(objects, context)
+        features = object_features(detections, sky)
+        features = features.join(sky.drop_columns(["distance"]), keys="diaObjectId", join_type="left outer")
         objects = objects.drop_columns(
             [c for c in features.column_names if c != "diaObjectId" and c in objects.column_names]
         )
@@ -385,7 +389,8 @@ def _commit(
     if objects.num_rows:
         everything = pa.concat_tables([stored, new_rows])  # new_rows holds the lagging rows too
         detections = everything.filter(pc.invert(everything[history.FORCED])).select(history.DETECTION_COLUMNS)
-        objects = timed("features", merge_objects, objects, detections, home)
+        view = context.view if context is not None else None
+        objects = timed("features", merge_objects, objects, detections, home, view)
         others.append(timed.submit("objects", commit.upsert, home, paths.OBJECTS, objects, txns, order=None))
     for write in writes:
         write.result()
