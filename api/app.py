@@ -25,6 +25,7 @@ from nightjar.api import (
     lasair_annotate,
     objects,
     query,
+    sso,
     users,
     watchlists,
 )
@@ -74,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(jobs.router(manager))
     app.include_router(cone.router())
     app.include_router(objects.router())
+    app.include_router(sso.router())
     app.include_router(cutouts.router())
     app.include_router(context.router())
     app.include_router(lasair.router(settings))

@@ -30,9 +30,22 @@ AREA_HITS = "area_hits"  # alerts inside a watchmap (sky area): one row per (wat
 # diaObjectId: the pipeline reads its batch's objects here to keep only unseen packet history and to compute
 # features over the whole stored light curve, without scanning ``sources`` (appended, never rewritten).
 OBJECT_HISTORY = "object_history"
+# Solar-system objects (LSST alerts of known minor planets, streams.sso): each alert's ssSource, by diaSourceId, and
+# each ssObjectId's newest MPC orbit (upserted).
+SS_SOURCES = "ss_sources"
+SS_OBJECTS = "ss_objects"
 # written by every alert batch
 ALERT_TABLES: tuple[str, ...] = (SOURCES, FORCED_SOURCES, OBJECTS, CUTOUTS, OBJECT_HISTORY)
-TABLES: tuple[str, ...] = (*ALERT_TABLES, CONTEXT, CONTEXT_MATCHES, ANNOTATIONS, WATCHLIST_HITS, AREA_HITS)
+TABLES: tuple[str, ...] = (
+    *ALERT_TABLES,
+    CONTEXT,
+    CONTEXT_MATCHES,
+    ANNOTATIONS,
+    WATCHLIST_HITS,
+    AREA_HITS,
+    SS_SOURCES,
+    SS_OBJECTS,
+)
 LAKE_LOG = "lake_log"  # one row per committed batch: every table's version after it (lake snapshots)
 
 # Columns added by Nightjar to every alert-derived row.
@@ -65,6 +78,8 @@ PARTITION_COLUMNS: dict[str, list[str]] = {
     OBJECT_HISTORY: [],
     WATCHLIST_HITS: [],
     AREA_HITS: [],
+    SS_SOURCES: [],
+    SS_OBJECTS: [],
 }
 SORT_COLUMNS: dict[str, str] = {
     SOURCES: HPX29,
@@ -77,6 +92,8 @@ SORT_COLUMNS: dict[str, str] = {
     OBJECT_HISTORY: "diaObjectId",
     WATCHLIST_HITS: "diaObjectId",
     AREA_HITS: "diaObjectId",
+    SS_SOURCES: "ssObjectId",
+    SS_OBJECTS: "ssObjectId",
 }
 KEY_COLUMNS: dict[str, str] = {
     SOURCES: "diaSourceId",
@@ -89,6 +106,8 @@ KEY_COLUMNS: dict[str, str] = {
     OBJECT_HISTORY: "key",
     WATCHLIST_HITS: "diaSourceId",  # with watchlistId and coneId: hits are appended, never upserted
     AREA_HITS: "diaSourceId",  # with watchmapId
+    SS_SOURCES: "diaSourceId",
+    SS_OBJECTS: "ssObjectId",
 }
 ROW_GROUP_ROWS: dict[str, int] = {
     SOURCES: 8192,
@@ -101,6 +120,8 @@ ROW_GROUP_ROWS: dict[str, int] = {
     OBJECT_HISTORY: 16384,
     WATCHLIST_HITS: 8192,
     AREA_HITS: 8192,
+    SS_SOURCES: 8192,
+    SS_OBJECTS: 8192,
 }
 
 HPX_ORDER_MAX = 29

@@ -19,6 +19,7 @@ from nightjar.lake import commit, history, read, resent, staged
 from nightjar.pipelines.context import BatchContext, commit_context
 from nightjar.pipelines.features import feature_columns, object_features, sky_of
 from nightjar.pipelines.healpix import add_healpix, add_night
+from nightjar.pipelines.solar_system import commit_sso, sso_rows
 from nightjar.pipelines.watch import BatchHits, commit_hits, stored_hits
 from nightjar.sql import sandbox, views
 from nightjar.sql.parse import tables_read
@@ -384,6 +385,8 @@ def _commit(
         others.append(timed.submit("context", commit_context, home, context, txns))
     if hits is not None:
         others.append(timed.submit("watch", commit_hits, home, hits, txns, batch.sources["diaSourceId"]))
+    if batch.ss_sources.num_rows or batch.ss_objects.num_rows:
+        others.append(timed.submit("sso", commit_sso, home, batch, txns))
     new_rows = pa.concat_tables(index) if index else history.SCHEMA.empty_table()
     objects = batch.objects.drop_columns([c for c in (ROW,) if c in batch.objects.column_names])
     if objects.num_rows:
@@ -458,6 +461,7 @@ def batch_tables(
         extra[paths.CONTEXT] = context.view
     if annotations is not None:
         extra[paths.ANNOTATIONS] = annotations
+    extra.update(sso_rows(batch))
     if hits is not None:  # of the alerts stored: re-sent alerts were set aside at the commit
         kept = stored_hits(hits, batch.sources["diaSourceId"])
         extra[paths.WATCHLIST_HITS], extra[paths.AREA_HITS] = kept.watchlist_hits, kept.area_hits

@@ -21,6 +21,7 @@ from nightjar.lake.annotations import SCHEMA as ANNOTATION_SCHEMA
 from nightjar.lake.keys import first_per_key, latest_per_key
 from nightjar.lake.watch_hits import AREA_HITS_SCHEMA, WATCHLIST_HITS_SCHEMA
 from nightjar.streams import schemas
+from nightjar.streams.sso import SOURCE_COLUMNS as SSO_SOURCE_COLUMNS
 
 SOURCES = paths.SOURCES
 OBJECTS = paths.OBJECTS
@@ -30,6 +31,8 @@ CONTEXT_MATCHES = paths.CONTEXT_MATCHES
 WATCHLIST_HITS = paths.WATCHLIST_HITS
 AREA_HITS = paths.AREA_HITS
 ANNOTATIONS = "annotations"
+SS_SOURCES = paths.SS_SOURCES
+SS_OBJECTS = paths.SS_OBJECTS
 VIEW_NAMES: tuple[str, ...] = (
     SOURCES,
     OBJECTS,
@@ -39,6 +42,8 @@ VIEW_NAMES: tuple[str, ...] = (
     WATCHLIST_HITS,
     AREA_HITS,
     ANNOTATIONS,
+    SS_SOURCES,
+    SS_OBJECTS,
 )
 
 # Views no stage fills yet, with the feature that will fill them: always empty, over the lake and in every batch.
@@ -55,6 +60,7 @@ ROW_KEYS: dict[str, tuple[str, str | None]] = {
     WATCHLIST_HITS: ("diaObjectId", "diaSourceId"),
     AREA_HITS: ("diaObjectId", "diaSourceId"),
     ANNOTATIONS: ("diaObjectId", None),
+    SS_SOURCES: ("diaObjectId", "diaSourceId"),
 }
 
 OBJECT_ORDER = "lastAlertMjdTai"  # the newest alert's state of an object wins
@@ -107,6 +113,21 @@ def placeholder_schemas() -> dict[str, pa.Schema]:
         WATCHLIST_HITS: _nullable(list(WATCHLIST_HITS_SCHEMA)),
         AREA_HITS: _nullable(list(AREA_HITS_SCHEMA)),
         ANNOTATIONS: _nullable(list(ANNOTATION_SCHEMA)),
+        **_sso_placeholders(sid, source),
+    }
+
+
+def _sso_placeholders(sid: int, source: list[pa.Field]) -> dict[str, pa.Schema]:
+    """``ss_sources`` and ``ss_objects`` as ``streams.sso`` makes them from the current schema's records."""
+    ss = list(schemas.arrow_record_schema(sid, "ssSource"))
+    have = {f.name for f in ss}
+    from_source = [f for f in source if f.name in ("diaObjectId", *SSO_SOURCE_COLUMNS) and f.name not in have]
+    orbit = [f for f in schemas.arrow_record_schema(sid, "mpc_orbits") if f.name != "ssObjectId"]
+    return {
+        SS_SOURCES: _nullable([*ss, *from_source, *_PROVENANCE]),
+        SS_OBJECTS: _nullable(
+            [pa.field("ssObjectId", pa.int64()), *orbit, pa.field(OBJECT_ORDER, pa.float64()), *_PROVENANCE]
+        ),
     }
 
 
