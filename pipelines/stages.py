@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from nightjar import paths
 from nightjar.lake import commit, history, read, resent, staged
+from nightjar.pipelines.classifiers import annotations_of
 from nightjar.pipelines.context import BatchContext, commit_context
 from nightjar.pipelines.features import feature_columns, object_features, sky_of
 from nightjar.pipelines.healpix import add_healpix, add_night
@@ -395,6 +396,10 @@ def _commit(
         view = context.view if context is not None else None
         objects = timed("features", merge_objects, objects, detections, home, view)
         others.append(timed.submit("objects", commit.upsert, home, paths.OBJECTS, objects, txns, order=None))
+        # classifier plug-ins: their annotations are committed with the batch, before its filters run
+        notes = timed("classifiers", annotations_of, objects)
+        if notes.num_rows:
+            others.append(timed.submit("annotations", commit.append, home, paths.ANNOTATIONS, notes, txns))
     for write in writes:
         write.result()
     # The index now covers what the tables hold (after a repair, maybe beyond this batch): only now, so that a
