@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from nightjar import paths
 from nightjar.lake import commit, history, read, resent, staged
-from nightjar.pipelines.classifiers import annotations_of
+from nightjar.pipelines.classifiers import annotations_of, chosen
 from nightjar.pipelines.context import BatchContext, commit_context
 from nightjar.pipelines.features import feature_columns, object_features, sky_of
 from nightjar.pipelines.healpix import add_healpix, add_night
@@ -284,6 +284,7 @@ def commit_to_lake(
     context: BatchContext | None = None,
     cutouts: staged.StagedFiles | None = None,
     hits: BatchHits | None = None,
+    classifiers: Collection[str] = (),
 ) -> DecodedBatch:
     """Write the batch to every lake table; a batch whose offsets a table already holds writes nothing there.
 
@@ -297,7 +298,9 @@ def commit_to_lake(
     Tables that do not depend on each other are written side by side (Delta writes run outside the GIL); the
     index is appended only after the rows it describes, and the lake log last. ``cutouts``: the files
     ``stage_cutouts`` wrote for the batch's cutouts, committed here. ``hits``: the batch's watchlist and
-    watchmap hits (``pipelines.watch``), committed for the alerts stored.
+    watchmap hits (``pipelines.watch``), committed for the alerts stored. ``classifiers``: the names of the
+    classifier plug-ins to run on the batch's objects (``pipelines.classifiers``), whose annotations are committed
+    with the batch.
     """
     started = time.perf_counter()
     seconds: dict[str, float] = {"commit.cutouts_staged": cutouts.seconds if cutouts is not None else 0.0}
@@ -306,7 +309,7 @@ def commit_to_lake(
         timed = _Timed(pool, seconds)
         stored_alerts = timed("resent", resent.stored_alerts, home, batch.cutouts)
         batch = timed("resent", _set_aside_resent, batch, stored_alerts)
-        objects = _commit(batch, home, txns, context, timed, stored_alerts[resent.KEY], cutouts, hits)
+        objects = _commit(batch, home, txns, context, timed, stored_alerts[resent.KEY], cutouts, hits, classifiers)
     timings = {**batch.timings, **seconds, "commit": time.perf_counter() - started}
     # No later stage reads the cutouts (~170 MB in a heavy batch of 2,000): the worker frees them now, not after
     # the filters.
@@ -353,6 +356,7 @@ def _commit(
     stored_alerts: pa.ChunkedArray | pa.Array,
     cutouts: staged.StagedFiles | None,
     hits: BatchHits | None = None,
+    classifiers: Collection[str] = (),
 ) -> pa.Table:
     tables = (batch.objects, batch.sources, batch.prv_sources, batch.forced_sources)
     columns = [t["diaObjectId"] for t in tables if t.num_rows and "diaObjectId" in t.column_names]
@@ -397,8 +401,8 @@ def _commit(
         objects = timed("features", merge_objects, objects, detections, home, view)
         others.append(timed.submit("objects", commit.upsert, home, paths.OBJECTS, objects, txns, order=None))
         # classifier plug-ins: their annotations are committed with the batch, before its filters run
-        notes = timed("classifiers", annotations_of, objects)
-        if notes.num_rows:
+        notes = timed("classifiers", annotations_of, objects, chosen(classifiers)) if classifiers else None
+        if notes is not None and notes.num_rows:
             others.append(timed.submit("annotations", commit.append, home, paths.ANNOTATIONS, notes, txns))
     for write in writes:
         write.result()

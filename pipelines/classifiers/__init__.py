@@ -4,10 +4,10 @@ training script; its tests under ``tests/pipelines/classifiers``), in the manner
 A plug-in's ``__init__`` defines ``CLASSIFIER``, a :class:`Classifier`: its name (the annotations' ``topic``), its
 version, and ``classify``, a vectorised function from the batch's ``objects`` rows (packet state and features, as
 the lake stores them) to one row per object it has an opinion on: ``diaObjectId``, ``classification`` and
-``score`` (0–1). The pipeline runs every registered classifier on the workers right after the features
-(``pipelines.stages``), appends their outputs to the ``annotations`` table in the batch's commit, and the batch's
-filters, which run after the commit, see them in ``annotations``: a filter can select on a classifier's score in
-the same batch.
+``score`` (0–1). The pipeline runs the classifiers that ``Settings.classifiers`` names (none by default) on the
+workers right after the features (``pipelines.stages``), appends their outputs to the ``annotations`` table in the
+batch's commit, and the batch's filters, which run after the commit, see them in ``annotations``: a filter can
+select on a classifier's score in the same batch.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -47,6 +47,15 @@ def registered() -> tuple[Classifier, ...]:
             module = importlib.import_module(f"{__name__}.{info.name}")
             found.append(module.CLASSIFIER)
     return tuple(sorted(found, key=lambda c: c.name))
+
+
+def chosen(names: Collection[str]) -> tuple[Classifier, ...]:
+    """The registered classifiers of these names (``Settings.classifiers``); an unknown name is an error."""
+    known = {c.name: c for c in registered()}
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValueError(f"unknown classifier(s) {', '.join(unknown)}; the plug-ins are: {', '.join(sorted(known))}")
+    return tuple(known[n] for n in dict.fromkeys(names))
 
 
 def annotations_of(objects: pa.Table, classifiers: tuple[Classifier, ...] | None = None) -> pa.Table:

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pytest
 from distributed import Client
 
-from nightjar.pipelines.classifiers import annotations_of, registered
+from nightjar.pipelines.classifiers import annotations_of, chosen, registered
 from nightjar.pipelines.classifiers.early_snia import model
 from nightjar.pipelines.classifiers.early_snia.train import simulated_objects
 from nightjar.pipelines.run import run
@@ -19,6 +19,12 @@ from nightjar.settings import Settings
 from nightjar.sql import registry
 from nightjar.sql.engine import query_lake
 from nightjar.streams import kafka, simulate
+
+
+def test_classifiers_are_chosen_by_name() -> None:
+    assert [c.name for c in chosen(["early_snia"])] == ["early_snia"] and chosen([]) == ()
+    with pytest.raises(ValueError, match="unknown classifier"):
+        chosen(["no_such_classifier"])
 
 
 def test_the_plug_in_is_registered_with_its_model() -> None:
@@ -56,7 +62,7 @@ def test_accuracy_on_a_fresh_simulated_survey_and_its_annotations() -> None:
 
 
 def test_a_filter_selects_on_the_score_in_the_batch_that_made_it(kafka_settings: Settings, dask_client: Client) -> None:
-    settings = kafka_settings.model_copy(update={"batch_size": 400})
+    settings = kafka_settings.model_copy(update={"batch_size": 400, "classifiers": ["early_snia"]})
     topic = f"snia-{uuid.uuid4().hex[:8]}"
     n = simulate.produce(settings, topic, 800, seed=41, config=simulate.SimConfig(history_days=0))
     db = registry.engine(settings.metadata_url)
