@@ -13,8 +13,12 @@ from fastapi.testclient import TestClient
 
 from nightjar.api.app import create_app
 from nightjar.pipelines.run import ingest
+from nightjar.pipelines.stages import batch_tables
 from nightjar.settings import Settings
-from nightjar.sql.engine import query_lake
+from nightjar.sql.compile import FilterSpec
+from nightjar.sql.engine import limits, query_lake
+from nightjar.sql.streaming import run_filters
+from nightjar.streams.decode import RawBatch, decode_batch
 
 FOLDER = "alerts/lsst/lsstcam-2025-v9.0"
 
@@ -84,3 +88,27 @@ def test_sso_records_round_trip_through_the_lake_api_and_filters(lake: tuple[Set
         if a["ssSource"]["heliocentricDist"] > 1
     )
     assert [(r["diaSourceId"], r["mpcDesignation"]) for r in joined] == want and want
+
+
+def test_a_streaming_filter_joins_the_batchs_solar_system_rows(settings: Settings, data_dir: Path) -> None:
+    files = sorted((data_dir / FOLDER).glob("*.avro"))
+    batch = decode_batch(RawBatch.from_payloads([f.read_bytes() for f in files]))
+    sql = (
+        "SELECT s.diaObjectId, s.diaSourceId, ss.ssObjectId, o.mpcDesignation FROM sources s "
+        "JOIN ss_sources ss USING (diaSourceId) JOIN ss_objects o ON o.ssObjectId = ss.ssObjectId"
+    )
+    (result,) = run_filters(batch_tables(batch), [FilterSpec(1, 1, sql)], limits(settings))
+    assert result.error is None and result.matches is not None
+    carriers = [a for f in files for a in fastavro.reader(f.open("rb")) if isinstance(a, dict) and a.get("ssSource")]
+    rows = result.matches.drop_columns(["diaObjectId"]).to_pylist()
+    assert sorted(rows, key=lambda r: r["diaSourceId"]) == sorted(
+        (
+            {
+                "diaSourceId": a["diaSource"]["diaSourceId"],
+                "ssObjectId": a["ssSource"]["ssObjectId"],
+                "mpcDesignation": a["MPCORB"]["mpcDesignation"],
+            }
+            for a in carriers
+        ),
+        key=lambda r: r["diaSourceId"],
+    )
