@@ -26,6 +26,7 @@ from nightjar.api import (
     objects,
     query,
     skymaps,
+    sso,
     users,
     watchlists,
 )
@@ -75,6 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(jobs.router(manager))
     app.include_router(cone.router())
     app.include_router(objects.router())
+    app.include_router(sso.router())
     app.include_router(cutouts.router())
     app.include_router(context.router())
     app.include_router(lasair.router(settings))

@@ -32,6 +32,32 @@ LASAIR_OBJECT_COLUMNS: dict[str, str] = {
     "raErr": "raErr",
     "decErr": "decErr",
     "ra_dec_Cov": "ra_dec_Cov",
+    # Lasair-LSST's added features, computed with Lasair's definitions (docs/features.md)
+    **{
+        name: name
+        for name in (
+            "nSourcesGood",
+            "nPosDiaSources",
+            "nPosDiaSourcesNights",
+            "absMag",
+            "absMagMJD",
+            "glat",
+            "ebv",
+            "jump1",
+            "jump2",
+            "BBBRiseRate",
+            "BBBFallRate",
+            "BBBTemp",
+            "BBBPeakFlux",
+            "BBBPeakMJD",
+            "BBBPeakAbsMag",
+            *(
+                f"{which}Pair{part}"
+                for which in ("latest", "penultimate")
+                for part in ("MJD", "ColourMag", "ColourBands", "ColourTemp")
+            ),
+        )
+    },
 }
 for _b in BANDS:
     LASAIR_OBJECT_COLUMNS |= {
@@ -64,33 +90,10 @@ NOT_IN_NIGHTJAR: dict[str, str] = {
     "pmDec": "",
     "observation_reason": "",
     "target_name": "",
-    "nPosDiaSources": "",
-    "nPosDiaSourcesNights": "",
-    "nSourcesGood": "",
     "tns_name": "",
     "nearbyObj1": "",
     "nearbyObj1Dist": "",
     "nearbyObj1LnP": "",
-    "absMag": "",
-    "absMagMJD": "",
-    "BBBRiseRate": "",
-    "BBBFallRate": "",
-    "BBBTemp": "",
-    "BBBPeakFlux": "",
-    "BBBPeakMJD": "",
-    "BBBPeakAbsMag": "",
-    "glat": "",
-    "ebv": "",
-    "jump1": "jumpSigma (the newest flux against the mean of the earlier ones in its band)",
-    "jump2": "jumpSigma (the newest flux against the mean of the earlier ones in its band)",
-    "latestPairMJD": "colourMjd (the newest g-r pair)",
-    "latestPairColourMag": "g_minus_r (the newest g-r pair)",
-    "latestPairColourBands": "g_minus_r (the newest g-r pair)",
-    "latestPairColourTemp": "",
-    "penultimatePairMJD": "",
-    "penultimatePairColourMag": "",
-    "penultimatePairColourBands": "",
-    "penultimatePairColourTemp": "",
     "htm16": "hpx29 (HEALPix order 29, nested)",
     "timestamp": "lastAlertMjdTai",
     "validityStart": "validityStartMjdTai",
@@ -107,7 +110,7 @@ def nightjar_name(lasair: str) -> str | None:
 
     Examples
     --------
-    >>> nightjar_name("decl"), nightjar_name("g_latestMJD"), nightjar_name("jump1")
+    >>> nightjar_name("decl"), nightjar_name("g_latestMJD"), nightjar_name("pmRa")
     ('dec', None, None)
     """
     target = _MAPPED.get(lasair.lower())

@@ -33,6 +33,10 @@ CROSSMATCH_TNS = "crossmatch_tns"  # objects within the match radius of a TNS en
 # diaObjectId: the pipeline reads its batch's objects here to keep only unseen packet history and to compute
 # features over the whole stored light curve, without scanning ``sources`` (appended, never rewritten).
 OBJECT_HISTORY = "object_history"
+# Solar-system objects (LSST alerts of known minor planets, streams.sso): each alert's ssSource, by diaSourceId, and
+# each ssObjectId's newest MPC orbit (upserted).
+SS_SOURCES = "ss_sources"
+SS_OBJECTS = "ss_objects"
 # written by every alert batch
 ALERT_TABLES: tuple[str, ...] = (SOURCES, FORCED_SOURCES, OBJECTS, CUTOUTS, OBJECT_HISTORY)
 TABLES: tuple[str, ...] = (
@@ -45,6 +49,8 @@ TABLES: tuple[str, ...] = (
     MMA_AREA_HITS,
     TNS,
     CROSSMATCH_TNS,
+    SS_SOURCES,
+    SS_OBJECTS,
 )
 LAKE_LOG = "lake_log"  # one row per committed batch: every table's version after it (lake snapshots)
 
@@ -81,6 +87,8 @@ PARTITION_COLUMNS: dict[str, list[str]] = {
     MMA_AREA_HITS: [],
     TNS: [],
     CROSSMATCH_TNS: [],
+    SS_SOURCES: [],
+    SS_OBJECTS: [],
 }
 SORT_COLUMNS: dict[str, str] = {
     SOURCES: HPX29,
@@ -96,6 +104,8 @@ SORT_COLUMNS: dict[str, str] = {
     MMA_AREA_HITS: "diaObjectId",
     TNS: "objid",
     CROSSMATCH_TNS: "diaObjectId",
+    SS_SOURCES: "ssObjectId",
+    SS_OBJECTS: "ssObjectId",
 }
 KEY_COLUMNS: dict[str, str] = {
     SOURCES: "diaSourceId",
@@ -111,6 +121,8 @@ KEY_COLUMNS: dict[str, str] = {
     MMA_AREA_HITS: "diaSourceId",  # with skymapId
     TNS: "objid",
     CROSSMATCH_TNS: "diaObjectId",  # with objid
+    SS_SOURCES: "diaSourceId",
+    SS_OBJECTS: "ssObjectId",
 }
 ROW_GROUP_ROWS: dict[str, int] = {
     SOURCES: 8192,
@@ -126,6 +138,8 @@ ROW_GROUP_ROWS: dict[str, int] = {
     MMA_AREA_HITS: 8192,
     TNS: 8192,
     CROSSMATCH_TNS: 8192,
+    SS_SOURCES: 8192,
+    SS_OBJECTS: 8192,
 }
 
 HPX_ORDER_MAX = 29

@@ -190,6 +190,12 @@ class Settings(BaseSettings):
         description="The web portal's address as its users reach it (https://broker.example.org): filter e-mails "
         "and webhook payloads link to its object pages. None: no links.",
     )
+    classifiers: list[str] = Field(
+        default_factory=list,
+        description="Classifier plug-ins (pipelines/classifiers: early_snia) run on every batch; their outputs are "
+        "annotations the batch's filters see. JSON in the environment: NIGHTJAR_CLASSIFIERS='[\"early_snia\"]'. "
+        "Empty: none.",
+    )
     api_trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses (or networks) of reverse proxies whose X-Forwarded-For/-Proto are believed; "

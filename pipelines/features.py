@@ -22,6 +22,11 @@ import duckdb
 import light_curve as lc
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from nightjar.catalogs.dust import ebv_sfd, galactic
+from nightjar.pipelines.bazin_features import band_fits, bbb_features
+from nightjar.pipelines.lasair_features import lasair_features
 
 BANDS = ("u", "g", "r", "i", "z", "y")
 JD_MJD = 2400000.5
@@ -157,6 +162,7 @@ def _features_sql() -> str:
 
 
 _LOCAL = threading.local()
+_ORDER = ("diaObjectId", "midpointMjdTai", "band", "psfFlux", "psfFluxErr", "reliability")
 
 
 def _connection() -> duckdb.DuckDBPyConnection:
@@ -181,13 +187,16 @@ def summary_features(detections: pa.Table) -> pa.Table:
         con.unregister("detections")
 
 
-def curve_features(detections: pa.Table) -> pa.Table:
-    """The ``light-curve`` features of each object's flux light curve (all bands), columns ``lc_<name>``.
+def curve_features(detections: pa.Table, band: str | None = None) -> pa.Table:
+    """The ``light-curve`` features of each object's flux light curve (all bands), columns ``lc_<name>``; with
+    ``band``, of its light curve in that band, columns ``<band>_lc_<name>``.
 
     light-curve needs strictly increasing times: of detections at the same time (ZTF has some), the one with
     the smallest error is used.
     """
-    table = detections.select(["diaObjectId", "midpointMjdTai", "psfFlux", "psfFluxErr"]).drop_null()
+    table = detections.select(["diaObjectId", "midpointMjdTai", "band", "psfFlux", "psfFluxErr"]).drop_null()
+    if band is not None:
+        table = table.filter(pc.equal(table["band"], band))
     table = table.sort_by([("diaObjectId", "ascending"), ("midpointMjdTai", "ascending"), ("psfFluxErr", "ascending")])
     obj = table["diaObjectId"].to_numpy()
     t = np.asarray(table["midpointMjdTai"].to_numpy(), dtype=np.float64)
@@ -207,13 +216,62 @@ def curve_features(detections: pa.Table) -> pa.Table:
         else np.empty((0, len(ext.names)))
     )
     columns = {"diaObjectId": pa.array(ids, pa.int64())}
+    prefix = "lc_" if band is None else f"{band}_lc_"
     for j, name in enumerate(ext.names):
-        columns[f"lc_{name}"] = pa.array(np.asarray(values)[:, j] if len(curves) else [], pa.float64())
+        columns[f"{prefix}{name}"] = pa.array(np.asarray(values)[:, j] if len(curves) else [], pa.float64())
     return pa.table(columns)
 
 
-def object_features(detections: pa.Table) -> pa.Table:
-    """Summary and light-curve features, one row per ``diaObjectId`` of ``detections``."""
-    summary = summary_features(detections)
-    curves = curve_features(detections)
-    return summary.join(curves, keys="diaObjectId", join_type="left outer", coalesce_keys=True)
+def object_features(detections: pa.Table, sky: pa.Table | None = None) -> pa.Table:
+    """Summary, Lasair-LSST and light-curve features (all bands and per band), one row per ``diaObjectId`` of
+    ``detections``. ``sky``: each object's ``ebv`` and host ``distance`` (Mpc), for the extinction-corrected and
+    absolute-magnitude features (``lasair_features.SKY_SCHEMA``); without it they are uncorrected and null."""
+    # Rows in a fixed order: floating-point sums (means, deviations) and ties then do not depend on the order in
+    # which the alerts arrived.
+    detections = detections.sort_by([(c, "ascending") for c in _ORDER if c in detections.column_names])
+    table = summary_features(detections)
+    parts = [lasair_features(_connection(), detections, sky), curve_features(detections)]
+    parts += [curve_features(detections, band) for band in BANDS]
+    fits = band_fits(detections, sky)
+    parts.append(bbb_features(fits, sky))
+    for part in parts:
+        table = table.join(part, keys="diaObjectId", join_type="left outer", coalesce_keys=True)
+    return table
+
+
+def sky_of(objects: pa.Table, context: pa.Table | None = None) -> pa.Table:
+    """Each object's Galactic latitude ``glat`` and SFD reddening ``ebv`` at its position (``ra``, ``dec``), and
+    its host's luminosity ``distance`` (Mpc) from the ``context`` rows (null without a host distance)."""
+    ids = objects["diaObjectId"].cast(pa.int64())
+    ra = np.asarray(pc.fill_null(objects["ra"].cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False))
+    dec = np.asarray(pc.fill_null(objects["dec"].cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False))
+    _, glat = galactic(ra, dec)
+    distance = pa.nulls(len(ids), pa.float64())
+    if context is not None and context.num_rows and "distance" in context.column_names:
+        where = pc.index_in(ids, context["diaObjectId"].cast(pa.int64()))
+        distance = pc.take(context["distance"].cast(pa.float64()), where)
+    return pa.table(
+        {
+            "diaObjectId": ids,
+            "glat": pa.array(glat, pa.float64(), from_pandas=True),
+            "ebv": pa.array(ebv_sfd(ra, dec), pa.float64(), from_pandas=True),
+            "distance": distance,
+        }
+    )
+
+
+@functools.cache
+def feature_columns() -> list[str]:
+    """The names of the columns ``object_features`` and ``sky_of`` add to an object's row."""
+    empty = pa.table(
+        {
+            "diaObjectId": pa.array([], pa.int64()),
+            "midpointMjdTai": pa.array([], pa.float64()),
+            "band": pa.array([], pa.string()),
+            "psfFlux": pa.array([], pa.float64()),
+            "psfFluxErr": pa.array([], pa.float64()),
+            "reliability": pa.array([], pa.float64()),
+        }
+    )
+    names = object_features(empty).column_names
+    return [*names, "glat", "ebv"]

@@ -65,6 +65,7 @@ class GraphConfig:
     limits: sandbox.Limits
     run_filters: bool = True
     catalogs: CatalogSet | None = None  # None or empty: no context stage
+    classifiers: tuple[str, ...] = ()  # classifier plug-ins run in the commit (pipelines.classifiers)
 
 
 def transactions(source: Source) -> dict[str, int]:
@@ -84,9 +85,10 @@ def _commit_after(
     context: Any,
     cutouts: StagedFiles | None,
     hits: BatchHits | None = None,
+    classifiers: tuple[str, ...] = (),
 ) -> stages.DecodedBatch:
     """``stages.commit_to_lake`` once the previous batch's commit finished (``previous``: its marker)."""
-    return stages.commit_to_lake(batch, home, txns, context, cutouts, hits)
+    return stages.commit_to_lake(batch, home, txns, context, cutouts, hits, classifiers)
 
 
 STALL_S = 10.0  # a job awaited longer than this: the driver checks what it may be waiting on
@@ -222,7 +224,7 @@ def build(
         where = _on(job.worker)
         # The cutouts' files are written while earlier batches commit; only adding them waits its turn.
         cutouts = client.submit(stages.stage_cutouts, job.future, config.home, **where, pure=False)
-        after = (pipeline.last_commit, config.home, txns, job.context, cutouts, job.hits)
+        after = (pipeline.last_commit, config.home, txns, job.context, cutouts, job.hits, config.classifiers)
         fut = client.submit(_commit_after, job.future, *after, **where, pure=False)
         pipeline.last_commit = client.submit(_committed, fut, **where, pure=False)
         return replace(job, future=fut)

@@ -21,6 +21,7 @@ from nightjar import paths
 from nightjar.catalogs.catalog import load_catalog_set
 from nightjar.lake import ledger, maintain
 from nightjar.pipelines.annotation_filters import run_annotation_filters
+from nightjar.pipelines.classifiers import chosen as chosen_classifiers
 from nightjar.pipelines.cluster import cap_worker_memory
 from nightjar.pipelines.delivery import Deliverer, DeliveryReport
 from nightjar.pipelines.stages import BatchOutcome, FilterOutput
@@ -95,6 +96,7 @@ def _graph_config(settings: Settings, run_filters: bool = True) -> graph.GraphCo
         limits=sql_engine.limits(settings, timeout_s=settings.filter_timeout_s),
         run_filters=run_filters,
         catalogs=load_catalog_set(Path(settings.home), cache_mb=settings.catalog_cache_mb),
+        classifiers=tuple(c.name for c in chosen_classifiers(settings.classifiers)),  # unknown names fail here
     )
 
 

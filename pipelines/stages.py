@@ -16,9 +16,11 @@ import pyarrow.compute as pc
 
 from nightjar import paths
 from nightjar.lake import commit, history, read, resent, staged
+from nightjar.pipelines.classifiers import annotations_of, chosen
 from nightjar.pipelines.context import BatchContext, commit_context
-from nightjar.pipelines.features import object_features
+from nightjar.pipelines.features import feature_columns, object_features, sky_of
 from nightjar.pipelines.healpix import add_healpix, add_night
+from nightjar.pipelines.solar_system import commit_sso, sso_rows
 from nightjar.pipelines.watch import BatchHits, commit_hits, stored_hits
 from nightjar.sql import sandbox, views
 from nightjar.sql.parse import tables_read
@@ -188,9 +190,10 @@ def lake_forced(batch: DecodedBatch, known: pa.Table | None = None) -> pa.Table 
     return commit.first_per_key(forced, paths.FORCED_KEY)
 
 
-def merge_objects(objects: pa.Table, detections: pa.Table, home: Path) -> pa.Table:
+def merge_objects(objects: pa.Table, detections: pa.Table, home: Path, context: pa.Table | None = None) -> pa.Table:
     """Each object's newest packet state with features over its whole light curve (``detections``: every
-    stored and new detection of the batch's objects).
+    stored and new detection of the batch's objects). ``context``: the batch's context view, whose host
+    ``distance`` gives the absolute magnitudes.
 
     The packet columns come from the newest alert of the object that reached the lake: the batch's, unless the
     lake holds a detection newer than the batch's newest alert (the alert arrived late), in which case the
@@ -198,13 +201,16 @@ def merge_objects(objects: pa.Table, detections: pa.Table, home: Path) -> pa.Tab
     so the stored row does not depend on the order in which alerts arrived.
     """
     objects = commit.latest_per_key(objects.filter(pc.is_valid(objects["diaObjectId"])), "diaObjectId", OBJECT_ORDER)
-    features = object_features(detections) if detections.num_rows else None
-    if features is not None:
+    if detections.num_rows:
         newest = detections.group_by("diaObjectId").aggregate([("midpointMjdTai", "max")])
         where = pc.index_in(objects["diaObjectId"], newest["diaObjectId"])
         late = pc.fill_null(pc.less(objects[OBJECT_ORDER], pc.take(newest["midpointMjdTai_max"], where)), False)
         if pc.any(late).as_py():
-            objects = _keep_stored_state(objects, late, home, features.column_names)
+            objects = _keep_stored_state(objects, late, home, feature_columns())
+        # the position of the state kept (the newest alert's) gives glat and ebv
+        sky = sky_of(objects, context)
+        features = object_features(detections, sky)
+        features = features.join(sky.drop_columns(["distance"]), keys="diaObjectId", join_type="left outer")
         objects = objects.drop_columns(
             [c for c in features.column_names if c != "diaObjectId" and c in objects.column_names]
         )
@@ -278,6 +284,7 @@ def commit_to_lake(
     context: BatchContext | None = None,
     cutouts: staged.StagedFiles | None = None,
     hits: BatchHits | None = None,
+    classifiers: Collection[str] = (),
 ) -> DecodedBatch:
     """Write the batch to every lake table; a batch whose offsets a table already holds writes nothing there.
 
@@ -291,7 +298,9 @@ def commit_to_lake(
     Tables that do not depend on each other are written side by side (Delta writes run outside the GIL); the
     index is appended only after the rows it describes, and the lake log last. ``cutouts``: the files
     ``stage_cutouts`` wrote for the batch's cutouts, committed here. ``hits``: the batch's watchlist and
-    watchmap hits (``pipelines.watch``), committed for the alerts stored.
+    watchmap hits (``pipelines.watch``), committed for the alerts stored. ``classifiers``: the names of the
+    classifier plug-ins to run on the batch's objects (``pipelines.classifiers``), whose annotations are committed
+    with the batch.
     """
     started = time.perf_counter()
     seconds: dict[str, float] = {"commit.cutouts_staged": cutouts.seconds if cutouts is not None else 0.0}
@@ -300,7 +309,7 @@ def commit_to_lake(
         timed = _Timed(pool, seconds)
         stored_alerts = timed("resent", resent.stored_alerts, home, batch.cutouts)
         batch = timed("resent", _set_aside_resent, batch, stored_alerts)
-        objects = _commit(batch, home, txns, context, timed, stored_alerts[resent.KEY], cutouts, hits)
+        objects = _commit(batch, home, txns, context, timed, stored_alerts[resent.KEY], cutouts, hits, classifiers)
     timings = {**batch.timings, **seconds, "commit": time.perf_counter() - started}
     # No later stage reads the cutouts (~170 MB in a heavy batch of 2,000): the worker frees them now, not after
     # the filters.
@@ -347,6 +356,7 @@ def _commit(
     stored_alerts: pa.ChunkedArray | pa.Array,
     cutouts: staged.StagedFiles | None,
     hits: BatchHits | None = None,
+    classifiers: Collection[str] = (),
 ) -> pa.Table:
     tables = (batch.objects, batch.sources, batch.prv_sources, batch.forced_sources)
     columns = [t["diaObjectId"] for t in tables if t.num_rows and "diaObjectId" in t.column_names]
@@ -380,13 +390,20 @@ def _commit(
         others.append(timed.submit("context", commit_context, home, context, txns))
     if hits is not None:
         others.append(timed.submit("watch", commit_hits, home, hits, txns, batch.sources["diaSourceId"]))
+    if batch.ss_sources.num_rows or batch.ss_objects.num_rows:
+        others.append(timed.submit("sso", commit_sso, home, batch, txns))
     new_rows = pa.concat_tables(index) if index else history.SCHEMA.empty_table()
     objects = batch.objects.drop_columns([c for c in (ROW,) if c in batch.objects.column_names])
     if objects.num_rows:
         everything = pa.concat_tables([stored, new_rows])  # new_rows holds the lagging rows too
         detections = everything.filter(pc.invert(everything[history.FORCED])).select(history.DETECTION_COLUMNS)
-        objects = timed("features", merge_objects, objects, detections, home)
+        view = context.view if context is not None else None
+        objects = timed("features", merge_objects, objects, detections, home, view)
         others.append(timed.submit("objects", commit.upsert, home, paths.OBJECTS, objects, txns, order=None))
+        # classifier plug-ins: their annotations are committed with the batch, before its filters run
+        notes = timed("classifiers", annotations_of, objects, chosen(classifiers)) if classifiers else None
+        if notes is not None and notes.num_rows:
+            others.append(timed.submit("annotations", commit.append, home, paths.ANNOTATIONS, notes, txns))
     for write in writes:
         write.result()
     # The index now covers what the tables hold (after a repair, maybe beyond this batch): only now, so that a
@@ -453,6 +470,7 @@ def batch_tables(
         extra[paths.CONTEXT] = context.view
     if annotations is not None:
         extra[paths.ANNOTATIONS] = annotations
+    extra.update(sso_rows(batch))
     if hits is not None:  # of the alerts stored: re-sent alerts were set aside at the commit
         kept = stored_hits(hits, batch.sources["diaSourceId"])
         extra[paths.WATCHLIST_HITS], extra[paths.AREA_HITS] = kept.watchlist_hits, kept.area_hits

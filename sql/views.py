@@ -22,6 +22,7 @@ from nightjar.lake.keys import first_per_key, latest_per_key
 from nightjar.lake.tns import CROSSMATCH_TNS_SCHEMA
 from nightjar.lake.watch_hits import AREA_HITS_SCHEMA, MMA_HITS_SCHEMA, WATCHLIST_HITS_SCHEMA
 from nightjar.streams import schemas
+from nightjar.streams.sso import SOURCE_COLUMNS as SSO_SOURCE_COLUMNS
 
 SOURCES = paths.SOURCES
 OBJECTS = paths.OBJECTS
@@ -33,6 +34,8 @@ AREA_HITS = paths.AREA_HITS
 MMA_AREA_HITS = paths.MMA_AREA_HITS
 CROSSMATCH_TNS = paths.CROSSMATCH_TNS
 ANNOTATIONS = "annotations"
+SS_SOURCES = paths.SS_SOURCES
+SS_OBJECTS = paths.SS_OBJECTS
 VIEW_NAMES: tuple[str, ...] = (
     SOURCES,
     OBJECTS,
@@ -44,6 +47,8 @@ VIEW_NAMES: tuple[str, ...] = (
     ANNOTATIONS,
     MMA_AREA_HITS,
     CROSSMATCH_TNS,
+    SS_SOURCES,
+    SS_OBJECTS,
 )
 
 # Views no stage fills yet, with the feature that will fill them: always empty, over the lake and in every batch.
@@ -62,6 +67,7 @@ ROW_KEYS: dict[str, tuple[str, str | None]] = {
     ANNOTATIONS: ("diaObjectId", None),
     MMA_AREA_HITS: ("diaObjectId", "diaSourceId"),
     CROSSMATCH_TNS: ("diaObjectId", None),
+    SS_SOURCES: ("diaObjectId", "diaSourceId"),
 }
 
 OBJECT_ORDER = "lastAlertMjdTai"  # the newest alert's state of an object wins
@@ -116,6 +122,21 @@ def placeholder_schemas() -> dict[str, pa.Schema]:
         ANNOTATIONS: _nullable(list(ANNOTATION_SCHEMA)),
         MMA_AREA_HITS: _nullable(list(MMA_HITS_SCHEMA)),
         CROSSMATCH_TNS: _nullable(list(CROSSMATCH_TNS_SCHEMA)),
+        **_sso_placeholders(sid, source),
+    }
+
+
+def _sso_placeholders(sid: int, source: list[pa.Field]) -> dict[str, pa.Schema]:
+    """``ss_sources`` and ``ss_objects`` as ``streams.sso`` makes them from the current schema's records."""
+    ss = list(schemas.arrow_record_schema(sid, "ssSource"))
+    have = {f.name for f in ss}
+    from_source = [f for f in source if f.name in ("diaObjectId", *SSO_SOURCE_COLUMNS) and f.name not in have]
+    orbit = [f for f in schemas.arrow_record_schema(sid, "mpc_orbits") if f.name != "ssObjectId"]
+    return {
+        SS_SOURCES: _nullable([*ss, *from_source, *_PROVENANCE]),
+        SS_OBJECTS: _nullable(
+            [pa.field("ssObjectId", pa.int64()), *orbit, pa.field(OBJECT_ORDER, pa.float64()), *_PROVENANCE]
+        ),
     }
 
 

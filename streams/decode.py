@@ -24,7 +24,7 @@ from nightjar.streams import container, lsst_model, parquet_alerts, schemas, val
 from nightjar.streams.avro_columnar import UnsupportedSchema, join, program_for
 
 ROW = "_row"  # position of the message in its batch, dropped before the lake
-MODEL_TABLES = ("sources", "prv_sources", "forced_sources", "objects", "cutouts")
+MODEL_TABLES = ("sources", "prv_sources", "forced_sources", "objects", "cutouts", "ss_sources", "ss_objects")
 
 
 @dataclass
@@ -88,6 +88,8 @@ class DecodedBatch:
     prv_sources: pa.Table = field(default_factory=lambda: _empty())
     forced_sources: pa.Table = field(default_factory=lambda: _empty())
     cutouts: pa.Table = field(default_factory=lambda: _empty())
+    ss_sources: pa.Table = field(default_factory=lambda: _empty())  # solar-system associations (streams.sso)
+    ss_objects: pa.Table = field(default_factory=lambda: _empty())  # their MPC orbits
     rejects: list[Reject] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds spent in each pipeline stage
     duplicates: int = 0  # messages whose every alert the lake held already, identical (set by the lake commit)

@@ -1,7 +1,8 @@
 """LSST alerts, decoded column by column, as the model's tables.
 
 The model is LSST's own vocabulary: ``sources`` (the triggering diaSource), ``prv_sources`` (packet history),
-``forced_sources``, ``objects`` (the diaObject) and ``cutouts``; every row carries ``_row``, the position of its
+``forced_sources``, ``objects`` (the diaObject), ``cutouts``, and for alerts of known solar-system objects
+``ss_sources`` and ``ss_objects`` (``streams.sso``); every row carries ``_row``, the position of its
 Kafka message in the batch.
 """
 
@@ -11,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from nightjar.streams.avro_columnar import RECORD, Decoded
+from nightjar.streams.sso import sso_tables
 
 ROW = "_row"
 CUTOUT_FIELDS = ("cutoutDifference", "cutoutScience", "cutoutTemplate")
@@ -52,4 +54,6 @@ def model_tables(decoded: Decoded, record_row: np.ndarray) -> dict[str, pa.Table
         "diaObjectId", source["diaObjectId"]
     )
     tables["cutouts"] = cutouts.append_column(ROW, pa.array(record_row[:n], pa.int64()))
+    for name, table in sso_tables(decoded, source).items():
+        tables[name] = _with_row(table, record_row)
     return tables

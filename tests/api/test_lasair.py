@@ -131,14 +131,34 @@ def test_lasair_lsst_object_columns_answer_as_nightjars(data_lake: DataLake, las
 
 def test_lasair_lsst_columns_nightjar_lacks_are_named_in_a_400(lasair: lasair_client) -> None:
     for selected, conditions, named in [
-        ("diaObjectId, jump1", "", "jump1"),
-        ("diaObjectId", "objects.latestPairColourMag > 0.5 AND ebv < 0.1", "ebv, latestPairColourMag"),
+        ("diaObjectId, pmRa", "", "pmRa"),
+        ("diaObjectId", "objects.tns_name IS NOT NULL AND nearbyObj1 > 0", "nearbyObj1, tns_name"),
     ]:
         with pytest.raises(LasairError) as caught:
             lasair.query(selected, "objects", conditions)
         message = caught.value.message
         assert "Bad Request" in message
         assert f"Nightjar does not have the Lasair-LSST objects column(s) {named} (yet)" in message
+
+
+def test_lasair_lsst_feature_columns_answer(data_lake: DataLake, lasair: lasair_client) -> None:
+    names = [
+        *("nSourcesGood", "nPosDiaSources", "nPosDiaSourcesNights", "glat", "ebv", "jump1", "jump2"),
+        *("absMag", "absMagMJD", "latestPairMJD", "latestPairColourMag", "latestPairColourBands"),
+        *("latestPairColourTemp", "penultimatePairMJD", "penultimatePairColourMag", "penultimatePairColourBands"),
+        *("penultimatePairColourTemp", "BBBRiseRate", "BBBFallRate", "BBBTemp", "BBBPeakFlux", "BBBPeakMJD"),
+        "BBBPeakAbsMag",
+    ]
+    rows = lasair.query(
+        "objects.diaObjectId, " + ", ".join(names), "objects", "objects.glat > -90 AND ebv >= 0", limit=1000
+    )
+    stored = {r["diaObjectId"]: r for r in data_lake.objects.to_pylist()}
+    assert len(rows) == len(stored)
+    for row in rows:
+        mine = stored[int(row["diaObjectId"])]
+        for name in names:
+            assert row[name] == (pytest.approx(mine[name]) if isinstance(mine[name], float) else mine[name]), name
+    assert any(row["nPosDiaSources"] for row in rows)
 
 
 def test_query_rows_are_capped_by_role(data_lake: DataLake, endpoint: str) -> None:

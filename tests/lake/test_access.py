@@ -38,8 +38,9 @@ def computed(client: Client, frame: object) -> pa.Table:
 
 def test_dask_round_trip_equals_a_pyarrow_read(lake_home: Path, dask_client: Client) -> None:
     lake = nightjar.lake.open(lake_home)
-    assert lake.tables == list(paths.ALERT_TABLES)
-    for table in lake.tables:
+    # and the solar-system tables of the simulator's minor-planet alerts
+    assert lake.tables == [*paths.ALERT_TABLES, paths.SS_SOURCES, paths.SS_OBJECTS]
+    for table in paths.ALERT_TABLES:
         dt = delta(lake_home, table)
         frame = lake.to_dask(table, partition_bytes=1)  # one task per file
         assert frame.npartitions == len(dt.file_uris()) > 1
@@ -115,11 +116,11 @@ def _commit_times(home: Path, table: str) -> dict[int, datetime]:
 
 
 def test_as_of_reads_every_table_as_it_was(lake_home: Path) -> None:
-    times = {t: _commit_times(lake_home, t) for t in paths.ALERT_TABLES}
+    times = {t: _commit_times(lake_home, t) for t in nightjar.lake.open(lake_home).tables}
     moment = times[paths.SOURCES][2]
     expected = {
         t: max(v for v, ts in times[t].items() if ts <= moment)
-        for t in paths.ALERT_TABLES
+        for t in times
         if any(ts <= moment for ts in times[t].values())
     }
     assert expected[paths.SOURCES] == 2
@@ -138,7 +139,7 @@ def test_as_of_reads_every_table_as_it_was(lake_home: Path) -> None:
     early = nightjar.lake.open(lake_home, as_of=first)
     assert early.versions == {
         t: max(v for v, ts in times[t].items() if ts <= first)
-        for t in paths.ALERT_TABLES
+        for t in times
         if any(ts <= first for ts in times[t].values())
     }
     assert early.versions[paths.OBJECTS] == 0
@@ -159,7 +160,7 @@ def test_as_of_reads_every_table_as_it_was(lake_home: Path) -> None:
 
 def test_as_of_goes_by_commit_times_not_file_times(lake_home: Path) -> None:
     """A lake copied without its files' times (``cp -r``, a restore) still travels to the same versions."""
-    times = {t: _commit_times(lake_home, t) for t in paths.ALERT_TABLES}
+    times = {t: _commit_times(lake_home, t) for t in nightjar.lake.open(lake_home).tables}
     moment = times[paths.SOURCES][2]
     expected = nightjar.lake.open(lake_home, as_of=moment).versions
     assert expected[paths.SOURCES] == 2
