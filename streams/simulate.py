@@ -552,6 +552,15 @@ def produce(
 ) -> int:
     """Produce ``n_alerts`` alerts to ``topic``; with ``rate`` (alerts/s) each visit is sent as one burst."""
     simulation = Simulation(n_alerts, seed, config)
+    sent = produce_simulation(settings, topic, simulation, rate)
+    if truth is not None:
+        pq.write_table(simulation.truth(), truth)
+    return sent
+
+
+def produce_simulation(settings: Settings, topic: str, simulation: Simulation, rate: float | None = None) -> int:
+    """Produce every alert of a prepared ``Simulation`` (objects placed with ``Simulation.place``) to ``topic``;
+    with ``rate`` (alerts/s) each visit is sent as one burst."""
     kafka.ensure_topics(settings, [topic])
     producer = Producer(kafka.producer_config(settings))
     started = time.monotonic()
@@ -564,23 +573,6 @@ def produce(
                 producer.flush()
                 time.sleep(ahead)
             visit = alert.visit
-        _produce_one(producer, topic, alert.key, alert.payload)
-        sent += 1
-    remaining = producer.flush(60)
-    producer.close()
-    if remaining:
-        raise RuntimeError(f"{remaining} simulated alerts were not delivered to {topic}")
-    if truth is not None:
-        pq.write_table(simulation.truth(), truth)
-    return sent
-
-
-def produce_simulation(settings: Settings, topic: str, simulation: Simulation) -> int:
-    """Produce every alert of a prepared ``Simulation`` (objects placed with ``Simulation.place``) to ``topic``."""
-    kafka.ensure_topics(settings, [topic])
-    producer = Producer(kafka.producer_config(settings))
-    sent = 0
-    for alert in simulation.alerts():
         _produce_one(producer, topic, alert.key, alert.payload)
         sent += 1
     remaining = producer.flush(60)
