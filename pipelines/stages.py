@@ -399,7 +399,8 @@ def _commit(
         detections = everything.filter(pc.invert(everything[history.FORCED])).select(history.DETECTION_COLUMNS)
         view = context.view if context is not None else None
         objects = timed("features", merge_objects, objects, detections, home, view)
-        others.append(timed.submit("objects", commit.upsert, home, paths.OBJECTS, objects, txns, order=None))
+        # Appended, never rewritten (merge-on-read: ``lake.object_states``); ``lake.fold`` removes old states.
+        others.append(timed.submit("objects", commit.append_states, home, paths.OBJECTS, objects, txns))
         # classifier plug-ins: their annotations are committed with the batch, before its filters run
         notes = timed("classifiers", annotations_of, objects, chosen(classifiers)) if classifiers else None
         if notes is not None and notes.num_rows:
