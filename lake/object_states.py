@@ -59,22 +59,21 @@ def _pending_filter(folded: int) -> ds.Expression:
     return ds.field(SEQ) > folded
 
 
-def _base_filter(folded: int) -> ds.Expression:
-    return ds.field(SEQ).is_null() | (ds.field(SEQ) <= folded)
-
-
 @dataclass(frozen=True)
 class States:
     """What a reader needs to keep only current rows: the fold point and the pending rows' keys.
 
-    ``pending_keys``: every object with a pending state. ``superseded``: the pending (key, stateSeq) pairs that a
-    later pending state replaces, grouped by stateSeq (each write appends an object once).
+    ``pending_keys``: every object with a pending state. ``superseded``: the pending states that a later pending
+    state replaces, each as ``position of its key in pending_keys * span + (stateSeq - folded - 1)``: one integer
+    per (key, stateSeq) pair, exact (``span`` exceeds every pending ``stateSeq - folded - 1``), so the filter holds
+    two set look-ups however many batches were appended since the fold.
     """
 
     folded: int
     pending_rows: int
     pending_keys: pa.Array
-    superseded: dict[int, pa.Array]
+    superseded: pa.Array
+    span: int
 
     @property
     def folded_only(self) -> bool:
@@ -82,27 +81,34 @@ class States:
         return self.pending_rows == 0
 
     def expression(self) -> ds.Expression | None:
-        """The rows that are current, as a dataset filter; None when every row is."""
+        """The rows that are current, as a dataset filter; None when every row is.
+
+        A conjunction, true for every row but superseded ones: a folded row whose object has a pending state, a
+        pending state whose packed (key, stateSeq) is in ``superseded``.
+        """
         if self.folded_only:
             return None
-        base = _base_filter(self.folded) & ~ds.field(KEY).isin(self.pending_keys)
-        pending = _pending_filter(self.folded)
-        for seq, keys in self.superseded.items():
-            pending = pending & ~((ds.field(SEQ) == seq) & ds.field(KEY).isin(keys))
-        return base | pending
+        key = ds.field(KEY)
+        seq = pc.Expression._call("coalesce", [ds.field(SEQ), ds.scalar(NOT_FOLDED - 1)])  # no stateSeq: folded
+        current = ~(key.isin(self.pending_keys) & (seq <= self.folded))
+        if len(self.superseded):
+            where = pc.Expression._call("index_in", [key], pc.SetLookupOptions(self.pending_keys))
+            packed = where.cast(pa.int64()) * ds.scalar(self.span) + (seq - ds.scalar(self.folded + 1))
+            current = current & ~((seq > self.folded) & packed.isin(self.superseded))
+        return current
 
     def mask(self, rows: pa.Table) -> pa.Array:
         """Which of ``rows`` (objects rows with their key and ``stateSeq``) are current."""
-        if self.folded_only or rows.num_rows == 0:
+        expression = self.expression()
+        if expression is None or rows.num_rows == 0:
             return pa.array(np.ones(rows.num_rows, bool))
-        seq = rows[SEQ] if SEQ in rows.column_names else pa.nulls(rows.num_rows, pa.int64())
-        key = rows[KEY]
-        base = pc.fill_null(pc.less_equal(seq, self.folded), True)
-        current = pc.and_(base, pc.invert(pc.is_in(key, value_set=self.pending_keys)))
-        pending = pc.invert(base)
-        for s, keys in self.superseded.items():
-            pending = pc.and_(pending, pc.invert(pc.and_(pc.equal(seq, s), pc.is_in(key, value_set=keys))))
-        return pc.fill_null(pc.or_(current, pending), False)
+        if SEQ not in rows.column_names:
+            rows = rows.append_column(SEQ, pa.nulls(rows.num_rows, pa.int64()))
+        numbered = rows.select([KEY, SEQ]).append_column("_pos", pa.array(np.arange(rows.num_rows), pa.int64()))
+        kept = numbered.filter(expression)["_pos"].to_numpy()
+        out = np.zeros(rows.num_rows, bool)
+        out[kept] = True
+        return pa.array(out)
 
 
 def states(dt: DeltaTable, dataset: ds.Dataset) -> States:
@@ -112,22 +118,20 @@ def states(dt: DeltaTable, dataset: ds.Dataset) -> States:
     leave out the folded files.
     """
     folded = folded_seq(dt)
+    none = States(folded, 0, pa.array([], pa.int64()), pa.array([], pa.int64()), 1)
     if not has_states(dataset.schema):
-        return States(folded, 0, pa.array([], pa.int64()), {})
+        return none
     pending = dataset.to_table(columns=[KEY, SEQ], filter=_pending_filter(folded))
     if pending.num_rows == 0:
-        return States(folded, 0, pa.array([], pa.int64()), {})
+        return none
     latest = pending.group_by(KEY, use_threads=False).aggregate([(SEQ, "max")])
-    where = pc.index_in(pending[KEY], latest[KEY])
+    keys = pa.array(latest[KEY].to_numpy(), pa.int64())
+    where = pc.index_in(pending[KEY], keys)
     old = pending.filter(pc.less(pending[SEQ], pc.take(latest[f"{SEQ}_max"], where)))
-    superseded: dict[int, pa.Array] = {}
-    if old.num_rows:
-        seqs = old[SEQ].to_numpy()
-        keys = old[KEY].to_numpy()
-        for seq in np.unique(seqs).tolist():
-            superseded[int(seq)] = pa.array(keys[seqs == seq], pa.int64())
-    keys = latest[KEY].combine_chunks() if isinstance(latest[KEY], pa.ChunkedArray) else latest[KEY]
-    return States(folded, pending.num_rows, keys, superseded)
+    span = int(pc.max(pending[SEQ]).as_py()) - folded
+    position = pc.index_in(old[KEY], keys).to_numpy().astype(np.int64)
+    packed = position * span + (old[SEQ].to_numpy() - (folded + 1))
+    return States(folded, pending.num_rows, keys, pa.array(packed, pa.int64()), span)
 
 
 def current(dt: DeltaTable, dataset: ds.Dataset) -> ds.Dataset:

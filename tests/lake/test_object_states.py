@@ -230,3 +230,15 @@ def test_background_compaction_folds_only_when_enough_states_are_pending(home: P
     _append(home, [7], 3.0, 3)
     assert maintain.optimize(home, paths.OBJECTS, fold_all=True)[0].commits == 1  # the CLI folds whatever is pending
     assert _current(home) == {i: 3.0 if i == 7 else 2.0 if i < 120 else 1.0 for i in range(1000)}
+
+
+def test_a_lake_upserted_before_merge_on_read_reads_and_folds(home: Path) -> None:
+    assert commit.upsert(home, paths.OBJECTS, _states(list(range(100)), 1.0), {"nightjar:t:0": 0}, order=None)
+    _append(home, list(range(50, 150)), 2.0, 1)  # rows without a stateSeq are the folded base
+    _append(home, list(range(140, 160)), 3.0, 2)
+    expected = {i: 3.0 if i >= 140 else 2.0 if i >= 50 else 1.0 for i in range(160)}
+    assert _current(home) == expected
+    assert fold.counts(_objects_table(home)) == (120, 220)
+    fold.fold(home, force=True)
+    assert _current(home) == expected
+    assert fold.counts(_objects_table(home)) == (0, 160)
