@@ -3,9 +3,9 @@
 Everything here is safe while ingestion runs. Optimize commits only data-preserving rewrites (``dataChange=false``):
 blind appends never conflict with them, and a conflict with an upsert is retried (by both sides) after a fresh
 look at the table. ``objects`` (append-only, merge-on-read) is folded instead (``lake.fold``), which replaces only
-the states it read and keeps those appended meanwhile. Vacuum in its default mode deletes only files the log has removed, never the files of
-a write in flight. The one exception is :func:`enable_hpx29_stats`, a metadata change that makes concurrent
-writers fail once: run it while ingestion is stopped.
+the states it read and keeps those appended meanwhile. Vacuum in its default mode deletes only files the log has
+removed, never the files of a write in flight. The one exception is :func:`enable_hpx29_stats`, a metadata change
+that makes concurrent writers fail once: run it while ingestion is stopped.
 
 Examples
 --------
