@@ -25,7 +25,7 @@ from rich.console import Console
 from nightjar import paths
 from nightjar.api.users import ADMIN, add_user_token
 from nightjar.api.web.session import SESSION_COOKIE
-from nightjar.lake import bench_lake
+from nightjar.lake import bench_lake, read
 from nightjar.settings import Settings
 from nightjar.streams.broker import free_port
 
@@ -91,14 +91,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         started = time.perf_counter()
         bench_lake.build(home, args.alerts, args.cutout_bytes, args.batch, console, with_objects=True)
         print(f"lake_build_s={time.perf_counter() - started:.1f}")
-    objects = DeltaTable(str(paths.table_dir(home, paths.OBJECTS)))
-    n_objects = objects.count()
+    objects = read.table_dataset(DeltaTable(str(paths.table_dir(home, paths.OBJECTS))), paths.OBJECTS)
+    n_objects = objects.count_rows()
     n_sources = DeltaTable(str(paths.table_dir(home, paths.SOURCES))).count()
     disk = sum(f.stat().st_size for f in home.rglob("*") if f.is_file())
     print(f"lake_sources={n_sources} lake_objects={n_objects} lake_mb={disk / 2**20:.0f}")
 
     rng = np.random.default_rng(5)
-    ids = objects.to_pyarrow_dataset().to_table(columns=["diaObjectId"])["diaObjectId"].to_numpy()
+    ids = objects.to_table(columns=["diaObjectId"])["diaObjectId"].to_numpy()
     picks = rng.choice(ids, args.calls, replace=False).tolist()
     ra = rng.uniform(0, 360, args.calls)
     dec = np.degrees(np.arcsin(rng.uniform(-1, np.sin(np.radians(10)), args.calls)))

@@ -51,7 +51,7 @@ def benchmarks() -> dict[str, tuple[AddArguments, Run, str, str]]:
         "objects": (
             bench_objects.add_arguments,
             bench_objects.run,
-            "one batch's objects upsert as the objects table grows (stored vs new objects)",
+            "one batch's objects append as the objects table grows (stored vs new objects), reads and folds",
             "nightjar bench objects --sizes 25000,250000,1000000 --batch 1500",
         ),
         "api": (

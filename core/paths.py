@@ -19,7 +19,10 @@ CATALOGS_DIR = "catalogs"  # one HATS collection per context catalogue (see nigh
 # Lake tables.
 SOURCES = "sources"  # one row per detection: triggering diaSources and packet history, unique diaSourceId
 FORCED_SOURCES = "forced_sources"  # forced photometry (and ZTF upper limits), unique forcedKey
-OBJECTS = "objects"  # one row per diaObject: latest state and light-curve features
+# Each diaObject's states (its alert's diaObject and light-curve features), appended by every batch that saw it, each
+# with the ``stateSeq`` of its write: an object is its newest state (``lake.object_states``); old states are folded
+# away in the background (``lake.fold``). Every reader reads it through ``lake.object_states``.
+OBJECTS = "objects"
 CUTOUTS = "cutouts"  # the three cutouts of each alert, by diaSourceId
 CONTEXT = "context"  # one row per diaObject: its Sherlock-style class and best match (upserted)
 CONTEXT_MATCHES = "context_matches"  # every judged catalogue match of an object, ranked (replaced per object)
@@ -64,6 +67,7 @@ KAFKA_TOPIC = "kafkaTopic"
 KAFKA_PARTITION = "kafkaPartition"
 KAFKA_OFFSET = "kafkaOffset"
 
+STATE_SEQ = "stateSeq"  # on objects: the order of the write that stored the state (the largest is the current one)
 FROM_HISTORY = "fromPacketHistory"  # the row first reached the lake in an alert's packet history, not as its trigger
 ALERT_DIGEST = "alertDigest"  # on cutouts (one row per alert): a digest of the alert's content, to tell re-sends apart
 FORCED_KEY = "forcedKey"  # diaForcedSourceId for LSST; a 64-bit hash of object, time, band and kind for ZTF

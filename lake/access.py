@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from nightjar import paths
+from nightjar.lake import object_states
 from nightjar.lake.read import arrow_dataset, log_time, version_at
 
 if TYPE_CHECKING:
@@ -125,6 +126,7 @@ class Lake:
         self.home = home
         self.as_of = as_of
         self._snapshots = dict(snapshots)
+        self._states: object_states.States | None = None
 
     def __repr__(self) -> str:
         moment = f", as_of={self.as_of.isoformat()}" if self.as_of else ""
@@ -155,8 +157,15 @@ class Lake:
     def dataset(self, table: str, filters: Filters | None = None) -> ds.Dataset:
         """A pyarrow dataset over the files of ``table`` that may hold rows matching ``filters``.
 
-        Files are pruned on partition values and Delta file statistics; rows are not filtered here.
+        Files are pruned on partition values and Delta file statistics; rows are not filtered here, except that
+        ``objects`` holds each object's newest state only (``lake.object_states``: superseded states are left out).
         """
+        dataset = self._files(table, filters)
+        states = self.current_states() if table == paths.OBJECTS else None
+        return dataset if states is None else object_states.apply(states, dataset)
+
+    def _files(self, table: str, filters: Filters | None = None) -> ds.Dataset:
+        """The pruned files of ``table`` as a dataset, every row of them."""
         dt = self.delta(table)
         try:
             return arrow_dataset(dt, file_pruning_predicate=_file_filter(filters))
@@ -164,6 +173,13 @@ class Lake:
             raise
         except Exception as exc:  # a value that does not parse as its column's type, an unknown column
             raise LakeError(f"{table}: bad filter {filters!r}: {exc}") from None
+
+    def current_states(self) -> object_states.States:
+        """Which ``objects`` rows of this snapshot are current (from the whole table: pruned reads keep it)."""
+        if self._states is None:
+            dt = self.delta(paths.OBJECTS)
+            self._states = object_states.states(dt, arrow_dataset(dt))
+        return self._states
 
     def to_arrow(self, table: str, columns: Sequence[str] | None = None, filters: Filters | None = None) -> pa.Table:
         """Read ``table`` (the given ``columns``, the rows matching ``filters``) into one Arrow table.
@@ -195,8 +211,9 @@ class Lake:
         """
         from nightjar.lake.to_dask import dask_frame
 
-        dataset = self.dataset(table, filters)
-        return dask_frame(dataset, self.delta(table), columns, _file_filter(filters), partition_bytes)
+        dataset = self._files(table, filters)
+        rows = self.current_states().expression() if table == paths.OBJECTS else None
+        return dask_frame(dataset, self.delta(table), columns, _file_filter(filters), partition_bytes, rows)
 
     def duckdb(self, threads: int | None = None) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with one read-only view per table of this snapshot.

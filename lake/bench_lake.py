@@ -92,7 +92,7 @@ def build(home: Path, n: int, cutout_bytes: int, batch: int, console: Console, w
         cutouts = pa.table({"diaSourceId": ids, **stamps, paths.NIGHT: night, paths.HPX29: hpx})
         commit.append(home, paths.CUTOUTS, cutouts, txns)
         if with_objects:
-            commit.upsert(home, paths.OBJECTS, _objects(sources), txns, order="lastDiaSourceMjdTai")
+            commit.append_states(home, paths.OBJECTS, _objects(sources), txns)
             commit.log_batch(home, txns)
         console.log(f"{start + m:,} alerts written")
 

@@ -96,7 +96,7 @@ def _optimize(settings: Settings, args: argparse.Namespace) -> int:
             if maintain.enable_hpx29_stats(home, table):
                 console.print(f"{table}: the log now keeps hpx29 statistics for new and rewritten files")
     with bar(console, "optimizing tables") as progress:
-        reports = maintain.optimize(home, args.table, target_size=args.target_size, progress=progress)
+        reports = maintain.optimize(home, args.table, target_size=args.target_size, progress=progress, fold_all=True)
     for r in reports:
         console.print(
             f"{r.table}: {r.mode}, files {r.files_before} -> {r.files_after}, {r.partitions_rewritten} partitions "

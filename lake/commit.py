@@ -119,6 +119,7 @@ def _configuration(data: pa.Table) -> dict[str, str | None]:
         paths.NIGHT,
         paths.HPX29,
         paths.HPX_PART,
+        paths.STATE_SEQ,
     ]
     return {"delta.dataSkippingStatsColumns": ",".join(c for c in wanted if c in data.column_names)}
 
@@ -276,6 +277,31 @@ def drop_committed(dt: DeltaTable | None, data: pa.Table) -> pa.Table:
     if not keep.all():
         log.info("dropped %d rows committed by an earlier batch", int((~keep).sum()))
     return data if keep.all() else data.filter(pa.array(keep))
+
+
+def append_states(home: Path, table: str, data: pa.Table, txns: dict[str, int]) -> int | None:
+    """Append each key's new state (``data``: one complete state per key; the first is kept) with a ``stateSeq``
+    larger than any stored; the sequence number, or None if these offsets were already committed.
+
+    Merge-on-read (``lake.object_states``): nothing stored is rewritten, so the cost is the batch's, whatever the
+    table's size; readers keep each key's newest state and ``lake.fold`` removes the others in the background.
+    The sequence is the table's version before the append plus one (0 for the first): call under
+    :func:`lake_lock`, which orders batch commits, so sequences only grow (a retried commit keeps its number, still
+    above every earlier one).
+    """
+    dt = _open(home, table)
+    if already_committed(dt, txns):
+        log.info("%s: batch %s already committed, skipped", table, txns)
+        return None
+    seq = (dt.version() if dt is not None else -1) + 1  # the version this commit makes, unless it has to retry
+    data = first_per_key(data, paths.KEY_COLUMNS[table])
+    column = pa.array(np.full(data.num_rows, seq, np.int64))
+    if paths.STATE_SEQ in data.column_names:
+        data = data.set_column(data.column_names.index(paths.STATE_SEQ), paths.STATE_SEQ, column)
+    else:
+        data = data.append_column(paths.STATE_SEQ, column)
+    _write(home, table, dt, data, txns)
+    return seq
 
 
 def upsert(home: Path, table: str, data: pa.Table, txns: dict[str, int], order: str | None) -> bool:

@@ -19,6 +19,8 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from nightjar import paths
+from nightjar.lake import object_states
+from nightjar.lake.read import arrow_dataset
 
 CUTOUT_COLUMNS = ["diaSourceId", "cutoutDifference", "cutoutScience", "cutoutTemplate"]
 
@@ -108,15 +110,36 @@ def angular_separation_arcsec(ra1: np.ndarray, dec1: np.ndarray, ra2: float, dec
 
 
 class ConeSearch:
-    """Cone searches over one version of a table whose files are sorted by ``hpx29``."""
+    """Cone searches over one version of a table whose files are sorted by ``hpx29``.
 
-    def __init__(self, home: Path, table: str = paths.SOURCES, version: int | None = None) -> None:
+    ``states``: for ``objects`` (merge-on-read), which rows are current at that version (``lake.object_states``);
+    superseded states are left out. None for ``objects``: worked out here.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        table: str = paths.SOURCES,
+        version: int | None = None,
+        states: object_states.States | None = None,
+    ) -> None:
         self._index = RowGroupIndex(home, table, paths.HPX29, version)
+        self._states = states
+        if states is None and table == paths.OBJECTS and object_states.has_states(self._index.schema):
+            dt = DeltaTable(str(paths.table_dir(home, table)), version=version)
+            self._states = object_states.states(dt, arrow_dataset(dt))
 
     def __call__(self, ra: float, dec: float, radius_arcsec: float, columns: list[str] | None = None) -> pa.Table:
         """Rows within ``radius_arcsec`` of (ra, dec), with their separation ``sep_arcsec``."""
         wanted = None if columns is None else list(dict.fromkeys([*columns, "ra", "dec"]))
+        states = self._states if self._states is not None and not self._states.folded_only else None
+        extra: list[str] = []
+        if states is not None and wanted is not None:
+            extra = [c for c in (object_states.KEY, object_states.SEQ) if c not in wanted]
+            wanted = [*wanted, *extra]
         rows = self._index.read(cone_ranges(ra, dec, radius_arcsec), wanted)
+        if states is not None and rows.num_rows:
+            rows = rows.filter(states.mask(rows)).drop_columns(extra)
         if rows.num_rows == 0:
             return rows.append_column("sep_arcsec", pa.array([], pa.float64()))
         sep = angular_separation_arcsec(rows["ra"].to_numpy(), rows["dec"].to_numpy(), ra, dec)
@@ -149,19 +172,30 @@ class KeyIndex:
         actions = pa.table(DeltaTable(str(location), version=version).get_add_actions(flatten=True))
         self.files = [str(location / p) for p in actions["path"].to_pylist()]
         self.column = column
-        keys, files, groups = [], [], []
+        keys, seqs, files, groups = [], [], [], []
         self.schema = pa.schema([])
         for f, path in enumerate(self.files):
             parquet = pq.ParquetFile(path)
             self.schema = parquet.schema_arrow
             sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.metadata.num_row_groups)]
-            values = parquet.read(columns=[column])[column].to_numpy(zero_copy_only=False)
+            has_seq = object_states.SEQ in parquet.schema_arrow.names
+            read = parquet.read(columns=[column, object_states.SEQ] if has_seq else [column])
+            values = read[column].to_numpy(zero_copy_only=False)
             keys.append(np.asarray(values, dtype=np.int64))
+            seq = pc.fill_null(read[object_states.SEQ], -1).to_numpy() if has_seq else np.full(len(values), -1)
+            seqs.append(np.asarray(seq, dtype=np.int64))
             files.append(np.full(len(values), f, dtype=np.int32))
             groups.append(np.repeat(np.arange(len(sizes), dtype=np.int32), sizes))
         all_keys = np.concatenate(keys) if keys else np.empty(0, np.int64)
-        order = np.argsort(all_keys, kind="stable")
+        all_seqs = np.concatenate(seqs) if seqs else np.empty(0, np.int64)
+        # Merge-on-read tables (objects) hold several states of a key: index the newest (largest stateSeq) only.
+        order = np.lexsort((-all_seqs, all_keys))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = all_keys[order][1:] != all_keys[order][:-1]
+        order = order[first]
         self.keys = all_keys[order]
+        self.seqs = all_seqs[order]
+        self.states = bool(len(all_seqs)) and bool((all_seqs >= 0).any())
         self.file_index = (np.concatenate(files) if files else np.empty(0, np.int32))[order]
         self.group = (np.concatenate(groups) if groups else np.empty(0, np.int32))[order]
         self._open = functools.lru_cache(maxsize=512)(pq.ParquetFile)
@@ -171,12 +205,20 @@ class KeyIndex:
         keys = np.unique(np.asarray(keys, dtype=np.int64))
         at = np.clip(np.searchsorted(self.keys, keys), 0, max(len(self.keys) - 1, 0))
         hit = at[(len(self.keys) > 0) & (self.keys[at] == keys)] if len(self.keys) else at[:0]
+        extra = []
+        if self.states and columns is not None:
+            extra = [c for c in (self.column, object_states.SEQ) if c not in columns]
+        wanted = None if columns is None else [*columns, *extra]
         parts = []
         for f in np.unique(self.file_index[hit]).tolist():
             groups = sorted(set(self.group[hit][self.file_index[hit] == f].tolist()))
-            parts.append(self._open(self.files[f]).read_row_groups(groups, columns=columns))
+            parts.append(self._open(self.files[f]).read_row_groups(groups, columns=wanted))
         if not parts:
             empty = self.schema.empty_table()
             return empty.select([c for c in columns if c in empty.column_names]) if columns is not None else empty
         rows = pa.concat_tables(parts, promote_options="permissive")
-        return rows.filter(pc.is_in(rows[self.column], pa.array(keys, pa.int64())))
+        rows = rows.filter(pc.is_in(rows[self.column], pa.array(keys, pa.int64())))
+        if self.states and object_states.SEQ in rows.column_names:
+            # A row group holding one key's newest state may hold an older state of another key asked for.
+            rows = object_states.newest(rows)
+        return rows.drop_columns(extra)

@@ -1,10 +1,11 @@
 """Lake maintenance: what each table holds, its history, compaction sorted by ``hpx29``, and vacuum.
 
 Everything here is safe while ingestion runs. Optimize commits only data-preserving rewrites (``dataChange=false``):
-blind appends never conflict with them, and a conflict with an objects merge is retried (by both sides) after a
-fresh look at the table. Vacuum in its default mode deletes only files the log has removed, never the files of
-a write in flight. The one exception is :func:`enable_hpx29_stats`, a metadata change that makes concurrent
-writers fail once: run it while ingestion is stopped.
+blind appends never conflict with them, and a conflict with an upsert is retried (by both sides) after a fresh
+look at the table. ``objects`` (append-only, merge-on-read) is folded instead (``lake.fold``), which replaces only
+the states it read and keeps those appended meanwhile. Vacuum in its default mode deletes only files the log has
+removed, never the files of a write in flight. The one exception is :func:`enable_hpx29_stats`, a metadata change
+that makes concurrent writers fail once: run it while ingestion is stopped.
 
 Examples
 --------
@@ -32,6 +33,8 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
 from nightjar import paths
+from nightjar.lake import fold as folding
+from nightjar.lake import object_states
 from nightjar.lake.access import LakeError, check_table_name, delta_table
 from nightjar.lake.commit import lake_lock, log_batch, writer_properties
 from nightjar.lake.read import arrow_dataset
@@ -281,11 +284,34 @@ def _batches(part_cols: list[str], dirty: list[dict[str, Any]]) -> list[list[tup
     ]
 
 
+def _fold_table(home: Path, table: str, fold_all: bool, snapshot: DeltaTable | None = None) -> OptimizeReport:
+    """Fold the merge-on-read ``objects`` table (``lake.fold``): when due, or whenever a state is pending."""
+    done = folding.fold(home, table, force=fold_all, snapshot=snapshot)
+    after = _adds(delta_table(home, table)).num_rows
+    report = OptimizeReport(table, "fold stateSeq", done.version_before, done.version_after, after, after)
+    if done.folded:
+        report.files_before = _adds(delta_table(home, table, done.version_before)).num_rows
+        report.commits = 1
+        report.conflicts = done.conflicts
+    return report
+
+
 def _optimize_table(
-    home: Path, table: str, target_size: int | None, retries: int, snapshot: DeltaTable | None = None
+    home: Path,
+    table: str,
+    target_size: int | None,
+    retries: int,
+    snapshot: DeltaTable | None = None,
+    fold_all: bool = False,
 ) -> OptimizeReport:
-    """Optimize one table, starting from ``snapshot`` (default: its latest version); retry on conflicts."""
+    """Optimize one table, starting from ``snapshot`` (default: its latest version); retry on conflicts.
+
+    ``objects`` written by merge-on-read is folded instead (``lake.fold``; ``fold_all``: even when not due): its
+    appended files each span the sky, so sorting them would rewrite the whole table every time.
+    """
     dt = snapshot if snapshot is not None else delta_table(home, table)
+    if table == paths.OBJECTS and object_states.has_states(pa.schema(dt.schema().to_arrow())):
+        return _fold_table(home, table, fold_all, snapshot)
     schema = pa.schema(dt.schema().to_arrow())
     names = schema.names
     # Each table is rewritten in its own sort order (hpx29 for positions; diaSourceId for cutouts; diaObjectId for
@@ -333,8 +359,12 @@ def optimize(
     target_size: int | None = None,
     retries: int = OPTIMIZE_RETRIES,
     progress: Progress | None = None,
+    fold_all: bool = False,
 ) -> list[OptimizeReport]:
     """Compact small files and sort every partition by ``hpx29``; all tables when ``table`` is None.
+
+    ``objects`` (append-only, merge-on-read) is folded to each object's newest state instead, when the states
+    appended since its last fold are due (``lake.fold``), or whenever any is pending with ``fold_all`` (the CLI).
 
     Tables with an ``hpx29`` column are z-ordered on it (on one column: sorted) partition by partition, and only
     where the files' hpx29 ranges overlap or small files accumulate; other tables are bin-packed. Rows, values
@@ -352,7 +382,7 @@ def optimize(
     for done, name in enumerate(selected):
         if progress is not None:
             progress(done, len(selected))
-        reports.append(_optimize_table(Path(home), name, target_size, retries))
+        reports.append(_optimize_table(Path(home), name, target_size, retries, fold_all=fold_all))
     if progress is not None:
         progress(len(selected), len(selected))
     if any(r.commits for r in reports) and DeltaTable.is_deltatable(str(paths.table_dir(home, paths.LAKE_LOG))):

@@ -17,6 +17,7 @@ import pyarrow.fs as pafs
 from deltalake import DeltaTable
 
 from nightjar import paths
+from nightjar.lake import object_states
 from nightjar.lake.region import pixel_ranges, ranges_filter
 
 DETECTION_COLUMNS = ["diaObjectId", "midpointMjdTai", "band", "psfFlux", "psfFluxErr", "reliability"]
@@ -35,6 +36,13 @@ def arrow_dataset(dt: DeltaTable, **options: Any) -> ds.Dataset:
     if "://" not in local:
         options.setdefault("filesystem", pafs.SubTreeFileSystem(str(Path(local).resolve()), pafs.LocalFileSystem()))
     return dt.to_pyarrow_dataset(**options)
+
+
+def table_dataset(dt: DeltaTable, table: str, **options: Any) -> ds.Dataset:
+    """``dt`` as the rows a reader of ``table`` sees: ``arrow_dataset``, and for ``objects`` only each object's
+    newest state (``lake.object_states``: the table is append-only, merge-on-read)."""
+    dataset = arrow_dataset(dt, **options)
+    return object_states.current(dt, dataset) if table == paths.OBJECTS else dataset
 
 
 def existing_tables(home: Path) -> list[str]:
@@ -123,7 +131,8 @@ def datasets(home: Path, as_of: AsOf = None) -> dict[str, ds.Dataset]:
     for table in existing_tables(home):
         if table not in versions and as_of is not None:
             continue  # the table did not exist yet (its view is an empty placeholder)
-        out[table] = arrow_dataset(DeltaTable(str(paths.table_dir(home, table)), version=versions.get(table)))
+        dt = DeltaTable(str(paths.table_dir(home, table)), version=versions.get(table))
+        out[table] = table_dataset(dt, table)
     return out
 
 
@@ -169,12 +178,18 @@ def rows_of_objects(
     home: Path, table: str, object_ids: np.ndarray, columns: list[str] | None = None
 ) -> pa.Table | None:
     """The rows of ``table`` (``context``, ``context_matches``, ``annotations``…) for the given diaObjectIds, or
-    None when the table does not exist yet. These tables are sorted by diaObjectId, so row-group statistics prune."""
+    None when the table does not exist yet. These tables are sorted by diaObjectId, so row-group statistics prune.
+    For ``objects``, each object's newest state (every state of the asked objects is read, the newest kept)."""
     location = str(paths.table_dir(home, table))
     if not DeltaTable.is_deltatable(location):
         return None
     where = ds.field("diaObjectId").isin(pa.array(np.unique(object_ids), pa.int64()))
-    return arrow_dataset(DeltaTable(location)).to_table(columns=columns, filter=where)
+    dataset = arrow_dataset(DeltaTable(location))
+    if table != paths.OBJECTS or not object_states.has_states(dataset.schema):
+        return dataset.to_table(columns=columns, filter=where)
+    wanted = None if columns is None else list(dict.fromkeys([*columns, "diaObjectId", paths.STATE_SEQ]))
+    rows = object_states.newest(dataset.to_table(columns=wanted, filter=where))
+    return rows if columns is None else rows.select(columns)
 
 
 def latest_detections(home: Path, objects: pa.Table, region_order: int = 5) -> pa.Table | None:

@@ -16,7 +16,7 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
 from nightjar import paths
-from nightjar.lake import read
+from nightjar.lake import object_states, read
 from nightjar.lake.lookup import ConeSearch, CutoutStore, KeyIndex
 
 
@@ -28,6 +28,7 @@ class Snapshot:
     key: tuple[int, ...]
     tables: dict[str, ds.Dataset]
     versions: dict[str, int]
+    states: object_states.States | None = None  # which objects rows are current (merge-on-read)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _cone: ConeSearch | None = None
     _cutouts: CutoutStore | None = None
@@ -48,7 +49,7 @@ class Snapshot:
             return pa.table({c: pa.array([], pa.float64()) for c in [*columns, "sep_arcsec"]})
         with self._lock:
             if self._cone is None:
-                self._cone = ConeSearch(self.home, paths.OBJECTS, self.versions.get(paths.OBJECTS))
+                self._cone = ConeSearch(self.home, paths.OBJECTS, self.versions.get(paths.OBJECTS), self.states)
             search = self._cone
         return search(ra, dec, radius_arcsec, columns)
 
@@ -102,9 +103,13 @@ class LakeReader:
 def _open(home: Path, key: tuple[int, ...]) -> Snapshot:
     logged = read.snapshot(home)
     tables, versions = {}, {}
+    states = None
     for table in read.existing_tables(home):
         # A table that joined the lake after its last logged batch is read at its latest version.
         dt = DeltaTable(str(paths.table_dir(home, table)), version=logged.get(table))
         tables[table] = read.arrow_dataset(dt)
         versions[table] = dt.version()
-    return Snapshot(home, key, tables, versions)
+        if table == paths.OBJECTS:
+            states = object_states.states(dt, tables[table])
+            tables[table] = object_states.apply(states, tables[table])
+    return Snapshot(home, key, tables, versions, states)

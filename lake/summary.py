@@ -53,7 +53,9 @@ def holdings(home: Path, tables: dict[str, ds.Dataset], recent: int = 10) -> Hol
         out.detections = infos[paths.SOURCES].rows
         out.last_batch = infos[paths.SOURCES].last_commit
         out.rate = ingest_rate(home)
-    if paths.OBJECTS in infos:
+    if paths.OBJECTS in tables:  # merge-on-read: the log counts every stored state, the dataset each object once
+        out.objects = tables[paths.OBJECTS].count_rows()
+    elif paths.OBJECTS in infos:
         out.objects = infos[paths.OBJECTS].rows
     if paths.FORCED_SOURCES in infos:
         out.forced = infos[paths.FORCED_SOURCES].rows

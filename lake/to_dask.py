@@ -36,6 +36,7 @@ class ReadSpec:
     schema: pa.Schema
     columns: tuple[str, ...] | None
     filters: list[list[tuple[str, str, Any]]] | None
+    rows: ds.Expression | None = None  # a further row filter (objects: the current states only)
 
 
 def _partition_expression(values: tuple[tuple[str, Any], ...], schema: pa.Schema) -> ds.Expression:
@@ -58,6 +59,8 @@ def read_group(group: FileGroup, spec: ReadSpec) -> pd.DataFrame:
         partitions=[_partition_expression(values, spec.schema) for values in group.partitions],
     )
     expression = pq.filters_to_expression(spec.filters) if spec.filters else None
+    if spec.rows is not None:
+        expression = spec.rows if expression is None else expression & spec.rows
     columns = list(spec.columns) if spec.columns is not None else None
     table = dataset.to_table(columns=columns, filter=expression)
     return table.to_pandas(types_mapper=pd.ArrowDtype)
@@ -88,8 +91,10 @@ def dask_frame(
     columns: Sequence[str] | None,
     filters: list[list[tuple[str, str, Any]]] | None,
     partition_bytes: int,
+    rows: ds.Expression | None = None,
 ) -> dd.DataFrame:
-    """The Dask DataFrame of ``dataset`` (a pruned Delta dataset of ``dt``), read in groups of files."""
+    """The Dask DataFrame of ``dataset`` (a pruned Delta dataset of ``dt``), read in groups of files; ``rows``: a
+    further row filter every task applies (``objects``: ``lake.object_states``)."""
     if not isinstance(dataset, ds.FileSystemDataset):
         raise TypeError(f"expected a file-based dataset, got {type(dataset).__name__}")
     schema = dataset.schema
@@ -108,5 +113,5 @@ def dask_frame(
     ]
     if not groups:
         return dd.from_pandas(meta, npartitions=1)
-    spec = ReadSpec(dataset.filesystem, schema, tuple(wanted), filters)
+    spec = ReadSpec(dataset.filesystem, schema, tuple(wanted), filters, rows)
     return dd.from_map(read_group, groups, spec=spec, meta=meta, label="read-delta")

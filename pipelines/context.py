@@ -151,7 +151,7 @@ def refresh(home: Path, client: Client, catalogs: CatalogSet, chunk_rows: int = 
     location = str(paths.table_dir(home, paths.OBJECTS))
     if not DeltaTable.is_deltatable(location):
         return RefreshReport(0, 0, 0)
-    objects = DeltaTable(location).to_pyarrow_dataset().to_table(columns=["diaObjectId", "ra", "dec"])
+    objects = read.table_dataset(DeltaTable(location), paths.OBJECTS).to_table(columns=["diaObjectId", "ra", "dec"])
     objects = objects.filter(pc.is_valid(objects["diaObjectId"]))
     stored = str(paths.table_dir(home, paths.CONTEXT))
     if DeltaTable.is_deltatable(stored):
@@ -178,5 +178,5 @@ def refresh(home: Path, client: Client, catalogs: CatalogSet, chunk_rows: int = 
             DeltaTable(matches).optimize.compact()
             commit.log_batch(home, {})
         removed = int(metrics.get("num_deleted_rows", 0))
-    total = DeltaTable(location).to_pyarrow_dataset().count_rows()
+    total = read.table_dataset(DeltaTable(location), paths.OBJECTS).count_rows()
     return RefreshReport(objects=total, classified=classified, stale_matches_removed=removed)

@@ -164,8 +164,9 @@ def _collect(
 class BackgroundCompaction:
     """Compacts the lake's small files on the cluster while batches keep committing, one run at a time.
 
-    ``lake.maintain.optimize`` rewrites only partitions with small or overlapping files and retries commits that
-    conflict with a batch's upsert; appends never conflict with it, so ingestion does not wait for it.
+    ``lake.maintain.optimize`` rewrites only partitions with small or overlapping files, and folds ``objects`` to
+    each object's newest state when enough states are pending (``lake.fold``: geometric, so its cost per batch stays
+    flat); appends never conflict with either, so ingestion does not wait for it.
     """
 
     def __init__(self, client: Client, home: Path) -> None:

@@ -290,8 +290,9 @@ def commit_to_lake(
 
     The batch's objects' entries in the object history index (``lake.history``) say which detections and forced
     measurements the lake holds: only the others are appended to ``sources`` and ``forced_sources`` (packet
-    history repeats itself from alert to alert), and then to the index. Objects are replaced by their newest
-    state with features over their whole stored light curve; cutouts are appended; new classifications are
+    history repeats itself from alert to alert), and then to the index. Each object's newest state, with features
+    over its whole stored light curve, is appended to ``objects`` (merge-on-read: readers see the newest state of
+    each object, ``lake.object_states``); cutouts are appended; new classifications are
     upserted into ``context`` and ``context_matches``. Returns the batch with its objects as stored and without
     its cutouts.
 
@@ -399,7 +400,8 @@ def _commit(
         detections = everything.filter(pc.invert(everything[history.FORCED])).select(history.DETECTION_COLUMNS)
         view = context.view if context is not None else None
         objects = timed("features", merge_objects, objects, detections, home, view)
-        others.append(timed.submit("objects", commit.upsert, home, paths.OBJECTS, objects, txns, order=None))
+        # Appended, never rewritten (merge-on-read: ``lake.object_states``); ``lake.fold`` removes old states.
+        others.append(timed.submit("objects", commit.append_states, home, paths.OBJECTS, objects, txns))
         # classifier plug-ins: their annotations are committed with the batch, before its filters run
         notes = timed("classifiers", annotations_of, objects, chosen(classifiers)) if classifiers else None
         if notes is not None and notes.num_rows:

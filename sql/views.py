@@ -104,7 +104,8 @@ def placeholder_schemas() -> dict[str, pa.Schema]:
                 pa.field(paths.FROM_HISTORY, pa.bool_()),
             ]
         ),
-        OBJECTS: _nullable([*obj, *last, *_PROVENANCE, *_HEALPIX]),
+        # stateSeq: the write that stored the state (the lake keeps each object's newest; null in a streaming batch)
+        OBJECTS: _nullable([*obj, *last, *_PROVENANCE, *_HEALPIX, pa.field(paths.STATE_SEQ, pa.int64())]),
         FORCED_SOURCES: _nullable(
             [
                 *forced,

@@ -23,8 +23,11 @@ def delta(home: Path, table: str) -> DeltaTable:
 
 
 def contents(home: Path, table: str) -> pa.Table:
-    """The whole table, read by deltalake itself, in key order, NaN as null (so equal tables compare equal)."""
-    data = delta(home, table).to_pyarrow_table().sort_by(paths.KEY_COLUMNS[table])
+    """The whole table, read by deltalake itself, in key order, NaN as null (so equal tables compare equal); for
+    ``objects`` (merge-on-read) each object's newest state, as every reader sees it."""
+    dt = delta(home, table)
+    data = read.table_dataset(dt, table).to_table() if table == paths.OBJECTS else dt.to_pyarrow_table()
+    data = data.sort_by(paths.KEY_COLUMNS[table])
     for i, field in enumerate(data.schema):
         if pa.types.is_floating(field.type):
             column = data.column(i)
@@ -156,15 +159,16 @@ def test_optimize_retries_after_a_merge_and_ignores_blind_appends(lake_home: Pat
     newer = newer.set_column(
         newer.schema.get_field_index("lastAlertMjdTai"), "lastAlertMjdTai", pa.array([70000.0] * 3)
     )
-    assert commit.upsert(lake_home, paths.OBJECTS, newer, {"test:0": 1}, "lastAlertMjdTai")
+    with commit.lake_lock(lake_home):  # a batch's objects: their new states appended (merge-on-read)
+        assert commit.append_states(lake_home, paths.OBJECTS, newer, {"test:0": 1}) is not None
     extra = contents(lake_home, paths.SOURCES).slice(0, 2)
     extra = extra.set_column(extra.schema.get_field_index("diaSourceId"), "diaSourceId", pa.array([-1, -2], pa.int64()))
     assert commit.append(lake_home, paths.SOURCES, extra, {"test:0": 1})
     expected = {t: contents(lake_home, t) for t in paths.ALERT_TABLES}
 
-    # The merge removed files the stale rewrite also removes: its commit fails, is re-planned and retried.
-    objects = maintain._optimize_table(lake_home, paths.OBJECTS, None, 3, snapshot=stale[paths.OBJECTS])
-    assert objects.conflicts == 1 and objects.commits == 1
+    # Objects are appended too: the stale fold replaces exactly the states it read and keeps the newer ones.
+    objects = maintain._optimize_table(lake_home, paths.OBJECTS, None, 3, snapshot=stale[paths.OBJECTS], fold_all=True)
+    assert objects.conflicts == 0 and objects.commits == 1
     # A blind append only adds files: the stale rewrite commits on top of it without conflict.
     sources = maintain._optimize_table(lake_home, paths.SOURCES, None, 3, snapshot=stale[paths.SOURCES])
     assert sources.conflicts == 0 and sources.commits == 1
@@ -247,7 +251,8 @@ def with_hpx_part(table: pa.Table, order: int = 5) -> pa.Table:
 def test_optimize_while_ingesting_loses_and_duplicates_nothing(home: Path) -> None:
     batches = 24
     commit.append(home, paths.SOURCES, _sources(0), {"test:0": 0})
-    commit.upsert(home, paths.OBJECTS, _objects(_sources(0), 0), {"test:0": 0}, "lastAlertMjdTai")
+    with commit.lake_lock(home):
+        commit.append_states(home, paths.OBJECTS, _objects(_sources(0), 0), {"test:0": 0})
     errors: list[BaseException] = []
     writing = threading.Event()
     writing.set()
@@ -257,7 +262,8 @@ def test_optimize_while_ingesting_loses_and_duplicates_nothing(home: Path) -> No
             for b in range(1, batches):
                 data = _sources(b)
                 commit.append(home, paths.SOURCES, data, {"test:0": b})
-                commit.upsert(home, paths.OBJECTS, _objects(data, b), {"test:0": b}, "lastAlertMjdTai")
+                with commit.lake_lock(home):  # objects: states appended under the lock, as the pipeline does
+                    commit.append_states(home, paths.OBJECTS, _objects(data, b), {"test:0": b})
         except BaseException as exc:
             errors.append(exc)
         finally:

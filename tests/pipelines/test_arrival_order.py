@@ -23,6 +23,7 @@ import pytest
 from deltalake import DeltaTable
 
 from nightjar import paths
+from nightjar.lake import read
 from nightjar.pipelines import stages
 from nightjar.settings import Settings
 from nightjar.streams.decode import RawBatch, decode_batch
@@ -62,8 +63,11 @@ def ingest_in_order(settings: Settings, alerts: list[bytes], order: np.ndarray, 
 
 
 def stored(home: Path, table: str, key: str) -> list[dict[str, Any]]:
-    rows = DeltaTable(str(paths.table_dir(home, table))).to_pyarrow_table().sort_by(key).to_pylist()
-    return [{k: v for k, v in r.items() if k not in PROVENANCE} for r in rows]
+    """The table as readers see it (``objects``: each object's newest state), without the columns that record how
+    it was written (Kafka provenance; ``stateSeq``, the write that stored an object's state)."""
+    dt = DeltaTable(str(paths.table_dir(home, table)))
+    rows = read.table_dataset(dt, table).to_table().sort_by(key).to_pylist()
+    return [{k: v for k, v in r.items() if k not in PROVENANCE | {paths.STATE_SEQ}} for r in rows]
 
 
 def packet_detections(alerts: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:

@@ -87,7 +87,7 @@ def test_a_batch_commits_all_or_nothing_across_a_crash_between_its_tables(
     everything, _ = _batch(payloads, 0)
     complete = stages.commit_to_lake(everything, Path(str(home) + "-reference"), transactions(_raw(payloads, 0)))
 
-    real_append, real_upsert = commit.append, commit.upsert
+    real_append, real_upsert, real_states = commit.append, commit.upsert, commit.append_states
 
     def crash(table: str) -> None:
         if table == crash_after:
@@ -103,8 +103,14 @@ def test_a_batch_commits_all_or_nothing_across_a_crash_between_its_tables(
         crash(table)
         return done
 
+    def append_states(home: Path, table: str, *args: Any, **kwargs: Any) -> int | None:
+        done = real_states(home, table, *args, **kwargs)
+        crash(table)
+        return done
+
     monkeypatch.setattr(commit, "append", append)
     monkeypatch.setattr(commit, "upsert", upsert)
+    monkeypatch.setattr(commit, "append_states", append_states)
     second, txns = _batch(payloads[80:], 80)
     with pytest.raises(RuntimeError, match="power cut"):
         stages.commit_to_lake(second, home, txns)
