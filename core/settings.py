@@ -16,7 +16,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from nightjar import paths
+from nightjar import paths, storage
 
 
 class Settings(BaseSettings):
@@ -32,6 +32,19 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NIGHTJAR_", extra="forbid")
 
     home: Path = Field(default=Path("nightjar-data"), description="Data directory (lake, metadata, broker).")
+    lake_uri: str | None = Field(
+        default=None,
+        description="Where the lake's Delta tables live: a local folder or s3://bucket/prefix (an S3-compatible "
+        "object store); unset: NIGHTJAR_HOME/lake. Dask workers need nothing else to reach it.",
+    )
+    storage_options: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Options reaching the lake on object storage, as delta-rs names them, as JSON in the "
+        'environment: {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_REGION": "us-east-1", '
+        '"AWS_ACCESS_KEY_ID": "...", "AWS_SECRET_ACCESS_KEY": "...", "AWS_ALLOW_HTTP": "true", '
+        '"AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false"}. Options not given come from the AWS_* environment variables. '
+        "Values are never shown in logs or settings dumps.",
+    )
     kafka: str | None = Field(
         default=None, description="Kafka bootstrap servers of the input cluster (alerts); unset: the embedded broker."
     )
@@ -202,14 +215,39 @@ class Settings(BaseSettings):
         "empty: none, the client address is the TCP peer's (rate limits of anonymous callers key on it).",
     )
 
+    @field_validator("home", mode="before")
+    @classmethod
+    def _local_home(cls, value: object) -> object:
+        # Path("s3://bucket/x") is the local folder "s3:/bucket/x": refuse it rather than write there.
+        if isinstance(value, str) and storage.is_uri(value):
+            raise ValueError(
+                f"NIGHTJAR_HOME must be a local folder, not {value!r}: put the lake on object storage with "
+                "NIGHTJAR_LAKE_URI (and NIGHTJAR_STORAGE_OPTIONS)"
+            )
+        return value
+
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @field_validator("lake_uri")
+    @classmethod
+    def _lake_uri(cls, value: str | None) -> str | None:
+        return storage.check_uri(value) if value is not None and storage.is_uri(value) else value
+
     @property
     def lake_dir(self) -> Path:
-        return paths.lake_dir(self.home)
+        """The local lake folder (``lake_uri`` when it is a local folder); a StorageError on object storage."""
+        return self.lake.path
+
+    @property
+    def lake(self) -> storage.LakeRoot:
+        """The lake's location and the options to reach it: what every lake reader and writer is given."""
+        if self.lake_uri is None:
+            return storage.lake_root(self.home)
+        options = {k: v.get_secret_value() for k, v in self.storage_options.items()}
+        return storage.LakeRoot(self.lake_uri, options)
 
     @property
     def metadata_url(self) -> str:

@@ -31,8 +31,9 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from nightjar import paths
-from nightjar.lake import object_states
+from nightjar.lake import object_states, tables
 from nightjar.lake.read import arrow_dataset, log_time, version_at
+from nightjar.storage import Home, LakeRoot, lake_root
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -55,16 +56,15 @@ def check_table_name(table: str) -> None:
         raise LakeError(f"unknown table {table!r}; the lake's tables are: {', '.join(paths.TABLES)}")
 
 
-def delta_table(home: Path, table: str, version: int | None = None) -> DeltaTable:
+def delta_table(home: Home, table: str, version: int | None = None) -> DeltaTable:
     """The Delta table ``table`` under ``home`` (latest, or at ``version``); a LakeError if it has no data."""
     check_table_name(table)
-    location = str(paths.table_dir(Path(home), table))
-    if not DeltaTable.is_deltatable(location):
-        raise LakeError(f"table {table!r} has no data yet under {Path(home)}")
+    if not tables.exists(home, table):
+        raise LakeError(f"table {table!r} has no data yet in {lake_root(home).uri}")
     if version is None:
-        return DeltaTable(location)
+        return tables.load(home, table)
     try:
-        return DeltaTable(location, version=version)
+        return tables.load(home, table, version)
     except Exception as exc:  # deltalake raises its generic error for a version it does not have
         raise LakeError(f"table {table!r} has no version {version}: {exc}") from None
 
@@ -86,10 +86,10 @@ def commit_time(dt: DeltaTable) -> datetime | None:
 
     (``DeltaTable.history`` cannot say: on a table loaded at an older version it lists the newest commits.)
     """
-    return log_time(dt.table_uri, dt.version())
+    return log_time(dt, dt.version())
 
 
-def _as_of(home: Path, table: str, moment: datetime) -> DeltaTable | None:
+def _as_of(home: Home, table: str, moment: datetime) -> DeltaTable | None:
     """The table as it was at ``moment``; None if it did not exist yet."""
     dt = delta_table(home, table)
     version = version_at(dt, moment)
@@ -122,7 +122,7 @@ class Lake:
     Built by :func:`open`. ``tables`` lists the tables present in the snapshot and ``versions`` their versions.
     """
 
-    def __init__(self, home: Path, snapshots: Mapping[str, DeltaTable], as_of: datetime | None = None) -> None:
+    def __init__(self, home: Home, snapshots: Mapping[str, DeltaTable], as_of: datetime | None = None) -> None:
         self.home = home
         self.as_of = as_of
         self._snapshots = dict(snapshots)
@@ -237,7 +237,7 @@ class Lake:
 
 
 def open(
-    home: str | os.PathLike[str],
+    home: str | os.PathLike[str] | LakeRoot,
     *,
     as_of: datetime | str | None = None,
     versions: Mapping[str, int] | None = None,
@@ -247,7 +247,8 @@ def open(
     Parameters
     ----------
     home
-        The Nightjar home (``NIGHTJAR_HOME``): the lake is its ``lake/`` folder.
+        The Nightjar home (``NIGHTJAR_HOME``): the lake is its ``lake/`` folder; or the lake's location on
+        object storage, as ``LakeRoot(uri, storage_options)`` or ``Settings().lake``.
     as_of
         A moment (datetime, or ISO 8601 string; naive means UTC): every table as it was then. Tables created
         later are absent.
@@ -261,11 +262,11 @@ def open(
     {'sources': 12, 'objects': 12}
     >>> old = open("nightjar-data", as_of="2025-09-05T06:00:00Z")  # doctest: +SKIP
     """
-    root = Path(home).expanduser().resolve()
+    root: Home = home if isinstance(home, LakeRoot) else Path(home).expanduser().resolve()
     if as_of is not None and versions is not None:
         raise LakeError("give as_of or versions, not both")
-    if not paths.lake_dir(root).is_dir():
-        raise LakeError(f"no lake under {root} (expected {paths.lake_dir(root)})")
+    if not tables.is_lake(root):
+        raise LakeError(f"no lake under {root} (expected {lake_root(root).uri})")
     snapshots: dict[str, DeltaTable] = {}
     moment = parse_as_of(as_of) if as_of is not None else None
     if versions is not None:
@@ -273,7 +274,7 @@ def open(
             snapshots[table] = delta_table(root, table, int(version))
     else:
         for table in paths.TABLES:
-            if not DeltaTable.is_deltatable(str(paths.table_dir(root, table))):
+            if not tables.exists(root, table):
                 continue
             dt = _as_of(root, table, moment) if moment is not None else delta_table(root, table)
             if dt is not None:

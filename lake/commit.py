@@ -13,7 +13,6 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -24,9 +23,11 @@ from deltalake.exceptions import CommitFailedError
 
 from nightjar import paths
 from nightjar.lake import staged as staged_files
+from nightjar.lake import tables
 from nightjar.lake.keys import first_per_key, latest_per_key
 from nightjar.lake.partitions import with_partition_columns
 from nightjar.lake.read import arrow_dataset
+from nightjar.storage import Home, lake_root
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +35,22 @@ COMMIT_RETRIES = 10
 
 
 @contextmanager
-def lake_lock(home: Path) -> Iterator[None]:
-    """One batch commit at a time per lake (an advisory file lock, across processes on shared storage).
+def lake_lock(home: Home) -> Iterator[None]:
+    """One batch commit at a time per lake on a file system (an advisory file lock, across processes on shared
+    storage); nothing on object storage, which has no locks.
 
     Delta's optimistic concurrency keeps each table's log consistent, but a batch spans several tables and its
-    key lookups read what other batches commit; serialising batch commits keeps those reads exact.
+    key lookups read what other batches commit; serialising batch commits keeps those reads exact. On object
+    storage, delta-rs makes each commit file with a conditional put (S3 ``If-None-Match``), so concurrent
+    writers never overwrite each other's commit: the loser re-reads the log and retries, and the batch's
+    application transactions (one per Kafka partition) keep every retried or re-run commit exactly once.
+    Drivers of one consumer group own disjoint partitions, so their batches write disjoint rows.
     """
-    folder = paths.lake_dir(home)
+    root = lake_root(home)
+    if not root.is_local:
+        yield
+        return
+    folder = root.path
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".commit.lock", "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -70,9 +80,8 @@ def parse_app_id(app: str) -> tuple[str, int] | None:
     return (topic, int(part)) if topic and part.isdigit() else None
 
 
-def _open(home: Path, table: str) -> DeltaTable | None:
-    location = paths.table_dir(home, table)
-    return DeltaTable(str(location)) if DeltaTable.is_deltatable(str(location)) else None
+def _open(home: Home, table: str) -> DeltaTable | None:
+    return tables.open_table(home, table)
 
 
 def already_committed(dt: DeltaTable | None, txns: dict[str, int]) -> bool:
@@ -133,15 +142,16 @@ def laid_out(table: str, data: pa.Table) -> pa.Table:
     return data
 
 
-def _write(home: Path, table: str, dt: DeltaTable | None, data: pa.Table, txns: dict[str, int]) -> None:
+def _write(home: Home, table: str, dt: DeltaTable | None, data: pa.Table, txns: dict[str, int]) -> None:
     """Append, retrying commit conflicts: blind appends rarely conflict, but a concurrent metadata change or
     optimize can make delta-rs give up; the batch's transaction ids make a retry safe."""
     data = laid_out(table, data)
     for attempt in range(COMMIT_RETRIES):
         try:
             write_deltalake(
-                str(paths.table_dir(home, table)) if dt is None else dt,
+                tables.uri(home, table) if dt is None else dt,
                 data,
+                storage_options=tables.options(home) if dt is None else None,
                 mode="append",
                 partition_by=paths.PARTITION_COLUMNS[table] or None,
                 schema_mode="merge",
@@ -160,7 +170,7 @@ def _write(home: Path, table: str, dt: DeltaTable | None, data: pa.Table, txns: 
 
 
 def append(
-    home: Path, table: str, data: pa.Table, txns: dict[str, int], staged: staged_files.StagedFiles | None = None
+    home: Home, table: str, data: pa.Table, txns: dict[str, int], staged: staged_files.StagedFiles | None = None
 ) -> bool:
     """Append rows in the table's sort order; False if these offsets were already committed.
 
@@ -184,7 +194,7 @@ def append(
     return True
 
 
-def _commit_staged(home: Path, dt: DeltaTable, staged: staged_files.StagedFiles, txns: dict[str, int]) -> None:
+def _commit_staged(home: Home, dt: DeltaTable, staged: staged_files.StagedFiles, txns: dict[str, int]) -> None:
     """Add staged files to the table's log with the batch's transactions, retrying commit conflicts."""
     for attempt in range(COMMIT_RETRIES):
         try:
@@ -207,7 +217,7 @@ def _commit_staged(home: Path, dt: DeltaTable, staged: staged_files.StagedFiles,
                 return
 
 
-def replace_rows(home: Path, table: str, data: pa.Table, predicate: str) -> None:
+def replace_rows(home: Home, table: str, data: pa.Table, predicate: str) -> None:
     """Replace the table's rows that match ``predicate`` (SQL over its columns) by ``data``, in one commit
     (Delta's replaceWhere; every row of ``data`` must match). No application transaction is recorded: the
     batch's own commits do that, and replacing the same rows again leaves the same table."""
@@ -234,7 +244,7 @@ def replace_rows(home: Path, table: str, data: pa.Table, predicate: str) -> None
             log.warning("%s: replace conflict, retrying (%d)", table, attempt + 1)
 
 
-def log_batch(home: Path, txns: dict[str, int]) -> bool:
+def log_batch(home: Home, txns: dict[str, int]) -> bool:
     """Record, after a batch reached every table, the version of each table: one lake snapshot.
 
     The lake's version is this log's version; reading a past lake reads each table at the versions logged.
@@ -242,7 +252,7 @@ def log_batch(home: Path, txns: dict[str, int]) -> bool:
     dt = _open(home, paths.LAKE_LOG)
     if already_committed(dt, txns):
         return False
-    versions = {t: DeltaTable(str(paths.table_dir(home, t))).version() for t in paths.TABLES if _open(home, t)}
+    versions = {t: opened.version() for t in paths.TABLES if (opened := _open(home, t)) is not None}
     row = pa.table(
         {
             "committedAt": pa.array([datetime.now(UTC)], pa.timestamp("us", tz="UTC")),
@@ -251,8 +261,9 @@ def log_batch(home: Path, txns: dict[str, int]) -> bool:
         }
     )
     write_deltalake(
-        str(paths.table_dir(home, paths.LAKE_LOG)) if dt is None else dt,
+        tables.uri(home, paths.LAKE_LOG) if dt is None else dt,
         row,
+        storage_options=tables.options(home) if dt is None else None,
         mode="append",
         commit_properties=_properties(txns, dt),
     )
@@ -279,7 +290,7 @@ def drop_committed(dt: DeltaTable | None, data: pa.Table) -> pa.Table:
     return data if keep.all() else data.filter(pa.array(keep))
 
 
-def append_states(home: Path, table: str, data: pa.Table, txns: dict[str, int]) -> int | None:
+def append_states(home: Home, table: str, data: pa.Table, txns: dict[str, int]) -> int | None:
     """Append each key's new state (``data``: one complete state per key; the first is kept) with a ``stateSeq``
     larger than any stored; the sequence number, or None if these offsets were already committed.
 
@@ -304,7 +315,7 @@ def append_states(home: Path, table: str, data: pa.Table, txns: dict[str, int]) 
     return seq
 
 
-def upsert(home: Path, table: str, data: pa.Table, txns: dict[str, int], order: str | None) -> bool:
+def upsert(home: Home, table: str, data: pa.Table, txns: dict[str, int], order: str | None) -> bool:
     """Insert new keys, replace existing ones when ``order`` is not older; False if already committed.
 
     With ``order`` None, every given row replaces the stored one (the caller merged them already).
@@ -326,8 +337,9 @@ def upsert(home: Path, table: str, data: pa.Table, txns: dict[str, int], order: 
         if dt is None:
             try:
                 write_deltalake(
-                    str(paths.table_dir(home, table)),
+                    tables.uri(home, table),
                     data,
+                    storage_options=tables.options(home),
                     mode="error",
                     configuration=_configuration(data),
                     writer_properties=writer_properties(table, data.schema),

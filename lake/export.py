@@ -31,12 +31,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
 
 from nightjar import __version__, paths
-from nightjar.lake import access
+from nightjar.lake import access, tables
 from nightjar.progress import Progress
 from nightjar.settings import Settings
+from nightjar.storage import Home
 
 FORMAT = "nightjar-export/1"
 MANIFEST = "manifest.json"
@@ -107,7 +107,7 @@ def _selection_filters(selection: Selection) -> tuple[dict[str, Any], list[tuple
 
 
 def _table_scan(
-    home: Path, table: str, selection: Selection
+    home: Home, table: str, selection: Selection
 ) -> tuple[Iterator[pa.RecordBatch], pa.Schema, dict[str, Any], dict[str, int]]:
     """Batches of the selected rows of ``table`` at its current version, pruned by partitions and statistics."""
     lake = access.open(home)
@@ -122,12 +122,12 @@ def _table_scan(
     return scanner.to_batches(), schema, described, {table: lake.versions[table]}
 
 
-def _versions(home: Path) -> dict[str, int]:
+def _versions(home: Home) -> dict[str, int]:
     versions = {}
     for table in paths.TABLES:
-        location = str(paths.table_dir(home, table))
-        if DeltaTable.is_deltatable(location):
-            versions[table] = DeltaTable(location).version()
+        dt = tables.open_table(home, table)
+        if dt is not None:
+            versions[table] = dt.version()
     return versions
 
 
@@ -140,7 +140,7 @@ def _sql_result(settings: Settings, sql: str, viewer: str | None = None) -> tupl
     """
     from nightjar.sql.engine import query_lake
 
-    home = Path(settings.home)
+    home = settings.lake
     for _ in range(SQL_STABLE_ATTEMPTS):
         before = _versions(home)
         result = query_lake(settings, sql, viewer=viewer)
@@ -216,7 +216,7 @@ def export(
     Parameters
     ----------
     settings
-        Nightjar settings: the lake is under ``settings.home``; SQL runs under its query limits.
+        Nightjar settings: the lake is ``settings.lake``; SQL runs under its query limits.
     table
         A lake table. With ``selection.sql`` it names the export; the SQL may read any table.
     selection
@@ -253,7 +253,7 @@ def export(
             batches: Iterable[pa.RecordBatch] = result.to_batches()
             schema, total = result.schema, result.num_rows
         else:
-            scan, schema, described, read_versions = _table_scan(Path(settings.home), table, selection)
+            scan, schema, described, read_versions = _table_scan(settings.lake, table, selection)
             batches, versions, total = scan, {"versions": read_versions}, None
         files = _write_files(partial, batches, schema, rows_per_file, progress, total)
         total = sum(f["rows"] for f in files)
@@ -283,7 +283,7 @@ def _hint(settings: Settings, table: str, selection: Selection) -> str:
     """The nights a night-partitioned table holds, to say what would have worked."""
     if selection.night is None:
         return ""
-    dt = access.delta_table(Path(settings.home), table)
+    dt = access.delta_table(settings.lake, table)
     adds = pa.table(dt.get_add_actions(flatten=True))
     if paths.NIGHT in dt.metadata().partition_columns:
         low, high = pc.min_max(adds[f"partition.{paths.NIGHT}"]).values()

@@ -18,6 +18,7 @@ fraction`` rows), whatever the lake's size.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +30,10 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from nightjar import paths
-from nightjar.lake import object_states
+from nightjar.lake import object_states, tables
 from nightjar.lake.commit import COMMIT_RETRIES, lake_lock, writer_properties
 from nightjar.lake.read import arrow_dataset
+from nightjar.storage import Home, lake_root
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +57,6 @@ class FoldReport:
     top: int = 0
     seconds: float = 0.0
     conflicts: int = 0
-
-
-def _location(home: Path, table: str) -> str:
-    return str(paths.table_dir(home, table))
 
 
 def counts(dt: DeltaTable) -> tuple[int, int]:
@@ -85,7 +83,7 @@ def due(dt: DeltaTable, fraction: float = FOLD_FRACTION) -> bool:
     return pending > 0 and pending > fraction * (total - pending)
 
 
-def _current_rows(home: Path, dt: DeltaTable) -> tuple[pa.RecordBatchReader, int, duckdb.DuckDBPyConnection]:
+def _current_rows(home: Home, dt: DeltaTable) -> tuple[pa.RecordBatchReader, int, duckdb.DuckDBPyConnection]:
     """The current rows of ``dt``'s version sorted by ``hpx29`` (a stream: DuckDB sorts out of core), and the
     largest ``stateSeq`` among all rows read."""
     raw = arrow_dataset(dt)
@@ -93,7 +91,9 @@ def _current_rows(home: Path, dt: DeltaTable) -> tuple[pa.RecordBatchReader, int
     top = int(pc.max(top_row).as_py() or 0)  # pending rows exist, so there is a largest
     rows = object_states.current(dt, raw)
     con = duckdb.connect(":memory:")
-    temp = paths.lake_dir(home).parent / paths.DUCKDB_TEMP_DIR
+    root = lake_root(home)
+    # DuckDB spills to the home beside a local lake, else to this machine's temporary folder.
+    temp = (root.path.parent if root.is_local else Path(tempfile.gettempdir())) / paths.DUCKDB_TEMP_DIR
     temp.mkdir(parents=True, exist_ok=True)
     con.execute("SET temp_directory = ?", [str(temp)])
     con.execute("SET python_enable_replacements = false")
@@ -109,11 +109,11 @@ def _current_rows(home: Path, dt: DeltaTable) -> tuple[pa.RecordBatchReader, int
     return pa.RecordBatchReader.from_batches(schema, batches), top, con
 
 
-def _record_fold(home: Path, table: str, top: int) -> None:
+def _record_fold(home: Home, table: str, top: int) -> None:
     """Set the table's folded sequence to ``top`` (never lower it), and keep ``stateSeq`` statistics in the log,
     under the lake lock: batch commits run under it, so none meets this metadata commit."""
     with lake_lock(home):
-        dt = DeltaTable(_location(home, table))
+        dt = tables.load(home, table)
         wanted: dict[str, str] = {}
         if object_states.folded_seq(dt) < top:
             wanted[object_states.FOLDED_PROPERTY] = str(top)
@@ -125,7 +125,7 @@ def _record_fold(home: Path, table: str, top: int) -> None:
 
 
 def fold(
-    home: Path,
+    home: Home,
     table: str = paths.OBJECTS,
     *,
     force: bool = False,
@@ -137,9 +137,8 @@ def fold(
     Safe while batches commit: see the module's description. Conflicting commits are retried from a fresh look.
     ``snapshot``: the version to fold (default: the latest), as a fold that started before later commits.
     """
-    home = Path(home)
     started = time.perf_counter()
-    dt = snapshot if snapshot is not None else DeltaTable(_location(home, table))
+    dt = snapshot if snapshot is not None else tables.load(home, table)
     report = FoldReport(table, False, dt.version(), dt.version(), 0, 0, 0)
     for attempt in range(FOLD_RETRIES + 1):
         pending, total = counts(dt)
@@ -164,12 +163,12 @@ def fold(
             if attempt == FOLD_RETRIES:
                 raise
             log.info("%s: fold conflict (%s), retrying", table, exc)
-            dt = DeltaTable(_location(home, table))
+            dt = tables.load(home, table)
             continue
         finally:
             con.close()
         _record_fold(home, table, top)
-        after = DeltaTable(_location(home, table))
+        after = tables.load(home, table)
         report.folded, report.top = True, top
         report.version_after = after.version()
         report.rows_after = counts(after)[1]

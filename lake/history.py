@@ -12,8 +12,6 @@ so a batch's work depends on its objects, not on how many nights the lake holds.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,7 +19,8 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
 from nightjar import paths
-from nightjar.lake import commit, read
+from nightjar.lake import commit, read, tables
+from nightjar.storage import Home
 
 KEY = "key"  # diaSourceId of a detection, forcedKey of a forced measurement
 FORCED = "forced"
@@ -59,22 +58,22 @@ def rows_for(table: pa.Table, key: str, forced: bool) -> pa.Table:
     return pa.table(columns, schema=SCHEMA)
 
 
-def stored(home: Path, object_ids: np.ndarray) -> pa.Table:
+def stored(home: Home, object_ids: np.ndarray) -> pa.Table:
     """The index rows of the given objects (every detection and forced measurement the lake holds of them)."""
-    location = str(paths.table_dir(home, paths.OBJECT_HISTORY))
     ids = np.unique(np.asarray(object_ids, np.int64))
-    if len(ids) == 0 or not DeltaTable.is_deltatable(location):
+    dt = tables.open_table(home, paths.OBJECT_HISTORY) if len(ids) else None
+    if dt is None:
         return SCHEMA.empty_table()
     # Files are sorted by diaObjectId in small row groups: the min/max bounds skip the groups that hold none of
     # the ids before the exact membership test reads any values.
     low, high = int(ids[0]), int(ids[-1])
     where = (ds.field("diaObjectId") >= low) & (ds.field("diaObjectId") <= high)
     where &= ds.field("diaObjectId").isin(pa.array(ids, pa.int64()))
-    table = read.arrow_dataset(DeltaTable(location)).to_table(filter=where)
+    table = read.arrow_dataset(dt).to_table(filter=where)
     return table.select(SCHEMA.names).cast(SCHEMA)
 
 
-def unindexed(home: Path, txns: dict[str, int]) -> tuple[pa.Table, dict[str, int]]:
+def unindexed(home: Home, txns: dict[str, int]) -> tuple[pa.Table, dict[str, int]]:
     """Index rows for what ``sources`` and ``forced_sources`` hold beyond the index, for the Kafka partitions of
     ``txns``.
 
@@ -114,9 +113,8 @@ def unindexed(home: Path, txns: dict[str, int]) -> tuple[pa.Table, dict[str, int
     return (pa.concat_tables(found) if found else SCHEMA.empty_table()), covered
 
 
-def _open(home: Path, table: str) -> DeltaTable | None:
-    location = str(paths.table_dir(home, table))
-    return DeltaTable(location) if DeltaTable.is_deltatable(location) else None
+def _open(home: Home, table: str) -> DeltaTable | None:
+    return tables.open_table(home, table)
 
 
 def unseen(rows: pa.Table, key: str, known: pa.Table, forced: bool) -> pa.Table:

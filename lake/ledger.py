@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,7 +18,9 @@ import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
 from nightjar import paths
+from nightjar.lake import tables
 from nightjar.lake.read import arrow_dataset
+from nightjar.storage import Home
 
 log = logging.getLogger(__name__)
 
@@ -40,26 +41,31 @@ SCHEMA = pa.schema(
 )
 
 
-def location(home: Path) -> Path:
-    return paths.table_dir(home, paths.FILTER_LEDGER)
+def _open(home: Home) -> DeltaTable | None:
+    return tables.open_table(home, paths.FILTER_LEDGER)
 
 
-def append(home: Path, rows: pa.Table) -> None:
+def append(home: Home, rows: pa.Table) -> None:
     """Record ``rows`` (in ``SCHEMA``); several writers may append at once."""
     if rows.num_rows == 0:
         return
     rows = rows.select(SCHEMA.names).cast(SCHEMA).sort_by([("filterId", "ascending"), ("diaObjectId", "ascending")])
-    where = location(home)
-    target: str | DeltaTable = DeltaTable(str(where)) if DeltaTable.is_deltatable(str(where)) else str(where)
-    write_deltalake(target, rows, mode="append", commit_properties=CommitProperties(max_commit_retries=20))
+    target, options = tables.target(home, paths.FILTER_LEDGER)
+    write_deltalake(
+        target,
+        rows,
+        mode="append",
+        storage_options=options,
+        commit_properties=CommitProperties(max_commit_retries=20),
+    )
 
 
-def lookup(home: Path, filter_ids: Sequence[int], object_ids: pa.Array) -> pa.Table:
+def lookup(home: Home, filter_ids: Sequence[int], object_ids: pa.Array) -> pa.Table:
     """Every ledger row of these filters about these objects (in ``SCHEMA``)."""
-    where = location(home)
-    if not filter_ids or len(object_ids) == 0 or not DeltaTable.is_deltatable(str(where)):
+    dt = _open(home) if filter_ids and len(object_ids) else None
+    if dt is None:
         return SCHEMA.empty_table()
-    dataset = arrow_dataset(DeltaTable(str(where)))
+    dataset = arrow_dataset(dt)
     objects = pc.unique(pc.cast(object_ids, pa.int64()))
     wanted = ds.field("filterId").isin(pa.array(sorted(set(filter_ids)), pa.int64())) & ds.field("diaObjectId").isin(
         objects
@@ -67,18 +73,18 @@ def lookup(home: Path, filter_ids: Sequence[int], object_ids: pa.Array) -> pa.Ta
     return dataset.to_table(filter=wanted).cast(SCHEMA)
 
 
-def read(home: Path, filter_id: int | None = None) -> pa.Table:
+def read(home: Home, filter_id: int | None = None) -> pa.Table:
     """The ledger (of one filter), for reports and tests."""
-    where = location(home)
-    if not DeltaTable.is_deltatable(str(where)):
+    dt = _open(home)
+    if dt is None:
         return SCHEMA.empty_table()
-    dataset = arrow_dataset(DeltaTable(str(where)))
+    dataset = arrow_dataset(dt)
     return dataset.to_table(filter=None if filter_id is None else ds.field("filterId") == filter_id).cast(SCHEMA)
 
 
-def compact(home: Path) -> None:
+def compact(home: Home) -> None:
     """Merge the ledger's many small files (one per batch and channel) into few."""
-    where = location(home)
-    if DeltaTable.is_deltatable(str(where)):
-        metrics = DeltaTable(str(where)).optimize.compact()
+    dt = _open(home)
+    if dt is not None:
+        metrics = dt.optimize.compact()
         log.info("ledger compacted: %s", metrics)

@@ -9,18 +9,17 @@ meets the cone's pixels.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import healpy as hp
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
 
 from nightjar import paths
-from nightjar.lake import object_states
+from nightjar.lake import object_states, tables
 from nightjar.lake.read import arrow_dataset
+from nightjar.storage import Home, lake_root
 
 CUTOUT_COLUMNS = ["diaSourceId", "cutoutDifference", "cutoutScience", "cutoutTemplate"]
 
@@ -29,14 +28,16 @@ class RowGroupIndex:
     """The min/max of one column in every row group of a table's current files, to read only what a lookup
     needs. Built once from the Parquet footers (one read per file); make a new index to see new commits."""
 
-    def __init__(self, home: Path, table: str, column: str, version: int | None = None) -> None:
-        location = paths.table_dir(home, table)
-        actions = pa.table(DeltaTable(str(location), version=version).get_add_actions(flatten=True))
-        self.files = [str(location / p) for p in actions["path"].to_pylist()]
+    def __init__(self, home: Home, table: str, column: str, version: int | None = None) -> None:
+        root = lake_root(home)
+        self._fs = root.filesystem()
+        folder = root.fs_path(root.table_uri(table))
+        actions = pa.table(tables.load(home, table, version).get_add_actions(flatten=True))
+        self.files = [f"{folder}/{p}" for p in actions["path"].to_pylist()]
         file_index, groups, lo, hi = [], [], [], []
         self.schema = pa.schema([])
         for f, path in enumerate(self.files):
-            meta = pq.read_metadata(path)
+            meta = pq.read_metadata(path, filesystem=self._fs)
             self.schema = meta.schema.to_arrow_schema()
             position = meta.schema.to_arrow_schema().get_field_index(column)
             for g in range(meta.num_row_groups):
@@ -49,7 +50,7 @@ class RowGroupIndex:
         self.group = np.asarray(groups, dtype=np.int64)
         self.lo = np.asarray(lo, dtype=np.int64)
         self.hi = np.asarray(hi, dtype=np.int64)
-        self._open = functools.lru_cache(maxsize=512)(pq.ParquetFile)
+        self._open = functools.lru_cache(maxsize=512)(functools.partial(pq.ParquetFile, filesystem=self._fs))
 
     def read(self, ranges: np.ndarray, columns: list[str] | None) -> pa.Table:
         """Rows of the row groups whose [min, max] meets any [lo, hi) range (rows outside are not removed)."""
@@ -69,7 +70,7 @@ class RowGroupIndex:
 class CutoutStore:
     """Cutouts by diaSourceId, for one version of the cutouts table (make a new store to see new alerts)."""
 
-    def __init__(self, home: Path, version: int | None = None) -> None:
+    def __init__(self, home: Home, version: int | None = None) -> None:
         self._index = RowGroupIndex(home, paths.CUTOUTS, "diaSourceId", version)
 
     def get(self, dia_source_id: int) -> dict[str, bytes | None] | None:
@@ -118,7 +119,7 @@ class ConeSearch:
 
     def __init__(
         self,
-        home: Path,
+        home: Home,
         table: str = paths.SOURCES,
         version: int | None = None,
         states: object_states.States | None = None,
@@ -126,7 +127,7 @@ class ConeSearch:
         self._index = RowGroupIndex(home, table, paths.HPX29, version)
         self._states = states
         if states is None and table == paths.OBJECTS and object_states.has_states(self._index.schema):
-            dt = DeltaTable(str(paths.table_dir(home, table)), version=version)
+            dt = tables.load(home, table, version)
             self._states = object_states.states(dt, arrow_dataset(dt))
 
     def __call__(self, ra: float, dec: float, radius_arcsec: float, columns: list[str] | None = None) -> pa.Table:
@@ -148,7 +149,7 @@ class ConeSearch:
 
 
 def cone(
-    home: Path,
+    home: Home,
     ra: float,
     dec: float,
     radius_arcsec: float,
@@ -167,15 +168,17 @@ class KeyIndex:
     by (objects by diaObjectId: the files are sorted by position). Built once per table version by reading the
     key column (8 bytes a row: 2 MB for 250,000 objects); make a new index to see new commits."""
 
-    def __init__(self, home: Path, table: str, column: str, version: int | None = None) -> None:
-        location = paths.table_dir(home, table)
-        actions = pa.table(DeltaTable(str(location), version=version).get_add_actions(flatten=True))
-        self.files = [str(location / p) for p in actions["path"].to_pylist()]
+    def __init__(self, home: Home, table: str, column: str, version: int | None = None) -> None:
+        root = lake_root(home)
+        self._fs = root.filesystem()
+        folder = root.fs_path(root.table_uri(table))
+        actions = pa.table(tables.load(home, table, version).get_add_actions(flatten=True))
+        self.files = [f"{folder}/{p}" for p in actions["path"].to_pylist()]
         self.column = column
         keys, seqs, files, groups = [], [], [], []
         self.schema = pa.schema([])
         for f, path in enumerate(self.files):
-            parquet = pq.ParquetFile(path)
+            parquet = pq.ParquetFile(path, filesystem=self._fs)
             self.schema = parquet.schema_arrow
             sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.metadata.num_row_groups)]
             has_seq = object_states.SEQ in parquet.schema_arrow.names
@@ -198,7 +201,7 @@ class KeyIndex:
         self.states = bool(len(all_seqs)) and bool((all_seqs >= 0).any())
         self.file_index = (np.concatenate(files) if files else np.empty(0, np.int32))[order]
         self.group = (np.concatenate(groups) if groups else np.empty(0, np.int32))[order]
-        self._open = functools.lru_cache(maxsize=512)(pq.ParquetFile)
+        self._open = functools.lru_cache(maxsize=512)(functools.partial(pq.ParquetFile, filesystem=self._fs))
 
     def read(self, keys: np.ndarray, columns: list[str] | None = None) -> pa.Table:
         """The rows of these keys (unknown keys are absent)."""

@@ -35,10 +35,12 @@ from deltalake.exceptions import CommitFailedError
 from nightjar import paths
 from nightjar.lake import fold as folding
 from nightjar.lake import object_states
+from nightjar.lake import tables as lake_tables
 from nightjar.lake.access import LakeError, check_table_name, delta_table
 from nightjar.lake.commit import lake_lock, log_batch, writer_properties
 from nightjar.lake.read import arrow_dataset
 from nightjar.progress import Progress
+from nightjar.storage import Home, LakeRoot, lake_root
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +121,15 @@ def _adds(dt: DeltaTable) -> pa.Table:
     return pa.table(dt.get_add_actions(flatten=True))
 
 
-def _selected(home: Path, table: str | None) -> list[str]:
+def _selected(home: Home, table: str | None) -> list[str]:
     if table is not None:
         check_table_name(table)
         delta_table(home, table)  # a clear error if it has no data
         return [table]
-    return [t for t in paths.TABLES if DeltaTable.is_deltatable(str(paths.table_dir(home, t)))]
+    return [t for t in paths.TABLES if lake_tables.exists(home, t)]
 
 
-def table_info(home: Path, table: str) -> TableInfo:
+def table_info(home: Home, table: str) -> TableInfo:
     """Version, live files, rows, bytes and partitions of ``table``, from its Delta log."""
     dt = delta_table(home, table)
     adds = _adds(dt)
@@ -151,12 +153,12 @@ def table_info(home: Path, table: str) -> TableInfo:
     )
 
 
-def tables(home: Path) -> list[TableInfo]:
+def tables(home: Home) -> list[TableInfo]:
     """:func:`table_info` of every table that has data."""
     return [table_info(home, t) for t in _selected(home, None)]
 
 
-def history(home: Path, table: str, limit: int | None = None) -> list[HistoryEntry]:
+def history(home: Home, table: str, limit: int | None = None) -> list[HistoryEntry]:
     """The commits of ``table``, newest first."""
     dt = delta_table(home, table)
     return [
@@ -183,7 +185,7 @@ def _stats_columns(dt: DeltaTable, names: list[str]) -> list[str]:
     return data_columns[:DEFAULT_STATS_COLUMNS]
 
 
-def enable_hpx29_stats(home: Path, table: str) -> bool:
+def enable_hpx29_stats(home: Home, table: str) -> bool:
     """Make the Delta log record ``hpx29`` min/max per file, so readers prune files for cone searches.
 
     Delta records statistics for the first 32 columns only, and ``hpx29`` comes later. This sets
@@ -241,7 +243,7 @@ def _dirty_partitions(dt: DeltaTable, target_size: int, order: str = paths.HPX29
         by_partition.setdefault(tuple(files[f"partition.{c}"][i] for c in part_cols), []).append(i)
     # Once the log is told to keep hpx29 statistics, files written before lack them: rewriting adds them.
     stats_wanted = order == paths.HPX29 and paths.HPX29 in _stats_columns(dt, pa.schema(dt.schema().to_arrow()).names)
-    filesystem, root = pafs.FileSystem.from_uri(dt.table_uri)
+    filesystem, root = lake_tables.filesystem_of(dt)
     dirty: list[dict[str, Any]] = []
     for key, members in by_partition.items():
         if stats_wanted and any((lows[i] is None or highs[i] is None) and not empty[i] for i in members):
@@ -284,7 +286,7 @@ def _batches(part_cols: list[str], dirty: list[dict[str, Any]]) -> list[list[tup
     ]
 
 
-def _fold_table(home: Path, table: str, fold_all: bool, snapshot: DeltaTable | None = None) -> OptimizeReport:
+def _fold_table(home: Home, table: str, fold_all: bool, snapshot: DeltaTable | None = None) -> OptimizeReport:
     """Fold the merge-on-read ``objects`` table (``lake.fold``): when due, or whenever a state is pending."""
     done = folding.fold(home, table, force=fold_all, snapshot=snapshot)
     after = _adds(delta_table(home, table)).num_rows
@@ -297,7 +299,7 @@ def _fold_table(home: Path, table: str, fold_all: bool, snapshot: DeltaTable | N
 
 
 def _optimize_table(
-    home: Path,
+    home: Home,
     table: str,
     target_size: int | None,
     retries: int,
@@ -353,7 +355,7 @@ def _optimize_table(
 
 
 def optimize(
-    home: Path,
+    home: Home,
     table: str | None = None,
     *,
     target_size: int | None = None,
@@ -377,17 +379,18 @@ def optimize(
     >>> [r.files_after for r in optimize(home)]  # doctest: +SKIP
     [3, 1]
     """
-    selected = _selected(Path(home), table)
+    root = home if isinstance(home, LakeRoot) else Path(home)
+    selected = _selected(root, table)
     reports = []
     for done, name in enumerate(selected):
         if progress is not None:
             progress(done, len(selected))
-        reports.append(_optimize_table(Path(home), name, target_size, retries, fold_all=fold_all))
+        reports.append(_optimize_table(root, name, target_size, retries, fold_all=fold_all))
     if progress is not None:
         progress(len(selected), len(selected))
-    if any(r.commits for r in reports) and DeltaTable.is_deltatable(str(paths.table_dir(home, paths.LAKE_LOG))):
-        with lake_lock(Path(home)):
-            log_batch(Path(home), {})
+    if any(r.commits for r in reports) and lake_tables.exists(root, paths.LAKE_LOG):
+        with lake_lock(root):
+            log_batch(root, {})
     return reports
 
 
@@ -395,7 +398,7 @@ def optimize(
 
 
 def vacuum(
-    home: Path, table: str | None = None, *, retention_hours: int | None = None, dry_run: bool = False
+    home: Home, table: str | None = None, *, retention_hours: int | None = None, dry_run: bool = False
 ) -> list[VacuumReport]:
     """Delete the files the log removed more than ``retention_hours`` ago; all tables when ``table`` is None.
 
@@ -404,16 +407,18 @@ def vacuum(
     committed yet are never touched.
     """
     reports = []
-    for name in _selected(Path(home), table):
-        dt = delta_table(Path(home), name)
+    lake = home if isinstance(home, LakeRoot) else Path(home)
+    for name in _selected(lake, table):
+        dt = delta_table(lake, name)
         options: dict[str, Any] = {"retention_hours": retention_hours, "enforce_retention_duration": False}
         if retention_hours is None:
             options = {"enforce_retention_duration": True}
         elif retention_hours < 0:
             raise LakeError("--retention-hours must be 0 or more")
         candidates = dt.vacuum(dry_run=True, **options)
-        filesystem, root = pafs.FileSystem.from_uri(dt.table_uri)
-        infos = filesystem.get_file_info([f"{root.rstrip('/')}/{c}" for c in candidates])
+        where = lake_root(lake)
+        filesystem, folder = where.filesystem(), where.fs_path(where.table_uri(name))
+        infos = filesystem.get_file_info([f"{folder}/{c}" for c in candidates])
         size = sum(i.size or 0 for i in infos)
         removed = candidates if dry_run else dt.vacuum(dry_run=False, **options)
         reports.append(VacuumReport(name, sorted(removed), size, dry_run))

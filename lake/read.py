@@ -18,7 +18,9 @@ from deltalake import DeltaTable
 
 from nightjar import paths
 from nightjar.lake import object_states
+from nightjar.lake import tables as lake_tables
 from nightjar.lake.region import pixel_ranges, ranges_filter
+from nightjar.storage import Home
 
 DETECTION_COLUMNS = ["diaObjectId", "midpointMjdTai", "band", "psfFlux", "psfFluxErr", "reliability"]
 
@@ -29,12 +31,16 @@ def arrow_dataset(dt: DeltaTable, **options: Any) -> ds.Dataset:
     deltalake's default file system is a Python object that Arrow's I/O threads call back into; a scan that a
     reader abandons (DuckDB stops pulling after a ``LIMIT``) keeps such threads reading, and at interpreter
     exit they call into a half-finalised interpreter (SIGSEGV, aborts, hangs). Arrow's native local file
-    system runs no Python on those threads. ``options`` are passed to ``DeltaTable.to_pyarrow_dataset``.
+    system runs no Python on those threads, nor does its S3 client (a lake on object storage). ``options`` are
+    passed to ``DeltaTable.to_pyarrow_dataset``.
     """
     uri = dt.table_uri
     local = unquote(uri.removeprefix("file://")) if uri.startswith("file://") else uri
     if "://" not in local:
         options.setdefault("filesystem", pafs.SubTreeFileSystem(str(Path(local).resolve()), pafs.LocalFileSystem()))
+    else:  # object storage: Arrow's native S3 client, with the table's own storage options
+        filesystem, folder = lake_tables.filesystem_of(dt)
+        options.setdefault("filesystem", pafs.SubTreeFileSystem(folder, filesystem))
     return dt.to_pyarrow_dataset(**options)
 
 
@@ -45,14 +51,15 @@ def table_dataset(dt: DeltaTable, table: str, **options: Any) -> ds.Dataset:
     return object_states.current(dt, dataset) if table == paths.OBJECTS else dataset
 
 
-def existing_tables(home: Path) -> list[str]:
+def existing_tables(home: Home) -> list[str]:
     """The lake tables that have at least one commit."""
-    return [t for t in paths.TABLES if DeltaTable.is_deltatable(str(paths.table_dir(home, t)))]
+    return [t for t in paths.TABLES if lake_tables.exists(home, t)]
 
 
-def log_time(table_uri: str, version: int) -> datetime | None:
-    """The ``commitInfo`` timestamp of ``version``'s commit file; None if the log does not have it (any more)."""
-    filesystem, root = pafs.FileSystem.from_uri(table_uri)
+def log_time(dt: DeltaTable, version: int) -> datetime | None:
+    """The ``commitInfo`` timestamp of ``version``'s commit file of ``dt``; None if the log does not have it (any
+    more)."""
+    filesystem, root = lake_tables.filesystem_of(dt)
     try:
         with filesystem.open_input_stream(f"{root.rstrip('/')}/_delta_log/{version:020d}.json") as f:
             lines = f.read().decode().splitlines()
@@ -76,9 +83,9 @@ def version_at(dt: DeltaTable, moment: datetime) -> int | None:
     latest = dt.version()
     dt.load_as_version(moment)
     version = dt.version()
-    while version < latest and (later := log_time(dt.table_uri, version + 1)) is not None and later <= moment:
+    while version < latest and (later := log_time(dt, version + 1)) is not None and later <= moment:
         version += 1
-    while version >= 0 and (committed := log_time(dt.table_uri, version)) is not None and committed > moment:
+    while version >= 0 and (committed := log_time(dt, version)) is not None and committed > moment:
         version -= 1
     return version if version >= 0 else None
 
@@ -90,18 +97,17 @@ class SnapshotError(ValueError):
     """A lake version or time the lake does not have."""
 
 
-def snapshot(home: Path, as_of: AsOf = None) -> dict[str, int]:
+def snapshot(home: Home, as_of: AsOf = None) -> dict[str, int]:
     """The version of each table in one consistent lake state.
 
     ``as_of`` is a lake version (the ``lake_log`` version, one per committed batch), a time (the lake as it was
     then), or None (the latest complete batch).
     """
-    location = str(paths.table_dir(home, paths.LAKE_LOG))
-    if not DeltaTable.is_deltatable(location):
+    log = lake_tables.open_table(home, paths.LAKE_LOG)
+    if log is None:
         if as_of is not None:
             raise SnapshotError("the lake has no history yet")
         return {}
-    log = DeltaTable(location)
     if isinstance(as_of, datetime):
         version = version_at(log, as_of)
         if version is None:
@@ -119,24 +125,23 @@ def snapshot(home: Path, as_of: AsOf = None) -> dict[str, int]:
     return versions
 
 
-def lake_version(home: Path) -> int | None:
-    location = str(paths.table_dir(home, paths.LAKE_LOG))
-    return DeltaTable(location).version() if DeltaTable.is_deltatable(location) else None
+def lake_version(home: Home) -> int | None:
+    log = lake_tables.open_table(home, paths.LAKE_LOG)
+    return log.version() if log is not None else None
 
 
-def datasets(home: Path, as_of: AsOf = None) -> dict[str, ds.Dataset]:
+def datasets(home: Home, as_of: AsOf = None) -> dict[str, ds.Dataset]:
     """Each lake table as a pyarrow dataset, all from the same lake snapshot (see ``snapshot``)."""
     versions = snapshot(home, as_of)
     out = {}
     for table in existing_tables(home):
         if table not in versions and as_of is not None:
             continue  # the table did not exist yet (its view is an empty placeholder)
-        dt = DeltaTable(str(paths.table_dir(home, table)), version=versions.get(table))
-        out[table] = table_dataset(dt, table)
+        out[table] = table_dataset(lake_tables.load(home, table, versions.get(table)), table)
     return out
 
 
-def table_schemas(home: Path, tables: Iterable[str]) -> dict[str, pa.Schema]:
+def table_schemas(home: Home, tables: Iterable[str]) -> dict[str, pa.Schema]:
     """The Arrow schema of each of ``tables`` the lake has, from the Delta log alone (no data file is read).
 
     A table's schema is every column any batch ever wrote to it: a lake that ingested ZTF alerts has ZTF's own
@@ -144,47 +149,47 @@ def table_schemas(home: Path, tables: Iterable[str]) -> dict[str, pa.Schema]:
     """
     out = {}
     for table in tables:
-        location = str(paths.table_dir(home, table))
-        if DeltaTable.is_deltatable(location):
-            out[table] = pa.schema(DeltaTable(location).schema().to_arrow())
+        dt = lake_tables.open_table(home, table)
+        if dt is not None:
+            out[table] = pa.schema(dt.schema().to_arrow())
     return out
 
 
-def table_versions(home: Path) -> dict[str, int]:
-    return {t: DeltaTable(str(paths.table_dir(home, t))).version() for t in existing_tables(home)}
+def table_versions(home: Home) -> dict[str, int]:
+    return {t: lake_tables.load(home, t).version() for t in existing_tables(home)}
 
 
-def detections_of(home: Path, object_ids: np.ndarray, hpx29: np.ndarray, region_order: int = 5) -> pa.Table:
+def detections_of(home: Home, object_ids: np.ndarray, hpx29: np.ndarray, region_order: int = 5) -> pa.Table:
     """Every detection in the lake of the given objects (``hpx29``: their positions, to prune the read)."""
-    location = paths.table_dir(home, paths.SOURCES)
-    if len(object_ids) == 0 or not DeltaTable.is_deltatable(str(location)):
+    dt = lake_tables.open_table(home, paths.SOURCES) if len(object_ids) else None
+    if dt is None:
         return pa.table({c: pa.array([], t) for c, t in zip(DETECTION_COLUMNS, _DETECTION_TYPES, strict=True)})
     where = ds.field("diaObjectId").isin(pa.array(np.unique(object_ids), pa.int64()))
     region = ranges_filter(pixel_ranges(hpx29, region_order))
     if region is not None:
         where = region & where
-    return arrow_dataset(DeltaTable(str(location))).to_table(columns=DETECTION_COLUMNS, filter=where)
+    return arrow_dataset(dt).to_table(columns=DETECTION_COLUMNS, filter=where)
 
 
 _DETECTION_TYPES = [pa.int64(), pa.float64(), pa.string(), pa.float32(), pa.float32(), pa.float32()]
 
 
-def datasets_as_of(home: Path, as_of: AsOf) -> dict[str, ds.Dataset]:
+def datasets_as_of(home: Home, as_of: AsOf) -> dict[str, ds.Dataset]:
     """The lake's tables in one snapshot: the latest (None), a lake version (int) or a time (see ``snapshot``)."""
     return datasets(home, as_of)
 
 
 def rows_of_objects(
-    home: Path, table: str, object_ids: np.ndarray, columns: list[str] | None = None
+    home: Home, table: str, object_ids: np.ndarray, columns: list[str] | None = None
 ) -> pa.Table | None:
     """The rows of ``table`` (``context``, ``context_matches``, ``annotations``…) for the given diaObjectIds, or
     None when the table does not exist yet. These tables are sorted by diaObjectId, so row-group statistics prune.
     For ``objects``, each object's newest state (every state of the asked objects is read, the newest kept)."""
-    location = str(paths.table_dir(home, table))
-    if not DeltaTable.is_deltatable(location):
+    dt = lake_tables.open_table(home, table)
+    if dt is None:
         return None
     where = ds.field("diaObjectId").isin(pa.array(np.unique(object_ids), pa.int64()))
-    dataset = arrow_dataset(DeltaTable(location))
+    dataset = arrow_dataset(dt)
     if table != paths.OBJECTS or not object_states.has_states(dataset.schema):
         return dataset.to_table(columns=columns, filter=where)
     wanted = None if columns is None else list(dict.fromkeys([*columns, "diaObjectId", paths.STATE_SEQ]))
@@ -192,14 +197,14 @@ def rows_of_objects(
     return rows if columns is None else rows.select(columns)
 
 
-def latest_detections(home: Path, objects: pa.Table, region_order: int = 5) -> pa.Table | None:
+def latest_detections(home: Home, objects: pa.Table, region_order: int = 5) -> pa.Table | None:
     """The lake's ``sources`` row of each object's newest detection (``objects``: lastDiaSourceId, hpx29)."""
-    location = str(paths.table_dir(home, paths.SOURCES))
-    if objects.num_rows == 0 or not DeltaTable.is_deltatable(location):
+    dt = lake_tables.open_table(home, paths.SOURCES) if objects.num_rows else None
+    if dt is None:
         return None
     ids = pc.drop_null(objects["lastDiaSourceId"])
     where = ds.field("diaSourceId").isin(ids)
     region = ranges_filter(pixel_ranges(objects[paths.HPX29].to_numpy(zero_copy_only=False), region_order))
     if region is not None:
         where = region & where
-    return arrow_dataset(DeltaTable(location)).to_table(filter=where)
+    return arrow_dataset(dt).to_table(filter=where)

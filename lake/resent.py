@@ -16,17 +16,17 @@ pruned by the batch's ``diaSourceId`` range, and only the key, digest and proven
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import DeltaTable
 
 from nightjar import paths
+from nightjar.lake import tables
 from nightjar.lake.keys import first_per_key
 from nightjar.lake.read import arrow_dataset
+from nightjar.storage import Home
 
 ROW = "_row"  # the message of a row in its batch
 KEY = "diaSourceId"
@@ -55,13 +55,13 @@ class Resent:
     )
 
 
-def stored_alerts(home: Path, alerts: pa.Table) -> pa.Table:
+def stored_alerts(home: Home, alerts: pa.Table) -> pa.Table:
     """The ``cutouts`` rows (key, digest, provenance) of the alerts with the ``diaSourceId``s of ``alerts``."""
-    location = str(paths.table_dir(home, paths.CUTOUTS))
     ids = pc.drop_null(alerts[KEY]) if alerts.num_rows else pa.array([], pa.int64())
-    if len(ids) == 0 or not DeltaTable.is_deltatable(location):
+    dt = tables.open_table(home, paths.CUTOUTS) if len(ids) else None
+    if dt is None:
         return _empty_stored()
-    dataset = arrow_dataset(DeltaTable(location))
+    dataset = arrow_dataset(dt)
     nights = pc.unique(pc.drop_null(alerts[paths.NIGHT])) if paths.NIGHT in alerts.column_names else None
     bounds = pc.min_max(ids)
     where = (ds.field(KEY) >= bounds["min"].as_py()) & (ds.field(KEY) <= bounds["max"].as_py())

@@ -13,18 +13,19 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-from deltalake import DeltaTable
 
 from nightjar import paths
 from nightjar.lake import object_states, read
+from nightjar.lake import tables as lake_tables
 from nightjar.lake.lookup import ConeSearch, CutoutStore, KeyIndex
+from nightjar.storage import Home, LakeRoot
 
 
 @dataclass
 class Snapshot:
     """One consistent state of the lake; the cone index and the cutout store are built on first use."""
 
-    home: Path
+    home: Home
     key: tuple[int, ...]
     tables: dict[str, ds.Dataset]
     versions: dict[str, int]
@@ -64,7 +65,7 @@ class Snapshot:
             return self._cutouts.get(dia_source_id)
 
 
-def _state_key(home: Path) -> tuple[int, ...]:
+def _state_key(home: Home) -> tuple[int, ...]:
     """What changes when the lake does: the lake log's version, else every table's version."""
     version = read.lake_version(home)
     if version is not None:
@@ -75,8 +76,8 @@ def _state_key(home: Path) -> tuple[int, ...]:
 class LakeReader:
     """The current lake snapshot for a serving process; thread-safe."""
 
-    def __init__(self, home: Path, check_interval_s: float = 1.0) -> None:
-        self.home = Path(home)
+    def __init__(self, home: Home, check_interval_s: float = 1.0) -> None:
+        self.home: Home = home if isinstance(home, LakeRoot) else Path(home)
         self.check_interval_s = check_interval_s
         self._snapshot: Snapshot | None = None
         self._checked = 0.0
@@ -100,13 +101,13 @@ class LakeReader:
             return self._snapshot
 
 
-def _open(home: Path, key: tuple[int, ...]) -> Snapshot:
+def _open(home: Home, key: tuple[int, ...]) -> Snapshot:
     logged = read.snapshot(home)
     tables, versions = {}, {}
     states = None
     for table in read.existing_tables(home):
         # A table that joined the lake after its last logged batch is read at its latest version.
-        dt = DeltaTable(str(paths.table_dir(home, table)), version=logged.get(table))
+        dt = lake_tables.load(home, table, logged.get(table))
         tables[table] = read.arrow_dataset(dt)
         versions[table] = dt.version()
         if table == paths.OBJECTS:

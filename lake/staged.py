@@ -10,23 +10,25 @@ written by a process that dies before the commit is in no table version: readers
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import os
 import re
 import time
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.transaction import AddAction, RemoveAction
 
 from nightjar import paths
+from nightjar.lake import tables
+from nightjar.storage import Home, lake_root
 
 # Partition values that need no escaping in a file path (delta-rs escapes others its own way).
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.\-]+")
@@ -39,22 +41,23 @@ class StagedFiles:
     table: str
     rows: int
     actions: list[AddAction | RemoveAction]  # only additions
-    files: list[Path]
+    files: list[str]  # paths on ``filesystem``
     seconds: float = 0.0  # spent writing them
+    filesystem: pafs.FileSystem = field(default_factory=pafs.LocalFileSystem)
 
     def discard(self) -> None:
         for file in self.files:
-            file.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                self.filesystem.delete_file(file)
 
 
-def stage(home: Path, table: str, data: pa.Table) -> StagedFiles | None:
+def stage(home: Home, table: str, data: pa.Table) -> StagedFiles | None:
     """Write ``data`` (already laid out: partition columns, sort order) as the table's Parquet files, one per
     partition, with the same layout as delta-rs writes them. None when the table does not exist yet, or when the
     rows do not fit its schema as it is (a new column): the commit then writes them itself."""
-    location = paths.table_dir(home, table)
-    if data.num_rows == 0 or not DeltaTable.is_deltatable(str(location)):
+    dt = tables.open_table(home, table) if data.num_rows else None
+    if dt is None:
         return None
-    dt = DeltaTable(str(location))
     schema = pa.schema(dt.schema().to_arrow())
     if set(schema.names) != set(data.column_names):
         return None
@@ -64,7 +67,10 @@ def stage(home: Path, table: str, data: pa.Table) -> StagedFiles | None:
         return None
     partition_by = list(dt.metadata().partition_columns)
     stats_columns = _stats_columns(dt, schema, partition_by)
-    staged = StagedFiles(table, data.num_rows, [], [])
+    root = lake_root(home)
+    filesystem = root.filesystem()
+    location = root.fs_path(root.table_uri(table))
+    staged = StagedFiles(table, data.num_rows, [], [], filesystem=filesystem)
     try:
         for values, rows in _partitions(data, partition_by):
             if any(v is not None and not _PLAIN_VALUE.fullmatch(v) for v in values.values()):
@@ -73,12 +79,14 @@ def stage(home: Path, table: str, data: pa.Table) -> StagedFiles | None:
             folder = "/".join(f"{k}={'__HIVE_DEFAULT_PARTITION__' if v is None else v}" for k, v in values.items())
             name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
             relative = f"{folder}/{name}" if folder else name
-            file = location / relative
-            file.parent.mkdir(parents=True, exist_ok=True)
+            file = f"{location}/{relative}"
+            if root.is_local:
+                filesystem.create_dir(file.rpartition("/")[0], recursive=True)
             staged.files.append(file)
             pq.write_table(
                 rows.drop_columns(partition_by),
                 file,
+                filesystem=filesystem,
                 row_group_size=paths.ROW_GROUP_ROWS.get(table, 8192),
                 compression="snappy",
                 use_dictionary=[f.name for f in rows.schema if not _is_binary(f.type)],
@@ -87,7 +95,7 @@ def stage(home: Path, table: str, data: pa.Table) -> StagedFiles | None:
             staged.actions.append(
                 AddAction(
                     relative,
-                    os.path.getsize(file),
+                    filesystem.get_file_info(file).size,
                     values,
                     int(time.time() * 1000),
                     True,

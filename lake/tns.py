@@ -6,14 +6,13 @@ Both tables are overwritten under the lake's commit lock, then one lake snapshot
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
+from deltalake import write_deltalake
 
 from nightjar import paths
-from nightjar.lake import commit
+from nightjar.lake import commit, tables
 from nightjar.lake.read import arrow_dataset
+from nightjar.storage import Home
 
 CROSSMATCH_TNS_SCHEMA = pa.schema(
     [
@@ -33,29 +32,27 @@ CROSSMATCH_TNS_SCHEMA = pa.schema(
 )
 
 
-def _overwrite(home: Path, table: str, data: pa.Table) -> None:
-    location = str(paths.table_dir(home, table))
+def _overwrite(home: Home, table: str, data: pa.Table) -> None:
     data = commit.laid_out(table, data)
-    target: str | DeltaTable = DeltaTable(location) if DeltaTable.is_deltatable(location) else location
+    target, options = tables.target(home, table)
     write_deltalake(
         target,
         data,
+        storage_options=options,
         mode="overwrite",
         schema_mode="overwrite",
         writer_properties=commit.writer_properties(table, data.schema),
     )
 
 
-def replace_tns(home: Path, tns: pa.Table, matches: pa.Table) -> None:
+def replace_tns(home: Home, tns: pa.Table, matches: pa.Table) -> None:
     """Replace ``tns`` and ``crossmatch_tns`` in one lake snapshot (call under ``commit.lake_lock``)."""
     _overwrite(home, paths.TNS, tns)
     _overwrite(home, paths.CROSSMATCH_TNS, matches.cast(CROSSMATCH_TNS_SCHEMA))
     commit.log_batch(home, {})
 
 
-def read_table(home: Path, table: str) -> pa.Table | None:
+def read_table(home: Home, table: str) -> pa.Table | None:
     """The latest version of ``tns`` or ``crossmatch_tns``; None before the first import."""
-    location = str(paths.table_dir(home, table))
-    if not DeltaTable.is_deltatable(location):
-        return None
-    return arrow_dataset(DeltaTable(location)).to_table()
+    dt = tables.open_table(home, table)
+    return arrow_dataset(dt).to_table() if dt is not None else None

@@ -8,17 +8,16 @@ exactly once like every table). Matching a list over the history replaces that l
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import DeltaTable
 
 from nightjar import paths
-from nightjar.lake import commit
+from nightjar.lake import commit, tables
 from nightjar.lake.read import arrow_dataset
+from nightjar.storage import Home
 
 WATCHLIST_HITS_SCHEMA = pa.schema(
     [
@@ -77,7 +76,7 @@ def keep_alerts(hits: pa.Table, alerts: pa.Array | pa.ChunkedArray) -> pa.Table:
     return hits.filter(pc.fill_null(pc.is_in(hits["diaSourceId"], value_set=stored), False))
 
 
-def append_batch(home: Path, table: str, hits: pa.Table, txns: dict[str, int]) -> bool:
+def append_batch(home: Home, table: str, hits: pa.Table, txns: dict[str, int]) -> bool:
     """A batch's hits, appended with its transactions (call under the lake lock, before ``log_batch``): a batch
     committed again writes them once. A batch without hits writes nothing (a replay of it has nothing to repeat),
     sparing the table a commit per batch."""
@@ -91,27 +90,26 @@ def _key_strings(table: pa.Table, columns: tuple[str, ...]) -> pa.Array:
     return pc.binary_join_element_wise(*parts, ":")
 
 
-def rows_of_list(home: Path, table: str, list_id: int, version: int | None = None) -> pa.Table:
+def rows_of_list(home: Home, table: str, list_id: int, version: int | None = None) -> pa.Table:
     """Every stored hit of one watchlist or watchmap (at a table version, or the latest)."""
-    location = str(paths.table_dir(home, table))
-    if not DeltaTable.is_deltatable(location):
+    if not tables.exists(home, table):
         return SCHEMAS[table].empty_table()
-    dt = DeltaTable(location, version=version)
+    dt = tables.load(home, table, version)
     found = arrow_dataset(dt).to_table(filter=ds.field(LIST_COLUMN[table]) == list_id)
     return found.select(SCHEMAS[table].names).cast(SCHEMAS[table])
 
 
-def table_version(home: Path, table: str) -> int | None:
-    location = str(paths.table_dir(home, table))
-    return DeltaTable(location).version() if DeltaTable.is_deltatable(location) else None
+def table_version(home: Home, table: str) -> int | None:
+    dt = tables.open_table(home, table)
+    return dt.version() if dt is not None else None
 
 
-def replace_list(home: Path, table: str, list_id: int, hits: pa.Table, since_version: int | None) -> int:
+def replace_list(home: Home, table: str, list_id: int, hits: pa.Table, since_version: int | None) -> int:
     """Replace every stored hit of one list by ``hits`` (matched over the lake as of ``since_version`` of the
     table), in one commit, keeping the hits batches committed after that version. Returns the rows stored."""
     hits = hits.cast(SCHEMAS[table])
     keys = HIT_KEYS[table]
-    if hits.num_rows == 0 and not paths.lake_dir(home).is_dir():
+    if hits.num_rows == 0 and not tables.is_lake(home):
         return 0  # no lake yet: nothing to store or replace
     with commit.lake_lock(home):
         current = rows_of_list(home, table, list_id)
@@ -136,7 +134,7 @@ def replace_list(home: Path, table: str, list_id: int, hits: pa.Table, since_ver
     return rows.num_rows
 
 
-def forget_list(home: Path, table: str, list_id: int) -> None:
+def forget_list(home: Home, table: str, list_id: int) -> None:
     """Remove every hit of a deleted watchlist or watchmap."""
     if table_version(home, table) is None:
         return

@@ -14,8 +14,6 @@ A TNS import announces the objects whose TNS match is new or changed as notices 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +26,7 @@ from nightjar.pipelines.stages import FilterOutput
 from nightjar.sql import parse, sandbox, views, watch_views
 from nightjar.sql.registry import Filter
 from nightjar.sql.streaming import run_filters
+from nightjar.storage import Home
 
 TNS_NOTICE_TOPIC = "tns"  # pipelines.tns_refresh.NOTICE_TOPIC
 TNS_NOTICE_ANNOTATOR = "nightjar tns"
@@ -41,7 +40,7 @@ def reads_tns(flt: Filter) -> bool:
     return views.CROSSMATCH_TNS in parse.tables_read(flt.sql)
 
 
-def annotation_views(home: Path, notes: pa.Table) -> dict[str, pa.Table]:
+def annotation_views(home: Home, notes: pa.Table) -> dict[str, pa.Table]:
     """The views of a batch of new annotations (see the module docstring)."""
     ids = pc.unique(notes["diaObjectId"]).to_numpy()
     out: dict[str, pa.Table] = {views.ANNOTATIONS: notes}
@@ -61,7 +60,7 @@ def annotation_views(home: Path, notes: pa.Table) -> dict[str, pa.Table]:
 
 
 def _with_hits(
-    home: Path, tables: dict[str, pa.Table], ids: np.ndarray, filters: list[Filter], metadata_url: str | None
+    home: Home, tables: dict[str, pa.Table], ids: np.ndarray, filters: list[Filter], metadata_url: str | None
 ) -> list[tuple[list[int], dict[str, pa.Table]]]:
     """(filter positions, their views): the filters reading the hit views get the stored hits of the annotated
     objects that their owner may see, one group per owner; the others share ``tables``."""
@@ -85,7 +84,7 @@ def _with_hits(
 
 
 def run_annotation_filters(
-    home: Path,
+    home: Home,
     payloads: list[bytes],
     filters: list[Filter],
     limits: sandbox.Limits,
@@ -111,7 +110,7 @@ def run_annotation_filters(
 
 
 def _run(
-    home: Path,
+    home: Home,
     notes: pa.Table,
     chosen: list[Filter],
     limits: sandbox.Limits,

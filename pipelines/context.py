@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import DeltaTable
 from distributed import Client
 
 from nightjar import paths
@@ -31,7 +29,8 @@ from nightjar.catalogs.context import (
     ContextResult,
 )
 from nightjar.catalogs.dispatch import submit_context
-from nightjar.lake import commit, keys, read
+from nightjar.lake import commit, keys, read, tables
+from nightjar.storage import Home
 from nightjar.streams.decode import DecodedBatch
 
 
@@ -69,7 +68,7 @@ def batch_objects(batch: DecodedBatch) -> pa.Table:
     return objects.select(["diaObjectId", "ra", "dec"])
 
 
-def pending(batch: DecodedBatch, home: Path, catalogs_version: str) -> Pending:
+def pending(batch: DecodedBatch, home: Home, catalogs_version: str) -> Pending:
     """Which of the batch's objects need a classification: first seen, or classified under other catalogues."""
     objects = batch_objects(batch)
     stored = read.rows_of_objects(home, paths.CONTEXT, objects["diaObjectId"].to_numpy())
@@ -122,7 +121,7 @@ def combine(p: Pending, result: ContextResult) -> BatchContext:
     return BatchContext(view=view, new=new)
 
 
-def commit_context(home: Path, context: BatchContext, txns: dict[str, int]) -> None:
+def commit_context(home: Home, context: BatchContext, txns: dict[str, int]) -> None:
     """Store a batch's new classifications (call under the lake lock, before ``log_batch``)."""
     if context.new.context.num_rows:
         commit.upsert(home, paths.CONTEXT, context.new.context, txns, order=CLASSIFIED_AT)
@@ -141,24 +140,23 @@ class RefreshReport:
     stale_matches_removed: int
 
 
-def refresh(home: Path, client: Client, catalogs: CatalogSet, chunk_rows: int = 200_000) -> RefreshReport:
+def refresh(home: Home, client: Client, catalogs: CatalogSet, chunk_rows: int = 200_000) -> RefreshReport:
     """Classify every lake object whose context is missing or was computed under other catalogues, then drop the
     matches of superseded catalogue sets. Run after installing or removing a catalogue.
 
     Objects are read and classified ``chunk_rows`` at a time on the cluster; each chunk is stored under the lake
     lock as its own lake version, so an interrupted refresh keeps what it finished and a rerun does the rest.
     """
-    location = str(paths.table_dir(home, paths.OBJECTS))
-    if not DeltaTable.is_deltatable(location):
+    if not tables.exists(home, paths.OBJECTS):
         return RefreshReport(0, 0, 0)
-    objects = read.table_dataset(DeltaTable(location), paths.OBJECTS).to_table(columns=["diaObjectId", "ra", "dec"])
+    objects = read.table_dataset(tables.load(home, paths.OBJECTS), paths.OBJECTS).to_table(
+        columns=["diaObjectId", "ra", "dec"]
+    )
     objects = objects.filter(pc.is_valid(objects["diaObjectId"]))
-    stored = str(paths.table_dir(home, paths.CONTEXT))
-    if DeltaTable.is_deltatable(stored):
-        current = (
-            DeltaTable(stored)
-            .to_pyarrow_dataset()
-            .to_table(columns=["diaObjectId"], filter=ds.field(CATALOGS_VERSION) == catalogs.version)
+    stored = tables.open_table(home, paths.CONTEXT)
+    if stored is not None:
+        current = read.arrow_dataset(stored).to_table(
+            columns=["diaObjectId"], filter=ds.field(CATALOGS_VERSION) == catalogs.version
         )
         objects = objects.filter(pc.invert(pc.is_in(objects["diaObjectId"], value_set=current["diaObjectId"])))
     classified = 0
@@ -170,13 +168,12 @@ def refresh(home: Path, client: Client, catalogs: CatalogSet, chunk_rows: int = 
             commit.log_batch(home, {})
         classified += piece.num_rows
     removed = 0
-    matches = str(paths.table_dir(home, paths.CONTEXT_MATCHES))
-    if DeltaTable.is_deltatable(matches):
+    if tables.exists(home, paths.CONTEXT_MATCHES):
         with commit.lake_lock(home):
-            metrics = DeltaTable(matches).delete(f"{CATALOGS_VERSION} != '{catalogs.version}'")
+            metrics = tables.load(home, paths.CONTEXT_MATCHES).delete(f"{CATALOGS_VERSION} != '{catalogs.version}'")
             # delete() rewrites files with string_view columns, which pyarrow cannot filter: compact them back.
-            DeltaTable(matches).optimize.compact()
+            tables.load(home, paths.CONTEXT_MATCHES).optimize.compact()
             commit.log_batch(home, {})
         removed = int(metrics.get("num_deleted_rows", 0))
-    total = read.table_dataset(DeltaTable(location), paths.OBJECTS).count_rows()
+    total = read.table_dataset(tables.load(home, paths.OBJECTS), paths.OBJECTS).count_rows()
     return RefreshReport(objects=total, classified=classified, stale_matches_removed=removed)

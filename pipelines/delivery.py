@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -72,7 +71,7 @@ class Deliverer:
 
     def __init__(self, settings: Settings, publisher: Publisher, db: Engine) -> None:
         self.settings = settings
-        self.home = Path(settings.home)
+        self.home = settings.lake
         self.publisher = publisher
         self.db = db
         self.smtp = email_digest.SmtpConfig.from_settings(settings)

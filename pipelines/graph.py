@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, TypeAlias
 
 from distributed import Client, Future
@@ -33,6 +32,7 @@ from nightjar.pipelines import context, stages, watch_filters
 from nightjar.pipelines.watch import BatchHits, WatchSet, match_batch
 from nightjar.sql import sandbox
 from nightjar.sql.registry import Filter
+from nightjar.storage import Home
 from nightjar.streams.decode import RawBatch
 from nightjar.streams.kafka_ranges import KafkaSlice
 
@@ -58,7 +58,7 @@ class Job:
 
 @dataclass(frozen=True)
 class GraphConfig:
-    home: Path
+    home: Home
     partition_order: int
     max_message_bytes: int
     registry_url: str | None
@@ -80,7 +80,7 @@ def _committed(batch: stages.DecodedBatch) -> None:
 def _commit_after(
     batch: stages.DecodedBatch,
     previous: None,
-    home: Path,
+    home: Home,
     txns: dict[str, int],
     context: Any,
     cutouts: StagedFiles | None,

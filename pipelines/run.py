@@ -30,6 +30,7 @@ from nightjar.progress import Progress
 from nightjar.settings import Settings
 from nightjar.sql import engine as sql_engine
 from nightjar.sql import registry
+from nightjar.storage import Home
 from nightjar.streams import kafka
 from nightjar.streams.decode import RawBatch
 from nightjar.streams.files import AlertFileError, read_payloads
@@ -89,7 +90,7 @@ class RunReport:
 
 def _graph_config(settings: Settings, run_filters: bool = True) -> graph.GraphConfig:
     return graph.GraphConfig(
-        home=Path(settings.home),
+        home=settings.lake,
         partition_order=settings.partition_order,
         max_message_bytes=settings.max_message_bytes,
         registry_url=settings.schema_registry_url,
@@ -169,7 +170,7 @@ class BackgroundCompaction:
     flat); appends never conflict with either, so ingestion does not wait for it.
     """
 
-    def __init__(self, client: Client, home: Path) -> None:
+    def __init__(self, client: Client, home: Home) -> None:
         self.client = client
         self.home = home
         self.future: Future | None = None
@@ -324,7 +325,7 @@ def run(
         )
 
     def annotated(raw: RawBatch, filters: list[registry.Filter]) -> None:
-        outputs, bad = run_annotation_filters(Path(settings.home), raw.payloads, filters, limits, settings.metadata_url)
+        outputs, bad = run_annotation_filters(settings.lake, raw.payloads, filters, limits, settings.metadata_url)
         for i, reason in bad:
             publisher.dead_letter(raw.topics[i], raw.partitions[i], raw.offsets[i], raw.payloads[i], reason)
         delivered = deliver_matches(outputs, batch_label(raw))
@@ -352,11 +353,11 @@ def run(
         log.debug("batch %s: seconds per stage %s", batch_label(job.source), outcome.timings)
         busy[0] = time.monotonic()
         if report.batches % settings.ledger_compact_every == 0:
-            ledger.compact(Path(settings.home))
+            ledger.compact(settings.lake)
         if settings.lake_compact_every and report.batches % settings.lake_compact_every == 0:
             compaction.start()
 
-    compaction = BackgroundCompaction(client, Path(settings.home))
+    compaction = BackgroundCompaction(client, settings.lake)
 
     def check_broker() -> None:
         """The oldest batch is slow: its worker may be waiting on Kafka. Say so here, and wait with it."""

@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -26,6 +25,7 @@ from nightjar.sql import sandbox, views
 from nightjar.sql.parse import tables_read
 from nightjar.sql.registry import Filter
 from nightjar.sql.streaming import run_filters
+from nightjar.storage import Home
 from nightjar.streams.decode import ROW, DecodedBatch, RawBatch, Reject, decode_batch
 from nightjar.streams.kafka_ranges import KafkaSlice
 
@@ -161,7 +161,7 @@ def late_alerts(batch: DecodedBatch, known: pa.Table, stored_alerts: pa.ChunkedA
     return commit.first_per_key(rows, "diaSourceId")
 
 
-def _replace_detections(home: Path, late: pa.Table) -> pa.Table:
+def _replace_detections(home: Home, late: pa.Table) -> pa.Table:
     """Replace the stored copies of ``late`` detections in ``sources`` and in the index; the index rows written."""
     keys = ", ".join(str(int(k)) for k in late["diaSourceId"].to_numpy())
     commit.replace_rows(home, paths.SOURCES, late, f"diaSourceId IN ({keys})")
@@ -190,7 +190,7 @@ def lake_forced(batch: DecodedBatch, known: pa.Table | None = None) -> pa.Table 
     return commit.first_per_key(forced, paths.FORCED_KEY)
 
 
-def merge_objects(objects: pa.Table, detections: pa.Table, home: Path, context: pa.Table | None = None) -> pa.Table:
+def merge_objects(objects: pa.Table, detections: pa.Table, home: Home, context: pa.Table | None = None) -> pa.Table:
     """Each object's newest packet state with features over its whole light curve (``detections``: every
     stored and new detection of the batch's objects). ``context``: the batch's context view, whose host
     ``distance`` gives the absolute magnitudes.
@@ -252,7 +252,7 @@ def _with_light_curve_interval(objects: pa.Table) -> pa.Table:
     return objects
 
 
-def _keep_stored_state(objects: pa.Table, late: pa.Array, home: Path, feature_columns: list[str]) -> pa.Table:
+def _keep_stored_state(objects: pa.Table, late: pa.Array, home: Home, feature_columns: list[str]) -> pa.Table:
     """``objects`` with the rows of late alerts replaced by the stored packet state, where it is newer."""
     ids = objects.filter(late)["diaObjectId"]
     stored = read.rows_of_objects(home, paths.OBJECTS, ids.to_numpy())
@@ -267,7 +267,7 @@ def _keep_stored_state(objects: pa.Table, late: pa.Array, home: Path, feature_co
     return commit.latest_per_key(both, "diaObjectId", OBJECT_ORDER)
 
 
-def stage_cutouts(batch: DecodedBatch, home: Path) -> staged.StagedFiles | None:
+def stage_cutouts(batch: DecodedBatch, home: Home) -> staged.StagedFiles | None:
     """Write the batch's cutout files into the lake ahead of its commit, without the lake lock: they are in no
     lake version until ``commit_to_lake`` adds them (``lake.staged``). None: the commit writes them itself."""
     started = time.perf_counter()
@@ -279,7 +279,7 @@ def stage_cutouts(batch: DecodedBatch, home: Path) -> staged.StagedFiles | None:
 
 def commit_to_lake(
     batch: DecodedBatch,
-    home: Path,
+    home: Home,
     txns: dict[str, int],
     context: BatchContext | None = None,
     cutouts: staged.StagedFiles | None = None,
@@ -350,7 +350,7 @@ class _Timed:
 
 def _commit(
     batch: DecodedBatch,
-    home: Path,
+    home: Home,
     txns: dict[str, int],
     context: BatchContext | None,
     timed: _Timed,
@@ -485,7 +485,7 @@ def apply_filters(
     filters: list[Filter],
     limits: sandbox.Limits,
     context: BatchContext | None = None,
-    home: Path | None = None,
+    home: Home | None = None,
     hits: BatchHits | None = None,
 ) -> BatchOutcome:
     """Run every filter over the batch's views, in as few DuckDB passes as possible.

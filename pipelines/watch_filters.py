@@ -9,7 +9,6 @@ one group per view of them (the owners of the private lists with hits, and every
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,6 +20,7 @@ from nightjar.pipelines.watch import BatchHits, WatchSet
 from nightjar.sql import sandbox
 from nightjar.sql.parse import tables_read
 from nightjar.sql.registry import Filter
+from nightjar.storage import Home
 from nightjar.streams.decode import DecodedBatch
 
 HIT_VIEWS = frozenset({paths.WATCHLIST_HITS, paths.AREA_HITS})
@@ -59,7 +59,7 @@ def apply_filters(
     filters: list[Filter],
     limits: sandbox.Limits,
     context: BatchContext | None = None,
-    home: Path | None = None,
+    home: Home | None = None,
     hits: BatchHits | None = None,
     watch: WatchSet | None = None,
 ) -> stages.BatchOutcome:

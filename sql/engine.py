@@ -68,7 +68,7 @@ def lake_views(settings: Settings, as_of: AsOf = None, viewer: str | None = None
     has nothing. ``viewer``: the user the query runs for (``""``: anonymous), who does not see the hits of other
     users' private watchlists and watchmaps; None: everything (the operator, admins)."""
     try:
-        found = views.with_placeholders(read.datasets_as_of(Path(settings.home), as_of))
+        found = views.with_placeholders(read.datasets_as_of(settings.lake, as_of))
     except read.SnapshotError as exc:
         raise sandbox.QueryError(str(exc)) from None
     if viewer is not None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -21,6 +20,7 @@ from nightjar.lake.annotations import SCHEMA as ANNOTATION_SCHEMA
 from nightjar.lake.keys import first_per_key, latest_per_key
 from nightjar.lake.tns import CROSSMATCH_TNS_SCHEMA
 from nightjar.lake.watch_hits import AREA_HITS_SCHEMA, MMA_HITS_SCHEMA, WATCHLIST_HITS_SCHEMA
+from nightjar.storage import Home
 from nightjar.streams import schemas
 from nightjar.streams.sso import SOURCE_COLUMNS as SSO_SOURCE_COLUMNS
 
@@ -141,7 +141,7 @@ def _sso_placeholders(sid: int, source: list[pa.Field]) -> dict[str, pa.Schema]:
     }
 
 
-def view_schemas(home: Path | None = None, names: Iterable[str] = VIEW_NAMES) -> dict[str, pa.Schema]:
+def view_schemas(home: Home | None = None, names: Iterable[str] = VIEW_NAMES) -> dict[str, pa.Schema]:
     """The columns of each view, the same in both modes: every column the lake's table has (ZTF's own
     ``magpsf``, ``objectId``, ``ndethist``... once the lake ingested ZTF alerts; the objects' features), then
     the placeholder's columns it lacks. Without ``home``: the placeholders'.

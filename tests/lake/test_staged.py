@@ -68,7 +68,7 @@ def test_staged_cutouts_read_back_as_a_plain_append_writes_them(home: Path, tmp_
     night = arrow_dataset(dt).to_table(filter=pc.field(paths.NIGHT) == 60951)
     assert night.num_rows == 100 and set(night["diaSourceId"].to_pylist()) == set(range(101, 400, 3))
     actions = pa.table(dt.get_add_actions(flatten=True)).to_pylist()
-    staged_paths = {str(f.relative_to(paths.table_dir(home, paths.CUTOUTS))) for f in files.files}
+    staged_paths = {str(Path(f).relative_to(paths.table_dir(home, paths.CUTOUTS))) for f in files.files}
     assert staged_paths <= {a["path"] for a in actions}
     for add in actions:
         parquet = pq.ParquetFile(paths.table_dir(home, paths.CUTOUTS) / add["path"])
@@ -88,14 +88,14 @@ def test_staged_files_that_no_longer_match_the_rows_are_removed(home: Path) -> N
     assert files is not None
     kept = batch.filter(pc.less(batch["diaSourceId"], 120))
     assert commit.append(home, paths.CUTOUTS, kept, {commit.app_id(TOPIC, 0): 149}, files)
-    assert not any(f.exists() for f in files.files)
+    assert not any(Path(f).exists() for f in files.files)
     assert stored(home)["diaSourceId"].to_pylist() == list(range(0, 120))
 
     # The batch already committed (read again after a crash): nothing added, the staged files removed.
     again = staged.stage(home, paths.CUTOUTS, commit.laid_out(paths.CUTOUTS, batch))
     assert again is not None
     assert not commit.append(home, paths.CUTOUTS, batch, {commit.app_id(TOPIC, 0): 149}, again)
-    assert not any(f.exists() for f in again.files)
+    assert not any(Path(f).exists() for f in again.files)
     assert stored(home).num_rows == 120
     assert table_files(home) == {Path(uri) for uri in DeltaTable(str(paths.table_dir(home, paths.CUTOUTS))).file_uris()}
 

@@ -1,0 +1,157 @@
+"""Where the lake lives: a local folder or an S3-compatible object store, and the options to reach it.
+
+The one place that turns a lake location into what the readers and writers need: a table's URI and the storage
+options delta-rs takes (``storage_options``), or a pyarrow file system. Every lake function takes a ``home``: the
+Nightjar home folder (``Path``; the lake is its ``lake/`` folder) or a :class:`LakeRoot` built from the settings
+(``Settings.lake``), which is how the pipeline, its Dask workers and the API reach a lake on object storage
+(``NIGHTJAR_LAKE_URI=s3://bucket/prefix``).
+
+Storage options are those of delta-rs (the ``object_store`` crate): ``AWS_ENDPOINT_URL``, ``AWS_REGION``,
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_ALLOW_HTTP``,
+``AWS_VIRTUAL_HOSTED_STYLE_REQUEST`` (path-style requests unless "true"). Options not given are read by delta-rs
+from the process environment (the same ``AWS_*`` names).
+
+Examples
+--------
+>>> root = LakeRoot("s3://alerts/nightjar", {"AWS_REGION": "eu-west-1"})
+>>> root.table_uri("sources")
+'s3://alerts/nightjar/sources'
+>>> lake_root(Path("/data/nj")).table_uri("sources")
+'/data/nj/lake/sources'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+from nightjar import paths
+
+OBJECT_STORE_SCHEMES = ("s3", "s3a")
+"""URI schemes of the object stores the lake may live on (S3 and S3-compatible servers)."""
+
+
+class StorageError(ValueError):
+    """A lake location Nightjar cannot use (an unsupported scheme, a malformed URI)."""
+
+
+def is_uri(value: str) -> bool:
+    """True when ``value`` names an object-store location (``scheme://...``), not a local path.
+
+    >>> is_uri("s3://bucket/lake"), is_uri("/data/lake")
+    (True, False)
+    """
+    return "://" in value and not value.startswith("file://")
+
+
+def check_uri(uri: str) -> str:
+    """``uri`` without a trailing slash, if it is an object-store URI Nightjar supports; else a StorageError."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in OBJECT_STORE_SCHEMES:
+        raise StorageError(f"unsupported lake location {uri!r}: use a local folder or s3://bucket/prefix")
+    if not parsed.netloc:
+        raise StorageError(f"no bucket in {uri!r}: use s3://bucket/prefix")
+    return uri.rstrip("/")
+
+
+@dataclass(frozen=True)
+class LakeRoot:
+    """The folder holding the lake's Delta tables: a local path or ``s3://bucket/prefix``, with storage options.
+
+    Picklable and small: the pipeline sends it to its Dask workers, which need nothing else to reach the lake.
+    """
+
+    uri: str
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if is_uri(self.uri):
+            object.__setattr__(self, "uri", check_uri(self.uri))
+        else:
+            local = self.uri.removeprefix("file://")
+            object.__setattr__(self, "uri", str(Path(local).expanduser().resolve()))
+        object.__setattr__(self, "options", dict(self.options))
+
+    def __repr__(self) -> str:  # never show credentials
+        return f"LakeRoot({self.uri!r})"
+
+    def __str__(self) -> str:
+        return self.uri
+
+    @property
+    def is_local(self) -> bool:
+        """True for a folder on the local file system."""
+        return not is_uri(self.uri)
+
+    @property
+    def path(self) -> Path:
+        """The local folder (a StorageError on object storage)."""
+        if not self.is_local:
+            raise StorageError(f"the lake at {self.uri} is not a local folder")
+        return Path(self.uri)
+
+    def table_uri(self, table: str) -> str:
+        """Where the Delta table ``table`` lives (a local path or an object-store URI)."""
+        return f"{self.uri}/{table}"
+
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        """The options delta-rs takes for this location (None locally, or when the environment supplies them)."""
+        return dict(self.options) if self.options and not self.is_local else None
+
+    def filesystem(self) -> pafs.FileSystem:
+        """A pyarrow file system reaching this location; paths on it are ``bucket/prefix/...`` on object storage."""
+        if self.is_local:
+            return pafs.LocalFileSystem()
+        return s3_filesystem(self.options)
+
+    def fs_path(self, uri: str) -> str:
+        """``uri`` (under this root) as a path on :meth:`filesystem`."""
+        if self.is_local:
+            return uri.removeprefix("file://")
+        parsed = urlparse(uri)
+        return f"{parsed.netloc}{parsed.path}"
+
+
+Home = Path | LakeRoot
+"""What lake functions take: the Nightjar home folder (its ``lake/`` folder is the lake) or a :class:`LakeRoot`."""
+
+
+def lake_root(home: Home | str) -> LakeRoot:
+    """The lake of ``home``: ``home/lake`` for a local home folder, or the given root itself."""
+    if isinstance(home, LakeRoot):
+        return home
+    if isinstance(home, str) and is_uri(home):
+        raise StorageError(
+            f"{home!r} is an object-store URI: the lake's location there is a LakeRoot (NIGHTJAR_LAKE_URI)"
+        )
+    return LakeRoot(str(paths.lake_dir(Path(home))))
+
+
+def _truthy(value: str | None) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def s3_filesystem(options: Mapping[str, str]) -> pafs.S3FileSystem:
+    """A pyarrow S3 file system from delta-rs storage options (keys in any case; missing ones from the
+    environment, as pyarrow's AWS SDK reads it)."""
+    upper = {k.upper(): v for k, v in options.items()}
+    endpoint = upper.get("AWS_ENDPOINT_URL") or upper.get("AWS_ENDPOINT")
+    scheme = None
+    if endpoint:
+        parsed = urlparse(endpoint)
+        scheme = parsed.scheme or None
+        endpoint = parsed.netloc or parsed.path
+    return pafs.S3FileSystem(
+        access_key=upper.get("AWS_ACCESS_KEY_ID"),
+        secret_key=upper.get("AWS_SECRET_ACCESS_KEY"),
+        session_token=upper.get("AWS_SESSION_TOKEN"),
+        region=upper.get("AWS_REGION") or upper.get("AWS_DEFAULT_REGION"),
+        endpoint_override=endpoint,
+        scheme=scheme or ("http" if _truthy(upper.get("AWS_ALLOW_HTTP")) else "https"),
+        force_virtual_addressing=_truthy(upper.get("AWS_VIRTUAL_HOSTED_STYLE_REQUEST")),
+    )
