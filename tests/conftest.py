@@ -22,6 +22,7 @@ from distributed import Client
 
 from nightjar.pipelines.cluster import local_cluster
 from nightjar.settings import Settings
+from nightjar.storage import LakeRoot
 from nightjar.streams import broker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,6 +175,99 @@ def postgres_url(postgres: PostgresServer) -> Iterator[str]:
         yield url
     finally:
         postgres.drop_database(url)
+
+
+class S3Server:
+    """A real S3-compatible server (moto's, from ``moto[server]``) in its own process on a loopback port.
+
+    Its own process, not moto's threaded server inside the test process: delta-rs blocks the calling thread (and
+    the GIL) while it waits for the server, so a server thread in the same interpreter never answers.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], endpoint: str) -> None:
+        self.process = process
+        self.endpoint = endpoint
+        self.names = (f"lake-{uuid.uuid4().hex[:12]}" for _ in iter(int, 1))
+
+    @classmethod
+    def start(cls, timeout_s: float = 60.0) -> S3Server:
+        import sys
+        import urllib.error
+        import urllib.request
+
+        port = broker.free_port()
+        server = Path(sys.executable).parent / "moto_server"
+        process = subprocess.Popen(
+            [str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout_s
+        while True:  # readiness: the server answers HTTP
+            try:
+                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
+                    return cls(process, endpoint)
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    pytest.fail(f"the S3 server did not start on {endpoint}")
+                time.sleep(0.1)
+
+    @property
+    def options(self) -> dict[str, str]:
+        """delta-rs storage options reaching the server (path-style requests over plain HTTP)."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "nightjar-test",
+            "AWS_SECRET_ACCESS_KEY": "nightjar-test-secret",
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false",
+        }
+
+    def create_bucket(self) -> str:
+        """A new empty bucket; its name."""
+        import pyarrow.fs as pafs
+
+        name = next(self.names)
+        options = self.options
+        pafs.S3FileSystem(
+            access_key=options["AWS_ACCESS_KEY_ID"],
+            secret_key=options["AWS_SECRET_ACCESS_KEY"],
+            region=options["AWS_REGION"],
+            endpoint_override=self.endpoint,
+            allow_bucket_creation=True,
+        ).create_dir(name)
+        return name
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-compatible server for the session (see ``S3Server``)."""
+    server = S3Server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_lake(s3_server: S3Server) -> LakeRoot:
+    """A lake in a fresh bucket of the session's S3 server (``s3://<bucket>/lake``)."""
+    return LakeRoot(f"s3://{s3_server.create_bucket()}/lake", s3_server.options)
+
+
+@pytest.fixture
+def s3_settings(home: Path, s3_lake: LakeRoot, database_url: str | None) -> Settings:
+    """Settings with a local home (metadata, jobs) and the lake on the S3 server."""
+    return Settings(home=home, lake_uri=s3_lake.uri, storage_options=dict(s3_lake.options), database_url=database_url)
 
 
 DATABASES = ("sqlite", "postgresql")
