@@ -16,7 +16,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
@@ -124,7 +123,7 @@ def write_annotations(settings: Settings, user: User, rows: Sequence[NewAnnotati
         if not user.is_admin and row.topic not in user.topics:
             mine = ", ".join(user.topics) or "none"
             raise AnnotationError(403, f"{user.name} may not annotate topic {row.topic!r} (its topics: {mine})")
-    home = Path(settings.home)
+    home = settings.lake
     known = existing_objects(home, [r.diaObjectId for r in rows])
     missing = sorted({r.diaObjectId for r in rows} - known)
     if missing:
@@ -238,7 +237,7 @@ def router(settings: Settings) -> APIRouter:
         diaObjectId: Annotated[int, PathParam(ge=0, le=MAX_ID)], user: Caller
     ) -> dict[str, Any]:
         """Every annotation of an object, oldest first (public)."""
-        rows = await run_in_threadpool(read_annotations, Path(settings.home), diaObjectId)
+        rows = await run_in_threadpool(read_annotations, settings.lake, diaObjectId)
         return {"diaObjectId": str(diaObjectId), "annotations": view(rows)}
 
     return api

@@ -71,7 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.jobs = manager
     app.state.auth = auth
-    app.state.lake = LakeReader(settings.home)
+    app.state.lake = LakeReader(settings.lake)
     app.include_router(query.router(settings))
     app.include_router(jobs.router(manager))
     app.include_router(cone.router())
@@ -82,7 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(lasair.router(settings))
     app.state.exports = export_manager
     app.include_router(exports.router(export_manager))
-    app.include_router(filters.router(filters_db, settings.home))
+    app.include_router(filters.router(filters_db, settings.lake))
     app.state.watch_jobs = watch_jobs
     app.include_router(watchlists.router(filters_db, FilePath(settings.home), watch_jobs))
     app.include_router(filter_messages.router(settings, filters_db))

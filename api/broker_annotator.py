@@ -24,7 +24,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import fastavro
@@ -169,7 +168,7 @@ def run_broker_annotator(
     consumer.subscribe([topic])
     report = AnnotatorReport()
     last = time.monotonic()
-    home = Path(settings.home)
+    home = settings.lake
     try:
         while max_messages is None or report.messages < max_messages:
             want = 500 if max_messages is None else min(500, max_messages - report.messages)

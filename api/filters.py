@@ -10,7 +10,6 @@ can see that is public, or their own. E-mail addresses and webhook URLs are show
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, status
@@ -25,6 +24,7 @@ from nightjar.sql import registry
 from nightjar.sql.filter_check import empty_view_warnings
 from nightjar.sql.parse import QueryError
 from nightjar.sql.registry import Filter, RegistryError
+from nightjar.storage import Home
 
 MAX_SQL = 20_000
 FilterId = Annotated[int, PathParam(ge=1, le=2**62, description="The filter's id (its topic is nightjar.filter.<id>).")]
@@ -185,7 +185,7 @@ def _checked(work: Callable[[], Filter]) -> Filter:
         raise HTTPException(status_code=400, detail=str(exc)) from None
 
 
-def create_filter(db: Engine, home: Path | None, user: User, body: FilterCreate) -> Filter:
+def create_filter(db: Engine, home: Home | None, user: User, body: FilterCreate) -> Filter:
     """Register a filter owned by ``user``; its SQL is checked now (a 400 naming the problem, 409 on a name
     clash). The API and the portal's filter form both create filters through this."""
     clash = [f for f in registry.list_filters(db, owner=user.name) if f.name == body.name]
@@ -213,14 +213,14 @@ def create_filter(db: Engine, home: Path | None, user: User, body: FilterCreate)
     )
 
 
-def update_filter(db: Engine, home: Path | None, user: User, filter_id: int, body: FilterUpdate) -> Filter:
+def update_filter(db: Engine, home: Home | None, user: User, filter_id: int, body: FilterUpdate) -> Filter:
     """Change ``user``'s filter (only the fields given); new SQL is checked (400) and makes a new version."""
     owned_filter(db, filter_id, user, "change")
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     return _checked(lambda: registry.edit_filter(db, filter_id, requester=user.name, home=home, **changes))
 
 
-def copy_filter(db: Engine, home: Path | None, user: User, filter_id: int, name: str | None = None) -> Filter:
+def copy_filter(db: Engine, home: Home | None, user: User, filter_id: int, name: str | None = None) -> Filter:
     """Copy a public filter (or ``user``'s own) as a new private filter of theirs, with its own topic."""
     source = visible_filter(db, filter_id, user)
     if source.visibility != "public" and source.owner != user.name:
@@ -231,7 +231,7 @@ def copy_filter(db: Engine, home: Path | None, user: User, filter_id: int, name:
     )
 
 
-def router(db: Engine, home: Path | None = None) -> APIRouter:
+def router(db: Engine, home: Home | None = None) -> APIRouter:
     """The filter routes; new SQL is checked against the columns of the lake in ``home``."""
     api = APIRouter(prefix="/api/v1/filters", tags=["filters"])
 

@@ -471,7 +471,6 @@ NO_HOME = {"alerts", "bench"}
 def check_home(settings: Settings, command: str) -> None:
     """Make the home for commands that start one (saying so), refuse a missing home for the others, and warn
     when a command that reads the lake finds none."""
-    from nightjar import paths
 
     home = Path(settings.home)
     if command in NO_HOME:
@@ -488,9 +487,9 @@ def check_home(settings: Settings, command: str) -> None:
             f"NIGHTJAR_HOME={home} does not exist: set NIGHTJAR_HOME to your Nightjar folder, or make one with "
             "`nightjar ingest FILES` or `nightjar run --topic T` (or `make demo`)"
         )
-    if command in NEEDS_LAKE and not paths.lake_dir(home).is_dir():
+    if command in NEEDS_LAKE and settings.lake.is_local and not settings.lake.path.is_dir():
         console.print(
-            f"[yellow]warning:[/yellow] NIGHTJAR_HOME={home} has no lake yet (every table is empty): fill it with "
+            f"[yellow]warning:[/yellow] {settings.lake.path} has no lake yet (every table is empty): fill it with "
             "`nightjar ingest FILES` or `nightjar run --topic T`"
         )
 

@@ -236,7 +236,7 @@ def _add(settings: Settings, db: Any, args: argparse.Namespace) -> int:
         webhooks=args.webhook or (),
         kafka=not args.no_kafka,
         format="avro" if args.avro else "json",
-        home=settings.home,
+        home=settings.lake,
     )
     outputs = ", ".join([*([flt.topic] if flt.kafka else []), *flt.emails, *flt.webhooks]) or "no outputs"
     console.print(f"filter {flt.id} ({flt.name}) version {flt.version} -> {outputs}")
@@ -271,7 +271,7 @@ def _show(settings: Settings, db: Any, args: argparse.Namespace) -> int:
         {"version": v.version, "name": v.name, "mode": v.mode, "created": v.created.isoformat(), "sql": v.sql}
         for v in registry.versions(db, args.id)
     ]
-    rows = ledger.read(Path(settings.home), flt.id)
+    rows = ledger.read(settings.lake, flt.id)
     delivered = rows.filter(rows["status"].to_numpy(zero_copy_only=False) == ledger.DELIVERED)
     out["delivered"] = {c: delivered["channel"].to_pylist().count(c) for c in flt.channels}
     print(json.dumps(out, indent=1))
@@ -298,7 +298,7 @@ def _edit(settings: Settings, db: Any, args: argparse.Namespace) -> int:
         webhooks=webhooks,
         kafka=False if args.no_kafka else None,
         format="avro" if args.avro else None,
-        home=settings.home,
+        home=settings.lake,
     )
     console.print(f"filter {flt.id} ({flt.name}) now version {flt.version}, {'active' if flt.active else 'inactive'}")
     _warn(flt.sql)
@@ -308,7 +308,7 @@ def _edit(settings: Settings, db: Any, args: argparse.Namespace) -> int:
 def _copy(settings: Settings, db: Any, args: argparse.Namespace) -> int:
     from nightjar.sql import registry
 
-    flt = registry.copy_filter(db, args.id, owner=args.owner, name=args.name, home=settings.home)
+    flt = registry.copy_filter(db, args.id, owner=args.owner, name=args.name, home=settings.lake)
     console.print(f"filter {flt.id} ({flt.name}), a copy of {args.id}, -> {flt.topic}")
     _warn(flt.sql)
     print(flt.id)

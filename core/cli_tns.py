@@ -49,7 +49,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.lake import tns as tns_tables
     from nightjar.pipelines.tns_refresh import import_tns
 
-    home = Path(settings.home)
+    home = settings.lake
     if args.action == "import":
         result = import_tns(settings, args.file, args.radius, notify=not args.no_notify)
         exported = f" (exported {result.exported})" if result.exported else ""

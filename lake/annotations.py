@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ import pyarrow as pa
 from nightjar import paths
 from nightjar.lake.commit import append, lake_lock, log_batch
 from nightjar.lake.read import rows_of_objects
+from nightjar.storage import Home
 
 SCHEMA = pa.schema(
     [
@@ -116,7 +116,7 @@ def to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(full, schema=SCHEMA)
 
 
-def append_annotations(home: Path, rows: Sequence[dict[str, Any]]) -> int:
+def append_annotations(home: Home, rows: Sequence[dict[str, Any]]) -> int:
     """Append annotations to the lake and log a new lake snapshot, so a query right after sees them.
 
     Runs under the lake's commit lock (one batch commit at a time), then records the tables' versions in the
@@ -131,7 +131,7 @@ def append_annotations(home: Path, rows: Sequence[dict[str, Any]]) -> int:
     return table.num_rows
 
 
-def read_annotations(home: Path, dia_object_id: int) -> pa.Table:
+def read_annotations(home: Home, dia_object_id: int) -> pa.Table:
     """Every annotation of one object in the lake, oldest first (empty when there is none)."""
     data = rows_of_objects(home, paths.ANNOTATIONS, np.array([dia_object_id], np.int64))
     if data is None:
@@ -139,7 +139,7 @@ def read_annotations(home: Path, dia_object_id: int) -> pa.Table:
     return data.sort_by([("created", "ascending"), ("annotationId", "ascending")])
 
 
-def existing_objects(home: Path, object_ids: Sequence[int]) -> set[int]:
+def existing_objects(home: Home, object_ids: Sequence[int]) -> set[int]:
     """The ids among ``object_ids`` that the ``objects`` table holds (file statistics prune the read)."""
     if not object_ids:
         return set()

@@ -49,10 +49,10 @@ def _tables(settings: Settings, args: argparse.Namespace) -> int:
             "hpx29_stats": i.hpx29_stats,
             "last_commit": i.last_commit.isoformat(timespec="seconds"),
         }
-        for i in maintain.tables(Path(settings.home))
+        for i in maintain.tables(settings.lake)
     ]
     if not rows:
-        console.print(f"no lake tables under {settings.home}")
+        console.print(f"no lake tables in {settings.lake}")
     _print_rows(rows, args.format, "lake tables")
     return 0
 
@@ -60,7 +60,7 @@ def _tables(settings: Settings, args: argparse.Namespace) -> int:
 def _history(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.lake import maintain
 
-    entries = maintain.history(Path(settings.home), args.table, args.limit)
+    entries = maintain.history(settings.lake, args.table, args.limit)
     if args.format == "json":
         rows = [
             {
@@ -89,7 +89,7 @@ def _history(settings: Settings, args: argparse.Namespace) -> int:
 def _optimize(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.lake import maintain
 
-    home = Path(settings.home)
+    home = settings.lake
     if args.stats:
         named = [args.table] if args.table else [i.table for i in maintain.tables(home) if i.hpx29_stats is False]
         for table in named:
@@ -114,9 +114,7 @@ def _optimize(settings: Settings, args: argparse.Namespace) -> int:
 def _vacuum(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.lake import maintain
 
-    reports = maintain.vacuum(
-        Path(settings.home), args.table, retention_hours=args.retention_hours, dry_run=args.dry_run
-    )
+    reports = maintain.vacuum(settings.lake, args.table, retention_hours=args.retention_hours, dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
     for r in reports:
         console.print(f"{r.table}: {verb} {len(r.files)} files, {r.bytes} bytes")

@@ -27,6 +27,7 @@ from nightjar.lake import tns as tns_tables
 from nightjar.lake.annotations import encode_messages, to_table
 from nightjar.lake.tns import CROSSMATCH_TNS_SCHEMA
 from nightjar.settings import Settings
+from nightjar.storage import Home
 from nightjar.streams import kafka
 from nightjar.streams.publish import Publisher
 
@@ -84,7 +85,7 @@ def crossmatch(objects: pa.Table, tns: pa.Table, radius_arcsec: float) -> pa.Tab
     )
 
 
-def _lake_matches(home: Path, tns: pa.Table, radius_arcsec: float) -> pa.Table:
+def _lake_matches(home: Home, tns: pa.Table, radius_arcsec: float) -> pa.Table:
     objects = read.datasets(home).get(paths.OBJECTS)
     if objects is None:
         return CROSSMATCH_TNS_SCHEMA.empty_table()
@@ -149,7 +150,7 @@ def import_tns(
     announce the matches it changed. A bad file raises ``TnsFileError`` before anything is written."""
     if not (np.isfinite(radius_arcsec) and 0 < radius_arcsec <= 60):
         raise ValueError(f"the TNS match radius must be in (0, 60] arcsec, not {radius_arcsec}")
-    home = Path(settings.home)
+    home = settings.lake
     parsed = read_tns(path)
     # Matched over one lake snapshot outside the lock (batches keep committing meanwhile); objects that arrive
     # in between are matched by the next import.

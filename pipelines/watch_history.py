@@ -68,7 +68,7 @@ def match_history(
     """Match one watchlist (``kind`` ``watchlist``) or watchmap over every alert of the lake and store its hits."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
-    home = Path(settings.home)
+    home = settings.lake
     watch = _watch_set(settings, kind, list_id)
     table = paths.WATCHLIST_HITS if kind == "watchlist" else paths.AREA_HITS
     since = read.snapshot(home).get(table)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,6 +25,7 @@ from nightjar.settings import Settings
 from nightjar.sql import engine, matches, views
 from nightjar.sql.compile import FilterSpec
 from nightjar.sql.streaming import run_filters
+from nightjar.storage import Home
 
 HISTORY_NIGHTS = 365
 
@@ -56,7 +56,7 @@ class Backtest:
         return pa.concat_tables(parts, promote_options="permissive")
 
 
-def lake_nights(home: Path, since_mjd: float, until_mjd: float | None) -> list[int]:
+def lake_nights(home: Home, since_mjd: float, until_mjd: float | None) -> list[int]:
     """The observing nights in the lake between two MJDs."""
     tables = read.datasets(home)
     if paths.SOURCES not in tables:
@@ -67,7 +67,7 @@ def lake_nights(home: Path, since_mjd: float, until_mjd: float | None) -> list[i
     return [n for n in nights if n + 1 > since_mjd and n <= last]
 
 
-def last_nights_since(home: Path, count: int) -> float | None:
+def last_nights_since(home: Home, count: int) -> float | None:
     """The MJD from which a backtest covers the lake's last ``count`` observing nights (None: no nights)."""
     nights = lake_nights(home, -math.inf, None)
     if not nights or count < 1:
@@ -103,7 +103,7 @@ def backtest(
 ) -> Backtest:
     """What ``spec`` would have delivered from ``since_mjd`` on, night by night; ``progress`` hears the nights
     done out of the lake's nights in the interval."""
-    home = Path(settings.home)
+    home = settings.lake
     result = Backtest(spec, mode)
     tables = read.datasets(home)
     if paths.SOURCES not in tables:

@@ -7,7 +7,6 @@ filter is added, not on the first batch at night.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -16,6 +15,7 @@ from nightjar.sql import sandbox, views
 from nightjar.sql.compile import FilterSpec, compile_filters
 from nightjar.sql.parse import QueryError, clean_message, tables_read
 from nightjar.sql.streaming import OBJECT_KEY
+from nightjar.storage import Home
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class FilterShape:
     schema: pa.Schema = field(default_factory=lambda: pa.schema([]))  # the results' Arrow schema
 
 
-def check_filter_sql(sql: str, home: Path | None = None) -> FilterShape:
+def check_filter_sql(sql: str, home: Home | None = None) -> FilterShape:
     """The shape of ``sql`` as a streaming filter; a QueryError that points at the problem otherwise.
 
     The query is bound against the views' columns (``views.view_schemas``): those of the lake in ``home`` (ZTF's

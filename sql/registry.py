@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
@@ -34,6 +33,7 @@ from nightjar.sql.registry_models import (
     OutputRow,
     VersionRow,
 )
+from nightjar.storage import Home
 
 LOCAL_OWNER = "local"
 
@@ -222,7 +222,7 @@ def add_filter(
     kafka: bool = True,
     format: str = "json",
     copied_from: int | None = None,
-    home: Path | None = None,
+    home: Home | None = None,
 ) -> Filter:
     """Register a filter; the owner's filter of the same name gets the new SQL as its next version.
 
@@ -281,7 +281,7 @@ def edit_filter(
     webhooks: Sequence[str] | None = None,
     kafka: bool | None = None,
     format: str | None = None,
-    home: Path | None = None,
+    home: Home | None = None,
 ) -> Filter:
     """Change a filter. New SQL or a new mode make a new version; a rename keeps the version and the topic.
     ``home``: check new SQL with the columns of that lake (as ``add_filter``)."""
@@ -327,7 +327,7 @@ def edit_filter(
 
 
 def copy_filter(
-    eng: Engine, filter_id: int, *, owner: str = LOCAL_OWNER, name: str | None = None, home: Path | None = None
+    eng: Engine, filter_id: int, *, owner: str = LOCAL_OWNER, name: str | None = None, home: Home | None = None
 ) -> Filter:
     """A new filter of ``owner`` with the SQL and mode of a public filter (or one of the owner's own)."""
     with Session(eng) as session:

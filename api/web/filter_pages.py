@@ -8,7 +8,6 @@ may not see is a 404 here too.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 from confluent_kafka import KafkaException
@@ -37,6 +36,7 @@ from nightjar.lake import ledger
 from nightjar.settings import Settings
 from nightjar.sql import registry
 from nightjar.sql.backtest import backtest, last_nights_since
+from nightjar.storage import Home
 from nightjar.streams import kafka
 
 FilterId = Annotated[int, PathParam(ge=1, le=2**62)]
@@ -66,7 +66,7 @@ def _invalid(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
 
 
-def delivery_health(home: Path, flt: registry.Filter) -> dict[str, int]:
+def delivery_health(home: Home, flt: registry.Filter) -> dict[str, int]:
     """Deliveries of the filter by channel and status, from the delivery ledger."""
     rows = ledger.read(home, flt.id)
     counts: dict[str, int] = {}
@@ -77,7 +77,7 @@ def delivery_health(home: Path, flt: registry.Filter) -> dict[str, int]:
 
 def router(settings: Settings, db: Engine) -> APIRouter:
     pages = APIRouter(include_in_schema=False)
-    home = Path(settings.home)
+    home = settings.lake
 
     def editor(request: Request, user: User, values: dict[str, Any], error: str | None, flt: Any = None) -> Response:
         title = f"Edit filter {flt.name}" if flt else "New filter"
