@@ -246,7 +246,10 @@ class Settings(BaseSettings):
         """The lake's location and the options to reach it: what every lake reader and writer is given."""
         if self.lake_uri is None:
             return storage.lake_root(self.home)
-        options = {k: v.get_secret_value() for k, v in self.storage_options.items()}
+        # (str values too: model_copy(update=...) does not validate)
+        options = {
+            k: v.get_secret_value() if isinstance(v, SecretStr) else str(v) for k, v in self.storage_options.items()
+        }
         return storage.LakeRoot(self.lake_uri, options)
 
     @property

@@ -1,0 +1,141 @@
+"""A Dask cluster of separate processes that share nothing but the lake's URI: the scheduler and two workers run in
+their own temporary folders, without NIGHTJAR_HOME; the lake is on a real S3-compatible server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from distributed import Client
+
+from nightjar import paths
+from nightjar.pipelines.run import run
+from nightjar.settings import Settings
+from nightjar.sql import registry
+from nightjar.sql.engine import query_lake
+from nightjar.storage import LakeRoot
+from nightjar.streams import kafka, simulate
+
+WORKERS = 2
+ALERTS = 600
+FILTER_SQL = "SELECT diaObjectId, diaSourceId, psfFlux FROM sources WHERE psfFlux > 5000"
+
+
+def _bare_environment() -> dict[str, str]:
+    """This process's environment without any Nightjar setting: the workers learn everything from their tasks."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("NIGHTJAR_")}
+
+
+@pytest.fixture
+def separate_cluster(tmp_path: Path) -> Iterator[Client]:
+    """``dask scheduler`` and two ``dask worker`` processes, each started in its own empty folder."""
+    dask = Path(sys.executable).parent / "dask"
+    address_file = tmp_path / "scheduler.json"
+    processes: list[subprocess.Popen[bytes]] = []
+    logs = []
+
+    def start(name: str, *args: str) -> None:
+        folder = tmp_path / name
+        folder.mkdir()
+        log = open(folder / "process.log", "wb")  # noqa: SIM115 (closed below)
+        logs.append(log)
+        command = [str(dask), *args, "--scheduler-file", str(address_file)]
+        processes.append(
+            subprocess.Popen(command, cwd=folder, env=_bare_environment(), stdout=log, stderr=subprocess.STDOUT)
+        )
+
+    start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard")
+    for i in range(WORKERS):
+        start(
+            f"worker-{i}",
+            "worker",
+            "--host",
+            "127.0.0.1",
+            "--nworkers",
+            "1",
+            "--nthreads",
+            "2",
+            "--memory-limit",
+            "3GiB",
+            "--no-dashboard",
+            "--local-directory",
+            str(tmp_path / f"worker-{i}"),
+        )
+    try:
+        with Client(scheduler_file=str(address_file), timeout=60) as client:
+            client.wait_for_workers(WORKERS, timeout=120)
+            yield client
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for log in logs:
+            log.close()
+
+
+def _committed(settings: Settings, topic: str) -> list[int]:
+    """The consumer group's committed offset of each partition of ``topic`` (negative: none)."""
+    consumer = Consumer(kafka.consumer_config(settings, settings.consumer_group))
+    try:
+        parts = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        return [int(tp.offset) for tp in consumer.committed(parts, timeout=30)]
+    finally:
+        consumer.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_workers_sharing_only_the_lake_uri_run_the_pipeline(
+    kafka_settings: Settings, s3_lake: LakeRoot, separate_cluster: Client, tmp_path: Path
+) -> None:
+    settings = kafka_settings.model_copy(
+        update={"lake_uri": s3_lake.uri, "storage_options": dict(s3_lake.options), "batch_size": 200}
+    )
+    topic = f"nothing-shared-{uuid.uuid4().hex[:8]}"
+    n = simulate.produce(settings, topic, ALERTS, seed=23, config=simulate.SimConfig(history_days=0))
+    db = registry.engine(settings.metadata_url)
+    flt = registry.add_filter(db, "bright", FILTER_SQL)
+    db.dispose()
+
+    report = run(settings, separate_cluster, topic, max_alerts=n, idle_exit_s=30)
+    assert report.accepted == n and report.stored == n and report.balanced and not report.filter_errors
+
+    # The lake is on S3 only: nothing under the driver's home, nor in the workers' folders.
+    assert not paths.lake_dir(settings.home).exists()
+    assert not any(p.name in paths.TABLES for p in tmp_path.rglob("*") if p.is_dir())
+    counts = query_lake(settings, "SELECT count(*) AS n, count(DISTINCT diaSourceId) AS d FROM cutouts").to_pylist()
+    assert counts == [{"n": n, "d": n}]
+    triggers = query_lake(settings, "SELECT count(*) AS n FROM sources WHERE NOT fromPacketHistory")["n"]
+    assert triggers.to_pylist() == [n]
+    expected = query_lake(settings, FILTER_SQL).num_rows
+    assert expected > 0
+    messages = kafka.read_messages(settings, flt.topic, expected + 1, timeout_s=20)
+    assert len(messages) == expected == report.matches["bright"]
+    assert sum(o for o in _committed(settings, topic) if o > 0) == n
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_lake_the_workers_cannot_reach_fails_the_batch_and_commits_no_offset(
+    kafka_settings: Settings, s3_lake: LakeRoot, separate_cluster: Client
+) -> None:
+    bucket = f"missing-{uuid.uuid4().hex[:8]}"  # a bucket that does not exist: every lake request fails
+    settings = kafka_settings.model_copy(
+        update={"lake_uri": f"s3://{bucket}/lake", "storage_options": dict(s3_lake.options), "batch_size": 100}
+    )
+    topic = f"no-lake-{uuid.uuid4().hex[:8]}"
+    simulate.produce(settings, topic, 200, seed=5, config=simulate.SimConfig(history_days=0))
+    with pytest.raises(Exception, match=bucket):
+        run(settings, separate_cluster, topic, max_alerts=200, idle_exit_s=30)
+    assert all(o < 0 for o in _committed(settings, topic))  # no offset committed: the alerts will be read again
