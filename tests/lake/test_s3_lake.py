@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
@@ -121,3 +123,34 @@ def test_object_store_locations_are_checked() -> None:
     root = Settings(lake_uri="s3://bucket/lake/", storage_options={"AWS_SECRET_ACCESS_KEY": "hidden"}).lake
     assert root.uri == "s3://bucket/lake" and root.storage_options == {"AWS_SECRET_ACCESS_KEY": "hidden"}
     assert "hidden" not in repr(root)
+
+
+def test_the_api_serving_snapshot_reads_the_s3_lake(s3_filled: LakeRoot) -> None:
+    """What ``nightjar serve`` reads (``lake.serving``): object lookups, cone searches and cutouts, from S3."""
+    from nightjar.lake.serving import LakeReader
+
+    snapshot = LakeReader(s3_filled).snapshot()
+    sources = nightjar.lake.open(s3_filled).to_arrow(paths.SOURCES, ["diaSourceId", "diaObjectId", "ra", "dec"])
+    row = sources.filter(pc.is_valid(sources["diaObjectId"])).slice(0, 1).to_pylist()[0]
+    index = snapshot.object_index()
+    assert index is not None
+    found = index.read(np.array([row["diaObjectId"]], np.int64), ["diaObjectId"])
+    assert found["diaObjectId"].to_pylist() == [row["diaObjectId"]]
+    near = snapshot.cone(row["ra"], row["dec"], 5.0, ["diaObjectId"])
+    assert row["diaObjectId"] in near["diaObjectId"].to_pylist()
+    cutouts = snapshot.cutouts(row["diaSourceId"])
+    assert cutouts is not None and all(cutouts.values())
+
+
+def test_a_batch_committed_by_two_drivers_at_once_is_stored_once(s3_lake: LakeRoot) -> None:
+    """Two drivers committing the same Kafka offsets at once (a partition handed over mid-batch): delta-rs refuses
+    the second commit of the same application transaction, and ``commit.append`` then finds it committed."""
+    txns = {commit.app_id(TOPIC, 0): 9}
+    rows = pa.table({"diaObjectId": pa.array(range(10), pa.int64()), "annotationId": pa.array(range(10), pa.int64())})
+    commit.append(s3_lake, paths.ANNOTATIONS, rows.slice(0, 0), {})  # the table exists
+    first, second = tables.load(s3_lake, paths.ANNOTATIONS), tables.load(s3_lake, paths.ANNOTATIONS)
+    write_deltalake(first, rows, mode="append", commit_properties=commit._properties(txns, first))
+    with pytest.raises(CommitFailedError, match=r"(?i)concurrent transaction"):
+        write_deltalake(second, rows, mode="append", commit_properties=commit._properties(txns, second))
+    assert not commit.append(s3_lake, paths.ANNOTATIONS, rows, txns)
+    assert nightjar.lake.open(s3_lake).to_arrow(paths.ANNOTATIONS).num_rows == 10
