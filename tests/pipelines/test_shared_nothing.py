@@ -96,12 +96,20 @@ def _committed(settings: Settings, topic: str) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # kafka_settings' metadata database
 def test_workers_sharing_only_the_lake_uri_run_the_pipeline(
     kafka_settings: Settings, s3_lake: LakeRoot, separate_cluster: Client, tmp_path: Path
 ) -> None:
+    """The issue's whole deployment in one test: the real broker, the lake on S3, a separate-process Dask cluster
+    without a shared home, and the metadata on a real PostgreSQL server."""
     settings = kafka_settings.model_copy(
-        update={"lake_uri": s3_lake.uri, "storage_options": dict(s3_lake.options), "batch_size": 200}
+        update={
+            "lake_uri": s3_lake.uri,
+            "storage_options": dict(s3_lake.options),
+            "batch_size": 200,
+        }
     )
+    assert settings.metadata_url.startswith("postgresql+psycopg://")
     topic = f"nothing-shared-{uuid.uuid4().hex[:8]}"
     n = simulate.produce(settings, topic, ALERTS, seed=23, config=simulate.SimConfig(history_days=0))
     db = registry.engine(settings.metadata_url)
