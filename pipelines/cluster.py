@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -68,9 +70,15 @@ class MemoryCap(WorkerPlugin):
 
     def __init__(self, limit_bytes: int) -> None:
         self.limit_bytes = limit_bytes
+        self.before: int | None = None  # the worker's own limit, put back when the run ends
 
     def setup(self, worker: Worker) -> None:
+        self.before = resource.getrlimit(resource.RLIMIT_DATA)[0]
         memory_cap.cap_process_memory(self.limit_bytes)
+
+    def teardown(self, worker: Worker) -> None:
+        if self.before is not None:
+            memory_cap.restore_process_memory(self.before)
 
 
 def worker_memory_cap(settings: Settings) -> int | None:
@@ -83,7 +91,14 @@ def worker_memory_cap(settings: Settings) -> int | None:
 
 
 def cap_worker_memory(client: Client, settings: Settings) -> None:
-    """Install the memory cap on every worker of ``client``, present and future."""
+    """Install the memory cap on every worker of ``client``, present and future (until :func:`uncap_worker_memory`)."""
     limit = worker_memory_cap(settings)
     if limit is not None:
         client.register_plugin(MemoryCap(limit))
+
+
+def uncap_worker_memory(client: Client) -> None:
+    """Remove the memory cap from the workers, which get their own limit back: a run leaves no process-wide limit
+    behind on a cluster it does not own."""
+    with contextlib.suppress(ValueError):  # never installed (process_memory_cap "off")
+        client.unregister_worker_plugin(MemoryCap.name)

@@ -22,7 +22,7 @@ from nightjar.catalogs.catalog import load_catalog_set
 from nightjar.lake import ledger, maintain
 from nightjar.pipelines.annotation_filters import run_annotation_filters
 from nightjar.pipelines.classifiers import chosen as chosen_classifiers
-from nightjar.pipelines.cluster import cap_worker_memory
+from nightjar.pipelines.cluster import cap_worker_memory, uncap_worker_memory
 from nightjar.pipelines.delivery import Deliverer, DeliveryReport
 from nightjar.pipelines.stages import BatchOutcome, FilterOutput
 from nightjar.pipelines.watch import active_watch
@@ -418,6 +418,7 @@ def run(
         compaction.wait()
     finally:
         pipeline.close()
+        uncap_worker_memory(client)
         consumer.close()
         if notes_consumer is not None:
             notes_consumer.close()

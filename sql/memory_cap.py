@@ -45,6 +45,14 @@ def cap_process_memory(limit_bytes: int) -> int:
     return target
 
 
+def restore_process_memory(soft_limit: int) -> None:
+    """Set this process's data-segment soft limit back to ``soft_limit`` (what ``cap_process_memory`` found)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY and (soft_limit == resource.RLIM_INFINITY or soft_limit > hard):
+        soft_limit = hard
+    resource.setrlimit(resource.RLIMIT_DATA, (soft_limit, hard))
+
+
 def default_cap(query_memory_limit: str, baseline: str = "3GiB") -> int:
     """The cap for a process that runs user queries: room for the interpreter, the lake reader and two queries."""
     return 2 * parse_size(query_memory_limit) + parse_size(baseline)

@@ -4,6 +4,7 @@ their own temporary folders, without NIGHTJAR_HOME; the lake is on a real S3-com
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import uuid
@@ -116,8 +117,11 @@ def test_workers_sharing_only_the_lake_uri_run_the_pipeline(
     flt = registry.add_filter(db, "bright", FILTER_SQL)
     db.dispose()
 
+    limits = separate_cluster.run(resource.getrlimit, resource.RLIMIT_DATA)
     report = run(settings, separate_cluster, topic, max_alerts=n, idle_exit_s=30)
     assert report.accepted == n and report.stored == n and report.balanced and not report.filter_errors
+    # The run capped the workers' memory while it ran, and leaves them as it found them.
+    assert separate_cluster.run(resource.getrlimit, resource.RLIMIT_DATA) == limits
 
     # The lake is on S3 only: nothing under the driver's home, nor in the workers' folders.
     assert not paths.lake_dir(settings.home).exists()
