@@ -19,13 +19,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from deltalake import DeltaTable
 from rich.console import Console
 
 from nightjar import paths
 from nightjar.api.users import ADMIN, add_user_token
 from nightjar.api.web.session import SESSION_COOKIE
 from nightjar.lake import bench_lake, read
+from nightjar.lake import tables as lake_tables
 from nightjar.settings import Settings
 from nightjar.streams.broker import free_port
 
@@ -87,13 +87,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     home = Path(settings.home) / LAKE_DIR
     if args.rebuild and home.exists():
         shutil.rmtree(home)
-    if not DeltaTable.is_deltatable(str(paths.table_dir(home, paths.OBJECTS))):
+    if not lake_tables.exists(home, paths.OBJECTS):
         started = time.perf_counter()
         bench_lake.build(home, args.alerts, args.cutout_bytes, args.batch, console, with_objects=True)
         print(f"lake_build_s={time.perf_counter() - started:.1f}")
-    objects = read.table_dataset(DeltaTable(str(paths.table_dir(home, paths.OBJECTS))), paths.OBJECTS)
+    objects = read.table_dataset(lake_tables.load(home, paths.OBJECTS), paths.OBJECTS)
     n_objects = objects.count_rows()
-    n_sources = DeltaTable(str(paths.table_dir(home, paths.SOURCES))).count()
+    n_sources = lake_tables.load(home, paths.SOURCES).count()
     disk = sum(f.stat().st_size for f in home.rglob("*") if f.is_file())
     print(f"lake_sources={n_sources} lake_objects={n_objects} lake_mb={disk / 2**20:.0f}")
 

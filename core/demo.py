@@ -6,13 +6,13 @@ import json
 import time
 from dataclasses import dataclass
 
-from deltalake import DeltaTable
 from rich.console import Console
 from rich.table import Table
 
 from nightjar import paths
 from nightjar.catalogs.catalog import list_catalogs
 from nightjar.catalogs.demo import install_demo_catalogs
+from nightjar.lake import tables as lake_tables
 from nightjar.pipelines.cluster import dask_client
 from nightjar.pipelines.run import RunReport, run
 from nightjar.settings import Settings
@@ -64,11 +64,8 @@ def run_demo(settings: Settings, alerts: int = 20_000, console: Console | None =
         read_back = {
             f.name: len(kafka.read_messages(settings, f.topic, report.matches[f.name], timeout_s=60)) for f in filters
         }
-        table_rows = {
-            t: DeltaTable(str(paths.table_dir(home, t))).count()
-            for t in paths.TABLES
-            if DeltaTable.is_deltatable(str(paths.table_dir(home, t)))
-        }
+        lake = settings.lake
+        table_rows = {t: lake_tables.load(lake, t).count() for t in paths.TABLES if lake_tables.exists(lake, t)}
         classes = context_classes(settings)
     finally:
         if own_broker:

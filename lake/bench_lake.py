@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from deltalake import DeltaTable
 from rich.console import Console
 
 from nightjar import paths
 from nightjar.lake import commit
+from nightjar.lake import tables as lake_tables
 from nightjar.lake.lookup import ConeSearch, CutoutStore, angular_separation_arcsec
 from nightjar.settings import Settings
 
@@ -136,9 +136,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     home = Path(settings.home) / "bench-lake"
     if args.rebuild and home.exists():
         shutil.rmtree(home)
-    if not DeltaTable.is_deltatable(str(paths.table_dir(home, paths.CUTOUTS))):
+    if not lake_tables.exists(home, paths.CUTOUTS):
         build(home, args.alerts, args.cutout_bytes, args.batch, console)
-    n = DeltaTable(str(paths.table_dir(home, paths.CUTOUTS))).count()
+    n = lake_tables.load(home, paths.CUTOUTS).count()
     print(f"lake_alerts={n} cutout_bytes={args.cutout_bytes}")
     rng = np.random.default_rng(2)
 
@@ -158,7 +158,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     started = time.perf_counter()
     search = ConeSearch(home)
     print(f"cone_index_open_ms={(time.perf_counter() - started) * 1000:.1f}")
-    dataset = DeltaTable(str(paths.table_dir(home, paths.SOURCES))).to_pyarrow_dataset()
+    dataset = lake_tables.load(home, paths.SOURCES).to_pyarrow_dataset()
     centres = dataset.take(pa.array(rng.integers(0, n, args.cones)), columns=["ra", "dec"]).to_pylist()
     times, full = [], []
     for i, c in enumerate(centres):

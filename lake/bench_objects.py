@@ -23,11 +23,11 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
-from deltalake import DeltaTable
 from rich.console import Console
 
 from nightjar import paths
 from nightjar.lake import commit, fold, read
+from nightjar.lake import tables as lake_tables
 from nightjar.settings import Settings
 from nightjar.sql import views
 
@@ -136,10 +136,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 new.append(_timed_append(home, _rows(schema, fresh, rng), version))
             got = Figures(float(np.median(stored)), float(np.median(new)))
             # Reads with the most pending states the background fold lets through, then folded.
-            while fold.due(DeltaTable(str(paths.table_dir(home, paths.OBJECTS)))) is False:
+            while fold.due(lake_tables.load(home, paths.OBJECTS)) is False:
                 version += 1
                 _timed_append(home, _rows(schema, rng.choice(ids, args.batch, replace=False), rng), version)
-            got.pending_rows = fold.counts(DeltaTable(str(paths.table_dir(home, paths.OBJECTS))))[0]
+            got.pending_rows = fold.counts(lake_tables.load(home, paths.OBJECTS))[0]
             got.count_pending_s, pending_count = _timed_count(home, args.repeat)
             started = time.perf_counter()
             fold.fold(home)
