@@ -84,11 +84,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(exports.router(export_manager))
     app.include_router(filters.router(filters_db, settings.lake))
     app.state.watch_jobs = watch_jobs
-    app.include_router(watchlists.router(filters_db, FilePath(settings.home), watch_jobs))
+    app.include_router(watchlists.router(filters_db, FilePath(settings.home), watch_jobs, settings.lake))
     app.include_router(filter_messages.router(settings, filters_db))
     app.include_router(annotation_api.router(settings))
     app.include_router(lasair_annotate.router(settings))
-    app.include_router(skymaps.router(FilePath(settings.home)))
+    app.include_router(skymaps.router(FilePath(settings.home), settings.lake))
     pages.install(app, settings, filters_db, watch_jobs)
     api_docs.install(app)
 

@@ -28,6 +28,7 @@ from nightjar.catalogs import skymap_store
 from nightjar.catalogs.skymap import SkymapError, read_skymap
 from nightjar.lake import mma_hits
 from nightjar.pipelines.skymap_history import drop_skymap, ingest_skymap
+from nightjar.storage import Home
 
 MapId = Annotated[int, PathParam(ge=1, le=2**62)]
 MAX_FITS = 200_000_000  # characters of base64 (a multi-order map is ~1 MB; a flat nside-2048 map ~400 MB)
@@ -46,8 +47,8 @@ class SkymapCreate(BaseModel):
     history: bool = Field(default=True, description="Match the lake's history now.")
 
 
-def _described(home: Path, info: skymap_store.SkymapInfo) -> dict[str, Any]:
-    return {**asdict(info), "hits": mma_hits.rows_of_map(home, info.id).num_rows}
+def _described(lake: Home, info: skymap_store.SkymapInfo) -> dict[str, Any]:
+    return {**asdict(info), "hits": mma_hits.rows_of_map(lake, info.id).num_rows}
 
 
 def add_from_bytes(home: Path, content: bytes, **options: Any) -> tuple[skymap_store.SkymapInfo, Any]:
@@ -59,7 +60,9 @@ def add_from_bytes(home: Path, content: bytes, **options: Any) -> tuple[skymap_s
     return ingest_skymap(home, skymap, **options)
 
 
-def router(home: Path) -> APIRouter:
+def router(home: Path, lake: Home | None = None) -> APIRouter:
+    """The skymap routes: maps stored under ``home``, their hits in ``lake`` (None: the home's own lake)."""
+    hits_in: Home = lake or home
     api = APIRouter(tags=["skymaps"])
 
     def found(map_id: int) -> skymap_store.SkymapInfo:
@@ -85,10 +88,10 @@ def router(home: Path) -> APIRouter:
             "history": body.history,
         }
         try:
-            info, result = await run_in_threadpool(add_from_bytes, home, content, **options)
+            info, result = await run_in_threadpool(add_from_bytes, home, content, lake=hits_in, **options)
         except SkymapError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
-        return {**_described(home, info), "history": asdict(result) if result is not None else None}
+        return {**_described(hits_in, info), "history": asdict(result) if result is not None else None}
 
     @api.get("/api/v1/skymaps")
     async def list_skymaps(user: Caller) -> list[dict[str, Any]]:
@@ -98,7 +101,7 @@ def router(home: Path) -> APIRouter:
     @api.get("/api/v1/skymaps/{map_id}")
     async def get_skymap(map_id: MapId, user: Caller) -> dict[str, Any]:
         """One skymap: event, window, areas, class probabilities and its number of hits."""
-        return await run_in_threadpool(_described, home, found(map_id))
+        return await run_in_threadpool(_described, hits_in, found(map_id))
 
     @api.get("/api/v1/skymaps/{map_id}/hits")
     async def skymap_hits(
@@ -106,7 +109,7 @@ def router(home: Path) -> APIRouter:
     ) -> list[dict[str, Any]]:
         """The map's hits (``mma_area_hits``), densest first; ids as strings."""
         found(map_id)
-        rows = await run_in_threadpool(mma_hits.rows_of_map, home, map_id)
+        rows = await run_in_threadpool(mma_hits.rows_of_map, hits_in, map_id)
         rows = rows.sort_by([("probdens2", "descending")]).slice(0, limit)
         out = rows.to_pylist()
         for row in out:
@@ -117,6 +120,6 @@ def router(home: Path) -> APIRouter:
     async def delete_skymap(map_id: MapId, user: Power) -> None:
         """Remove a skymap and its hits."""
         found(map_id)
-        await run_in_threadpool(drop_skymap, home, map_id)
+        await run_in_threadpool(drop_skymap, home, map_id, hits_in)
 
     return api

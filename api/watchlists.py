@@ -31,6 +31,7 @@ from nightjar.pipelines.watch_history import WatchJobManager
 from nightjar.sql import watch_registry
 from nightjar.sql.registry import RegistryError
 from nightjar.sql.watch_registry import Watchlist, Watchmap
+from nightjar.storage import Home
 
 T = TypeVar("T", Watchlist, Watchmap)
 
@@ -215,7 +216,7 @@ def new_watchmap(db: Engine, home: Path, jobs: WatchJobManager, user: User, body
     return out
 
 
-def router(db: Engine, home: Path, jobs: WatchJobManager) -> APIRouter:
+def router(db: Engine, home: Path, jobs: WatchJobManager, lake: Home | None = None) -> APIRouter:
     api = APIRouter(tags=["watchlists"])
     kinds = KINDS
 
@@ -355,7 +356,7 @@ def router(db: Engine, home: Path, jobs: WatchJobManager) -> APIRouter:
     # Both
 
     for kind, (_, plural) in kinds.items():
-        _shared_routes(api, kind, plural, visible, owned, history, db, home, jobs)
+        _shared_routes(api, kind, plural, visible, owned, history, db, home, jobs, lake)
     return api
 
 
@@ -369,6 +370,7 @@ def _shared_routes(
     db: Engine,
     home: Path,
     jobs: WatchJobManager,
+    lake: Home | None = None,
 ) -> None:
     deleter = watch_registry.delete_watchlist if kind == "watchlist" else watch_registry.delete_watchmap
 
@@ -381,7 +383,7 @@ def _shared_routes(
                 raise HTTPException(
                     status_code=403, detail=f"only its owner ({item.owner}) may delete {kind} {list_id}"
                 )
-            return _view(deleter(db, home, list_id, requester=item.owner))
+            return _view(deleter(db, home, list_id, requester=item.owner, lake=lake))
 
         return await run_in_threadpool(work)
 

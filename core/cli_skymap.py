@@ -109,10 +109,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             "source": str(args.file),
         }
         if args.no_history:
-            info, result = ingest_skymap(home, skymap, history=False, **options)
+            info, result = ingest_skymap(home, skymap, history=False, lake=settings.lake, **options)
         else:
             with bar(console, "matching the skymap over the history") as progress:
-                info, result = ingest_skymap(home, skymap, progress=progress, **options)
+                info, result = ingest_skymap(home, skymap, progress=progress, lake=settings.lake, **options)
         console.print(
             f"skymap {info.id} ({info.event_id}, {info.event_time}): 50 % {info.area50_sq_deg:.4g} deg², "
             f"90 % {info.area90_sq_deg:.4g} deg², window {info.window_days:g} days"
@@ -133,7 +133,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 )
     elif args.action == "show":
         info = skymap_store.get_skymap(home, args.id)
-        print(json.dumps({**asdict(info), "hits": mma_hits.rows_of_map(home, args.id).num_rows}, indent=2))
+        print(json.dumps({**asdict(info), "hits": mma_hits.rows_of_map(settings.lake, args.id).num_rows}, indent=2))
     elif args.action == "listen":
         from nightjar.pipelines.gcn_notices import listen
 
@@ -143,7 +143,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             f"{report.bad} not usable"
         )
     elif args.action == "remove":
-        drop_skymap(home, args.id)
+        drop_skymap(home, args.id, settings.lake)
         console.print(f"skymap {args.id} removed, with its hits")
     else:
         info = skymap_store.set_active(home, args.id, args.action == "activate")

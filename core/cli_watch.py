@@ -295,7 +295,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             list_id = item.id
         elif args.action == "delete":
             deleter = watch_registry.delete_watchlist if kind == "watchlist" else watch_registry.delete_watchmap
-            gone = deleter(db, home, args.id, requester=args.owner)
+            gone = deleter(db, home, args.id, requester=args.owner, lake=settings.lake)
             console.print(f"deleted {kind} {gone.id} ({gone.name}) and its hits")
         elif args.action == "rerun":
             getter = watch_registry.get_watchlist if kind == "watchlist" else watch_registry.get_watchmap

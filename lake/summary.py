@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from nightjar import paths
 from nightjar.lake import maintain
+from nightjar.storage import Home
 
 RECENT_COLUMNS = ["diaObjectId", "ra", "dec", "lastAlertMjdTai", "nSources"]
 RATE_COMMITS = 20  # the ingest rate is measured over the last appends to ``sources``
@@ -34,7 +34,7 @@ class Holdings:
     recent: list[dict[str, object]] = field(default_factory=list)  # newest objects first
 
 
-def ingest_rate(home: Path, commits: int = RATE_COMMITS) -> float | None:
+def ingest_rate(home: Home, commits: int = RATE_COMMITS) -> float | None:
     """Rows per second appended to ``sources`` over its last ``commits`` appends, from the Delta log (None: fewer
     than two appends). Compactions are not appends and do not count."""
     writes = [h for h in maintain.history(home, paths.SOURCES, commits * 2) if h.operation == "WRITE"][:commits]
@@ -45,7 +45,7 @@ def ingest_rate(home: Path, commits: int = RATE_COMMITS) -> float | None:
     return rows / span if span > 0 else None
 
 
-def holdings(home: Path, tables: dict[str, ds.Dataset], recent: int = 10) -> Holdings:
+def holdings(home: Home, tables: dict[str, ds.Dataset], recent: int = 10) -> Holdings:
     """:class:`Holdings` of the lake in ``home``, with ``tables`` the datasets of one snapshot."""
     out = Holdings()
     infos = {i.table: i for i in maintain.tables(home)}

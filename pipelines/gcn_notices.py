@@ -28,6 +28,7 @@ from nightjar.catalogs.skymap import SkymapError, read_skymap
 from nightjar.catalogs.skymap_store import SkymapInfo, list_skymaps, set_active
 from nightjar.pipelines.skymap_history import ingest_skymap
 from nightjar.settings import Settings
+from nightjar.storage import Home
 from nightjar.streams import kafka
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,9 @@ def _deactivate(home: Path, superevent_id: str, keep: int | None = None) -> list
     return stopped
 
 
-def apply_notice(home: Path, notice: Notice) -> SkymapInfo | None:
-    """Store a notice's skymap (superseding the superevent's earlier maps), or apply a retraction."""
+def apply_notice(home: Path, notice: Notice, lake: Home | None = None) -> SkymapInfo | None:
+    """Store a notice's skymap (superseding the superevent's earlier maps), or apply a retraction; its hits go to
+    ``lake`` (None: the home's own lake)."""
     if notice.alert_type == RETRACTION:
         _deactivate(home, notice.superevent_id)
         return None
@@ -109,6 +111,7 @@ def apply_notice(home: Path, notice: Notice) -> SkymapInfo | None:
     info, _ = ingest_skymap(
         home,
         skymap,
+        lake=lake,
         event_id=notice.superevent_id,
         event_time=notice.event_time,
         classification=notice.classification,
@@ -152,7 +155,7 @@ def listen(
             report.messages += 1
             try:
                 notice = parse_notice(message.value() or b"")
-                info = apply_notice(home, notice)
+                info = apply_notice(home, notice, settings.lake)
                 report.retractions += notice.alert_type == RETRACTION
                 report.skymaps += info is not None
                 if info is not None:

@@ -25,6 +25,7 @@ from nightjar.lake.watch_hits import MMA_HITS_SCHEMA
 from nightjar.pipelines.skymap_match import skymap_hits
 from nightjar.pipelines.watch import alerts_of
 from nightjar.pipelines.watch_history import CHUNK_ROWS, READ_COLUMNS
+from nightjar.storage import Home
 
 Progress = Callable[[int, int], None]  # (alerts done, alerts in all)
 CACHE_BYTES = 1 << 30
@@ -37,8 +38,9 @@ class SkymapHistoryResult:
     stored: int  # hits the map has now (with live hits committed meanwhile)
 
 
-def match_skymap_history(home: Path, spec: SkymapSpec, progress: Progress | None = None) -> SkymapHistoryResult:
-    """Match one stored skymap over every alert of the lake inside its window and store its hits."""
+def match_skymap_history(home: Home, spec: SkymapSpec, progress: Progress | None = None) -> SkymapHistoryResult:
+    """Match one stored skymap over every alert of the lake inside its window and store its hits (``home``: the
+    lake, as ``Settings.lake`` or a home folder)."""
     since = read.snapshot(home).get(paths.MMA_AREA_HITS)
     sources = read.datasets(home).get(paths.SOURCES)
     found: list[pa.Table] = []
@@ -72,16 +74,18 @@ def ingest_skymap(
     skymap: Skymap,
     history: bool = True,
     progress: Progress | None = None,
+    lake: Home | None = None,
     **options: Any,
 ) -> tuple[SkymapInfo, SkymapHistoryResult | None]:
-    """Store a checked skymap (``catalogs.skymap_store.add_skymap`` ``options``) and, unless ``history`` is
-    False, match it over the lake's history at once. The live pipeline matches it from its next batch."""
+    """Store a checked skymap (``catalogs.skymap_store.add_skymap`` ``options``) under ``home`` and, unless
+    ``history`` is False, match it over the lake's history at once (``lake``: ``Settings.lake``; None: the home's
+    own lake). The live pipeline matches it from its next batch."""
     info = add_skymap(home, skymap, **options)
-    result = match_skymap_history(home, spec_of(home, info), progress) if history else None
+    result = match_skymap_history(lake or home, spec_of(home, info), progress) if history else None
     return info, result
 
 
-def drop_skymap(home: Path, map_id: int) -> None:
-    """Remove a stored skymap and its hits."""
+def drop_skymap(home: Path, map_id: int, lake: Home | None = None) -> None:
+    """Remove a stored skymap and its hits (in ``lake``; None: the home's own lake)."""
     remove_skymap(home, map_id)
-    mma_hits.forget_map(home, map_id)
+    mma_hits.forget_map(lake or home, map_id)

@@ -3,13 +3,12 @@ alert, by ``diaSourceId``), their MPC orbits upserted into ``ss_objects`` (the n
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
 
 from nightjar import paths
 from nightjar.lake import commit
 from nightjar.lake.keys import first_per_key, latest_per_key
+from nightjar.storage import Home
 from nightjar.streams.decode import ROW, DecodedBatch
 
 ORDER = "lastAlertMjdTai"
@@ -26,7 +25,7 @@ def sso_rows(batch: DecodedBatch) -> dict[str, pa.Table]:
     return out
 
 
-def commit_sso(home: Path, batch: DecodedBatch, txns: dict[str, int]) -> None:
+def commit_sso(home: Home, batch: DecodedBatch, txns: dict[str, int]) -> None:
     """Write the batch's solar-system rows (exactly once per batch, as every lake write)."""
     rows = sso_rows(batch)
     if paths.SS_SOURCES in rows:

@@ -30,6 +30,7 @@ from nightjar.pipelines.context import BatchContext
 from nightjar.pipelines.skymap_match import skymap_hits
 from nightjar.settings import Settings
 from nightjar.sql import watch_registry
+from nightjar.storage import Home
 from nightjar.streams.decode import DecodedBatch
 
 ALERT_COLUMNS = ["diaObjectId", "diaSourceId", "ra", "dec", "midpointMjdTai"]
@@ -166,7 +167,7 @@ def stored_hits(hits: BatchHits, alerts: pa.Array | pa.ChunkedArray) -> BatchHit
     )
 
 
-def commit_hits(home: Path, hits: BatchHits, txns: dict[str, int], alerts: pa.Array | pa.ChunkedArray) -> None:
+def commit_hits(home: Home, hits: BatchHits, txns: dict[str, int], alerts: pa.Array | pa.ChunkedArray) -> None:
     """Append a batch's hits of the alerts it stores (under the lake lock, before ``log_batch``)."""
     kept = stored_hits(hits, alerts)
     watch_hits.append_batch(home, paths.WATCHLIST_HITS, kept.watchlist_hits, txns)

@@ -32,6 +32,7 @@ from nightjar.catalogs.watchmap import KINDS, WatchmapSpec, save
 from nightjar.lake import watch_hits
 from nightjar.sql.registry import LOCAL_OWNER, RegistryError, check_name
 from nightjar.sql.registry_models import VISIBILITIES, WatchlistRow, WatchmapRow
+from nightjar.storage import Home
 
 _Row = TypeVar("_Row", WatchlistRow, WatchmapRow)
 _T = TypeVar("_T")
@@ -225,7 +226,13 @@ def _load(session: Session, kind: type[_Row], list_id: int) -> _Row:
 
 
 def _delete(
-    eng: Engine, home: Path, kind: type[_Row], list_id: int, requester: str, convert: Callable[[_Row], _T]
+    eng: Engine,
+    home: Path,
+    kind: type[_Row],
+    list_id: int,
+    requester: str,
+    convert: Callable[[_Row], _T],
+    lake: Home | None = None,
 ) -> _T:
     """Remove a watchlist or watchmap (its owner's request), its files and its hits; returns it as it was."""
     with Session(eng) as session, session.begin():
@@ -240,7 +247,7 @@ def _delete(
     _drop_old_files(folder, version + 1)
     if folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()
-    watch_hits.forget_list(home, hits, list_id)
+    watch_hits.forget_list(lake or home, hits, list_id)
     return gone
 
 
@@ -359,9 +366,12 @@ def _without(cones: pa.Table, remove: Sequence[str]) -> pa.Table:
     return cones.filter(pc.invert(gone))
 
 
-def delete_watchlist(eng: Engine, home: Path, watchlist_id: int, *, requester: str = LOCAL_OWNER) -> Watchlist:
-    """Remove a watchlist, its files and its hits; its id is never given to another list."""
-    return _delete(eng, home, WatchlistRow, watchlist_id, requester, _watchlist)
+def delete_watchlist(
+    eng: Engine, home: Path, watchlist_id: int, *, requester: str = LOCAL_OWNER, lake: Home | None = None
+) -> Watchlist:
+    """Remove a watchlist, its files (under ``home``) and its hits (in ``lake``; None: the home's own lake); its id
+    is never given to another list."""
+    return _delete(eng, home, WatchlistRow, watchlist_id, requester, _watchlist, lake)
 
 
 def get_watchlist(eng: Engine, watchlist_id: int) -> Watchlist:
@@ -494,9 +504,12 @@ def edit_watchmap(
     return result, moc is not None
 
 
-def delete_watchmap(eng: Engine, home: Path, watchmap_id: int, *, requester: str = LOCAL_OWNER) -> Watchmap:
-    """Remove a watchmap, its files and its hits; its id is never given to another."""
-    return _delete(eng, home, WatchmapRow, watchmap_id, requester, _watchmap)
+def delete_watchmap(
+    eng: Engine, home: Path, watchmap_id: int, *, requester: str = LOCAL_OWNER, lake: Home | None = None
+) -> Watchmap:
+    """Remove a watchmap, its files (under ``home``) and its hits (in ``lake``; None: the home's own lake); its id
+    is never given to another."""
+    return _delete(eng, home, WatchmapRow, watchmap_id, requester, _watchmap, lake)
 
 
 def get_watchmap(eng: Engine, watchmap_id: int) -> Watchmap:

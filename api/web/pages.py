@@ -88,7 +88,7 @@ def install(app: FastAPI, settings: Settings, db: Engine, watch_jobs: WatchJobMa
 
     @pages.get("/")
     async def home_page(request: Request, user: PageUser, snap: Lake) -> Response:
-        held = await run_in_threadpool(holdings, home, snap.tables)
+        held = await run_in_threadpool(holdings, settings.lake, snap.tables)
         context = {"user": user, "title": "Nightjar", "held": held, "rate_commits": RATE_COMMITS}
         return render(request, "home.html", context)
 
