@@ -1,4 +1,5 @@
-"""The lake: Delta tables under ``NIGHTJAR_HOME/lake``, committed once per micro-batch.
+"""The lake: Delta tables under ``NIGHTJAR_HOME/lake`` or ``NIGHTJAR_LAKE_URI`` (``s3://``), committed once per
+micro-batch.
 
 ``nightjar.lake.open(home)`` is the notebook entry point (see :mod:`nightjar.lake.access`); it is imported on
 first use so that the command line does not pay for pyarrow and deltalake when it does not need them.
