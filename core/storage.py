@@ -22,6 +22,7 @@ Examples
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,9 +138,10 @@ def _truthy(value: str | None) -> bool:
 
 
 def s3_filesystem(options: Mapping[str, str]) -> pafs.S3FileSystem:
-    """A pyarrow S3 file system from delta-rs storage options (keys in any case; missing ones from the
-    environment, as pyarrow's AWS SDK reads it)."""
-    upper = {k.upper(): v for k, v in options.items()}
+    """A pyarrow S3 file system from delta-rs storage options (keys in any case); options not given are taken from
+    the ``AWS_*`` environment variables, as delta-rs takes them, so both clients reach the same store."""
+    upper = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    upper.update({k.upper(): v for k, v in options.items()})
     endpoint = upper.get("AWS_ENDPOINT_URL") or upper.get("AWS_ENDPOINT")
     scheme = None
     if endpoint:

@@ -154,3 +154,14 @@ def test_a_batch_committed_by_two_drivers_at_once_is_stored_once(s3_lake: LakeRo
         write_deltalake(second, rows, mode="append", commit_properties=commit._properties(txns, second))
     assert not commit.append(s3_lake, paths.ANNOTATIONS, rows, txns)
     assert nightjar.lake.open(s3_lake).to_arrow(paths.ANNOTATIONS).num_rows == 10
+
+
+def test_storage_options_from_the_aws_environment(s3_lake: LakeRoot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No NIGHTJAR_STORAGE_OPTIONS: delta-rs and Arrow's S3 client both take the AWS_* environment variables."""
+    for key, value in s3_lake.options.items():
+        monkeypatch.setenv(key, value)
+    bare = Settings(lake_uri=s3_lake.uri).lake
+    assert bare.storage_options is None
+    batch, txns = _batches(20, 1)[0]
+    stages.commit_to_lake(batch, bare, txns)
+    assert nightjar.lake.open(bare).to_arrow(paths.SOURCES).num_rows == 20
