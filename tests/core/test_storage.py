@@ -1,0 +1,36 @@
+"""Lake locations: local folders and S3 URIs, checked where the settings are built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nightjar.settings import Settings
+from nightjar.storage import LakeRoot, StorageError
+
+
+def test_object_store_locations_are_checked() -> None:
+    with pytest.raises(ValueError, match="NIGHTJAR_LAKE_URI"):
+        Settings(home="s3://bucket/nightjar")
+    with pytest.raises(ValueError, match="unsupported lake location"):
+        Settings(lake_uri="gs://bucket/lake")
+    with pytest.raises(StorageError):
+        LakeRoot("s3:///no-bucket")
+    root = Settings(lake_uri="s3://bucket/lake/", storage_options={"AWS_SECRET_ACCESS_KEY": "hidden"}).lake
+    assert root.uri == "s3://bucket/lake" and root.storage_options == {"AWS_SECRET_ACCESS_KEY": "hidden"}
+    assert "hidden" not in repr(root)
+    assert Settings().lake == LakeRoot(str(Settings().home / "lake"))  # the default: NIGHTJAR_HOME/lake
+
+
+def test_an_s3_home_is_a_clear_error_not_a_local_folder_named_s3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nightjar.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NIGHTJAR_HOME", "s3://bucket/nightjar")
+    assert main(["lake", "tables"]) == 2
+    said = capsys.readouterr()
+    assert "NIGHTJAR_LAKE_URI" in said.out + said.err
+    assert not (tmp_path / "s3:").exists()
