@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 FOLD_FRACTION = 0.1
 """Fold when the pending states exceed this fraction of the folded rows (readers filter at most that many)."""
 FOLD_RETRIES = 5
+FOLD_MEMORY_LIMIT = "1GB"
+"""DuckDB's memory for the fold's sort by ``hpx29``; beyond it, the sort spills to ``DUCKDB_TEMP_DIR``."""
 STATS_PROPERTY = "delta.dataSkippingStatsColumns"
 
 
@@ -96,6 +98,8 @@ def _current_rows(home: Home, dt: DeltaTable) -> tuple[pa.RecordBatchReader, int
     temp = (root.path.parent if root.is_local else Path(tempfile.gettempdir())) / paths.DUCKDB_TEMP_DIR
     temp.mkdir(parents=True, exist_ok=True)
     con.execute("SET temp_directory = ?", [str(temp)])
+    # The sort spills to the temporary folder beyond this: a fold runs beside ingestion, on a worker.
+    con.execute("SET memory_limit = ?", [FOLD_MEMORY_LIMIT])
     con.execute("SET python_enable_replacements = false")
     con.register("current_rows", rows)
     order = paths.SORT_COLUMNS[paths.OBJECTS]

@@ -117,6 +117,8 @@ def _partitions(data: pa.Table, partition_by: list[str]) -> list[tuple[dict[str,
     if not partition_by:
         return [({}, data)]
     keys = data.select(partition_by).group_by(partition_by).aggregate([]).to_pylist()
+    if len(keys) == 1:  # a batch's cutouts are usually of one night: no copy of ~150 MB of images
+        return [({c: None if v is None else str(v) for c, v in keys[0].items()}, data)]
     parts = []
     for key in keys:
         mask = None
