@@ -227,7 +227,9 @@ def _alerts(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in reports) else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole ``nightjar`` parser; with ``argv`` (the command line to parse), benchmarks it does not ask for are
+    listed without importing their modules (``nightjar.bench.register``)."""
     parser = argparse.ArgumentParser(
         prog="nightjar",
         description="An alert broker for Rubin/LSST and ZTF.",
@@ -426,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("paths", nargs="+", type=Path, metavar="PATH", help=files_help)
 
-    bench = register_bench(sub)
+    bench = register_bench(sub, argv)
     register_lake(sub)
 
     cli_filters.add_parser(sub, _filter)
@@ -495,7 +497,8 @@ def check_home(settings: Settings, command: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     configure_logging(args.verbose)
     try:
         settings = load_settings(args.config)

@@ -95,14 +95,14 @@ def already_committed(dt: DeltaTable | None, txns: dict[str, int]) -> bool:
     return True
 
 
-def _properties(txns: dict[str, int], dt: DeltaTable | None = None) -> CommitProperties:
+def _properties(txns: dict[str, int], dt: DeltaTable | None = None, retries: int = COMMIT_RETRIES) -> CommitProperties:
     """The batch's application transactions, never below what ``dt`` recorded: a batch read again after a
     consumer rebalance can hold one partition's older offsets beside another's newer ones, and recording the
     older offset would let the next batch write those rows a second time."""
     recorded = {app: dt.transaction_version(app) for app in txns} if dt is not None else {}
     return CommitProperties(
         app_transactions=[Transaction(app, max(v, recorded.get(app) or v)) for app, v in txns.items()],
-        max_commit_retries=COMMIT_RETRIES,
+        max_commit_retries=retries,
     )
 
 
@@ -142,31 +142,47 @@ def laid_out(table: str, data: pa.Table) -> pa.Table:
     return data
 
 
-def _write(home: Home, table: str, dt: DeltaTable | None, data: pa.Table, txns: dict[str, int]) -> None:
+def _write(
+    home: Home, table: str, dt: DeltaTable | None, data: pa.Table, txns: dict[str, int], states: bool = False
+) -> int | None:
     """Append, retrying commit conflicts: blind appends rarely conflict, but a concurrent metadata change or
-    optimize can make delta-rs give up; the batch's transaction ids make a retry safe."""
+    optimize can make delta-rs give up; the batch's transaction ids make a retry safe.
+
+    ``states``: stamp the rows with ``stateSeq``, the version this commit makes, and return it. delta-rs may not
+    retry such a commit at a later version itself: each try is stamped anew, so the sequence is always the
+    commit's own version, whatever other writers (folds, other drivers on object storage) commit meanwhile."""
     data = laid_out(table, data)
     for attempt in range(COMMIT_RETRIES):
+        seq = (dt.version() if dt is not None else -1) + 1
+        rows = _stamped(data, seq) if states else data
         try:
             write_deltalake(
                 tables.uri(home, table) if dt is None else dt,
-                data,
+                rows,
                 storage_options=tables.options(home) if dt is None else None,
                 mode="append",
                 partition_by=paths.PARTITION_COLUMNS[table] or None,
                 schema_mode="merge",
-                configuration=_configuration(data) if dt is None else None,
-                writer_properties=writer_properties(table, data.schema),
-                commit_properties=_properties(txns, dt),
+                configuration=_configuration(rows) if dt is None else None,
+                writer_properties=writer_properties(table, rows.schema),
+                commit_properties=_properties(txns, dt, retries=0 if states else COMMIT_RETRIES),
             )
-            return
+            return seq if states else None
         except CommitFailedError:
             if attempt == COMMIT_RETRIES - 1:
                 raise
             log.warning("%s: append conflict, retrying (%d)", table, attempt + 1)
             dt = _open(home, table)
             if already_committed(dt, txns):
-                return
+                return None
+    raise AssertionError("unreachable")
+
+
+def _stamped(data: pa.Table, seq: int) -> pa.Table:
+    column = pa.array(np.full(data.num_rows, seq, np.int64))
+    if paths.STATE_SEQ in data.column_names:
+        return data.set_column(data.column_names.index(paths.STATE_SEQ), paths.STATE_SEQ, column)
+    return data.append_column(paths.STATE_SEQ, column)
 
 
 def append(
@@ -296,23 +312,14 @@ def append_states(home: Home, table: str, data: pa.Table, txns: dict[str, int]) 
 
     Merge-on-read (``lake.object_states``): nothing stored is rewritten, so the cost is the batch's, whatever the
     table's size; readers keep each key's newest state and ``lake.fold`` removes the others in the background.
-    The sequence is the table's version before the append plus one (0 for the first): call under
-    :func:`lake_lock`, which orders batch commits, so sequences only grow (a retried commit keeps its number, still
-    above every earlier one).
+    The sequence is the version the append makes (0 for the first): sequences grow with the commits, whoever
+    writes them (``_write``).
     """
     dt = _open(home, table)
     if already_committed(dt, txns):
         log.info("%s: batch %s already committed, skipped", table, txns)
         return None
-    seq = (dt.version() if dt is not None else -1) + 1  # the version this commit makes, unless it has to retry
-    data = first_per_key(data, paths.KEY_COLUMNS[table])
-    column = pa.array(np.full(data.num_rows, seq, np.int64))
-    if paths.STATE_SEQ in data.column_names:
-        data = data.set_column(data.column_names.index(paths.STATE_SEQ), paths.STATE_SEQ, column)
-    else:
-        data = data.append_column(paths.STATE_SEQ, column)
-    _write(home, table, dt, data, txns)
-    return seq
+    return _write(home, table, dt, first_per_key(data, paths.KEY_COLUMNS[table]), txns, states=True)
 
 
 def upsert(home: Home, table: str, data: pa.Table, txns: dict[str, int], order: str | None) -> bool:

@@ -21,7 +21,7 @@ Examples
 >>> import pyarrow as pa
 >>> rows = pa.table({"diaObjectId": [1, 2, 1], "stateSeq": [3, 3, 5], "v": ["a", "b", "c"]})
 >>> newest(rows).sort_by("diaObjectId")["v"].to_pylist()
-['b', 'c']
+['c', 'b']
 """
 
 from __future__ import annotations

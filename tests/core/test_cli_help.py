@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -64,3 +66,17 @@ def test_owner_help_no_longer_waits_for_accounts() -> None:
     owner = next(a for a in add._actions if a.dest == "owner")
     assert owner.help is not None and "until accounts exist" not in owner.help
     assert "nightjar user add" in owner.help
+
+
+def test_a_command_imports_no_benchmark_it_does_not_run() -> None:
+    """The benchmarks' modules (Dask, the simulator, the API app...) took ~5 s of every command's start: a command
+    line imports only the benchmark it names, and its arguments are there."""
+    code = (
+        "import sys; from nightjar.cli import build_parser\n"
+        "build_parser(['query', 'SELECT 1'])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[-1].startswith('bench_')))\n"
+        "args = build_parser(['bench', 'objects', '--sizes', '10']).parse_args(['bench', 'objects', '--sizes', '10'])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[-1].startswith('bench_')), args.sizes)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["[]", "['nightjar.lake.bench_objects'] 10"]
