@@ -14,6 +14,7 @@ import healpy as hp
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from nightjar import paths
@@ -24,16 +25,20 @@ from nightjar.storage import Home, lake_root
 CUTOUT_COLUMNS = ["diaSourceId", "cutoutDifference", "cutoutScience", "cutoutTemplate"]
 
 
+def _data_files(home: Home, table: str, version: int | None) -> tuple[pafs.FileSystem, list[str]]:
+    """The file system of ``home``'s lake and the paths on it of ``table``'s data files (latest, or at ``version``)."""
+    root = lake_root(home)
+    folder = root.fs_path(root.table_uri(table))
+    actions = pa.table(tables.load(home, table, version).get_add_actions(flatten=True))
+    return root.filesystem(), [f"{folder}/{p}" for p in actions["path"].to_pylist()]
+
+
 class RowGroupIndex:
     """The min/max of one column in every row group of a table's current files, to read only what a lookup
     needs. Built once from the Parquet footers (one read per file); make a new index to see new commits."""
 
     def __init__(self, home: Home, table: str, column: str, version: int | None = None) -> None:
-        root = lake_root(home)
-        self._fs = root.filesystem()
-        folder = root.fs_path(root.table_uri(table))
-        actions = pa.table(tables.load(home, table, version).get_add_actions(flatten=True))
-        self.files = [f"{folder}/{p}" for p in actions["path"].to_pylist()]
+        self._fs, self.files = _data_files(home, table, version)
         file_index, groups, lo, hi = [], [], [], []
         self.schema = pa.schema([])
         for f, path in enumerate(self.files):
@@ -169,11 +174,7 @@ class KeyIndex:
     key column (8 bytes a row: 2 MB for 250,000 objects); make a new index to see new commits."""
 
     def __init__(self, home: Home, table: str, column: str, version: int | None = None) -> None:
-        root = lake_root(home)
-        self._fs = root.filesystem()
-        folder = root.fs_path(root.table_uri(table))
-        actions = pa.table(tables.load(home, table, version).get_add_actions(flatten=True))
-        self.files = [f"{folder}/{p}" for p in actions["path"].to_pylist()]
+        self._fs, self.files = _data_files(home, table, version)
         self.column = column
         keys, seqs, files, groups = [], [], [], []
         self.schema = pa.schema([])
