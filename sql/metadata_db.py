@@ -173,15 +173,20 @@ def ensure_current(eng: Engine) -> None:
     with _connected(eng) as connection:
         if _current(connection) == head():  # the common case: one small query per engine
             return
+    # Decide under the migration lock: read outside it, another opener's commit could fall between reading the
+    # version table and listing the tables, and its fresh schema would look like one made before migrations.
+    with _migrating(eng) as connection:
         now = _state(connection)
-    if now.current is not None and now.current not in known_revisions():
-        raise MetadataSchemaError(
-            f"the metadata database {now.url} is at revision {now.current}, which this Nightjar does not know "
-            f"(it needs {now.head}): a newer Nightjar migrated it; run that version, or restore a backup"
-        )
-    if now.empty or eng.dialect.name == "sqlite":
-        upgrade(eng)
-        return
+        if now.up_to_date:  # another process made it while this one waited for the lock
+            return
+        if now.current is not None and now.current not in known_revisions():
+            raise MetadataSchemaError(
+                f"the metadata database {now.url} is at revision {now.current}, which this Nightjar does not know "
+                f"(it needs {now.head}): a newer Nightjar migrated it; run that version, or restore a backup"
+            )
+        if now.empty or eng.dialect.name == "sqlite":
+            command.upgrade(alembic_config(connection), "head")
+            return
     what = "tables made before migrations existed" if now.unmigrated else f"revision {now.current}"
     raise MetadataSchemaError(
         f"the metadata database {now.url} holds {what}; this Nightjar needs revision {now.head}: back it up, then "
