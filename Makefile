@@ -36,11 +36,16 @@ postgres:
 demo: install
 	$(BIN)/nightjar demo
 
+# Two test processes: the slow end-to-end tests (each starts its own clusters, brokers and runs) one after another
+# on one of them (tests/conftest.py groups them), the other tests beside them; each process has its own session
+# broker, PostgreSQL and S3 server.
+PYTEST_PARALLEL = -n 2 --dist loadgroup
+
 test: install browser postgres
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
 
 test-fast: install browser postgres
-	$(BIN)/python -m pytest -m 'not slow'
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m 'not slow'
 
 lint: install
 	$(BIN)/ruff check .

@@ -139,7 +139,9 @@ def listen(
 ) -> ListenReport:
     """Consume IGWN notices from ``topic`` and apply each (offsets committed after each message is applied)."""
     home = Path(settings.home)
-    kafka.ensure_topics(settings, [topic])
+    # Notices apply in the order they are read (a newer map supersedes, a retraction stops): one partition keeps
+    # the order they were published in, as on GCN's own topic. A topic that exists already is used as it is.
+    kafka.ensure_topics(settings, [topic], partitions=1)
     consumer = Consumer(kafka.consumer_config(settings, group))
     consumer.subscribe([topic])
     report = ListenReport()

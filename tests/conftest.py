@@ -270,6 +270,14 @@ def s3_settings(home: Path, s3_lake: LakeRoot, database_url: str | None) -> Sett
     return Settings(home=home, lake_uri=s3_lake.uri, storage_options=dict(s3_lake.options), database_url=database_url)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``pytest -n 2 --dist loadgroup`` (``make test``) the slow end-to-end tests run one after another in
+    one process: two of them side by side (clusters, brokers, ``nightjar run`` processes) would overload two cores."""
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group("slow"))
+
+
 DATABASES = ("sqlite", "postgresql")
 
 

@@ -74,7 +74,7 @@ def test_notices_store_supersede_and_retract(kafka_settings: Settings, data_dir:
 
     fits_bytes = (data_dir / BAYESTAR).read_bytes()
     topic = f"igwn-{uuid.uuid4().hex[:8]}"
-    kafka.ensure_topics(settings, [topic])
+    kafka.ensure_topics(settings, [topic], partitions=1)  # as GCN publishes them: in order
     producer = Producer(kafka.producer_config(settings))
     for value in (
         _notice("PRELIMINARY", "S250910a", event_time, fits_bytes),
