@@ -97,11 +97,13 @@ def candidates(
 
 def partition_index(handle: CatalogHandle, order: int, pixel: int, budget_bytes: int) -> PartitionIndex:
     """The index of one partition, from this process's cache or built from the files."""
-    key = (str(handle.collection), handle.version, order, pixel)
+    where = handle.root.uri if handle.root is not None else ""
+    key = (f"{where}|{handle.collection}", handle.version, order, pixel)
 
     def build() -> PartitionIndex:
         margin = layout.partition_file(handle.margin, order, pixel) if handle.margin is not None else None
-        return build_index(layout.partition_file(handle.primary, order, pixel), margin, order, pixel)
+        primary = layout.partition_file(handle.primary, order, pixel)
+        return build_index(primary, margin, order, pixel, handle.filesystem())
 
     return CACHE.get(key, build, budget_bytes)
 
