@@ -91,10 +91,12 @@ def write_info(collection: PurePath, info: CatalogInfo, fs: pafs.FileSystem | No
 def list_catalogs(home: CatalogsHome) -> list[CatalogInfo]:
     """Every catalogue installed under the home (or at ``NIGHTJAR_CATALOGS_URI``), by name.
 
-    The catalogues' store must answer: an unreachable one raises (an OSError naming it), it is never empty.
+    The catalogues' store must answer: an unreachable one, or a missing bucket, raises (naming the location); it
+    never reads as "no catalogues".
     """
     where = catalogs_root(home)
     fs = where.filesystem()
+    where.check_reachable(fs)
     base = layout.root(where)
     try:
         names = storage.list_folders(fs, base)

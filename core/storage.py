@@ -119,6 +119,22 @@ class StorageRoot:
         """This location as a path on :meth:`filesystem` (``bucket/prefix`` on object storage)."""
         return self.fs_path(self.uri)
 
+    def check_reachable(self, fs: pafs.FileSystem | None = None) -> None:
+        """A StorageError naming this location unless its object store answers and holds its bucket (a missing
+        bucket would otherwise read as an empty folder). Local folders are not checked: absent means empty."""
+        if self.is_local:
+            return
+        bucket = urlparse(self.uri).netloc
+        try:
+            found = (fs or self.filesystem()).get_file_info(bucket)
+        except OSError as exc:
+            raise StorageError(f"cannot reach {self.uri}: {exc}") from exc
+        if found.type == pafs.FileType.NotFound:
+            raise StorageError(
+                f"no bucket {bucket!r} for {self.uri}: create it, or check the location and the storage options "
+                "(NIGHTJAR_STORAGE_OPTIONS, AWS_* variables)"
+            )
+
 
 @dataclass(frozen=True, repr=False)
 class LakeRoot(StorageRoot):
