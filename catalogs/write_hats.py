@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from nightjar import __version__
 from nightjar.catalogs import layout
 from nightjar.catalogs.standardize import Recipe, standardize
-from nightjar.storage import StorageRoot
+from nightjar.storage import StorageRoot, make_parent
 
 HIST_ORDER = 8  # histogram resolution for the partition plan (cells of ~14')
 SHARD_ROW_GROUP = 32_768
@@ -58,7 +58,7 @@ def filesystem(root: StorageRoot | None) -> pafs.FileSystem:
 
 def write_parquet(table: pa.Table, path: str | PurePath, fs: pafs.FileSystem, **options: Any) -> None:
     """Write ``table`` as the Parquet file ``path`` on ``fs`` (folders created as needed)."""
-    fs.create_dir(str(PurePosixPath(str(path)).parent), recursive=True)
+    make_parent(fs, path)
     pq.write_table(table, str(path), filesystem=fs, **options)
 
 
@@ -222,7 +222,7 @@ def upload(local: Path, target: PurePath, fs: pafs.FileSystem) -> None:
     """Copy every file under the local folder ``local`` to the folder ``target`` on ``fs``."""
     for file in sorted(p for p in local.rglob("*") if p.is_file()):
         destination = PurePosixPath(str(target)) / file.relative_to(local).as_posix()
-        fs.create_dir(str(destination.parent), recursive=True)
+        make_parent(fs, destination)
         pafs.copy_files(str(file), str(destination), pafs.LocalFileSystem(), fs)
 
 

@@ -230,9 +230,16 @@ def read_text(fs: pafs.FileSystem, path: str | PurePath) -> str:
         return bytes(stream.read()).decode()
 
 
+def make_parent(fs: pafs.FileSystem, path: str | PurePath) -> None:
+    """Create the folder of the file ``path`` on a local file system; object stores have no folders to create (each
+    level would cost requests)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(str(PurePosixPath(str(path)).parent), recursive=True)
+
+
 def write_text(fs: pafs.FileSystem, path: str | PurePath, text: str) -> None:
     """Write ``text`` as the file ``path`` on ``fs`` (its folder is created as needed)."""
-    fs.create_dir(str(PurePosixPath(str(path)).parent), recursive=True)
+    make_parent(fs, path)
     with fs.open_output_stream(str(path)) as stream:
         stream.write(text.encode())
 

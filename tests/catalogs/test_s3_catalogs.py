@@ -4,6 +4,7 @@ exactly the results of the same catalogues on a local disk."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from distributed import Client
 from fastapi.testclient import TestClient
 
@@ -22,11 +24,13 @@ from nightjar.catalogs import layout
 from nightjar.catalogs.catalog import CatalogSet, list_catalogs, load_catalog_set
 from nightjar.catalogs.cli import context_report
 from nightjar.catalogs.context import classify
+from nightjar.catalogs.demo import install_openngc
 from nightjar.catalogs.dispatch import classify_on_cluster
-from nightjar.pipelines.run import ingest
+from nightjar.pipelines.run import ingest, run
 from nightjar.settings import Settings
 from nightjar.sql import engine
 from nightjar.storage import CatalogsRoot, StorageError
+from nightjar.streams import kafka, simulate
 
 from ..conftest import S3Server
 from .conftest import SOURCES, import_source
@@ -191,3 +195,39 @@ def test_a_bad_catalogs_uri_is_a_clear_error(
     assert main(["catalog", "list"]) == 2
     said = capsys.readouterr()
     assert "unsupported storage location 'gs://bucket/catalogs'" in said.out + said.err
+
+
+def _committed(settings: Settings, topic: str) -> list[int]:
+    """The consumer group's committed offset of each partition of ``topic`` (negative: none)."""
+    consumer = Consumer(kafka.consumer_config(settings, settings.consumer_group))
+    try:
+        parts = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        return [int(tp.offset) for tp in consumer.committed(parts, timeout=30)]
+    finally:
+        consumer.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_catalogue_the_workers_cannot_read_fails_the_batch_and_commits_no_offset(
+    kafka_settings: Settings, s3_server: S3Server, dask_client: Client
+) -> None:
+    """The driver reads the catalogue's description; the workers find none of its partitions (as a worker that
+    cannot reach the store would): the batch fails, naming the partition, and no offset is committed."""
+    where = CatalogsRoot(f"s3://{s3_server.create_bucket()}/catalogs", s3_server.options)
+    import time; t0 = time.monotonic()  # TIMING
+    install_openngc(dask_client, where)
+    print("install", time.monotonic() - t0)  # TIMING
+    fs = where.filesystem()
+    fs.delete_dir(str(layout.primary_dir(layout.collection_dir(where, "openngc")) / "dataset"))
+    settings = kafka_settings.model_copy(
+        update={"catalogs_uri": where.uri, "storage_options": dict(where.options), "batch_size": 100}
+    )
+    assert [c.name for c in load_catalog_set(settings.catalogs).catalogs] == ["openngc"]
+    topic = f"no-catalogue-{uuid.uuid4().hex[:8]}"
+    simulate.produce(settings, topic, 100, seed=5, config=simulate.SimConfig(history_days=0))
+    print("produce", time.monotonic() - t0)  # TIMING
+    with pytest.raises(FileNotFoundError, match="catalogue partition missing: .*openngc.*NIGHTJAR_CATALOGS_URI"):
+        run(settings, dask_client, topic, max_alerts=100, idle_exit_s=20)
+    print("run", time.monotonic() - t0)  # TIMING
+    assert all(o < 0 for o in _committed(settings, topic))  # the alerts will be read again
+    assert engine.query_lake(settings, "SELECT count(*) AS n FROM sources")["n"].to_pylist() == [0]
