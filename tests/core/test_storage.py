@@ -13,7 +13,7 @@ from nightjar.storage import CatalogsRoot, LakeRoot, StorageError
 def test_object_store_locations_are_checked() -> None:
     with pytest.raises(ValueError, match="NIGHTJAR_LAKE_URI"):
         Settings(home="s3://bucket/nightjar")
-    with pytest.raises(ValueError, match="(?s)lake_uri.*unsupported storage location 'gs://bucket/lake'"):
+    with pytest.raises(ValueError, match=r"(?s)lake_uri.*unsupported storage location 'gs://bucket/lake'"):
         Settings(lake_uri="gs://bucket/lake")
     with pytest.raises(StorageError):
         LakeRoot("s3:///no-bucket")
@@ -24,7 +24,7 @@ def test_object_store_locations_are_checked() -> None:
 
 
 def test_catalogue_locations_are_checked(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="(?s)catalogs_uri.*unsupported storage location 'gs://bucket/catalogs'"):
+    with pytest.raises(ValueError, match=r"(?s)catalogs_uri.*unsupported storage location 'gs://bucket/catalogs'"):
         Settings(catalogs_uri="gs://bucket/catalogs")
     with pytest.raises(ValueError, match="no bucket in 's3:///catalogs'"):
         Settings(catalogs_uri="s3:///catalogs")
