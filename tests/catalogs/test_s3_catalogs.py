@@ -4,6 +4,7 @@ exactly the results of the same catalogues on a local disk."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,7 @@ def twins(s3_server: S3Server, dask_client: Client, data_dir: Path, tmp_path_fac
     s3 = CatalogsRoot(f"s3://{s3_server.create_bucket()}/context/catalogs", s3_server.options)
     local = tmp_path_factory.mktemp("local-catalogs")
     for name in IMPORTED:
-        import_source(dask_client, s3, data_dir, SOURCES[name])  # type: ignore[arg-type]
+        import_source(dask_client, s3, data_dir, SOURCES[name])
         import_source(dask_client, local, data_dir, SOURCES[name])
     return Twins(s3, local)
 
@@ -175,6 +176,43 @@ def test_the_api_reports_the_context_of_a_position_from_s3(twins: Twins, setting
         k: v for k, v in expected.items() if k != "catalogs_version"
     }
     assert unknown.status_code == 400 and "installed: 3hsp, gcvs" in unknown.json()["detail"]
+
+
+def test_reimport_list_and_remove_on_s3(
+    s3_server: S3Server,
+    dask_client: Client,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A re-import replaces the catalogue in the bucket (no rename there: copied into place, its description last);
+    ``nightjar catalog list`` and ``remove`` work on the bucket."""
+    from nightjar.cli import main
+
+    where = CatalogsRoot(f"s3://{s3_server.create_bucket()}/catalogs", s3_server.options)
+    fs = where.filesystem()
+    collection = layout.collection_dir(where, "sky")
+
+    def partition_files() -> list[str]:
+        found = fs.get_file_info(pafs.FileSelector(str(layout.primary_dir(collection) / "dataset"), recursive=True))
+        return sorted(f.path for f in found if f.is_file and f.base_name.startswith("Npix="))
+
+    first = synth_catalog(dask_client, where, "sky", 2000, Kind.GALAXY, seed=1, partition_rows=100)
+    second = synth_catalog(dask_client, where, "sky", 1000, Kind.GALAXY, seed=2, partition_rows=500)
+    assert first.partitions > second.partitions
+    assert [(i.name, i.version, i.rows) for i in list_catalogs(where)] == [("sky", second.version, 1000)]
+    assert len(partition_files()) == second.partitions  # nothing of the first import is left
+    assert [f.base_name for f in fs.get_file_info(pafs.FileSelector(str(layout.root(where))))] == ["sky"]
+
+    monkeypatch.setenv("NIGHTJAR_HOME", str(settings.home))
+    monkeypatch.setenv("NIGHTJAR_CATALOGS_URI", where.uri)
+    monkeypatch.setenv("NIGHTJAR_STORAGE_OPTIONS", json.dumps(where.options))
+    assert main(["catalog", "list", "--format", "json"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["name"], r["version"], r["path"]) for r in listed] == [("sky", second.version, f"{where.uri}/sky")]
+    assert main(["catalog", "remove", "sky"]) == 0
+    assert list_catalogs(where) == [] and fs.get_file_info(str(collection)).type == pafs.FileType.NotFound
+    assert not (settings.home / paths.CATALOGS_DIR).exists()
 
 
 def test_a_bad_catalogs_uri_is_a_clear_error(
