@@ -28,6 +28,7 @@ from nightjar.catalogs.context import classify
 from nightjar.catalogs.dispatch import classify_on_cluster
 from nightjar.catalogs.rules import Kind
 from nightjar.catalogs.synth import synth_catalog
+from nightjar.catalogs.watch_files import WatchFileError, read_cones
 from nightjar.pipelines.run import ingest, run
 from nightjar.settings import Settings
 from nightjar.sql import engine
@@ -176,6 +177,13 @@ def test_the_api_reports_the_context_of_a_position_from_s3(twins: Twins, setting
         k: v for k, v in expected.items() if k != "catalogs_version"
     }
     assert unknown.status_code == 400 and "installed: 3hsp, gcvs" in unknown.json()["detail"]
+
+
+def test_a_watchlist_from_a_catalogue_on_s3(twins: Twins) -> None:
+    cones = read_cones("catalog:3hsp", twins.s3)
+    assert cones.num_rows > 1000 and cones.equals(read_cones("catalog:3hsp", twins.local))
+    with pytest.raises(WatchFileError, match="no catalogue 'hipparcos'"):
+        read_cones("catalog:hipparcos", twins.s3)
 
 
 def test_reimport_list_and_remove_on_s3(
