@@ -265,18 +265,19 @@ def _write_hats_files(
     hist: np.ndarray | None,
     size_bytes: int,
 ) -> None:
+    """hats' own files of a catalogue (partition list, sky maps, properties), written into the local folder
+    ``local`` (hats writes through fsspec, which reaches no object store here; the caller copies them)."""
     from hats.catalog import PartitionInfo, TableProperties
     from hats.io import file_io
     from hats.io import paths as hats_paths
     from hats.io.skymap import write_skymap
     from hats.pixel_math import HealpixPixel
 
-    catalog_dir = local
     healpix = [HealpixPixel(o, p) for o, p in pixels]
-    PartitionInfo.from_healpix(healpix).write_to_file(catalog_path=catalog_dir)
+    PartitionInfo.from_healpix(healpix).write_to_file(catalog_path=local)
     if hist is not None:
-        write_skymap(hist, catalog_dir)
-        file_io.write_fits_image(hist, hats_paths.get_point_map_file_pointer(catalog_dir))
+        write_skymap(hist, local)
+        file_io.write_fits_image(hist, hats_paths.get_point_map_file_pointer(local))
     fields: dict[str, Any] = {
         "catalog_name": name,
         "catalog_type": "margin" if margin_of else "object",
@@ -291,9 +292,9 @@ def _write_hats_files(
     if margin_of:
         fields["primary_catalog"] = margin_of
         fields["margin_threshold"] = margin_threshold
-    provenance = TableProperties.new_provenance_dict(catalog_dir, builder=BUILDER, **(extra or {}))
+    provenance = TableProperties.new_provenance_dict(local, builder=BUILDER, **(extra or {}))
     provenance["hats_estsize"] = int(size_bytes // 1024)  # the partition files' (the scratch folder holds none)
-    TableProperties(**fields, **provenance).to_properties_file(catalog_dir)
+    TableProperties(**fields, **provenance).to_properties_file(local)
 
 
 def write_collection_properties(

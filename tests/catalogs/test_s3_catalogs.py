@@ -22,7 +22,8 @@ from fastapi.testclient import TestClient
 from nightjar import paths
 from nightjar.api.app import create_app
 from nightjar.catalogs import layout
-from nightjar.catalogs.catalog import list_catalogs, load_catalog_set
+from nightjar.catalogs.build import BuildSpec, build_catalog
+from nightjar.catalogs.catalog import ColumnMap, list_catalogs, load_catalog_set
 from nightjar.catalogs.cli import context_report
 from nightjar.catalogs.context import classify
 from nightjar.catalogs.dispatch import classify_on_cluster
@@ -205,10 +206,12 @@ def test_reimport_list_and_remove_on_s3(
         found = fs.get_file_info(pafs.FileSelector(str(layout.primary_dir(collection) / "dataset"), recursive=True))
         return sorted(f.path for f in found if f.is_file and f.base_name.startswith("Npix="))
 
-    first = synth_catalog(dask_client, where, "sky", 2000, Kind.GALAXY, seed=1, partition_rows=100)
-    second = synth_catalog(dask_client, where, "sky", 1000, Kind.GALAXY, seed=2, partition_rows=500)
-    assert first.partitions > second.partitions
-    assert [(i.name, i.version, i.rows) for i in list_catalogs(where)] == [("sky", second.version, 1000)]
+    first = synth_catalog(dask_client, where, "sky", 1000, Kind.GALAXY)  # all over the sky
+    patch = pa.table({"ra": [10.0, 10.01, 10.02], "dec": [-30.0, -30.01, -30.02]})  # then one small patch
+    spec = BuildSpec(name="sky", kind=Kind.STAR, columns=ColumnMap(ra="ra", dec="dec"))
+    second = build_catalog(dask_client, [patch], spec, where)
+    assert first.partitions > second.partitions == 1
+    assert [(i.name, i.version, i.rows) for i in list_catalogs(where)] == [("sky", second.version, 3)]
     assert len(partition_files()) == second.partitions  # nothing of the first import is left
     assert [f.base_name for f in fs.get_file_info(pafs.FileSelector(str(layout.root(where))))] == ["sky"]
 
