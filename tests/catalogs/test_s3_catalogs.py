@@ -35,6 +35,7 @@ from nightjar.settings import Settings
 from nightjar.sql import engine
 from nightjar.storage import CatalogsRoot, StorageError
 from nightjar.streams import kafka, simulate
+from nightjar.streams.broker import free_port
 
 from ..conftest import S3Server
 from .conftest import SOURCES, import_source
@@ -241,6 +242,18 @@ def test_a_bad_catalogs_uri_is_a_clear_error(
     assert main(["catalog", "list"]) == 2
     said = capsys.readouterr()
     assert "unsupported storage location 'gs://bucket/catalogs'" in said.out + said.err
+
+    # A store that does not answer (nothing listens on the port): the CLI and the API say so, naming the location.
+    closed = {**s3_server.options, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
+    monkeypatch.setenv("NIGHTJAR_CATALOGS_URI", "s3://catalogs/ctx")
+    monkeypatch.setenv("NIGHTJAR_STORAGE_OPTIONS", json.dumps(closed))
+    assert main(["context", "10", "-30"]) == 2
+    said = capsys.readouterr()
+    assert "cannot reach s3://catalogs/ctx" in said.out + said.err
+    away = settings.model_copy(update={"catalogs_uri": "s3://catalogs/ctx", "storage_options": closed})
+    with TestClient(create_app(away), raise_server_exceptions=False) as client:
+        answer = client.get("/api/v1/context/position", params={"ra": 10, "dec": -30})
+    assert answer.status_code == 503 and answer.json()["detail"] == "the context catalogues are out of reach"
 
 
 def _committed(settings: Settings, topic: str) -> list[int]:
