@@ -208,12 +208,16 @@ def test_reimport_list_and_remove_on_s3(
         return sorted(f.path for f in found if f.is_file and f.base_name.startswith("Npix="))
 
     first = synth_catalog(dask_client, where, "sky", 1000, Kind.GALAXY)  # all over the sky
+    loaded = load_catalog_set(where)  # as a running pipeline holds it
     patch = pa.table({"ra": [10.0, 10.01, 10.02], "dec": [-30.0, -30.01, -30.02]})  # then one small patch
     spec = BuildSpec(name="sky", kind=Kind.STAR, columns=ColumnMap(ra="ra", dec="dec"))
     second = build_catalog(dask_client, [patch], spec, where)
     assert first.partitions > second.partitions == 1
     assert [(i.name, i.version, i.rows) for i in list_catalogs(where)] == [("sky", second.version, 3)]
     assert len(partition_files()) == second.partitions  # nothing of the first import is left
+    # The run that loaded the first version fails loudly rather than mix the new files into the old version's index.
+    with pytest.raises(RuntimeError, match=f"catalogue sky was re-imported \\(version {second.version}\\)"):
+        classify(pa.table({"diaObjectId": [1], "ra": [10.0], "dec": [-30.0]}), loaded)
     assert [f.base_name for f in fs.get_file_info(pafs.FileSelector(str(layout.root(where))))] == ["sky"]
 
     monkeypatch.setenv("NIGHTJAR_HOME", str(settings.home))
