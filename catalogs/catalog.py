@@ -152,7 +152,7 @@ class CatalogHandle:
 
 def _partition_info(fs: pafs.FileSystem, catalog_dir: PurePath) -> tuple[list[int], list[int]]:
     """Orders and pixels of a HATS catalogue's ``partition_info.csv`` (columns ``Norder``, ``Npix``)."""
-    with fs.open_input_stream(str(catalog_dir / "partition_info.csv")) as stream:
+    with fs.open_input_stream(str(catalog_dir / layout.PARTITION_INFO)) as stream:
         table = pacsv.read_csv(stream)
     return table["Norder"].to_pylist(), table["Npix"].to_pylist()
 
@@ -164,7 +164,7 @@ def open_handle(collection: PurePath, root: CatalogsRoot | None = None) -> Catal
     info = read_info(collection, fs)
     orders, pixels = _partition_info(fs, layout.primary_dir(collection))
     margin = layout.margin_dir(collection, info.margin_threshold_arcsec)
-    has_margin = storage.file_exists(fs, margin / "partition_info.csv")
+    has_margin = storage.file_exists(fs, margin / layout.PARTITION_INFO)
     return CatalogHandle(
         name=info.name,
         kind=info.kind,

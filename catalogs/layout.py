@@ -29,6 +29,11 @@ from pathlib import PurePath, PurePosixPath
 from nightjar.storage import CatalogsHome, catalogs_root
 
 INFO_FILE = "nightjar.json"
+# hats' names, inside each HATS catalogue (primary or margin)
+PARTITION_INFO = "partition_info.csv"
+DATASET_DIR = "dataset"
+PARQUET_METADATA = "_metadata"
+PARQUET_COMMON_METADATA = "_common_metadata"
 COLLECTION_PROPERTIES = "collection.properties"
 STAGING_PREFIX = ".staging-"
 TRASH_PREFIX = ".trash-"
@@ -103,4 +108,4 @@ def margin_dir(collection: PurePath, threshold_arcsec: float) -> PurePath:
 def partition_file(catalog_dir: PurePath, order: int, pixel: int) -> PurePath:
     """``dataset/Norder=<order>/Dir=<dir>/Npix=<pixel>.parquet`` of a HATS catalogue."""
     directory = (pixel // 10_000) * 10_000
-    return catalog_dir / "dataset" / f"Norder={order}" / f"Dir={directory}" / f"Npix={pixel}.parquet"
+    return catalog_dir / DATASET_DIR / f"Norder={order}" / f"Dir={directory}" / f"Npix={pixel}.parquet"

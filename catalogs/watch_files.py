@@ -317,7 +317,7 @@ def read_catalog(home: CatalogsHome, name: str) -> pa.Table:
     where = catalogs_root(home)
     fs = where.filesystem()
     collection = layout.collection_dir(where, name)
-    primary = layout.primary_dir(collection) / "dataset"
+    primary = layout.primary_dir(collection) / layout.DATASET_DIR
     if fs.get_file_info(str(primary)).type != pafs.FileType.Directory:
         raise WatchFileError(f"no catalogue {name!r} (nightjar catalog list shows the imported ones)")
     files = [

@@ -203,7 +203,7 @@ def write_dataset_metadata(
     from hats.pixel_math import HealpixPixel
     from hats.pixel_math.healpix_pixel_function import get_pixel_argsort
 
-    dataset = catalog_dir / "dataset"
+    dataset = catalog_dir / layout.DATASET_DIR
     footers, size = [], 0
     for order, pixel in pixels:
         path = layout.partition_file(catalog_dir, order, pixel)
@@ -213,8 +213,8 @@ def write_dataset_metadata(
         footer.set_file_path(str(path.relative_to(dataset)))
         footers.append(footer)
     ordered = [footers[i] for i in get_pixel_argsort([HealpixPixel(o, p) for o, p in pixels])]
-    pq.write_metadata(schema, str(dataset / "_metadata"), metadata_collector=ordered, filesystem=fs)
-    pq.write_metadata(schema, str(dataset / "_common_metadata"), filesystem=fs)
+    pq.write_metadata(schema, str(dataset / layout.PARQUET_METADATA), metadata_collector=ordered, filesystem=fs)
+    pq.write_metadata(schema, str(dataset / layout.PARQUET_COMMON_METADATA), filesystem=fs)
     return size
 
 
