@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -13,12 +14,18 @@ from nightjar.api.objects import ObjectId, context_payload, not_found
 from nightjar.catalogs.cli import context_report
 from nightjar.lake import objects
 from nightjar.settings import Settings
+from nightjar.storage import StorageError
+
+log = logging.getLogger(__name__)
 
 
 def position_report(settings: Settings, ra: float, dec: float, catalogs: list[str] | None) -> dict[str, Any]:
-    """The live context of a position; an unknown catalogue name is a 400."""
+    """The live context of a position; an unknown catalogue name is a 400, catalogues out of reach a 503."""
     try:
         return context_report(settings, ra, dec, catalogs or None)
+    except StorageError as exc:  # the server's catalogue store (NIGHTJAR_CATALOGS_URI), not the caller's fault
+        log.error("context of a position: %s", exc)  # the store's address and error stay in the operator's log
+        raise HTTPException(status_code=503, detail="the context catalogues are out of reach") from None
     except (KeyError, ValueError, FileNotFoundError) as exc:
         raise HTTPException(status_code=400, detail=str(exc).strip("'\"")) from None
 

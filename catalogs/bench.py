@@ -29,6 +29,7 @@ from nightjar.catalogs.dispatch import split_by_region
 from nightjar.catalogs.rules import Kind
 from nightjar.catalogs.synth import synth_catalog
 from nightjar.catalogs.xmatch import crossmatch
+from nightjar.storage import CatalogsHome
 
 FOOTPRINTS = ("lsst", "visit")
 VISIT_RADIUS_DEG = 1.75
@@ -90,7 +91,7 @@ def sample_rows(catalogs: CatalogSet, n: int, rng: np.random.Generator) -> tuple
         picks = rng.choice(len(handle.pixels), size=min(8, len(handle.pixels)), replace=False)
         for p in picks:
             path = layout.partition_file(handle.primary, handle.orders[p], handle.pixels[p])
-            t = pq.read_table(path, columns=[layout.RA, layout.DEC])
+            t = pq.read_table(str(path), columns=[layout.RA, layout.DEC], filesystem=handle.filesystem())
             take = rng.integers(0, t.num_rows, min(t.num_rows, n // max(1, len(picks))))
             ras.append(t[layout.RA].to_numpy()[take])
             decs.append(t[layout.DEC].to_numpy()[take])
@@ -131,6 +132,7 @@ def bench_xmatch(
     cache_mb: int = 2048,
     console: Console | None = None,
     emit: Callable[[str], None] = print,
+    installed: CatalogsHome | None = None,
 ) -> float:
     """Measure the crossmatch kernel; returns (and prints last) the warm alerts/s/core.
 
@@ -155,6 +157,8 @@ def bench_xmatch(
         Progress output.
     emit
         Where the result lines go (stdout).
+    installed
+        Where the installed ``catalog`` lives (``Settings.catalogs``; default: under ``home``).
     """
     rng = np.random.default_rng(seed)
     scratch: Path | None = None
@@ -165,7 +169,7 @@ def bench_xmatch(
             catalogs = load_catalog_set(scratch, ["bench"], cache_mb=cache_mb)
             emit(f"catalogue: synthetic galaxies, {built.rows} rows in {built.partitions} partitions")
         else:
-            catalogs = load_catalog_set(home, [catalog], cache_mb=cache_mb)
+            catalogs = load_catalog_set(installed or home, [catalog], cache_mb=cache_mb)
             emit(f"catalogue: {catalog}")
         ra, dec = alert_positions(alerts, footprint, batch, rng, sample_rows(catalogs, alerts // 10, rng))
         table = pa.table({"diaObjectId": np.arange(alerts, dtype=np.int64), "ra": ra, "dec": dec})

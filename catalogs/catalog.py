@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePath
 from typing import Literal
 
 import numpy as np
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict
 
+from nightjar import storage
 from nightjar.catalogs import layout
 from nightjar.catalogs.rules import ContextRules, Kind
+from nightjar.storage import CatalogsHome, CatalogsRoot, catalogs_root
 
 AxisUnit = Literal["arcsec", "arcmin", "deg"]
 ARCSEC_PER_UNIT: dict[str, float] = {"arcsec": 1.0, "arcmin": 60.0, "deg": 3600.0}
@@ -67,28 +71,43 @@ class CatalogInfo(BaseModel):
     rules: ContextRules = ContextRules()
 
 
-def read_info(collection: Path) -> CatalogInfo:
-    """The ``nightjar.json`` of a collection folder."""
+def _filesystem(fs: pafs.FileSystem | None) -> pafs.FileSystem:
+    return fs if fs is not None else pafs.LocalFileSystem()
+
+
+def read_info(collection: PurePath, fs: pafs.FileSystem | None = None) -> CatalogInfo:
+    """The ``nightjar.json`` of a collection folder (on ``fs``; default: the local file system)."""
+    fs = _filesystem(fs)
     path = collection / layout.INFO_FILE
-    if not path.is_file():
+    if not storage.file_exists(fs, path):
         raise FileNotFoundError(f"not a Nightjar catalogue (no {layout.INFO_FILE}): {collection}")
-    return CatalogInfo.model_validate_json(path.read_text())
+    return CatalogInfo.model_validate_json(storage.read_text(fs, path))
 
 
-def write_info(collection: Path, info: CatalogInfo) -> None:
-    (collection / layout.INFO_FILE).write_text(info.model_dump_json(indent=1) + "\n")
+def write_info(collection: PurePath, info: CatalogInfo, fs: pafs.FileSystem | None = None) -> None:
+    storage.write_text(_filesystem(fs), collection / layout.INFO_FILE, info.model_dump_json(indent=1) + "\n")
 
 
-def list_catalogs(home: Path) -> list[CatalogInfo]:
-    """Every catalogue installed under the home, by name."""
-    base = layout.root(home)
-    if not base.is_dir():
-        return []
+def list_catalogs(home: CatalogsHome) -> list[CatalogInfo]:
+    """Every catalogue installed under the home (or at ``NIGHTJAR_CATALOGS_URI``), by name.
+
+    The catalogues' store must answer: an unreachable one, or a missing bucket, raises (naming the location); it
+    never reads as "no catalogues".
+    """
+    where = catalogs_root(home)
+    fs = where.filesystem()
+    where.check_reachable(fs)
+    base = layout.root(where)
+    try:
+        names = storage.list_folders(fs, base)
+    except OSError as exc:
+        raise OSError(f"cannot list the catalogues at {where.uri}: {exc}") from exc
     found = []
-    for child in sorted(base.iterdir()):
-        if child.name.startswith(".") or not (child / layout.INFO_FILE).is_file():
+    for name in names:
+        child = base / name
+        if name.startswith(".") or not storage.file_exists(fs, child / layout.INFO_FILE):
             continue
-        found.append(read_info(child))
+        found.append(read_info(child, fs))
     return found
 
 
@@ -99,8 +118,8 @@ class CatalogHandle:
     name: str
     kind: Kind
     version: str
-    collection: Path
-    margin: Path | None
+    collection: PurePath  # a path on ``root.filesystem()``
+    margin: PurePath | None
     orders: tuple[int, ...]
     pixels: tuple[int, ...]
     radius_arcsec: float | None = None
@@ -108,10 +127,17 @@ class CatalogHandle:
     description: str = ""
     max_reach_arcsec: float = 0.0
     has_ids: bool = True  # False: rows were numbered at import, ids mean nothing outside the catalogue
+    root: CatalogsRoot | None = field(
+        default=None, hash=False
+    )  # where the catalogues live (None: the local file system)
 
     @property
-    def primary(self) -> Path:
+    def primary(self) -> PurePath:
         return layout.primary_dir(self.collection)
+
+    def filesystem(self) -> pafs.FileSystem:
+        """The file system holding the catalogue's files (on a Dask worker too)."""
+        return self.root.filesystem() if self.root is not None else pafs.LocalFileSystem()
 
     def intervals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Partition ranges in order-29 index space, sorted: (starts, ends, partition number)."""
@@ -124,26 +150,35 @@ class CatalogHandle:
         return starts[order], ends[order], order
 
 
-def open_handle(collection: Path) -> CatalogHandle:
-    """A handle on an installed catalogue collection (reads its ``partition_info.csv``)."""
-    from hats.catalog import PartitionInfo
+def _partition_info(fs: pafs.FileSystem, catalog_dir: PurePath) -> tuple[list[int], list[int]]:
+    """Orders and pixels of a HATS catalogue's ``partition_info.csv`` (columns ``Norder``, ``Npix``)."""
+    with fs.open_input_stream(str(catalog_dir / layout.PARTITION_INFO)) as stream:
+        table = pacsv.read_csv(stream)
+    return table["Norder"].to_pylist(), table["Npix"].to_pylist()
 
-    info = read_info(collection)
-    pixels = PartitionInfo.read_from_dir(layout.primary_dir(collection)).get_healpix_pixels()
+
+def open_handle(collection: PurePath, root: CatalogsRoot | None = None) -> CatalogHandle:
+    """A handle on an installed catalogue collection (reads its ``partition_info.csv``), on ``root``'s file system
+    (default: the local one)."""
+    fs = root.filesystem() if root is not None else pafs.LocalFileSystem()
+    info = read_info(collection, fs)
+    orders, pixels = _partition_info(fs, layout.primary_dir(collection))
     margin = layout.margin_dir(collection, info.margin_threshold_arcsec)
+    has_margin = storage.file_exists(fs, margin / layout.PARTITION_INFO)
     return CatalogHandle(
         name=info.name,
         kind=info.kind,
         version=info.version,
         collection=collection,
-        margin=margin if margin.is_dir() else None,
-        orders=tuple(int(p.order) for p in pixels),
-        pixels=tuple(int(p.pixel) for p in pixels),
+        margin=margin if has_margin else None,
+        orders=tuple(int(o) for o in orders),
+        pixels=tuple(int(p) for p in pixels),
         radius_arcsec=info.radius_arcsec,
         mag_filter=info.mag_filter,
         description=info.description,
         max_reach_arcsec=info.max_reach_arcsec,
         has_ids=info.columns.id is not None,
+        root=root,
     )
 
 
@@ -166,13 +201,16 @@ class CatalogSet:
 
 
 def load_catalog_set(
-    home: Path, names: list[str] | None = None, rules: ContextRules | None = None, cache_mb: int = 2048
+    home: CatalogsHome, names: list[str] | None = None, rules: ContextRules | None = None, cache_mb: int = 2048
 ) -> CatalogSet:
-    """The installed catalogues (all, or those named) as a :class:`CatalogSet`.
+    """The installed catalogues (all, or those named) as a :class:`CatalogSet`, from the home's ``catalogs/``
+    folder or a :class:`~nightjar.storage.CatalogsRoot` (``Settings.catalogs``); the handles carry the root, so
+    Dask workers reach the catalogues with nothing else.
 
     Examples
     --------
     >>> import tempfile
+    >>> from pathlib import Path
     >>> load_catalog_set(Path(tempfile.mkdtemp())).catalogs
     ()
     """
@@ -184,5 +222,6 @@ def load_catalog_set(
         chosen = names
     else:
         chosen = sorted(infos)
-    handles = tuple(open_handle(layout.collection_dir(home, n)) for n in chosen)
+    where = catalogs_root(home)
+    handles = tuple(open_handle(layout.collection_dir(where, n), where) for n in chosen)
     return CatalogSet(handles, rules or ContextRules(), cache_bytes=cache_mb << 20)

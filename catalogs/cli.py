@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,7 +55,7 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
     with dask_client(settings) as client:
         info = import_catalog(
             client,
-            settings.home,
+            settings.catalogs,
             spec,
             list(args.paths),
             fmt=args.format,
@@ -78,11 +77,11 @@ def _list(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.catalogs import layout
     from nightjar.catalogs.catalog import list_catalogs
 
-    infos = list_catalogs(settings.home)
+    infos = list_catalogs(settings.catalogs)
     if args.format == "json":
         for info in infos:
             record = info.model_dump(mode="json")
-            record["path"] = str(layout.collection_dir(settings.home, info.name))
+            record["path"] = f"{settings.catalogs.uri}/{layout.check_name(info.name)}"
             print(json.dumps(record))
         return 0
     from rich.table import Table
@@ -110,7 +109,7 @@ def _synth(settings: Settings, args: argparse.Namespace) -> int:
     with dask_client(settings) as client:
         info = synth_catalog(
             client,
-            settings.home,
+            settings.catalogs,
             args.name,
             args.rows,
             Kind(args.kind),
@@ -128,7 +127,7 @@ def _openngc(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.pipelines.cluster import dask_client
 
     with dask_client(settings) as client:
-        info = install_openngc(client, settings.home, args.name, console=console)
+        info = install_openngc(client, settings.catalogs, args.name, console=console)
     console.print(f"catalogue {info.name}: {info.rows} OpenNGC galaxies in {info.partitions} partitions")
     return 0
 
@@ -138,19 +137,22 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.pipelines.cluster import dask_client
 
     with dask_client(settings) as client:
-        infos = install_demo_catalogs(client, settings.home, synthetic_rows=args.rows, console=console)
+        infos = install_demo_catalogs(client, settings.catalogs, synthetic_rows=args.rows, console=console)
     for info in infos:
         console.print(f"catalogue {info.name} ({info.kind}): {info.rows} rows")
     return 0
 
 
 def _remove(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar import storage
     from nightjar.catalogs import layout
     from nightjar.catalogs.catalog import read_info
 
-    target = layout.collection_dir(settings.home, args.name)
-    read_info(target)  # refuses anything that is not a catalogue
-    shutil.rmtree(target)
+    fs = settings.catalogs.filesystem()
+    target = layout.collection_dir(settings.catalogs, args.name)
+    read_info(target, fs)  # refuses anything that is not a catalogue
+    fs.delete_file(str(target / layout.INFO_FILE))  # no longer listed, even if the rest fails
+    storage.remove_tree(fs, target)
     console.print(f"removed catalogue {args.name}")
     console.print(_REFRESH_HINT)
     return 0
@@ -186,7 +188,7 @@ def context_report(settings: Settings, ra: float, dec: float, names: list[str] |
     from nightjar.catalogs.context import classify
     from nightjar.sql.records import to_records
 
-    catalogs = load_catalog_set(settings.home, names, cache_mb=settings.catalog_cache_mb)
+    catalogs = load_catalog_set(settings.catalogs, names, cache_mb=settings.catalog_cache_mb)
     result = classify(pa.table({"diaObjectId": pa.array([0], pa.int64()), "ra": [ra], "dec": [dec]}), catalogs)
     row = result.context.to_pylist()[0]
     matches = to_records(result.matches.drop_columns(["diaObjectId"]))
@@ -256,6 +258,7 @@ def _bench_xmatch(settings: Settings, args: argparse.Namespace) -> int:
             seed=args.seed,
             cache_mb=settings.catalog_cache_mb,
             console=console,
+            installed=settings.catalogs,
         )
     return 0
 
@@ -265,7 +268,7 @@ def _refresh(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.pipelines.cluster import dask_client
     from nightjar.pipelines.context import refresh
 
-    catalogs = load_catalog_set(settings.home, cache_mb=settings.catalog_cache_mb)
+    catalogs = load_catalog_set(settings.catalogs, cache_mb=settings.catalog_cache_mb)
     if not catalogs.catalogs:
         console.print("[red]error:[/red] no catalogues installed (see `nightjar catalog import|openngc|demo`)")
         return 2

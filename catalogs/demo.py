@@ -19,6 +19,7 @@ from nightjar.catalogs.build import BuildSpec, build_catalog
 from nightjar.catalogs.catalog import CatalogInfo, ColumnMap
 from nightjar.catalogs.rules import Kind
 from nightjar.catalogs.synth import synth_catalog
+from nightjar.storage import CatalogsHome
 
 GALAXY_TYPES = ["G", "GPair", "GTrpl", "GGroup"]
 OPENNGC_COLUMNS = ColumnMap(
@@ -58,7 +59,9 @@ def openngc_table() -> pa.Table:
     return table.append_column("dec_deg", pa.array(dec, mask=~np.isfinite(dec)))
 
 
-def install_openngc(client: Client, home: Path, name: str = "openngc", console: Console | None = None) -> CatalogInfo:
+def install_openngc(
+    client: Client, home: CatalogsHome, name: str = "openngc", console: Console | None = None
+) -> CatalogInfo:
     """Import the OpenNGC galaxies from ``pyongc`` as a galaxy catalogue."""
     spec = BuildSpec(
         name=name,
@@ -72,7 +75,7 @@ def install_openngc(client: Client, home: Path, name: str = "openngc", console: 
 
 
 def install_demo_catalogs(
-    client: Client, home: Path, synthetic_rows: int = 200_000, console: Console | None = None
+    client: Client, home: CatalogsHome, synthetic_rows: int = 200_000, console: Console | None = None
 ) -> list[CatalogInfo]:
     """The demo set: OpenNGC galaxies plus a synthetic galaxy and a synthetic star catalogue."""
     return [

@@ -18,6 +18,7 @@ from rich.console import Console
 from nightjar.catalogs.build import BuildSpec, build_catalog
 from nightjar.catalogs.catalog import CatalogInfo
 from nightjar.catalogs.standardize import check_columns
+from nightjar.storage import CatalogsHome
 
 FORMATS = ("csv", "fits", "parquet")
 DEFAULT_CHUNK_ROWS = 2_000_000
@@ -141,7 +142,7 @@ def csv_chunks(client: Client, paths: list[Path], delimiter: str | None) -> tupl
 
 def import_catalog(
     client: Client,
-    home: Path,
+    home: CatalogsHome,
     spec: BuildSpec,
     paths: list[Path],
     fmt: str | None = None,
@@ -157,7 +158,7 @@ def import_catalog(
     client
         Dask client; its workers read the sources and write the partitions.
     home
-        The Nightjar home.
+        The Nightjar home, or where the catalogues live (``Settings.catalogs``).
     spec
         Name, kind, column mapping and rules.
     paths

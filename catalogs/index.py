@@ -12,11 +12,12 @@ index per row plus the compacted attributes (float32 numbers, dictionary-encoded
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePath
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from nightjar.catalogs import healpix, layout
@@ -60,11 +61,14 @@ class PartitionIndex:
         return int(self.keys.nbytes + self.attributes.nbytes + self.reach.nbytes)
 
 
-def _read(path: Path, wanted: tuple[str, ...]) -> pa.Table | None:
-    if not path.is_file():
+def _read(fs: pafs.FileSystem, path: PurePath, wanted: tuple[str, ...]) -> pa.Table | None:
+    # An unreachable store raises here (OSError), so a worker that cannot reach the catalogues fails its task.
+    if fs.get_file_info(str(path)).type != pafs.FileType.File:
         return None
-    names = pq.ParquetFile(path).schema_arrow.names
-    return pq.read_table(path, columns=[c for c in (layout.SPATIAL_INDEX, *wanted) if c in names])
+    with fs.open_input_file(str(path)) as source:
+        parquet = pq.ParquetFile(source)
+        names = parquet.schema_arrow.names
+        return parquet.read(columns=[c for c in (layout.SPATIAL_INDEX, *wanted) if c in names])
 
 
 def _compact(table: pa.Table) -> pa.Table:
@@ -115,12 +119,22 @@ def merge_small_tiers(tier: np.ndarray, min_rows: int | None = None) -> np.ndarr
     return mapping[tier]
 
 
-def build_index(primary_file: Path, margin_file: Path | None, order: int, pixel: int) -> PartitionIndex:
-    """Read a partition file (and its margin file, if any) into a :class:`PartitionIndex`."""
-    primary = _read(primary_file, layout.ATTRIBUTE_COLUMNS)
+def build_index(
+    primary_file: PurePath,
+    margin_file: PurePath | None,
+    order: int,
+    pixel: int,
+    fs: pafs.FileSystem | None = None,
+) -> PartitionIndex:
+    """Read a partition file (and its margin file, if any) on ``fs`` (default: the local file system) into a
+    :class:`PartitionIndex`."""
+    fs = fs if fs is not None else pafs.LocalFileSystem()
+    primary = _read(fs, primary_file, layout.ATTRIBUTE_COLUMNS)
     if primary is None:
-        raise FileNotFoundError(f"catalogue partition missing: {primary_file}")
-    margin = _read(margin_file, layout.ATTRIBUTE_COLUMNS) if margin_file is not None else None
+        raise FileNotFoundError(
+            f"catalogue partition missing: {primary_file} (is NIGHTJAR_CATALOGS_URI reachable from this process?)"
+        )
+    margin = _read(fs, margin_file, layout.ATTRIBUTE_COLUMNS) if margin_file is not None else None
     if margin is None:
         margin = primary.schema.empty_table()
     margin = margin.select(primary.column_names).cast(primary.schema)

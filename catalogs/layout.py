@@ -1,7 +1,7 @@
 """The on-disk layout of a context catalogue, in one place.
 
-Each catalogue is a HATS *collection* under ``NIGHTJAR_HOME/catalogs/<name>/``, the layout that ``hats`` and
-``lsdb`` open::
+Each catalogue is a HATS *collection* under ``NIGHTJAR_CATALOGS_URI/<name>/`` (default
+``NIGHTJAR_HOME/catalogs/<name>/``), the layout that ``hats`` and ``lsdb`` open::
 
     catalogs/<name>/
         collection.properties            the collection: primary catalogue and its margin cache
@@ -16,16 +16,24 @@ Each catalogue is a HATS *collection* under ``NIGHTJAR_HOME/catalogs/<name>/``, 
 
 Every partition file is sorted by the order-29 nested HEALPix index ``_healpix_29`` and starts with Nightjar's
 standard columns; the source catalogue's own columns follow.
+
+Locations are paths on the catalogues' file system (``CatalogsRoot.filesystem()``): a local ``Path``, or a
+``PurePosixPath`` ``bucket/prefix/...`` on object storage.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import PurePath, PurePosixPath
 
-from nightjar import paths
+from nightjar.storage import CatalogsHome, catalogs_root
 
 INFO_FILE = "nightjar.json"
+# hats' names, inside each HATS catalogue (primary or margin)
+PARTITION_INFO = "partition_info.csv"
+DATASET_DIR = "dataset"
+PARQUET_METADATA = "_metadata"
+PARQUET_COMMON_METADATA = "_common_metadata"
 COLLECTION_PROPERTIES = "collection.properties"
 STAGING_PREFIX = ".staging-"
 TRASH_PREFIX = ".trash-"
@@ -72,17 +80,18 @@ def check_name(name: str) -> str:
     return name
 
 
-def root(home: Path) -> Path:
-    """The folder holding every catalogue."""
-    return paths.catalogs_dir(home)
+def root(home: CatalogsHome) -> PurePath:
+    """The folder holding every catalogue, as a path on its file system (a ``Path`` when local)."""
+    where = catalogs_root(home)
+    return where.path if where.is_local else PurePosixPath(where.fs_root)
 
 
-def collection_dir(home: Path, name: str) -> Path:
+def collection_dir(home: CatalogsHome, name: str) -> PurePath:
     """The HATS collection folder of catalogue ``name``."""
     return root(home) / check_name(name)
 
 
-def primary_dir(collection: Path) -> Path:
+def primary_dir(collection: PurePath) -> PurePath:
     """The primary catalogue inside a collection folder (named like the collection)."""
     return collection / collection.name
 
@@ -92,11 +101,11 @@ def margin_name(name: str, threshold_arcsec: float) -> str:
     return f"{name}_{threshold_arcsec:g}arcs".replace(".", "p")
 
 
-def margin_dir(collection: Path, threshold_arcsec: float) -> Path:
+def margin_dir(collection: PurePath, threshold_arcsec: float) -> PurePath:
     return collection / margin_name(collection.name, threshold_arcsec)
 
 
-def partition_file(catalog_dir: Path, order: int, pixel: int) -> Path:
+def partition_file(catalog_dir: PurePath, order: int, pixel: int) -> PurePath:
     """``dataset/Norder=<order>/Dir=<dir>/Npix=<pixel>.parquet`` of a HATS catalogue."""
     directory = (pixel // 10_000) * 10_000
-    return catalog_dir / "dataset" / f"Norder={order}" / f"Dir={directory}" / f"Npix={pixel}.parquet"
+    return catalog_dir / DATASET_DIR / f"Norder={order}" / f"Dir={directory}" / f"Npix={pixel}.parquet"

@@ -8,14 +8,14 @@ row within its reach of a partition is therefore in that partition's margin, and
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import PurePosixPath
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from nightjar.catalogs import healpix, layout
-from nightjar.catalogs.write_hats import write_table_file
+from nightjar.catalogs.write_hats import filesystem, read_parquet, write_parquet, write_table_file
+from nightjar.storage import StorageRoot
 
 
 def assign(
@@ -63,9 +63,11 @@ def margin_map(
     ends: np.ndarray,
     threshold: float,
     shard_dir: str,
+    root: StorageRoot | None = None,
 ) -> dict[int, str]:
     """Map step: split the margin rows of one partition by destination; returns {destination: shard path}."""
-    table = pq.read_table(partition_path)
+    fs = filesystem(root)
+    table = read_parquet(partition_path, fs)
     index = table[layout.SPATIAL_INDEX].to_numpy()
     reach = table[layout.REACH].to_numpy()
     rows, dst = assign(index, reach, threshold, starts, ends, own)
@@ -77,14 +79,21 @@ def margin_map(
     bounds = np.flatnonzero(np.diff(dst)) + 1
     for chunk_rows, chunk_dst in zip(np.split(rows, bounds), np.split(dst, bounds), strict=True):
         d = int(chunk_dst[0])
-        path = Path(shard_dir) / f"dst={d}" / f"src={own}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table.take(pa.array(chunk_rows)), path)
+        path = PurePosixPath(shard_dir) / f"dst={d}" / f"src={own}.parquet"
+        write_parquet(table.take(pa.array(chunk_rows)), path, fs)
         out[d] = str(path)
     return out
 
 
-def margin_reduce(shards: list[str], margin_catalog: str, order: int, pixel: int, schema: pa.Schema) -> int:
+def margin_reduce(
+    shards: list[str],
+    margin_catalog: str,
+    order: int,
+    pixel: int,
+    schema: pa.Schema,
+    root: StorageRoot | None = None,
+) -> int:
     """Reduce step: one partition's margin rows from every neighbour, written as the margin catalogue's file."""
-    table = pa.concat_tables([pq.read_table(s) for s in shards], promote_options="permissive")
-    return write_table_file(table, margin_catalog, order, pixel, schema)
+    fs = filesystem(root)
+    table = pa.concat_tables([read_parquet(s, fs) for s in shards], promote_options="permissive")
+    return write_table_file(table, margin_catalog, order, pixel, schema, root)

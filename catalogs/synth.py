@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +26,7 @@ from nightjar.catalogs.build import BuildSpec, build_catalog
 from nightjar.catalogs.catalog import CatalogInfo, ColumnMap
 from nightjar.catalogs.rules import ContextRules, Kind, reach
 from nightjar.catalogs.standardize import ID_CHUNK_SHIFT, spatial_index
+from nightjar.storage import CatalogsHome
 
 DEFAULT_CHUNK_ROWS = 2_000_000
 SYNTH_KINDS = (Kind.GALAXY, Kind.STAR)
@@ -153,7 +153,7 @@ def synth_chunks(kind: Kind, rows: int, seed: int, chunk_rows: int, rules: Conte
 
 def synth_catalog(
     client: Client,
-    home: Path,
+    home: CatalogsHome,
     name: str,
     rows: int,
     kind: Kind = Kind.GALAXY,
@@ -169,7 +169,7 @@ def synth_catalog(
     client
         Dask client; each chunk is one task.
     home
-        The Nightjar home.
+        The Nightjar home, or where the catalogues live (``Settings.catalogs``).
     name
         Catalogue name.
     rows

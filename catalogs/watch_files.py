@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -20,10 +20,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from astropy.coordinates import Angle
 
 from nightjar.catalogs import layout
+from nightjar.storage import CatalogsHome, catalogs_root
 
 MAX_RADIUS_ARCSEC = 1800.0  # a cone's radius, and a list's default, at most 30′
 MAX_NAME = 200
@@ -310,13 +312,20 @@ def read_parquet(path: Path) -> pa.Table:
     return cones
 
 
-def read_catalog(home: Path, name: str) -> pa.Table:
+def read_catalog(home: CatalogsHome, name: str) -> pa.Table:
     """Cones at every row of a catalogue already imported (``nightjar catalog import``), named by its IDs."""
-    collection = layout.collection_dir(home, name)
-    primary = layout.primary_dir(collection) / "dataset"
-    if not primary.is_dir():
+    where = catalogs_root(home)
+    fs = where.filesystem()
+    collection = layout.collection_dir(where, name)
+    primary = layout.primary_dir(collection) / layout.DATASET_DIR
+    if fs.get_file_info(str(primary)).type != pafs.FileType.Directory:
         raise WatchFileError(f"no catalogue {name!r} (nightjar catalog list shows the imported ones)")
-    table = ds.dataset(primary, format="parquet", partitioning="hive").to_table(
+    files = [
+        f.path
+        for f in fs.get_file_info(pafs.FileSelector(str(primary), recursive=True))
+        if f.is_file and PurePosixPath(f.path).name.startswith("Npix=")
+    ]
+    table = ds.dataset(sorted(files), format="parquet", filesystem=fs).to_table(
         columns=[layout.RA, layout.DEC, layout.OBJECT_ID]
     )
     ids = pc.cast(table[layout.OBJECT_ID], pa.string())
@@ -334,8 +343,9 @@ def read_catalog(home: Path, name: str) -> pa.Table:
     )
 
 
-def read_cones(source: str | Path, home: Path | None = None) -> pa.Table:
-    """Cones from a CSV or Parquet file, or ``catalog:NAME`` (an imported catalogue, with ``home``)."""
+def read_cones(source: str | Path, home: CatalogsHome | None = None) -> pa.Table:
+    """Cones from a CSV or Parquet file, or ``catalog:NAME`` (an imported catalogue, with ``home``: the Nightjar
+    home or ``Settings.catalogs``)."""
     text = str(source)
     if text.startswith(CATALOG_PREFIX):
         if home is None:

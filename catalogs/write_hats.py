@@ -3,25 +3,33 @@
 The map step standardises one chunk of input, sorts it by ``_healpix_29`` and writes it to a temporary shard with
 small row groups, returning a coarse histogram. The driver turns the summed histogram into adaptive-order
 partitions with hats' ``generate_alignment``. The reduce step reads, from every shard, only the row groups whose
-index range overlaps its partition, and writes ``Norder=/Dir=/Npix=`` sorted by ``_healpix_29``. Finally hats
-writes ``partition_info.csv``, the properties and the Parquet ``_metadata``/``_common_metadata`` files.
+index range overlaps its partition, and writes ``Norder=/Dir=/Npix=`` sorted by ``_healpix_29``. Finally the
+driver writes the Parquet ``_metadata``/``_common_metadata`` files from the partitions' footers, and hats writes
+``partition_info.csv``, the properties and the sky maps (into a local folder, copied to the catalogue's place).
+
+Every file is read and written through the catalogues' pyarrow file system (``root``: a
+:class:`~nightjar.storage.StorageRoot`, None for the local file system), so the tasks run on Dask workers that
+share nothing but ``NIGHTJAR_CATALOGS_URI``.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from nightjar import __version__
 from nightjar.catalogs import layout
 from nightjar.catalogs.standardize import Recipe, standardize
+from nightjar.storage import StorageRoot, make_parent
 
 HIST_ORDER = 8  # histogram resolution for the partition plan (cells of ~14')
 SHARD_ROW_GROUP = 32_768
@@ -43,7 +51,25 @@ class ShardResult:
     max_reach: float
 
 
-def shard_chunk(chunk: Chunk, recipe: Recipe | None, chunk_index: int, shard_path: str) -> ShardResult:
+def filesystem(root: StorageRoot | None) -> pafs.FileSystem:
+    """The file system of ``root`` (None: the local one)."""
+    return root.filesystem() if root is not None else pafs.LocalFileSystem()
+
+
+def write_parquet(table: pa.Table, path: str | PurePath, fs: pafs.FileSystem, **options: Any) -> None:
+    """Write ``table`` as the Parquet file ``path`` on ``fs`` (folders created as needed)."""
+    make_parent(fs, path)
+    pq.write_table(table, str(path), filesystem=fs, **options)
+
+
+def read_parquet(path: str | PurePath, fs: pafs.FileSystem) -> pa.Table:
+    with fs.open_input_file(str(path)) as source:
+        return pq.ParquetFile(source).read()
+
+
+def shard_chunk(
+    chunk: Chunk, recipe: Recipe | None, chunk_index: int, shard_path: str, root: StorageRoot | None = None
+) -> ShardResult:
     """Map step: standardise a chunk (``recipe`` None: already standard), sort it and write a shard."""
     data = chunk() if callable(chunk) else chunk
     if recipe is not None:
@@ -52,8 +78,7 @@ def shard_chunk(chunk: Chunk, recipe: Recipe | None, chunk_index: int, shard_pat
         table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
         dropped = 0
     table = table.sort_by(layout.SPATIAL_INDEX)
-    Path(shard_path).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, shard_path, row_group_size=SHARD_ROW_GROUP)
+    write_parquet(table, shard_path, filesystem(root), row_group_size=SHARD_ROW_GROUP)
     cells = table[layout.SPATIAL_INDEX].to_numpy() >> (2 * (layout.SPATIAL_INDEX_ORDER - HIST_ORDER))
     pixels, counts = np.unique(cells, return_counts=True)
     reach = table[layout.REACH].to_numpy()
@@ -122,9 +147,13 @@ def index_range(order: int, pixel: int) -> tuple[int, int]:
     return pixel << shift, (pixel + 1) << shift
 
 
-def read_range(path: str, start: int, end: int) -> pa.Table:
+def read_range(path: str, start: int, end: int, fs: pafs.FileSystem | None = None) -> pa.Table:
     """Rows of a sorted shard with ``start <= _healpix_29 < end``, reading only overlapping row groups."""
-    pf = pq.ParquetFile(path)
+    with (fs or pafs.LocalFileSystem()).open_input_file(path) as source:
+        return _read_range(pq.ParquetFile(source), start, end)
+
+
+def _read_range(pf: pq.ParquetFile, start: int, end: int) -> pa.Table:
     meta = pf.metadata
     col = pf.schema_arrow.get_field_index(layout.SPATIAL_INDEX)
     groups = []
@@ -140,28 +169,65 @@ def read_range(path: str, start: int, end: int) -> pa.Table:
     return table.slice(int(lo), int(hi - lo))
 
 
-def write_partition(shards: list[str], order: int, pixel: int, catalog_dir: str, schema: pa.Schema) -> int:
+def write_partition(
+    shards: list[str],
+    order: int,
+    pixel: int,
+    catalog_dir: str,
+    schema: pa.Schema,
+    root: StorageRoot | None = None,
+) -> int:
     """Reduce step: gather one partition's rows from every shard and write its sorted Parquet file."""
+    fs = filesystem(root)
     start, end = index_range(order, pixel)
-    parts = [conform(read_range(s, start, end), schema) for s in shards]
+    parts = [conform(read_range(s, start, end, fs), schema) for s in shards]
     table = pa.concat_tables(parts).sort_by(layout.SPATIAL_INDEX)
-    out = layout.partition_file(Path(catalog_dir), order, pixel)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out)
+    write_parquet(table, layout.partition_file(PurePosixPath(catalog_dir), order, pixel), fs)
     return table.num_rows
 
 
-def write_table_file(table: pa.Table, catalog_dir: str, order: int, pixel: int, schema: pa.Schema) -> int:
+def write_table_file(
+    table: pa.Table, catalog_dir: str, order: int, pixel: int, schema: pa.Schema, root: StorageRoot | None = None
+) -> int:
     """Write rows (any order) as the partition file of ``(order, pixel)``; used for margins."""
     table = conform(table, schema).sort_by(layout.SPATIAL_INDEX)
-    out = layout.partition_file(Path(catalog_dir), order, pixel)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out)
+    write_parquet(table, layout.partition_file(PurePosixPath(catalog_dir), order, pixel), filesystem(root))
     return table.num_rows
+
+
+def write_dataset_metadata(
+    catalog_dir: PurePath, pixels: list[tuple[int, int]], schema: pa.Schema, fs: pafs.FileSystem
+) -> int:
+    """Write ``dataset/_metadata`` (every partition's footer, in hats' pixel order) and ``dataset/_common_metadata``
+    from the partition files on ``fs``, as hats' ``write_parquet_metadata`` does; the files' total size in bytes."""
+    from hats.pixel_math import HealpixPixel
+    from hats.pixel_math.healpix_pixel_function import get_pixel_argsort
+
+    dataset = catalog_dir / layout.DATASET_DIR
+    footers, size = [], 0
+    for order, pixel in pixels:
+        path = layout.partition_file(catalog_dir, order, pixel)
+        with fs.open_input_file(str(path)) as source:
+            size += source.size()
+            footer = pq.ParquetFile(source).metadata
+        footer.set_file_path(str(path.relative_to(dataset)))
+        footers.append(footer)
+    ordered = [footers[i] for i in get_pixel_argsort([HealpixPixel(o, p) for o, p in pixels])]
+    pq.write_metadata(schema, str(dataset / layout.PARQUET_METADATA), metadata_collector=ordered, filesystem=fs)
+    pq.write_metadata(schema, str(dataset / layout.PARQUET_COMMON_METADATA), filesystem=fs)
+    return size
+
+
+def upload(local: Path, target: PurePath, fs: pafs.FileSystem) -> None:
+    """Copy every file under the local folder ``local`` to the folder ``target`` on ``fs``."""
+    for file in sorted(p for p in local.rglob("*") if p.is_file()):
+        destination = PurePosixPath(str(target)) / file.relative_to(local).as_posix()
+        make_parent(fs, destination)
+        pafs.copy_files(str(file), str(destination), pafs.LocalFileSystem(), fs)
 
 
 def write_catalog_metadata(
-    catalog_dir: Path,
+    catalog_dir: PurePath,
     name: str,
     pixels: list[tuple[int, int]],
     total_rows: int,
@@ -170,21 +236,48 @@ def write_catalog_metadata(
     margin_of: str | None = None,
     margin_threshold: float | None = None,
     hist: np.ndarray | None = None,
+    schema: pa.Schema | None = None,
+    root: StorageRoot | None = None,
 ) -> None:
-    """Write ``partition_info.csv``, the properties files, the Parquet metadata and the sky maps of a catalogue."""
+    """Write ``partition_info.csv``, the properties files, the Parquet metadata and the sky maps of a catalogue
+    whose partition files (of ``schema``, default: the first file's) are in place under ``catalog_dir``."""
+    fs = filesystem(root)
+    if schema is None:
+        with fs.open_input_file(str(layout.partition_file(catalog_dir, *pixels[0]))) as source:
+            schema = pq.ParquetFile(source).schema_arrow
+    size = write_dataset_metadata(catalog_dir, pixels, schema, fs)
+    with tempfile.TemporaryDirectory(prefix="nightjar-hats-") as scratch:
+        _write_hats_files(
+            Path(scratch), name, pixels, total_rows, max_rows, extra, margin_of, margin_threshold, hist, size
+        )
+        upload(Path(scratch), catalog_dir, fs)
+
+
+def _write_hats_files(
+    local: Path,
+    name: str,
+    pixels: list[tuple[int, int]],
+    total_rows: int,
+    max_rows: int,
+    extra: dict[str, Any] | None,
+    margin_of: str | None,
+    margin_threshold: float | None,
+    hist: np.ndarray | None,
+    size_bytes: int,
+) -> None:
+    """hats' own files of a catalogue (partition list, sky maps, properties), written into the local folder
+    ``local`` (hats writes through fsspec, which reaches no object store here; the caller copies them)."""
     from hats.catalog import PartitionInfo, TableProperties
     from hats.io import file_io
     from hats.io import paths as hats_paths
-    from hats.io.parquet_metadata import write_parquet_metadata
     from hats.io.skymap import write_skymap
     from hats.pixel_math import HealpixPixel
 
     healpix = [HealpixPixel(o, p) for o, p in pixels]
-    PartitionInfo.from_healpix(healpix).write_to_file(catalog_path=catalog_dir)
-    write_parquet_metadata(catalog_dir)
+    PartitionInfo.from_healpix(healpix).write_to_file(catalog_path=local)
     if hist is not None:
-        write_skymap(hist, catalog_dir)
-        file_io.write_fits_image(hist, hats_paths.get_point_map_file_pointer(catalog_dir))
+        write_skymap(hist, local)
+        file_io.write_fits_image(hist, hats_paths.get_point_map_file_pointer(local))
     fields: dict[str, Any] = {
         "catalog_name": name,
         "catalog_type": "margin" if margin_of else "object",
@@ -199,11 +292,14 @@ def write_catalog_metadata(
     if margin_of:
         fields["primary_catalog"] = margin_of
         fields["margin_threshold"] = margin_threshold
-    provenance = TableProperties.new_provenance_dict(catalog_dir, builder=BUILDER, **(extra or {}))
-    TableProperties(**fields, **provenance).to_properties_file(catalog_dir)
+    provenance = TableProperties.new_provenance_dict(local, builder=BUILDER, **(extra or {}))
+    provenance["hats_estsize"] = int(size_bytes // 1024)  # the partition files' (the scratch folder holds none)
+    TableProperties(**fields, **provenance).to_properties_file(local)
 
 
-def write_collection_properties(collection: Path, name: str, margin: str | None) -> None:
+def write_collection_properties(
+    collection: PurePath, name: str, margin: str | None, root: StorageRoot | None = None
+) -> None:
     """The ``collection.properties`` tying the primary catalogue to its margin cache."""
     from hats.catalog.dataset.collection_properties import CollectionProperties
 
@@ -211,4 +307,6 @@ def write_collection_properties(collection: Path, name: str, margin: str | None)
     if margin is not None:
         fields["all_margins"] = [margin]
         fields["default_margin"] = margin
-    CollectionProperties(**fields).to_properties_file(collection)
+    with tempfile.TemporaryDirectory(prefix="nightjar-hats-") as scratch:
+        CollectionProperties(**fields).to_properties_file(scratch)
+        upload(Path(scratch), collection, filesystem(root))

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from nightjar.catalogs import healpix, layout
 from nightjar.catalogs.cache import CACHE
-from nightjar.catalogs.catalog import CatalogHandle, CatalogSet
+from nightjar.catalogs.catalog import CatalogHandle, CatalogSet, read_info
 from nightjar.catalogs.geometry import separation_arcsec
 from nightjar.catalogs.index import TIER_BOUNDS, PartitionIndex, build_index
 from nightjar.catalogs.standardize import spatial_index
@@ -97,11 +97,22 @@ def candidates(
 
 def partition_index(handle: CatalogHandle, order: int, pixel: int, budget_bytes: int) -> PartitionIndex:
     """The index of one partition, from this process's cache or built from the files."""
-    key = (str(handle.collection), handle.version, order, pixel)
+    where = handle.root.uri if handle.root is not None else ""
+    key = (f"{where}|{handle.collection}", handle.version, order, pixel)
 
     def build() -> PartitionIndex:
+        fs = handle.filesystem()
+        # A catalogue re-imported since the handle was made: its files are another version's (on object storage
+        # they are replaced in place), so an index built from them would be cached under the old version.
+        stored = read_info(handle.collection, fs).version
+        if stored != handle.version:
+            raise RuntimeError(
+                f"catalogue {handle.name} was re-imported (version {stored}) since this run loaded version "
+                f"{handle.version}: start the run again to use it"
+            )
         margin = layout.partition_file(handle.margin, order, pixel) if handle.margin is not None else None
-        return build_index(layout.partition_file(handle.primary, order, pixel), margin, order, pixel)
+        primary = layout.partition_file(handle.primary, order, pixel)
+        return build_index(primary, margin, order, pixel, fs)
 
     return CACHE.get(key, build, budget_bytes)
 

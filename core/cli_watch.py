@@ -220,7 +220,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 "active": True if args.active is None else args.active,
             }
             if kind == "watchlist":
-                cones = read_cones(args.file, home)
+                cones = read_cones(args.file, settings.catalogs)
                 made: Any = watch_registry.add_watchlist(
                     db, home, args.name, cones, radius_arcsec=args.radius, **options
                 )
@@ -275,9 +275,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                     home,
                     args.id,
                     radius_arcsec=args.radius,
-                    add=read_cones(args.add, home) if args.add else None,
+                    add=read_cones(args.add, settings.catalogs) if args.add else None,
                     remove=args.remove,
-                    replace=read_cones(args.replace, home) if args.replace else None,
+                    replace=read_cones(args.replace, settings.catalogs) if args.replace else None,
                     **changes,
                 )
                 console.print(f"watchlist {item.id} ({item.name}): version {item.version}, {item.cones} cones")

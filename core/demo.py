@@ -57,9 +57,9 @@ def run_demo(settings: Settings, alerts: int = 20_000, console: Console | None =
         console.log(f"registered filters: {', '.join(f'{f.name} -> {f.topic}' for f in filters)}")
         with dask_client(settings) as client:
             console.log(f"Dask cluster: {client.scheduler_info().get('address')}")
-            if not list_catalogs(home):
+            if not list_catalogs(settings.catalogs):
                 console.log("installing the demo context catalogues (OpenNGC, synthetic galaxies and stars)")
-                install_demo_catalogs(client, home, console=console)
+                install_demo_catalogs(client, settings.catalogs, console=console)
             report = run(settings, client, topic, max_alerts=produced, idle_exit_s=30)
         read_back = {
             f.name: len(kafka.read_messages(settings, f.topic, report.matches[f.name], timeout_s=60)) for f in filters

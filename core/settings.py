@@ -22,11 +22,18 @@ from nightjar import paths, storage
 class Settings(BaseSettings):
     """Nightjar configuration.
 
+    The lake (``lake_uri``) and the context catalogues (``catalogs_uri``) live under ``home`` unless given a local
+    folder or an ``s3://bucket/prefix`` of their own; both reach object storage with ``storage_options``.
+
     Examples
     --------
     >>> s = Settings(home="/tmp/nj")
     >>> s.lake_dir.name
     'lake'
+    >>> s.catalogs.uri
+    '/tmp/nj/catalogs'
+    >>> Settings(home="/tmp/nj", catalogs_uri="s3://context/catalogs/").catalogs
+    CatalogsRoot('s3://context/catalogs')
     """
 
     model_config = SettingsConfigDict(env_prefix="NIGHTJAR_", extra="forbid")
@@ -37,10 +44,16 @@ class Settings(BaseSettings):
         description="Where the lake's Delta tables live: a local folder or s3://bucket/prefix (an S3-compatible "
         "object store); unset: NIGHTJAR_HOME/lake. Dask workers need nothing else to reach it.",
     )
+    catalogs_uri: str | None = Field(
+        default=None,
+        description="Where the context catalogues (one HATS collection each) live: a local folder or "
+        "s3://bucket/prefix, reached with the same storage options as the lake; unset: NIGHTJAR_HOME/catalogs. "
+        "`nightjar catalog import` writes there; the pipeline's Dask workers and the API read there.",
+    )
     storage_options: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="Options reaching the lake on object storage, as delta-rs names them, as JSON in the "
-        'environment: {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_REGION": "us-east-1", '
+        description="Options reaching the lake and the catalogues on object storage, as delta-rs names them, as "
+        'JSON in the environment: {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_REGION": "us-east-1", '
         '"AWS_ACCESS_KEY_ID": "...", "AWS_SECRET_ACCESS_KEY": "...", "AWS_ALLOW_HTTP": "true", '
         '"AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false"}. Options not given come from the AWS_* environment variables. '
         "Values are never shown in logs or settings dumps.",
@@ -231,9 +244,9 @@ class Settings(BaseSettings):
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
-    @field_validator("lake_uri")
+    @field_validator("lake_uri", "catalogs_uri")
     @classmethod
-    def _lake_uri(cls, value: str | None) -> str | None:
+    def _storage_uri(cls, value: str | None) -> str | None:
         return storage.check_uri(value) if value is not None and storage.is_uri(value) else value
 
     @property
@@ -246,11 +259,21 @@ class Settings(BaseSettings):
         """The lake's location and the options to reach it: what every lake reader and writer is given."""
         if self.lake_uri is None:
             return storage.lake_root(self.home)
+        return storage.LakeRoot(self.lake_uri, self._storage_options())
+
+    @property
+    def catalogs(self) -> storage.CatalogsRoot:
+        """The context catalogues' location and the options to reach it: what every catalogue reader and writer
+        is given (the CLI, the pipeline's workers, the API)."""
+        if self.catalogs_uri is None:
+            return storage.catalogs_root(self.home)
+        return storage.CatalogsRoot(self.catalogs_uri, self._storage_options())
+
+    def _storage_options(self) -> dict[str, str]:
         # (str values too: model_copy(update=...) does not validate)
-        options = {
+        return {
             k: v.get_secret_value() if isinstance(v, SecretStr) else str(v) for k, v in self.storage_options.items()
         }
-        return storage.LakeRoot(self.lake_uri, options)
 
     @property
     def metadata_url(self) -> str:

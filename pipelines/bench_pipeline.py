@@ -328,7 +328,7 @@ def _measure(
     workers = len(client.scheduler_info().get("workers", {}))
     if args.catalog_rows > 0:
         console.log(f"Dask cluster with {workers} workers; installing the demo context catalogues")
-        install_demo_catalogs(client, Path(settings.home), synthetic_rows=args.catalog_rows, console=console)
+        install_demo_catalogs(client, settings.catalogs, synthetic_rows=args.catalog_rows, console=console)
 
     chunk_seconds: list[float] = []
     chunk_alerts: list[int] = []

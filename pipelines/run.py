@@ -96,7 +96,7 @@ def _graph_config(settings: Settings, run_filters: bool = True) -> graph.GraphCo
         registry_url=settings.schema_registry_url,
         limits=sql_engine.limits(settings, timeout_s=settings.filter_timeout_s),
         run_filters=run_filters,
-        catalogs=load_catalog_set(Path(settings.home), cache_mb=settings.catalog_cache_mb),
+        catalogs=load_catalog_set(settings.catalogs, cache_mb=settings.catalog_cache_mb),
         classifiers=tuple(c.name for c in chosen_classifiers(settings.classifiers)),  # unknown names fail here
     )
 

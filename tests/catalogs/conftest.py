@@ -15,6 +15,7 @@ from nightjar.catalogs.catalog import CatalogSet, ColumnMap, load_catalog_set
 from nightjar.catalogs.demo import OPENNGC_COLUMNS
 from nightjar.catalogs.import_catalog import import_catalog
 from nightjar.catalogs.rules import Kind
+from nightjar.storage import CatalogsHome
 
 CV_TYPES = ["UG", "UGSU", "UGSS", "UGZ", "NL", "N", "NA", "NB", "NR", "NC", "AM", "DQ"]
 
@@ -80,7 +81,7 @@ SOURCES: dict[str, Source] = {
 }
 
 
-def import_source(client: Client, home: Path, data_dir: Path, source: Source) -> None:
+def import_source(client: Client, home: CatalogsHome, data_dir: Path, source: Source) -> None:
     spec = BuildSpec(
         name=source.name,
         kind=source.kind,

@@ -1,5 +1,6 @@
-"""A Dask cluster of separate processes that share nothing but the lake's URI: the scheduler and two workers run in
-their own temporary folders, without NIGHTJAR_HOME; the lake is on a real S3-compatible server."""
+"""A Dask cluster of separate processes that share nothing but the lake's and the catalogues' URIs: the scheduler and
+two workers run in their own temporary folders, without NIGHTJAR_HOME; the lake and the context catalogues are on a
+real S3-compatible server."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from confluent_kafka import Consumer, TopicPartition
 from distributed import Client
 
 from nightjar import paths
+from nightjar.catalogs.catalog import load_catalog_set
+from nightjar.catalogs.context import classify
+from nightjar.catalogs.rules import Kind
+from nightjar.catalogs.synth import synth_catalog
 from nightjar.pipelines.run import run
 from nightjar.settings import Settings
 from nightjar.sql import registry
@@ -101,15 +106,18 @@ def _committed(settings: Settings, topic: str) -> list[int]:
 def test_workers_sharing_only_the_lake_uri_run_the_pipeline(
     kafka_settings: Settings, s3_lake: LakeRoot, separate_cluster: Client, tmp_path: Path
 ) -> None:
-    """The issue's whole deployment in one test: the real broker, the lake on S3, a separate-process Dask cluster
-    without a shared home, and the metadata on a real PostgreSQL server."""
+    """The issue's whole deployment in one test: the real broker, the lake and a context catalogue on S3, a
+    separate-process Dask cluster without a shared home, and the metadata on a real PostgreSQL server."""
     settings = kafka_settings.model_copy(
         update={
             "lake_uri": s3_lake.uri,
+            "catalogs_uri": s3_lake.uri.removesuffix("/lake") + "/catalogs",
             "storage_options": dict(s3_lake.options),
             "batch_size": 200,
         }
     )
+    # The catalogue is written by the separate workers, to S3 only.
+    synth_catalog(separate_cluster, settings.catalogs, "galaxies", 20_000, Kind.GALAXY)
     assert settings.metadata_url.startswith("postgresql+psycopg://")
     topic = f"nothing-shared-{uuid.uuid4().hex[:8]}"
     n = simulate.produce(settings, topic, ALERTS, seed=23, config=simulate.SimConfig(history_days=0))
@@ -126,6 +134,19 @@ def test_workers_sharing_only_the_lake_uri_run_the_pipeline(
     # The lake is on S3 only: nothing under the driver's home, nor in the workers' folders.
     assert not paths.lake_dir(settings.home).exists()
     assert not any(p.name in paths.TABLES for p in tmp_path.rglob("*") if p.is_dir())
+    assert not any(p.name == "galaxies" for p in tmp_path.rglob("*") if p.is_dir())
+    # Every object was crossmatched on the workers against the catalogue on S3, as this process classifies it.
+    catalogs = load_catalog_set(settings.catalogs)
+    stored = query_lake(
+        settings,
+        "SELECT o.diaObjectId, o.ra, o.dec, c.classification, c.catalogue_object_id, c.catalogs_version "
+        "FROM objects o JOIN context c USING (diaObjectId) ORDER BY o.diaObjectId",
+    )
+    assert stored.num_rows == query_lake(settings, "SELECT count(*) AS n FROM objects")["n"][0].as_py()
+    assert set(stored["catalogs_version"].to_pylist()) == {catalogs.version}
+    expected = classify(stored.select(["diaObjectId", "ra", "dec"]), catalogs).context.sort_by("diaObjectId")
+    columns = ["diaObjectId", "classification", "catalogue_object_id"]
+    assert stored.select(columns).to_pylist() == expected.select(columns).to_pylist()
     counts = query_lake(settings, "SELECT count(*) AS n, count(DISTINCT diaSourceId) AS d FROM cutouts").to_pylist()
     assert counts == [{"n": n, "d": n}]
     triggers = query_lake(settings, "SELECT count(*) AS n FROM sources WHERE NOT fromPacketHistory")["n"]
