@@ -33,6 +33,11 @@ FETCH_TIMEOUT_S = 120.0
 committed, and the restarted run reads the ranges again)."""
 
 
+PROBE_EVERY_S = 2.0
+"""How often a driver with no partition assigned asks the broker for its topic (``RangeReader.available``)."""
+PROBE_TIMEOUT_S = 5.0
+
+
 class FetchError(RuntimeError):
     """A worker could not read every message of its ranges."""
 
@@ -203,6 +208,7 @@ class RangeReader:
         self.next: dict[int, int | None] = {}  # partition -> next offset to hand out (None: not looked up yet)
         self.tailing: dict[int, float] = {}  # partition -> when it was tailed
         self._high: dict[int, tuple[int, float]] = {}  # partition -> (high watermark, when it last moved)
+        self._probed = 0.0  # when the broker last answered a probe (``_probe``)
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "no partition")
@@ -252,6 +258,9 @@ class RangeReader:
         without asking the broker again (a busy broker answers watermark requests in up to a second each).
         Raises the ``KafkaException`` when no partition's watermark could be had (the broker is away).
         """
+        if not self.next:
+            self._probe()
+            return 0
         self._resolve()
         if enough is not None:
             known = sum(
@@ -294,6 +303,15 @@ class RangeReader:
         if failed is not None and not answered:
             raise failed  # the broker is away, not the stream idle: the caller waits for it
         return total
+
+    def _probe(self) -> None:
+        """With no partition assigned nothing else asks the broker anything: ask it for the topic's metadata every
+        ``PROBE_EVERY_S``, so that a broker gone away (which also takes the partitions away) raises the
+        ``KafkaException`` and is waited for as an outage, not taken for a group still forming."""
+        if time.monotonic() - self._probed < PROBE_EVERY_S:
+            return
+        self.consumer.list_topics(self.topic, timeout=PROBE_TIMEOUT_S)
+        self._probed = time.monotonic()
 
     def take(self, want: int) -> KafkaSlice:
         """Ranges of up to ``want`` messages in all, shared among the partitions not tailed, below their

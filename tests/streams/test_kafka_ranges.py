@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 
 from nightjar.settings import Settings
 from nightjar.streams import kafka
@@ -33,6 +33,16 @@ def test_a_backlog_is_cut_into_full_batches_whatever_its_partitions_hold() -> No
     handed = [(r.partition, o) for b in batches for r in b.ranges for o in range(r.start, r.stop)]
     assert sorted(handed) == [(p, 100 * p + i) for p, n in sorted(backlog.items()) for i in range(n)]
     assert all(list(b.ranges) == sorted(b.ranges, key=lambda r: r.partition) for b in batches)
+
+
+def test_a_reader_with_no_partition_notices_a_broker_gone_away(kafka_settings: Settings) -> None:
+    """A broker that goes away also takes the driver's partitions away; the reader then still asks the broker
+    (its topic's metadata), so the run waits for it as an outage instead of taking it for a group still forming."""
+    live = RangeReader(Consumer(kafka.consumer_config(kafka_settings, "unassigned")), "a", {}, still_s=60)
+    assert live.available() == 0  # the broker answered: nothing assigned yet, nothing to hand out
+    gone = RangeReader(Consumer({"group.id": "unused", "bootstrap.servers": "127.0.0.1:9"}), "a", {}, still_s=60)
+    with pytest.raises(KafkaException):
+        gone.available()
 
 
 def _produce(settings: Settings, topic: str) -> dict[tuple[int, int], bytes]:
