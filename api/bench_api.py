@@ -57,7 +57,9 @@ def _serve(home: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _wait(client: httpx.Client, server: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+def wait_until_serving(client: httpx.Client, server: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    """Return once the ``nightjar serve`` process ``server`` answers ``client``'s health check; a RuntimeError if it
+    exits first or does not answer within ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -68,7 +70,7 @@ def _wait(client: httpx.Client, server: subprocess.Popen[bytes], timeout_s: floa
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    raise RuntimeError("the API server did not answer within a minute")
+    raise RuntimeError(f"the API server did not answer within {timeout_s:g} s")
 
 
 def _timed(client: httpx.Client, urls: list[str]) -> tuple[list[float], list[int]]:
@@ -112,7 +114,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     headers = {"Authorization": f"Token {token}"}
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60.0) as client:
-            _wait(client, server)
+            wait_until_serving(client, server)
             started = time.perf_counter()
             client.get(cones[0]).raise_for_status()  # the first call opens the lake and reads the footers
             client.get(f"/api/v1/objects/{picks[0]}").raise_for_status()

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from nightjar.api.bench_api import wait_until_serving
 from nightjar.api.users import add_user_token
 from nightjar.settings import Settings
 from nightjar.streams import broker
@@ -35,19 +36,6 @@ def _environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _wait_healthy(client: httpx.Client, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"the API process exited ({server.returncode}): {log.read_text()[-2000:]}"
-        try:
-            if client.get("/api/v1/health").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"the API process did not answer within two minutes: {log.read_text()[-2000:]}")
-
-
 @pytest.fixture
 def replicas(s3_settings: Settings, tmp_path: Path) -> Iterator[tuple[httpx.Client, httpx.Client]]:
     """Two API processes started with the same settings, each on its own port; a client of each."""
@@ -64,7 +52,10 @@ def replicas(s3_settings: Settings, tmp_path: Path) -> Iterator[tuple[httpx.Clie
                 )
             clients.append(httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60))
         for client, server, i in zip(clients, servers, range(2), strict=True):
-            _wait_healthy(client, server, tmp_path / f"serve-{i}.log")
+            try:
+                wait_until_serving(client, server, timeout_s=120)
+            except RuntimeError as exc:
+                pytest.fail(f"{exc}: {(tmp_path / f'serve-{i}.log').read_text()[-2000:]}")
         yield clients[0], clients[1]
     finally:
         for client in clients:

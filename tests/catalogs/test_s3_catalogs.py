@@ -15,7 +15,6 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from distributed import Client
 from fastapi.testclient import TestClient
 
@@ -34,10 +33,11 @@ from nightjar.pipelines.run import ingest, run
 from nightjar.settings import Settings
 from nightjar.sql import engine
 from nightjar.storage import CatalogsRoot, StorageError
-from nightjar.streams import kafka, simulate
+from nightjar.streams import simulate
 from nightjar.streams.broker import free_port
 
 from ..conftest import S3Server
+from ..kafka_offsets import committed
 from .conftest import SOURCES, import_source
 
 IMPORTED = ("gcvs", "3hsp")
@@ -263,16 +263,6 @@ def test_a_bad_catalogs_uri_is_a_clear_error(
     assert answer.status_code == 503 and answer.json()["detail"] == "the context catalogues are out of reach"
 
 
-def _committed(settings: Settings, topic: str) -> list[int]:
-    """The consumer group's committed offset of each partition of ``topic`` (negative: none)."""
-    consumer = Consumer(kafka.consumer_config(settings, settings.consumer_group))
-    try:
-        parts = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
-        return [int(tp.offset) for tp in consumer.committed(parts, timeout=30)]
-    finally:
-        consumer.close()
-
-
 @pytest.mark.timeout(120)
 def test_a_catalogue_the_workers_cannot_read_fails_the_batch_and_commits_no_offset(
     kafka_settings: Settings, s3_server: S3Server, dask_client: Client
@@ -293,5 +283,5 @@ def test_a_catalogue_the_workers_cannot_read_fails_the_batch_and_commits_no_offs
         FileNotFoundError, match=r"catalogue partition missing: .*/sky/sky/dataset/.*NIGHTJAR_CATALOGS_URI"
     ):
         run(settings, dask_client, topic, max_alerts=100, idle_exit_s=20)
-    assert all(o < 0 for o in _committed(settings, topic))  # the alerts will be read again
+    assert all(o < 0 for o in committed(settings, topic))  # the alerts will be read again
     assert engine.query_lake(settings, "SELECT count(*) AS n FROM sources")["n"].to_pylist() == [0]

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from distributed import Client
 
 from nightjar import paths
@@ -27,6 +26,8 @@ from nightjar.sql import registry
 from nightjar.sql.engine import query_lake
 from nightjar.storage import LakeRoot
 from nightjar.streams import kafka, simulate
+
+from ..kafka_offsets import committed
 
 WORKERS = 2
 ALERTS = 600
@@ -90,16 +91,6 @@ def separate_cluster(tmp_path: Path) -> Iterator[Client]:
             log.close()
 
 
-def _committed(settings: Settings, topic: str) -> list[int]:
-    """The consumer group's committed offset of each partition of ``topic`` (negative: none)."""
-    consumer = Consumer(kafka.consumer_config(settings, settings.consumer_group))
-    try:
-        parts = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
-        return [int(tp.offset) for tp in consumer.committed(parts, timeout=30)]
-    finally:
-        consumer.close()
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # kafka_settings' metadata database
@@ -155,7 +146,7 @@ def test_workers_sharing_only_the_lake_uri_run_the_pipeline(
     assert expected > 0
     messages = kafka.read_messages(settings, flt.topic, expected + 1, timeout_s=20)
     assert len(messages) == expected == report.matches["bright"]
-    assert sum(o for o in _committed(settings, topic) if o > 0) == n
+    assert sum(o for o in committed(settings, topic) if o > 0) == n
 
 
 @pytest.mark.slow
@@ -171,4 +162,4 @@ def test_a_lake_the_workers_cannot_reach_fails_the_batch_and_commits_no_offset(
     simulate.produce(settings, topic, 200, seed=5, config=simulate.SimConfig(history_days=0))
     with pytest.raises(Exception, match=bucket):
         run(settings, separate_cluster, topic, max_alerts=200, idle_exit_s=30)
-    assert all(o < 0 for o in _committed(settings, topic))  # no offset committed: the alerts will be read again
+    assert all(o < 0 for o in committed(settings, topic))  # no offset committed: the alerts will be read again
