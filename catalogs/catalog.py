@@ -137,7 +137,7 @@ class CatalogHandle:
 
     def filesystem(self) -> pafs.FileSystem:
         """The file system holding the catalogue's files (on a Dask worker too)."""
-        return self.root.filesystem() if self.root is not None else pafs.LocalFileSystem()
+        return storage.filesystem_of(self.root)
 
     def intervals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Partition ranges in order-29 index space, sorted: (starts, ends, partition number)."""
@@ -160,7 +160,7 @@ def _partition_info(fs: pafs.FileSystem, catalog_dir: PurePath) -> tuple[list[in
 def open_handle(collection: PurePath, root: CatalogsRoot | None = None) -> CatalogHandle:
     """A handle on an installed catalogue collection (reads its ``partition_info.csv``), on ``root``'s file system
     (default: the local one)."""
-    fs = root.filesystem() if root is not None else pafs.LocalFileSystem()
+    fs = storage.filesystem_of(root)
     info = read_info(collection, fs)
     orders, pixels = _partition_info(fs, layout.primary_dir(collection))
     margin = layout.margin_dir(collection, info.margin_threshold_arcsec)

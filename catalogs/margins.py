@@ -14,8 +14,8 @@ import numpy as np
 import pyarrow as pa
 
 from nightjar.catalogs import healpix, layout
-from nightjar.catalogs.write_hats import filesystem, read_parquet, write_parquet, write_table_file
-from nightjar.storage import StorageRoot
+from nightjar.catalogs.write_hats import read_parquet, write_parquet, write_table_file
+from nightjar.storage import StorageRoot, filesystem_of
 
 
 def assign(
@@ -66,7 +66,7 @@ def margin_map(
     root: StorageRoot | None = None,
 ) -> dict[int, str]:
     """Map step: split the margin rows of one partition by destination; returns {destination: shard path}."""
-    fs = filesystem(root)
+    fs = filesystem_of(root)
     table = read_parquet(partition_path, fs)
     index = table[layout.SPATIAL_INDEX].to_numpy()
     reach = table[layout.REACH].to_numpy()
@@ -94,6 +94,6 @@ def margin_reduce(
     root: StorageRoot | None = None,
 ) -> int:
     """Reduce step: one partition's margin rows from every neighbour, written as the margin catalogue's file."""
-    fs = filesystem(root)
+    fs = filesystem_of(root)
     table = pa.concat_tables([read_parquet(s, fs) for s in shards], promote_options="permissive")
     return write_table_file(table, margin_catalog, order, pixel, schema, root)

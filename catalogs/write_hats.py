@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from nightjar import __version__
 from nightjar.catalogs import layout
 from nightjar.catalogs.standardize import Recipe, standardize
-from nightjar.storage import StorageRoot, make_parent
+from nightjar.storage import StorageRoot, filesystem_of, make_parent
 
 HIST_ORDER = 8  # histogram resolution for the partition plan (cells of ~14')
 SHARD_ROW_GROUP = 32_768
@@ -49,11 +49,6 @@ class ShardResult:
     hist_counts: np.ndarray
     schema: pa.Schema
     max_reach: float
-
-
-def filesystem(root: StorageRoot | None) -> pafs.FileSystem:
-    """The file system of ``root`` (None: the local one)."""
-    return root.filesystem() if root is not None else pafs.LocalFileSystem()
 
 
 def write_parquet(table: pa.Table, path: str | PurePath, fs: pafs.FileSystem, **options: Any) -> None:
@@ -78,7 +73,7 @@ def shard_chunk(
         table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
         dropped = 0
     table = table.sort_by(layout.SPATIAL_INDEX)
-    write_parquet(table, shard_path, filesystem(root), row_group_size=SHARD_ROW_GROUP)
+    write_parquet(table, shard_path, filesystem_of(root), row_group_size=SHARD_ROW_GROUP)
     cells = table[layout.SPATIAL_INDEX].to_numpy() >> (2 * (layout.SPATIAL_INDEX_ORDER - HIST_ORDER))
     pixels, counts = np.unique(cells, return_counts=True)
     reach = table[layout.REACH].to_numpy()
@@ -178,7 +173,7 @@ def write_partition(
     root: StorageRoot | None = None,
 ) -> int:
     """Reduce step: gather one partition's rows from every shard and write its sorted Parquet file."""
-    fs = filesystem(root)
+    fs = filesystem_of(root)
     start, end = index_range(order, pixel)
     parts = [conform(read_range(s, start, end, fs), schema) for s in shards]
     table = pa.concat_tables(parts).sort_by(layout.SPATIAL_INDEX)
@@ -191,7 +186,7 @@ def write_table_file(
 ) -> int:
     """Write rows (any order) as the partition file of ``(order, pixel)``; used for margins."""
     table = conform(table, schema).sort_by(layout.SPATIAL_INDEX)
-    write_parquet(table, layout.partition_file(PurePosixPath(catalog_dir), order, pixel), filesystem(root))
+    write_parquet(table, layout.partition_file(PurePosixPath(catalog_dir), order, pixel), filesystem_of(root))
     return table.num_rows
 
 
@@ -241,7 +236,7 @@ def write_catalog_metadata(
 ) -> None:
     """Write ``partition_info.csv``, the properties files, the Parquet metadata and the sky maps of a catalogue
     whose partition files (of ``schema``, default: the first file's) are in place under ``catalog_dir``."""
-    fs = filesystem(root)
+    fs = filesystem_of(root)
     if schema is None:
         with fs.open_input_file(str(layout.partition_file(catalog_dir, *pixels[0]))) as source:
             schema = pq.ParquetFile(source).schema_arrow
@@ -309,4 +304,4 @@ def write_collection_properties(
         fields["default_margin"] = margin
     with tempfile.TemporaryDirectory(prefix="nightjar-hats-") as scratch:
         CollectionProperties(**fields).to_properties_file(scratch)
-        upload(Path(scratch), collection, filesystem(root))
+        upload(Path(scratch), collection, filesystem_of(root))

@@ -189,6 +189,11 @@ def catalogs_root(home: CatalogsHome | str) -> CatalogsRoot:
     return CatalogsRoot(str(paths.catalogs_dir(Path(home))))
 
 
+def filesystem_of(root: StorageRoot | None) -> pafs.FileSystem:
+    """The file system of ``root`` (None: the local one)."""
+    return root.filesystem() if root is not None else pafs.LocalFileSystem()
+
+
 def _truthy(value: str | None) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
