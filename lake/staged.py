@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -113,19 +114,24 @@ def _is_binary(kind: pa.DataType) -> bool:
 
 
 def _partitions(data: pa.Table, partition_by: list[str]) -> list[tuple[dict[str, str | None], pa.Table]]:
-    """The rows of each partition, with the partition's values as the Delta log writes them (strings)."""
+    """The rows of each partition, with the partition's values as the Delta log writes them (strings). ``data``
+    is laid out (``commit.laid_out``): each partition's rows are contiguous, so each part is a slice, not a copy."""
     if not partition_by:
         return [({}, data)]
-    keys = data.select(partition_by).group_by(partition_by).aggregate([]).to_pylist()
-    if len(keys) == 1:  # a batch's cutouts are usually of one night: no copy of ~150 MB of images
-        return [({c: None if v is None else str(v) for c, v in keys[0].items()}, data)]
+    change = np.zeros(data.num_rows, dtype=bool)
+    for column in partition_by:
+        values = data[column].combine_chunks()
+        change[1:] |= pc.fill_null(pc.not_equal(values[1:], values[:-1]), False).to_numpy(zero_copy_only=False)
+        valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
+        change[1:] |= valid[1:] != valid[:-1]
+    starts = np.flatnonzero(np.concatenate([[True], change[1:]])) if data.num_rows else np.array([], np.int64)
     parts = []
-    for key in keys:
-        mask = None
-        for column, value in key.items():
-            match = pc.is_null(data[column]) if value is None else pc.equal(data[column], value)
-            mask = match if mask is None else pc.and_(mask, match)
-        parts.append(({c: None if v is None else str(v) for c, v in key.items()}, data.filter(mask)))
+    for start, end in zip(starts.tolist(), [*starts[1:].tolist(), data.num_rows], strict=True):
+        rows = data.slice(start, end - start)
+        key = {c: rows[c][0].as_py() for c in partition_by}
+        parts.append(({c: None if v is None else str(v) for c, v in key.items()}, rows))
+    if len({tuple(values.items()) for values, _ in parts}) != len(parts):
+        raise ValueError("staged rows are not grouped by partition (lay them out with commit.laid_out)")
     return parts
 
 

@@ -107,3 +107,30 @@ def test_nothing_is_staged_without_a_table_or_for_rows_of_another_shape(home: Pa
     wider = cutouts(range(10, 20), [60950]).append_column("extra", pa.array([1] * 10))
     assert staged.stage(home, paths.CUTOUTS, commit.laid_out(paths.CUTOUTS, wider)) is None
     assert len(table_files(home)) == 1
+
+
+def test_a_laid_out_batch_is_staged_from_slices_of_its_rows_not_copies() -> None:
+    rows = commit.laid_out(paths.CUTOUTS, cutouts(range(0, 30), [60952, 60950, 60951]))
+    assert rows[paths.NIGHT].to_pylist() == sorted(rows[paths.NIGHT].to_pylist())  # grouped by night
+    keys = list(zip(rows[paths.NIGHT].to_pylist(), rows["diaSourceId"].to_pylist(), strict=True))
+    assert keys == sorted(keys)  # and by diaSourceId within each night
+    image = rows["cutoutScience"].chunk(0)
+    # laid out again (already in order): the same images, not a copy
+    again = commit.laid_out(paths.CUTOUTS, rows)
+    assert again["cutoutScience"].chunk(0).buffers()[2].address == image.buffers()[2].address
+    parts = staged._partitions(rows, [paths.NIGHT])
+    assert [(values, part.num_rows) for values, part in parts] == [
+        ({paths.NIGHT: "60950"}, 10),
+        ({paths.NIGHT: "60951"}, 10),
+        ({paths.NIGHT: "60952"}, 10),
+    ]
+    assert pa.concat_tables([part for _, part in parts]).equals(rows)
+    start = image.buffers()[2].address
+    assert all(part["cutoutScience"].chunk(0).buffers()[2].address == start for _, part in parts)
+    shuffled = rows.take(pa.array([0, 15, 1]))  # two rows of one night apart
+    try:
+        staged._partitions(shuffled, [paths.NIGHT])
+    except ValueError as exc:
+        assert "not grouped by partition" in str(exc)
+    else:
+        raise AssertionError("rows of one night apart were staged")
