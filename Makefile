@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.nightjar-installed
-SOURCES := $(wildcard core/*.py lake/*.py pipelines/*.py streams/*.py sql/*.py sql/migrations/*.py sql/migrations/versions/*.py pipelines/classifiers/*.py pipelines/classifiers/*/* catalogs/*.py api/*.py api/web/*.py \
+SOURCES := $(wildcard core/*.py bench/*.py lake/*.py pipelines/*.py streams/*.py sql/*.py sql/migrations/*.py sql/migrations/versions/*.py pipelines/classifiers/*.py pipelines/classifiers/*/* catalogs/*.py api/*.py api/web/*.py \
 	api/web/templates/*.html api/web/static/*)
 # The portal's browser tests drive Debian's chromium (never a browser downloaded by Playwright).
 CHROMIUM := /usr/bin/chromium
@@ -51,6 +51,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix .

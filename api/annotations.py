@@ -26,6 +26,7 @@ from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from nightjar import records
 from nightjar.api.auth import Caller, require
 from nightjar.api.ids import StrictId
 from nightjar.api.lake_state import wrote
@@ -39,7 +40,6 @@ from nightjar.lake.annotations import (
     to_table,
 )
 from nightjar.settings import Settings
-from nightjar.sql import records
 from nightjar.streams import kafka
 from nightjar.streams.publish import DeliveryError, Publisher
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from nightjar.api.auth import Caller
 from nightjar.api.lake_state import Lake
 from nightjar.api.objects import ObjectId, context_payload, not_found
-from nightjar.catalogs.cli import context_report
+from nightjar.catalogs.report import context_report
 from nightjar.lake import objects
 from nightjar.settings import Settings
 from nightjar.storage import StorageError

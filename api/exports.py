@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from nightjar.api.auth import SignedIn
 from nightjar.api.users import User
 from nightjar.lake.access import LakeError
-from nightjar.lake.export import MANIFEST, ExportError
+from nightjar.sql.export import MANIFEST, ExportError
 from nightjar.sql.export_jobs import DONE, ExportJob, ExportManager, ExportSpec
 from nightjar.sql.parse import QueryError
 from nightjar.sql.watch_views import viewer_of

@@ -22,19 +22,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from nightjar import paths
+from nightjar import paths, records
 from nightjar.api import cone as cone_api
 from nightjar.api import ids
 from nightjar.api.auth import Caller, auth_state
 from nightjar.api.lake_state import Lake
 from nightjar.api.lasair_query import LasairQueryError, build_query
 from nightjar.api.objects import cutout_links
-from nightjar.catalogs.cli import context_report
 from nightjar.catalogs.context import MATCH_FIELDS
+from nightjar.catalogs.report import context_report
 from nightjar.lake import objects
 from nightjar.lake.serving import Snapshot
 from nightjar.settings import Settings
-from nightjar.sql import engine, records
+from nightjar.sql import engine
 from nightjar.sql.parse import QueryError
 from nightjar.sql.watch_views import viewer_of
 

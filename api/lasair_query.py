@@ -13,6 +13,7 @@ import re
 import duckdb
 
 from nightjar.api.lasair_columns import nightjar_name, refusal
+from nightjar.errors import UserError
 from nightjar.sql.parse import QueryError, parse, walk
 
 # Lasair table names (lower case) -> Nightjar views.
@@ -42,7 +43,7 @@ _TOPIC = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
-class LasairQueryError(ValueError):
+class LasairQueryError(UserError):
     """Parameters that cannot make a query."""
 
 

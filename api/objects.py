@@ -15,8 +15,8 @@ from nightjar.api.lake_state import Lake
 from nightjar.api.users import ANONYMOUS, User
 from nightjar.lake import objects
 from nightjar.lake.serving import Snapshot
+from nightjar.records import to_records
 from nightjar.sql import registry, watch_registry
-from nightjar.sql.records import to_records
 from nightjar.sql.watch_views import viewer_of
 
 INT64_MAX = 2**63 - 1

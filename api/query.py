@@ -15,10 +15,11 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from nightjar import records
 from nightjar.api.auth import Auth, Caller, auth_state
 from nightjar.api.users import User
 from nightjar.settings import Settings
-from nightjar.sql import engine, records
+from nightjar.sql import engine
 from nightjar.sql.parse import QueryError
 from nightjar.sql.watch_views import viewer_of
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Path
 
 from nightjar import paths
 from nightjar.api.lake_state import Lake
-from nightjar.sql.records import to_records
+from nightjar.records import to_records
 
 INT64_MAX = 2**63 - 1
 SsObjectId = Annotated[int, Path(ge=0, le=INT64_MAX, description="The ssObjectId (a 64-bit integer).")]

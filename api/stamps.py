@@ -10,12 +10,14 @@ from astropy.io import fits
 from astropy.visualization import AsinhStretch, ZScaleInterval
 from PIL import Image
 
+from nightjar.errors import UserError
+
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_PIXELS = 4096 * 4096  # a cutout is a few hundred pixels a side; a header may claim anything
 MAX_FITS_BYTES = 8 * MAX_PIXELS + 2**20
 
 
-class StampError(ValueError):
+class StampError(UserError):
     """Bytes that hold no 2-D image."""
 
 

@@ -32,7 +32,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 _TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
-class UserError(ValueError):
+class AccountError(ValueError):
     """A user that does not exist, a name already taken, or a bad role, name or topic."""
 
 
@@ -78,13 +78,13 @@ def _detach(row: UserRow) -> User:
 
 def check_role(role: str) -> str:
     if role not in ROLES or role == ANONYMOUS:
-        raise UserError(f"unknown role {role!r}: choose one of {', '.join(r for r in ROLES if r != ANONYMOUS)}")
+        raise AccountError(f"unknown role {role!r}: choose one of {', '.join(r for r in ROLES if r != ANONYMOUS)}")
     return role
 
 
 def check_topic(topic: str) -> str:
     if not _TOPIC.match(topic):
-        raise UserError(f"bad topic {topic!r}: letters, digits, '_', '.' and '-', at most 100 characters")
+        raise AccountError(f"bad topic {topic!r}: letters, digits, '_', '.' and '-', at most 100 characters")
     return topic
 
 
@@ -93,16 +93,16 @@ def add_user(
 ) -> tuple[User, str]:
     """Create a user; returns it and its token (the only time the token is seen)."""
     if not _NAME.match(name) or name in (ANONYMOUS, "local"):
-        raise UserError(f"bad user name {name!r}: letters, digits, '_', '.', '@', '-', not 'anonymous' or 'local'")
+        raise AccountError(f"bad user name {name!r}: letters, digits, '_', '.', '@', '-', not 'anonymous' or 'local'")
     check_role(role)
     if email is not None and ("@" not in email or len(email) > 320 or any(c.isspace() for c in email)):
-        raise UserError(f"bad e-mail address {email!r}")
+        raise AccountError(f"bad e-mail address {email!r}")
     if role == ANNOTATOR and not topics:
-        raise UserError("an annotator needs at least one topic (--topic NAME)")
+        raise AccountError("an annotator needs at least one topic (--topic NAME)")
     token = new_token()
     with Session(eng) as session, session.begin():
         if session.scalar(select(UserRow).where(UserRow.name == name)) is not None:
-            raise UserError(f"user {name!r} exists")
+            raise AccountError(f"user {name!r} exists")
         row = UserRow(
             name=name,
             role=role,
@@ -136,7 +136,7 @@ def get_user(eng: Engine, name: str) -> User:
     with Session(eng) as session:
         row = session.scalar(select(UserRow).where(UserRow.name == name))
         if row is None:
-            raise UserError(f"no user {name!r}")
+            raise AccountError(f"no user {name!r}")
         return _detach(row)
 
 
@@ -151,7 +151,7 @@ def rotate_token(eng: Engine, name: str) -> str:
     with Session(eng) as session, session.begin():
         row = session.scalar(select(UserRow).where(UserRow.name == name))
         if row is None:
-            raise UserError(f"no user {name!r}")
+            raise AccountError(f"no user {name!r}")
         row.token_sha256 = digest(token)
     return token
 
@@ -161,6 +161,6 @@ def remove_user(eng: Engine, name: str) -> None:
     with Session(eng) as session, session.begin():
         row = session.scalar(select(UserRow).where(UserRow.name == name))
         if row is None:
-            raise UserError(f"no user {name!r}")
+            raise AccountError(f"no user {name!r}")
         row.active = False
         row.token_sha256 = digest(secrets.token_hex(32))  # nothing can present it

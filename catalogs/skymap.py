@@ -24,6 +24,7 @@ from astropy.time import Time
 from mocpy import MOC
 
 from nightjar.catalogs.watchmap import AreaIndex
+from nightjar.errors import UserError
 
 MAX_ORDER = 29
 CREDIBLE_LEVELS = (50, 90)  # the contours kept, in percent
@@ -31,7 +32,7 @@ SUM_TOLERANCE = 0.01  # a map whose probabilities sum to 1 ± this is accepted
 DISTANCE_LAYERS = ("DISTMU", "DISTSIGMA", "DISTNORM")
 
 
-class SkymapError(ValueError):
+class SkymapError(UserError):
     """A file that is not a usable HEALPix probability map: said plainly, nothing stored."""
 
 

@@ -19,6 +19,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from nightjar.errors import UserError
+
 REQUIRED = (
     "objid",
     "name_prefix",
@@ -60,7 +62,7 @@ TNS_SCHEMA = pa.schema(
 )
 
 
-class TnsFileError(ValueError):
+class TnsFileError(UserError):
     """A file that is not a TNS public-objects export: said plainly, nothing imported."""
 
 

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from astropy.coordinates import Angle
 
 from nightjar.catalogs import layout
+from nightjar.errors import UserError
 from nightjar.storage import CatalogsHome, catalogs_root
 
 MAX_RADIUS_ARCSEC = 1800.0  # a cone's radius, and a list's default, at most 30′
@@ -43,7 +44,7 @@ CONES_SCHEMA = pa.schema(
 )
 
 
-class WatchFileError(ValueError):
+class WatchFileError(UserError):
     """A cone file that cannot be read; the message names each bad line and its problem."""
 
 

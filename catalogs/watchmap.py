@@ -14,13 +14,14 @@ from astropy.io import fits
 from mocpy import MOC
 
 from nightjar.catalogs.cache import IndexCache
+from nightjar.errors import UserError
 
 MAX_ORDER = 29
 DEFAULT_ORDER = 12  # polygons and circles: cells of 52″ at the boundary
 KINDS = ("moc", "polygon", "circle", "skymap")
 
 
-class WatchmapError(ValueError):
+class WatchmapError(UserError):
     """An area that cannot be made: not a MOC, wrong orders, empty, bad geometry."""
 
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from nightjar import __version__, cli_annotator, cli_db, cli_filters, cli_skymap, cli_tns, cli_users, cli_watch
 from nightjar.bench import register as register_bench
 from nightjar.cli_help import FORMATTER, add_command, examples
-from nightjar.lake.cli import register as register_lake
+from nightjar.cli_lake import register as register_lake
 from nightjar.log import configure_logging
 from nightjar.progress import bar
 from nightjar.settings import Settings, load_settings
@@ -439,9 +439,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     cli_tns.add_parsers(sub, _tns)
     cli_annotator.add_parsers(sub, _annotator)
 
-    from nightjar.catalogs import cli as catalogs_cli
+    from nightjar import cli_catalog
 
-    catalogs_cli.register(sub, bench=bench)
+    cli_catalog.register(sub, bench=bench)
     return parser
 
 

@@ -1,26 +1,18 @@
-"""The exceptions that are the user's to fix: the CLI prints their message instead of a traceback."""
+"""The exceptions that are the user's to fix: the CLI prints their message instead of a traceback.
+
+Each package's errors about bad input, a missing thing or a refused request subclass :class:`UserError` (a
+``ValueError``), so this module imports nothing of theirs.
+"""
 
 from __future__ import annotations
 
 from pydantic import ValidationError
 
-from nightjar.pipelines.email_digest import EmailError
-from nightjar.sql.metadata_db import MetadataSchemaError
-from nightjar.sql.parse import QueryError
-from nightjar.sql.registry import RegistryError
-from nightjar.streams.broker import BrokerError
-from nightjar.streams.files import AlertFileError
-from nightjar.streams.kafka import KafkaNotConfigured
 
-USER_ERRORS: tuple[type[Exception], ...] = (
-    QueryError,
-    RegistryError,
-    MetadataSchemaError,
-    EmailError,
-    BrokerError,
-    KafkaNotConfigured,
-    AlertFileError,
-    ValidationError,
-    FileNotFoundError,
-    ValueError,
-)
+class UserError(ValueError):
+    """Something the user can fix: bad input, a thing that does not exist, a request that is refused."""
+
+
+# What the CLI reports in one line: UserError and its kinds, settings that do not validate, a missing file, and
+# still any ValueError (some argument checks raise plain ValueErrors).
+USER_ERRORS: tuple[type[Exception], ...] = (UserError, ValidationError, FileNotFoundError, ValueError)

@@ -18,7 +18,7 @@ FORMATS = ("table", "json", "csv", "parquet")
 
 def write_result(table: pa.Table, fmt: str, out: Path | None) -> None:
     """Write ``table`` as ``fmt`` to ``out`` (stdout when None; parquet needs a file)."""
-    from nightjar.sql.records import to_records
+    from nightjar.records import to_records
 
     if fmt == "parquet":
         if out is None:

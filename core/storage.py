@@ -34,12 +34,13 @@ from urllib.parse import urlparse
 import pyarrow.fs as pafs
 
 from nightjar import paths
+from nightjar.errors import UserError
 
 OBJECT_STORE_SCHEMES = ("s3", "s3a")
 """URI schemes of the object stores the lake may live on (S3 and S3-compatible servers)."""
 
 
-class StorageError(ValueError):
+class StorageError(UserError):
     """A storage location Nightjar cannot use (an unsupported scheme, a malformed URI)."""
 
 

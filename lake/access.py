@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from nightjar import paths
+from nightjar.errors import UserError
 from nightjar.lake import object_states, tables
 from nightjar.lake.read import arrow_dataset, log_time, version_at
 from nightjar.storage import Home, LakeRoot, lake_root
@@ -46,7 +47,7 @@ DASK_PARTITION_BYTES = 128 * 2**20
 """Parquet bytes per Dask partition: small lake files are grouped so each task carries real work."""
 
 
-class LakeError(ValueError):
+class LakeError(UserError):
     """A lake request the user can fix: an unknown table, a moment before the lake existed, a bad filter."""
 
 

@@ -17,6 +17,7 @@ import pyarrow.fs as pafs
 from deltalake import DeltaTable
 
 from nightjar import paths
+from nightjar.errors import UserError
 from nightjar.lake import object_states
 from nightjar.lake import tables as lake_tables
 from nightjar.lake.region import pixel_ranges, ranges_filter
@@ -93,7 +94,7 @@ def version_at(dt: DeltaTable, moment: datetime) -> int | None:
 AsOf = int | datetime | None
 
 
-class SnapshotError(ValueError):
+class SnapshotError(UserError):
     """A lake version or time the lake does not have."""
 
 

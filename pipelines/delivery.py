@@ -26,11 +26,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy.engine import Engine
 
+from nightjar import records
 from nightjar.lake import ledger
 from nightjar.pipelines import email_digest, payloads, webhook
 from nightjar.pipelines.stages import FilterOutput
 from nightjar.settings import Settings
-from nightjar.sql import matches, records, registry
+from nightjar.sql import matches, registry
 from nightjar.sql.registry import Filter
 from nightjar.streams import readback
 from nightjar.streams.publish import Headers, Publisher

@@ -23,12 +23,13 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
+from nightjar.errors import UserError
 from nightjar.pipelines.payloads import OBJECT_URL_FIELD as LINK_FIELD
 from nightjar.safe_text import address_ok, header_safe
 from nightjar.settings import Settings
 
 
-class EmailError(RuntimeError):
+class EmailError(UserError, RuntimeError):
     """The SMTP server refused or could not be reached, or a message would carry an unsafe header."""
 
 

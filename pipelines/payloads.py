@@ -15,7 +15,7 @@ from typing import Any
 import fastavro
 import pyarrow as pa
 
-from nightjar.sql import records
+from nightjar import records
 from nightjar.sql.avro_results import UTC_FIELD, AvroSchemaError, avro_schema
 from nightjar.streams import wire
 

@@ -1,7 +1,7 @@
 """Bulk exports as background jobs: a table and a selection in, Parquet files and a manifest out.
 
 A selection is a night, a HEALPix pixel, a cone, an MJD range or a SQL query. Nights and pixels are table scans
-(partition and statistics pruning, :mod:`nightjar.lake.export`); cones and MJD ranges become sandboxed SQL over
+(partition and statistics pruning, :mod:`nightjar.sql.export`); cones and MJD ranges become sandboxed SQL over
 the table's view (``in_cone``, the table's time column), checked when the export is submitted, as SQL is. Each
 export is written under ``NIGHTJAR_HOME/exports/<id>/`` all or nothing; its state is a JSON file beside it, so
 finished exports outlive the process that made them.
@@ -21,9 +21,9 @@ import duckdb
 
 from nightjar import paths
 from nightjar.lake import access
-from nightjar.lake.export import MANIFEST, ExportError, Selection, export, parse_healpix
 from nightjar.settings import Settings
 from nightjar.sql import engine, sandbox, views
+from nightjar.sql.export import MANIFEST, ExportError, Selection, export, parse_healpix
 from nightjar.sql.job_store import DONE, FAILED, QUEUED, RUNNING, JobStore
 from nightjar.sql.parse import clean_message
 

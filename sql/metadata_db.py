@@ -34,6 +34,8 @@ from sqlalchemy import Connection, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from nightjar.errors import UserError
+
 # The migration environment, shipped in the package (a package-resource location works from a wheel).
 SCRIPT_LOCATION = "nightjar.sql:migrations"
 VERSION_TABLE = "alembic_version"
@@ -44,7 +46,7 @@ _DRIVERS = {
 }
 
 
-class MetadataSchemaError(RuntimeError):
+class MetadataSchemaError(UserError, RuntimeError):
     """The metadata database cannot be used as it is: its schema is older or newer than this Nightjar's, or
     the URL names a database or driver that is not available."""
 

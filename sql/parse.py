@@ -17,8 +17,10 @@ from typing import Any
 
 import duckdb
 
+from nightjar.errors import UserError
 
-class QueryError(ValueError):
+
+class QueryError(UserError):
     """User SQL that is not allowed, does not parse, fails, or runs past its limit."""
 
 

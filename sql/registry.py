@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, selectinload
 
 from nightjar import paths
+from nightjar.errors import UserError
 from nightjar.safe_text import address_ok, unsafe_character
 from nightjar.sql import avro_results, metadata_db
 from nightjar.sql.compile import FilterSpec
@@ -38,7 +39,7 @@ from nightjar.storage import Home
 LOCAL_OWNER = "local"
 
 
-class RegistryError(ValueError):
+class RegistryError(UserError):
     """A filter that does not exist, a name already taken, or a change the requester may not make."""
 
 

@@ -25,9 +25,10 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from nightjar import paths
+from nightjar.errors import UserError
 
 
-class BrokerError(RuntimeError):
+class BrokerError(UserError, RuntimeError):
     """The embedded broker could not be started, found or stopped."""
 
 

@@ -11,11 +11,13 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from nightjar.errors import UserError
+
 MAGIC = b"Obj\x01"
 SYNC_SIZE = 16
 
 
-class ContainerError(ValueError):
+class ContainerError(UserError):
     """Bytes that are not a readable Avro container."""
 
 

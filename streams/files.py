@@ -10,12 +10,13 @@ from typing import Any
 
 import fastavro
 
+from nightjar.errors import UserError
 from nightjar.streams import container, lsst_model, parquet_alerts, schemas, wire, ztf_model
 
 _VERSION = re.compile(r"v(\d+)_(\d+)")
 
 
-class AlertFileError(ValueError):
+class AlertFileError(UserError):
     """A file that holds no alerts Nightjar can read."""
 
 

@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from confluent_kafka.admin import AdminClient, NewTopic
 from pydantic import SecretStr
 
+from nightjar.errors import UserError
 from nightjar.settings import Settings
 from nightjar.streams import broker
 
@@ -35,7 +36,7 @@ OUTPUT: Cluster = "output"
 SECRET_WORDS = ("password", "secret", "key", "token", "credential", "jaas")
 
 
-class KafkaNotConfigured(RuntimeError):
+class KafkaNotConfigured(UserError, RuntimeError):
     """Neither NIGHTJAR_KAFKA nor a running embedded broker."""
 
 

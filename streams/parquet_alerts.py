@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from nightjar.errors import UserError
 from nightjar.streams import schemas
 from nightjar.streams.avro_columnar import RECORD, Decoded
 
@@ -34,7 +35,7 @@ MAGIC = b"PAR1"
 _VERSION = re.compile(r"v(\d+)_(\d+)")
 
 
-class ParquetAlertError(ValueError):
+class ParquetAlertError(UserError):
     """A Parquet file that does not hold LSST alerts Nightjar can read."""
 
 

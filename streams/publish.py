@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from nightjar import paths
-from nightjar.sql.registry import Filter
 
 log = logging.getLogger(__name__)
 Headers = list[tuple[str, str | bytes | None]]
@@ -30,6 +30,19 @@ OUTAGE_ERRORS = frozenset(
         KafkaError.UNKNOWN_TOPIC_OR_PART,
     }
 )
+
+
+class FilterTopic(Protocol):
+    """What the headers of a filter's matches name (``sql.registry.Filter`` is one)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def topic(self) -> str: ...
 
 
 class DeliveryError(RuntimeError):
@@ -73,7 +86,7 @@ class Publisher:
 
     def filter_matches(
         self,
-        flt: Filter,
+        flt: FilterTopic,
         payloads: list[bytes],
         keys: list[str] | None = None,
         object_ids: list[int] | None = None,

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nightjar.api.bench_api import wait_until_serving
 from nightjar.api.users import add_user_token
+from nightjar.bench.api import wait_until_serving
 from nightjar.settings import Settings
 from nightjar.streams import broker
 

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 from nightjar import paths
 from nightjar.api.app import create_app
 from nightjar.api.auth import RateLimiter
-from nightjar.api.users import UserError, add_user_token
+from nightjar.api.users import AccountError, add_user_token
 from nightjar.settings import Settings
 
 
@@ -138,9 +138,9 @@ def test_jobs_need_a_token_and_stay_private(settings: Settings) -> None:
 
 @pytest.mark.both_databases  # and on a real PostgreSQL server (tests/conftest.py)
 def test_user_names_and_roles_are_checked(settings: Settings) -> None:
-    with pytest.raises(UserError, match="bad user name"):
+    with pytest.raises(AccountError, match="bad user name"):
         add_user_token(settings, "anonymous")
-    with pytest.raises(UserError, match="unknown role"):
+    with pytest.raises(AccountError, match="unknown role"):
         add_user_token(settings, "gina", role="root")
-    with pytest.raises(UserError, match="bad topic"):
+    with pytest.raises(AccountError, match="bad topic"):
         add_user_token(settings, "hal", role="annotator", topics=("no spaces",))

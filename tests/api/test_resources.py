@@ -17,7 +17,7 @@ from PIL import Image
 from nightjar import paths
 from nightjar.api.app import create_app
 from nightjar.api.users import add_user_token
-from nightjar.catalogs.cli import context_report
+from nightjar.catalogs.report import context_report
 from nightjar.lake import read
 
 from .conftest import HOSTED, DataLake

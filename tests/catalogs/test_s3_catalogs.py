@@ -23,9 +23,9 @@ from nightjar.api.app import create_app
 from nightjar.catalogs import layout
 from nightjar.catalogs.build import BuildSpec, build_catalog
 from nightjar.catalogs.catalog import ColumnMap, list_catalogs, load_catalog_set
-from nightjar.catalogs.cli import context_report
 from nightjar.catalogs.context import classify
 from nightjar.catalogs.dispatch import classify_on_cluster
+from nightjar.catalogs.report import context_report
 from nightjar.catalogs.rules import Kind
 from nightjar.catalogs.synth import synth_catalog
 from nightjar.catalogs.watch_files import WatchFileError, read_cones

@@ -74,9 +74,9 @@ def test_a_command_imports_no_benchmark_it_does_not_run() -> None:
     code = (
         "import sys; from nightjar.cli import build_parser\n"
         "build_parser(['query', 'SELECT 1'])\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[-1].startswith('bench_')))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('nightjar.bench.')))\n"
         "args = build_parser(['bench', 'objects', '--sizes', '10']).parse_args(['bench', 'objects', '--sizes', '10'])\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[-1].startswith('bench_')), args.sizes)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('nightjar.bench.')), args.sizes)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
-    assert out == ["[]", "['nightjar.lake.bench_objects'] 10"]
+    assert out == ["[]", "['nightjar.bench.objects'] 10"]

@@ -14,9 +14,9 @@ from deltalake import DeltaTable
 
 from nightjar import paths
 from nightjar.cli import main
-from nightjar.lake import export as export_module
-from nightjar.lake.export import ExportError, Selection, export, hpx29_range, parse_healpix
 from nightjar.settings import Settings
+from nightjar.sql import export as export_module
+from nightjar.sql.export import ExportError, Selection, export, hpx29_range, parse_healpix
 
 
 def delta(home: Path, table: str) -> DeltaTable:

@@ -20,9 +20,9 @@ from fastapi.testclient import TestClient
 from nightjar import paths
 from nightjar.api.app import create_app
 from nightjar.lake import access, commit, fold, maintain, object_states, read, summary
-from nightjar.lake.export import Selection, export
 from nightjar.settings import Settings
 from nightjar.sql import engine
+from nightjar.sql.export import Selection, export
 
 BATCHES = 5
 

@@ -14,9 +14,10 @@ from distributed import Client
 
 import nightjar.lake
 from nightjar import paths
-from nightjar.lake import commit, export, maintain, read, tables
+from nightjar.lake import commit, maintain, read, tables
 from nightjar.pipelines import stages
 from nightjar.settings import Settings
+from nightjar.sql import export
 from nightjar.sql.engine import query_lake
 from nightjar.storage import LakeRoot
 from nightjar.streams import simulate

@@ -8,7 +8,7 @@ import math
 import pytest
 from distributed import Client
 
-from nightjar.pipelines import bench_pipeline
+from nightjar.bench import pipeline as bench_pipeline
 from nightjar.settings import Settings
 
 LAST_LINES = ("e2e_alerts_per_s", "decode_alerts_per_s", "e2e_ratio", "chunk4_over_chunk1", "latency_p99_s",

@@ -27,10 +27,9 @@ from confluent_kafka import Consumer, TopicPartition
 from deltalake import DeltaTable
 from distributed import Client
 
-from nightjar import paths
+from nightjar import paths, records, registry
 from nightjar.pipelines.run import RunReport, run
 from nightjar.settings import Settings
-from nightjar.sql import records, registry
 from nightjar.sql.engine import query_lake
 from nightjar.streams import broker, kafka, simulate
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from distributed import Client
 
+from nightjar import records, registry
 from nightjar.pipelines.run import run
 from nightjar.settings import Settings
-from nightjar.sql import records, registry
 from nightjar.sql.engine import query_lake
 from nightjar.streams import broker, kafka, simulate
 

@@ -180,31 +180,9 @@ def parse_position(ra_text: str, dec_text: str) -> tuple[float, float]:
     return ra % 360.0, dec
 
 
-def context_report(settings: Settings, ra: float, dec: float, names: list[str] | None) -> dict[str, Any]:
-    """The class and ranked matches of one position, as a JSON-ready dict."""
-    import pyarrow as pa
-
-    from nightjar.catalogs.catalog import load_catalog_set
-    from nightjar.catalogs.context import classify
-    from nightjar.sql.records import to_records
-
-    catalogs = load_catalog_set(settings.catalogs, names, cache_mb=settings.catalog_cache_mb)
-    result = classify(pa.table({"diaObjectId": pa.array([0], pa.int64()), "ra": [ra], "dec": [dec]}), catalogs)
-    row = result.context.to_pylist()[0]
-    matches = to_records(result.matches.drop_columns(["diaObjectId"]))
-    return {
-        "ra": ra,
-        "dec": dec,
-        "classification": row["classification"],
-        "summary": row["summary"],
-        "description": row["description"],
-        "catalogues": [c.name for c in catalogs.catalogs],
-        "catalogs_version": catalogs.version,
-        "matches": matches,
-    }
-
-
 def _context(settings: Settings, args: argparse.Namespace) -> int:
+    from nightjar.catalogs.report import context_report
+
     ra, dec = parse_position(args.ra, args.dec)
     report = context_report(settings, ra, dec, args.catalog)
     if args.format == "json":
@@ -242,7 +220,7 @@ def _context(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _bench_xmatch(settings: Settings, args: argparse.Namespace) -> int:
-    from nightjar.catalogs.bench import bench_xmatch
+    from nightjar.bench.xmatch import bench_xmatch
     from nightjar.pipelines.cluster import dask_client
 
     with dask_client(settings) as client:

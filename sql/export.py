@@ -9,7 +9,7 @@ read, and per file its name, rows, bytes and SHA-256, with the total rows.
 
 Examples
 --------
->>> from nightjar.lake.export import Selection, export
+>>> from nightjar.sql.export import Selection, export
 >>> manifest = export(settings, "sources", Selection(night=60950), Path("night-60950"))  # doctest: +SKIP
 >>> manifest["rows"], [f["name"] for f in manifest["files"]]  # doctest: +SKIP
 (5210, ['part-00000.parquet'])
@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nightjar import __version__, paths
+from nightjar.errors import UserError
 from nightjar.lake import access, tables
 from nightjar.progress import Progress
 from nightjar.settings import Settings
@@ -44,7 +45,7 @@ ROWS_PER_FILE = 1_000_000
 SQL_STABLE_ATTEMPTS = 3
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """An export that cannot be made as asked; nothing was left at the output path."""
 
 

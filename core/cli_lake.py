@@ -125,7 +125,7 @@ def _vacuum(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _export(settings: Settings, args: argparse.Namespace) -> int:
-    from nightjar.lake.export import Selection, export, parse_healpix
+    from nightjar.sql.export import Selection, export, parse_healpix
 
     healpix = parse_healpix(args.healpix) if args.healpix is not None else None
     selection = Selection(night=args.night, healpix=healpix, sql=args.sql)

@@ -39,48 +39,48 @@ def benchmarks() -> dict[str, Benchmark]:
     """The available benchmarks by name."""
     return {
         "decode": Benchmark(
-            "nightjar.streams.bench_decode",
+            "nightjar.bench.decode",
             "columnar decoding vs fastavro per record",
             "nightjar bench decode --alerts 8000 --batch 1000",
         ),
         "simulate": Benchmark(
-            "nightjar.streams.bench_simulate",
+            "nightjar.bench.simulate",
             "heavy simulated alerts per second, one core",
             "nightjar bench simulate --alerts 20000",
         ),
         "lake": Benchmark(
-            "nightjar.lake.bench_lake",
+            "nightjar.bench.lake",
             "cutout retrieval and cone search on a large lake",
             "nightjar bench lake --alerts 1000000 --lookups 200 --cones 50",
         ),
         "lake-cone": Benchmark(
-            "nightjar.lake.bench_cone",
+            "nightjar.bench.lake_cone",
             "HEALPix cone queries before/after lake optimize",
             "nightjar bench lake-cone --rows 2000000 --queries 30",
         ),
         "objects": Benchmark(
-            "nightjar.lake.bench_objects",
+            "nightjar.bench.objects",
             "one batch's objects append as the objects table grows (stored vs new objects), reads and folds",
             "nightjar bench objects --sizes 25000,250000,1000000 --batch 1500",
         ),
         "api": Benchmark(
-            "nightjar.api.bench_api",
+            "nightjar.bench.api",
             "cone and object latency over HTTP on a large lake",
             "nightjar bench api --alerts 1000000 --calls 200",
         ),
         "pipeline": Benchmark(
-            "nightjar.pipelines.bench_pipeline",
+            "nightjar.bench.pipeline",
             "heavy alerts end to end: decode-only, e2e over growing lake, latency, peak memory",
             "nightjar bench pipeline --alerts 10000 --chunks 4 --rate 300 --latency-seconds 60",
             run="run_cli",
         ),
         "watchlist": Benchmark(
-            "nightjar.pipelines.bench_watch",
+            "nightjar.bench.watch",
             "watchlist matching: a 10,000-alert batch vs 10^7 cones (warm), 10^6 cones over a 10^7-alert lake",
             "nightjar bench watchlist --cones 10000000 --alerts 10000 --history-cones 1000000",
         ),
         "skymap": Benchmark(
-            "nightjar.pipelines.bench_skymap",
+            "nightjar.bench.skymap",
             "skymap matching: a 10,000-alert batch vs 10 active skymaps (warm), with the no-map baseline",
             "nightjar bench skymap --maps 10 --alerts 10000 --skymap ../shared/data/skymaps/bayestar.multiorder.fits",
         ),
@@ -95,7 +95,7 @@ def benchmarks() -> dict[str, Benchmark]:
 
 
 def _filters(settings: Settings, args: argparse.Namespace) -> int:
-    from nightjar.sql.bench_filters import run_bench
+    from nightjar.bench.filters import run_bench
 
     run_bench(args.alerts, args.filters, args.repeat, settings.query_threads)
     return 0

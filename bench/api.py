@@ -24,7 +24,8 @@ from rich.console import Console
 from nightjar import paths
 from nightjar.api.users import ADMIN, add_user_token
 from nightjar.api.web.session import SESSION_COOKIE
-from nightjar.lake import bench_lake, read
+from nightjar.bench import lake as bench_lake
+from nightjar.lake import read
 from nightjar.lake import tables as lake_tables
 from nightjar.settings import Settings
 from nightjar.streams.broker import free_port
