@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import duckdb
 
 from nightjar.sql import memory_cap
-from nightjar.sql.parse import QueryError
+from nightjar.sql.parse import QueryError, QueryTimeout
 
 T = TypeVar("T")
 GRACE_S = 1.0  # after the in-process watchdog's time limit, before the child is killed
@@ -73,14 +73,14 @@ def call(fn: Callable[..., T], args: tuple[Any, ...], timeout_s: float, memory_b
     try:
         ready = wait([receive, child.sentinel], timeout_s + GRACE_S)
         if not ready:
-            raise QueryError(f"query stopped at its time limit of {timeout_s:g} s")
+            raise QueryTimeout(timeout_s)
         try:
             if not receive.poll(0):  # the child ended without an answer
                 raise EOFError
             message = receive.recv()
         except EOFError:
             if time.monotonic() - started >= timeout_s:
-                raise QueryError(f"query stopped at its time limit of {timeout_s:g} s") from None
+                raise QueryTimeout(timeout_s) from None
             raise QueryError(_memory_message()) from None
     finally:
         if child.is_alive():
@@ -91,4 +91,6 @@ def call(fn: Callable[..., T], args: tuple[Any, ...], timeout_s: float, memory_b
         result: T = message[1]
         return result
     _, kind, text = message
+    if kind == QueryTimeout.__name__:
+        raise QueryTimeout(timeout_s)
     raise (ValueError if kind == "ValueError" else QueryError)(text)

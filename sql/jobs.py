@@ -23,7 +23,7 @@ from nightjar import paths
 from nightjar.settings import Settings
 from nightjar.sql import engine, sandbox
 from nightjar.sql.job_store import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobStore
-from nightjar.sql.parse import QueryError, clean_message
+from nightjar.sql.parse import QueryError, QueryTimeout, clean_message
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class JobManager:
                     if job.status == CANCELLED:
                         raise QueryError("cancelled") from None
                     if fired.is_set():
-                        raise QueryError(f"query stopped at its time limit of {lim.timeout_s:g} s") from None
+                        raise QueryTimeout(lim.timeout_s) from None
                     raise QueryError(clean_message(str(exc))) from None
             partial.replace(self.result_path(job.id))
             self._finish(job, DONE, None)

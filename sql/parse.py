@@ -24,6 +24,17 @@ class QueryError(UserError):
     """User SQL that is not allowed, does not parse, fails, or runs past its limit."""
 
 
+class QueryTimeout(QueryError):
+    """User SQL stopped at its time limit (``timeout_s`` seconds)."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"query stopped at its time limit of {timeout_s:g} s")
+        self.timeout_s = timeout_s
+
+    def __reduce__(self) -> tuple[type[QueryTimeout], tuple[float]]:  # pickles (from a query's child process)
+        return QueryTimeout, (self.timeout_s,)
+
+
 Node = dict[str, Any]
 
 # Table functions a query may call: they make rows from their arguments and touch nothing else.

@@ -20,7 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from nightjar.sql import functions
-from nightjar.sql.parse import Parsed, QueryError, clean_message, parse, validate
+from nightjar.sql.parse import Parsed, QueryError, QueryTimeout, clean_message, parse, validate
 
 __all__ = ["Limits", "QueryError", "connect", "run", "watchdog"]
 
@@ -219,7 +219,7 @@ def execute(box: Sandbox, sql: str, limits: Limits) -> pa.Table:
                     break
             table = pa.Table.from_batches(batches, schema=reader.schema)
         except (duckdb.InterruptException, KeyboardInterrupt):
-            raise QueryError(f"query stopped at its time limit of {limits.timeout_s:g} s") from None
+            raise QueryTimeout(limits.timeout_s) from None
         except duckdb.OutOfMemoryException:
             raise QueryError(
                 f"query stopped: it needs more than its memory limit of {limits.memory} "
@@ -227,7 +227,7 @@ def execute(box: Sandbox, sql: str, limits: Limits) -> pa.Table:
             ) from None
         except duckdb.Error as exc:
             if fired.is_set():
-                raise QueryError(f"query stopped at its time limit of {limits.timeout_s:g} s") from None
+                raise QueryTimeout(limits.timeout_s) from None
             raise QueryError(clean_message(str(exc))) from None
     if table.num_rows > limits.max_rows:
         raise QueryError(f"the result has more than {limits.max_rows} rows: add a LIMIT or narrow the query")

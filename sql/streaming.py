@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from nightjar.sql import batch_engine, sandbox, views
 from nightjar.sql.compile import PREFIX, FilterSpec, Group, Member, Plan, compile_filters, schemas_key
-from nightjar.sql.parse import QueryError, tables_read
+from nightjar.sql.parse import QueryError, QueryTimeout, tables_read
 
 log = logging.getLogger(__name__)
 
@@ -157,12 +157,12 @@ class _Runner:
     def _run_member(self, group: Group, member: Member, box: sandbox.Sandbox) -> None:
         try:
             table = sandbox.execute(box, group.member_sql(member), self._pass_limits())
-        except QueryError as exc:
-            if "time limit" in str(exc):
-                self.results[member.index] = FilterResult(
-                    self.specs[member.index], None, None, error=str(exc), timed_out=True
-                )
-                return
+        except QueryTimeout as exc:
+            self.results[member.index] = FilterResult(
+                self.specs[member.index], None, None, error=str(exc), timed_out=True
+            )
+            return
+        except QueryError:
             # Run the user's own text, for an error message about their SQL.
             self._run_solo(member.index, box)
             return
@@ -203,8 +203,9 @@ class _Runner:
         try:
             matches = sandbox.run(box, spec.sql, self.limits)
         except QueryError as exc:
-            message = str(exc)
-            self.results[index] = FilterResult(spec, None, None, error=message, timed_out="time limit" in message)
+            self.results[index] = FilterResult(
+                spec, None, None, error=str(exc), timed_out=isinstance(exc, QueryTimeout)
+            )
             return
         try:
             keys = self._output_keys(matches)

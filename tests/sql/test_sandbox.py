@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from nightjar.sql import sandbox, views
+from nightjar.sql.parse import QueryTimeout
 
 SOURCES = pa.table(
     {
@@ -158,6 +160,17 @@ def test_resource_abuse_is_stopped(box: sandbox.Sandbox, limits: sandbox.Limits,
         sandbox.run(box, sql, limits)
     # The connection is still usable after the interruption.
     assert sandbox.run(box, "SELECT count(*) AS n FROM sources", limits)["n"].to_pylist() == [3]
+
+
+def test_a_query_stopped_at_its_time_limit_says_so_by_its_type(box: sandbox.Sandbox, limits: sandbox.Limits) -> None:
+    with pytest.raises(QueryTimeout) as caught:  # a count streamed over 10^12 rows: time, never memory
+        sandbox.run(box, "SELECT count(*) FROM range(1000000) a, range(1000000) b", limits)
+    assert caught.value.timeout_s == 2 and str(caught.value) == "query stopped at its time limit of 2 s"
+    again = pickle.loads(pickle.dumps(caught.value))  # as it comes back from a query's child process
+    assert isinstance(again, QueryTimeout) and str(again) == str(caught.value)
+    with pytest.raises(sandbox.QueryError) as other:
+        sandbox.run(box, "SELECT no_such_column FROM sources", limits)
+    assert not isinstance(other.value, QueryTimeout)
 
 
 def test_row_limit(box: sandbox.Sandbox, limits: sandbox.Limits) -> None:
