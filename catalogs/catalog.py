@@ -184,7 +184,7 @@ def open_handle(collection: PurePath, root: CatalogsRoot | None = None) -> Catal
 
 @dataclass(frozen=True)
 class CatalogSet:
-    """The catalogues and rules of context classification; the explicit input of ``classify_batch``.
+    """The catalogues and rules of context classification; the explicit input of ``context.classify``.
 
     ``cache_bytes`` bounds the memory each process spends on cached partition indexes.
     """

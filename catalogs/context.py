@@ -1,4 +1,4 @@
-"""Context classification, Sherlock style: the pipeline stage ``classify_batch`` and its building blocks.
+"""Context classification, Sherlock style: ``classify`` (the pipeline stage) and its building blocks.
 
 For a batch of objects (``diaObjectId``, ``ra``, ``dec``), every catalogue row within its reach is found
 (``xmatch``), each match is judged with the rules of its catalogue's kind (``rules``), the matches are ranked
@@ -231,6 +231,17 @@ def classify(objects: pa.Table, catalogs: CatalogSet) -> ContextResult:
         ignored. An object appearing twice is classified at its last position.
     catalogs
         The catalogues, rules and cache budget.
+
+    Partition indexes are cached per process (``catalogs.cache``), so a Dask worker that sees the same sky again
+    answers without I/O.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> from nightjar.catalogs.catalog import CatalogSet
+    >>> batch = pa.table({"diaObjectId": [1], "ra": [10.0], "dec": [-20.0]})
+    >>> classify(batch, CatalogSet(())).context.column("classification").to_pylist()
+    ['ORPHAN']
     """
     _check(objects)
     if objects.num_rows:
@@ -307,7 +318,7 @@ def classify(objects: pa.Table, catalogs: CatalogSet) -> ContextResult:
     return ContextResult(context, matches)
 
 
-def needs_context(objects: pa.Table, existing: pa.Table | None, catalogs: CatalogSet) -> pa.Table:
+def needs_context(objects: pa.Table, existing: pa.Table | None, catalogs_version: str) -> pa.Table:
     """The objects to classify: first seen (not in ``existing``), or classified under other catalogues or rules.
 
     Parameters
@@ -317,28 +328,11 @@ def needs_context(objects: pa.Table, existing: pa.Table | None, catalogs: Catalo
     existing
         The stored ``context`` rows of these objects (at least ``diaObjectId`` and ``catalogs_version``), or
         None when there are none.
-    catalogs
-        The current catalogue set; its ``version`` is what stored rows must carry to be current.
+    catalogs_version
+        The current catalogue set's ``version``: what stored rows must carry to be current.
     """
     if existing is None or existing.num_rows == 0 or objects.num_rows == 0:
         return objects
-    current = existing.filter(pc.equal(existing["catalogs_version"], catalogs.version))
+    current = existing.filter(pc.equal(existing["catalogs_version"], catalogs_version))
     fresh = pc.is_in(objects[OBJECT_KEY], value_set=pc.unique(current[OBJECT_KEY]))
     return objects.filter(pc.invert(fresh))
-
-
-def classify_batch(objects: pa.Table, catalogs: CatalogSet) -> pa.Table:
-    """The pipeline stage: one ``context`` row (Lasair ``sherlock_classifications`` columns) per object.
-
-    Pure over its inputs; partition indexes are cached per process (see ``catalogs.cache``), so a Dask worker
-    that sees the same sky again answers without I/O.
-
-    Examples
-    --------
-    >>> import pyarrow as pa
-    >>> from nightjar.catalogs.catalog import CatalogSet
-    >>> batch = pa.table({"diaObjectId": [1], "ra": [10.0], "dec": [-20.0]})
-    >>> classify_batch(batch, CatalogSet(())).column("classification").to_pylist()
-    ['ORPHAN']
-    """
-    return classify(objects, catalogs).context

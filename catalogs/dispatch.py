@@ -8,7 +8,7 @@ The pieces are pinned strictly: with loose restrictions Dask's work stealing mov
 worker ends up caching the whole sky, and a 10^8-row catalogue no longer fits the cache (measured: 114 partitions
 per worker instead of about 57, evicting and rebuilding on every batch). The worker list is read at each call, so
 after a worker is lost the next batch is dealt among the survivors; a piece already pinned to the lost worker
-waits, and the caller should resubmit the batch (``classify_on_cluster`` does, after ``timeout_s``).
+waits until it is submitted again.
 """
 
 from __future__ import annotations
@@ -51,10 +51,6 @@ def _concat_results(results: list[ContextResult]) -> ContextResult:
     return ContextResult(pa.concat_tables([r.context for r in results]), pa.concat_tables([r.matches for r in results]))
 
 
-def _context_rows(result: ContextResult) -> pa.Table:
-    return result.context
-
-
 def submit_context(client: Client, objects: pa.Table | Future, catalogs: CatalogSet) -> Future:
     """Classify ``objects`` (a table, or a future of one) on the cluster; a future of the :class:`ContextResult`
     (the ``context`` rows and every ranked match).
@@ -80,24 +76,3 @@ def submit_context(client: Client, objects: pa.Table | Future, catalogs: Catalog
         for i, w in enumerate(workers)
     ]
     return client.submit(_concat_results, parts, **urgent)
-
-
-def submit_classify(client: Client, objects: pa.Table | Future, catalogs: CatalogSet) -> Future:
-    """:func:`submit_context`, keeping only the ``context`` rows."""
-    return client.submit(_context_rows, submit_context(client, objects, catalogs), pure=False)
-
-
-def classify_on_cluster(
-    client: Client, objects: pa.Table, catalogs: CatalogSet, timeout_s: float = 600.0, attempts: int = 2
-) -> pa.Table:
-    """:func:`submit_classify`, waited for; resubmitted (among the workers then alive) if it times out."""
-    for attempt in range(attempts):
-        future = submit_classify(client, objects, catalogs)
-        try:
-            result: pa.Table = future.result(timeout=timeout_s)
-            return result
-        except TimeoutError:
-            future.cancel()
-            if attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")

@@ -27,6 +27,7 @@ from nightjar.catalogs.context import (
     MATCH_KEY,
     STAMP,
     ContextResult,
+    needs_context,
 )
 from nightjar.catalogs.dispatch import submit_context
 from nightjar.lake import commit, keys, read, tables
@@ -75,8 +76,8 @@ def pending(batch: DecodedBatch, home: Home, catalogs_version: str) -> Pending:
     if stored is None or stored.num_rows == 0:
         return Pending(objects, LAKE_CONTEXT_SCHEMA.empty_table())
     stored = keys.latest_per_key(stored, "diaObjectId", CLASSIFIED_AT)
+    todo = needs_context(objects, stored, catalogs_version)
     current = stored.filter(pc.equal(stored[CATALOGS_VERSION], catalogs_version))
-    todo = objects.filter(pc.invert(pc.is_in(objects["diaObjectId"], value_set=current["diaObjectId"])))
     return Pending(todo, current.select(LAKE_CONTEXT_SCHEMA.names).cast(LAKE_CONTEXT_SCHEMA))
 
 

@@ -16,7 +16,7 @@ from distributed import Client
 
 from nightjar.catalogs.build import BuildSpec
 from nightjar.catalogs.catalog import CatalogSet, ColumnMap, load_catalog_set
-from nightjar.catalogs.context import CONTEXT_SCHEMA, classify, classify_batch
+from nightjar.catalogs.context import CONTEXT_SCHEMA, classify
 from nightjar.catalogs.describe import ORPHAN_DESCRIPTION
 from nightjar.catalogs.import_catalog import import_catalog
 from nightjar.catalogs.rules import Kind
@@ -78,7 +78,7 @@ def test_sn_beside_galaxies_at_known_offsets(real_catalogs: CatalogSet, galaxies
     radius = 2.4 * galaxies.majax.to_numpy() * 30  # 2.4 × semi-major axis, arcsec
     offset = np.maximum(0.6 * radius, 3.0)
     where = place(galaxies.ra_deg.to_numpy(), galaxies.dec_deg.to_numpy(), offset, seed=1)
-    ctx = classify_batch(objects(where), real_catalogs).to_pandas()
+    ctx = classify(objects(where), real_catalogs).context.to_pandas()
     assert list(ctx.classification) == ["SN"] * 40
     assert list(ctx.catalogue_object_id) == list(galaxies.name)
     assert set(ctx.catalogue_table_name) == {"openngc"}
@@ -103,7 +103,7 @@ def test_sn_beside_galaxies_at_known_offsets(real_catalogs: CatalogSet, galaxies
 
 def test_nt_at_galaxy_cores(real_catalogs: CatalogSet, galaxies: Any) -> None:
     where = place(galaxies.ra_deg.to_numpy(), galaxies.dec_deg.to_numpy(), np.full(40, 0.7), seed=2)
-    ctx = classify_batch(objects(where), real_catalogs).to_pandas()
+    ctx = classify(objects(where), real_catalogs).context.to_pandas()
     assert list(ctx.classification) == ["NT"] * 40
     assert (ctx.classificationReliability == 1).all()
     assert list(ctx.catalogue_object_id) == list(galaxies.name)
@@ -113,7 +113,7 @@ def test_nt_at_galaxy_cores(real_catalogs: CatalogSet, galaxies: Any) -> None:
 def test_beyond_the_galaxy_radius_is_orphan(real_catalogs: CatalogSet, galaxies: Any) -> None:
     radius = 2.4 * galaxies.majax.to_numpy() * 30
     where = place(galaxies.ra_deg.to_numpy(), galaxies.dec_deg.to_numpy(), 1.3 * radius, seed=3)
-    ctx = classify_batch(objects(where), real_catalogs).to_pandas()
+    ctx = classify(objects(where), real_catalogs).context.to_pandas()
     assert list(ctx.classification) == ["ORPHAN"] * 40
     assert (ctx.n_matches == 0).all()
     assert set(ctx.description) == {ORPHAN_DESCRIPTION}
@@ -172,7 +172,7 @@ def test_vs_on_gcvs_variables(real_catalogs: CatalogSet, data_dir: Path, everyth
     coords = SkyCoord(g.ra.to_numpy() * u.deg, g.dec.to_numpy() * u.deg)
     g = g[isolated(coords, everything, np.full(len(g), 30.0))].sample(50, random_state=2).reset_index(drop=True)
     where = place(g.ra.to_numpy(), g.dec.to_numpy(), np.full(50, 0.8), seed=6)
-    ctx = classify_batch(objects(where), real_catalogs).to_pandas()
+    ctx = classify(objects(where), real_catalogs).context.to_pandas()
     assert list(ctx.classification) == ["VS"] * 50
     assert set(ctx.catalogue_table_name) == {"gcvs"}
     assert list(ctx.catalogue_object_type) == list(g.type)
@@ -185,13 +185,13 @@ def test_cv_on_gcvs_cataclysmic_variables(real_catalogs: CatalogSet, data_dir: P
     coords = SkyCoord(g.ra.to_numpy() * u.deg, g.dec.to_numpy() * u.deg)
     g = g[isolated(coords, everything, np.full(len(g), 30.0))].sample(30, random_state=3).reset_index(drop=True)
     # On the star: a synonym in both GCVS (VS) and the CV subset (CV); Sherlock's merge prefers CV.
-    on = classify_batch(objects(place(g.ra.to_numpy(), g.dec.to_numpy(), np.full(30, 0.5), 7)), real_catalogs)
+    on = classify(objects(place(g.ra.to_numpy(), g.dec.to_numpy(), np.full(30, 0.5), 7)), real_catalogs).context
     assert on["classification"].to_pylist() == ["CV"] * 30
     # 2″ away: only the CV association radius (2.5″) reaches.
-    near = classify_batch(objects(place(g.ra.to_numpy(), g.dec.to_numpy(), np.full(30, 2.0), 8)), real_catalogs)
+    near = classify(objects(place(g.ra.to_numpy(), g.dec.to_numpy(), np.full(30, 2.0), 8)), real_catalogs).context
     assert near["classification"].to_pylist() == ["CV"] * 30
     assert near["classificationReliability"].to_pylist() == [2] * 30
-    far = classify_batch(objects(place(g.ra.to_numpy(), g.dec.to_numpy(), np.full(30, 3.0), 9)), real_catalogs)
+    far = classify(objects(place(g.ra.to_numpy(), g.dec.to_numpy(), np.full(30, 3.0), 9)), real_catalogs).context
     assert far["classification"].to_pylist() == ["ORPHAN"] * 30
 
 
@@ -201,15 +201,15 @@ def test_bs_near_bright_hipparcos_stars(real_catalogs: CatalogSet, data_dir: Pat
     coords = SkyCoord(h.ra_deg.to_numpy() * u.deg, h.dec_deg.to_numpy() * u.deg)
     h = h[isolated(coords, everything, np.full(len(h), 60.0))].sample(30, random_state=4).reset_index(drop=True)
     ra, dec = h.ra_deg.to_numpy(), h.dec_deg.to_numpy()
-    near = classify_batch(objects(place(ra, dec, np.full(30, 12.0), 10)), real_catalogs).to_pandas()
+    near = classify(objects(place(ra, dec, np.full(30, 12.0), 10)), real_catalogs).context.to_pandas()
     assert list(near.classification) == ["BS"] * 30
     assert list(near.catalogue_object_id) == [str(x) for x in h.HIP]
     np.testing.assert_allclose(near.Mag, h.Vmag, rtol=1e-6)
     assert set(near.MagFilter) == {"V"}
     assert set(near.association_radius_arcsec) == {20.0}  # min(10**(3.7 − 0.2 V), 20″) for V < 8.5
-    on = classify_batch(objects(place(ra, dec, np.full(30, 0.5), 11)), real_catalogs)
+    on = classify(objects(place(ra, dec, np.full(30, 0.5), 11)), real_catalogs).context
     assert on["classification"].to_pylist() == ["VS"] * 30  # a synonym of a star: the star itself varied
-    far = classify_batch(objects(place(ra, dec, np.full(30, 25.0), 12)), real_catalogs)
+    far = classify(objects(place(ra, dec, np.full(30, 25.0), 12)), real_catalogs).context
     assert far["classification"].to_pylist() == ["ORPHAN"] * 30
 
 
@@ -226,8 +226,8 @@ def test_bright_star_radius_shrinks_with_magnitude(tmp_path: Path, dask_client: 
     radius = np.minimum(10 ** (3.7 - 0.2 * mags), 20.0)
     assert radius[2] == pytest.approx(7.94, abs=0.01)
     dec = np.full(mags.size, -5.0)
-    inside = classify_batch(objects(place(ra, dec, 0.9 * radius, 17)), catalogs).to_pandas()
-    outside = classify_batch(objects(place(ra, dec, 1.1 * radius, 18)), catalogs).to_pandas()
+    inside = classify(objects(place(ra, dec, 0.9 * radius, 17)), catalogs).context.to_pandas()
+    outside = classify(objects(place(ra, dec, 1.1 * radius, 18)), catalogs).context.to_pandas()
     assert list(inside.classification) == ["BS", "BS", "BS", "BS", "ORPHAN"]  # m = 17 is fainter than 16
     np.testing.assert_allclose(inside.association_radius_arcsec[:4], radius[:4], rtol=1e-6)
     assert list(outside.classification) == ["ORPHAN"] * 5
@@ -246,10 +246,10 @@ def test_agn_on_blazars(real_catalogs: CatalogSet, data_dir: Path, everything: S
     hsp = result.matches.to_pandas().query("catalogue_table_name == '3hsp'")
     assert list(hsp.sort_values("diaObjectId").catalogue_object_id) == list(b["3HSP Source name"].str.strip())
     assert set(on.catalogue_table_name) <= {"3hsp", "4lac"}
-    near = classify_batch(objects(place(ra, dec, np.full(30, 2.5), 14)), real_catalogs)
+    near = classify(objects(place(ra, dec, np.full(30, 2.5), 14)), real_catalogs).context
     assert near["classification"].to_pylist() == ["AGN"] * 30
     assert near["classificationReliability"].to_pylist() == [2] * 30
-    far = classify_batch(objects(place(ra, dec, np.full(30, 5.0), 15)), real_catalogs)  # 4LAC twins: <1″ off
+    far = classify(objects(place(ra, dec, np.full(30, 5.0), 15)), real_catalogs).context  # 4LAC twins: <1″ off
     assert far["classification"].to_pylist() == ["ORPHAN"] * 30
 
 
@@ -260,7 +260,7 @@ def test_orphans_in_empty_sky(real_catalogs: CatalogSet, everything: SkyCoord) -
     coords = SkyCoord(ra * u.deg, dec * u.deg)
     empty = isolated(coords, everything, np.full(3000, 1900.0))  # nothing within the widest galaxy radius
     assert empty.sum() > 50
-    ctx = classify_batch(objects(coords[empty]), real_catalogs)
+    ctx = classify(objects(coords[empty]), real_catalogs).context
     assert set(ctx["classification"].to_pylist()) == {"ORPHAN"}
     assert set(ctx["summary"].to_pylist()) == {"No catalogued match"}
     assert ctx.schema == CONTEXT_SCHEMA
@@ -268,12 +268,12 @@ def test_orphans_in_empty_sky(real_catalogs: CatalogSet, everything: SkyCoord) -
 
 def test_one_row_per_object_and_bad_input(real_catalogs: CatalogSet) -> None:
     batch = pa.table({"diaObjectId": [5, 5, 7], "ra": [10.0, 10.5, 20.0], "dec": [-5.0, -5.5, 30.0]})
-    ctx = classify_batch(batch, real_catalogs)
+    ctx = classify(batch, real_catalogs).context
     assert ctx["diaObjectId"].to_pylist() == [5, 7]
     assert ctx["catalogs_version"].to_pylist() == [real_catalogs.version] * 2
     with pytest.raises(ValueError, match="missing dec"):
-        classify_batch(pa.table({"diaObjectId": [1], "ra": [1.0]}), real_catalogs)
-    assert classify_batch(batch.slice(0, 0), real_catalogs).num_rows == 0
+        classify(pa.table({"diaObjectId": [1], "ra": [1.0]}), real_catalogs)
+    assert classify(batch.slice(0, 0), real_catalogs).context.num_rows == 0
 
 
 def test_context_is_recomputed_for_new_objects_and_new_catalogues(real_catalogs: CatalogSet) -> None:
@@ -281,9 +281,9 @@ def test_context_is_recomputed_for_new_objects_and_new_catalogues(real_catalogs:
     from nightjar.catalogs.rules import ContextRules
 
     batch = pa.table({"diaObjectId": [1, 2, 3], "ra": [10.0, 20.0, 30.0], "dec": [1.0, 2.0, 3.0]})
-    stored = classify_batch(batch.slice(0, 2), real_catalogs)
-    assert needs_context(batch, stored, real_catalogs)["diaObjectId"].to_pylist() == [3]
-    assert needs_context(batch, None, real_catalogs).num_rows == 3
+    stored = classify(batch.slice(0, 2), real_catalogs).context
+    assert needs_context(batch, stored, real_catalogs.version)["diaObjectId"].to_pylist() == [3]
+    assert needs_context(batch, None, real_catalogs.version).num_rows == 3
     changed = CatalogSet(real_catalogs.catalogs, ContextRules(agn_radius_arcsec=4.0))
     assert changed.version != real_catalogs.version
-    assert needs_context(batch, stored, changed).num_rows == 3
+    assert needs_context(batch, stored, changed.version).num_rows == 3

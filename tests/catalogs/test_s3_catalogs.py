@@ -24,7 +24,7 @@ from nightjar.catalogs import layout
 from nightjar.catalogs.build import BuildSpec, build_catalog
 from nightjar.catalogs.catalog import ColumnMap, list_catalogs, load_catalog_set
 from nightjar.catalogs.context import classify
-from nightjar.catalogs.dispatch import classify_on_cluster
+from nightjar.catalogs.dispatch import submit_context
 from nightjar.catalogs.report import context_report
 from nightjar.catalogs.rules import Kind
 from nightjar.catalogs.synth import synth_catalog
@@ -132,7 +132,7 @@ def test_workers_crossmatch_the_s3_catalogues_exactly_as_the_local_ones(
     objects, _ = ztf_objects(data_dir)
     from_s3 = load_catalog_set(twins.s3)
     assert all(h.root == twins.s3 for h in from_s3.catalogs)
-    on_cluster = classify_on_cluster(dask_client, objects, from_s3).sort_by("diaObjectId")
+    on_cluster = submit_context(dask_client, objects, from_s3).result().context.sort_by("diaObjectId")
     expected = classify(objects, load_catalog_set(twins.local)).context.sort_by("diaObjectId")
     assert on_cluster.select(COMPARED).to_pylist() == expected.select(COMPARED).to_pylist()
     assert set(on_cluster["classification"].to_pylist()) >= {"VS", "AGN"}

@@ -15,8 +15,8 @@ from distributed import Client
 
 from nightjar.catalogs.cache import cache_stats, clear_cache
 from nightjar.catalogs.catalog import CatalogSet
-from nightjar.catalogs.context import classify, classify_batch
-from nightjar.catalogs.dispatch import classify_on_cluster
+from nightjar.catalogs.context import classify
+from nightjar.catalogs.dispatch import submit_context
 from nightjar.sql import sandbox
 
 
@@ -87,10 +87,10 @@ def test_stage_on_the_cluster_matches_in_process_and_warms_worker_caches(
     dec = np.r_[table["dec"].to_numpy(), np.degrees(np.arcsin(rng.uniform(-1, 1, 2000)))]
     batch = pa.table({"diaObjectId": np.arange(ra.size, dtype=np.int64), "ra": ra, "dec": dec})
     dask_client.run(clear_cache)
-    expected = classify_batch(batch, real_catalogs).sort_by("diaObjectId")
-    first = classify_on_cluster(dask_client, batch, real_catalogs).sort_by("diaObjectId")
+    expected = classify(batch, real_catalogs).context.sort_by("diaObjectId")
+    first = submit_context(dask_client, batch, real_catalogs).result().context.sort_by("diaObjectId")
     cold = dask_client.run(cache_stats)
-    second = classify_on_cluster(dask_client, batch, real_catalogs).sort_by("diaObjectId")
+    second = submit_context(dask_client, batch, real_catalogs).result().context.sort_by("diaObjectId")
     warm = dask_client.run(cache_stats)
     assert first.equals(expected) and second.equals(expected)
     assert all(s.misses > 0 for s in cold.values()), "both workers took part"
@@ -102,7 +102,7 @@ def test_sql_filters_can_join_context(
     ztf_objects: tuple[pa.Table, list[str]], real_catalogs: CatalogSet, tmp_path: Path
 ) -> None:
     table, _ = ztf_objects
-    context = classify_batch(table, real_catalogs)
+    context = classify(table, real_catalogs).context
     limits = sandbox.Limits(
         memory="256MB", threads=1, timeout_s=10, max_rows=1000, temp_dir=tmp_path, temp_dir_limit="100MB"
     )
