@@ -17,9 +17,10 @@ import pyarrow as pa
 from rich.console import Console
 
 from nightjar import paths
+from nightjar.geometry import separation_arcsec
 from nightjar.lake import commit
 from nightjar.lake import tables as lake_tables
-from nightjar.lake.lookup import ConeSearch, CutoutStore, angular_separation_arcsec
+from nightjar.lake.lookup import ConeSearch, CutoutStore
 from nightjar.settings import Settings
 
 ID_BASE = 170_000_000_000_000_000
@@ -169,9 +170,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         if i < 3:  # the same cone by scanning every row, as a baseline
             started = time.perf_counter()
             everything = dataset.to_table(columns=["diaSourceId", "ra", "dec"])
-            sep = angular_separation_arcsec(
-                everything["ra"].to_numpy(), everything["dec"].to_numpy(), c["ra"], c["dec"]
-            )
+            sep = separation_arcsec(everything["ra"].to_numpy(), everything["dec"].to_numpy(), c["ra"], c["dec"])
             scanned = everything.filter(pa.array(sep <= args.radius_arcsec))
             full.append(time.perf_counter() - started)
             assert sorted(scanned["diaSourceId"].to_pylist()) == sorted(hits["diaSourceId"].to_pylist())

@@ -20,7 +20,6 @@ from nightjar import __version__
 from nightjar.catalogs import cosmology, layout
 from nightjar.catalogs.catalog import CatalogSet
 from nightjar.catalogs.describe import describe
-from nightjar.catalogs.geometry import offsets_arcsec
 from nightjar.catalogs.ranking import order_matches, rank_score
 from nightjar.catalogs.rules import (
     ASSOCIATION,
@@ -32,8 +31,9 @@ from nightjar.catalogs.rules import (
     distance_scale,
 )
 from nightjar.catalogs.xmatch import crossmatch
+from nightjar.geometry import offsets_arcsec
+from nightjar.paths import OBJECT_KEY
 
-OBJECT_KEY = "diaObjectId"
 ANNOTATOR = f"nightjar {__version__} context (Sherlock rules)"
 DISTANCE_SOURCES = np.array([None, "direct", "spec-z", "photo-z"], dtype=object)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nightjar.catalogs.geometry import separation_arcsec
+from nightjar.geometry import separation_arcsec
 
 MERGE_RADIUS_ARCSEC = 1.0
 TYPE_ORDER: dict[str, int] = {"AGN": 0, "CV": 1, "NT": 2, "SN": 3, "VS": 4, "BS": 5, "UNCLEAR": 6}

@@ -20,10 +20,10 @@ import pyarrow.parquet as pq
 
 from nightjar.catalogs import healpix
 from nightjar.catalogs.cache import CacheStats, IndexCache
-from nightjar.catalogs.geometry import separation_arcsec
 from nightjar.catalogs.index import TIER_BOUNDS, merge_small_tiers, tier_of
 from nightjar.catalogs.standardize import spatial_index
 from nightjar.catalogs.watch_files import CONES_SCHEMA
+from nightjar.geometry import separation_arcsec
 
 HPX = "hpx29"
 

@@ -19,9 +19,9 @@ import pyarrow.compute as pc
 from nightjar.catalogs import healpix, layout
 from nightjar.catalogs.cache import CACHE
 from nightjar.catalogs.catalog import CatalogHandle, CatalogSet, read_info
-from nightjar.catalogs.geometry import separation_arcsec
 from nightjar.catalogs.index import TIER_BOUNDS, PartitionIndex, build_index
 from nightjar.catalogs.standardize import spatial_index
+from nightjar.geometry import separation_arcsec
 
 NSIDE29 = 1 << layout.SPATIAL_INDEX_ORDER
 

@@ -70,6 +70,9 @@ KAFKA_OFFSET = "kafkaOffset"
 STATE_SEQ = "stateSeq"  # on objects: the order of the write that stored the state (the largest is the current one)
 FROM_HISTORY = "fromPacketHistory"  # the row first reached the lake in an alert's packet history, not as its trigger
 ALERT_DIGEST = "alertDigest"  # on cutouts (one row per alert): a digest of the alert's content, to tell re-sends apart
+OBJECT_KEY = "diaObjectId"  # an object's id, the key of objects, context and the object indexes
+SOURCE_KEY = "diaSourceId"  # a detection's id, the key of sources and cutouts
+OBJECT_ORDER = "lastAlertMjdTai"  # of an object's states, the newest alert's wins
 FORCED_KEY = "forcedKey"  # diaForcedSourceId for LSST; a 64-bit hash of object, time, band and kind for ZTF
 
 # Time partitions serve streaming appends and time-bounded queries: a month for detections and forced

@@ -18,6 +18,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from nightjar import paths
+from nightjar.geometry import separation_arcsec
 from nightjar.lake import object_states, tables
 from nightjar.lake.read import arrow_dataset
 from nightjar.storage import Home, lake_root
@@ -108,13 +109,6 @@ def cone_ranges(ra: float, dec: float, radius_arcsec: float) -> np.ndarray:
     return np.stack([starts << shift, ends << shift], axis=1).astype(np.int64)
 
 
-def angular_separation_arcsec(ra1: np.ndarray, dec1: np.ndarray, ra2: float, dec2: float) -> np.ndarray:
-    """Great-circle distances (haversine, accurate at small angles)."""
-    r1, d1, r2, d2 = np.radians(ra1), np.radians(dec1), np.radians(ra2), np.radians(dec2)
-    a = np.sin((d1 - d2) / 2) ** 2 + np.cos(d1) * np.cos(d2) * np.sin((r1 - r2) / 2) ** 2
-    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(a, 0, 1)))) * 3600
-
-
 class ConeSearch:
     """Cone searches over one version of a table whose files are sorted by ``hpx29``.
 
@@ -148,7 +142,7 @@ class ConeSearch:
             rows = rows.filter(states.mask(rows)).drop_columns(extra)
         if rows.num_rows == 0:
             return rows.append_column("sep_arcsec", pa.array([], pa.float64()))
-        sep = angular_separation_arcsec(rows["ra"].to_numpy(), rows["dec"].to_numpy(), ra, dec)
+        sep = separation_arcsec(rows["ra"].to_numpy(), rows["dec"].to_numpy(), ra, dec)
         inside = sep <= radius_arcsec
         return rows.filter(pa.array(inside)).append_column("sep_arcsec", pa.array(sep[inside]))
 

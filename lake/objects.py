@@ -19,9 +19,9 @@ import pyarrow.dataset as ds
 from nightjar import paths
 from nightjar.lake.lookup import KeyIndex, cone_ranges
 from nightjar.lake.region import ranges_filter
+from nightjar.paths import OBJECT_KEY
 
 Tables = Mapping[str, ds.Dataset]
-OBJECT_KEY = "diaObjectId"
 # Detections within this distance of the object's position belong to it (LSST associates within ~1 arcsec).
 REACH_ARCSEC = 10.0
 DETECTION_COLUMNS = [

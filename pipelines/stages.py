@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from nightjar import paths
 from nightjar.lake import commit, history, read, resent, staged
+from nightjar.paths import OBJECT_ORDER
 from nightjar.pipelines.classifiers import annotations_of, chosen
 from nightjar.pipelines.context import BatchContext, commit_context
 from nightjar.pipelines.features import feature_columns, object_features, sky_of
@@ -30,8 +31,6 @@ from nightjar.streams.decode import ROW, DecodedBatch, RawBatch, Reject, decode_
 from nightjar.streams.kafka_ranges import KafkaSlice
 
 T = TypeVar("T")
-
-OBJECT_ORDER = "lastAlertMjdTai"  # the newest alert's state of an object wins
 
 
 # One fetch and one decode at a time in a worker process. Its task threads then overlap one batch's fetch (mostly

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
+from nightjar.paths import OBJECT_KEY
 from nightjar.sql import sandbox, views
 from nightjar.sql.compile import FilterSpec, compile_filters
 from nightjar.sql.parse import QueryError, clean_message, tables_read
-from nightjar.sql.streaming import OBJECT_KEY
 from nightjar.storage import Home
 
 

@@ -20,14 +20,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from nightjar.paths import OBJECT_KEY, SOURCE_KEY
 from nightjar.sql import batch_engine, sandbox, views
 from nightjar.sql.compile import PREFIX, FilterSpec, Group, Member, Plan, compile_filters, schemas_key
 from nightjar.sql.parse import QueryError, QueryTimeout, tables_read
 
 log = logging.getLogger(__name__)
 
-OBJECT_KEY = "diaObjectId"
-SOURCE_KEY = "diaSourceId"
 KEYS_SCHEMA = pa.schema([pa.field(OBJECT_KEY, pa.int64()), pa.field(SOURCE_KEY, pa.int64())])
 
 

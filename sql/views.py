@@ -20,6 +20,7 @@ from nightjar.lake.annotations import SCHEMA as ANNOTATION_SCHEMA
 from nightjar.lake.keys import first_per_key, latest_per_key
 from nightjar.lake.tns import CROSSMATCH_TNS_SCHEMA
 from nightjar.lake.watch_hits import AREA_HITS_SCHEMA, MMA_HITS_SCHEMA, WATCHLIST_HITS_SCHEMA
+from nightjar.paths import OBJECT_ORDER
 from nightjar.storage import Home
 from nightjar.streams import schemas
 from nightjar.streams.sso import SOURCE_COLUMNS as SSO_SOURCE_COLUMNS
@@ -70,7 +71,6 @@ ROW_KEYS: dict[str, tuple[str, str | None]] = {
     SS_SOURCES: ("diaObjectId", "diaSourceId"),
 }
 
-OBJECT_ORDER = "lastAlertMjdTai"  # the newest alert's state of an object wins
 
 _PROVENANCE = [
     pa.field(paths.SURVEY, pa.string()),

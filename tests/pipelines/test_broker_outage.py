@@ -27,9 +27,10 @@ from confluent_kafka import Consumer, TopicPartition
 from deltalake import DeltaTable
 from distributed import Client
 
-from nightjar import paths, records, registry
+from nightjar import paths, records
 from nightjar.pipelines.run import RunReport, run
 from nightjar.settings import Settings
+from nightjar.sql import registry
 from nightjar.sql.engine import query_lake
 from nightjar.streams import broker, kafka, simulate
 

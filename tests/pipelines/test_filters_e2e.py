@@ -16,10 +16,11 @@ import pytest
 from deltalake import DeltaTable
 from distributed import Client
 
-from nightjar import paths, records, registry
+from nightjar import paths, records
 from nightjar.lake import ledger
 from nightjar.pipelines.run import run
 from nightjar.settings import Settings
+from nightjar.sql import registry
 from nightjar.sql.engine import query_lake
 from nightjar.streams import kafka, simulate
 

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from distributed import Client
 
-from nightjar import records, registry
+from nightjar import records
 from nightjar.pipelines.run import run
 from nightjar.settings import Settings
+from nightjar.sql import registry
 from nightjar.sql.engine import query_lake
 from nightjar.streams import broker, kafka, simulate
 

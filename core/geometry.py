@@ -7,7 +7,9 @@ import numpy as np
 RAD_TO_ARCSEC = 180.0 / np.pi * 3600.0
 
 
-def separation_arcsec(ra1: np.ndarray, dec1: np.ndarray, ra2: np.ndarray, dec2: np.ndarray) -> np.ndarray:
+def separation_arcsec(
+    ra1: np.ndarray, dec1: np.ndarray, ra2: np.ndarray | float, dec2: np.ndarray | float
+) -> np.ndarray:
     """Great-circle separation in arcsec (haversine: accurate at small angles).
 
     Examples
