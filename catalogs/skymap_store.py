@@ -85,8 +85,16 @@ def _folder(map_id: int) -> str:
 
 
 def _ids(root: CatalogsRoot) -> list[int]:
-    names = watch_store.list_folders(root, paths.SKYMAPS_DIR)
-    return sorted(int(n) for n in names if n.isdigit() and watch_store.exists(root, f"{_folder(int(n))}/{INFO_FILE}"))
+    """The ids of the whole maps (those with their info file): one listing. None found on an object store checks
+    that the store answers and holds its bucket (a StorageError naming it), never "no maps"."""
+    if root.is_local:  # a folder: no listing of the hidden folders a concurrent add or remove is renaming
+        names = watch_store.list_folders(root, paths.SKYMAPS_DIR)
+        return sorted(int(n) for n in names if n.isdigit() and (root.path / _folder(int(n)) / INFO_FILE).is_file())
+    found = [name.split("/") for name in watch_store.walk(root, paths.SKYMAPS_DIR)]
+    ids = sorted(int(parts[0]) for parts in found if len(parts) == 2 and parts[0].isdigit() and parts[1] == INFO_FILE)
+    if not ids:
+        root.check_reachable()
+    return ids
 
 
 def _files(skymap: Skymap, regions: dict[int, MOC]) -> dict[str, bytes]:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import io
 import uuid
-from pathlib import PurePosixPath
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -64,20 +65,28 @@ def _failed(root: CatalogsRoot | None, fs: pafs.FileSystem, what: str, key: str,
     return WatchStoreError(f"cannot {what} {uri_of(root, key)}: {exc}")
 
 
+@contextmanager
+def _named(root: CatalogsRoot | None, fs: pafs.FileSystem, what: str, key: str) -> Iterator[None]:
+    """Turn the file system's errors into a WatchStoreError naming the location."""
+    try:
+        yield
+    except WatchStoreError:
+        raise
+    except OSError as exc:
+        raise _failed(root, fs, what, key, exc) from exc
+
+
 def read_bytes(root: CatalogsRoot | None, key: str) -> bytes:
     """The whole content of a watch file (a WatchStoreError naming it when missing or unreadable)."""
     fs, path = location(root, key)
-    try:
-        with fs.open_input_stream(path) as stream:
-            return bytes(stream.read())
-    except OSError as exc:
-        raise _failed(root, fs, "read", key, exc) from exc
+    with _named(root, fs, "read", key), fs.open_input_stream(path) as stream:
+        return bytes(stream.read())
 
 
 def write_bytes(root: CatalogsRoot, key: str, data: bytes) -> None:
     """Store ``data`` whole as the file ``key``: one output stream on object storage, a rename locally."""
     fs, path = location(root, key)
-    try:
+    with _named(root, fs, "write", key):
         if root.is_local:
             storage.make_parent(fs, path)
             partial = f"{path}.partial-{uuid.uuid4().hex}"
@@ -91,43 +100,50 @@ def write_bytes(root: CatalogsRoot, key: str, data: bytes) -> None:
         else:
             with fs.open_output_stream(path) as stream:
                 stream.write(data)
-    except OSError as exc:
-        raise _failed(root, fs, "write", key, exc) from exc
 
 
 def exists(root: CatalogsRoot, key: str) -> bool:
     """True when the file ``key`` exists (an unreachable store raises, naming it)."""
     fs, path = location(root, key)
-    try:
+    with _named(root, fs, "look for", key):
         return storage.file_exists(fs, path)
-    except OSError as exc:
-        raise _failed(root, fs, "look for", key, exc) from exc
 
 
 def delete_file(root: CatalogsRoot, key: str) -> None:
     """Remove the file ``key`` if it exists."""
     fs, path = location(root, key)
-    if storage.file_exists(fs, path):
-        fs.delete_file(path)
+    with _named(root, fs, "remove", key):
+        if storage.file_exists(fs, path):
+            fs.delete_file(path)
 
 
 def list_files(root: CatalogsRoot, folder: str) -> list[str]:
     """The names of the files directly under the folder ``folder``, sorted (none when it does not exist)."""
+    return [name.split("/")[-1] for name in walk(root, folder, recursive=False)]
+
+
+def walk(root: CatalogsRoot, folder: str, recursive: bool = True) -> list[str]:
+    """The files under ``folder``, as paths relative to it, sorted (none when it does not exist); one listing
+    request on object storage."""
     fs, path = location(root, folder)
-    found = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    return sorted(PurePosixPath(f.path).name for f in found if f.type == pafs.FileType.File)
+    with _named(root, fs, "list", folder):
+        found = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=recursive))
+    start = len(path.rstrip("/")) + 1
+    return sorted(f.path[start:] for f in found if f.type == pafs.FileType.File)
 
 
 def list_folders(root: CatalogsRoot, folder: str) -> list[str]:
     """The names of the folders directly under ``folder``, sorted."""
     fs, path = location(root, folder)
-    return storage.list_folders(fs, path)
+    with _named(root, fs, "list", folder):
+        return storage.list_folders(fs, path)
 
 
 def delete_folder(root: CatalogsRoot, folder: str) -> None:
     """Remove the folder ``folder`` and everything under it, if it exists."""
     fs, path = location(root, folder)
-    storage.remove_tree(fs, path)
+    with _named(root, fs, "remove", folder):
+        storage.remove_tree(fs, path)
 
 
 def parquet_bytes(table: pa.Table, row_group_size: int | None = None) -> bytes:

@@ -156,6 +156,8 @@ def test_a_missing_watch_file_fails_loudly_and_an_unreachable_store_names_itself
         watch_registry.add_watchlist(db, nowhere, "lost", cones)
     assert "no bucket" in str(failed.value)
     assert watch_registry.list_watchlists(db) == []  # the row was not committed
+    with pytest.raises(StorageError, match="no bucket 'no-such-bucket-here'"):
+        skymap_store.list_skymaps(nowhere)  # never "no maps"
     with pytest.raises(StorageError, match="must be given"):
         watch_registry.delete_watchlist(db, nowhere, 1)
     db.dispose()
