@@ -12,6 +12,7 @@ pipeline's workers key their cached indexes by it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,7 @@ from nightjar.sql.registry import LOCAL_OWNER, RegistryError, check_name
 from nightjar.sql.registry_models import VISIBILITIES, WatchlistRow, WatchmapRow
 from nightjar.storage import CatalogsHome, CatalogsRoot, Home
 
+log = logging.getLogger(__name__)
 _Row = TypeVar("_Row", WatchlistRow, WatchmapRow)
 _T = TypeVar("_T")
 _KIND_NAME: dict[type, str] = {WatchlistRow: "watchlist", WatchmapRow: "watchmap"}
@@ -170,9 +172,14 @@ def _drop_old_files(root: CatalogsRoot, folder: str, keep_from: int) -> None:
 
 
 def _forget_written(root: CatalogsRoot, written: str | None) -> None:
-    """Remove a file written for a transaction that failed."""
-    if written is not None:
+    """Remove a file written for a transaction that failed (a file left behind is only logged: the transaction's
+    own error is the one to raise, and no row names the file)."""
+    if written is None:
+        return
+    try:
         watch_store.delete_file(root, written)
+    except OSError as exc:
+        log.warning("could not remove %s after a failed change: %s", watch_store.uri_of(root, written), exc)
 
 
 def _check_cones(cones: pa.Table) -> None:

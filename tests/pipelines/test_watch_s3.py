@@ -9,12 +9,14 @@ import io
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import astropy.units as u
 import numpy as np
 import pyarrow as pa
 import pytest
+from distributed import Client
 from mocpy import MOC
 
 from nightjar import paths
@@ -24,13 +26,16 @@ from nightjar.catalogs.watch_index import WatchlistSpec
 from nightjar.catalogs.watch_migrate import migrate_watch_files, watch_root
 from nightjar.catalogs.watch_store import WatchStoreError
 from nightjar.catalogs.watchmap import from_circle
+from nightjar.pipelines.run import run
 from nightjar.pipelines.skymap_match import skymap_hits
 from nightjar.pipelines.watch import WatchSet, alerts_of, hits_of
 from nightjar.settings import Settings
 from nightjar.sql import registry, watch_registry
 from nightjar.storage import CatalogsRoot, StorageError
+from nightjar.streams import simulate
 
 from ..conftest import S3Server
+from ..kafka_offsets import committed
 from .test_watch import astropy_hits, gcvs_cones
 
 RADIUS = 20.0  # arcsec, the lists' default
@@ -302,3 +307,22 @@ def test_two_processes_migrating_at_once(
     lists, _ = watch_registry.active_specs(db, root)
     db.dispose()
     _same(_hits(WatchSet(lists), alerts), astropy_hits(cones, RADIUS, alerts))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_watch_file_missing_on_the_store_fails_the_batch_and_commits_no_offset(
+    kafka_settings: Settings, s3_root: CatalogsRoot, dask_client: Client, cones: pa.Table
+) -> None:
+    settings = kafka_settings.model_copy(
+        update={"catalogs_uri": s3_root.uri, "storage_options": dict(s3_root.options), "batch_size": 100}
+    )
+    db = registry.engine(settings.metadata_url)
+    made = watch_registry.add_watchlist(db, settings.catalogs, "vanishing", cones)
+    db.dispose()
+    watch_store.delete_file(s3_root, made.key)  # lost behind the registry's back
+    topic = f"lost-list-{uuid.uuid4().hex[:8]}"
+    simulate.produce(settings, topic, 100, seed=3, config=simulate.SimConfig(history_days=0))
+    with pytest.raises(Exception, match=made.key):
+        run(settings, dask_client, topic, max_alerts=100, idle_exit_s=30)
+    assert all(o < 0 for o in committed(settings, topic))  # the alerts will be read again
