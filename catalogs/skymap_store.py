@@ -73,7 +73,9 @@ class SkymapSpec:
     window_days: float
     event_id: str = ""
     added: str = ""  # a map removed and another stored under its id are told apart by this
-    root: CatalogsRoot | None = None  # where the maps live; ``folder`` is within it (None: a local folder)
+    root: CatalogsRoot | None = field(
+        default=None, hash=False
+    )  # where the maps live; ``folder`` is within it (None: a local folder)
 
     @property
     def window_end_mjd(self) -> float:

@@ -10,7 +10,7 @@ the loops run over tiers only, so a 10^7-cone list costs a few binary searches p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -37,7 +37,9 @@ class WatchlistSpec:
     radius_arcsec: float  # the list's default radius
     owner: str = "local"
     public: bool = True  # private and group lists' hits are their owner's alone
-    root: CatalogsRoot | None = None  # where the watch files live (``Settings.catalogs``), with its storage options
+    root: CatalogsRoot | None = field(
+        default=None, hash=False
+    )  # where the watch files live (``Settings.catalogs``), with its storage options
 
 
 @dataclass

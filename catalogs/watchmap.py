@@ -4,7 +4,7 @@ a HEALPix probability map, and the test of which alerts lie inside one, with the
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import astropy.units as u
@@ -35,7 +35,9 @@ class WatchmapSpec:
     path: str  # its MOC: ``paths.watchmap_key`` within ``root`` (a local path when ``root`` is None)
     owner: str = "local"
     public: bool = True  # private and group areas' hits are their owner's alone
-    root: CatalogsRoot | None = None  # where the watch files live (``Settings.catalogs``), with its storage options
+    root: CatalogsRoot | None = field(
+        default=None, hash=False
+    )  # where the watch files live (``Settings.catalogs``), with its storage options
 
 
 def _checked(moc: MOC, what: str) -> MOC:
