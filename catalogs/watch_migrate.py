@@ -114,7 +114,6 @@ def migrate_watch_files(home: Path, root: CatalogsRoot) -> list[str]:
                 _to_local(old, root.path / new)
             else:
                 _to_store(old, root, new)
-            log.info("moved %s to %s/%s", old, root.uri, new)
             moved.append(old.name)
     return moved
 
@@ -124,5 +123,6 @@ def watch_root(settings: Settings) -> CatalogsRoot:
     root = settings.catalogs
     home = Path(settings.home)
     if home.is_dir():
-        migrate_watch_files(home, root)
+        for name in migrate_watch_files(home, root):
+            log.info("moved %s to %s", home / name, root.uri)
     return root
