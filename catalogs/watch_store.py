@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -98,8 +98,14 @@ def write_bytes(root: CatalogsRoot, key: str, data: bytes) -> None:
                 if storage.file_exists(fs, partial):
                     fs.delete_file(partial)
         else:
-            with fs.open_output_stream(path) as stream:
-                stream.write(data)
+            try:
+                with fs.open_output_stream(path) as stream:
+                    stream.write(data)
+            except OSError:
+                # The stream may still have completed a partial upload (apache/arrow#40502): take it away.
+                with suppress(OSError):
+                    fs.delete_file(path)
+                raise
 
 
 def exists(root: CatalogsRoot, key: str) -> bool:
