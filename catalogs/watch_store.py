@@ -98,13 +98,16 @@ def write_bytes(root: CatalogsRoot, key: str, data: bytes) -> None:
                 if storage.file_exists(fs, partial):
                     fs.delete_file(partial)
         else:
+            replacing = storage.file_exists(fs, path)
             try:
                 with fs.open_output_stream(path) as stream:
                     stream.write(data)
             except OSError:
-                # The stream may still have completed a partial upload (apache/arrow#40502): take it away.
-                with suppress(OSError):
-                    fs.delete_file(path)
+                # The stream may still have completed a partial upload (apache/arrow#40502): take a new file away
+                # (a replaced one, a skymap's info, is left to the next write rather than lose the map).
+                if not replacing:
+                    with suppress(OSError):
+                        fs.delete_file(path)
                 raise
 
 
