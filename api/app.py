@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 import uvicorn
@@ -33,6 +32,7 @@ from nightjar.api import (
 from nightjar.api.auth import Auth, Caller
 from nightjar.api.params import known_query_parameters
 from nightjar.api.web import pages
+from nightjar.catalogs.watch_migrate import watch_root
 from nightjar.lake.serving import LakeReader
 from nightjar.pipelines.watch_history import WatchJobManager
 from nightjar.settings import Settings
@@ -84,12 +84,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(exports.router(export_manager))
     app.include_router(filters.router(filters_db, settings.lake))
     app.state.watch_jobs = watch_jobs
-    app.include_router(watchlists.router(filters_db, FilePath(settings.home), watch_jobs, settings.lake))
+    watch_files = watch_root(settings)  # an older home's watch files are moved under the catalogues' root first
+    app.include_router(watchlists.router(filters_db, watch_files, watch_jobs, settings.lake))
     app.include_router(filter_messages.router(settings, filters_db))
     app.include_router(annotation_api.router(settings))
     app.include_router(lasair_annotate.router(settings))
-    app.include_router(skymaps.router(FilePath(settings.home), settings.lake))
-    pages.install(app, settings, filters_db, watch_jobs)
+    app.include_router(skymaps.router(watch_files, settings.lake))
+    pages.install(app, settings, filters_db, watch_jobs, watch_files)
     api_docs.install(app)
 
     @app.get("/api/v1/health")

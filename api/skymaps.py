@@ -24,11 +24,11 @@ from pydantic import BaseModel, Field
 from nightjar.api import users
 from nightjar.api.auth import Caller, require
 from nightjar.api.users import User
-from nightjar.catalogs import skymap_store
+from nightjar.catalogs import skymap_store, watch_store
 from nightjar.catalogs.skymap import SkymapError, read_skymap
 from nightjar.lake import mma_hits
 from nightjar.pipelines.skymap_history import drop_skymap, ingest_skymap
-from nightjar.storage import Home
+from nightjar.storage import CatalogsHome, Home
 
 MapId = Annotated[int, PathParam(ge=1, le=2**62)]
 MAX_FITS = 200_000_000  # characters of base64 (a multi-order map is ~1 MB; a flat nside-2048 map ~400 MB)
@@ -51,7 +51,7 @@ def _described(lake: Home, info: skymap_store.SkymapInfo) -> dict[str, Any]:
     return {**asdict(info), "hits": mma_hits.rows_of_map(lake, info.id).num_rows}
 
 
-def add_from_bytes(home: Path, content: bytes, **options: Any) -> tuple[skymap_store.SkymapInfo, Any]:
+def add_from_bytes(home: CatalogsHome, content: bytes, **options: Any) -> tuple[skymap_store.SkymapInfo, Any]:
     """Check and store a skymap given as FITS bytes (the API and the GCN notice consumer)."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "skymap.fits"
@@ -60,9 +60,9 @@ def add_from_bytes(home: Path, content: bytes, **options: Any) -> tuple[skymap_s
     return ingest_skymap(home, skymap, **options)
 
 
-def router(home: Path, lake: Home | None = None) -> APIRouter:
+def router(home: CatalogsHome, lake: Home | None = None) -> APIRouter:
     """The skymap routes: maps stored under ``home``, their hits in ``lake`` (None: the home's own lake)."""
-    hits_in: Home = lake or home
+    hits_in = watch_store.lake_for(home, lake)
     api = APIRouter(tags=["skymaps"])
 
     def found(map_id: int) -> skymap_store.SkymapInfo:

@@ -31,7 +31,7 @@ from nightjar.pipelines.watch_history import WatchJobManager
 from nightjar.sql import watch_registry
 from nightjar.sql.registry import RegistryError
 from nightjar.sql.watch_registry import Watchlist, Watchmap
-from nightjar.storage import Home
+from nightjar.storage import CatalogsHome, Home
 
 T = TypeVar("T", Watchlist, Watchmap)
 
@@ -166,7 +166,9 @@ def visible_list(db: Engine, kind: str, list_id: int, user: User) -> Any:
 ERRORS = (RegistryError, WatchFileError, watchmap.WatchmapError)
 
 
-def new_watchlist(db: Engine, home: Path, jobs: WatchJobManager, user: User, body: WatchlistCreate) -> dict[str, Any]:
+def new_watchlist(
+    db: Engine, home: CatalogsHome, jobs: WatchJobManager, user: User, body: WatchlistCreate
+) -> dict[str, Any]:
     """Create ``user``'s watchlist and start matching it over the history; a 400 naming each bad line. The API
     and the portal's upload form both create watchlists through this."""
     try:
@@ -190,7 +192,9 @@ def new_watchlist(db: Engine, home: Path, jobs: WatchJobManager, user: User, bod
     return out
 
 
-def new_watchmap(db: Engine, home: Path, jobs: WatchJobManager, user: User, body: WatchmapCreate) -> dict[str, Any]:
+def new_watchmap(
+    db: Engine, home: CatalogsHome, jobs: WatchJobManager, user: User, body: WatchmapCreate
+) -> dict[str, Any]:
     """Create ``user``'s watchmap from an area (MOC or probability map, polygon, circle) and start matching it
     over the history; a 400 with the problem."""
     try:
@@ -216,7 +220,7 @@ def new_watchmap(db: Engine, home: Path, jobs: WatchJobManager, user: User, body
     return out
 
 
-def router(db: Engine, home: Path, jobs: WatchJobManager, lake: Home | None = None) -> APIRouter:
+def router(db: Engine, home: CatalogsHome, jobs: WatchJobManager, lake: Home | None = None) -> APIRouter:
     api = APIRouter(tags=["watchlists"])
     kinds = KINDS
 
@@ -368,7 +372,7 @@ def _shared_routes(
     owned: Any,
     history: Any,
     db: Engine,
-    home: Path,
+    home: CatalogsHome,
     jobs: WatchJobManager,
     lake: Home | None = None,
 ) -> None:

@@ -10,20 +10,19 @@ the loops run over tiers only, so a 10^7-cone list costs a few binary searches p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from nightjar.catalogs import healpix
+from nightjar.catalogs import healpix, watch_store
 from nightjar.catalogs.cache import CacheStats, IndexCache
 from nightjar.catalogs.index import TIER_BOUNDS, merge_small_tiers, tier_of
 from nightjar.catalogs.standardize import spatial_index
 from nightjar.catalogs.watch_files import CONES_SCHEMA
 from nightjar.geometry import separation_arcsec
+from nightjar.storage import CatalogsRoot
 
 HPX = "hpx29"
 
@@ -34,10 +33,13 @@ class WatchlistSpec:
 
     id: int
     version: int
-    path: str  # its cones, ``paths.watchlist_file``
+    path: str  # its cones: ``paths.watchlist_key`` within ``root`` (a local path when ``root`` is None)
     radius_arcsec: float  # the list's default radius
     owner: str = "local"
     public: bool = True  # private and group lists' hits are their owner's alone
+    root: CatalogsRoot | None = field(
+        default=None, hash=False
+    )  # where the watch files live (``Settings.catalogs``), with its storage options
 
 
 @dataclass
@@ -98,18 +100,19 @@ def build_index(cones: pa.Table, default_radius: float) -> ConeIndex:
     return ConeIndex(tiers, column("ra"), column("dec"), radius, column("coneId").astype(np.int64), names)
 
 
-def load_index(path: Path, default_radius: float) -> ConeIndex:
-    """The :class:`ConeIndex` of a stored watchlist file."""
-    return build_index(pq.read_table(path), default_radius)
+def load_index(spec: WatchlistSpec) -> ConeIndex:
+    """The :class:`ConeIndex` of a stored watchlist file (a WatchStoreError naming it when it cannot be read: the
+    batch fails, and its offsets are not committed)."""
+    return build_index(watch_store.read_parquet(spec.root, spec.path), spec.radius_arcsec)
 
 
-_CACHE: IndexCache[tuple[str, int, float], ConeIndex] = IndexCache()
+_CACHE: IndexCache[tuple[str, str, int, float], ConeIndex] = IndexCache()
 
 
 def cached_index(spec: WatchlistSpec, budget_bytes: int) -> ConeIndex:
     """This process's index of a watchlist version, built from its file on first use."""
-    key = (spec.path, spec.version, float(spec.radius_arcsec))
-    return _CACHE.get(key, lambda: load_index(Path(spec.path), spec.radius_arcsec), budget_bytes)
+    key = (spec.root.uri if spec.root else "", spec.path, spec.version, float(spec.radius_arcsec))
+    return _CACHE.get(key, lambda: load_index(spec), budget_bytes)
 
 
 def clear_cache() -> None:

@@ -4,7 +4,7 @@ a HEALPix probability map, and the test of which alerts lie inside one, with the
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import astropy.units as u
@@ -13,8 +13,10 @@ from astropy.coordinates import Latitude, Longitude
 from astropy.io import fits
 from mocpy import MOC
 
+from nightjar.catalogs import watch_store
 from nightjar.catalogs.cache import IndexCache
 from nightjar.errors import UserError
+from nightjar.storage import CatalogsRoot
 
 MAX_ORDER = 29
 DEFAULT_ORDER = 12  # polygons and circles: cells of 52″ at the boundary
@@ -31,9 +33,12 @@ class WatchmapSpec:
 
     id: int
     version: int
-    path: str  # its MOC, ``paths.watchmap_file``
+    path: str  # its MOC: ``paths.watchmap_key`` within ``root`` (a local path when ``root`` is None)
     owner: str = "local"
     public: bool = True  # private and group areas' hits are their owner's alone
+    root: CatalogsRoot | None = field(
+        default=None, hash=False
+    )  # where the watch files live (``Settings.catalogs``), with its storage options
 
 
 def _checked(moc: MOC, what: str) -> MOC:
@@ -127,6 +132,7 @@ def _check_positions(ra: np.ndarray, dec: np.ndarray) -> None:
 
 
 def save(moc: MOC, path: Path) -> None:
+    """Write ``moc`` as a local MOC FITS file (the stored watchmaps go through ``catalogs.watch_store``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     moc.save(path, format="fits", overwrite=True)
 
@@ -154,11 +160,11 @@ class AreaIndex:
         return (at >= 0) & (hpx29 < self.ends[np.maximum(at, 0)]) if self.starts.size else np.zeros(hpx29.size, bool)
 
 
-_CACHE: IndexCache[tuple[str, int], AreaIndex] = IndexCache()
+_CACHE: IndexCache[tuple[str, str, int], AreaIndex] = IndexCache()
 
 
 def cached_area(spec: WatchmapSpec, budget_bytes: int) -> AreaIndex:
-    """This process's index of a watchmap version, read from its file on first use."""
-    return _CACHE.get(
-        (spec.path, spec.version), lambda: AreaIndex.of(MOC.load(Path(spec.path), format="fits")), budget_bytes
-    )
+    """This process's index of a watchmap version, read from its file on first use (a WatchStoreError naming the
+    file when it cannot be read: the batch fails, and its offsets are not committed)."""
+    key = (spec.root.uri if spec.root else "", spec.path, spec.version)
+    return _CACHE.get(key, lambda: AreaIndex.of(watch_store.read_moc(spec.root, spec.path)), budget_bytes)

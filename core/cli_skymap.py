@@ -94,10 +94,11 @@ def add_parsers(sub: argparse._SubParsersAction, handler: Any) -> None:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.catalogs import skymap_store
     from nightjar.catalogs.skymap import read_skymap
+    from nightjar.catalogs.watch_migrate import watch_root
     from nightjar.lake import mma_hits
     from nightjar.pipelines.skymap_history import drop_skymap, ingest_skymap
 
-    home = Path(settings.home)
+    home = watch_root(settings)
     if args.action == "add":
         skymap = read_skymap(args.file)
         options: dict[str, Any] = {

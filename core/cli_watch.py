@@ -202,9 +202,10 @@ def _describe(item: Any) -> dict[str, Any]:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.catalogs.watch_files import read_cones
+    from nightjar.catalogs.watch_migrate import watch_root
     from nightjar.sql import registry, watch_registry
 
-    home = Path(settings.home)
+    home = watch_root(settings)
     db = registry.engine(settings.metadata_url)
     kind: str = args.kind
     try:

@@ -156,13 +156,23 @@ HPX_ORDER_MAX = 29
 FILTER_LEDGER = "filter_ledger"
 # Results of long queries run as jobs (Parquet files), under NIGHTJAR_HOME.
 JOBS_DIR = "jobs"
-# Watchlists' cones (Parquet) and watchmaps' regions (MOC FITS), one file per version, under NIGHTJAR_HOME; the
-# metadata database holds their owners, names and versions. History matching jobs keep their state beside them.
-WATCHLISTS_DIR = "watchlists"
-WATCHMAPS_DIR = "watchmaps"
+# Watchlists' cones (Parquet) and watchmaps' regions (MOC FITS), one file per version, and skymaps (probability maps
+# of gravitational-wave, GRB and neutrino events, one folder per map), under the catalogues' root
+# (``Settings.catalogs``: NIGHTJAR_CATALOGS_URI, default NIGHTJAR_HOME/catalogs), so Dask workers reach them with
+# the root alone (``catalogs.watch_store``); the metadata database holds the lists' owners, names and versions.
+WATCH_DIR = "_watch"
+WATCHLISTS_DIR = "watchlists"  # under WATCH_DIR
+WATCHMAPS_DIR = "watchmaps"  # under WATCH_DIR
+SKYMAPS_DIR = "_skymaps"
+# Where an older home kept them (NIGHTJAR_HOME/<name>); moved under the catalogues' root on start, and renamed
+# <name> + OLD_UPLOADED_SUFFIX when copied to object storage (``catalogs.watch_migrate``).
+OLD_WATCHLISTS_DIR = "watchlists"
+OLD_WATCHMAPS_DIR = "watchmaps"
+OLD_SKYMAPS_DIR = "skymaps"
+OLD_UPLOADED_SUFFIX = ".uploaded"
+WATCH_MIGRATION_LOCK = ".watch-migration.lock"  # under NIGHTJAR_HOME
+# History matching jobs keep their state under NIGHTJAR_HOME.
 WATCH_JOBS_DIR = "watch-jobs"
-# Skymaps (probability maps of gravitational-wave, GRB and neutrino events): one folder per map, under NIGHTJAR_HOME.
-SKYMAPS_DIR = "skymaps"
 # Exports made through the API: one folder of Parquet files and a manifest each, under NIGHTJAR_HOME.
 EXPORTS_DIR = "exports"
 
@@ -182,14 +192,23 @@ def catalogs_dir(home: Path) -> Path:
     return home / CATALOGS_DIR
 
 
-def watchlist_file(home: Path, watchlist_id: int, version: int) -> Path:
-    """The cones of one version of a watchlist (Parquet, sorted by ``hpx29``)."""
-    return home / WATCHLISTS_DIR / str(watchlist_id) / f"v{version}.parquet"
+def watchlist_key(watchlist_id: int, version: int) -> str:
+    """The cones of one version of a watchlist (Parquet, sorted by ``hpx29``), within the catalogues' root.
+
+    >>> watchlist_key(7, 2)
+    '_watch/watchlists/7/v2.parquet'
+    """
+    return f"{WATCH_DIR}/{WATCHLISTS_DIR}/{watchlist_id}/v{version}.parquet"
 
 
-def watchmap_file(home: Path, watchmap_id: int, version: int) -> Path:
-    """The region of one version of a watchmap (a MOC in FITS)."""
-    return home / WATCHMAPS_DIR / str(watchmap_id) / f"v{version}.fits"
+def watchmap_key(watchmap_id: int, version: int) -> str:
+    """The region of one version of a watchmap (a MOC in FITS), within the catalogues' root."""
+    return f"{WATCH_DIR}/{WATCHMAPS_DIR}/{watchmap_id}/v{version}.fits"
+
+
+def skymap_key(map_id: int) -> str:
+    """The folder of one stored skymap, within the catalogues' root."""
+    return f"{SKYMAPS_DIR}/{map_id}"
 
 
 def broker_dir(home: Path) -> Path:

@@ -26,9 +26,10 @@ from confluent_kafka import Consumer
 
 from nightjar.catalogs.skymap import SkymapError, read_skymap
 from nightjar.catalogs.skymap_store import SkymapInfo, list_skymaps, set_active
+from nightjar.catalogs.watch_migrate import watch_root
 from nightjar.pipelines.skymap_history import ingest_skymap
 from nightjar.settings import Settings
-from nightjar.storage import Home
+from nightjar.storage import CatalogsHome, Home
 from nightjar.streams import kafka
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def parse_notice(payload: bytes) -> Notice:
     return notice
 
 
-def _deactivate(home: Path, superevent_id: str, keep: int | None = None) -> list[int]:
+def _deactivate(home: CatalogsHome, superevent_id: str, keep: int | None = None) -> list[int]:
     stopped = []
     for info in list_skymaps(home):
         if info.event_id == superevent_id and info.active and info.id != keep:
@@ -96,7 +97,7 @@ def _deactivate(home: Path, superevent_id: str, keep: int | None = None) -> list
     return stopped
 
 
-def apply_notice(home: Path, notice: Notice, lake: Home | None = None) -> SkymapInfo | None:
+def apply_notice(home: CatalogsHome, notice: Notice, lake: Home | None = None) -> SkymapInfo | None:
     """Store a notice's skymap (superseding the superevent's earlier maps), or apply a retraction; its hits go to
     ``lake`` (None: the home's own lake)."""
     if notice.alert_type == RETRACTION:
@@ -138,7 +139,7 @@ def listen(
     group: str = "nightjar-skymap-notices",
 ) -> ListenReport:
     """Consume IGWN notices from ``topic`` and apply each (offsets committed after each message is applied)."""
-    home = Path(settings.home)
+    home = watch_root(settings)
     # Notices apply in the order they are read (a newer map supersedes, a retraction stops): one partition keeps
     # the order they were published in, as on GCN's own topic. A topic that exists already is used as it is.
     kafka.ensure_topics(settings, [topic], partitions=1)

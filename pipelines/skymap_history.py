@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from nightjar import paths
+from nightjar.catalogs import watch_store
 from nightjar.catalogs.skymap import Skymap
 from nightjar.catalogs.skymap_store import SkymapInfo, SkymapSpec, add_skymap, remove_skymap, spec_of
 from nightjar.lake import mma_hits, read
@@ -25,7 +25,7 @@ from nightjar.lake.watch_hits import MMA_HITS_SCHEMA
 from nightjar.pipelines.skymap_match import skymap_hits
 from nightjar.pipelines.watch import alerts_of
 from nightjar.pipelines.watch_history import CHUNK_ROWS, READ_COLUMNS
-from nightjar.storage import Home
+from nightjar.storage import CatalogsHome, Home
 
 Progress = Callable[[int, int], None]  # (alerts done, alerts in all)
 CACHE_BYTES = 1 << 30
@@ -70,7 +70,7 @@ def match_skymap_history(home: Home, spec: SkymapSpec, progress: Progress | None
 
 
 def ingest_skymap(
-    home: Path,
+    home: CatalogsHome,
     skymap: Skymap,
     history: bool = True,
     progress: Progress | None = None,
@@ -81,11 +81,13 @@ def ingest_skymap(
     ``history`` is False, match it over the lake's history at once (``lake``: ``Settings.lake``; None: the home's
     own lake). The live pipeline matches it from its next batch."""
     info = add_skymap(home, skymap, **options)
-    result = match_skymap_history(lake or home, spec_of(home, info), progress) if history else None
+    hits_in = watch_store.lake_for(home, lake)
+    result = match_skymap_history(hits_in, spec_of(home, info), progress) if history else None
     return info, result
 
 
-def drop_skymap(home: Path, map_id: int, lake: Home | None = None) -> None:
+def drop_skymap(home: CatalogsHome, map_id: int, lake: Home | None = None) -> None:
     """Remove a stored skymap and its hits (in ``lake``; None: the home's own lake)."""
+    hits_in = watch_store.lake_for(home, lake)
     remove_skymap(home, map_id)
-    mma_hits.forget_map(lake or home, map_id)
+    mma_hits.forget_map(hits_in, map_id)

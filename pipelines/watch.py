@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +22,7 @@ from nightjar import paths
 from nightjar.catalogs.skymap_store import SkymapSpec, active_specs
 from nightjar.catalogs.standardize import spatial_index
 from nightjar.catalogs.watch_index import WatchlistSpec, cached_index, match
+from nightjar.catalogs.watch_migrate import watch_root
 from nightjar.catalogs.watchmap import WatchmapSpec, cached_area
 from nightjar.lake import watch_hits
 from nightjar.lake.watch_hits import AREA_HITS_SCHEMA, MMA_HITS_SCHEMA, WATCHLIST_HITS_SCHEMA
@@ -62,8 +62,9 @@ class BatchHits:
 def active_watch(settings: Settings, db: Engine) -> WatchSet | None:
     """The active watchlists and watchmaps of the metadata database and the active skymaps of the home; None
     when there are none."""
-    lists, maps = watch_registry.active_specs(db, Path(settings.home))
-    found = WatchSet(lists, maps, settings.watch_cache_mb << 20, active_specs(Path(settings.home)))
+    root = watch_root(settings)
+    lists, maps = watch_registry.active_specs(db, root)
+    found = WatchSet(lists, maps, settings.watch_cache_mb << 20, active_specs(root))
     return found if found else None
 
 

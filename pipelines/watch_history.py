@@ -49,7 +49,7 @@ class HistoryResult:
 def _watch_set(settings: Settings, kind: str, list_id: int) -> WatchSet:
     db = registry.engine(settings.metadata_url)
     try:
-        home = Path(settings.home)
+        home = settings.catalogs
         cache = settings.watch_cache_mb << 20
         if kind == "watchlist":
             return WatchSet((watch_registry.get_watchlist(db, list_id).spec(home),), (), cache)

@@ -112,7 +112,8 @@ class AvroSchemaRow(Base):
 
 class WatchlistRow(Base):
     """A watchlist: a named set of cones, owned and shared like a filter. Its cones are a Parquet file per
-    version (``paths.watchlist_file``); ``version`` changes with every change of the cones. Ids are never reused."""
+    version (``paths.watchlist_key``, under the catalogues' root); ``version`` changes with every change of the
+    cones. Ids are never reused."""
 
     __tablename__ = "watchlists"
     __table_args__ = (
@@ -137,7 +138,7 @@ class WatchlistRow(Base):
 
 class WatchmapRow(Base):
     """A watchmap: a named sky area (a MOC), owned and shared like a filter; its MOC is a FITS file per version
-    (``paths.watchmap_file``). Ids are never reused."""
+    (``paths.watchmap_key``, under the catalogues' root). Ids are never reused."""
 
     __tablename__ = "watchmaps"
     __table_args__ = (

@@ -1,39 +1,43 @@
-"""Watchlists and watchmaps in the metadata database: add, edit, delete, list; their files under NIGHTJAR_HOME.
+"""Watchlists and watchmaps in the metadata database: add, edit, delete, list; their files under the catalogues'
+root (``Settings.catalogs``, ``catalogs.watch_store``; a home folder passed as ``home`` means its ``catalogs/``).
 
 A watchlist (named cones) or watchmap (a named sky area) belongs to an owner and has a visibility (``private``,
 ``public`` or ``group``, as filters; ``group`` lists are their owner's until users have groups), an active flag
 and a description. Its content is a file per version (cones: Parquet sorted by HEALPix; areas: a MOC in FITS),
-written inside the database transaction that records it: a list is created whole or not at all. Each change of
+written (whole, from bytes in memory) inside the database transaction that records it and removed if that
+transaction fails: a list is created whole or not at all. Each change of
 the content (cones added, removed or replaced, a new default radius, a new area) makes a new version; the
 pipeline's workers key their cached indexes by it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from mocpy import MOC
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from nightjar import paths
+from nightjar.catalogs import watch_store
 from nightjar.catalogs.watch_files import CONES_SCHEMA, WatchFileError, check_radius
 from nightjar.catalogs.watch_index import HPX, WatchlistSpec, sorted_cones
-from nightjar.catalogs.watchmap import KINDS, WatchmapSpec, save
+from nightjar.catalogs.watch_store import root_of
+from nightjar.catalogs.watchmap import KINDS, WatchmapSpec
 from nightjar.lake import watch_hits
 from nightjar.sql.registry import LOCAL_OWNER, RegistryError, check_name
 from nightjar.sql.registry_models import VISIBILITIES, WatchlistRow, WatchmapRow
-from nightjar.storage import Home
+from nightjar.storage import CatalogsHome, CatalogsRoot, Home
 
+log = logging.getLogger(__name__)
 _Row = TypeVar("_Row", WatchlistRow, WatchmapRow)
 _T = TypeVar("_T")
 _KIND_NAME: dict[type, str] = {WatchlistRow: "watchlist", WatchmapRow: "watchmap"}
@@ -58,12 +62,15 @@ class Watchlist:
     created: datetime
     updated: datetime
 
-    def file(self, home: Path) -> Path:
-        return paths.watchlist_file(home, self.id, self.version)
+    @property
+    def key(self) -> str:
+        """Its current cones within the catalogues' root (``paths.watchlist_key``)."""
+        return paths.watchlist_key(self.id, self.version)
 
-    def spec(self, home: Path) -> WatchlistSpec:
+    def spec(self, home: CatalogsHome) -> WatchlistSpec:
         public = self.visibility == "public"
-        return WatchlistSpec(self.id, self.version, str(self.file(home)), self.radius_arcsec, self.owner, public)
+        root = root_of(home)
+        return WatchlistSpec(self.id, self.version, self.key, self.radius_arcsec, self.owner, public, root)
 
 
 @dataclass(frozen=True)
@@ -83,11 +90,14 @@ class Watchmap:
     created: datetime
     updated: datetime
 
-    def file(self, home: Path) -> Path:
-        return paths.watchmap_file(home, self.id, self.version)
+    @property
+    def key(self) -> str:
+        """Its current area within the catalogues' root (``paths.watchmap_key``)."""
+        return paths.watchmap_key(self.id, self.version)
 
-    def spec(self, home: Path) -> WatchmapSpec:
-        return WatchmapSpec(self.id, self.version, str(self.file(home)), self.owner, self.visibility == "public")
+    def spec(self, home: CatalogsHome) -> WatchmapSpec:
+        public = self.visibility == "public"
+        return WatchmapSpec(self.id, self.version, self.key, self.owner, public, root_of(home))
 
     @property
     def area_sq_deg(self) -> float:
@@ -142,22 +152,34 @@ def can_see(owner: str, visibility: str, requester: str | None, admin: bool = Fa
     return visibility == "public" or admin or (requester is not None and owner == requester)
 
 
-def _write_cones(home: Path, watchlist_id: int, version: int, cones: pa.Table) -> Path:
-    path = paths.watchlist_file(home, watchlist_id, version)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write_cones(root: CatalogsRoot, watchlist_id: int, version: int, cones: pa.Table) -> str:
+    key = paths.watchlist_key(watchlist_id, version)
     table = cones if HPX in cones.column_names else sorted_cones(cones)
-    partial = path.with_suffix(".partial")
-    pq.write_table(table, partial, row_group_size=1 << 20)
-    partial.replace(path)
-    return path
+    watch_store.write_bytes(root, key, watch_store.parquet_bytes(table, row_group_size=1 << 20))
+    return key
 
 
-def _drop_old_files(folder: Path, keep_from: int) -> None:
+def _folder(key: str) -> str:
+    return key.rsplit("/", 1)[0]
+
+
+def _drop_old_files(root: CatalogsRoot, folder: str, keep_from: int) -> None:
     """Files of versions before ``keep_from`` (a batch in flight may still read the previous version)."""
-    for old in folder.glob("v*.*"):
-        number = old.stem.removeprefix("v")
-        if number.isdigit() and int(number) < keep_from:
-            old.unlink(missing_ok=True)
+    for name in watch_store.list_files(root, folder):
+        number = name.split(".", 1)[0].removeprefix("v")
+        if name.startswith("v") and number.isdigit() and int(number) < keep_from:
+            watch_store.delete_file(root, f"{folder}/{name}")
+
+
+def _forget_written(root: CatalogsRoot, written: str | None) -> None:
+    """Remove a file written for a transaction that failed (a file left behind is only logged: the transaction's
+    own error is the one to raise, and no row names the file)."""
+    if written is None:
+        return
+    try:
+        watch_store.delete_file(root, written)
+    except OSError as exc:
+        log.warning("could not remove %s after a failed change: %s", watch_store.uri_of(root, written), exc)
 
 
 def _check_cones(cones: pa.Table) -> None:
@@ -169,7 +191,7 @@ def _check_cones(cones: pa.Table) -> None:
 
 def add_watchlist(
     eng: Engine,
-    home: Path,
+    home: CatalogsHome,
     name: str,
     cones: pa.Table,
     *,
@@ -185,7 +207,8 @@ def add_watchlist(
     _visibility(visibility)
     check_radius(radius_arcsec)
     _check_cones(cones)
-    written: Path | None = None
+    root = root_of(home)
+    written: str | None = None
     try:
         with Session(eng) as session, session.begin():
             clash = session.scalar(select(WatchlistRow).where(WatchlistRow.owner == owner, WatchlistRow.name == name))
@@ -204,17 +227,16 @@ def add_watchlist(
             )
             session.add(row)
             session.flush()
-            written = _write_cones(home, row.id, 1, cones)
+            written = _write_cones(root, row.id, 1, cones)
             return _watchlist(row)
     except BaseException:
-        if written is not None:
-            written.unlink(missing_ok=True)
+        _forget_written(root, written)
         raise
 
 
-def read_cones(home: Path, watchlist: Watchlist) -> pa.Table:
+def read_cones(home: CatalogsHome, watchlist: Watchlist) -> pa.Table:
     """The cones of a watchlist's current version (``CONES_SCHEMA``, by coneId)."""
-    table = pq.read_table(watchlist.file(home)).select(CONES_SCHEMA.names)
+    table = watch_store.read_parquet(root_of(home), watchlist.key).select(CONES_SCHEMA.names)
     return table.sort_by("coneId")
 
 
@@ -227,7 +249,7 @@ def _load(session: Session, kind: type[_Row], list_id: int) -> _Row:
 
 def _delete(
     eng: Engine,
-    home: Path,
+    home: CatalogsHome,
     kind: type[_Row],
     list_id: int,
     requester: str,
@@ -235,19 +257,21 @@ def _delete(
     lake: Home | None = None,
 ) -> _T:
     """Remove a watchlist or watchmap (its owner's request), its files and its hits; returns it as it was."""
+    lake = watch_store.lake_for(home, lake)
     with Session(eng) as session, session.begin():
         row = _load(session, kind, list_id)
         _owned(row.owner, requester, f"{_KIND_NAME[kind]} {list_id}")
         gone, version = convert(row), row.version
         session.delete(row)
-    file_of, hits = (
-        (paths.watchlist_file, paths.WATCHLIST_HITS) if kind is WatchlistRow else (paths.watchmap_file, paths.AREA_HITS)
+    key_of, hits = (
+        (paths.watchlist_key, paths.WATCHLIST_HITS) if kind is WatchlistRow else (paths.watchmap_key, paths.AREA_HITS)
     )
-    folder = file_of(home, list_id, 1).parent
-    _drop_old_files(folder, version + 1)
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-    watch_hits.forget_list(lake or home, hits, list_id)
+    root = root_of(home)
+    folder = _folder(key_of(list_id, 1))
+    _drop_old_files(root, folder, version + 1)
+    if not watch_store.list_files(root, folder):
+        watch_store.delete_folder(root, folder)
+    watch_hits.forget_list(lake, hits, list_id)
     return gone
 
 
@@ -278,7 +302,7 @@ def _owned(owner: str, requester: str, what: str) -> None:
 
 def edit_watchlist(
     eng: Engine,
-    home: Path,
+    home: CatalogsHome,
     watchlist_id: int,
     *,
     requester: str = LOCAL_OWNER,
@@ -300,7 +324,8 @@ def edit_watchlist(
         _visibility(visibility)
     if radius_arcsec is not None:
         check_radius(radius_arcsec)
-    written: Path | None = None
+    root = root_of(home)
+    written: str | None = None
     try:
         with Session(eng) as session, session.begin():
             row = _load(session, WatchlistRow, watchlist_id)
@@ -325,7 +350,7 @@ def edit_watchlist(
                 row.radius_arcsec = float(radius_arcsec)
             cones = None
             if replace is not None or add is not None or remove:
-                current = replace if replace is not None else read_cones(home, _watchlist(row))
+                current = replace if replace is not None else read_cones(root, _watchlist(row))
                 if remove:
                     current = _without(current, remove)
                 if add is not None and add.num_rows:
@@ -339,18 +364,17 @@ def edit_watchlist(
             if changed:
                 row.version += 1
                 if cones is None:
-                    cones = pq.read_table(paths.watchlist_file(home, row.id, row.version - 1))
+                    cones = watch_store.read_parquet(root, paths.watchlist_key(row.id, row.version - 1))
                 if cones is not None:
-                    written = _write_cones(home, row.id, row.version, cones)
+                    written = _write_cones(root, row.id, row.version, cones)
                     row.cones = cones.num_rows
             session.flush()
             result = _watchlist(row)
     except BaseException:
-        if written is not None:
-            written.unlink(missing_ok=True)
+        _forget_written(root, written)
         raise
     if changed:
-        _drop_old_files(paths.watchlist_file(home, result.id, 1).parent, result.version - 1)
+        _drop_old_files(root, _folder(result.key), result.version - 1)
     return result, changed
 
 
@@ -367,10 +391,10 @@ def _without(cones: pa.Table, remove: Sequence[str]) -> pa.Table:
 
 
 def delete_watchlist(
-    eng: Engine, home: Path, watchlist_id: int, *, requester: str = LOCAL_OWNER, lake: Home | None = None
+    eng: Engine, home: CatalogsHome, watchlist_id: int, *, requester: str = LOCAL_OWNER, lake: Home | None = None
 ) -> Watchlist:
-    """Remove a watchlist, its files (under ``home``) and its hits (in ``lake``; None: the home's own lake); its id
-    is never given to another list."""
+    """Remove a watchlist, its files (under ``home``: a home folder or ``Settings.catalogs``) and its hits (in
+    ``lake``; None: the home folder's own lake); its id is never given to another list."""
     return _delete(eng, home, WatchlistRow, watchlist_id, requester, _watchlist, lake)
 
 
@@ -397,15 +421,15 @@ def set_history_job(eng: Engine, kind: str, list_id: int, job_id: str) -> None:
 # Watchmaps
 
 
-def _write_moc(home: Path, watchmap_id: int, version: int, moc: MOC) -> Path:
-    path = paths.watchmap_file(home, watchmap_id, version)
-    save(moc, path)
-    return path
+def _write_moc(root: CatalogsRoot, watchmap_id: int, version: int, moc: MOC) -> str:
+    key = paths.watchmap_key(watchmap_id, version)
+    watch_store.write_bytes(root, key, watch_store.moc_bytes(moc))
+    return key
 
 
 def add_watchmap(
     eng: Engine,
-    home: Path,
+    home: CatalogsHome,
     name: str,
     moc: MOC,
     kind: str,
@@ -421,7 +445,8 @@ def add_watchmap(
     _visibility(visibility)
     if kind not in KINDS:
         raise RegistryError(f"unknown watchmap kind {kind!r}: one of {', '.join(KINDS)}")
-    written: Path | None = None
+    root = root_of(home)
+    written: str | None = None
     try:
         with Session(eng) as session, session.begin():
             clash = session.scalar(select(WatchmapRow).where(WatchmapRow.owner == owner, WatchmapRow.name == name))
@@ -441,17 +466,16 @@ def add_watchmap(
             )
             session.add(row)
             session.flush()
-            written = _write_moc(home, row.id, 1, moc)
+            written = _write_moc(root, row.id, 1, moc)
             return _watchmap(row)
     except BaseException:
-        if written is not None:
-            written.unlink(missing_ok=True)
+        _forget_written(root, written)
         raise
 
 
 def edit_watchmap(
     eng: Engine,
-    home: Path,
+    home: CatalogsHome,
     watchmap_id: int,
     *,
     requester: str = LOCAL_OWNER,
@@ -468,7 +492,8 @@ def edit_watchmap(
         check_name(name)
     if visibility is not None:
         _visibility(visibility)
-    written: Path | None = None
+    root = root_of(home)
+    written: str | None = None
     try:
         with Session(eng) as session, session.begin():
             row = _load(session, WatchmapRow, watchmap_id)
@@ -492,23 +517,22 @@ def edit_watchmap(
                 row.version += 1
                 row.kind = kind or row.kind
                 row.max_order, row.sky_fraction = int(moc.max_order), float(moc.sky_fraction)
-                written = _write_moc(home, row.id, row.version, moc)
+                written = _write_moc(root, row.id, row.version, moc)
             session.flush()
             result = _watchmap(row)
     except BaseException:
-        if written is not None:
-            written.unlink(missing_ok=True)
+        _forget_written(root, written)
         raise
     if moc is not None:
-        _drop_old_files(paths.watchmap_file(home, result.id, 1).parent, result.version - 1)
+        _drop_old_files(root, _folder(result.key), result.version - 1)
     return result, moc is not None
 
 
 def delete_watchmap(
-    eng: Engine, home: Path, watchmap_id: int, *, requester: str = LOCAL_OWNER, lake: Home | None = None
+    eng: Engine, home: CatalogsHome, watchmap_id: int, *, requester: str = LOCAL_OWNER, lake: Home | None = None
 ) -> Watchmap:
-    """Remove a watchmap, its files (under ``home``) and its hits (in ``lake``; None: the home's own lake); its id
-    is never given to another."""
+    """Remove a watchmap, its files (under ``home``: a home folder or ``Settings.catalogs``) and its hits (in
+    ``lake``; None: the home folder's own lake); its id is never given to another."""
     return _delete(eng, home, WatchmapRow, watchmap_id, requester, _watchmap, lake)
 
 
@@ -537,8 +561,9 @@ def hidden_from(eng: Engine, viewer: str) -> tuple[list[int], list[int]]:
         return list(lists), list(maps)
 
 
-def active_specs(eng: Engine, home: Path) -> tuple[tuple[WatchlistSpec, ...], tuple[WatchmapSpec, ...]]:
+def active_specs(eng: Engine, home: CatalogsHome) -> tuple[tuple[WatchlistSpec, ...], tuple[WatchmapSpec, ...]]:
     """What the pipeline matches every batch against: the active watchlists and watchmaps."""
-    lists = tuple(w.spec(home) for w in list_watchlists(eng, active_only=True))
-    maps = tuple(m.spec(home) for m in list_watchmaps(eng, active_only=True))
+    root = root_of(home)
+    lists = tuple(w.spec(root) for w in list_watchlists(eng, active_only=True))
+    maps = tuple(m.spec(root) for m in list_watchmaps(eng, active_only=True))
     return lists, maps

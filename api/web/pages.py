@@ -30,6 +30,7 @@ from nightjar.api.web.templating import make_templates, page_headers, render
 from nightjar.lake.summary import RATE_COMMITS, holdings
 from nightjar.pipelines.watch_history import WatchJobManager
 from nightjar.settings import Settings
+from nightjar.storage import CatalogsRoot
 
 # Paths that belong to the JSON APIs: their errors stay JSON.
 API_PREFIXES = ("/api/", "/lasair/", "/docs", "/redoc", "/openapi.json")
@@ -47,10 +48,13 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def install(app: FastAPI, settings: Settings, db: Engine, watch_jobs: WatchJobManager) -> None:
-    """Add the portal to ``app``: pages, ``/static`` (the portal's CSS and JS), ``/vendor/plotly.min.js``."""
+def install(
+    app: FastAPI, settings: Settings, db: Engine, watch_jobs: WatchJobManager, watch_files: CatalogsRoot | None = None
+) -> None:
+    """Add the portal to ``app``: pages, ``/static`` (the portal's CSS and JS), ``/vendor/plotly.min.js``;
+    ``watch_files``: where the watch files live (None: ``settings.catalogs``)."""
     app.state.templates = make_templates()
-    home = Path(settings.home)
+    home = watch_files or settings.catalogs
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -8,7 +8,6 @@ Creation and visibility go through the watchlist API's own functions (``new_watc
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -39,6 +38,7 @@ from nightjar.lake.serving import Snapshot
 from nightjar.lake.watch_hits import hits_of_list
 from nightjar.pipelines.watch_history import WatchJobManager
 from nightjar.sql import watch_registry
+from nightjar.storage import CatalogsHome
 
 ListId = Annotated[int, PathParam(ge=1, le=2**62)]
 SHOWN_CONES = 200
@@ -66,7 +66,7 @@ def _hit_positions(snap: Snapshot, hits: list[dict[str, Any]]) -> tuple[list[flo
     return rows["ra"].to_pylist(), rows["dec"].to_pylist(), [str(i) for i in rows["diaObjectId"].to_pylist()]
 
 
-def router(db: Engine, home: Path, jobs: WatchJobManager) -> APIRouter:
+def router(db: Engine, home: CatalogsHome, jobs: WatchJobManager) -> APIRouter:
     pages = APIRouter(include_in_schema=False)
 
     def form_page(request: Request, user: User, kind: str, values: dict[str, Any], error: str | None) -> Response:

@@ -171,7 +171,8 @@ def test_malformed_cones_are_400_naming_each_line_and_create_nothing(world: Worl
     assert edit.status_code == 400 and "line 2: Dec 'zz' is not a number" in edit.json()["detail"]
     unchanged = world.client.get(f"/api/v1/watchlists/{world.lists['private']}", headers=owner).json()
     assert unchanged["version"] == 1 and unchanged["cones"] == 3
-    folders = sorted(p.name for p in (world.home / paths.WATCHLISTS_DIR).iterdir())
+    stored = paths.catalogs_dir(world.home) / paths.WATCH_DIR / paths.WATCHLISTS_DIR
+    folders = sorted(p.name for p in stored.iterdir())
     assert folders == sorted([world.lists["private"], world.lists["public"]])
 
 

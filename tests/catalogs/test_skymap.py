@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from nightjar import paths
 from nightjar.catalogs.skymap import SkymapError, read_skymap
 from nightjar.catalogs.skymap_store import active_specs, add_skymap, list_skymaps, remove_skymap, set_active
 from nightjar.cli import main
@@ -51,7 +52,8 @@ def test_bad_maps_are_refused_and_nothing_is_stored(
     monkeypatch.setenv("NIGHTJAR_HOME", str(home))
     assert main(["skymap", "add", str(path)]) == 2
     assert list_skymaps(home) == []
-    assert not (home / "skymaps").exists() or not any((home / "skymaps").iterdir())
+    stored = paths.catalogs_dir(home) / paths.SKYMAPS_DIR
+    assert not stored.exists() or not any(stored.iterdir())
 
 
 def test_not_fits_and_a_moc_are_refused(data_dir: Path, tmp_path: Path) -> None:
@@ -82,7 +84,7 @@ def test_add_list_deactivate_remove(home: Path, data_dir: Path, tmp_path: Path) 
         add_skymap(home, read_skymap(copy), window_days=-1)
     with pytest.raises(SkymapError, match="must be in"):
         add_skymap(home, read_skymap(copy), classification={"BNS": 1.5})
-    assert [p.name for p in (home / "skymaps").iterdir()] == ["1"]
+    assert [p.name for p in (paths.catalogs_dir(home) / paths.SKYMAPS_DIR).iterdir()] == ["1"]
 
 
 def test_flat_map_without_healpix_size_is_refused(tmp_path: Path) -> None:

@@ -119,9 +119,8 @@ def test_malformed_files_create_nothing_from_the_command_line(
     assert "not a MOC" in " ".join(capsys.readouterr().err.split())
     db = registry.engine(settings.metadata_url)
     assert watch_registry.list_watchlists(db) == [] and watch_registry.list_watchmaps(db) == []
-    assert not (Path(settings.home) / paths.WATCHLISTS_DIR).exists() or not any(
-        (Path(settings.home) / paths.WATCHLISTS_DIR).iterdir()
-    )
+    stored = settings.catalogs.path / paths.WATCH_DIR / paths.WATCHLISTS_DIR
+    assert not stored.exists() or not any(stored.iterdir())
     # A good file makes the list; an edit with a bad file changes nothing.
     good = tmp_path / "good.csv"
     good.write_text("10,20,a\n11,21,b,4\n")
@@ -130,7 +129,8 @@ def test_malformed_files_create_nothing_from_the_command_line(
     assert main(["watchlist", "edit", str(made), "--add", str(bad)]) == 2
     kept = watch_registry.get_watchlist(db, made)
     assert (kept.version, kept.cones, kept.visibility, kept.radius_arcsec) == (1, 2, "public", 3.0)
-    assert sorted(p.name for p in paths.watchlist_file(Path(settings.home), made, 1).parent.iterdir()) == ["v1.parquet"]
+    folder = (settings.catalogs.path / paths.watchlist_key(made, 1)).parent
+    assert sorted(p.name for p in folder.iterdir()) == ["v1.parquet"]
     assert main(["watchlist", "show", str(made), "--cones", "5"]) == 0
     assert capsys.readouterr().out.splitlines()[-2:] == [
         "1\ta\t10.0000000\t20.0000000\t",

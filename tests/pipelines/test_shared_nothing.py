@@ -1,6 +1,6 @@
 """A Dask cluster of separate processes that share nothing but the lake's and the catalogues' URIs: the scheduler and
-two workers run in their own temporary folders, without NIGHTJAR_HOME; the lake and the context catalogues are on a
-real S3-compatible server."""
+two workers run in their own temporary folders, without NIGHTJAR_HOME; the lake, the context catalogues and a
+watchlist's cones are on a real S3-compatible server."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from distributed import Client
 
@@ -20,14 +22,17 @@ from nightjar.catalogs.catalog import load_catalog_set
 from nightjar.catalogs.context import classify
 from nightjar.catalogs.rules import Kind
 from nightjar.catalogs.synth import synth_catalog
+from nightjar.catalogs.watch_files import CONES_SCHEMA
+from nightjar.catalogs.watch_migrate import watch_root
 from nightjar.pipelines.run import run
 from nightjar.settings import Settings
-from nightjar.sql import registry
+from nightjar.sql import registry, watch_registry
 from nightjar.sql.engine import query_lake
 from nightjar.storage import LakeRoot
 from nightjar.streams import kafka, simulate
 
 from ..kafka_offsets import committed
+from .test_watch import astropy_hits
 
 WORKERS = 2
 ALERTS = 600
@@ -111,9 +116,26 @@ def test_workers_sharing_only_the_lake_uri_run_the_pipeline(
     synth_catalog(separate_cluster, settings.catalogs, "galaxies", 20_000, Kind.GALAXY)
     assert settings.metadata_url.startswith("postgresql+psycopg://")
     topic = f"nothing-shared-{uuid.uuid4().hex[:8]}"
-    n = simulate.produce(settings, topic, ALERTS, seed=23, config=simulate.SimConfig(history_days=0))
+    simulation = simulate.Simulation(ALERTS, 23, simulate.SimConfig(history_days=0))
+    n = simulate.produce_simulation(settings, topic, simulation)
     db = registry.engine(settings.metadata_url)
     flt = registry.add_filter(db, "bright", FILTER_SQL)
+    # A watchlist on S3 only: cones on every other simulated object, and as many beside them (a few arcsec off).
+    truth = simulation.truth()
+    ra, dec = truth["ra"].to_numpy()[::2], truth["dec"].to_numpy()[::2]
+    ra, dec = np.concatenate([ra, (ra + 3 / 3600) % 360]), np.concatenate([dec, dec])
+    radius = np.concatenate([np.full(ra.size // 2, np.nan), np.full(ra.size // 2, 4.0)])
+    cones = pa.table(
+        {
+            "coneId": pa.array(np.arange(1, ra.size + 1, dtype=np.int64)),
+            "name": pa.array([f"cone-{i}" for i in range(ra.size)]),
+            "ra": pa.array(ra),
+            "dec": pa.array(dec),
+            "radius": pa.array(radius, mask=np.isnan(radius)),
+        },
+        schema=CONES_SCHEMA,
+    )
+    watched = watch_registry.add_watchlist(db, watch_root(settings), "hosts", cones, radius_arcsec=1.0)
     db.dispose()
 
     limits = separate_cluster.run(resource.getrlimit, resource.RLIMIT_DATA)
@@ -126,6 +148,16 @@ def test_workers_sharing_only_the_lake_uri_run_the_pipeline(
     assert not paths.lake_dir(settings.home).exists()
     assert not any(p.name in paths.TABLES for p in tmp_path.rglob("*") if p.is_dir())
     assert not any(p.name == "galaxies" for p in tmp_path.rglob("*") if p.is_dir())
+    assert not paths.catalogs_dir(settings.home).exists()  # the watchlist's cones too
+    # The workers matched every trigger alert against the watchlist on S3, as astropy does.
+    hits = query_lake(settings, "SELECT watchlistId, coneId, diaSourceId, separationArcsec FROM watchlist_hits")
+    alerts = query_lake(settings, "SELECT diaSourceId, ra, dec FROM sources WHERE NOT fromPacketHistory")
+    expected = astropy_hits(cones, 1.0, alerts)
+    assert set(hits["watchlistId"].to_pylist()) == {watched.id} and len(expected) > 50
+    columns = (hits[c].to_pylist() for c in ("coneId", "diaSourceId", "separationArcsec"))
+    found = {(c, s): d for c, s, d in zip(*columns, strict=True)}
+    assert found.keys() == expected.keys() and hits.num_rows == len(expected)
+    assert max(abs(found[k] - expected[k]) for k in found) < 1e-6
     # Every object was crossmatched on the workers against the catalogue on S3, as this process classifies it.
     catalogs = load_catalog_set(settings.catalogs)
     stored = query_lake(

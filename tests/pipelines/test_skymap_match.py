@@ -17,6 +17,7 @@ from astropy.coordinates import SkyCoord
 from astropy.time import Time
 from mocpy import MOC
 
+from nightjar import paths
 from nightjar.catalogs.skymap import read_skymap
 from nightjar.catalogs.skymap_store import DEFAULT_WINDOW_DAYS, active_specs, add_skymap
 from nightjar.pipelines import stages
@@ -53,7 +54,7 @@ def test_bayestar_region_contour_densities_and_window(home: Path, data_dir: Path
     # The areas agree with mocpy's own reading of the file to 0.1 %.
     by_mocpy = MOC.from_multiordermap_fits_file(data_dir / BAYESTAR, cumul_to=0.9).sky_fraction * 41252.96
     assert info.area90_sq_deg == pytest.approx(by_mocpy, rel=1e-3)
-    stored = MOC.load(home / "skymaps" / str(info.id) / "moc90.fits", format="fits")
+    stored = MOC.load(paths.catalogs_dir(home) / paths.skymap_key(info.id) / "moc90.fits", format="fits")
     assert stored == ref.region(90)
 
     rng = np.random.default_rng(11)
