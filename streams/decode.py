@@ -231,13 +231,8 @@ def _decode_parquet(index: int, payload: bytes) -> tuple[dict[str, pa.Table], li
 
 
 def _with_survey(tables: dict[str, pa.Table], name: str) -> dict[str, pa.Table]:
-    survey = pa.scalar(name)
-    return {
-        table: t.append_column(paths.SURVEY, pa.array(np.full(t.num_rows, name), pa.string()))
-        if t.num_rows
-        else t.append_column(paths.SURVEY, pa.array([], survey.type))
-        for table, t in tables.items()
-    }
+    survey = pa.scalar(name, pa.string())
+    return {table: t.append_column(paths.SURVEY, pa.repeat(survey, t.num_rows)) for table, t in tables.items()}
 
 
 def decode_batch(batch: RawBatch, max_message_bytes: int = 4_000_000, registry_url: str | None = None) -> DecodedBatch:

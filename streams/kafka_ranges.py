@@ -130,8 +130,22 @@ class _Consumers:
         with self.lock:
             self.idle.setdefault(config, []).append(consumer)
 
+    def close_idle(self) -> int:
+        with self.lock:
+            idle = [c for consumers in self.idle.values() for c in consumers]
+            self.idle.clear()
+        for consumer in idle:
+            consumer.close()
+        return len(idle)
+
 
 _CONSUMERS = _Consumers()
+
+
+def close_pooled_consumers() -> int:
+    """Close this process's idle fetching consumers (they would otherwise keep reconnecting to a broker that is
+    gone, until the process exits); the next fetch opens a new one. Returns how many were closed."""
+    return _CONSUMERS.close_idle()
 
 
 @contextlib.contextmanager

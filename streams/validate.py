@@ -84,14 +84,11 @@ def bad_flux_types(tables: Mapping[str, pa.Table]) -> str | None:
     """Why the fluxes, keys, positions or times of one writer schema's tables cannot be used (not numbers), or
     None."""
     for name, table in tables.items():
-        for column in NUMERIC_COLUMNS.get(name, ()):
-            if column in table.column_names:
-                dtype = table.schema.field(column).type
-                if not (pa.types.is_floating(dtype) or pa.types.is_integer(dtype) or pa.types.is_null(dtype)):
-                    return f"{name}.{column} is {dtype}, not a number"
-        for column in FLUX_COLUMNS:
-            if column in table.column_names:
-                dtype = table.schema.field(column).type
-                if not (pa.types.is_floating(dtype) or pa.types.is_integer(dtype) or pa.types.is_null(dtype)):
-                    return f"{name}.{column} is {dtype}, not a number"
+        types = dict(zip(table.schema.names, table.schema.types, strict=True))
+        for column in (*NUMERIC_COLUMNS.get(name, ()), *FLUX_COLUMNS):
+            dtype = types.get(column)
+            if dtype is not None and not (
+                pa.types.is_floating(dtype) or pa.types.is_integer(dtype) or pa.types.is_null(dtype)
+            ):
+                return f"{name}.{column} is {dtype}, not a number"
     return None

@@ -23,7 +23,7 @@ from distributed import Client
 from nightjar.pipelines.cluster import local_cluster
 from nightjar.settings import Settings
 from nightjar.storage import LakeRoot
-from nightjar.streams import broker
+from nightjar.streams import broker, kafka_ranges
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,6 +60,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         yield state.bootstrap
     finally:
+        kafka_ranges.close_pooled_consumers()  # this process's fetchers, before their broker goes
         broker.stop(home)
 
 

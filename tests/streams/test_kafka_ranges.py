@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, KafkaException, Producer
 
 from nightjar.settings import Settings
 from nightjar.streams import kafka
-from nightjar.streams.kafka_ranges import FetchError, KafkaSlice, OffsetRange, RangeReader
+from nightjar.streams.kafka_ranges import FetchError, KafkaSlice, OffsetRange, RangeReader, close_pooled_consumers
 
 
 def test_a_slice_counts_its_messages_and_ends_at_its_last_offset_per_partition() -> None:
@@ -71,6 +71,9 @@ def test_a_worker_fetches_exactly_its_ranges(kafka_settings: Settings) -> None:
         ]
         assert got.payloads == [sent[(p, o)] for p, o in zip(got.partitions, got.offsets, strict=True)]
         assert set(got.topics) == {topic}
+    # The pooled consumer is closed on demand (before its broker goes away); the next fetch opens another.
+    assert close_pooled_consumers() >= 1 and close_pooled_consumers() == 0
+    assert piece.fetch(timeout_s=30).offsets == list(range(5, 12)) + list(range(3))
     beyond = KafkaSlice((OffsetRange(topic, 0, 25, 40),), config)
     with pytest.raises(FetchError, match=rf"{topic}\[0\] 25-39"):
         beyond.fetch(timeout_s=2)
