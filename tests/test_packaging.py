@@ -8,10 +8,20 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
 
 SOURCE_FOLDERS = {"core": "nightjar"}
+# conda-forge's names for PyPI packages, where they differ
+CONDA_NAMES = {
+    "confluent-kafka": "python-confluent-kafka",
+    "duckdb": "python-duckdb",
+    "light-curve": "light-curve-python",
+}
 
 
 def expected_packages() -> set[str]:
@@ -60,3 +70,26 @@ def test_non_editable_install_imports_every_package(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok")
+
+
+def _requirements(lines: list[str], renamed: dict[str, str] | None = None) -> dict[str, str]:
+    """{PyPI package name: version specifier} (extras dropped: conda packages have none); ``renamed``: names to
+    read as others (conda-forge's as PyPI's)."""
+    found = {}
+    for line in lines:
+        req = Requirement(line)
+        name = (renamed or {}).get(req.name, req.name)
+        found[canonicalize_name(name)] = str(SpecifierSet(str(req.specifier)))
+    return found
+
+
+def test_environment_yml_lists_what_pyproject_lists() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = [r for extra in project["optional-dependencies"].values() for r in extra]
+    wanted = _requirements([*project["dependencies"], *extras])
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    conda = [d for d in env["dependencies"] if isinstance(d, str) and Requirement(d).name not in ("python", "pip")]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    listed = _requirements(conda, renamed={conda: pypi for pypi, conda in CONDA_NAMES.items()})
+    listed.update(_requirements([d for d in pip if not d.startswith("-e")]))
+    assert listed == wanted
