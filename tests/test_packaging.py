@@ -93,3 +93,13 @@ def test_environment_yml_lists_what_pyproject_lists() -> None:
     listed = _requirements(conda, renamed={conda: pypi for pypi, conda in CONDA_NAMES.items()})
     listed.update(_requirements([d for d in pip if not d.startswith("-e")]))
     assert listed == wanted
+
+
+def test_the_layers_contract_places_every_module_of_core_and_every_package() -> None:
+    """A module the contract does not name is not checked: each of core's modules and each package is in a layer."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (layers,) = [c["layers"] for c in config if c["type"] == "layers"]
+    named = {name.strip() for layer in layers for name in layer.replace("|", ":").split(":")}
+    core = {f"nightjar.{p.stem}" for p in (REPO / "core").glob("*.py") if p.stem != "__init__"}
+    packages = {name for name in expected_packages() if name.count(".") == 1}
+    assert named == core | packages
