@@ -1,9 +1,9 @@
 """The current objects: each diaObject's newest state in the append-only ``objects`` table (merge-on-read).
 
-Every batch appends the complete state of each object it saw (``pipelines.stages.merge_objects``: order-independent)
-with one ``stateSeq`` per write, larger than any before it (``lake.commit.append_states``). An object is the row
-with its largest ``stateSeq``; older rows are *superseded*. Folding (``lake.fold``) rewrites the table to its
-current rows and records, in the table property ``nightjar.foldedStateSeq``, the largest ``stateSeq`` it folded:
+Every batch appends the complete state of each object it saw (``pipelines.object_rows.merge_objects``: order-
+independent) with one ``stateSeq`` per write, larger than any before it (``lake.commit.append_states``). An object
+is the row with its largest ``stateSeq``; older rows are *superseded*. Folding (``lake.fold``) rewrites the table to
+its current rows and records, in the table property ``nightjar.foldedStateSeq``, the largest ``stateSeq`` it folded:
 rows at or below it hold each object at most once (the *base*); rows above it are the *pending* states appended
 since. Rows without a ``stateSeq`` (a lake written before merge-on-read, when ``objects`` was upserted) are base.
 

@@ -15,11 +15,10 @@ import pyarrow.compute as pc
 
 from nightjar import paths
 from nightjar.lake import commit, history, read, resent, staged
-from nightjar.paths import OBJECT_ORDER
 from nightjar.pipelines.classifiers import annotations_of, chosen
 from nightjar.pipelines.context import BatchContext, commit_context
-from nightjar.pipelines.features import feature_columns, object_features, sky_of
 from nightjar.pipelines.healpix import add_healpix, add_night
+from nightjar.pipelines.object_rows import merge_objects
 from nightjar.pipelines.solar_system import commit_sso, sso_rows
 from nightjar.pipelines.watch import BatchHits, commit_hits, stored_hits
 from nightjar.sql import sandbox, views
@@ -189,81 +188,22 @@ def lake_forced(batch: DecodedBatch, known: pa.Table | None = None) -> pa.Table 
     return commit.first_per_key(forced, paths.FORCED_KEY)
 
 
-def merge_objects(objects: pa.Table, detections: pa.Table, home: Home, context: pa.Table | None = None) -> pa.Table:
-    """Each object's newest packet state with features over its whole light curve (``detections``: every
-    stored and new detection of the batch's objects). ``context``: the batch's context view, whose host
-    ``distance`` gives the absolute magnitudes.
-
-    The packet columns come from the newest alert of the object that reached the lake: the batch's, unless the
-    lake holds a detection newer than the batch's newest alert (the alert arrived late), in which case the
-    stored row's packet columns are kept. Either way the features are recomputed over the same full light curve,
-    so the stored row does not depend on the order in which alerts arrived.
-    """
-    objects = commit.latest_per_key(objects.filter(pc.is_valid(objects["diaObjectId"])), "diaObjectId", OBJECT_ORDER)
-    if detections.num_rows:
-        newest = detections.group_by("diaObjectId").aggregate([("midpointMjdTai", "max")])
-        where = pc.index_in(objects["diaObjectId"], newest["diaObjectId"])
-        late = pc.fill_null(pc.less(objects[OBJECT_ORDER], pc.take(newest["midpointMjdTai_max"], where)), False)
-        if pc.any(late).as_py():
-            objects = _keep_stored_state(objects, late, home, feature_columns())
-        # the position of the state kept (the newest alert's) gives glat and ebv
-        sky = sky_of(objects, context)
-        features = object_features(detections, sky)
-        features = features.join(sky.drop_columns(["distance"]), keys="diaObjectId", join_type="left outer")
-        objects = objects.drop_columns(
-            [c for c in features.column_names if c != "diaObjectId" and c in objects.column_names]
-        )
-        objects = objects.join(features, keys="diaObjectId", join_type="left outer", coalesce_keys=True)
-        objects = _with_light_curve_interval(objects)
-        objects = _with_ztf_detection_count(objects)
-    return objects
+def _batch_objects(batch: DecodedBatch) -> pa.Table:
+    return batch.objects.drop_columns([c for c in (ROW,) if c in batch.objects.column_names])
 
 
-def _with_ztf_detection_count(objects: pa.Table) -> pa.Table:
-    """A ZTF object's ``nDiaSources``: its detections in the lake (``nSources``). LSST's diaObject counts every
-    detection Rubin associated; a ZTF packet has no such count (its ``prv_candidates`` hold 30 days)."""
-    if paths.SURVEY not in objects.column_names or "nSources" not in objects.column_names:
-        return objects
-    ztf = pc.fill_null(pc.equal(objects[paths.SURVEY], "ztf"), False)
-    column = "nDiaSources"
-    kind = objects.schema.field(column).type if column in objects.column_names else pa.int32()
-    counted = pc.cast(objects["nSources"], kind)
-    current = objects[column] if column in objects.column_names else pa.nulls(objects.num_rows, kind)
-    values = pc.if_else(ztf, counted, current)
-    if column in objects.column_names:
-        return objects.set_column(objects.column_names.index(column), column, values)
-    return objects.append_column(column, values)
+def _object_ids(batch: DecodedBatch) -> np.ndarray:
+    """The ``diaObjectId`` of every row of the batch (objects, alerts, packet history and forced photometry)."""
+    tables = (batch.objects, batch.sources, batch.prv_sources, batch.forced_sources)
+    columns = [t["diaObjectId"] for t in tables if t.num_rows and "diaObjectId" in t.column_names]
+    chunks = [chunk.cast(pa.int64()) for column in columns for chunk in column.chunks]
+    return pc.unique(pc.drop_null(pa.chunked_array(chunks, pa.int64()))).to_numpy() if chunks else np.array([])
 
 
-# LSST's diaObject gives the first and last detection's time; a ZTF packet does not, so its objects take them from
-# their stored light curve (the features' first and last detection), as Lasair's object pages show them.
-_INTERVAL = {"firstDiaSourceMjdTai": "firstDiaSourceMjd", "lastDiaSourceMjdTai": "lastDiaSourceMjd"}
-
-
-def _with_light_curve_interval(objects: pa.Table) -> pa.Table:
-    for column, feature in _INTERVAL.items():
-        values = objects[feature]
-        if column in objects.column_names:
-            values = pc.coalesce(pc.cast(objects[column], pa.float64()), values)
-            objects = objects.set_column(objects.column_names.index(column), column, values)
-        else:
-            objects = objects.append_column(column, values)
-    return objects
-
-
-def _keep_stored_state(objects: pa.Table, late: pa.Array, home: Home, feature_columns: list[str]) -> pa.Table:
-    """``objects`` with the rows of late alerts replaced by the stored packet state, where it is newer."""
-    ids = objects.filter(late)["diaObjectId"]
-    stored = read.rows_of_objects(home, paths.OBJECTS, ids.to_numpy())
-    if stored is None or stored.num_rows == 0:
-        return objects
-    stored = stored.drop_columns([c for c in feature_columns if c != "diaObjectId" and c in stored.column_names])
-    stored = commit.latest_per_key(stored, "diaObjectId", OBJECT_ORDER)
-    both = pa.concat_tables(
-        [objects, stored.select([c for c in stored.column_names if c in objects.column_names])],
-        promote_options="permissive",
-    )
-    return commit.latest_per_key(both, "diaObjectId", OBJECT_ORDER)
+def _detections(index_rows: list[pa.Table]) -> pa.Table:
+    """The detections among index rows (``lake.history``), as the features read them."""
+    everything = pa.concat_tables(index_rows)
+    return everything.filter(pc.invert(everything[history.FORCED])).select(history.DETECTION_COLUMNS)
 
 
 def stage_cutouts(batch: DecodedBatch, home: Home) -> staged.StagedFiles | None:
@@ -358,10 +298,7 @@ def _commit(
     hits: BatchHits | None = None,
     classifiers: Collection[str] = (),
 ) -> pa.Table:
-    tables = (batch.objects, batch.sources, batch.prv_sources, batch.forced_sources)
-    columns = [t["diaObjectId"] for t in tables if t.num_rows and "diaObjectId" in t.column_names]
-    chunks = [chunk.cast(pa.int64()) for column in columns for chunk in column.chunks]
-    object_ids = pc.unique(pc.drop_null(pa.chunked_array(chunks, pa.int64()))).to_numpy() if chunks else np.array([])
+    object_ids = _object_ids(batch)
     lagging, covered = timed("history_read", history.unindexed, home, txns)  # rows a crash stored, not indexed
     stored = timed("history_read", history.stored, home, object_ids)
     known = pa.concat_tables([stored, lagging])
@@ -393,10 +330,9 @@ def _commit(
     if batch.ss_sources.num_rows or batch.ss_objects.num_rows:
         others.append(timed.submit("sso", commit_sso, home, batch, txns))
     new_rows = pa.concat_tables(index) if index else history.SCHEMA.empty_table()
-    objects = batch.objects.drop_columns([c for c in (ROW,) if c in batch.objects.column_names])
+    objects = _batch_objects(batch)
     if objects.num_rows:
-        everything = pa.concat_tables([stored, new_rows])  # new_rows holds the lagging rows too
-        detections = everything.filter(pc.invert(everything[history.FORCED])).select(history.DETECTION_COLUMNS)
+        detections = _detections([stored, new_rows])  # new_rows holds the lagging rows too
         view = context.view if context is not None else None
         objects = timed("features", merge_objects, objects, detections, home, view)
         # Appended, never rewritten (merge-on-read: ``lake.object_states``); ``lake.fold`` removes old states.
@@ -457,7 +393,7 @@ def batch_tables(
     flag = paths.FROM_HISTORY
     sources = batch.sources.drop_columns([ROW])
     sources = sources.append_column(flag, pa.array(np.zeros(sources.num_rows, bool)))
-    objects = batch.objects.drop_columns([c for c in (ROW,) if c in batch.objects.column_names])
+    objects = _batch_objects(batch)
     history = None
     if batch.prv_sources.num_rows:
         history = batch.prv_sources.drop_columns([ROW])

@@ -20,7 +20,7 @@ LSST column                    from ZTF
 ============================  =========================================================================
 
 The object's ``nDiaSources`` is not taken from the packet (whose ``prv_candidates`` hold 30 days): it is set,
-like ``nSources``, from the light curve the lake holds (``pipelines.stages.merge_objects``).
+like ``nSources``, from the light curve the lake holds (``pipelines.object_rows.merge_objects``).
 
 History: ``prv_candidates`` with a ``candid`` are earlier detections (``prv_sources``); those without are
 upper limits, kept in ``forced_sources`` with ``kind = 'upper_limit'`` and ``diffmaglim`` (and no position: the
