@@ -113,6 +113,7 @@ class ExportManager:
             box = sandbox.connect(engine.lake_views(self.settings), engine.limits(self.settings))
             try:
                 checked = sandbox.check(box, selection.sql)
+                sandbox.confine(box, checked.sql)  # the plan wall: a refused query is refused now, not when run
                 try:
                     box.con.sql(checked.sql)  # binds (unknown columns, types) without running the query
                 except duckdb.Error as exc:

@@ -66,6 +66,7 @@ class JobManager:
         box = sandbox.connect(engine.lake_views(self.settings, when), engine.limits(self.settings))
         try:
             checked = sandbox.check(box, sql).sql
+            sandbox.confine(box, checked)  # the plan wall too, so that a refused query is refused now
         finally:
             box.close()
         job = Job(uuid.uuid4().hex[:16], checked, as_of, owner)
@@ -108,7 +109,8 @@ class JobManager:
         try:
             with sandbox.watchdog(box.con, lim.timeout_s) as fired:
                 try:
-                    reader = box.con.sql(job.sql).to_arrow_reader(100_000)
+                    # confined again: this run's views (the viewer's, at the job's version) are not the check's
+                    reader = box.con.sql(box.runnable(job.sql)).to_arrow_reader(100_000)
                     with pq.ParquetWriter(partial, reader.schema) as writer:
                         for batch in reader:
                             job.rows += batch.num_rows

@@ -1,4 +1,5 @@
-"""An escape and abuse corpus through every door that runs static SQL: the CLI, the query API and Lasair's query.
+"""An escape and abuse corpus through every door that runs static SQL: the CLI, the query API, Lasair's query, the
+query jobs API and the exports API.
 
 Each query must be refused (or stopped) with a 4xx / exit code 2: no row of the catalogue, a file or another
 user's data comes back (0 leaks), nothing is written under the home (0 writes), no 5xx, and a query that sits in
@@ -176,6 +177,13 @@ def test_the_corpus_through_every_door(lake: Settings, client: TestClient, monke
         lasair = client.post("/lasair/api/query/", data=form)
         if lasair.status_code != 400 or _leaks(lasair.text, home, sql):
             failures.append(("lasair", sql, lasair.status_code, lasair.text[:200]))
+        # Queued doors check the SQL when it is submitted: refused then, never queued.
+        job = client.post("/api/v1/jobs", json={"sql": sql})
+        if job.status_code != 400 or _leaks(job.text, home, sql):
+            failures.append(("jobs", sql, job.status_code, job.text[:200]))
+        export = client.post("/api/v1/exports", json={"table": "objects", "sql": sql})
+        if export.status_code != 400 or _leaks(export.text, home, sql):
+            failures.append(("exports", sql, export.status_code, export.text[:200]))
         code = cli.main(["query", sql, "--format", "json"])
         out = capsys.readouterr()
         if code != 2 or _leaks(out.out + out.err, home, sql):
