@@ -407,9 +407,11 @@ def run(
                     report.read_by_driver += len(alerts)
                 pipeline.emit(graph.Job(source=alerts, filters=tuple(filters), watch=watching))
                 log.info(
-                    "batch %d: %d messages (so far %d stored, %d dead-lettered, %d duplicates)",
-                    report.batches,
+                    "batch %s: %d messages on the cluster (%d batches delivered so far: %d stored, %d dead-lettered,"
+                    " %d duplicates)",
+                    batch_label(alerts),
                     len(alerts),
+                    report.batches,
                     report.stored,
                     report.dead_lettered,
                     report.duplicates,
