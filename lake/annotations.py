@@ -26,22 +26,9 @@ import pyarrow as pa
 from nightjar import paths
 from nightjar.lake.commit import append, lake_lock, log_batch
 from nightjar.lake.read import rows_of_objects
+from nightjar.lake.schemas import ANNOTATIONS_SCHEMA
 from nightjar.storage import Home
 
-SCHEMA = pa.schema(
-    [
-        pa.field("diaObjectId", pa.int64()),
-        pa.field("annotationId", pa.int64()),
-        pa.field("topic", pa.string()),
-        pa.field("annotator", pa.string()),
-        pa.field("version", pa.string()),
-        pa.field("classification", pa.string()),
-        pa.field("explanation", pa.string()),
-        pa.field("classdict", pa.string()),  # JSON text
-        pa.field("url", pa.string()),
-        pa.field("created", pa.timestamp("us", tz="UTC")),
-    ]
-)
 _SEQUENCE_BITS = 12  # ids per millisecond per process before the clock is borrowed from the next millisecond
 _TAG_BITS = 10  # per-process tag: processes writing in the same millisecond rarely share one
 _LOW_BITS = _TAG_BITS + _SEQUENCE_BITS  # 41 bits of milliseconds above them last until 2039 and make 63
@@ -103,7 +90,7 @@ def to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
     now = datetime.now(UTC)
     full = [
         {
-            **{f.name: None for f in SCHEMA},
+            **{f.name: None for f in ANNOTATIONS_SCHEMA},
             **row,
             "annotationId": row.get("annotationId") or new_annotation_id(),
             "created": row.get("created") or now,
@@ -113,7 +100,7 @@ def to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
     for row in full:
         if isinstance(row["classdict"], dict | list):
             row["classdict"] = json.dumps(row["classdict"])
-    return pa.Table.from_pylist(full, schema=SCHEMA)
+    return pa.Table.from_pylist(full, schema=ANNOTATIONS_SCHEMA)
 
 
 def append_annotations(home: Home, rows: Sequence[dict[str, Any]]) -> int:
@@ -135,7 +122,7 @@ def read_annotations(home: Home, dia_object_id: int) -> pa.Table:
     """Every annotation of one object in the lake, oldest first (empty when there is none)."""
     data = rows_of_objects(home, paths.ANNOTATIONS, np.array([dia_object_id], np.int64))
     if data is None:
-        return SCHEMA.empty_table()
+        return ANNOTATIONS_SCHEMA.empty_table()
     return data.sort_by([("created", "ascending"), ("annotationId", "ascending")])
 
 
@@ -166,7 +153,7 @@ def decode_messages(payloads: Sequence[bytes]) -> tuple[pa.Table, list[tuple[int
             row = json.loads(payload)
             row["diaObjectId"], row["annotationId"] = int(row["diaObjectId"]), int(row["annotationId"])
             row["created"] = datetime.fromisoformat(row["created"])
-            rows.append({f.name: row.get(f.name) for f in SCHEMA})
+            rows.append({f.name: row.get(f.name) for f in ANNOTATIONS_SCHEMA})
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             bad.append((i, f"not an annotation message: {exc}"))
-    return pa.Table.from_pylist(rows, schema=SCHEMA), bad
+    return pa.Table.from_pylist(rows, schema=ANNOTATIONS_SCHEMA), bad

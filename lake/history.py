@@ -20,23 +20,12 @@ from deltalake import DeltaTable
 
 from nightjar import paths
 from nightjar.lake import commit, read, tables
+from nightjar.lake.schemas import HISTORY_FORCED, HISTORY_KEY, OBJECT_HISTORY_SCHEMA
 from nightjar.storage import Home
 
-KEY = "key"  # diaSourceId of a detection, forcedKey of a forced measurement
-FORCED = "forced"
+KEY = HISTORY_KEY  # the table's columns, as the pipeline names them (``history.KEY``, ``history.FORCED``)
+FORCED = HISTORY_FORCED
 
-SCHEMA = pa.schema(
-    [
-        pa.field("diaObjectId", pa.int64()),
-        pa.field(KEY, pa.int64()),
-        pa.field(FORCED, pa.bool_()),
-        pa.field("midpointMjdTai", pa.float64()),
-        pa.field("band", pa.string()),
-        pa.field("psfFlux", pa.float32()),
-        pa.field("psfFluxErr", pa.float32()),
-        pa.field("reliability", pa.float32()),
-    ]
-)
 DETECTION_COLUMNS = ["diaObjectId", "midpointMjdTai", "band", "psfFlux", "psfFluxErr", "reliability"]
 
 
@@ -46,7 +35,7 @@ def rows_for(table: pa.Table, key: str, forced: bool) -> pa.Table:
     table = table.filter(pc.is_valid(table["diaObjectId"]))
     n = table.num_rows
     columns = {}
-    for f in SCHEMA:
+    for f in OBJECT_HISTORY_SCHEMA:
         if f.name == KEY:
             columns[f.name] = table[key].cast(pa.int64())
         elif f.name == FORCED:
@@ -55,7 +44,7 @@ def rows_for(table: pa.Table, key: str, forced: bool) -> pa.Table:
             columns[f.name] = table[f.name].cast(f.type)
         else:
             columns[f.name] = pa.nulls(n, f.type)
-    return pa.table(columns, schema=SCHEMA)
+    return pa.table(columns, schema=OBJECT_HISTORY_SCHEMA)
 
 
 def stored(home: Home, object_ids: np.ndarray) -> pa.Table:
@@ -63,14 +52,14 @@ def stored(home: Home, object_ids: np.ndarray) -> pa.Table:
     ids = np.unique(np.asarray(object_ids, np.int64))
     dt = tables.open_table(home, paths.OBJECT_HISTORY) if len(ids) else None
     if dt is None:
-        return SCHEMA.empty_table()
+        return OBJECT_HISTORY_SCHEMA.empty_table()
     # Files are sorted by diaObjectId in small row groups: the min/max bounds skip the groups that hold none of
     # the ids before the exact membership test reads any values.
     low, high = int(ids[0]), int(ids[-1])
     where = (ds.field("diaObjectId") >= low) & (ds.field("diaObjectId") <= high)
     where &= ds.field("diaObjectId").isin(pa.array(ids, pa.int64()))
     table = read.arrow_dataset(dt).to_table(filter=where)
-    return table.select(SCHEMA.names).cast(SCHEMA)
+    return table.select(OBJECT_HISTORY_SCHEMA.names).cast(OBJECT_HISTORY_SCHEMA)
 
 
 def unindexed(home: Home, txns: dict[str, int]) -> tuple[pa.Table, dict[str, int]]:
@@ -110,7 +99,7 @@ def unindexed(home: Home, txns: dict[str, int]) -> tuple[pa.Table, dict[str, int
             columns = [c for c in dict.fromkeys((*DETECTION_COLUMNS, key)) if c in dataset.schema.names]
             rows = dataset.to_table(columns=columns, filter=where)
             found.append(rows_for(rows, key, forced))
-    return (pa.concat_tables(found) if found else SCHEMA.empty_table()), covered
+    return (pa.concat_tables(found) if found else OBJECT_HISTORY_SCHEMA.empty_table()), covered
 
 
 def _open(home: Home, table: str) -> DeltaTable | None:

@@ -20,25 +20,12 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from nightjar import paths
 from nightjar.lake import tables
 from nightjar.lake.read import arrow_dataset
+from nightjar.lake.schemas import FILTER_LEDGER_SCHEMA
 from nightjar.storage import Home
 
 log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
-SCHEMA = pa.schema(
-    [
-        pa.field("filterId", pa.int64()),
-        pa.field("filterVersion", pa.int32()),
-        pa.field("key", pa.string()),  # the delivery key: version:diaObjectId:diaSourceId, or new:diaObjectId
-        pa.field("diaObjectId", pa.int64()),
-        pa.field("diaSourceId", pa.int64()),
-        pa.field("channel", pa.string()),
-        pa.field("status", pa.string()),
-        pa.field("batch", pa.string()),
-        pa.field("detail", pa.string()),
-        pa.field("recordedAt", pa.timestamp("us", tz="UTC")),
-    ]
-)
 
 
 def _open(home: Home) -> DeltaTable | None:
@@ -46,10 +33,14 @@ def _open(home: Home) -> DeltaTable | None:
 
 
 def append(home: Home, rows: pa.Table) -> None:
-    """Record ``rows`` (in ``SCHEMA``); several writers may append at once."""
+    """Record ``rows`` (in ``FILTER_LEDGER_SCHEMA``); several writers may append at once."""
     if rows.num_rows == 0:
         return
-    rows = rows.select(SCHEMA.names).cast(SCHEMA).sort_by([("filterId", "ascending"), ("diaObjectId", "ascending")])
+    rows = (
+        rows.select(FILTER_LEDGER_SCHEMA.names)
+        .cast(FILTER_LEDGER_SCHEMA)
+        .sort_by([("filterId", "ascending"), ("diaObjectId", "ascending")])
+    )
     target, options = tables.target(home, paths.FILTER_LEDGER)
     write_deltalake(
         target,
@@ -61,25 +52,27 @@ def append(home: Home, rows: pa.Table) -> None:
 
 
 def lookup(home: Home, filter_ids: Sequence[int], object_ids: pa.Array) -> pa.Table:
-    """Every ledger row of these filters about these objects (in ``SCHEMA``)."""
+    """Every ledger row of these filters about these objects (in ``FILTER_LEDGER_SCHEMA``)."""
     dt = _open(home) if filter_ids and len(object_ids) else None
     if dt is None:
-        return SCHEMA.empty_table()
+        return FILTER_LEDGER_SCHEMA.empty_table()
     dataset = arrow_dataset(dt)
     objects = pc.unique(pc.cast(object_ids, pa.int64()))
     wanted = ds.field("filterId").isin(pa.array(sorted(set(filter_ids)), pa.int64())) & ds.field("diaObjectId").isin(
         objects
     )
-    return dataset.to_table(filter=wanted).cast(SCHEMA)
+    return dataset.to_table(filter=wanted).cast(FILTER_LEDGER_SCHEMA)
 
 
 def read(home: Home, filter_id: int | None = None) -> pa.Table:
     """The ledger (of one filter), for reports and tests."""
     dt = _open(home)
     if dt is None:
-        return SCHEMA.empty_table()
+        return FILTER_LEDGER_SCHEMA.empty_table()
     dataset = arrow_dataset(dt)
-    return dataset.to_table(filter=None if filter_id is None else ds.field("filterId") == filter_id).cast(SCHEMA)
+    return dataset.to_table(filter=None if filter_id is None else ds.field("filterId") == filter_id).cast(
+        FILTER_LEDGER_SCHEMA
+    )
 
 
 def compact(home: Home) -> None:

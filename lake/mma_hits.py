@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from nightjar import paths
 from nightjar.lake import commit, watch_hits
-from nightjar.lake.watch_hits import MMA_HITS_SCHEMA
+from nightjar.lake.schemas import MMA_HITS_SCHEMA
 from nightjar.storage import Home
 
 __all__ = ["MMA_HITS_SCHEMA", "append_batch", "forget_map", "replace_map", "rows_of_map"]

@@ -12,24 +12,8 @@ from deltalake import write_deltalake
 from nightjar import paths
 from nightjar.lake import commit, tables
 from nightjar.lake.read import arrow_dataset
+from nightjar.lake.schemas import CROSSMATCH_TNS_SCHEMA
 from nightjar.storage import Home
-
-CROSSMATCH_TNS_SCHEMA = pa.schema(
-    [
-        pa.field("diaObjectId", pa.int64()),
-        pa.field("tns_objid", pa.int64()),
-        pa.field("tns_name", pa.string()),  # "SN 2022and"
-        pa.field("tns_prefix", pa.string()),  # "SN", "AT", "TDE"…
-        pa.field("type", pa.string()),  # spectroscopic class, null until classified
-        pa.field("redshift", pa.float64()),
-        pa.field("discoverydate", pa.timestamp("us", tz="UTC")),
-        pa.field("discoverymag", pa.float64()),
-        pa.field("ra", pa.float64()),  # the TNS position
-        pa.field("dec", pa.float64()),
-        pa.field("separationArcsec", pa.float64()),
-        pa.field("lastmodified", pa.timestamp("us", tz="UTC")),
-    ]
-)
 
 
 def _overwrite(home: Home, table: str, data: pa.Table) -> None:

@@ -17,42 +17,9 @@ import pyarrow.dataset as ds
 from nightjar import paths
 from nightjar.lake import commit, tables
 from nightjar.lake.read import arrow_dataset
+from nightjar.lake.schemas import AREA_HITS_SCHEMA, MMA_HITS_SCHEMA, WATCHLIST_HITS_SCHEMA
 from nightjar.storage import Home
 
-WATCHLIST_HITS_SCHEMA = pa.schema(
-    [
-        pa.field("watchlistId", pa.int64()),
-        pa.field("coneId", pa.int64()),
-        pa.field("coneName", pa.string()),
-        pa.field("diaObjectId", pa.int64()),
-        pa.field("diaSourceId", pa.int64()),
-        pa.field("separationArcsec", pa.float64()),
-        pa.field("midpointMjdTai", pa.float64()),
-    ]
-)
-AREA_HITS_SCHEMA = pa.schema(
-    [
-        pa.field("watchmapId", pa.int64()),
-        pa.field("diaObjectId", pa.int64()),
-        pa.field("diaSourceId", pa.int64()),
-        pa.field("midpointMjdTai", pa.float64()),
-    ]
-)
-# Skymap hits (``lake.mma_hits``): stored and replaced per map like a watchmap's.
-MMA_HITS_SCHEMA = pa.schema(
-    [
-        pa.field("skymapId", pa.int64()),
-        pa.field("eventId", pa.string()),
-        pa.field("diaObjectId", pa.int64()),
-        pa.field("diaSourceId", pa.int64()),
-        pa.field("midpointMjdTai", pa.float64()),
-        pa.field("daysSinceEvent", pa.float64()),
-        pa.field("contour", pa.int32()),  # the smallest credible level (percent) holding the position: 50 or 90
-        pa.field("probdens2", pa.float64()),  # the map's probability density there, sr⁻¹
-        pa.field("probdens3", pa.float64()),  # at the host's distance, Mpc⁻³ sr⁻¹ (null without one)
-        pa.field("distanceMpc", pa.float64()),  # the host distance used
-    ]
-)
 SCHEMAS = {
     paths.WATCHLIST_HITS: WATCHLIST_HITS_SCHEMA,
     paths.AREA_HITS: AREA_HITS_SCHEMA,

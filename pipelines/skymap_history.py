@@ -21,7 +21,7 @@ from nightjar.catalogs import watch_store
 from nightjar.catalogs.skymap import Skymap
 from nightjar.catalogs.skymap_store import SkymapInfo, SkymapSpec, add_skymap, remove_skymap, spec_of
 from nightjar.lake import mma_hits, read
-from nightjar.lake.watch_hits import MMA_HITS_SCHEMA
+from nightjar.lake.schemas import MMA_HITS_SCHEMA
 from nightjar.pipelines.skymap_match import skymap_hits
 from nightjar.pipelines.watch import alerts_of
 from nightjar.pipelines.watch_history import CHUNK_ROWS, READ_COLUMNS

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from nightjar import paths
 from nightjar.catalogs.skymap_store import SkymapSpec, cached_index
-from nightjar.lake.watch_hits import MMA_HITS_SCHEMA
+from nightjar.lake.schemas import MMA_HITS_SCHEMA
 
 DISTANCE_COLUMN = "distance"  # the context's host distance, Mpc
 

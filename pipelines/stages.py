@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from nightjar import paths
 from nightjar.lake import commit, history, read, resent, staged
+from nightjar.lake.schemas import OBJECT_HISTORY_SCHEMA
 from nightjar.pipelines.classifiers import annotations_of, chosen
 from nightjar.pipelines.context import BatchContext, commit_context
 from nightjar.pipelines.healpix import add_healpix, add_night
@@ -329,7 +330,7 @@ def _commit(
         others.append(timed.submit("watch", commit_hits, home, hits, txns, batch.sources["diaSourceId"]))
     if batch.ss_sources.num_rows or batch.ss_objects.num_rows:
         others.append(timed.submit("sso", commit_sso, home, batch, txns))
-    new_rows = pa.concat_tables(index) if index else history.SCHEMA.empty_table()
+    new_rows = pa.concat_tables(index) if index else OBJECT_HISTORY_SCHEMA.empty_table()
     objects = _batch_objects(batch)
     if objects.num_rows:
         detections = _detections([stored, new_rows])  # new_rows holds the lagging rows too

@@ -25,7 +25,7 @@ from nightjar.catalogs.tns import read_tns
 from nightjar.lake import commit, read
 from nightjar.lake import tns as tns_tables
 from nightjar.lake.annotations import encode_messages, to_table
-from nightjar.lake.tns import CROSSMATCH_TNS_SCHEMA
+from nightjar.lake.schemas import CROSSMATCH_TNS_SCHEMA
 from nightjar.settings import Settings
 from nightjar.storage import Home
 from nightjar.streams import kafka

@@ -25,7 +25,7 @@ from nightjar.catalogs.watch_index import WatchlistSpec, cached_index, match
 from nightjar.catalogs.watch_migrate import watch_root
 from nightjar.catalogs.watchmap import WatchmapSpec, cached_area
 from nightjar.lake import watch_hits
-from nightjar.lake.watch_hits import AREA_HITS_SCHEMA, MMA_HITS_SCHEMA, WATCHLIST_HITS_SCHEMA
+from nightjar.lake.schemas import AREA_HITS_SCHEMA, MMA_HITS_SCHEMA, WATCHLIST_HITS_SCHEMA
 from nightjar.pipelines.context import BatchContext
 from nightjar.pipelines.skymap_match import skymap_hits
 from nightjar.settings import Settings

@@ -16,10 +16,14 @@ import pyarrow.compute as pc
 from nightjar import paths
 from nightjar.catalogs.context import LAKE_CONTEXT_SCHEMA, LAKE_MATCHES_SCHEMA
 from nightjar.lake import read
-from nightjar.lake.annotations import SCHEMA as ANNOTATION_SCHEMA
 from nightjar.lake.keys import first_per_key, latest_per_key
-from nightjar.lake.tns import CROSSMATCH_TNS_SCHEMA
-from nightjar.lake.watch_hits import AREA_HITS_SCHEMA, MMA_HITS_SCHEMA, WATCHLIST_HITS_SCHEMA
+from nightjar.lake.schemas import (
+    ANNOTATIONS_SCHEMA,
+    AREA_HITS_SCHEMA,
+    CROSSMATCH_TNS_SCHEMA,
+    MMA_HITS_SCHEMA,
+    WATCHLIST_HITS_SCHEMA,
+)
 from nightjar.paths import OBJECT_ORDER
 from nightjar.storage import Home
 from nightjar.streams import schemas
@@ -120,7 +124,7 @@ def placeholder_schemas() -> dict[str, pa.Schema]:
         CONTEXT_MATCHES: _nullable(list(LAKE_MATCHES_SCHEMA)),
         WATCHLIST_HITS: _nullable(list(WATCHLIST_HITS_SCHEMA)),
         AREA_HITS: _nullable(list(AREA_HITS_SCHEMA)),
-        ANNOTATIONS: _nullable(list(ANNOTATION_SCHEMA)),
+        ANNOTATIONS: _nullable(list(ANNOTATIONS_SCHEMA)),
         MMA_AREA_HITS: _nullable(list(MMA_HITS_SCHEMA)),
         CROSSMATCH_TNS: _nullable(list(CROSSMATCH_TNS_SCHEMA)),
         **_sso_placeholders(sid, source),

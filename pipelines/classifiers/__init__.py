@@ -23,7 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nightjar import __version__
-from nightjar.lake.annotations import SCHEMA, new_annotation_id
+from nightjar.lake.annotations import new_annotation_id
+from nightjar.lake.schemas import ANNOTATIONS_SCHEMA
 
 OUTPUT_SCHEMA = pa.schema([("diaObjectId", pa.int64()), ("classification", pa.string()), ("score", pa.float64())])
 
@@ -87,7 +88,7 @@ def annotations_of(objects: pa.Table, classifiers: tuple[Classifier, ...] | None
                     "url": pa.nulls(n, pa.string()),
                     "created": pa.repeat(created, n),
                 },
-                schema=SCHEMA,
+                schema=ANNOTATIONS_SCHEMA,
             )
         )
-    return pa.concat_tables(parts) if parts else SCHEMA.empty_table()
+    return pa.concat_tables(parts) if parts else ANNOTATIONS_SCHEMA.empty_table()

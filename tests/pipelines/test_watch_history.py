@@ -16,6 +16,7 @@ from nightjar import paths
 from nightjar.catalogs import watchmap
 from nightjar.catalogs.watch_files import read_cones
 from nightjar.lake import watch_hits
+from nightjar.lake.schemas import WATCHLIST_HITS_SCHEMA
 from nightjar.pipelines.run import ingest
 from nightjar.pipelines.watch_history import WatchJobManager, match_history, wait
 from nightjar.settings import Settings
@@ -106,7 +107,7 @@ def test_history_finds_what_live_matching_found(
 
 def test_replace_keeps_hits_committed_after_the_snapshot(settings: Settings) -> None:
     home = Path(settings.home)
-    schema = watch_hits.WATCHLIST_HITS_SCHEMA
+    schema = WATCHLIST_HITS_SCHEMA
 
     def rows(cone: int, sources: list[int]) -> pa.Table:
         n = len(sources)
