@@ -84,6 +84,11 @@ def benchmarks() -> dict[str, Benchmark]:
             "skymap matching: a 10,000-alert batch vs 10 active skymaps (warm), with the no-map baseline",
             "nightjar bench skymap --maps 10 --alerts 10000 --skymap ../shared/data/skymaps/bayestar.multiorder.fits",
         ),
+        "xmatch": Benchmark(
+            "nightjar.bench.xmatch",
+            "crossmatch throughput (alerts/s/core), warm and cold",
+            "nightjar bench xmatch --rows 1000000 --alerts 200000",
+        ),
         "filters": Benchmark(
             "nightjar.bench",
             "many streaming filters on one large batch (1,000 on 10,000 alerts)",
@@ -111,9 +116,8 @@ def _filters_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=5, help="batches timed after the first")
 
 
-def register(sub: argparse._SubParsersAction, argv: Sequence[str] | None = None) -> argparse._SubParsersAction:
-    """Add the ``bench`` command and one sub-command per benchmark; returns the group's sub-parsers, where
-    other parts (catalogues: ``bench xmatch``) add theirs.
+def register(sub: argparse._SubParsersAction, argv: Sequence[str] | None = None) -> None:
+    """Add the ``bench`` command and one sub-command per benchmark.
 
     ``argv``: the command line about to be parsed. A benchmark's module is imported (and its arguments added) only
     when ``argv`` asks for ``bench`` and names it, or names no benchmark (``nightjar bench --help``); None: all.
@@ -125,7 +129,6 @@ def register(sub: argparse._SubParsersAction, argv: Sequence[str] | None = None)
         "bench",
         "Run a benchmark; the last line is its figure.",
         *(bench.example for bench in table.values()),
-        "nightjar bench xmatch --rows 1000000 --alerts 200000",
     )
     bench_sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     for name, bench in table.items():
@@ -134,4 +137,3 @@ def register(sub: argparse._SubParsersAction, argv: Sequence[str] | None = None)
             add_arguments, run = bench.load()
             add_arguments(p)
             p.set_defaults(handler=run)
-    return bench_sub

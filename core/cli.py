@@ -9,10 +9,19 @@ from pathlib import Path
 
 from rich.console import Console
 
-from nightjar import __version__, cli_annotator, cli_db, cli_filters, cli_skymap, cli_tns, cli_users, cli_watch
+from nightjar import (
+    __version__,
+    cli_annotator,
+    cli_db,
+    cli_filters,
+    cli_lake,
+    cli_skymap,
+    cli_tns,
+    cli_users,
+    cli_watch,
+)
 from nightjar.bench import register as register_bench
 from nightjar.cli_help import FORMATTER, add_command, examples
-from nightjar.cli_lake import register as register_lake
 from nightjar.log import configure_logging
 from nightjar.progress import bar
 from nightjar.settings import Settings, load_settings
@@ -188,34 +197,6 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
         summary.read_back.get(name, 0) == n for name, n in summary.report.matches.items()
     )
     return 0 if ok else 1
-
-
-def _filter(settings: Settings, args: argparse.Namespace) -> int:
-    from nightjar import cli_filters
-
-    return cli_filters.run(settings, args)
-
-
-def _watch(settings: Settings, args: argparse.Namespace) -> int:
-    return cli_watch.run(settings, args)
-
-
-def _skymap(settings: Settings, args: argparse.Namespace) -> int:
-    from nightjar import cli_skymap
-
-    return cli_skymap.run(settings, args)
-
-
-def _tns(settings: Settings, args: argparse.Namespace) -> int:
-    from nightjar import cli_tns
-
-    return cli_tns.run(settings, args)
-
-
-def _annotator(settings: Settings, args: argparse.Namespace) -> int:
-    from nightjar import cli_annotator
-
-    return cli_annotator.run(settings, args)
 
 
 def _alerts(settings: Settings, args: argparse.Namespace) -> int:
@@ -428,20 +409,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     )
     inspect.add_argument("paths", nargs="+", type=Path, metavar="PATH", help=files_help)
 
-    bench = register_bench(sub, argv)
-    register_lake(sub)
+    register_bench(sub, argv)
+    for commands in (cli_lake, cli_filters, cli_watch, cli_users, cli_db, cli_skymap, cli_tns, cli_annotator):
+        commands.register(sub)
 
-    cli_filters.add_parser(sub, _filter)
-    cli_watch.add_parsers(sub, _watch)
-    cli_users.register(sub)
-    cli_db.register(sub)
-    cli_skymap.add_parsers(sub, _skymap)
-    cli_tns.add_parsers(sub, _tns)
-    cli_annotator.add_parsers(sub, _annotator)
+    from nightjar import cli_catalog  # imports the catalogues' packages: only here, as the parser is built
 
-    from nightjar import cli_catalog
-
-    cli_catalog.register(sub, bench=bench)
+    cli_catalog.register(sub)
     return parser
 
 

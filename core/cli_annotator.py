@@ -7,7 +7,6 @@ user ``NAME`` (topics ``fink`` and/or ``alerce``), through the same checks and p
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from rich.console import Console
 
@@ -17,7 +16,7 @@ from nightjar.settings import Settings
 console = Console(stderr=True)
 
 
-def add_parsers(sub: argparse._SubParsersAction, handler: Any) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub,
         "annotator",
@@ -27,7 +26,7 @@ def add_parsers(sub: argparse._SubParsersAction, handler: Any) -> None:
         "nightjar annotator --topic fink.classifications --user fink-bot",
         "nightjar annotator --topic alerce.lc_classifier --user fink-bot --idle-exit 60",
     )
-    p.set_defaults(handler=handler)
+    p.set_defaults(handler=run)
     p.add_argument("--topic", required=True, help="the Kafka topic of classification messages")
     p.add_argument("--user", required=True, help="the annotator user the annotations are written as")
     p.add_argument("--idle-exit", type=float, help="stop after this many seconds without a message")

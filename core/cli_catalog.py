@@ -1,5 +1,5 @@
-"""The catalogue commands: ``nightjar catalog import|list|synth|openngc|demo|remove``, ``nightjar context RA DEC``
-and ``nightjar bench xmatch``. ``register`` adds them to the top-level parser (see ``nightjar.cli``)."""
+"""The catalogue commands: ``nightjar catalog import|list|synth|openngc|demo|remove|refresh`` and ``nightjar context
+RA DEC``. ``register`` adds them to the top-level parser (see ``nightjar.cli``)."""
 
 from __future__ import annotations
 
@@ -219,28 +219,6 @@ def _context(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_xmatch(settings: Settings, args: argparse.Namespace) -> int:
-    from nightjar.bench.xmatch import bench_xmatch
-    from nightjar.pipelines.cluster import dask_client
-
-    with dask_client(settings) as client:
-        bench_xmatch(
-            client,
-            settings.home,
-            catalog=args.catalog,
-            rows=args.rows,
-            alerts=args.alerts,
-            batch=args.batch,
-            passes=args.passes,
-            footprint=args.footprint,
-            seed=args.seed,
-            cache_mb=settings.catalog_cache_mb,
-            console=console,
-            installed=settings.catalogs,
-        )
-    return 0
-
-
 def _refresh(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.catalogs.catalog import load_catalog_set
     from nightjar.pipelines.cluster import dask_client
@@ -259,8 +237,8 @@ def _refresh(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any, bench: Any) -> None:
-    """Add ``catalog`` and ``context`` to the top-level sub-parsers and ``xmatch`` to the ``bench`` group."""
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``catalog`` and ``context`` to the top-level sub-parsers."""
     p = add_command(
         sub,
         "catalog",
@@ -382,25 +360,3 @@ def register(sub: Any, bench: Any) -> None:
         help="text (default: the class, its description and a table of ranked matches) or json",
     )
     ctx.add_argument("--catalog", action="append", metavar="NAME", help="only these catalogues (repeatable)")
-
-    xm = add_command(
-        bench,
-        "xmatch",
-        "crossmatch throughput (alerts/s/core), warm and cold",
-        "nightjar bench xmatch --rows 1000000 --alerts 200000",
-        "nightjar bench xmatch --catalog openngc --footprint visit",
-    )
-    xm.set_defaults(handler=_bench_xmatch)
-    xm.add_argument("--catalog", metavar="NAME", help="an installed catalogue (default: synthesise one)")
-    xm.add_argument("--rows", type=int, default=1_000_000, help="rows of the synthetic catalogue")
-    xm.add_argument("--alerts", type=int, default=200_000, help="alerts crossmatched (default: %(default)s)")
-    xm.add_argument("--batch", type=int, default=10_000, help="alerts per batch (an LSST visit: ~10,000)")
-    xm.add_argument("--passes", type=int, default=3, help="warm passes (the best is reported)")
-    xm.add_argument(
-        "--footprint",
-        choices=["lsst", "visit"],
-        default="lsst",
-        help="where the alerts fall: lsst (default), all over the LSST footprint, dec -75° to +5°; visit, each "
-        "batch in one 1.75° field (10%% of the alerts on catalogue rows either way)",
-    )
-    xm.add_argument("--seed", type=int, default=7, help="seed of the alert positions and the synthetic catalogue")

@@ -30,7 +30,7 @@ GROUP_HELP = (
 )
 
 
-def add_parser(sub: argparse._SubParsersAction, handler: Any) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     example_sql = "SELECT diaObjectId, diaSourceId, psfFlux FROM sources WHERE psfFlux > 50000"
     parser = add_command(
         sub,
@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction, handler: Any) -> None:
         "nightjar filter delete 1",
         "nightjar filter backtest 1 --since 60950 --until 60960",
     )
-    parser.set_defaults(handler=handler)
+    parser.set_defaults(handler=run)
     actions = parser.add_subparsers(dest="action", required=True)
 
     add = add_command(

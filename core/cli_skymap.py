@@ -40,7 +40,7 @@ def _time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def add_parsers(sub: argparse._SubParsersAction, handler: Any) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     sm = add_command(
         sub,
         "skymap",
@@ -53,7 +53,7 @@ def add_parsers(sub: argparse._SubParsersAction, handler: Any) -> None:
         "nightjar skymap remove 1",
         "nightjar skymap listen --topic igwn.gwalert     # GCN/IGWN JSON notices, beside `nightjar run`",
     )
-    sm.set_defaults(handler=handler)
+    sm.set_defaults(handler=run)
     actions = sm.add_subparsers(dest="action", required=True)
     add = add_command(
         actions,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
@@ -20,7 +19,7 @@ from nightjar.settings import Settings
 console = Console(stderr=True)
 
 
-def add_parsers(sub: argparse._SubParsersAction, handler: Any) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     tns = add_command(
         sub,
         "tns",
@@ -30,7 +29,7 @@ def add_parsers(sub: argparse._SubParsersAction, handler: Any) -> None:
         "nightjar tns import tns_public_objects.parquet --radius 2",
         "nightjar tns status",
     )
-    tns.set_defaults(handler=handler)
+    tns.set_defaults(handler=run)
     actions = tns.add_subparsers(dest="action", required=True)
     imp = add_command(
         actions,

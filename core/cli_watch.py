@@ -44,7 +44,7 @@ def _common(p: argparse.ArgumentParser, creating: bool) -> None:
         p.set_defaults(creating=True)
 
 
-def add_parsers(sub: argparse._SubParsersAction, handler: Any) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     wl = add_command(
         sub,
         "watchlist",
@@ -57,7 +57,7 @@ def add_parsers(sub: argparse._SubParsersAction, handler: Any) -> None:
         "nightjar watchlist rerun 1",
         "nightjar watchlist delete 1",
     )
-    wl.set_defaults(handler=handler, kind="watchlist")
+    wl.set_defaults(handler=run, kind="watchlist")
     actions = wl.add_subparsers(dest="action", required=True)
     add = add_command(
         actions,
@@ -100,7 +100,7 @@ def add_parsers(sub: argparse._SubParsersAction, handler: Any) -> None:
         "nightjar watchmap add m31 --circle 10.6847 41.2690 3600",
         "nightjar watchmap list",
     )
-    wm.set_defaults(handler=handler, kind="watchmap")
+    wm.set_defaults(handler=run, kind="watchmap")
     actions = wm.add_subparsers(dest="action", required=True)
     add = add_command(
         actions,
