@@ -111,6 +111,7 @@ class Collected:
 
 
 TAIL_AFTER_S = 0.5
+COMMIT_SETTLE_S = 10.0  # how long a run that ends waits for an offset commit still under way
 LOST_MEMBERSHIP = (KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS)
 
 
@@ -280,6 +281,10 @@ def run(
         notes_consumer.subscribe([settings.annotations_topic])
         subscribed = [topic]
     consumer.subscribe(subscribed, on_assign=reader.on_assign, on_revoke=reader.on_revoke)
+    # A synchronous commit has no timeout of librdkafka's: one the broker does not answer (gone, frozen, overloaded)
+    # is waited for in slices, so that the run says the broker is away and waits for it as for any other call.
+    committer = kafka.Committer(consumer)
+    notes_committer = kafka.Committer(notes_consumer) if notes_consumer is not None else committer
     limits = sql_engine.limits(settings, timeout_s=settings.filter_timeout_s)
 
     committed: dict[tuple[str, int], int] = {}  # the highest offset this run committed, per partition
@@ -301,12 +306,12 @@ def run(
                 if notes_consumer is not None:
                     notes = [tp for tp in commits if tp.topic == settings.annotations_topic]
                     if notes:
-                        notes_consumer.commit(offsets=notes, asynchronous=False)
+                        notes_committer.commit(notes)
                     alerts = [tp for tp in commits if tp.topic != settings.annotations_topic]
                     if alerts:
-                        consumer.commit(offsets=alerts, asynchronous=False)
+                        committer.commit(alerts)
                 else:
-                    consumer.commit(offsets=commits, asynchronous=False)
+                    committer.commit(commits)
             except KafkaException as exc:
                 if exc.args[0].code() not in LOST_MEMBERSHIP:
                     raise
@@ -421,6 +426,8 @@ def run(
     finally:
         pipeline.close()
         uncap_worker_memory(client)
+        committer.settle(COMMIT_SETTLE_S)  # a commit still under way uses the consumer: let it end first
+        notes_committer.settle(COMMIT_SETTLE_S)
         consumer.close()
         if notes_consumer is not None:
             notes_consumer.close()

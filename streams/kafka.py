@@ -8,6 +8,7 @@ librdkafka properties (SASL, SSL) from ``NIGHTJAR_KAFKA_CONFIG`` / ``NIGHTJAR_KA
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -186,6 +187,69 @@ def retrying(
                 on_retry()
             time.sleep(min(delay, left))  # back-off between attempts, not a synchronisation
             delay = min(delay * 2, RETRY_MAX_S)
+
+
+COMMIT_WAIT_S = 10.0
+"""How long an offset commit is waited for before the broker is taken for away (``Committer``)."""
+
+
+class _Commit:
+    """One synchronous commit running on a daemon thread of its own."""
+
+    def __init__(self, key: tuple[tuple[str, int, int], ...], call: Callable[[], object]) -> None:
+        self.key = key
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+        def go() -> None:
+            try:
+                call()
+            except BaseException as exc:  # handed to the caller that waits for this commit
+                self.error = exc
+            finally:
+                self.done.set()
+
+        threading.Thread(target=go, name="kafka-commit", daemon=True).start()
+
+
+class Committer:
+    """Synchronous offset commits of one group consumer, each waited for at most ``wait_s`` at a time.
+
+    librdkafka has no timeout for a synchronous commit: while the group coordinator does not answer (a broker
+    killed, frozen or overloaded) it sends the commit again every ``socket.timeout.ms`` for as long as that lasts,
+    and the caller waits with it, saying nothing. Here the commit runs on a thread of its own; ``commit`` raises a
+    ``KafkaException`` (``_TIMED_OUT``) when it did not end within ``wait_s``, so that ``retrying`` reports the
+    outage and tries again. Trying again with the same offsets waits for the commit already under way (nothing
+    is sent twice), and a commit of other offsets starts only after the previous one ended: commits reach the
+    broker in the order they were asked for, so a late one never lands after a later one.
+    """
+
+    def __init__(self, consumer: Consumer, wait_s: float = COMMIT_WAIT_S) -> None:
+        self.consumer = consumer
+        self.wait_s = wait_s
+        self._pending: _Commit | None = None
+
+    def _timed_out(self, what: str) -> KafkaException:
+        return KafkaException(KafkaError(KafkaError._TIMED_OUT, f"{what} not answered within {self.wait_s:.0f} s"))
+
+    def commit(self, offsets: list[TopicPartition]) -> None:
+        key = tuple(sorted((tp.topic, tp.partition, tp.offset) for tp in offsets))
+        if self._pending is not None and self._pending.key != key:
+            if not self._pending.done.wait(self.wait_s):  # an earlier commit is still under way: it goes first
+                raise self._timed_out("an earlier offset commit")
+            self._pending = None
+        if self._pending is None:
+            self._pending = _Commit(key, lambda: self.consumer.commit(offsets=offsets, asynchronous=False))
+        pending = self._pending
+        if not pending.done.wait(self.wait_s):
+            raise self._timed_out("offset commit")
+        self._pending = None
+        if pending.error is not None:
+            raise pending.error
+
+    def settle(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for a commit still under way (before the consumer is closed); whether none is."""
+        return self._pending is None or self._pending.done.wait(timeout_s)
 
 
 @dataclass(frozen=True)
