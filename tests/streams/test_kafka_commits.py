@@ -73,7 +73,7 @@ def test_a_commit_the_broker_does_not_answer_times_out_and_lands_in_order_once_i
                 committer.commit([TopicPartition(topic, 0, 10)])
             # Reported as an outage after the wait, not after librdkafka's minutes of retries.
             assert caught.value.args[0].code() == KafkaError._TIMED_OUT
-            assert time.monotonic() - began < WAIT_S + 3
+            assert time.monotonic() - began < WAIT_S + 10  # librdkafka alone: no answer for minutes
             # A later commit waits for the one under way: it cannot overtake it.
             with pytest.raises(KafkaException) as caught:
                 committer.commit([TopicPartition(topic, 0, 15)])
