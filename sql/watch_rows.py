@@ -20,7 +20,7 @@ from nightjar import paths
 from nightjar.catalogs import watch_store
 from nightjar.catalogs.watch_store import root_of
 from nightjar.lake import watch_hits
-from nightjar.sql.registry import RegistryError, check_name
+from nightjar.sql.registry import RegistryError, check_name, check_owner, fetch
 from nightjar.sql.registry_models import VISIBILITIES, WatchlistRow, WatchmapRow
 from nightjar.storage import CatalogsHome, CatalogsRoot, Home
 
@@ -127,15 +127,11 @@ def name_free(session: Session, kind: type[Row], owner: str, name: str) -> None:
 
 
 def load(session: Session, kind: type[Row], list_id: int) -> Row:
-    row = session.get(kind, list_id)
-    if row is None:
-        raise RegistryError(f"no {KINDS[kind].name} {list_id}")
-    return row
+    return fetch(session, kind, list_id, KINDS[kind].name)
 
 
 def owned(row: Row, requester: str) -> None:
-    if row.owner != requester:
-        raise RegistryError(f"{KINDS[type(row)].name} {row.id} belongs to {row.owner}, not {requester}")
+    check_owner(f"{KINDS[type(row)].name} {row.id}", row.owner, requester)
 
 
 def add(
