@@ -41,7 +41,9 @@ DEFAULT_RADIUS_ARCSEC = 2.0
 
 
 @dataclass(frozen=True)
-class Watchlist:
+class _Common:
+    """The first fields of a watchlist and a watchmap, the columns they share."""
+
     id: int
     name: str
     owner: str
@@ -49,6 +51,10 @@ class Watchlist:
     visibility: str
     group: str | None
     active: bool
+
+
+@dataclass(frozen=True)
+class Watchlist(_Common):
     radius_arcsec: float
     version: int
     cones: int
@@ -68,14 +74,7 @@ class Watchlist:
 
 
 @dataclass(frozen=True)
-class Watchmap:
-    id: int
-    name: str
-    owner: str
-    description: str
-    visibility: str
-    group: str | None
-    active: bool
+class Watchmap(_Common):
     kind: str
     max_order: int
     sky_fraction: float
