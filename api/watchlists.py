@@ -14,7 +14,7 @@ import binascii
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -141,26 +141,6 @@ def _area(body: Area) -> tuple[Any, str] | None:
     return watchmap.from_circle(c.ra, c.dec, c.radius_arcsec, body.order), "circle"
 
 
-@dataclass(frozen=True)
-class _Kind:
-    """The registry's functions for a watchlist or a watchmap, and the plural in its routes."""
-
-    plural: str
-    get: Callable[[Engine, int], Any]
-    listed: Callable[..., list[Any]]
-    delete: Callable[..., Any]
-
-
-KINDS: dict[str, _Kind] = {
-    "watchlist": _Kind(
-        "watchlists", watch_registry.get_watchlist, watch_registry.list_watchlists, watch_registry.delete_watchlist
-    ),
-    "watchmap": _Kind(
-        "watchmaps", watch_registry.get_watchmap, watch_registry.list_watchmaps, watch_registry.delete_watchmap
-    ),
-}
-
-
 def seen_lists(db: Engine, lister: Callable[..., list[T]], user: User) -> list[T]:
     """What ``lister`` (``list_watchlists`` or ``list_watchmaps``) gives that ``user`` can see."""
     if user.is_admin:
@@ -173,7 +153,7 @@ def seen_lists(db: Engine, lister: Callable[..., list[T]], user: User) -> list[T
 def visible_list(db: Engine, kind: str, list_id: int, user: User) -> Any:
     """The watchlist or watchmap (``kind``), if ``user`` may see it; a 404 otherwise, as for a missing one."""
     try:
-        item = KINDS[kind].get(db, list_id)
+        item = watch_registry.LIST_KINDS[kind].get(db, list_id)
     except RegistryError:
         item = None
     if item is None or not watch_registry.can_see(
@@ -342,13 +322,13 @@ def router(db: Engine, home: CatalogsHome, jobs: WatchJobManager, lake: Home | N
 
     # Both
 
-    for kind in KINDS:
+    for kind in watch_registry.LIST_KINDS:
         _shared_routes(api, kind, db, home, jobs, lake)
     return api
 
 
 def _list_route(api: APIRouter, db: Engine, kind: str) -> None:
-    plural, lister = KINDS[kind].plural, KINDS[kind].listed
+    plural, lister = f"{kind}s", watch_registry.LIST_KINDS[kind].listed
 
     async def listed(user: Caller) -> list[dict[str, Any]]:
         return [_view(item) for item in await run_in_threadpool(seen_lists, db, lister, user)]
@@ -365,7 +345,7 @@ def _list_route(api: APIRouter, db: Engine, kind: str) -> None:
 def _shared_routes(
     api: APIRouter, kind: str, db: Engine, home: CatalogsHome, jobs: WatchJobManager, lake: Home | None = None
 ) -> None:
-    plural, deleter = KINDS[kind].plural, KINDS[kind].delete
+    plural, deleter = f"{kind}s", watch_registry.LIST_KINDS[kind].delete
 
     async def delete(list_id: ListId, user: SignedIn) -> dict[str, Any]:
         """Delete a list and its hits (its owner or an admin); its id is never reused."""

@@ -247,7 +247,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             print(made.id)
             list_id, changed = made.id, True
         elif args.action == "list":
-            lister = watch_registry.list_watchlists if kind == "watchlist" else watch_registry.list_watchmaps
+            lister = watch_registry.LIST_KINDS[kind].listed
             items: list[Any] = lister(db, owner=args.owner) if args.mine else lister(db, visible_to=args.owner)
             if args.format == "json":
                 print(json.dumps([_describe(i) for i in items], indent=2))
@@ -256,8 +256,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 state = "active" if i.active else "inactive"
                 print(f"{i.id}\t{i.name}\t{i.owner}\t{i.visibility}\t{state}\tv{i.version}\t{size}")
         elif args.action == "show":
-            getter = watch_registry.get_watchlist if kind == "watchlist" else watch_registry.get_watchmap
-            item: Any = getter(db, args.id)
+            item: Any = watch_registry.LIST_KINDS[kind].get(db, args.id)
             if not watch_registry.can_see(item.owner, item.visibility, args.owner):
                 raise registry.RegistryError(f"no {kind} {args.id}")
             print(json.dumps(_describe(item), indent=2))
@@ -305,12 +304,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 console.print(f"watchmap {item.id} ({item.name}): version {item.version}")
             list_id = item.id
         elif args.action == "delete":
-            deleter = watch_registry.delete_watchlist if kind == "watchlist" else watch_registry.delete_watchmap
-            gone = deleter(db, home, args.id, requester=args.owner, lake=settings.lake)
+            gone = watch_registry.LIST_KINDS[kind].delete(db, home, args.id, requester=args.owner, lake=settings.lake)
             console.print(f"deleted {kind} {gone.id} ({gone.name}) and its hits")
         elif args.action == "rerun":
-            getter = watch_registry.get_watchlist if kind == "watchlist" else watch_registry.get_watchmap
-            item = getter(db, args.id)
+            item = watch_registry.LIST_KINDS[kind].get(db, args.id)
             registry.check_owner(f"{kind} {args.id}", item.owner, args.owner)
             list_id, changed = item.id, True
         if changed and list_id is not None and not getattr(args, "no_history", False):

@@ -12,7 +12,7 @@ pipeline's workers key their cached indexes by it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -328,3 +328,18 @@ def active_specs(eng: Engine, home: CatalogsHome) -> tuple[tuple[WatchlistSpec, 
     lists = tuple(w.spec(root) for w in list_watchlists(eng, active_only=True))
     maps = tuple(m.spec(root) for m in list_watchmaps(eng, active_only=True))
     return lists, maps
+
+
+@dataclass(frozen=True)
+class ListKind:
+    """The functions of one kind of list (``watchlist`` or ``watchmap``), for callers that take the kind by name."""
+
+    get: Callable[[Engine, int], Any]
+    listed: Callable[..., list[Any]]
+    delete: Callable[..., Any]
+
+
+LIST_KINDS = {
+    "watchlist": ListKind(get_watchlist, list_watchlists, delete_watchlist),
+    "watchmap": ListKind(get_watchmap, list_watchmaps, delete_watchmap),
+}

@@ -31,16 +31,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Kind:
-    """What differs between watchlists and watchmaps in the database, the catalogues' root and the lake."""
+    """What differs between watchlists and watchmaps in the database and the catalogues' root."""
 
     name: str
     key_of: Callable[[int, int], str]
-    hits: str
 
 
 KINDS: dict[type, Kind] = {
-    WatchlistRow: Kind("watchlist", paths.watchlist_key, paths.WATCHLIST_HITS),
-    WatchmapRow: Kind("watchmap", paths.watchmap_key, paths.AREA_HITS),
+    WatchlistRow: Kind("watchlist", paths.watchlist_key),
+    WatchmapRow: Kind("watchmap", paths.watchmap_key),
 }
 
 
@@ -207,7 +206,7 @@ def delete(
     drop_old_files(root, where, version + 1)
     if not watch_store.list_files(root, where):
         watch_store.delete_folder(root, where)
-    watch_hits.forget_list(lake, KINDS[kind].hits, list_id)
+    watch_hits.forget_list(lake, paths.LIST_HITS[KINDS[kind].name], list_id)
     return gone
 
 

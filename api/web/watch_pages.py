@@ -140,7 +140,7 @@ def router(db: Engine, home: CatalogsHome, jobs: WatchJobManager) -> APIRouter:
 
     def show(request: Request, user: User, snap: Snapshot, kind: str, list_id: int) -> Response:
         item = visible_list(db, kind, list_id, user)
-        table = paths.WATCHLIST_HITS if kind == "watchlist" else paths.AREA_HITS
+        table = paths.LIST_HITS[kind]
         hits = hits_of_list(snap.tables, table, list_id, SHOWN_HITS).to_pylist()
         for hit in hits:
             for key in ("diaObjectId", "diaSourceId", "coneId"):
