@@ -7,7 +7,8 @@ and a description. Its content is a file per version (cones: Parquet sorted by H
 written (whole, from bytes in memory) inside the database transaction that records it and removed if that
 transaction fails: a list is created whole or not at all. Each change of
 the content (cones added, removed or replaced, a new default radius, a new area) makes a new version; the
-pipeline's workers key their cached indexes by it.
+pipeline's workers key their cached indexes by it. What watchlists and watchmaps do alike (a row and its file in
+one transaction, the shared columns, ownership, listing, deletion) is written once, in ``sql.watch_rows``.
 """
 
 from __future__ import annotations

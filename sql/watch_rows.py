@@ -74,7 +74,7 @@ class Shared:
             row.active = self.active
 
 
-def folder(key: str) -> str:
+def folder_of(key: str) -> str:
     return key.rsplit("/", 1)[0]
 
 
@@ -90,7 +90,8 @@ class Files:
     """The files written for one database transaction: each version's content, under the catalogues' root."""
 
     def __init__(self, root: CatalogsRoot, kind: type) -> None:
-        self.root, self.key_of, self.written = root, KINDS[kind].key_of, list[str]()
+        self.root, self.key_of = root, KINDS[kind].key_of
+        self.written: list[str] = []
 
     def put(self, list_id: int, version: int, content: bytes) -> None:
         key = self.key_of(list_id, version)
@@ -176,7 +177,7 @@ def edit(
         session.flush()
         result, version = convert(row), row.version
     if new is not None:
-        drop_old_files(files.root, folder(files.key_of(list_id, version)), version - 1)
+        drop_old_files(files.root, folder_of(files.key_of(list_id, version)), version - 1)
     return result, new is not None
 
 
@@ -202,7 +203,7 @@ def delete(
         gone, version = convert(row), row.version
         session.delete(row)
     root = root_of(home)
-    where = folder(KINDS[kind].key_of(list_id, 1))
+    where = folder_of(KINDS[kind].key_of(list_id, 1))
     drop_old_files(root, where, version + 1)
     if not watch_store.list_files(root, where):
         watch_store.delete_folder(root, where)
