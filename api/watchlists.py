@@ -12,7 +12,8 @@ from __future__ import annotations
 import base64
 import binascii
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -103,6 +104,11 @@ class WatchmapUpdate(Area):
     active: bool | None = None
 
 
+def _shared(body: WatchlistCreate | WatchlistUpdate | WatchmapCreate | WatchmapUpdate) -> dict[str, Any]:
+    """The registry's keyword arguments for what watchlists and watchmaps share (None: unchanged)."""
+    return {"visibility": body.visibility, "group": body.group, "description": body.description, "active": body.active}
+
+
 def _view(item: Watchlist | Watchmap) -> dict[str, Any]:
     out = asdict(item)
     out["id"] = str(item.id)
@@ -135,12 +141,6 @@ def _area(body: Area) -> tuple[Any, str] | None:
     return watchmap.from_circle(c.ra, c.dec, c.radius_arcsec, body.order), "circle"
 
 
-KINDS: dict[str, tuple[Any, str]] = {
-    "watchlist": (watch_registry.get_watchlist, "watchlists"),
-    "watchmap": (watch_registry.get_watchmap, "watchmaps"),
-}
-
-
 def seen_lists(db: Engine, lister: Callable[..., list[T]], user: User) -> list[T]:
     """What ``lister`` (``list_watchlists`` or ``list_watchmaps``) gives that ``user`` can see."""
     if user.is_admin:
@@ -153,7 +153,7 @@ def seen_lists(db: Engine, lister: Callable[..., list[T]], user: User) -> list[T
 def visible_list(db: Engine, kind: str, list_id: int, user: User) -> Any:
     """The watchlist or watchmap (``kind``), if ``user`` may see it; a 404 otherwise, as for a missing one."""
     try:
-        item = KINDS[kind][0](db, list_id)
+        item = watch_registry.LIST_KINDS[kind].get(db, list_id)
     except RegistryError:
         item = None
     if item is None or not watch_registry.can_see(
@@ -163,7 +163,47 @@ def visible_list(db: Engine, kind: str, list_id: int, user: User) -> Any:
     return item
 
 
+def owned_list(db: Engine, kind: str, list_id: int, user: User, action: str) -> Any:
+    """The watchlist or watchmap (``kind``), if ``user`` owns it: a 404 if they may not see it, else a 403."""
+    item = visible_list(db, kind, list_id, user)
+    if item.owner != user.name:
+        raise HTTPException(status_code=403, detail=f"only its owner ({item.owner}) may {action} {kind} {list_id}")
+    return item
+
+
 ERRORS = (RegistryError, WatchFileError, watchmap.WatchmapError)
+
+
+@contextmanager
+def _bad_request() -> Iterator[None]:
+    """A list's problem (a bad name, cone, area, visibility; a name taken) as a 400 with its message."""
+    try:
+        yield
+    except ERRORS as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+
+
+def _history(jobs: WatchJobManager, kind: str, item: Watchlist | Watchmap, user: User) -> dict[str, Any]:
+    """Start matching the list over the lake's history (a background job): the job."""
+    return asdict(jobs.submit(kind, item.id, user.name))
+
+
+def _made(jobs: WatchJobManager, kind: str, user: User, make: Callable[[], T]) -> dict[str, Any]:
+    """The list ``make`` creates (its problem: a 400), with the history-matching job started for it."""
+    with _bad_request():
+        made = make()
+    out = _view(made)
+    out["history"] = _history(jobs, kind, made, user)
+    return out
+
+
+def _changed(jobs: WatchJobManager, kind: str, user: User, change: Callable[[], tuple[T, bool]]) -> dict[str, Any]:
+    """The list as ``change`` left it, with a new history-matching job if its content changed."""
+    item, changed = change()
+    out = _view(item)
+    if changed:
+        out["history"] = _history(jobs, kind, item, user)
+    return out
 
 
 def new_watchlist(
@@ -171,25 +211,14 @@ def new_watchlist(
 ) -> dict[str, Any]:
     """Create ``user``'s watchlist and start matching it over the history; a 400 naming each bad line. The API
     and the portal's upload form both create watchlists through this."""
-    try:
+
+    def make() -> Watchlist:
         cones = read_csv_text(body.cones_csv, "cones_csv")
-        made = watch_registry.add_watchlist(
-            db,
-            home,
-            body.name,
-            cones,
-            owner=user.name,
-            radius_arcsec=body.radius_arcsec,
-            visibility=body.visibility,
-            group=body.group,
-            description=body.description,
-            active=body.active,
+        return watch_registry.add_watchlist(
+            db, home, body.name, cones, owner=user.name, radius_arcsec=body.radius_arcsec, **_shared(body)
         )
-    except ERRORS as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from None
-    out = _view(made)
-    out["history"] = asdict(jobs.submit("watchlist", made.id, user.name))
-    return out
+
+    return _made(jobs, "watchlist", user, make)
 
 
 def new_watchmap(
@@ -197,53 +226,18 @@ def new_watchmap(
 ) -> dict[str, Any]:
     """Create ``user``'s watchmap from an area (MOC or probability map, polygon, circle) and start matching it
     over the history; a 400 with the problem."""
-    try:
+
+    def make() -> Watchmap:
         area = _area(body)
         if area is None:
             raise watchmap.WatchmapError("give an area: moc_fits_base64, polygon or circle")
-        made = watch_registry.add_watchmap(
-            db,
-            home,
-            body.name,
-            area[0],
-            area[1],
-            owner=user.name,
-            visibility=body.visibility,
-            group=body.group,
-            description=body.description,
-            active=body.active,
-        )
-    except ERRORS as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from None
-    out = _view(made)
-    out["history"] = asdict(jobs.submit("watchmap", made.id, user.name))
-    return out
+        return watch_registry.add_watchmap(db, home, body.name, area[0], area[1], owner=user.name, **_shared(body))
+
+    return _made(jobs, "watchmap", user, make)
 
 
 def router(db: Engine, home: CatalogsHome, jobs: WatchJobManager, lake: Home | None = None) -> APIRouter:
     api = APIRouter(tags=["watchlists"])
-    kinds = KINDS
-
-    def seen_by(lister: Callable[..., list[T]], user: User) -> list[T]:
-        return seen_lists(db, lister, user)
-
-    def visible(kind: str, list_id: int, user: User) -> Any:
-        return visible_list(db, kind, list_id, user)
-
-    def owned(kind: str, list_id: int, user: User, action: str) -> Any:
-        item = visible(kind, list_id, user)
-        if item.owner != user.name:
-            raise HTTPException(status_code=403, detail=f"only its owner ({item.owner}) may {action} {kind} {list_id}")
-        return item
-
-    def history(kind: str, item: Any, user: User) -> dict[str, Any]:
-        job = jobs.submit(kind, item.id, user.name)
-        return asdict(job)
-
-    def bad_request(exc: Exception) -> HTTPException:
-        return HTTPException(status_code=400, detail=str(exc))
-
-    errors = ERRORS
 
     # Watchlists
 
@@ -253,15 +247,11 @@ def router(db: Engine, home: CatalogsHome, jobs: WatchJobManager, lake: Home | N
         A bad line is a 400 naming each bad line and its problem; nothing is created then."""
         return await run_in_threadpool(new_watchlist, db, home, jobs, user, body)
 
-    @api.get("/api/v1/watchlists")
-    async def list_watchlists(user: Caller) -> list[dict[str, Any]]:
-        """The watchlists the caller can see: their own and the public ones (anonymous callers: public only)."""
-
-        return [_view(w) for w in await run_in_threadpool(seen_by, watch_registry.list_watchlists, user)]
+    _list_route(api, db, "watchlist")
 
     @api.get("/api/v1/watchlists/{watchlist_id}")
     async def read_watchlist(watchlist_id: ListId, user: Caller) -> dict[str, Any]:
-        return _view(await run_in_threadpool(visible, "watchlist", watchlist_id, user))
+        return _view(await run_in_threadpool(visible_list, db, "watchlist", watchlist_id, user))
 
     @api.get("/api/v1/watchlists/{watchlist_id}/cones")
     async def watchlist_cones(watchlist_id: ListId, user: Caller, offset: int = 0, limit: int = 1000) -> dict[str, Any]:
@@ -270,7 +260,7 @@ def router(db: Engine, home: CatalogsHome, jobs: WatchJobManager, lake: Home | N
             raise HTTPException(status_code=400, detail="offset >= 0 and 0 < limit <= 100000")
 
         def work() -> dict[str, Any]:
-            item = visible("watchlist", watchlist_id, user)
+            item = visible_list(db, "watchlist", watchlist_id, user)
             cones = watch_registry.read_cones(home, item)
             page = cones.slice(offset, limit).to_pylist()
             for row in page:
@@ -284,32 +274,23 @@ def router(db: Engine, home: CatalogsHome, jobs: WatchJobManager, lake: Home | N
     async def update_watchlist(watchlist_id: ListId, body: WatchlistUpdate, user: SignedIn) -> dict[str, Any]:
         """Change your watchlist; new cones or a new radius are matched over the history again."""
 
-        def work() -> dict[str, Any]:
-            owned("watchlist", watchlist_id, user, "change")
-            item, changed = watch_registry.edit_watchlist(
+        def change() -> tuple[Watchlist, bool]:
+            owned_list(db, "watchlist", watchlist_id, user, "change")
+            return watch_registry.edit_watchlist(
                 db,
                 home,
                 watchlist_id,
                 requester=user.name,
                 name=body.name,
-                description=body.description,
                 radius_arcsec=body.radius_arcsec,
-                visibility=body.visibility,
-                group=body.group,
-                active=body.active,
                 add=read_csv_text(body.add_csv, "add_csv") if body.add_csv else None,
                 remove=body.remove,
                 replace=read_csv_text(body.replace_csv, "replace_csv") if body.replace_csv else None,
+                **_shared(body),
             )
-            out = _view(item)
-            if changed:
-                out["history"] = history("watchlist", item, user)
-            return out
 
-        try:
-            return await run_in_threadpool(work)
-        except errors as exc:
-            raise bad_request(exc) from None
+        with _bad_request():
+            return await run_in_threadpool(_changed, jobs, "watchlist", user, change)
 
     # Watchmaps
 
@@ -320,69 +301,57 @@ def router(db: Engine, home: CatalogsHome, jobs: WatchJobManager, lake: Home | N
 
         return await run_in_threadpool(new_watchmap, db, home, jobs, user, body)
 
-    @api.get("/api/v1/watchmaps")
-    async def list_watchmaps(user: Caller) -> list[dict[str, Any]]:
-        """The watchmaps the caller can see: their own and the public ones (anonymous callers: public only)."""
-        return [_view(m) for m in await run_in_threadpool(seen_by, watch_registry.list_watchmaps, user)]
+    _list_route(api, db, "watchmap")
 
     @api.get("/api/v1/watchmaps/{watchmap_id}")
     async def read_watchmap(watchmap_id: ListId, user: Caller) -> dict[str, Any]:
-        return _view(await run_in_threadpool(visible, "watchmap", watchmap_id, user))
+        return _view(await run_in_threadpool(visible_list, db, "watchmap", watchmap_id, user))
 
     @api.patch("/api/v1/watchmaps/{watchmap_id}")
     async def update_watchmap(watchmap_id: ListId, body: WatchmapUpdate, user: SignedIn) -> dict[str, Any]:
-        def work() -> dict[str, Any]:
-            owned("watchmap", watchmap_id, user, "change")
+        def change() -> tuple[Watchmap, bool]:
+            owned_list(db, "watchmap", watchmap_id, user, "change")
             area = _area(body)
-            item, changed = watch_registry.edit_watchmap(
-                db,
-                home,
-                watchmap_id,
-                requester=user.name,
-                name=body.name,
-                description=body.description,
-                visibility=body.visibility,
-                group=body.group,
-                active=body.active,
-                moc=area[0] if area else None,
-                kind=area[1] if area else None,
+            moc, kind = area if area else (None, None)
+            return watch_registry.edit_watchmap(
+                db, home, watchmap_id, requester=user.name, name=body.name, moc=moc, kind=kind, **_shared(body)
             )
-            out = _view(item)
-            if changed:
-                out["history"] = history("watchmap", item, user)
-            return out
 
-        try:
-            return await run_in_threadpool(work)
-        except errors as exc:
-            raise bad_request(exc) from None
+        with _bad_request():
+            return await run_in_threadpool(_changed, jobs, "watchmap", user, change)
 
     # Both
 
-    for kind, (_, plural) in kinds.items():
-        _shared_routes(api, kind, plural, visible, owned, history, db, home, jobs, lake)
+    for kind in watch_registry.LIST_KINDS:
+        _shared_routes(api, kind, db, home, jobs, lake)
     return api
 
 
+def _list_route(api: APIRouter, db: Engine, kind: str) -> None:
+    plural, lister = f"{kind}s", watch_registry.LIST_KINDS[kind].listed
+
+    async def listed(user: Caller) -> list[dict[str, Any]]:
+        return [_view(item) for item in await run_in_threadpool(seen_lists, db, lister, user)]
+
+    api.add_api_route(
+        f"/api/v1/{plural}",
+        listed,
+        methods=["GET"],
+        name=f"list_{plural}",
+        description=f"The {plural} the caller can see: their own and the public ones (anonymous callers: public only).",
+    )
+
+
 def _shared_routes(
-    api: APIRouter,
-    kind: str,
-    plural: str,
-    visible: Any,
-    owned: Any,
-    history: Any,
-    db: Engine,
-    home: CatalogsHome,
-    jobs: WatchJobManager,
-    lake: Home | None = None,
+    api: APIRouter, kind: str, db: Engine, home: CatalogsHome, jobs: WatchJobManager, lake: Home | None = None
 ) -> None:
-    deleter = watch_registry.delete_watchlist if kind == "watchlist" else watch_registry.delete_watchmap
+    plural, deleter = f"{kind}s", watch_registry.LIST_KINDS[kind].delete
 
     async def delete(list_id: ListId, user: SignedIn) -> dict[str, Any]:
         """Delete a list and its hits (its owner or an admin); its id is never reused."""
 
         def work() -> dict[str, Any]:
-            item = visible(kind, list_id, user)
+            item = visible_list(db, kind, list_id, user)
             if item.owner != user.name and not user.is_admin:
                 raise HTTPException(
                     status_code=403, detail=f"only its owner ({item.owner}) may delete {kind} {list_id}"
@@ -395,9 +364,7 @@ def _shared_routes(
         """Match the list over the lake's history again (a background job: follow it at .../history)."""
 
         def work() -> dict[str, Any]:
-            item = owned(kind, list_id, user, "re-match")
-            result: dict[str, Any] = history(kind, item, user)
-            return result
+            return _history(jobs, kind, owned_list(db, kind, list_id, user, "re-match"), user)
 
         return await run_in_threadpool(work)
 
@@ -405,7 +372,7 @@ def _shared_routes(
         """The newest history-matching job of the list: status, progress (percent), alerts matched, hits."""
 
         def work() -> dict[str, Any]:
-            item = visible(kind, list_id, user)
+            item = visible_list(db, kind, list_id, user)
             job = jobs.get(item.history_job) if item.history_job else None
             if job is None:
                 raise HTTPException(status_code=404, detail=f"{kind} {list_id} has no history job")

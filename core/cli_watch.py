@@ -44,28 +44,45 @@ def _common(p: argparse.ArgumentParser, creating: bool) -> None:
         p.set_defaults(creating=True)
 
 
+def _kind(
+    sub: argparse._SubParsersAction, kind: str, summary: str, examples: list[str], add: tuple[str, str]
+) -> tuple[argparse._SubParsersAction, argparse.ArgumentParser]:
+    """The ``nightjar watchlist`` or ``watchmap`` command: (its actions, its ``add`` action, given its name)."""
+    command = add_command(sub, kind, summary, *examples)
+    command.set_defaults(handler=run, kind=kind)
+    actions = command.add_subparsers(dest="action", required=True)
+    adding = add_command(actions, "add", *add)
+    adding.add_argument("name", help=f"the {kind}'s name (unique among yours)")
+    return actions, adding
+
+
+def _edit(actions: argparse._SubParsersAction, kind: str, summary: str, example: str) -> argparse.ArgumentParser:
+    """The ``edit`` action of a watchlist or watchmap, given its id and a new name."""
+    edit = add_command(actions, "edit", summary, example)
+    edit.add_argument("id", type=int, help=f"{kind} id")
+    edit.add_argument("--name", help="a new name")
+    return edit
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    wl = add_command(
+    actions, add = _kind(
         sub,
         "watchlist",
         "Watchlists: your sources as cones, matched against every alert, live and over the history.",
-        "nightjar watchlist add my-stars stars.csv --radius 3",
-        "nightjar watchlist add gcvs catalog:gcvs --radius 2 --public",
-        "nightjar watchlist list",
-        "nightjar watchlist show 1 --cones 10",
-        "nightjar watchlist edit 1 --add more.csv --remove SN2024abc",
-        "nightjar watchlist rerun 1",
-        "nightjar watchlist delete 1",
+        [
+            "nightjar watchlist add my-stars stars.csv --radius 3",
+            "nightjar watchlist add gcvs catalog:gcvs --radius 2 --public",
+            "nightjar watchlist list",
+            "nightjar watchlist show 1 --cones 10",
+            "nightjar watchlist edit 1 --add more.csv --remove SN2024abc",
+            "nightjar watchlist rerun 1",
+            "nightjar watchlist delete 1",
+        ],
+        (
+            "create a watchlist from a CSV (RA, Dec, ID[, radius]; ',' or '|'), a Parquet file or catalog:NAME",
+            "nightjar watchlist add my-stars stars.csv --radius 3 --description 'my flare stars'",
+        ),
     )
-    wl.set_defaults(handler=run, kind="watchlist")
-    actions = wl.add_subparsers(dest="action", required=True)
-    add = add_command(
-        actions,
-        "add",
-        "create a watchlist from a CSV (RA, Dec, ID[, radius]; ',' or '|'), a Parquet file or catalog:NAME",
-        "nightjar watchlist add my-stars stars.csv --radius 3 --description 'my flare stars'",
-    )
-    add.add_argument("name", help="the watchlist's name (unique among yours)")
     add.add_argument(
         "file",
         help="CSV in Lasair's layout (RA, Dec, ID[, radius arcsec]; decimal degrees or sexagesimal; header "
@@ -76,50 +93,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _common(add, True)
     _lists(actions, "watchlist")
-    edit = add_command(
+    edit = _edit(
         actions,
-        "edit",
+        "watchlist",
         "change a watchlist: its cones (a new version, matched over the history again), name or sharing",
         "nightjar watchlist edit 1 --add more.csv --remove SN2024abc --radius 5",
     )
-    edit.add_argument("id", type=int, help="watchlist id")
-    edit.add_argument("--name", help="a new name")
     edit.add_argument("--radius", type=float, metavar="ARCSEC", help="a new default radius")
     edit.add_argument("--add", metavar="FILE", help="add the cones of this file (CSV, Parquet or catalog:NAME)")
     edit.add_argument("--remove", nargs="+", default=[], metavar="CONE", help="remove cones by ID (name) or coneId")
     edit.add_argument("--replace", metavar="FILE", help="replace every cone by this file's")
     _common(edit, False)
 
-    wm = add_command(
+    actions, add = _kind(
         sub,
         "watchmap",
         "Watchmaps: sky areas (MOCs), matched against every alert, live and over the history.",
-        "nightjar watchmap add field area.moc.fits",
-        "nightjar watchmap add gw bayestar.multiorder.fits --credible 0.9",
-        "nightjar watchmap add patch --polygon 10,-40 20,-40 20,-30 10,-30",
-        "nightjar watchmap add m31 --circle 10.6847 41.2690 3600",
-        "nightjar watchmap list",
+        [
+            "nightjar watchmap add field area.moc.fits",
+            "nightjar watchmap add gw bayestar.multiorder.fits --credible 0.9",
+            "nightjar watchmap add patch --polygon 10,-40 20,-40 20,-30 10,-30",
+            "nightjar watchmap add m31 --circle 10.6847 41.2690 3600",
+            "nightjar watchmap list",
+        ],
+        (
+            "create a watchmap from a MOC FITS file, a HEALPix probability map, a polygon or a circle",
+            "nightjar watchmap add field area.moc.fits",
+        ),
     )
-    wm.set_defaults(handler=run, kind="watchmap")
-    actions = wm.add_subparsers(dest="action", required=True)
-    add = add_command(
-        actions,
-        "add",
-        "create a watchmap from a MOC FITS file, a HEALPix probability map, a polygon or a circle",
-        "nightjar watchmap add field area.moc.fits",
-    )
-    add.add_argument("name", help="the watchmap's name (unique among yours)")
     _area_arguments(add)
     _common(add, True)
     _lists(actions, "watchmap")
-    edit = add_command(
+    edit = _edit(
         actions,
-        "edit",
+        "watchmap",
         "change a watchmap: a new area (matched over the history again), name or sharing",
         "nightjar watchmap edit 1 --circle 10.68 41.27 7200 --public",
     )
-    edit.add_argument("id", type=int, help="watchmap id")
-    edit.add_argument("--name", help="a new name")
     _area_arguments(edit)
     _common(edit, False)
 
@@ -237,7 +247,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             print(made.id)
             list_id, changed = made.id, True
         elif args.action == "list":
-            lister = watch_registry.list_watchlists if kind == "watchlist" else watch_registry.list_watchmaps
+            lister = watch_registry.LIST_KINDS[kind].listed
             items: list[Any] = lister(db, owner=args.owner) if args.mine else lister(db, visible_to=args.owner)
             if args.format == "json":
                 print(json.dumps([_describe(i) for i in items], indent=2))
@@ -246,8 +256,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 state = "active" if i.active else "inactive"
                 print(f"{i.id}\t{i.name}\t{i.owner}\t{i.visibility}\t{state}\tv{i.version}\t{size}")
         elif args.action == "show":
-            getter = watch_registry.get_watchlist if kind == "watchlist" else watch_registry.get_watchmap
-            item: Any = getter(db, args.id)
+            item: Any = watch_registry.LIST_KINDS[kind].get(db, args.id)
             if not watch_registry.can_see(item.owner, item.visibility, args.owner):
                 raise registry.RegistryError(f"no {kind} {args.id}")
             print(json.dumps(_describe(item), indent=2))
@@ -295,14 +304,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 console.print(f"watchmap {item.id} ({item.name}): version {item.version}")
             list_id = item.id
         elif args.action == "delete":
-            deleter = watch_registry.delete_watchlist if kind == "watchlist" else watch_registry.delete_watchmap
-            gone = deleter(db, home, args.id, requester=args.owner, lake=settings.lake)
+            gone = watch_registry.LIST_KINDS[kind].delete(db, home, args.id, requester=args.owner, lake=settings.lake)
             console.print(f"deleted {kind} {gone.id} ({gone.name}) and its hits")
         elif args.action == "rerun":
-            getter = watch_registry.get_watchlist if kind == "watchlist" else watch_registry.get_watchmap
-            item = getter(db, args.id)
-            if item.owner != args.owner:
-                raise registry.RegistryError(f"{kind} {args.id} belongs to {item.owner}, not {args.owner}")
+            item = watch_registry.LIST_KINDS[kind].get(db, args.id)
+            registry.check_owner(f"{kind} {args.id}", item.owner, args.owner)
             list_id, changed = item.id, True
         if changed and list_id is not None and not getattr(args, "no_history", False):
             _history(settings, kind, list_id)

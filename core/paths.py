@@ -29,6 +29,7 @@ CONTEXT_MATCHES = "context_matches"  # every judged catalogue match of an object
 ANNOTATIONS = "annotations"  # annotations written through the API, one row each (appended)
 WATCHLIST_HITS = "watchlist_hits"  # alerts within a cone of a watchlist: one row per (watchlist, cone, alert)
 AREA_HITS = "area_hits"  # alerts inside a watchmap (sky area): one row per (watchmap, alert)
+LIST_HITS = {"watchlist": WATCHLIST_HITS, "watchmap": AREA_HITS}  # the hits of each kind of list
 MMA_AREA_HITS = "mma_area_hits"  # alerts inside a skymap's 90 % region in its window: one row per (skymap, alert)
 TNS = "tns"  # the Transient Name Server's public objects, replaced whole by each import
 CROSSMATCH_TNS = "crossmatch_tns"  # objects within the match radius of a TNS entry (replaced by each import)

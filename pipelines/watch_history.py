@@ -70,7 +70,7 @@ def match_history(
         raise ValueError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
     home = settings.lake
     watch = _watch_set(settings, kind, list_id)
-    table = paths.WATCHLIST_HITS if kind == "watchlist" else paths.AREA_HITS
+    table = paths.LIST_HITS[kind]
     since = read.snapshot(home).get(table)
     lake = read.datasets(home)
     sources = lake.get(paths.SOURCES)

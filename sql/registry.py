@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import httpx
@@ -37,6 +38,7 @@ from nightjar.sql.registry_models import (
 from nightjar.storage import Home
 
 LOCAL_OWNER = "local"
+_Row = TypeVar("_Row")
 
 
 class RegistryError(UserError):
@@ -196,16 +198,26 @@ def _record_version(row: FilterRow) -> None:
     row.versions.append(VersionRow(version=row.version, name=row.name, sql=row.sql, mode=row.mode))
 
 
-def _load(session: Session, filter_id: int) -> FilterRow:
-    row = session.get(FilterRow, filter_id, options=[selectinload(FilterRow.outputs)])
+def fetch(session: Session, cls: type[_Row], row_id: int, what: str, options: Sequence[Any] = ()) -> _Row:
+    """The row ``row_id`` of a filter, watchlist or watchmap (``what``), or an error saying there is none."""
+    row = session.get(cls, row_id, options=options)
     if row is None:
-        raise RegistryError(f"no filter {filter_id}")
+        raise RegistryError(f"no {what} {row_id}")
     return row
 
 
+def check_owner(what: str, owner: str, requester: str) -> None:
+    """Only the owner of ``what`` (``filter 3``, ``watchlist 7``) may change it."""
+    if owner != requester:
+        raise RegistryError(f"{what} belongs to {owner}, not {requester}")
+
+
+def _load(session: Session, filter_id: int) -> FilterRow:
+    return fetch(session, FilterRow, filter_id, "filter", options=[selectinload(FilterRow.outputs)])
+
+
 def _owned(row: FilterRow, requester: str) -> FilterRow:
-    if row.owner != requester:
-        raise RegistryError(f"filter {row.id} belongs to {row.owner}, not {requester}")
+    check_owner(f"filter {row.id}", row.owner, requester)
     return row
 
 

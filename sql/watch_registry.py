@@ -7,22 +7,21 @@ and a description. Its content is a file per version (cones: Parquet sorted by H
 written (whole, from bytes in memory) inside the database transaction that records it and removed if that
 transaction fails: a list is created whole or not at all. Each change of
 the content (cones added, removed or replaced, a new default radius, a new area) makes a new version; the
-pipeline's workers key their cached indexes by it.
+pipeline's workers key their cached indexes by it. What watchlists and watchmaps do alike (a row and its file in
+one transaction, the shared columns, ownership, listing, deletion) is written once, in ``sql.watch_rows``.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import TypeVar
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from mocpy import MOC
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -32,22 +31,20 @@ from nightjar.catalogs.watch_files import CONES_SCHEMA, WatchFileError, check_ra
 from nightjar.catalogs.watch_index import HPX, WatchlistSpec, sorted_cones
 from nightjar.catalogs.watch_store import root_of
 from nightjar.catalogs.watchmap import KINDS, WatchmapSpec
-from nightjar.lake import watch_hits
-from nightjar.sql.registry import LOCAL_OWNER, RegistryError, check_name
-from nightjar.sql.registry_models import VISIBILITIES, WatchlistRow, WatchmapRow
+from nightjar.sql import watch_rows
+from nightjar.sql.registry import LOCAL_OWNER, RegistryError
+from nightjar.sql.registry_models import WatchlistRow, WatchmapRow
+from nightjar.sql.watch_rows import Shared
 from nightjar.storage import CatalogsHome, CatalogsRoot, Home
-
-log = logging.getLogger(__name__)
-_Row = TypeVar("_Row", WatchlistRow, WatchmapRow)
-_T = TypeVar("_T")
-_KIND_NAME: dict[type, str] = {WatchlistRow: "watchlist", WatchmapRow: "watchmap"}
 
 MAX_CONES = 10_000_000
 DEFAULT_RADIUS_ARCSEC = 2.0
 
 
 @dataclass(frozen=True)
-class Watchlist:
+class _Common:
+    """The first fields of a watchlist and a watchmap, the columns they share."""
+
     id: int
     name: str
     owner: str
@@ -55,6 +52,10 @@ class Watchlist:
     visibility: str
     group: str | None
     active: bool
+
+
+@dataclass(frozen=True)
+class Watchlist(_Common):
     radius_arcsec: float
     version: int
     cones: int
@@ -74,14 +75,7 @@ class Watchlist:
 
 
 @dataclass(frozen=True)
-class Watchmap:
-    id: int
-    name: str
-    owner: str
-    description: str
-    visibility: str
-    group: str | None
-    active: bool
+class Watchmap(_Common):
     kind: str
     max_order: int
     sky_fraction: float
@@ -104,47 +98,17 @@ class Watchmap:
         return self.sky_fraction * 4 * np.pi * (180 / np.pi) ** 2
 
 
+def _fields(cls: type[Watchlist] | type[Watchmap], row: WatchlistRow | WatchmapRow) -> dict[str, Any]:
+    """The values of a row by the fields of its dataclass (``group`` is the column ``group_name``)."""
+    return {f.name: getattr(row, "group_name" if f.name == "group" else f.name) for f in fields(cls)}
+
+
 def _watchlist(row: WatchlistRow) -> Watchlist:
-    return Watchlist(
-        row.id,
-        row.name,
-        row.owner,
-        row.description,
-        row.visibility,
-        row.group_name,
-        row.active,
-        row.radius_arcsec,
-        row.version,
-        row.cones,
-        row.history_job,
-        row.created,
-        row.updated,
-    )
+    return Watchlist(**_fields(Watchlist, row))
 
 
 def _watchmap(row: WatchmapRow) -> Watchmap:
-    return Watchmap(
-        row.id,
-        row.name,
-        row.owner,
-        row.description,
-        row.visibility,
-        row.group_name,
-        row.active,
-        row.kind,
-        row.max_order,
-        row.sky_fraction,
-        row.version,
-        row.history_job,
-        row.created,
-        row.updated,
-    )
-
-
-def _visibility(value: str) -> str:
-    if value not in VISIBILITIES:
-        raise RegistryError(f"unknown visibility {value!r}: choose one of {', '.join(VISIBILITIES)}")
-    return value
+    return Watchmap(**_fields(Watchmap, row))
 
 
 def can_see(owner: str, visibility: str, requester: str | None, admin: bool = False) -> bool:
@@ -152,34 +116,9 @@ def can_see(owner: str, visibility: str, requester: str | None, admin: bool = Fa
     return visibility == "public" or admin or (requester is not None and owner == requester)
 
 
-def _write_cones(root: CatalogsRoot, watchlist_id: int, version: int, cones: pa.Table) -> str:
-    key = paths.watchlist_key(watchlist_id, version)
+def _cones_bytes(cones: pa.Table) -> bytes:
     table = cones if HPX in cones.column_names else sorted_cones(cones)
-    watch_store.write_bytes(root, key, watch_store.parquet_bytes(table, row_group_size=1 << 20))
-    return key
-
-
-def _folder(key: str) -> str:
-    return key.rsplit("/", 1)[0]
-
-
-def _drop_old_files(root: CatalogsRoot, folder: str, keep_from: int) -> None:
-    """Files of versions before ``keep_from`` (a batch in flight may still read the previous version)."""
-    for name in watch_store.list_files(root, folder):
-        number = name.split(".", 1)[0].removeprefix("v")
-        if name.startswith("v") and number.isdigit() and int(number) < keep_from:
-            watch_store.delete_file(root, f"{folder}/{name}")
-
-
-def _forget_written(root: CatalogsRoot, written: str | None) -> None:
-    """Remove a file written for a transaction that failed (a file left behind is only logged: the transaction's
-    own error is the one to raise, and no row names the file)."""
-    if written is None:
-        return
-    try:
-        watch_store.delete_file(root, written)
-    except OSError as exc:
-        log.warning("could not remove %s after a failed change: %s", watch_store.uri_of(root, written), exc)
+    return watch_store.parquet_bytes(table, row_group_size=1 << 20)
 
 
 def _check_cones(cones: pa.Table) -> None:
@@ -203,101 +142,18 @@ def add_watchlist(
     active: bool = True,
 ) -> Watchlist:
     """Create a watchlist of ``cones`` (``catalogs.watch_files.read_cones``); nothing is left behind on error."""
-    check_name(name)
-    _visibility(visibility)
+    shared = Shared(name, description, visibility, group, active)
+    shared.check()
     check_radius(radius_arcsec)
     _check_cones(cones)
-    root = root_of(home)
-    written: str | None = None
-    try:
-        with Session(eng) as session, session.begin():
-            clash = session.scalar(select(WatchlistRow).where(WatchlistRow.owner == owner, WatchlistRow.name == name))
-            if clash is not None:
-                raise RegistryError(f"{owner} already has a watchlist named {name!r} (id {clash.id})")
-            row = WatchlistRow(
-                owner=owner,
-                name=name,
-                description=description,
-                visibility=visibility,
-                group_name=group,
-                active=active,
-                radius_arcsec=float(radius_arcsec),
-                version=1,
-                cones=cones.num_rows,
-            )
-            session.add(row)
-            session.flush()
-            written = _write_cones(root, row.id, 1, cones)
-            return _watchlist(row)
-    except BaseException:
-        _forget_written(root, written)
-        raise
+    row = WatchlistRow(owner=owner, radius_arcsec=float(radius_arcsec), cones=cones.num_rows)
+    return watch_rows.add(eng, home, row, shared, lambda: _cones_bytes(cones), _watchlist)
 
 
 def read_cones(home: CatalogsHome, watchlist: Watchlist) -> pa.Table:
     """The cones of a watchlist's current version (``CONES_SCHEMA``, by coneId)."""
     table = watch_store.read_parquet(root_of(home), watchlist.key).select(CONES_SCHEMA.names)
     return table.sort_by("coneId")
-
-
-def _load(session: Session, kind: type[_Row], list_id: int) -> _Row:
-    row = session.get(kind, list_id)
-    if row is None:
-        raise RegistryError(f"no {_KIND_NAME[kind]} {list_id}")
-    return row
-
-
-def _delete(
-    eng: Engine,
-    home: CatalogsHome,
-    kind: type[_Row],
-    list_id: int,
-    requester: str,
-    convert: Callable[[_Row], _T],
-    lake: Home | None = None,
-) -> _T:
-    """Remove a watchlist or watchmap (its owner's request), its files and its hits; returns it as it was."""
-    lake = watch_store.lake_for(home, lake)
-    with Session(eng) as session, session.begin():
-        row = _load(session, kind, list_id)
-        _owned(row.owner, requester, f"{_KIND_NAME[kind]} {list_id}")
-        gone, version = convert(row), row.version
-        session.delete(row)
-    key_of, hits = (
-        (paths.watchlist_key, paths.WATCHLIST_HITS) if kind is WatchlistRow else (paths.watchmap_key, paths.AREA_HITS)
-    )
-    root = root_of(home)
-    folder = _folder(key_of(list_id, 1))
-    _drop_old_files(root, folder, version + 1)
-    if not watch_store.list_files(root, folder):
-        watch_store.delete_folder(root, folder)
-    watch_hits.forget_list(lake, hits, list_id)
-    return gone
-
-
-def _listed(
-    eng: Engine,
-    kind: type[_Row],
-    convert: Callable[[_Row], _T],
-    owner: str | None,
-    visible_to: str | None,
-    active_only: bool,
-) -> list[_T]:
-    """Watchlists or watchmaps by id; ``visible_to`` keeps the requester's own and the public ones."""
-    with Session(eng) as session:
-        query = select(kind).order_by(kind.id)
-        if owner is not None:
-            query = query.where(kind.owner == owner)
-        if visible_to is not None:
-            query = query.where((kind.owner == visible_to) | (kind.visibility == "public"))
-        if active_only:
-            query = query.where(kind.active.is_(True))
-        return [convert(row) for row in session.scalars(query)]
-
-
-def _owned(owner: str, requester: str, what: str) -> None:
-    if owner != requester:
-        raise RegistryError(f"{what} belongs to {owner}, not {requester}")
 
 
 def edit_watchlist(
@@ -318,64 +174,34 @@ def edit_watchlist(
 ) -> tuple[Watchlist, bool]:
     """Change a watchlist; (the watchlist, whether its cones or radius changed: a new version, to match over the
     history again). ``add``: new cones (given new ids); ``remove``: cones by name or id; ``replace``: all cones."""
-    if name is not None:
-        check_name(name)
-    if visibility is not None:
-        _visibility(visibility)
+    shared = Shared(name, description, visibility, group, active)
+    shared.check()
     if radius_arcsec is not None:
         check_radius(radius_arcsec)
-    root = root_of(home)
-    written: str | None = None
-    try:
-        with Session(eng) as session, session.begin():
-            row = _load(session, WatchlistRow, watchlist_id)
-            _owned(row.owner, requester, f"watchlist {watchlist_id}")
-            if name is not None and name != row.name:
-                clash = session.scalar(
-                    select(WatchlistRow).where(WatchlistRow.owner == row.owner, WatchlistRow.name == name)
-                )
-                if clash is not None:
-                    raise RegistryError(f"{row.owner} already has a watchlist named {name!r} (id {clash.id})")
-                row.name = name
-            if description is not None:
-                row.description = description
-            if visibility is not None:
-                row.visibility = visibility
-            if group is not None:
-                row.group_name = group
-            if active is not None:
-                row.active = active
-            changed = radius_arcsec is not None and float(radius_arcsec) != row.radius_arcsec
-            if radius_arcsec is not None:
-                row.radius_arcsec = float(radius_arcsec)
-            cones = None
-            if replace is not None or add is not None or remove:
-                current = replace if replace is not None else read_cones(root, _watchlist(row))
-                if remove:
-                    current = _without(current, remove)
-                if add is not None and add.num_rows:
-                    start = int(pc.max(current["coneId"]).as_py() or 0) if current.num_rows else 0
-                    ids = pa.array(np.arange(start + 1, start + 1 + add.num_rows, dtype=np.int64))
-                    fresh = add.select(CONES_SCHEMA.names).set_column(0, "coneId", ids)
-                    current = pa.concat_tables([current.select(CONES_SCHEMA.names).cast(CONES_SCHEMA), fresh])
-                _check_cones(current)
-                cones = current
-                changed = True
-            if changed:
-                row.version += 1
-                if cones is None:
-                    cones = watch_store.read_parquet(root, paths.watchlist_key(row.id, row.version - 1))
-                if cones is not None:
-                    written = _write_cones(root, row.id, row.version, cones)
-                    row.cones = cones.num_rows
-            session.flush()
-            result = _watchlist(row)
-    except BaseException:
-        _forget_written(root, written)
-        raise
-    if changed:
-        _drop_old_files(root, _folder(result.key), result.version - 1)
-    return result, changed
+
+    def content(row: WatchlistRow, root: CatalogsRoot) -> bytes | None:
+        """The cones of the new version, if the cones or the radius change."""
+        changed = radius_arcsec is not None and float(radius_arcsec) != row.radius_arcsec
+        if radius_arcsec is not None:
+            row.radius_arcsec = float(radius_arcsec)
+        if replace is None and add is None and not remove:
+            if not changed:
+                return None
+            cones = watch_store.read_parquet(root, paths.watchlist_key(row.id, row.version))  # a new radius alone
+        else:
+            cones = replace if replace is not None else read_cones(root, _watchlist(row))
+            if remove:
+                cones = _without(cones, remove)
+            if add is not None and add.num_rows:
+                start = int(pc.max(cones["coneId"]).as_py() or 0) if cones.num_rows else 0
+                ids = pa.array(np.arange(start + 1, start + 1 + add.num_rows, dtype=np.int64))
+                fresh = add.select(CONES_SCHEMA.names).set_column(0, "coneId", ids)
+                cones = pa.concat_tables([cones.select(CONES_SCHEMA.names).cast(CONES_SCHEMA), fresh])
+            _check_cones(cones)
+        row.cones = cones.num_rows
+        return _cones_bytes(cones)
+
+    return watch_rows.edit(eng, home, WatchlistRow, watchlist_id, requester, shared, content, _watchlist)
 
 
 def _without(cones: pa.Table, remove: Sequence[str]) -> pa.Table:
@@ -395,19 +221,18 @@ def delete_watchlist(
 ) -> Watchlist:
     """Remove a watchlist, its files (under ``home``: a home folder or ``Settings.catalogs``) and its hits (in
     ``lake``; None: the home folder's own lake); its id is never given to another list."""
-    return _delete(eng, home, WatchlistRow, watchlist_id, requester, _watchlist, lake)
+    return watch_rows.delete(eng, home, WatchlistRow, watchlist_id, requester, _watchlist, lake)
 
 
 def get_watchlist(eng: Engine, watchlist_id: int) -> Watchlist:
-    with Session(eng) as session:
-        return _watchlist(_load(session, WatchlistRow, watchlist_id))
+    return watch_rows.get(eng, WatchlistRow, watchlist_id, _watchlist)
 
 
 def list_watchlists(
     eng: Engine, *, owner: str | None = None, visible_to: str | None = None, active_only: bool = False
 ) -> list[Watchlist]:
     """Watchlists by id; ``visible_to`` keeps the requester's own and the public ones."""
-    return _listed(eng, WatchlistRow, _watchlist, owner, visible_to, active_only)
+    return watch_rows.listed(eng, WatchlistRow, _watchlist, owner, visible_to, active_only)
 
 
 def set_history_job(eng: Engine, kind: str, list_id: int, job_id: str) -> None:
@@ -419,12 +244,6 @@ def set_history_job(eng: Engine, kind: str, list_id: int, job_id: str) -> None:
 
 
 # Watchmaps
-
-
-def _write_moc(root: CatalogsRoot, watchmap_id: int, version: int, moc: MOC) -> str:
-    key = paths.watchmap_key(watchmap_id, version)
-    watch_store.write_bytes(root, key, watch_store.moc_bytes(moc))
-    return key
 
 
 def add_watchmap(
@@ -441,36 +260,12 @@ def add_watchmap(
     active: bool = True,
 ) -> Watchmap:
     """Create a watchmap of a MOC (``catalogs.watchmap``); nothing is left behind on error."""
-    check_name(name)
-    _visibility(visibility)
+    shared = Shared(name, description, visibility, group, active)
+    shared.check()
     if kind not in KINDS:
         raise RegistryError(f"unknown watchmap kind {kind!r}: one of {', '.join(KINDS)}")
-    root = root_of(home)
-    written: str | None = None
-    try:
-        with Session(eng) as session, session.begin():
-            clash = session.scalar(select(WatchmapRow).where(WatchmapRow.owner == owner, WatchmapRow.name == name))
-            if clash is not None:
-                raise RegistryError(f"{owner} already has a watchmap named {name!r} (id {clash.id})")
-            row = WatchmapRow(
-                owner=owner,
-                name=name,
-                description=description,
-                visibility=visibility,
-                group_name=group,
-                active=active,
-                kind=kind,
-                max_order=int(moc.max_order),
-                sky_fraction=float(moc.sky_fraction),
-                version=1,
-            )
-            session.add(row)
-            session.flush()
-            written = _write_moc(root, row.id, 1, moc)
-            return _watchmap(row)
-    except BaseException:
-        _forget_written(root, written)
-        raise
+    row = WatchmapRow(owner=owner, kind=kind, max_order=int(moc.max_order), sky_fraction=float(moc.sky_fraction))
+    return watch_rows.add(eng, home, row, shared, lambda: watch_store.moc_bytes(moc), _watchmap)
 
 
 def edit_watchmap(
@@ -488,44 +283,18 @@ def edit_watchmap(
     kind: str | None = None,
 ) -> tuple[Watchmap, bool]:
     """Change a watchmap; (the watchmap, whether its area changed: a new version)."""
-    if name is not None:
-        check_name(name)
-    if visibility is not None:
-        _visibility(visibility)
-    root = root_of(home)
-    written: str | None = None
-    try:
-        with Session(eng) as session, session.begin():
-            row = _load(session, WatchmapRow, watchmap_id)
-            _owned(row.owner, requester, f"watchmap {watchmap_id}")
-            if name is not None and name != row.name:
-                clash = session.scalar(
-                    select(WatchmapRow).where(WatchmapRow.owner == row.owner, WatchmapRow.name == name)
-                )
-                if clash is not None:
-                    raise RegistryError(f"{row.owner} already has a watchmap named {name!r} (id {clash.id})")
-                row.name = name
-            if description is not None:
-                row.description = description
-            if visibility is not None:
-                row.visibility = visibility
-            if group is not None:
-                row.group_name = group
-            if active is not None:
-                row.active = active
-            if moc is not None:
-                row.version += 1
-                row.kind = kind or row.kind
-                row.max_order, row.sky_fraction = int(moc.max_order), float(moc.sky_fraction)
-                written = _write_moc(root, row.id, row.version, moc)
-            session.flush()
-            result = _watchmap(row)
-    except BaseException:
-        _forget_written(root, written)
-        raise
-    if moc is not None:
-        _drop_old_files(root, _folder(result.key), result.version - 1)
-    return result, moc is not None
+    shared = Shared(name, description, visibility, group, active)
+    shared.check()
+
+    def content(row: WatchmapRow, root: CatalogsRoot) -> bytes | None:
+        """The area of the new version, if a new one is given."""
+        if moc is None:
+            return None
+        row.kind = kind or row.kind
+        row.max_order, row.sky_fraction = int(moc.max_order), float(moc.sky_fraction)
+        return watch_store.moc_bytes(moc)
+
+    return watch_rows.edit(eng, home, WatchmapRow, watchmap_id, requester, shared, content, _watchmap)
 
 
 def delete_watchmap(
@@ -533,32 +302,25 @@ def delete_watchmap(
 ) -> Watchmap:
     """Remove a watchmap, its files (under ``home``: a home folder or ``Settings.catalogs``) and its hits (in
     ``lake``; None: the home folder's own lake); its id is never given to another."""
-    return _delete(eng, home, WatchmapRow, watchmap_id, requester, _watchmap, lake)
+    return watch_rows.delete(eng, home, WatchmapRow, watchmap_id, requester, _watchmap, lake)
 
 
 def get_watchmap(eng: Engine, watchmap_id: int) -> Watchmap:
-    with Session(eng) as session:
-        return _watchmap(_load(session, WatchmapRow, watchmap_id))
+    return watch_rows.get(eng, WatchmapRow, watchmap_id, _watchmap)
 
 
 def list_watchmaps(
     eng: Engine, *, owner: str | None = None, visible_to: str | None = None, active_only: bool = False
 ) -> list[Watchmap]:
     """Watchmaps by id; ``visible_to`` keeps the requester's own and the public ones."""
-    return _listed(eng, WatchmapRow, _watchmap, owner, visible_to, active_only)
+    return watch_rows.listed(eng, WatchmapRow, _watchmap, owner, visible_to, active_only)
 
 
 def hidden_from(eng: Engine, viewer: str) -> tuple[list[int], list[int]]:
     """The watchlists and watchmaps whose hits ``viewer`` may not read: the private and group lists of others
     (``""``: an anonymous caller, who owns nothing)."""
     with Session(eng) as session:
-        lists = session.scalars(
-            select(WatchlistRow.id).where(WatchlistRow.visibility != "public", WatchlistRow.owner != viewer)
-        )
-        maps = session.scalars(
-            select(WatchmapRow.id).where(WatchmapRow.visibility != "public", WatchmapRow.owner != viewer)
-        )
-        return list(lists), list(maps)
+        return watch_rows.hidden(session, WatchlistRow, viewer), watch_rows.hidden(session, WatchmapRow, viewer)
 
 
 def active_specs(eng: Engine, home: CatalogsHome) -> tuple[tuple[WatchlistSpec, ...], tuple[WatchmapSpec, ...]]:
@@ -567,3 +329,18 @@ def active_specs(eng: Engine, home: CatalogsHome) -> tuple[tuple[WatchlistSpec, 
     lists = tuple(w.spec(root) for w in list_watchlists(eng, active_only=True))
     maps = tuple(m.spec(root) for m in list_watchmaps(eng, active_only=True))
     return lists, maps
+
+
+@dataclass(frozen=True)
+class ListKind:
+    """The functions of one kind of list (``watchlist`` or ``watchmap``), for callers that take the kind by name."""
+
+    get: Callable[[Engine, int], Any]
+    listed: Callable[..., list[Any]]
+    delete: Callable[..., Any]
+
+
+LIST_KINDS = {
+    "watchlist": ListKind(get_watchlist, list_watchlists, delete_watchlist),
+    "watchmap": ListKind(get_watchmap, list_watchmaps, delete_watchmap),
+}

@@ -8,6 +8,7 @@ Creation and visibility go through the watchlist API's own functions (``new_watc
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -74,6 +75,18 @@ def router(db: Engine, home: CatalogsHome, jobs: WatchJobManager) -> APIRouter:
         context = {"user": user, "title": title, "kind": kind, "values": values, "error": error}
         return render(request, "watch_form.html", context)
 
+    async def created(
+        request: Request, user: User, kind: str, shown: dict[str, Any], make: Callable[[], dict[str, Any]]
+    ) -> Response:
+        """The page of the list ``make`` creates, or its form again with the problem (a field's or the list's)."""
+        try:
+            made = await run_in_threadpool(make)
+        except ValidationError as exc:
+            return form_page(request, user, kind, shown, _invalid(exc))
+        except HTTPException as exc:
+            return form_page(request, user, kind, shown, str(exc.detail))
+        return RedirectResponse(f"/{kind}s/{made['id']}", status_code=303)
+
     @pages.get("/watchlists")
     async def lists(request: Request, user: PageUser) -> Response:
         found_lists = await run_in_threadpool(seen_lists, db, watch_registry.list_watchlists, user)
@@ -98,13 +111,9 @@ def router(db: Engine, home: CatalogsHome, jobs: WatchJobManager) -> APIRouter:
         uploaded = await _upload(request, "cones_file")
         if uploaded is not None:
             values["cones_csv"] = uploaded.decode("utf-8", errors="replace")
-        try:
-            made = await run_in_threadpool(new_watchlist, db, home, jobs, user, WatchlistCreate(**values))
-        except ValidationError as exc:
-            return form_page(request, user, "watchlist", values, _invalid(exc))
-        except HTTPException as exc:
-            return form_page(request, user, "watchlist", values, str(exc.detail))
-        return RedirectResponse(f"/watchlists/{made['id']}", status_code=303)
+        return await created(
+            request, user, "watchlist", values, lambda: new_watchlist(db, home, jobs, user, WatchlistCreate(**values))
+        )
 
     @pages.get("/watchmaps/new")
     async def new_map_form(request: Request, user: SignedInPage) -> Response:
@@ -125,17 +134,13 @@ def router(db: Engine, home: CatalogsHome, jobs: WatchJobManager) -> APIRouter:
         elif form.get("ra") and form.get("dec") and form.get("radius_arcsec"):
             values["circle"] = {"ra": form["ra"], "dec": form["dec"], "radius_arcsec": form["radius_arcsec"]}
         shown = {k: v for k, v in values.items() if k != "moc_fits_base64"}
-        try:
-            made = await run_in_threadpool(new_watchmap, db, home, jobs, user, WatchmapCreate(**values))
-        except ValidationError as exc:
-            return form_page(request, user, "watchmap", shown, _invalid(exc))
-        except HTTPException as exc:
-            return form_page(request, user, "watchmap", shown, str(exc.detail))
-        return RedirectResponse(f"/watchmaps/{made['id']}", status_code=303)
+        return await created(
+            request, user, "watchmap", shown, lambda: new_watchmap(db, home, jobs, user, WatchmapCreate(**values))
+        )
 
     def show(request: Request, user: User, snap: Snapshot, kind: str, list_id: int) -> Response:
         item = visible_list(db, kind, list_id, user)
-        table = paths.WATCHLIST_HITS if kind == "watchlist" else paths.AREA_HITS
+        table = paths.LIST_HITS[kind]
         hits = hits_of_list(snap.tables, table, list_id, SHOWN_HITS).to_pylist()
         for hit in hits:
             for key in ("diaObjectId", "diaSourceId", "coneId"):
