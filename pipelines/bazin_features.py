@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nightjar.pipelines.blackbody import EXTINCTION_R, WAVELENGTH_UM, temperature_kk
+from nightjar.pipelines.extractors import evaluate
 
 MIN_POINTS = 6  # BazinFit's minimum
 # A Bazin function describes one event (a supernova rises and fades within ~100 days): the fit reads the detections
@@ -88,11 +89,7 @@ def band_fits(detections: pa.Table, ebv: pa.Table | None = None) -> pa.Table:
     sizes = np.diff(bounds)
     fit = (sizes >= MIN_POINTS) & _two_best(obj[starts], sizes, band_code[starts])
     curves = [(t[a:b], f[a:b], err[a:b]) for (a, b), ok in zip(itertools.pairwise(bounds), fit, strict=True) if ok]
-    values = (
-        np.asarray(bazin().many(curves, fill_value=np.nan, sorted=True, check=False, n_jobs=1))
-        if curves
-        else np.empty((0, len(PARAMS)))
-    )
+    values = evaluate(bazin(), curves)
     columns: dict[str, pa.Array] = {
         "diaObjectId": pa.array(obj[starts[fit]], pa.int64()),
         "band": pa.array(np.array(BANDS)[band_code[starts[fit]]], pa.string()),

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from nightjar.catalogs.dust import ebv_sfd, galactic
 from nightjar.pipelines.bazin_features import band_fits, bbb_features
+from nightjar.pipelines.extractors import evaluate
 from nightjar.pipelines.lasair_features import lasair_features
 
 BANDS = ("u", "g", "r", "i", "z", "y")
@@ -209,16 +210,11 @@ def curve_features(detections: pa.Table, band: str | None = None) -> pa.Table:
     ids, starts = np.unique(obj, return_index=True)
     bounds = np.append(starts, len(obj))
     ext = extractor()
-    curves = [(t[a:b], f[a:b], e[a:b]) for a, b in itertools.pairwise(bounds)]
-    values = (
-        ext.many(curves, fill_value=np.nan, sorted=True, check=False, n_jobs=1)
-        if curves
-        else np.empty((0, len(ext.names)))
-    )
+    values = evaluate(ext, [(t[a:b], f[a:b], e[a:b]) for a, b in itertools.pairwise(bounds)])
     columns = {"diaObjectId": pa.array(ids, pa.int64())}
     prefix = "lc_" if band is None else f"{band}_lc_"
     for j, name in enumerate(ext.names):
-        columns[f"{prefix}{name}"] = pa.array(np.asarray(values)[:, j] if len(curves) else [], pa.float64())
+        columns[f"{prefix}{name}"] = pa.array(values[:, j], pa.float64())
     return pa.table(columns)
 
 
