@@ -117,11 +117,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Tasks a worker runs at once: two, so that a batch is fetched while another decodes or commits.",
     )
-    decodes_per_worker: int = Field(
+    bulk_slots_per_worker: int = Field(
         default=1,
         ge=0,
-        description="Batches a local worker fetches and decodes at once (a Dask worker resource, 'decode'); its other "
-        "threads stay free for the batches ahead in the commit order. 0: no bound.",
+        description="Bulk tasks (a batch's fetch and decode, the lake's background compaction) a local worker runs at "
+        "once (a Dask worker resource, 'bulk'); its other threads stay free for the batches ahead in the commit "
+        "order. 0: no bound.",
     )
     worker_memory_limit: str = Field(
         default="6GiB",

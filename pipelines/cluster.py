@@ -44,18 +44,19 @@ WORKER_ALLOCATOR_ENV = {
 }
 
 
-# The Dask worker resource a batch's fetch-and-decode task takes: a worker declaring ``{DECODE_SLOT: 1}`` decodes one
-# batch at a time, so that a thread freed by a decode goes to the oldest batch's next stage (its locate, context,
-# commit: the order the lake commits in) instead of the next batch's decode, which would otherwise start first and
-# share the cores with it. Workers that do not declare it decode as many batches at once as they have threads.
-DECODE_SLOT = "decode"
+# The Dask worker resource of a worker's bulk tasks: a batch's fetch and decode, the lake's background compaction. A
+# worker declaring ``{BULK_SLOT: 1}`` runs one of them at a time, so that a thread freed by a decode goes to the
+# oldest batch's next stage (its locate, context, commit: the order the lake commits in) instead of the next batch's
+# decode, which would otherwise start first and share the cores with it, and a long compaction never takes the
+# thread the commits need. Workers that do not declare it run as many at once as they have threads.
+BULK_SLOT = "bulk"
 
 
-def decode_slots(client: Client) -> bool:
-    """Whether every worker of ``client`` declares decode slots (a task asking for a resource that a worker lacks
+def bulk_slots(client: Client) -> bool:
+    """Whether every worker of ``client`` declares a bulk slot (a task asking for a resource that a worker lacks
     never runs there)."""
     workers = client.scheduler_info().get("workers", {})
-    return bool(workers) and all(w.get("resources", {}).get(DECODE_SLOT, 0) >= 1 for w in workers.values())
+    return bool(workers) and all(w.get("resources", {}).get(BULK_SLOT, 0) >= 1 for w in workers.values())
 
 
 @contextmanager
@@ -72,7 +73,7 @@ def local_cluster(settings: Settings) -> Iterator[LocalCluster]:
             memory_limit=settings.worker_memory_limit,
             processes=True,
             dashboard_address=None,
-            resources={DECODE_SLOT: settings.decodes_per_worker} if settings.decodes_per_worker else None,
+            resources={BULK_SLOT: settings.bulk_slots_per_worker} if settings.bulk_slots_per_worker else None,
         ) as cluster,
     ):
         yield cluster

@@ -29,7 +29,7 @@ from nightjar.catalogs.dispatch import submit_context
 from nightjar.lake.commit import app_id
 from nightjar.lake.staged import StagedFiles
 from nightjar.pipelines import context, stages, watch_filters
-from nightjar.pipelines.cluster import DECODE_SLOT, decode_slots
+from nightjar.pipelines.cluster import BULK_SLOT, bulk_slots
 from nightjar.pipelines.watch import BatchHits, WatchSet, match_batch
 from nightjar.sql import sandbox
 from nightjar.sql.registry import Filter
@@ -176,7 +176,7 @@ def build(
     """The pipeline graph; emit a ``Job`` into it and ``deliver`` receives the job finished, in emit order.
     ``on_stall`` is called every ``STALL_S`` while the driver waits for a job (its worker may be waiting on Kafka)."""
     workers = sorted(client.scheduler_info()["workers"])
-    slots = {"resources": {DECODE_SLOT: 1}} if decode_slots(client) else {}
+    slots = {"resources": {BULK_SLOT: 1}} if bulk_slots(client) else {}
     source = Stream(stream_name="alerts")
     pipeline = Pipeline(source, deliver, max_in_flight, on_stall)
 

@@ -22,7 +22,7 @@ from nightjar.catalogs.catalog import load_catalog_set
 from nightjar.lake import ledger, maintain
 from nightjar.pipelines.annotation_filters import run_annotation_filters
 from nightjar.pipelines.classifiers import chosen as chosen_classifiers
-from nightjar.pipelines.cluster import cap_worker_memory, uncap_worker_memory
+from nightjar.pipelines.cluster import BULK_SLOT, bulk_slots, cap_worker_memory, uncap_worker_memory
 from nightjar.pipelines.delivery import Deliverer, DeliveryReport
 from nightjar.pipelines.stages import BatchOutcome, FilterOutput
 from nightjar.pipelines.watch import active_watch
@@ -181,7 +181,9 @@ class BackgroundCompaction:
         if self.future is not None and not self.future.done():
             return  # the previous compaction is still running
         self.wait()
-        self.future = self.client.submit(maintain.optimize, self.home, pure=False)
+        # In a worker's bulk slot, where there is one: never in the thread its batches' commits need.
+        slot = {"resources": {BULK_SLOT: 1}} if bulk_slots(self.client) else {}
+        self.future = self.client.submit(maintain.optimize, self.home, pure=False, **slot)
         self.runs += 1
 
     def wait(self) -> None:

@@ -40,7 +40,7 @@ def main() -> None:
         account=args.account,
         queue=args.partition,
         job_script_prologue=[args.activate] if args.activate else [],
-        worker_extra_args=["--nthreads", "2", "--resources", "decode=1"],
+        worker_extra_args=["--nthreads", "2", "--resources", "bulk=1"],
         log_directory=str(settings.home / "slurm-logs"),
     )
     # Jobs that reach their wall time are replaced, so the pipeline keeps its workers for the whole night.
