@@ -79,7 +79,10 @@ def run_filters(
     plan = compile_filters(specs, schemas)
     engine = batch_engine.engine_for(schemas, schemas_key(schemas), limits, workers or limits.threads)
     engine.load(full, needed=frozenset().union(*(tables_read(s.sql) for s in specs)))
-    return _Runner(engine, full, specs, limits).run(plan, isolate)
+    try:
+        return _Runner(engine, full, specs, limits).run(plan, isolate)
+    finally:
+        engine.clear()
 
 
 class _Runner:
