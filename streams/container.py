@@ -1,4 +1,4 @@
-"""Avro object container files (``Obj\\x01``): header, writer schema and data blocks, without decoding records.
+r"""Avro object container files (``Obj\x01``): header, writer schema and data blocks, without decoding records.
 
 ZTF sends each alert as a whole container file on Kafka; brokers and archives store LSST alerts the same way.
 The blocks are handed to the columnar decoder as segments of many records each.
