@@ -60,6 +60,7 @@ class BatchEngine:
                     self.con.unregister(_STAGING)
 
     def close(self) -> None:
+        """Close the sandboxes and the connection."""
         for box in self.boxes:
             box.close()
         self.con.close()
