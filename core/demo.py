@@ -42,9 +42,9 @@ def context_classes(settings: Settings) -> dict[str, int]:
 
 
 def run_demo(settings: Settings, alerts: int = 20_000, console: Console | None = None) -> DemoSummary:
-    """Run the demo: start an embedded broker if none is configured, simulate ``alerts`` LSST alerts, register the
-    sample filters, install the demo catalogues if there are none, run the pipeline over the alerts on a Dask cluster,
-    read the filters' topics back and print the summary."""
+    """Run the demo: start an embedded broker unless Kafka is configured or one runs already, simulate ``alerts``
+    LSST alerts, register the sample filters, install the demo catalogues if there are none, run the pipeline over
+    the alerts on a Dask cluster, read the filters' topics back and print the summary."""
     console = console or Console(stderr=True)
     started = time.monotonic()
     home = settings.home

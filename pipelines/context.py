@@ -82,8 +82,7 @@ def pending(batch: DecodedBatch, home: Home, catalogs_version: str) -> Pending:
 
 
 def todo_objects(p: Pending) -> pa.Table:
-    """The objects a pending classification still has to classify (a task of its own, so the driver never holds
-    them)."""
+    """The objects a pending classification still has to classify (submitted as a task on the batch's worker)."""
     return p.todo
 
 
