@@ -185,6 +185,8 @@ class AnnotationRequest(BaseModel):
 
 
 class Annotation(BaseModel):
+    """One annotation as stored: IDs as strings, ``classdict`` parsed, ``created`` in ISO 8601."""
+
     diaObjectId: str
     annotationId: str
     topic: str
@@ -198,16 +200,20 @@ class Annotation(BaseModel):
 
 
 class ObjectAnnotations(BaseModel):
+    """Every annotation of one object, oldest first."""
+
     diaObjectId: str
     annotations: list[Annotation]
 
 
 def http_error(exc: AnnotationError) -> HTTPException:
+    """The HTTP error an annotation error answers with (a 401 asks for a token)."""
     headers = {"WWW-Authenticate": "Token"} if exc.status_code == 401 else None
     return HTTPException(status_code=exc.status_code, detail=exc.message, headers=headers)
 
 
 def router(settings: Settings) -> APIRouter:
+    """The routes that write annotations and read an object's annotations."""
     api = APIRouter(prefix="/api/v1", tags=["annotations"])
 
     @api.post("/annotations", status_code=status.HTTP_201_CREATED, response_model=Annotation)

@@ -42,6 +42,9 @@ from nightjar.sql.jobs import JobManager
 
 
 def create_app(settings: Settings) -> FastAPI:
+    """The FastAPI application over ``settings``: the API's routers, the query, export and watch job managers,
+    authentication, the Lasair-compatible endpoints, the web portal and the local API docs. Its lifespan closes the
+    managers and database engines."""
     manager = JobManager(settings)
     export_manager = ExportManager(settings)
     auth = Auth(settings, users.engine(settings.metadata_url))

@@ -109,12 +109,16 @@ class Auth:
         self.limiter = RateLimiter()
 
     def limit_for(self, role: str) -> int:
+        """The requests per minute the role may make (0: no limit)."""
         return self.settings.role_requests_per_minute.get(role, 0)
 
     def max_rows(self, user: User) -> int:
+        """The most rows a query of this user returns (the anonymous limit for a role without its own)."""
         return self.settings.role_max_rows.get(user.role, self.settings.role_max_rows.get("anonymous", 1000))
 
     async def resolve(self, request: Request, header: str | None) -> User:
+        """The caller of a request from its ``Authorization`` header (anonymous without one, when the server allows it),
+        counted against its role's rate limit: a 401 for a missing, malformed or revoked token, a 429 past the limit."""
         token = parse_authorization(header)
         if token is None:
             if not self.settings.allow_anonymous:
@@ -145,6 +149,7 @@ class Auth:
 
 
 def auth_state(request: Request) -> Auth:
+    """The app's authentication state."""
     auth: Auth = request.app.state.auth
     return auth
 

@@ -129,6 +129,9 @@ def records_of(payload: bytes) -> list[dict[str, Any]]:
 
 @dataclass
 class AnnotatorReport:
+    """What the broker annotator did: messages read, annotations written, annotations skipped because their object is
+    not in the lake, and messages that were not classifications."""
+
     messages: int = 0
     annotations: int = 0
     unknown_objects: int = 0

@@ -17,6 +17,8 @@ Mode = Literal["nearest", "all", "count"]
 
 
 class ConeObject(BaseModel):
+    """An object within the cone."""
+
     diaObjectId: str = Field(description="64-bit ID, as a string.")
     ra: float
     dec: float
@@ -24,6 +26,8 @@ class ConeObject(BaseModel):
 
 
 class ConeResult(BaseModel):
+    """The cone searched and the objects found in it."""
+
     ra: float
     dec: float
     radius_arcsec: float
@@ -39,6 +43,7 @@ def search(snap: Snapshot, ra: float, dec: float, radius: float) -> pa.Table:
 
 
 def router() -> APIRouter:
+    """The cone-search route over the objects table."""
     api = APIRouter(prefix="/api/v1", tags=["objects"])
 
     @api.get("/cone", response_model=ConeResult, summary="Cone search over objects")

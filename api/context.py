@@ -31,6 +31,7 @@ def position_report(settings: Settings, ra: float, dec: float, catalogs: list[st
 
 
 def router() -> APIRouter:
+    """The routes of context: an object's stored context, and a position classified now."""
     api = APIRouter(prefix="/api/v1/context", tags=["context"])
 
     @api.get("/objects/{diaObjectId}", summary="The stored context of an object")

@@ -39,6 +39,7 @@ def stamp_png(snap: Snapshot, dia_source_id: int, kind: str, scale: int = 1) -> 
 
 
 def router() -> APIRouter:
+    """The route of an alert's cutouts, as FITS or PNG."""
     api = APIRouter(prefix="/api/v1", tags=["cutouts"])
 
     @api.get(

@@ -38,6 +38,8 @@ class Cone(BaseModel):
 
 
 class MjdRange(BaseModel):
+    """A range of midpointMjdTai (TAI) to export."""
+
     model_config = ConfigDict(extra="forbid")
 
     start: float = Field(description="MJD (TAI), inclusive.")
@@ -70,6 +72,8 @@ ExportId = Annotated[str, PathParam(max_length=64)]
 
 
 def router(manager: ExportManager) -> APIRouter:
+    """The routes that queue exports, report on them and serve their files, each export seen only by its owner (and
+    admins)."""
     api = APIRouter(prefix="/api/v1/exports", tags=["exports"])
 
     def own(export_id: str, user: User) -> ExportJob:

@@ -30,6 +30,8 @@ MAX_LIMIT = 1000
 
 
 class TopicMessage(BaseModel):
+    """One message of a filter's Kafka topic, decoded."""
+
     partition: int
     offset: int
     timestamp_ms: int
@@ -40,6 +42,8 @@ class TopicMessage(BaseModel):
 
 
 class TopicMessages(BaseModel):
+    """The newest messages of a filter's Kafka topic, oldest first."""
+
     filter_id: str
     topic: str
     count: int
@@ -86,6 +90,7 @@ def recent_messages(settings: Settings, db: Engine, topic: str, limit: int) -> l
 
 
 def router(settings: Settings, db: Engine) -> APIRouter:
+    """The route that reads the newest messages of a filter's topic."""
     api = APIRouter(prefix="/api/v1/filters", tags=["filters"])
 
     @api.get("/{filter_id}/messages", response_model=TopicMessages)

@@ -37,6 +37,8 @@ Format = Literal["json", "avro"]
 
 
 class FilterCreate(BaseModel):
+    """A new streaming filter: its SQL, who may see it, what it delivers and where."""
+
     name: Name = Field(description="Unique among your filters.")
     sql: str = Field(min_length=1, max_length=MAX_SQL, description="One SELECT over the views; checked now.")
     visibility: Visibility = "private"
@@ -64,22 +66,30 @@ class FilterUpdate(BaseModel):
 
 
 class FilterCopy(BaseModel):
+    """The name of a copy of a filter."""
+
     name: Name | None = Field(default=None, description="Default: '<name> (copy)'.")
 
 
 class Outputs(BaseModel):
+    """Where a filter's matches go."""
+
     topic: str | None = Field(description="The Kafka topic of the matches (null when Kafka is off).")
     emails: list[str] | None = Field(description="Shown to the owner only (null to others).")
     webhooks: list[str] | None = Field(description="Shown to the owner only (null to others).")
 
 
 class Health(BaseModel):
+    """Whether a filter runs, and its recent failures."""
+
     active: bool
     failures: int = Field(description="Failing batches in a row; the filter stops after too many.")
     last_error: str | None
 
 
 class VersionView(BaseModel):
+    """One version of a filter: its name, SQL and mode, and when it was made."""
+
     version: int
     name: str
     sql: str
@@ -88,6 +98,8 @@ class VersionView(BaseModel):
 
 
 class FilterView(BaseModel):
+    """A filter as the API shows it; its e-mail and webhook addresses only to its owner."""
+
     id: str
     name: str
     owner: str
@@ -114,6 +126,7 @@ def can_see(flt: Filter, user: User) -> bool:
 
 
 def view(flt: Filter, user: User, history: list[registry.Version] | None = None) -> FilterView:
+    """The API's view of a filter for ``user``, with its version history when ``history`` is given."""
     mine = not user.anonymous and flt.owner == user.name
     return FilterView(
         id=str(flt.id),

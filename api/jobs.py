@@ -20,6 +20,8 @@ PARQUET = "application/vnd.apache.parquet"
 
 
 class JobRequest(BaseModel):
+    """A query to run in the background over the whole lake, or the lake as of a version or time."""
+
     sql: str = Field(min_length=1, description="One SELECT over the views; runs with the job limits.")
     as_of: str | int | None = Field(default=None, description="A lake version or a UTC time.")
 
@@ -33,6 +35,8 @@ def _view(job: Job, request: Request) -> dict[str, Any]:
 
 
 def router(manager: JobManager) -> APIRouter:
+    """The routes that queue query jobs, report on them, serve their Parquet results and cancel them, each job seen only
+    by its owner (and admins)."""
     api = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
     def own(job_id: str, user: User) -> Job:

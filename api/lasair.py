@@ -150,6 +150,7 @@ def _ids(params: dict[str, Any]) -> list[tuple[str, int]]:
 
 
 def cone_answer(snap: Snapshot, params: dict[str, Any]) -> dict[str, Any]:
+    """Lasair's cone search over the snapshot's objects, in Lasair's answer layout; a BadRequest for bad parameters."""
     ra = _float(params, "ra", 0, 360)
     dec = _float(params, "dec", -90, 90)
     radius = _float(params, "radius")
@@ -173,6 +174,8 @@ def cone_answer(snap: Snapshot, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def object_answer(request: Request, snap: Snapshot, params: dict[str, Any]) -> dict[str, Any] | None:
+    """Lasair's object answer (diaObject, diaSourcesList, diaForcedSourcesList and, unless ``lasair_added`` is false,
+    lasairData: context, TNS, annotations and cutout URLs); None when the object is not in the lake."""
     object_id = _object(params.get("objectId"))
     lite = _bool(params, "lite", False)
     added = _bool(params, "lasair_added", True)
@@ -259,6 +262,8 @@ def sherlock_objects(settings: Settings, snap: Snapshot, params: dict[str, Any])
 
 
 def sherlock_position(settings: Settings, params: dict[str, Any]) -> dict[str, Any]:
+    """Lasair's Sherlock answer for a position, classified now against the installed catalogues (with ``lite``, the top
+    match only)."""
     ra = _float(params, "ra", 0, 360)
     dec = _float(params, "dec", -90, 90)
     lite = _bool(params, "lite", False)
@@ -273,6 +278,8 @@ def sherlock_position(settings: Settings, params: dict[str, Any]) -> dict[str, A
 def query_answer(
     settings: Settings, params: dict[str, Any], cap: int, viewer: str | None = None
 ) -> list[dict[str, Any]]:
+    """The rows of a Lasair query (``selected``, ``tables``, ``conditions``, ``limit``, ``offset``), run in the sandbox
+    with at most ``cap`` rows in all; a BadRequest for a bad query or an offset beyond the cap."""
     selected = str(_required(params, "selected"))
     tables = str(_required(params, "tables"))
     conditions = str(params.get("conditions") or "")
@@ -296,6 +303,8 @@ def _answer(body: Any) -> JSONResponse:
 
 
 def router(settings: Settings) -> APIRouter:
+    """The Lasair-compatible routes (cone, query, object, sherlock), each under GET and POST, with and without the
+    trailing slash Lasair's client adds."""
     api = APIRouter(prefix=PREFIX, tags=["lasair"])
 
     def route(path: str, summary: str) -> Any:

@@ -133,6 +133,7 @@ async def _lasair_caller(request: Request) -> User | JSONResponse:
 
 
 def router(settings: Settings) -> APIRouter:
+    """Lasair's annotate and annotate_list routes, answering as Lasair does."""
     api = APIRouter(prefix="/lasair/api", tags=["lasair"])
 
     @api.post(

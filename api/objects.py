@@ -92,10 +92,13 @@ def watch_hits(snap: Snapshot, metadata_url: str, user: User, object_id: int) ->
 
 
 def not_found(object_id: int) -> HTTPException:
+    """The 404 for an object the lake does not hold."""
     return HTTPException(status_code=404, detail=f"no object {object_id} in the lake")
 
 
 class LightCurvesRequest(BaseModel):
+    """The objects whose light curves are asked for."""
+
     diaObjectIds: list[Annotated[StrictId, Field(ge=0, le=INT64_MAX)]] = Field(
         min_length=1, description="Object IDs (strings or integers); at most 1,000 for anonymous callers."
     )
@@ -103,21 +106,27 @@ class LightCurvesRequest(BaseModel):
 
 
 class LightCurve(BaseModel):
+    """An object's detections and forced photometry, by time."""
+
     diaObjectId: str
     detections: list[dict[str, Any]]
     forced: list[dict[str, Any]]
 
 
 class LightCurvesResponse(BaseModel):
+    """The light curves found, and the IDs not found."""
+
     lightcurves: list[LightCurve] = Field(description="One per known object, in the order asked.")
     missing: list[str] = Field(description="Requested IDs the lake does not have.")
 
 
 def max_objects(role: str) -> int:
+    """The most objects a call of ``/lightcurves`` may ask for in this role."""
     return MAX_OBJECTS.get(role, MAX_OBJECTS_SIGNED_IN)
 
 
 def router() -> APIRouter:
+    """The routes of objects: one object with everything the lake knows of it, and the light curves of many."""
     api = APIRouter(prefix="/api/v1", tags=["objects"])
 
     @api.get("/objects/{diaObjectId}", summary="One object: row, light curve, context, annotations, cutouts")

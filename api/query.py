@@ -27,6 +27,8 @@ PARQUET = "application/vnd.apache.parquet"
 
 
 class QueryRequest(BaseModel):
+    """A query over the lake, and the page of its result to return."""
+
     sql: str = Field(
         description="One SELECT over the views (sources, objects, forced_sources, context…).", min_length=1
     )
@@ -39,6 +41,8 @@ class QueryRequest(BaseModel):
 
 
 class QueryResponse(BaseModel):
+    """One page of a query's result as JSON."""
+
     columns: list[str]
     rows: list[dict[str, Any]] = Field(description="One object per row; 64-bit IDs as strings.")
     count: int
@@ -129,6 +133,7 @@ def file_response(page: engine.Page, format: str) -> Response:
 
 
 def json_page(page: engine.Page) -> QueryResponse:
+    """A page of a query's result as the JSON response."""
     return QueryResponse(
         columns=page.table.column_names,
         rows=_json_rows(page.table),
@@ -139,6 +144,7 @@ def json_page(page: engine.Page) -> QueryResponse:
 
 
 def router(settings: Settings) -> APIRouter:
+    """The route that runs one query over the lake in the sandbox."""
     api = APIRouter(prefix="/api/v1", tags=["query"])
 
     @api.post("/query", response_model=QueryResponse, responses={200: {"content": {"text/csv": {}, PARQUET: {}}}})

@@ -36,6 +36,9 @@ Power = Annotated[User, Depends(require(users.POWER))]
 
 
 class SkymapCreate(BaseModel):
+    """A skymap to store (a HEALPix probability map of a gravitational-wave, GRB or neutrino event) and whether to match
+    it over the lake's history now."""
+
     skymap_fits_base64: str = Field(
         min_length=1, max_length=MAX_FITS, description="The FITS skymap (multi-order NUNIQ or flat), base64."
     )

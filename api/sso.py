@@ -39,6 +39,7 @@ def sso_payload(tables: dict[str, ds.Dataset], ss_object_id: int) -> dict[str, A
 
 
 def router() -> APIRouter:
+    """The route of a solar-system object."""
     api = APIRouter(prefix="/api/v1", tags=["solar system"])
 
     @api.get("/sso/{ssObjectId}", summary="A solar-system object: its MPC orbit and its detections")

@@ -48,10 +48,12 @@ class User:
 
     @property
     def is_admin(self) -> bool:
+        """True for the admin role."""
         return self.role == ADMIN
 
     @property
     def anonymous(self) -> bool:
+        """True for an anonymous caller (no token)."""
         return self.role == ANONYMOUS
 
 
@@ -64,10 +66,12 @@ def engine(url: str) -> Engine:
 
 
 def digest(token: str) -> str:
+    """The SHA-256 of a token, the only form in which tokens are stored."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 def new_token() -> str:
+    """A new random token (``nj_`` and 32 random bytes, URL-safe)."""
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
@@ -77,12 +81,14 @@ def _detach(row: UserRow) -> User:
 
 
 def check_role(role: str) -> str:
+    """``role`` if it is a role a user may have (not anonymous); an AccountError otherwise."""
     if role not in ROLES or role == ANONYMOUS:
         raise AccountError(f"unknown role {role!r}: choose one of {', '.join(r for r in ROLES if r != ANONYMOUS)}")
     return role
 
 
 def check_topic(topic: str) -> str:
+    """``topic`` if it is a valid annotation topic name; an AccountError otherwise."""
     if not _TOPIC.match(topic):
         raise AccountError(f"bad topic {topic!r}: letters, digits, '_', '.' and '-', at most 100 characters")
     return topic
@@ -133,6 +139,7 @@ def authenticate(eng: Engine, token: str) -> User | None:
 
 
 def get_user(eng: Engine, name: str) -> User:
+    """The active or revoked user named ``name``; an AccountError when there is none."""
     with Session(eng) as session:
         row = session.scalar(select(UserRow).where(UserRow.name == name))
         if row is None:
@@ -141,6 +148,7 @@ def get_user(eng: Engine, name: str) -> User:
 
 
 def list_users(eng: Engine) -> list[User]:
+    """The active users, in the order they were made."""
     with Session(eng) as session:
         return [_detach(r) for r in session.scalars(select(UserRow).where(UserRow.active).order_by(UserRow.id))]
 

@@ -44,6 +44,8 @@ MAX_MOC = 100_000_000  # bytes of base64 FITS
 
 
 class WatchlistCreate(BaseModel):
+    """A new watchlist: its cones in Lasair's CSV layout, default radius, sharing and description."""
+
     name: Name = Field(description="Unique among your watchlists.")
     cones_csv: str = Field(
         min_length=1,
@@ -73,6 +75,8 @@ class WatchlistUpdate(BaseModel):
 
 
 class Circle(BaseModel):
+    """A circle on the sky: centre in degrees, radius in arcseconds."""
+
     ra: float = Field(ge=0, le=360)
     dec: float = Field(ge=-90, le=90)
     radius_arcsec: float = Field(gt=0, le=180 * 3600)
@@ -89,6 +93,9 @@ class Area(BaseModel):
 
 
 class WatchmapCreate(Area):
+    """A new watchmap: exactly one of a MOC FITS file or HEALPix probability map (base64), a polygon or a circle, with
+    its name, sharing and description."""
+
     name: Name
     visibility: Visibility = "private"
     group: str | None = Field(default=None, max_length=200)
@@ -97,6 +104,9 @@ class WatchmapCreate(Area):
 
 
 class WatchmapUpdate(Area):
+    """Only the fields given change; a new area (at most one of a file, a polygon or a circle) makes a new version,
+    matched over the history."""
+
     name: Name | None = None
     visibility: Visibility | None = None
     group: str | None = Field(default=None, max_length=200)
@@ -237,6 +247,8 @@ def new_watchmap(
 
 
 def router(db: Engine, home: CatalogsHome, jobs: WatchJobManager, lake: Home | None = None) -> APIRouter:
+    """The routes of watchlists and watchmaps: create, list, read, change, delete, match over the history again, and
+    follow the history job."""
     api = APIRouter(tags=["watchlists"])
 
     # Watchlists
@@ -298,7 +310,6 @@ def router(db: Engine, home: CatalogsHome, jobs: WatchJobManager, lake: Home | N
     async def create_watchmap(body: WatchmapCreate, user: SignedIn) -> dict[str, Any]:
         """Create a watchmap from a MOC FITS file or probability map (base64), a polygon or a circle; it is
         matched over the history in the background."""
-
         return await run_in_threadpool(new_watchmap, db, home, jobs, user, body)
 
     _list_route(api, db, "watchmap")

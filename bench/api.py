@@ -34,6 +34,7 @@ LAKE_DIR = "bench-api-lake"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the API benchmark's options: lake size, cutout size, calls timed, cone radius, rebuild."""
     parser.add_argument(
         "--alerts",
         type=int,
@@ -86,6 +87,8 @@ def _timed(client: httpx.Client, urls: list[str]) -> tuple[list[float], list[int
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Build the synthetic lake if missing, serve the API on it in another process and time cone searches, object reads
+    and the portal's object pages over HTTP; the p50 and p95 latencies are printed on the last line."""
     console = Console(stderr=True)
     home = Path(settings.home) / LAKE_DIR
     if args.rebuild and home.exists():

@@ -24,6 +24,7 @@ HEAVY = SimConfig(history_days=365, cutout_size=80, hosts=False)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the decode benchmark's options: alerts decoded, distinct alerts, batch size."""
     parser.add_argument("--alerts", type=int, default=8000, help="alerts decoded by each path")
     parser.add_argument("--unique", type=int, default=500, help="distinct simulated alerts, repeated to --alerts")
     parser.add_argument("--batch", type=int, default=1000, help="alerts per columnar batch")
@@ -56,6 +57,8 @@ def fastavro_tables(payloads: list[bytes]) -> dict[str, pa.Table]:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Decode the same simulated heavy alerts with the columnar decoder and with fastavro per record, and print both
+    rates and their ratio (the last line)."""
     console = Console(stderr=True)
     console.log(f"simulating {args.unique} heavy alerts (a year of history, {HEAVY.cutout_size}px cutouts)")
     unique = [a.payload for a in Simulation(args.unique, seed=7, config=HEAVY).alerts()]

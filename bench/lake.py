@@ -28,6 +28,8 @@ NIGHTS = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the lake benchmark's options: lake size, cutout size, batch size, lookups and cones timed, cone radius,
+    rebuild."""
     parser.add_argument(
         "--alerts",
         type=int,
@@ -133,6 +135,8 @@ def _ms(samples: list[float]) -> tuple[float, float]:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Build the synthetic lake if missing, then time cutout lookups by diaSourceId and cone searches over the sources
+    (against a scan of every row for the first cones), printing their percentiles."""
     console = Console(stderr=True)
     home = Path(settings.home) / "bench-lake"
     if args.rebuild and home.exists():

@@ -33,6 +33,8 @@ from nightjar.sql import views
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the objects benchmark's options: table sizes, batch size, repeats, commits per table, and the former upsert
+    as a baseline."""
     parser.add_argument(
         "--sizes",
         default="25000,250000,1000000",
@@ -97,6 +99,9 @@ def _timed_count(home: Path, repeat: int) -> tuple[float, int]:
 
 @dataclass
 class Figures:
+    """The figures of one table size, in seconds: appending the states of stored and of new objects, counting the
+    objects with the most states pending and once folded, the fold, and (with ``--upsert``) the former upsert."""
+
     stored_s: float
     new_s: float
     count_pending_s: float = 0.0
@@ -107,6 +112,8 @@ class Figures:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    """For each table size, build an objects table and time the append of a batch of stored and of new objects, the
+    count of objects before and after a fold, and the fold; print the figures of each size."""
     console = Console(stderr=True)
     sizes = [int(s) for s in str(args.sizes).split(",") if s.strip()]
     if not sizes or min(sizes) < args.batch:

@@ -56,6 +56,8 @@ EVERY_ALERT = "SELECT diaObjectId, diaSourceId FROM sources WHERE NOT fromPacket
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the pipeline benchmark's options: alerts per chunk and chunks, history and cutout sizes, the latency run's
+    rate and duration, batch size, seed and catalogue rows."""
     parser.add_argument("--alerts", type=int, default=10_000, help="alerts per end-to-end chunk")
     parser.add_argument("--chunks", type=int, default=4, help="successive chunks into one lake")
     parser.add_argument(
@@ -99,10 +101,12 @@ class PipelineBench:
 
     @property
     def e2e_alerts_per_s(self) -> float:
+        """Alerts per second over all the end-to-end chunks."""
         return sum(self.chunk_alerts) / sum(self.chunk_seconds)
 
     @property
     def chunk4_over_chunk1(self) -> float:
+        """The last chunk's rate over the first's: below 1 when a batch's cost grows with the lake."""
         first = self.chunk_alerts[0] / self.chunk_seconds[0]
         return (self.chunk_alerts[-1] / self.chunk_seconds[-1]) / first
 
@@ -437,6 +441,7 @@ def _latency(settings: Settings, args: argparse.Namespace, client: Any, db: Any,
 
 
 def print_bench(result: PipelineBench) -> None:
+    """Print the benchmark's figures, one ``key=value`` group per line, the closing figures last."""
     print(f"mean_size_kb={result.mean_size_kb:.1f}")
     print(f"decode_processes={result.workers} decode_parallel_alerts_per_s={result.decode_parallel_alerts_per_s:.0f}")
     for k, (n, s) in enumerate(zip(result.chunk_alerts, result.chunk_seconds, strict=True)):

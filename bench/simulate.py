@@ -20,6 +20,7 @@ from nightjar.streams.simulate import SimConfig, Simulation
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the simulate benchmark's options: alerts, history days, cutout size, alerts written again with fastavro."""
     parser.add_argument(
         "--alerts", type=int, default=20_000, help="alerts simulated, in this process (default: %(default)s)"
     )
@@ -33,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Simulate heavy LSST alerts in this process and print the size, the fastavro write rate of a sample, and last the
+    simulated alerts per second."""
     config = SimConfig(history_days=args.history_days, cutout_size=args.cutout_size)
     simulation = Simulation(args.alerts, seed=42, config=config)
     sample: list[bytes] = []

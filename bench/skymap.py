@@ -32,6 +32,7 @@ EVENT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the skymap benchmark's options: maps, alerts, repeats, share of alerts inside, a real skymap, seed."""
     parser.add_argument("--maps", type=int, default=10, help="active skymaps (default: %(default)s)")
     parser.add_argument("--alerts", type=int, default=10_000, help="alerts of the batch (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=10, help="warm batches timed (default: %(default)s)")
@@ -91,6 +92,8 @@ def _timed(alerts: pa.Table, watch: WatchSet, repeat: int) -> tuple[float, int]:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Store the skymaps in a temporary home and time a batch's matching against none, against maps out of their window
+    and against the active maps; the live matching time per batch is printed last."""
     home = Path(tempfile.mkdtemp(prefix="nightjar-bench-skymap-"))
     try:
         rng = np.random.default_rng(args.seed)

@@ -35,6 +35,7 @@ from nightjar.sql import registry, watch_registry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the watchlist benchmark's options: live cones and alerts, repeats, history cones and alerts, seed."""
     parser.add_argument(
         "--cones", type=int, default=10_000_000, help="cones of the live watchlist (default: %(default)s)"
     )
@@ -96,6 +97,8 @@ def _rss_mb() -> float:
 
 
 def live(folder: Path, n_cones: int, n_alerts: int, repeat: int, seed: int) -> dict[str, float]:
+    """Time the live matching of a batch of ``n_alerts`` alerts against a watchlist of ``n_cones`` cones, cold and then
+    warm (the median of ``repeat`` batches), with the memory the index takes."""
     started = time.perf_counter()
     cones = synthetic_cones(n_cones, seed)
     path = folder / "live.parquet"
@@ -164,6 +167,8 @@ def history(folder: Path, n_cones: int, n_alerts: int, seed: int) -> dict[str, f
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the history benchmark (unless ``--no-history``) and the live one, printing every figure and last the index
+    size, the history job's seconds and the live milliseconds per batch."""
     folder = Path(tempfile.mkdtemp(prefix="nightjar-bench-watch-"))
     try:
         figures: dict[str, float] = {}

@@ -39,6 +39,8 @@ VISIT_RADIUS_DEG = 1.75
 
 @dataclass
 class PassResult:
+    """One crossmatch pass: alerts, matches, CPU seconds over the workers, wall seconds."""
+
     alerts: int
     matches: int
     cpu_s: float
@@ -46,10 +48,12 @@ class PassResult:
 
     @property
     def per_core(self) -> float:
+        """Alerts per CPU second."""
         return self.alerts / self.cpu_s if self.cpu_s else 0.0
 
     @property
     def wall_rate(self) -> float:
+        """Alerts per wall-clock second."""
         return self.alerts / self.wall_s if self.wall_s else 0.0
 
 
@@ -192,6 +196,8 @@ def bench_xmatch(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the crossmatch benchmark's options: catalogue or synthetic rows, alerts, batch size, passes, footprint,
+    seed."""
     parser.add_argument("--catalog", metavar="NAME", help="an installed catalogue (default: synthesise one)")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the synthetic catalogue")
     parser.add_argument("--alerts", type=int, default=200_000, help="alerts crossmatched (default: %(default)s)")
@@ -208,6 +214,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the crossmatch benchmark on the configured Dask cluster."""
     from nightjar.pipelines.cluster import dask_client
 
     with dask_client(settings) as client:

@@ -21,8 +21,12 @@ Key = tuple[str, str, int, int]  # (collection path, catalogue version, order, p
 
 
 class Sized(Protocol):
+    """What the cache holds: an object that knows its size."""
+
     @property
-    def nbytes(self) -> int: ...
+    def nbytes(self) -> int:
+        """The bytes the object holds, counted against the cache budget."""
+        ...
 
 
 IndexT = TypeVar("IndexT", bound=Sized)
@@ -31,6 +35,9 @@ KeyT = TypeVar("KeyT", bound=Hashable)
 
 @dataclass
 class CacheStats:
+    """A cache's counters: hits, misses and evictions since it was made or cleared, and the entries and bytes it
+    holds."""
+
     hits: int = 0
     misses: int = 0
     evictions: int = 0
@@ -69,10 +76,12 @@ class IndexCache(Generic[KeyT, IndexT]):
             return self._items.get(key, index)
 
     def stats(self) -> CacheStats:
+        """A copy of the cache's counters."""
         with self._lock:
             return CacheStats(**vars(self._stats))
 
     def clear(self) -> None:
+        """Drop every entry and reset the counters."""
         with self._lock:
             self._items.clear()
             self._stats = CacheStats()

@@ -85,6 +85,7 @@ def read_info(collection: PurePath, fs: pafs.FileSystem | None = None) -> Catalo
 
 
 def write_info(collection: PurePath, info: CatalogInfo, fs: pafs.FileSystem | None = None) -> None:
+    """Write a catalogue's info file into its collection."""
     storage.write_text(_filesystem(fs), collection / layout.INFO_FILE, info.model_dump_json(indent=1) + "\n")
 
 
@@ -133,6 +134,7 @@ class CatalogHandle:
 
     @property
     def primary(self) -> PurePath:
+        """The folder of the catalogue's primary HATS catalogue in its collection."""
         return layout.primary_dir(self.collection)
 
     def filesystem(self) -> pafs.FileSystem:

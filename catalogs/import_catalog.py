@@ -47,6 +47,7 @@ class ParquetChunk:
     row_groups: tuple[int, ...]
 
     def __call__(self) -> pa.Table:
+        """Read the chunk's row groups."""
         return pq.ParquetFile(self.path).read_row_groups(list(self.row_groups))
 
 
@@ -60,6 +61,8 @@ class FitsChunk:
     stop: int
 
     def __call__(self) -> pa.Table:
+        """Read the chunk's rows, keeping the scalar columns (byte strings decoded as ASCII, numbers in native byte
+        order)."""
         from astropy.io import fits
 
         with fits.open(self.path, memmap=True) as hdul:

@@ -58,6 +58,7 @@ class PartitionIndex:
 
     @property
     def nbytes(self) -> int:
+        """The bytes of the index's arrays, counted against the cache budget."""
         return int(self.keys.nbytes + self.attributes.nbytes + self.reach.nbytes)
 
 

@@ -102,6 +102,7 @@ def margin_name(name: str, threshold_arcsec: float) -> str:
 
 
 def margin_dir(collection: PurePath, threshold_arcsec: float) -> PurePath:
+    """The folder of a collection's margin catalogue at ``threshold_arcsec``."""
     return collection / margin_name(collection.name, threshold_arcsec)
 
 

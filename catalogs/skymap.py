@@ -52,6 +52,7 @@ class Skymap:
 
     @property
     def orders(self) -> np.ndarray:
+        """The HEALPix order of each cell."""
         return (np.log2(self.uniq // 4) // 2).astype(np.int64)
 
     @property
@@ -61,6 +62,7 @@ class Skymap:
 
     @property
     def has_distance(self) -> bool:
+        """True when the map holds the distance ansatz (distmu, distsigma, distnorm)."""
         return self.distmu is not None and self.distsigma is not None and self.distnorm is not None
 
     def credible_moc(self, percent: int) -> MOC:
@@ -232,11 +234,13 @@ class SkymapIndex:
 
     @property
     def nbytes(self) -> int:
+        """The bytes of the index's arrays and regions, counted against the cache budget."""
         arrays = [self.starts, self.ends, self.probdensity, self.distmu, self.distsigma, self.distnorm]
         return sum(a.nbytes for a in arrays if a is not None) + sum(r.nbytes for r in self.regions.values())
 
     @classmethod
     def of(cls, skymap: Skymap, regions: dict[int, MOC]) -> SkymapIndex:
+        """The index of a skymap and its credible regions (level in percent to MOC)."""
         starts, ends = ranges29(skymap.uniq)
         order = np.argsort(starts)
 

@@ -60,6 +60,7 @@ class SkymapInfo:
 
     @property
     def window_end_mjd(self) -> float:
+        """The MJD at which the map's window of alerts ends."""
         return self.event_mjd + self.window_days
 
 
@@ -79,6 +80,7 @@ class SkymapSpec:
 
     @property
     def window_end_mjd(self) -> float:
+        """The MJD at which the map's window of alerts ends."""
         return self.event_mjd + self.window_days
 
 
@@ -208,6 +210,7 @@ def _info(root: CatalogsRoot, map_id: int) -> SkymapInfo:
 
 
 def get_skymap(home: CatalogsHome, map_id: int) -> SkymapInfo:
+    """The stored info of a skymap; a SkymapError when there is none with this id."""
     root = root_of(home)
     if not watch_store.exists(root, f"{_folder(map_id)}/{INFO_FILE}"):
         raise SkymapError(f"no skymap {map_id}")
@@ -221,6 +224,7 @@ def list_skymaps(home: CatalogsHome) -> list[SkymapInfo]:
 
 
 def set_active(home: CatalogsHome, map_id: int, active: bool) -> SkymapInfo:
+    """Match a stored skymap live (``active``) or stop matching it; its info as changed."""
     root = root_of(home)
     info = get_skymap(root, map_id)
     changed = SkymapInfo(**{**asdict(info), "active": active})
@@ -245,6 +249,7 @@ def remove_skymap(home: CatalogsHome, map_id: int) -> None:
 
 
 def spec_of(home: CatalogsHome, info: SkymapInfo) -> SkymapSpec:
+    """What a worker needs to match a stored skymap."""
     root = root_of(home)
     return SkymapSpec(info.id, _folder(info.id), info.event_mjd, info.window_days, info.event_id, info.added, root)
 
@@ -284,5 +289,6 @@ def cached_index(spec: SkymapSpec, budget_bytes: int) -> SkymapIndex:
 
 
 def window_of(info: SkymapInfo) -> tuple[datetime, datetime]:
+    """The skymap's window of alerts as UTC datetimes: from the event to ``window_days`` after."""
     start = datetime.fromisoformat(info.event_time)
     return start, start + timedelta(days=info.window_days)

@@ -112,6 +112,7 @@ class SynthChunk:
     rules: ContextRules = field(default_factory=ContextRules)
 
     def __call__(self) -> pa.Table:
+        """Generate the chunk's rows in the catalogue layout: position, id, redshifts, size, magnitude and reach."""
         rng = np.random.default_rng([self.seed, self.index])
         values = galaxy_rows(rng, self.rows) if self.kind is Kind.GALAXY else star_rows(rng, self.rows)
         n = self.rows

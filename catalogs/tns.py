@@ -68,6 +68,8 @@ class TnsFileError(UserError):
 
 @dataclass
 class TnsFile:
+    """A TNS public-objects file as read: the objects, and the export date of a CSV."""
+
     objects: pa.Table  # TNS_SCHEMA
     exported: str | None  # the CSV's first line (the export date), None for Parquet
 

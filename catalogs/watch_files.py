@@ -49,6 +49,8 @@ class WatchFileError(UserError):
 
 
 def check_radius(radius: float, what: str = "the default radius") -> float:
+    """``radius`` in arcsec if it is finite, positive and at most ``MAX_RADIUS_ARCSEC``; a WatchFileError naming
+    ``what`` otherwise."""
     if not (np.isfinite(radius) and 0 < radius <= MAX_RADIUS_ARCSEC):
         raise WatchFileError(f"{what} must be > 0 and at most {MAX_RADIUS_ARCSEC:g} arcsec, not {radius:g}")
     return float(radius)

@@ -44,6 +44,8 @@ class WatchlistSpec:
 
 @dataclass
 class ConeTier:
+    """The cones of a watchlist whose radii fall in one radius band, searched at one order; keys sorted by hpx29."""
+
     order: int  # the search order of the tier's largest radius
     keys: np.ndarray  # hpx29 of the tier's cones, sorted
     first: int  # position of the tier's first cone in the index's arrays
@@ -62,6 +64,7 @@ class ConeIndex:
 
     @property
     def nbytes(self) -> int:
+        """The bytes of the index's arrays, counted against the cache budget."""
         arrays = (self.ra, self.dec, self.radius, self.cone_id)
         return int(sum(a.nbytes for a in arrays) + sum(t.keys.nbytes for t in self.tiers) + self.names.nbytes)
 

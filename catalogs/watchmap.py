@@ -146,10 +146,12 @@ class AreaIndex:
 
     @property
     def nbytes(self) -> int:
+        """The bytes of the ranges, counted against the cache budget."""
         return int(self.starts.nbytes + self.ends.nbytes)
 
     @classmethod
     def of(cls, moc: MOC) -> AreaIndex:
+        """The index of a MOC."""
         ranges = np.asarray(moc.to_depth29_ranges, dtype=np.uint64).reshape(-1, 2)
         return cls(ranges[:, 0].astype(np.int64), ranges[:, 1].astype(np.int64))
 

@@ -58,6 +58,7 @@ def write_parquet(table: pa.Table, path: str | PurePath, fs: pafs.FileSystem, **
 
 
 def read_parquet(path: str | PurePath, fs: pafs.FileSystem) -> pa.Table:
+    """A whole Parquet file read from ``fs``."""
     with fs.open_input_file(str(path)) as source:
         return pq.ParquetFile(source).read()
 

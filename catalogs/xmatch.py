@@ -52,6 +52,7 @@ class BatchCells:
         self._cells: dict[int, np.ndarray] = {}
 
     def at(self, order: int) -> np.ndarray:
+        """The quadrant cells of the batch's alerts at ``order``."""
         if order not in self._cells:
             self._cells[order] = healpix.quadrant_cells(self.hpx, order)
         return self._cells[order]

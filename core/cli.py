@@ -447,7 +447,6 @@ NO_HOME = {"alerts", "bench"}
 def check_home(settings: Settings, command: str) -> None:
     """Make the home for commands that start one (saying so), refuse a missing home for the others, and warn
     when a command that reads the lake finds none."""
-
     home = Path(settings.home)
     if command in NO_HOME:
         return
@@ -471,6 +470,9 @@ def check_home(settings: Settings, command: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``nightjar`` command line: parse ``argv`` (default: the process's arguments), load the settings, check
+    the home and dispatch to the sub-command's handler. Returns the exit code: the handler's, 2 after printing a user
+    error in one line (without ``--verbose``), 130 on Ctrl-C."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     configure_logging(args.verbose)

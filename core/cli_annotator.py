@@ -17,6 +17,7 @@ console = Console(stderr=True)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``annotator`` to the ``nightjar`` sub-commands."""
     p = add_command(
         sub,
         "annotator",
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the broker annotator over a topic of Fink or ALeRCE classifications and print what it wrote."""
     from nightjar.api.broker_annotator import run_broker_annotator
 
     report = run_broker_annotator(settings, args.topic, args.user, args.max_messages, args.idle_exit)

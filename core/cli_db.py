@@ -13,6 +13,7 @@ console = Console(stderr=True)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``db current|upgrade|downgrade`` to the ``nightjar`` sub-commands."""
     parser = add_command(
         sub,
         "db",
@@ -42,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Show or migrate the metadata database's schema; exit code 1 when the schema is not this Nightjar's revision after
+    ``current`` or ``upgrade``."""
     from nightjar.sql import metadata_db
 
     eng = metadata_db.create(settings.metadata_url)

@@ -31,6 +31,7 @@ GROUP_HELP = (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``filter add|list|show|edit|copy|delete|backtest`` to the ``nightjar`` sub-commands."""
     example_sql = "SELECT diaObjectId, diaSourceId, psfFlux FROM sources WHERE psfFlux > 50000"
     parser = add_command(
         sub,
@@ -212,6 +213,7 @@ def _warn(sql: str) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Carry out a ``filter`` action on the metadata database and return its exit code."""
     from nightjar.sql import registry
 
     db = registry.engine(settings.metadata_url)

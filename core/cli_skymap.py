@@ -41,6 +41,7 @@ def _time(text: str) -> datetime:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``skymap add|list|show|remove|deactivate|activate|listen`` to the ``nightjar`` sub-commands."""
     sm = add_command(
         sub,
         "skymap",
@@ -92,6 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Carry out a ``skymap`` action: store a probability map (and match it over the history), list, show, remove,
+    (de)activate the stored maps, or listen to a topic of GCN/IGWN notices."""
     from nightjar.catalogs import skymap_store
     from nightjar.catalogs.skymap import read_skymap
     from nightjar.catalogs.watch_migrate import watch_root

@@ -20,6 +20,7 @@ console = Console(stderr=True)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tns import|status`` to the ``nightjar`` sub-commands."""
     tns = add_command(
         sub,
         "tns",
@@ -44,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Import a TNS public-objects file and match it to the lake's objects (printing the number of matches), or print
+    the row counts of the tns and crossmatch_tns tables."""
     from nightjar import paths
     from nightjar.lake import tns as tns_tables
     from nightjar.pipelines.tns_refresh import import_tns

@@ -14,6 +14,7 @@ console = Console(stderr=True)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``user add|list|token|remove`` to the ``nightjar`` sub-commands."""
     parser = add_command(
         sub,
         "user",
@@ -64,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Carry out a ``user`` action; a new or replaced token is printed alone on the last line of stdout."""
     from nightjar.api import users
 
     settings.home.mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,8 @@ def _edit(actions: argparse._SubParsersAction, kind: str, summary: str, example:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``watchlist`` and ``watchmap`` commands (add, list, show, edit, rerun, delete, ...) to the ``nightjar``
+    sub-commands."""
     actions, add = _kind(
         sub,
         "watchlist",
@@ -211,6 +213,8 @@ def _describe(item: Any) -> dict[str, Any]:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Carry out a ``watchlist`` or ``watchmap`` action on the registry and the watch files, matching a new or changed
+    list over the lake's history."""
     from nightjar.catalogs.watch_files import read_cones
     from nightjar.catalogs.watch_migrate import watch_root
     from nightjar.sql import registry, watch_registry

@@ -18,12 +18,12 @@ _LOCAL_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*")
 
 
 def unsafe_character(text: str) -> str | None:
-    """The first character of ``text`` that may not go into a header (as ``U+XXXX``), or an encoded word's
+    r"""The first character of ``text`` that may not go into a header (as ``U+XXXX``), or an encoded word's
     ``=?``; None when the text is safe.
 
     Examples
     --------
-    >>> unsafe_character("SN candidés, r < 19"), unsafe_character("a\\u2028b"), unsafe_character("=?utf-8?q?x?=")
+    >>> unsafe_character("SN candidés, r < 19"), unsafe_character("a\u2028b"), unsafe_character("=?utf-8?q?x?=")
     (None, 'U+2028', '=?')
     """
     if "=?" in text:
@@ -40,12 +40,12 @@ def header_safe(text: str) -> bool:
 
 
 def address_ok(address: str, local: bool = False) -> bool:
-    """True if ``address`` is one plain ASCII address (``local@domain.tld``): no display name, list or comment,
+    r"""True if ``address`` is one plain ASCII address (``local@domain.tld``): no display name, list or comment,
     no ``=`` or ``?`` (so no encoded word), nothing a header parser could turn into a second header.
 
     Examples
     --------
-    >>> address_ok("astro@example.org"), address_ok("m@example.org\\u2028Bcc: x@y.org"), address_ok("a@b.org, c@d.org")
+    >>> address_ok("astro@example.org"), address_ok("m@example.org\u2028Bcc: x@y.org"), address_ok("a@b.org, c@d.org")
     (True, False, False)
     """
     pattern = _LOCAL_ADDRESS if local else _ADDRESS  # local: a one-label domain (the sender nightjar@localhost)

@@ -284,6 +284,7 @@ class Settings(BaseSettings):
 
     @property
     def metadata_url(self) -> str:
+        """The metadata database's SQLAlchemy URL: ``database_url``, or the SQLite file under the home."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.home / paths.METADATA_DB_FILE}"
@@ -297,6 +298,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read settings from the arguments, then the environment, then the TOML file given with ``--config``."""
         # Precedence: explicit arguments, then the environment, then the TOML file given with --config.
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         toml_file = _CONFIG_FILE.get("path")

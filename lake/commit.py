@@ -107,6 +107,8 @@ def _properties(txns: dict[str, int], dt: DeltaTable | None = None, retries: int
 
 
 def writer_properties(table: str, schema: pa.Schema) -> WriterProperties:
+    """The Parquet writer properties of a table: its row-group size, and binary columns written plain, without
+    dictionary or statistics."""
     # Row groups small enough that their statistics prune: a cutout lookup reads one group of a few dozen
     # alerts; a cone search reads the few groups of hpx29-sorted rows whose index range meets the cone.
     # Binary columns (cutouts: ~25 KB images) are written plain: no dictionary of distinct images to build and

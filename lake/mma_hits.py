@@ -40,4 +40,5 @@ def forget_map(home: Home, map_id: int) -> None:
 
 
 def rows_of_map(home: Home, map_id: int) -> pa.Table:
+    """The mma_area_hits rows of one skymap."""
     return watch_hits.rows_of_list(home, paths.MMA_AREA_HITS, map_id)

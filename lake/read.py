@@ -127,6 +127,7 @@ def snapshot(home: Home, as_of: AsOf = None) -> dict[str, int]:
 
 
 def lake_version(home: Home) -> int | None:
+    """The lake's version (its lake log's table version); None before the first commit."""
     log = lake_tables.open_table(home, paths.LAKE_LOG)
     return log.version() if log is not None else None
 
@@ -157,6 +158,7 @@ def table_schemas(home: Home, tables: Iterable[str]) -> dict[str, pa.Schema]:
 
 
 def table_versions(home: Home) -> dict[str, int]:
+    """The current version of each table the lake holds."""
     return {t: lake_tables.load(home, t).version() for t in existing_tables(home)}
 
 

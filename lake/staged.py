@@ -47,6 +47,7 @@ class StagedFiles:
     filesystem: pafs.FileSystem = field(default_factory=pafs.LocalFileSystem)
 
     def discard(self) -> None:
+        """Delete the staged files (those already gone are no error)."""
         for file in self.files:
             with contextlib.suppress(FileNotFoundError):
                 self.filesystem.delete_file(file)

@@ -67,6 +67,7 @@ def rows_of_list(home: Home, table: str, list_id: int, version: int | None = Non
 
 
 def table_version(home: Home, table: str) -> int | None:
+    """The current version of a table; None when it does not exist."""
     dt = tables.open_table(home, table)
     return dt.version() if dt is not None else None
 

@@ -33,10 +33,12 @@ TNS_NOTICE_ANNOTATOR = "nightjar tns"
 
 
 def reads_annotations(flt: Filter) -> bool:
+    """True if the filter's SQL reads the annotations view."""
     return views.ANNOTATIONS in parse.tables_read(flt.sql)
 
 
 def reads_tns(flt: Filter) -> bool:
+    """True if the filter's SQL reads the crossmatch_tns view."""
     return views.CROSSMATCH_TNS in parse.tables_read(flt.sql)
 
 

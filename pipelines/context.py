@@ -82,6 +82,7 @@ def pending(batch: DecodedBatch, home: Home, catalogs_version: str) -> Pending:
 
 
 def todo_objects(p: Pending) -> pa.Table:
+    """The objects a pending classification still has to classify (submitted as a task on the batch's worker)."""
     return p.todo
 
 
@@ -131,11 +132,14 @@ def commit_context(home: Home, context: BatchContext, txns: dict[str, int]) -> N
 
 
 def empty_view() -> pa.Table:
+    """An empty context view, in the lake's context schema."""
     return LAKE_CONTEXT_SCHEMA.empty_table()
 
 
 @dataclass
 class RefreshReport:
+    """What a context refresh did: the lake's objects, those classified now, and the stale matches removed."""
+
     objects: int  # objects in the lake
     classified: int  # classified now (never classified, or under other catalogues)
     stale_matches_removed: int

@@ -51,6 +51,8 @@ def _named(filter_name: str, filter_id: int) -> str:
 
 @dataclass(frozen=True)
 class SmtpConfig:
+    """How digests are sent: the SMTP server, sender, optional login and STARTTLS, and the timeout."""
+
     host: str
     port: int
     sender: str
@@ -61,6 +63,7 @@ class SmtpConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpConfig:
+        """The SMTP configuration of the settings."""
         return cls(
             settings.smtp_host,
             settings.smtp_port,
@@ -73,6 +76,7 @@ class SmtpConfig:
 
 
 def message_id(filter_id: int, keys: Sequence[str], domain: str = "nightjar") -> str:
+    """The digest's Message-ID, the same for the same filter and matches: a digest sent again is recognisable as one."""
     digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:24]
     return f"<filter-{filter_id}.{digest}@{domain}>"
 

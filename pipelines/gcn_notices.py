@@ -40,6 +40,9 @@ ALERT_TYPES = ("EARLY_WARNING", "EARLYWARNING", "PRELIMINARY", "INITIAL", "UPDAT
 
 @dataclass
 class Notice:
+    """A GCN/IGWN notice as read: the superevent, the kind of notice, the event time, class probabilities, source
+    properties and the skymap it carries."""
+
     superevent_id: str
     alert_type: str
     event_time: datetime | None = None
@@ -125,6 +128,8 @@ def apply_notice(home: CatalogsHome, notice: Notice, lake: Home | None = None) -
 
 @dataclass
 class ListenReport:
+    """What listening to notices did: messages read, skymaps stored, retractions, and messages that were not usable."""
+
     messages: int = 0
     skymaps: int = 0
     retractions: int = 0

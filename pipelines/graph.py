@@ -43,6 +43,9 @@ Source: TypeAlias = RawBatch | KafkaSlice
 
 @dataclass(frozen=True)
 class Job:
+    """One batch on its way through the graph: where its alerts come from, the futures of its stages, the filters and
+    watch lists it runs, the worker it stays on, and its outcome once delivered."""
+
     source: Source
     future: Future | None = None
     context: Future | None = None  # the batch's BatchContext, when catalogues are installed
@@ -59,6 +62,9 @@ class Job:
 
 @dataclass(frozen=True)
 class GraphConfig:
+    """What the graph's stages need: the lake, the partition order, the largest message, the filter registry, the SQL
+    limits, and whether to run filters, context catalogues and classifiers."""
+
     home: Home
     partition_order: int
     max_message_bytes: int
@@ -122,6 +128,7 @@ class Pipeline:
         self.turn = 0  # batches emitted: picks each batch's worker in turn
 
     def emit(self, job: Job) -> None:
+        """Submit a batch to the graph."""
         self.source.emit(job)
 
     def _submitted(self, job: Job) -> None:

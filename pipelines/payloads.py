@@ -61,6 +61,7 @@ def json_payloads(matches: pa.Table, stamp: str) -> list[bytes]:
 
 
 def schema_fingerprint(schema: dict[str, Any]) -> str:
+    """A stable fingerprint of an Avro schema (the SHA-256 of its canonical JSON), to find it in the schema registry."""
     return hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()
 
 

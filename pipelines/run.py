@@ -66,11 +66,13 @@ class RunReport:
     stage_seconds: dict[str, float] = field(default_factory=dict)  # seconds per stage (workers: summed over tasks)
 
     def add_timings(self, timings: dict[str, float]) -> None:
+        """Add a batch's seconds per stage to the run's."""
         for stage, seconds in timings.items():
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
 
     @property
     def alerts_per_s(self) -> float:
+        """Alerts consumed per second of the run."""
         return self.consumed / self.seconds if self.seconds else 0.0
 
     @property
@@ -79,6 +81,7 @@ class RunReport:
         return self.consumed == self.stored + self.dead_lettered + self.duplicates
 
     def add_outcome(self, outcome: BatchOutcome) -> None:
+        """Count a delivered batch's outcome into the report."""
         self.accepted += outcome.accepted
         self.stored += outcome.stored
         self.dead_lettered += len(outcome.rejects)
@@ -178,6 +181,7 @@ class BackgroundCompaction:
         self.runs = 0
 
     def start(self) -> None:
+        """Start a compaction on the cluster unless one is still running (reporting the previous one's failure)."""
         if self.future is not None and not self.future.done():
             return  # the previous compaction is still running
         self.wait()
@@ -187,6 +191,7 @@ class BackgroundCompaction:
         self.runs += 1
 
     def wait(self) -> None:
+        """Wait for the running compaction, if any; a failure is logged, not raised."""
         if self.future is None:
             return
         try:

@@ -33,6 +33,8 @@ CACHE_BYTES = 1 << 30
 
 @dataclass
 class SkymapHistoryResult:
+    """What matching a skymap over the lake's history found."""
+
     alerts: int  # alerts of the lake in the map's window
     hits: int  # hits found in them
     stored: int  # hits the map has now (with live hits committed meanwhile)

@@ -367,6 +367,9 @@ class FilterOutput:
 
 @dataclass
 class BatchOutcome:
+    """What a batch left once committed and filtered: alerts stored, dead letters, duplicates, filter outputs, and the
+    seconds per stage."""
+
     accepted: int  # alerts stored
     rejects: list[Reject]  # messages for the dead-letter topic
     stored: int = 0  # messages whose alerts are in the lake

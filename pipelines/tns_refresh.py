@@ -41,6 +41,9 @@ CHUNK_ROWS = 1_000_000
 
 @dataclass
 class TnsImport:
+    """What a TNS import did: objects imported, lake objects matched, the matches it changed, the export date, and
+    whether the changes were announced to the filters."""
+
     entries: int  # TNS objects imported
     matches: int  # lake objects matched to one
     changed: pa.Table  # diaObjectId, tns_name, type of the matches new or changed by this import

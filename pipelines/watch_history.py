@@ -41,6 +41,8 @@ Progress = Callable[[int, int], None]  # (alerts done, alerts in all)
 
 @dataclass
 class HistoryResult:
+    """What matching a watch list over the lake's history found."""
+
     alerts: int  # alerts of the lake matched
     hits: int  # hits found in them
     stored: int  # hits the list has now (with live hits committed meanwhile)
@@ -99,6 +101,9 @@ def match_history(
 
 @dataclass
 class WatchJob:
+    """A background job that matches a watchlist or watchmap over the lake's history: its owner, status, progress and
+    counts."""
+
     id: str
     kind: str  # watchlist or watchmap
     list_id: int
@@ -135,9 +140,11 @@ class WatchJobManager:
         return job
 
     def get(self, job_id: str) -> WatchJob | None:
+        """The job with this id; None when there is none."""
         return self.store.get(job_id)
 
     def cancel(self, job_id: str) -> WatchJob | None:
+        """Cancel a queued or running job; the job as it is now, or None when there is none."""
         job = self.get(job_id)
         if job is not None and job.status in (QUEUED, RUNNING):
             job.status = CANCELLED
@@ -170,6 +177,7 @@ class WatchJobManager:
         self.store.save(job)
 
     def close(self) -> None:
+        """Stop the job threads, cancelling the jobs not started."""
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -27,16 +27,20 @@ class WebhookError(RuntimeError):
 
 @dataclass(frozen=True)
 class WebhookConfig:
+    """How webhooks are called: the timeout, the retries, and whether private addresses may be called."""
+
     timeout_s: float = 10.0
     retries: int = 3
     allow_private: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebhookConfig:
+        """The webhook configuration of the settings."""
         return cls(settings.webhook_timeout_s, settings.webhook_retries, settings.webhook_allow_private)
 
 
 def idempotency_key(filter_id: int, keys: Sequence[str]) -> str:
+    """The Idempotency-Key of a webhook call, the same for the same filter and matches: a receiver can drop a repeat."""
     return f"{filter_id}-" + hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:32]
 
 

@@ -32,6 +32,9 @@ HISTORY_NIGHTS = 365
 
 @dataclass
 class NightResult:
+    """One night of a backtest: the night, its alerts, the matches that would have been delivered (with their delivery
+    key), or the error that stopped the filter."""
+
     night: int
     alerts: int
     delivered: pa.Table  # the matches that would have been delivered, with their delivery key
@@ -40,12 +43,15 @@ class NightResult:
 
 @dataclass
 class Backtest:
+    """A filter's backtest over past nights: its spec, its mode and each night's result."""
+
     spec: FilterSpec
     mode: str
     nights: list[NightResult] = field(default_factory=list)
 
     @property
     def delivered(self) -> int:
+        """The matches that would have been delivered over all the nights."""
         return sum(n.delivered.num_rows for n in self.nights)
 
     def table(self) -> pa.Table:

@@ -59,6 +59,7 @@ class BatchEngine:
         self._register(self._empty)
 
     def close(self) -> None:
+        """Close the sandboxes and the connection."""
         for box in self.boxes:
             box.close()
         self.con.close()

@@ -103,6 +103,7 @@ class Plan:
 
     @property
     def passes(self) -> int:
+        """The DuckDB passes the plan takes: one per shared group, one per query run alone."""
         return len(self.groups) + len(self.solos)
 
 

@@ -79,6 +79,9 @@ class ExportSpec:
 
 @dataclass
 class ExportJob:
+    """An export job: its owner, table and selection, status, rows, the files written (rows, bytes, SHA-256), and
+    times."""
+
     id: str
     owner: str
     table: str
@@ -100,6 +103,7 @@ class ExportManager:
         self.pool = ThreadPoolExecutor(settings.job_workers, thread_name_prefix="nightjar-export")
 
     def out_dir(self, job_id: str) -> Path:
+        """The folder of an export's files."""
         return self.store.folder / job_id
 
     def _save(self, job: ExportJob) -> None:
@@ -127,6 +131,7 @@ class ExportManager:
         return job
 
     def get(self, job_id: str) -> ExportJob | None:
+        """The export with this id; None when there is none."""
         return self.store.get(job_id)
 
     def file_path(self, job: ExportJob, name: str) -> Path | None:
@@ -150,4 +155,5 @@ class ExportManager:
         self._save(job)
 
     def close(self) -> None:
+        """Stop the export threads, cancelling the exports not started."""
         self.pool.shutdown(wait=True, cancel_futures=True)

@@ -13,6 +13,8 @@ QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed"
 
 
 class JobState(Protocol):
+    """What a stored job has: an id, a status and an error."""
+
     id: str
     status: str
     error: str | None
@@ -36,10 +38,12 @@ class JobStore(Generic[J]):
         return self.folder / f"{job_id}.json"
 
     def save(self, job: J) -> None:
+        """Write the job's state to its JSON file."""
         state: dict[str, Any] = asdict(job)  # type: ignore[call-overload]
         self._state_path(job.id).write_text(json.dumps(state))
 
     def add(self, job: J) -> None:
+        """Add a new job and write its state."""
         with self.lock:
             self.jobs[job.id] = job
         self.save(job)

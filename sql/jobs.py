@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Job:
+    """A query job: its SQL and lake version or time, owner, status, progress, rows, error and times."""
+
     id: str
     sql: str
     as_of: str | None
@@ -54,6 +56,7 @@ class JobManager:
         self.lock = self.store.lock
 
     def result_path(self, job_id: str) -> Path:
+        """The Parquet file of a job's result."""
         return self.store.folder / f"{job_id}.parquet"
 
     def _save(self, job: Job) -> None:
@@ -75,9 +78,11 @@ class JobManager:
         return job
 
     def get(self, job_id: str) -> Job | None:
+        """The job with this id; None when there is none."""
         return self.store.get(job_id)
 
     def cancel(self, job_id: str) -> Job | None:
+        """Cancel a queued or running job (interrupting its query); the job as it is now, or None when there is none."""
         job = self.get(job_id)
         if job is None or job.status not in (QUEUED, RUNNING):
             return job
@@ -155,6 +160,7 @@ class JobManager:
         log.info("job %s %s: %d rows%s", job.id, status, job.rows, f" ({error})" if error else "")
 
     def close(self) -> None:
+        """Cancel the running jobs and stop the job threads, cancelling the jobs not started."""
         for job_id in list(self.running):
             self.cancel(job_id)
         self.pool.shutdown(wait=True, cancel_futures=True)

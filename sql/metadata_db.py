@@ -62,10 +62,12 @@ class SchemaState:
 
     @property
     def up_to_date(self) -> bool:
+        """True when the database is at the revision this Nightjar needs."""
         return self.current == self.head
 
     @property
     def empty(self) -> bool:
+        """True when the database has neither a revision nor tables."""
         return self.current is None and not self.tables
 
     @property
@@ -140,6 +142,7 @@ def head() -> str:
 
 
 def known_revisions() -> set[str]:
+    """Every revision of the migrations shipped with this Nightjar."""
     return {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
 
 

@@ -68,10 +68,12 @@ class Filter:
 
     @property
     def topic(self) -> str:
+        """The Kafka topic of the filter's matches."""
         return paths.filter_topic(self.id)
 
     @property
     def spec(self) -> FilterSpec:
+        """What the filter compiler needs of this filter: id, version, SQL."""
         return FilterSpec(self.id, self.version, self.sql)
 
     @property
@@ -85,6 +87,8 @@ class Filter:
 
 @dataclass(frozen=True)
 class Version:
+    """One version of a filter: its name, SQL and mode, and when it was made."""
+
     version: int
     name: str
     sql: str

@@ -34,10 +34,14 @@ def _now() -> datetime:
 
 
 class Base(DeclarativeBase):
+    """The declarative base of the metadata database's tables."""
+
     pass
 
 
 class FilterRow(Base):
+    """A registered filter: its current name, SQL and version, owner, sharing, delivery settings and health."""
+
     __tablename__ = "filters"
     __table_args__ = (UniqueConstraint("owner", "name", name="uq_filters_owner_name"), {"sqlite_autoincrement": True})
 

@@ -37,6 +37,7 @@ class Limits:
     temp_dir_limit: str = "2GB"
 
     def with_timeout(self, timeout_s: float) -> Limits:
+        """These limits with another time limit."""
         return replace(self, timeout_s=timeout_s)
 
 

@@ -46,6 +46,7 @@ class FilterResult:
 
     @property
     def count(self) -> int:
+        """The filter's matches in this batch."""
         return 0 if self.matches is None else self.matches.num_rows
 
 

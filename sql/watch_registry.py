@@ -56,6 +56,8 @@ class _Common:
 
 @dataclass(frozen=True)
 class Watchlist(_Common):
+    """A watchlist as registered: its default radius, current version, cone count, history job and times."""
+
     radius_arcsec: float
     version: int
     cones: int
@@ -69,6 +71,7 @@ class Watchlist(_Common):
         return paths.watchlist_key(self.id, self.version)
 
     def spec(self, home: CatalogsHome) -> WatchlistSpec:
+        """What a worker needs to match the current version of the watchlist."""
         public = self.visibility == "public"
         root = root_of(home)
         return WatchlistSpec(self.id, self.version, self.key, self.radius_arcsec, self.owner, public, root)
@@ -76,6 +79,8 @@ class Watchlist(_Common):
 
 @dataclass(frozen=True)
 class Watchmap(_Common):
+    """A watchmap as registered: its kind of area, MOC order, sky fraction, current version, history job and times."""
+
     kind: str
     max_order: int
     sky_fraction: float
@@ -90,11 +95,13 @@ class Watchmap(_Common):
         return paths.watchmap_key(self.id, self.version)
 
     def spec(self, home: CatalogsHome) -> WatchmapSpec:
+        """What a worker needs to match the current version of the watchmap."""
         public = self.visibility == "public"
         return WatchmapSpec(self.id, self.version, self.key, self.owner, public, root_of(home))
 
     @property
     def area_sq_deg(self) -> float:
+        """The watchmap's area in square degrees."""
         return self.sky_fraction * 4 * np.pi * (180 / np.pi) ** 2
 
 
@@ -225,6 +232,7 @@ def delete_watchlist(
 
 
 def get_watchlist(eng: Engine, watchlist_id: int) -> Watchlist:
+    """A watchlist by id; a RegistryError when there is none."""
     return watch_rows.get(eng, WatchlistRow, watchlist_id, _watchlist)
 
 
@@ -306,6 +314,7 @@ def delete_watchmap(
 
 
 def get_watchmap(eng: Engine, watchmap_id: int) -> Watchmap:
+    """A watchmap by id; a RegistryError when there is none."""
     return watch_rows.get(eng, WatchmapRow, watchmap_id, _watchmap)
 
 

@@ -54,6 +54,7 @@ class Shared:
     active: bool | None = None
 
     def check(self) -> None:
+        """A RegistryError for an invalid name or an unknown visibility."""
         if self.name is not None:
             check_name(self.name)
         if self.visibility is not None and self.visibility not in VISIBILITIES:
@@ -75,6 +76,7 @@ class Shared:
 
 
 def folder_of(key: str) -> str:
+    """The folder of a watch file's key."""
     return key.rsplit("/", 1)[0]
 
 
@@ -94,6 +96,7 @@ class Files:
         self.written: list[str] = []
 
     def put(self, list_id: int, version: int, content: bytes) -> None:
+        """Write a version's content and note its key."""
         key = self.key_of(list_id, version)
         watch_store.write_bytes(self.root, key, content)
         self.written.append(key)
@@ -121,16 +124,19 @@ def transaction(eng: Engine, home: CatalogsHome, kind: type) -> Iterator[tuple[S
 
 
 def name_free(session: Session, kind: type[Row], owner: str, name: str) -> None:
+    """A RegistryError if ``owner`` already has a list of this kind named ``name``."""
     clash = session.scalar(select(kind).where(kind.owner == owner, kind.name == name))
     if clash is not None:
         raise RegistryError(f"{owner} already has a {KINDS[kind].name} named {name!r} (id {clash.id})")
 
 
 def load(session: Session, kind: type[Row], list_id: int) -> Row:
+    """A list's row by id; a RegistryError when there is none."""
     return fetch(session, kind, list_id, KINDS[kind].name)
 
 
 def owned(row: Row, requester: str) -> None:
+    """A RegistryError unless ``requester`` owns the list."""
     check_owner(f"{KINDS[type(row)].name} {row.id}", row.owner, requester)
 
 
@@ -182,6 +188,7 @@ def edit(
 
 
 def get(eng: Engine, kind: type[Row], list_id: int, convert: Callable[[Row], T]) -> T:
+    """A list by id, converted by ``convert``; a RegistryError when there is none."""
     with Session(eng) as session:
         return convert(load(session, kind, list_id))
 

@@ -106,7 +106,7 @@ def _column(avro_type: str, values: Any, n: int) -> tuple[np.ndarray, np.ndarray
 
 
 class RecordEncoder:
-    """Encodes many records of one flat Avro record schema at once.
+    r"""Encodes many records of one flat Avro record schema at once.
 
     Examples
     --------
@@ -114,7 +114,7 @@ class RecordEncoder:
     ...           {"name": "b", "type": ["null", "double"]}]}
     >>> data, offsets = RecordEncoder(schema).encode({"a": np.array([1, 300])}, 2)
     >>> data, offsets.tolist()
-    (b'\\x02\\x00\\xd8\\x04\\x00', [0, 2, 5])
+    (b'\x02\x00\xd8\x04\x00', [0, 2, 5])
     """
 
     def __init__(self, schema: dict[str, Any]):

@@ -372,6 +372,7 @@ def copy_ranges(
 
 
 def typed_list(arrays: list[np.ndarray]) -> List:
+    """The arrays as a numba typed list, for the compiled kernels."""
     out = List()
     for a in arrays:
         out.append(a)

@@ -38,6 +38,9 @@ STORE_MODULE = "nightjar.streams.broker_store"
 
 @dataclass(frozen=True)
 class BrokerState:
+    """The embedded broker this home runs: its pid, port, storage (memory or disk) and the pid of its disk storage
+    server."""
+
     pid: int
     port: int
     storage: str = "memory"
@@ -45,6 +48,7 @@ class BrokerState:
 
     @property
     def bootstrap(self) -> str:
+        """The broker's ``host:port`` for Kafka clients."""
         return f"127.0.0.1:{self.port}"
 
 

@@ -74,18 +74,22 @@ class Store:
         self.lock = threading.Lock()
 
     def path(self, bucket: str, key: str) -> Path:
+        """The file of an object; a 400 StoreError for a key that could escape its bucket or name a temporary file."""
         parts = [bucket, *key.split("/")]
         if not bucket or not key or any(p in ("", ".", "..") or p.startswith(TEMP_PREFIX) for p in parts):
             raise StoreError(HTTPStatus.BAD_REQUEST, "InvalidArgument", f"unsupported key {key!r}")
         return self.root.joinpath(*parts)
 
     def bucket_dir(self, bucket: str) -> Path:
+        """The folder of an existing bucket; a 404 StoreError otherwise."""
         folder = self.root / bucket
         if not bucket or "/" in bucket or bucket.startswith(".") or not folder.is_dir():
             raise StoreError(HTTPStatus.NOT_FOUND, "NoSuchBucket", f"no bucket {bucket!r}")
         return folder
 
     def put(self, bucket: str, key: str, body: bytes, if_match: str | None, if_none_match: str | None) -> str:
+        """Write an object atomically, honouring ``If-Match`` and ``If-None-Match`` (a 412 StoreError when they fail);
+        returns its new ETag."""
         self.bucket_dir(bucket)
         target = self.path(bucket, key)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +111,7 @@ class Store:
                 os.unlink(temp)
 
     def delete(self, bucket: str, key: str) -> None:
+        """Delete an object (a missing one is no error) and the folders its removal leaves empty."""
         folder = self.bucket_dir(bucket)
         target = self.path(bucket, key)
         with self.lock:
@@ -209,10 +214,13 @@ def list_objects_v2(store: Store, bucket: str, query: dict[str, list[str]]) -> b
 
 
 class Handler(BaseHTTPRequestHandler):
+    """The S3 requests of the broker's disk storage (GET, HEAD, PUT, DELETE, listing) answered from a ``Store``."""
+
     protocol_version = "HTTP/1.1"  # keep-alive: the broker's client pools its connections
     store: Store  # set on the subclass made by ``serve``
 
     def log_message(self, format: str, *args: object) -> None:
+        """Log nothing per request."""
         pass  # one line per request would fill the log; errors are answered to the broker, which logs them
 
     def _target(self) -> tuple[str, str, dict[str, list[str]]]:
@@ -292,15 +300,19 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, data, headers)
 
     def do_GET(self) -> None:
+        """Answer a GET: an object or a bucket listing."""
         self._handle("GET")
 
     def do_HEAD(self) -> None:
+        """Answer a HEAD."""
         self._handle("HEAD")
 
     def do_PUT(self) -> None:
+        """Answer a PUT: write an object."""
         self._handle("PUT")
 
     def do_DELETE(self) -> None:
+        """Answer a DELETE: delete an object."""
         self._handle("DELETE")
 
 
@@ -315,6 +327,7 @@ def server(root: Path, sock: socket.socket) -> ThreadingHTTPServer:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Serve the buckets under ``root`` on an inherited listening socket until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("root", type=Path, help="folder of the buckets")
     parser.add_argument("--fd", type=int, required=True, help="an inherited listening socket")

@@ -1,4 +1,4 @@
-"""Avro object container files (``Obj\\x01``): header, writer schema and data blocks, without decoding records.
+r"""Avro object container files (``Obj\x01``): header, writer schema and data blocks, without decoding records.
 
 ZTF sends each alert as a whole container file on Kafka; brokers and archives store LSST alerts the same way.
 The blocks are handed to the columnar decoder as segments of many records each.
@@ -23,12 +23,16 @@ class ContainerError(UserError):
 
 @dataclass(frozen=True)
 class Block:
+    """One data block of a container file: its record count and its records' bytes (decompressed)."""
+
     count: int
     data: bytes
 
 
 @dataclass(frozen=True)
 class Container:
+    """A container file's writer schema (parsed and as text), its codec and its data blocks."""
+
     schema: dict[str, Any]
     schema_text: str
     codec: str
@@ -36,6 +40,7 @@ class Container:
 
     @property
     def records(self) -> int:
+        """The records in all the blocks."""
         return sum(b.count for b in self.blocks)
 
 
@@ -62,6 +67,7 @@ def _bytes(data: bytes, pos: int) -> tuple[bytes, int]:
 
 
 def is_container(payload: bytes) -> bool:
+    """True if the payload starts with the container files' magic bytes."""
     return payload[:4] == MAGIC
 
 
@@ -92,6 +98,7 @@ def read_header(data: bytes) -> tuple[dict[str, Any], str, str, bytes, int]:
 
 
 def schema_name(schema: dict[str, Any]) -> str:
+    """The full name of a record schema (``namespace.name``)."""
     name = str(schema.get("name", "?"))
     space = schema.get("namespace")
     return f"{space}.{name}" if space and "." not in name else name

@@ -96,6 +96,7 @@ class DecodedBatch:
 
     @property
     def accepted(self) -> int:
+        """The alerts decoded (rows of ``sources``)."""
         return self.sources.num_rows
 
     @property
@@ -104,6 +105,7 @@ class DecodedBatch:
         return len(pc.unique(self.sources[ROW])) if self.sources.num_rows else 0
 
     def tables(self) -> dict[str, pa.Table]:
+        """The model tables by name."""
         return {name: getattr(self, name) for name in MODEL_TABLES}
 
     def __sizeof__(self) -> int:

@@ -13,6 +13,9 @@ from nightjar.streams.replay import alert_files
 
 @dataclass
 class FileReport:
+    """What ``nightjar alerts inspect`` found in one alert file: its format and schema, the alerts and their
+    diaSourceId range, and the errors."""
+
     path: Path
     format: str = "?"
     schema: str = "?"
@@ -23,9 +26,11 @@ class FileReport:
 
     @property
     def ok(self) -> bool:
+        """True when the file had no error."""
         return not self.errors
 
     def line(self) -> str:
+        """The report as one tab-separated line."""
         ids = f"{self.id_min}..{self.id_max}" if self.id_min is not None else "-"
         status = "ok" if self.ok else "ERROR " + "; ".join(self.errors)
         return f"{self.path}\t{self.format}\t{self.schema}\t{self.alerts} alerts\tdiaSourceId {ids}\t{status}"

@@ -103,6 +103,8 @@ def producer_config(settings: Settings, cluster: Cluster = INPUT, **extra: Any) 
 
 
 def consumer_config(settings: Settings, group: str, cluster: Cluster = INPUT, **extra: Any) -> dict[str, Any]:
+    """A consumer's configuration for ``group`` on ``cluster``: reading from the earliest offset, committing by hand,
+    with the session timeout of the settings; ``extra`` overrides any of it."""
     config: dict[str, Any] = {
         **client_config(settings, cluster),
         "group.id": group,
@@ -233,6 +235,8 @@ class Committer:
         return KafkaException(KafkaError(KafkaError._TIMED_OUT, f"{what} not answered within {self.wait_s:.0f} s"))
 
     def commit(self, offsets: list[TopicPartition]) -> None:
+        """Commit ``offsets`` synchronously, waiting at most ``wait_s`` (a ``_TIMED_OUT`` KafkaException after that); an
+        earlier commit of other offsets still under way is waited for first."""
         key = tuple(sorted((tp.topic, tp.partition, tp.offset) for tp in offsets))
         if self._pending is not None and self._pending.key != key:
             if not self._pending.done.wait(self.wait_s):  # an earlier commit is still under way: it goes first
@@ -254,6 +258,8 @@ class Committer:
 
 @dataclass(frozen=True)
 class ReadMessage:
+    """One message read back from a topic: value, headers, partition, offset and timestamp."""
+
     value: bytes
     headers: dict[str, bytes]
     partition: int

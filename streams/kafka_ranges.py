@@ -225,6 +225,7 @@ class RangeReader:
         self._probed = 0.0  # when the broker last answered a probe (``_probe``)
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Take newly assigned partitions: assign them paused, their next offsets to be looked up."""
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "no partition")
         consumer.assign(partitions)
         mine = [tp for tp in partitions if tp.topic == self.topic]
@@ -235,6 +236,7 @@ class RangeReader:
             self.next[tp.partition] = None
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Forget revoked partitions, and note when the topic was left with none."""
         log.info("revoked %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "no partition")
         for tp in partitions:
             if tp.topic == self.topic:

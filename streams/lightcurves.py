@@ -14,6 +14,9 @@ BAND_COLOUR = {"u": 0.45, "g": 0.85, "r": 1.0, "i": 0.95, "z": 0.85, "y": 0.75}
 
 @dataclass(frozen=True)
 class Model:
+    """A simulated object's light-curve model: class, peak amplitude in nJy, reference time, period or time scale, and
+    the phases of the periodic classes."""
+
     cls: str
     amplitude: float  # nJy at peak in r
     t0: float  # MJD of explosion, peak or phase zero

@@ -19,6 +19,7 @@ CUTOUT_FIELDS = ("cutoutDifference", "cutoutScience", "cutoutTemplate")
 
 
 def is_lsst(schema: dict) -> bool:
+    """True if the Avro schema is an LSST alert's (it has a ``diaSource`` field)."""
     names = {f["name"] for f in schema.get("fields", [])}
     return "diaSource" in names
 

@@ -40,10 +40,12 @@ class ParquetAlertError(UserError):
 
 
 def is_parquet(payload: bytes | memoryview) -> bool:
+    """True if the payload is a whole Parquet file (magic bytes at both ends)."""
     return bytes(payload[:4]) == MAGIC and bytes(payload[-4:]) == MAGIC
 
 
 def read_table(payload: bytes | memoryview) -> pa.Table:
+    """The table of a Parquet payload; a ParquetAlertError when it cannot be read."""
     try:
         return pq.read_table(pa.BufferReader(payload))
     except (pa.ArrowInvalid, OSError) as exc:

@@ -36,13 +36,24 @@ class FilterTopic(Protocol):
     """What the headers of a filter's matches name (``sql.registry.Filter`` is one)."""
 
     @property
-    def id(self) -> int: ...
+    def id(self) -> int:
+        """The filter's id."""
+        ...
+
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The filter's name."""
+        ...
+
     @property
-    def version(self) -> int: ...
+    def version(self) -> int:
+        """The filter's version."""
+        ...
+
     @property
-    def topic(self) -> str: ...
+    def topic(self) -> str:
+        """The Kafka topic of the filter's matches."""
+        ...
 
 
 class DeliveryError(RuntimeError):

@@ -14,6 +14,8 @@ from nightjar.streams.publish import Publisher
 
 @dataclass
 class ReplayReport:
+    """What a replay sent: files and alerts, and an error for each file skipped."""
+
     files: int = 0
     alerts: int = 0
     errors: list[str] = field(default_factory=list)

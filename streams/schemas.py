@@ -34,10 +34,12 @@ class UnknownSchema(LookupError):
 
 
 def schema_id(major: int, minor: int) -> int:
+    """The id Nightjar gives an LSST alert schema version (100 · major + minor)."""
     return 100 * major + minor
 
 
 def latest_schema_id() -> int:
+    """The id of the newest LSST alert schema that lsst-alert-packet holds."""
     major, minor = get_latest_schema_version()
     return schema_id(int(major), int(minor))
 
@@ -146,6 +148,7 @@ def arrow_type(avro_type: Any, names: dict[str, AvroSchema]) -> tuple[pa.DataTyp
 
 
 def arrow_fields(record: AvroSchema, names: dict[str, AvroSchema]) -> list[pa.Field]:
+    """The Arrow fields of an Avro record's fields (``names``: the named types seen so far)."""
     fields = []
     for field in record["fields"]:
         dtype, nullable = arrow_type(field["type"], names)

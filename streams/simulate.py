@@ -62,6 +62,8 @@ class SimConfig:
 
 @dataclass
 class SimObject:
+    """A simulated object: its light-curve model, position, and host galaxy if any."""
+
     index: int
     model: lightcurves.Model
     ra: float
@@ -73,15 +75,19 @@ class SimObject:
 
     @property
     def dia_object_id(self) -> int | None:
+        """The object's diaObjectId; None for a solar-system object."""
         return None if self.model.cls == "SSO" else self.base + 1_000_000 + self.index
 
     @property
     def ss_object_id(self) -> int | None:
+        """The object's ssObjectId; None unless it is a solar-system object."""
         return self.base + 9_000_000 + self.index if self.model.cls == "SSO" else None
 
 
 @dataclass(frozen=True)
 class SimAlert:
+    """One simulated alert: its Kafka key and payload, and the IDs and visit it carries."""
+
     key: bytes
     payload: bytes
     dia_object_id: int | None

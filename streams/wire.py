@@ -13,6 +13,7 @@ class WireFormatError(ValueError):
 
 
 def frame(sid: int, body: bytes) -> bytes:
+    """A message in Confluent wire format: the magic byte and schema id, then the Avro body."""
     return HEADER.pack(MAGIC, sid) + body
 
 

@@ -102,6 +102,7 @@ ALERT_ONLY = frozenset(
 
 
 def is_ztf(schema: dict) -> bool:
+    """True if the Avro schema is a ZTF alert's (it has ``objectId`` and ``candidate``)."""
     names = {f["name"] for f in schema.get("fields", [])}
     return {"objectId", "candidate"} <= names
 

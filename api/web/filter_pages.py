@@ -76,6 +76,8 @@ def delivery_health(home: Home, flt: registry.Filter) -> dict[str, int]:
 
 
 def router(settings: Settings, db: Engine) -> APIRouter:
+    """The portal's filter pages: the list, new and edited filters, copies, and a filter's page with its versions,
+    recent messages and backtests."""
     pages = APIRouter(include_in_schema=False)
     home = settings.lake
 

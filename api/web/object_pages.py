@@ -63,6 +63,7 @@ def resolve_name(name: str) -> int:
 
 
 def router() -> APIRouter:
+    """The portal's object page, its cutout images, the search box's answer and the cone-search page."""
     pages = APIRouter(include_in_schema=False)
 
     @pages.get("/objects/{name}")

@@ -50,6 +50,7 @@ def _offset(text: str | None) -> int:
 
 
 def router(settings: Settings) -> APIRouter:
+    """The portal's query page: the form, a page of results, and downloads as CSV or Parquet."""
     pages = APIRouter(include_in_schema=False)
 
     def page(request: Request, user: Any, sql: str, result: Any = None, error: str | None = None) -> Response:

@@ -92,6 +92,8 @@ def remember_csrf(request: Request, response: Response) -> None:
 
 
 def set_session(request: Request, response: Response, token: str) -> None:
+    """Set the session cookie holding ``token`` on the response (HTTP only, strict same-site, ``Secure`` as
+    ``secure_cookies`` decides)."""
     response.set_cookie(
         SESSION_COOKIE,
         token,

@@ -71,6 +71,7 @@ def render(request: Request, name: str, context: dict[str, Any], status_code: in
 
 
 def page_headers(response: Any) -> None:
+    """Set the portal's security and caching headers on a page response."""
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"

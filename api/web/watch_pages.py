@@ -68,6 +68,7 @@ def _hit_positions(snap: Snapshot, hits: list[dict[str, Any]]) -> tuple[list[flo
 
 
 def router(db: Engine, home: CatalogsHome, jobs: WatchJobManager) -> APIRouter:
+    """The portal's watchlist and watchmap pages: lists, forms to create them, and each list's page."""
     pages = APIRouter(include_in_schema=False)
 
     def form_page(request: Request, user: User, kind: str, values: dict[str, Any], error: str | None) -> Response:

@@ -22,6 +22,7 @@ from nightjar.settings import load_settings
 
 
 def main() -> None:
+    """Start a Dask cluster of SLURM jobs and run the pipeline on it over an alert topic."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--topic", required=True, help="the alert topic to read")
     parser.add_argument("--jobs", type=int, default=4, help="SLURM jobs, one Dask worker each")

@@ -8,6 +8,8 @@ from nightjar.sql.registry_models import Base
 
 
 def run_migrations() -> None:
+    """Run the migrations on the connection ``metadata_db`` hands over (SQLite tables altered in Alembic's batch
+    mode)."""
     connection = context.config.attributes.get("connection")
     if connection is None:
         raise RuntimeError("run the metadata migrations with `nightjar db upgrade` (nightjar.sql.metadata_db)")

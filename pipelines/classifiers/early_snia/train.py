@@ -72,6 +72,8 @@ def fit(z: np.ndarray, y: np.ndarray, iterations: int = 50) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Train the classifier on one simulated survey, measure it on the other, and write the model with its held-out
+    figures to ``--out``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alerts", type=int, default=20_000, help="simulated alerts in each of the two surveys")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name(MODEL_FILE))

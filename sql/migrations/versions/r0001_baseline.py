@@ -164,6 +164,8 @@ def _tables() -> list[tuple[sa.Table, list[Index]]]:
 
 
 def upgrade() -> None:
+    """Create the baseline tables and their indexes, keeping tables that exist with every column; a MetadataSchemaError
+    for an existing table that lacks some."""
     inspector = sa.inspect(op.get_bind())
     existing = set(inspector.get_table_names())
     for table, indexes in _tables():
@@ -182,5 +184,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop every baseline table."""
     for table, _ in reversed(_tables()):
         op.drop_table(table.name)
