@@ -208,7 +208,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from nightjar.pipelines.cluster import dask_client
+    from nightjar.cluster import dask_client
 
     with dask_client(settings) as client:
         bench_xmatch(
