@@ -43,7 +43,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from nightjar.catalogs.demo import install_demo_catalogs
-from nightjar.pipelines.cluster import dask_client
+from nightjar.cluster import dask_client
 from nightjar.pipelines.run import run
 from nightjar.settings import Settings
 from nightjar.sql import registry

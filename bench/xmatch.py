@@ -215,7 +215,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Run the crossmatch benchmark on the configured Dask cluster."""
-    from nightjar.pipelines.cluster import dask_client
+    from nightjar.cluster import dask_client
 
     with dask_client(settings) as client:
         bench_xmatch(

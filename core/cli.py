@@ -108,7 +108,7 @@ def _kafka_reachable(settings: Settings, timeout_s: float = 10.0) -> None:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from nightjar.pipelines.cluster import dask_client
+    from nightjar.cluster import dask_client
     from nightjar.pipelines.run import run
 
     _kafka_reachable(settings)
@@ -134,7 +134,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _ingest(settings: Settings, args: argparse.Namespace) -> int:
-    from nightjar.pipelines.cluster import dask_client
+    from nightjar.cluster import dask_client
     from nightjar.pipelines.run import ingest
     from nightjar.streams.replay import alert_files
 
@@ -149,18 +149,13 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cap_memory(settings: Settings) -> None:
-    """Cap this process's memory before it runs user SQL (see nightjar.sql.memory_cap). With query isolation the
+    """Cap this process's memory before it runs user SQL (see nightjar.memory_cap). With query isolation the
     query runs in a child process that carries the cap itself, and this process stays uncapped."""
-    from nightjar.sql import memory_cap
+    from nightjar import memory_cap
 
-    if settings.process_memory_cap == "off" or settings.query_isolation:
-        return
-    limit = (
-        memory_cap.parse_size(settings.process_memory_cap)
-        if settings.process_memory_cap
-        else memory_cap.default_cap(settings.query_memory_limit)
-    )
-    memory_cap.cap_process_memory(limit)
+    limit = None if settings.query_isolation else memory_cap.query_process_cap(settings)
+    if limit is not None:
+        memory_cap.cap_process_memory(limit)
 
 
 def _query(settings: Settings, args: argparse.Namespace) -> int:

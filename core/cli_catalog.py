@@ -25,7 +25,7 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.catalogs.catalog import ColumnMap
     from nightjar.catalogs.import_catalog import import_catalog
     from nightjar.catalogs.rules import Kind
-    from nightjar.pipelines.cluster import dask_client
+    from nightjar.cluster import dask_client
 
     columns = ColumnMap(
         ra=args.ra,
@@ -104,7 +104,7 @@ def _list(settings: Settings, args: argparse.Namespace) -> int:
 def _synth(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.catalogs.rules import Kind
     from nightjar.catalogs.synth import synth_catalog
-    from nightjar.pipelines.cluster import dask_client
+    from nightjar.cluster import dask_client
 
     with dask_client(settings) as client:
         info = synth_catalog(
@@ -124,7 +124,7 @@ def _synth(settings: Settings, args: argparse.Namespace) -> int:
 
 def _openngc(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.catalogs.demo import install_openngc
-    from nightjar.pipelines.cluster import dask_client
+    from nightjar.cluster import dask_client
 
     with dask_client(settings) as client:
         info = install_openngc(client, settings.catalogs, args.name, console=console)
@@ -134,7 +134,7 @@ def _openngc(settings: Settings, args: argparse.Namespace) -> int:
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.catalogs.demo import install_demo_catalogs
-    from nightjar.pipelines.cluster import dask_client
+    from nightjar.cluster import dask_client
 
     with dask_client(settings) as client:
         infos = install_demo_catalogs(client, settings.catalogs, synthetic_rows=args.rows, console=console)
@@ -221,7 +221,7 @@ def _context(settings: Settings, args: argparse.Namespace) -> int:
 
 def _refresh(settings: Settings, args: argparse.Namespace) -> int:
     from nightjar.catalogs.catalog import load_catalog_set
-    from nightjar.pipelines.cluster import dask_client
+    from nightjar.cluster import dask_client
     from nightjar.pipelines.context import refresh
 
     catalogs = load_catalog_set(settings.catalogs, cache_mb=settings.catalog_cache_mb)

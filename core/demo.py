@@ -12,8 +12,8 @@ from rich.table import Table
 from nightjar import paths
 from nightjar.catalogs.catalog import list_catalogs
 from nightjar.catalogs.demo import install_demo_catalogs
+from nightjar.cluster import dask_client
 from nightjar.lake import tables as lake_tables
-from nightjar.pipelines.cluster import dask_client
 from nightjar.pipelines.run import RunReport, run
 from nightjar.settings import Settings
 from nightjar.sql import registry

@@ -182,7 +182,7 @@ class Settings(BaseSettings):
     job_timeout_s: float = Field(default=3600.0, gt=0)
     job_max_rows: int = Field(default=50_000_000, ge=1)
     job_workers: int = Field(default=1, ge=1)
-    # A hard cap on the memory of processes that run user SQL (see sql/memory_cap.py); None: computed.
+    # A hard cap on the memory of processes that run user SQL (see core/memory_cap.py); None: computed.
     process_memory_cap: str | None = None
     query_isolation: bool = Field(
         default=True,

@@ -26,10 +26,10 @@ from streamz import Stream
 
 from nightjar.catalogs.catalog import CatalogSet
 from nightjar.catalogs.dispatch import submit_context
+from nightjar.cluster import BULK_SLOT, bulk_slots
 from nightjar.lake.commit import app_id
 from nightjar.lake.staged import StagedFiles
 from nightjar.pipelines import context, stages, watch_filters
-from nightjar.pipelines.cluster import BULK_SLOT, bulk_slots
 from nightjar.pipelines.watch import BatchHits, WatchSet, match_batch
 from nightjar.sql import sandbox
 from nightjar.sql.registry import Filter

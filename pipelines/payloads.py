@@ -55,6 +55,12 @@ def with_links(recs: list[dict[str, Any]], public_url: str | None) -> list[dict[
     ]
 
 
+def linked_records(matches: pa.Table, stamp: str, public_url: str | None) -> list[dict[str, Any]]:
+    """The rows as records (IDs as strings) for e-mails and webhooks: each with the UTC time of sending and, when
+    the portal's address is known, a link to its object's page."""
+    return with_links([{**r, UTC_FIELD: stamp} for r in records.to_records(matches)], public_url)
+
+
 def json_payloads(matches: pa.Table, stamp: str) -> list[bytes]:
     """One JSON message per row: the row's columns (IDs as strings) and the UTC time of sending."""
     return [json.dumps({**rec, UTC_FIELD: stamp}, default=str).encode() for rec in records.to_records(matches)]

@@ -19,11 +19,12 @@ from sqlalchemy.engine import Engine
 
 from nightjar import paths
 from nightjar.catalogs.catalog import load_catalog_set
+from nightjar.cluster import BULK_SLOT, bulk_slots, cap_worker_memory, uncap_worker_memory
 from nightjar.lake import ledger, maintain
 from nightjar.pipelines.annotation_filters import run_annotation_filters
+from nightjar.pipelines.channels import DeliveryReport
 from nightjar.pipelines.classifiers import chosen as chosen_classifiers
-from nightjar.pipelines.cluster import BULK_SLOT, bulk_slots, cap_worker_memory, uncap_worker_memory
-from nightjar.pipelines.delivery import Deliverer, DeliveryReport
+from nightjar.pipelines.delivery import Deliverer
 from nightjar.pipelines.stages import BatchOutcome, FilterOutput
 from nightjar.pipelines.watch import active_watch
 from nightjar.progress import Progress

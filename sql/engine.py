@@ -15,10 +15,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from nightjar import paths
+from nightjar import memory_cap, paths
 from nightjar.lake import read
 from nightjar.settings import Settings
-from nightjar.sql import isolated, memory_cap, parse, sandbox, views, watch_views
+from nightjar.sql import isolated, parse, sandbox, views, watch_views
 
 AsOf = int | datetime | None
 
@@ -94,15 +94,6 @@ def precheck(sql: str) -> None:
         con.close()
 
 
-def _child_memory(settings: Settings) -> int | None:
-    """The memory cap of a query's child process (``process_memory_cap``; ``off``: none)."""
-    if settings.process_memory_cap == "off":
-        return None
-    if settings.process_memory_cap:
-        return memory_cap.parse_size(settings.process_memory_cap)
-    return memory_cap.default_cap(settings.query_memory_limit)
-
-
 def query_lake(
     settings: Settings,
     sql: str,
@@ -119,7 +110,7 @@ def query_lake(
             _query_lake_here,
             (settings, sql, as_of, max_rows, timeout_s, viewer),
             timeout_s or settings.query_timeout_s,
-            _child_memory(settings),
+            memory_cap.query_process_cap(settings),
         )
     return _query_lake_here(settings, sql, as_of, max_rows, timeout_s, viewer)
 
@@ -157,7 +148,7 @@ def query_page(
             _query_page_here,
             (settings, sql, offset, size, as_of, max_rows, viewer),
             settings.query_timeout_s,
-            _child_memory(settings),
+            memory_cap.query_process_cap(settings),
         )
     return _query_page_here(settings, sql, offset, size, as_of, max_rows, viewer)
 

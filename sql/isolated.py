@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from nightjar.sql import memory_cap
+from nightjar import memory_cap
 from nightjar.sql.parse import QueryError, QueryTimeout
 
 T = TypeVar("T")

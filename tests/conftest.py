@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from distributed import Client
 
-from nightjar.pipelines.cluster import local_cluster
+from nightjar.cluster import local_cluster
 from nightjar.settings import Settings
 from nightjar.storage import LakeRoot
 from nightjar.streams import broker, kafka_ranges

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from distributed import Client
 
-from nightjar.pipelines.cluster import BULK_SLOT, bulk_slots, local_cluster
+from nightjar.cluster import BULK_SLOT, bulk_slots, local_cluster
 from nightjar.pipelines.run import BackgroundCompaction
 from nightjar.settings import Settings
 

@@ -12,7 +12,9 @@ import pytest
 
 from nightjar.lake import ledger
 from nightjar.pipelines import stages
+from nightjar.pipelines.channels import DeliveryReport
 from nightjar.pipelines.delivery import Deliverer
+from nightjar.pipelines.kafka_channel import KafkaChannel
 from nightjar.settings import Settings
 from nightjar.sql import engine, matches, registry
 from nightjar.streams import kafka, simulate, wire
@@ -123,12 +125,13 @@ def test_an_interrupted_delivery_is_completed_without_repeats(delivery_settings:
     outcome = stages.apply_filters(decoded, [flt], lim)
     with Publisher(kafka.producer_config(delivery_settings)) as publisher:
         crashed = Deliverer(delivery_settings, publisher, db)
-        report = type(crashed.deliver([], "x"))()
-        (work,) = crashed.plan(outcome.outputs, report)
+        report = DeliveryReport()
+        (work,) = crashed.plan(outcome.outputs, report).works
         crashed.record([work], "b1", pending_only=True)
         half = len(work.keys) // 2
         work.matches, work.keys, work.objects = work.matches.slice(0, half), work.keys[:half], work.objects[:half]
-        crashed.send_kafka([work], "2025-01-01 00:00:00")  # acknowledged by the broker; then the process dies
+        # Acknowledged by the broker; then the process dies.
+        KafkaChannel(delivery_settings, publisher, db).send([work], "2025-01-01 00:00:00", "b1", report)
     # Restart: the same batch again, a new deliverer.
     report, _ = run_batch(delivery_settings, db, [flt], decoded, "b1-again")
     want = expected_keys([decoded])

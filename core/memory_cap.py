@@ -4,7 +4,8 @@ DuckDB's ``memory_limit`` governs its buffer manager, not every allocation: a si
 ``list_sum(range(10000000000))`` or ``repeat('x', 10000000000)`` asks the allocator for gigabytes directly and
 can take the whole machine. With ``RLIMIT_DATA`` set, that allocation fails inside DuckDB, which reports an
 out-of-memory error for the query and carries on. The cap is set on the processes that run user queries
-(``nightjar query``, ``nightjar serve``, the Dask workers of ``nightjar run``), well above their normal needs.
+(``nightjar query``, ``nightjar serve``, a static query's child process, the Dask workers of ``nightjar run``), well
+above their normal needs. The caps are computed from the Settings here, and only here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import logging
 import re
 import resource
+
+from nightjar.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -56,3 +59,23 @@ def restore_process_memory(soft_limit: int) -> None:
 def default_cap(query_memory_limit: str, baseline: str = "3GiB") -> int:
     """The cap for a process that runs user queries: room for the interpreter, the lake reader and two queries."""
     return 2 * parse_size(query_memory_limit) + parse_size(baseline)
+
+
+def query_process_cap(settings: Settings) -> int | None:
+    """The cap of a process that runs static user queries (``process_memory_cap``, else :func:`default_cap`);
+    None when the setting is ``off``."""
+    if settings.process_memory_cap == "off":
+        return None
+    if settings.process_memory_cap:
+        return parse_size(settings.process_memory_cap)
+    return default_cap(settings.query_memory_limit)
+
+
+def worker_process_cap(settings: Settings) -> int | None:
+    """The cap of a Dask worker that runs streaming filters: its Dask limit plus room for a filter pass (or
+    ``process_memory_cap``); None when the setting is ``off``."""
+    if settings.process_memory_cap == "off":
+        return None
+    if settings.process_memory_cap:
+        return parse_size(settings.process_memory_cap)
+    return parse_size(settings.worker_memory_limit) + default_cap(settings.query_memory_limit)

@@ -1,4 +1,8 @@
-"""The Dask client: a LocalCluster by default, or the scheduler named by NIGHTJAR_SCHEDULER."""
+"""The Dask client built from the Settings: a LocalCluster by default, or the scheduler named by NIGHTJAR_SCHEDULER;
+its workers' bulk slots and memory cap.
+
+Library functions take the client as a parameter; only commands (and benchmarks, tests) open one here.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ from contextlib import contextmanager
 import dask
 from distributed import Client, LocalCluster, Worker, WorkerPlugin
 
+from nightjar import memory_cap
 from nightjar.settings import Settings
-from nightjar.sql import memory_cap
 
 
 @contextmanager
@@ -80,7 +84,7 @@ def local_cluster(settings: Settings) -> Iterator[LocalCluster]:
 
 
 class MemoryCap(WorkerPlugin):
-    """Caps each worker process's memory (user filters run there; see ``nightjar.sql.memory_cap``)."""
+    """Caps each worker process's memory (user filters run there; see ``nightjar.memory_cap``)."""
 
     name = "nightjar-memory-cap"
 
@@ -89,26 +93,19 @@ class MemoryCap(WorkerPlugin):
         self.before: int | None = None  # the worker's own limit, put back when the run ends
 
     def setup(self, worker: Worker) -> None:
+        """Cap the worker's process, remembering its own limit."""
         self.before = resource.getrlimit(resource.RLIMIT_DATA)[0]
         memory_cap.cap_process_memory(self.limit_bytes)
 
     def teardown(self, worker: Worker) -> None:
+        """Give the worker its own limit back."""
         if self.before is not None:
             memory_cap.restore_process_memory(self.before)
 
 
-def worker_memory_cap(settings: Settings) -> int | None:
-    """The memory cap of a worker that runs filters: its Dask limit plus room for a filter pass, or the setting."""
-    if settings.process_memory_cap == "off":
-        return None
-    if settings.process_memory_cap:
-        return memory_cap.parse_size(settings.process_memory_cap)
-    return memory_cap.parse_size(settings.worker_memory_limit) + memory_cap.default_cap(settings.query_memory_limit)
-
-
 def cap_worker_memory(client: Client, settings: Settings) -> None:
     """Install the memory cap on every worker of ``client``, present and future (until :func:`uncap_worker_memory`)."""
-    limit = worker_memory_cap(settings)
+    limit = memory_cap.worker_process_cap(settings)
     if limit is not None:
         client.register_plugin(MemoryCap(limit))
 
