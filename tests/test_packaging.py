@@ -45,6 +45,7 @@ def test_pyproject_lists_every_source_package() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # pip builds the wheel (its build environment too) on a possibly busy machine
 def test_non_editable_install_imports_every_package(tmp_path: Path) -> None:
     target = tmp_path / "site"
     subprocess.run(
