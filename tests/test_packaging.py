@@ -94,6 +94,8 @@ def test_environment_yml_lists_what_pyproject_lists() -> None:
     listed = _requirements(conda, renamed={conda: pypi for pypi, conda in CONDA_NAMES.items()})
     listed.update(_requirements([d for d in pip if not d.startswith("-e")]))
     assert listed == wanted
+    (python,) = [Requirement(d) for d in env["dependencies"] if isinstance(d, str) and Requirement(d).name == "python"]
+    assert python.specifier == SpecifierSet(project["requires-python"])
 
 
 def test_the_layers_contract_places_every_module_of_core_and_every_package() -> None:
