@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import warnings
 import zlib
 
 import numpy as np
 from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning
 from astropy.visualization import AsinhStretch, ZScaleInterval
 from PIL import Image
 
@@ -33,7 +35,12 @@ def fits_image(data: bytes) -> np.ndarray:
         if inflater.unconsumed_tail:
             raise StampError("the compressed stamp is larger than a cutout can be")
     try:
-        with fits.open(io.BytesIO(data), lazy_load_hdus=True) as hdus:
+        # The bytes are the alert producer's: astropy's complaints about them (ZTF's non-standard SIMPLE card, a
+        # truncated header) end in an image or in StampError here, not in a warning per web request.
+        with (
+            warnings.catch_warnings(action="ignore", category=AstropyUserWarning),
+            fits.open(io.BytesIO(data), lazy_load_hdus=True) as hdus,
+        ):
             for hdu in hdus:
                 shape = _declared_shape(hdu.header)
                 if len(shape) != 2:

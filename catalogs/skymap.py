@@ -128,7 +128,7 @@ def read_skymap(path: Path) -> Skymap:
             if ordering == "NUNIQ":
                 skymap = _multi_order(hdu, where)
             elif ordering in ("NESTED", "RING"):
-                skymap = _flat(path, hdu, ordering, where)
+                skymap = _flat(hdu, ordering, where)
             else:
                 raise SkymapError(f"{where}: unknown HEALPix ordering {ordering or '(none)'!r}: NUNIQ, NESTED or RING")
             skymap.ordering = ordering
@@ -166,15 +166,15 @@ def _orders(uniq: np.ndarray, where: str) -> np.ndarray:
     return (np.log2(uniq // 4) // 2).astype(np.int64)
 
 
-def _flat(path: Path, hdu: fits.BinTableHDU, ordering: str, where: str) -> Skymap:
+def _flat(hdu: fits.BinTableHDU, ordering: str, where: str) -> Skymap:
     names = [n.upper() for n in hdu.columns.names]
     wanted = [names.index(n) for n in ("PROB", *DISTANCE_LAYERS) if n in names] or [0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            columns = hp.read_map(path, field=wanted, nest=True, dtype=np.float64, verbose=False)
+        try:  # the HDU read_skymap has open: healpy leaves a file it opened itself unclosed when it refuses the map
+            columns = hp.read_map(hdu, field=wanted, nest=True, dtype=np.float64, verbose=False)
         except TypeError:  # healpy without the ``verbose`` argument
-            columns = hp.read_map(path, field=wanted, nest=True, dtype=np.float64)
+            columns = hp.read_map(hdu, field=wanted, nest=True, dtype=np.float64)
         except Exception as exc:
             raise SkymapError(f"{where}: not a readable {ordering} HEALPix map ({exc})") from None
     columns = np.atleast_2d(columns)

@@ -77,6 +77,10 @@ def local_cluster(settings: Settings) -> Iterator[LocalCluster]:
             memory_limit=settings.worker_memory_limit,
             processes=True,
             dashboard_address=None,
+            # The scheduler serves its HTTP routes (health, metrics) even without a dashboard, on 8787 by default:
+            # a second cluster on the same machine (two drivers, a test's own cluster) would find it taken and
+            # warn. A free loopback port instead.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             resources={BULK_SLOT: settings.bulk_slots_per_worker} if settings.bulk_slots_per_worker else None,
         ) as cluster,
     ):

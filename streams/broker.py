@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -30,6 +31,16 @@ from nightjar.errors import UserError
 
 class BrokerError(UserError, RuntimeError):
     """The embedded broker could not be started, found or stopped."""
+
+
+class _Detached(subprocess.Popen[bytes]):
+    """A process meant to outlive its ``Popen`` (``nightjar broker start`` returns, the broker runs on): ``stop``
+    finds it by its recorded pid. The standard library warns (ResourceWarning) when the ``Popen`` of a running child
+    is dropped, which here is the intent, not a leak; it still reaps the child once it exits."""
+
+    def __del__(self) -> None:
+        with warnings.catch_warnings(action="ignore", category=ResourceWarning):
+            super().__del__()
 
 
 STORAGES = ("disk", "memory")
@@ -176,7 +187,7 @@ def start(home: Path, port: int, timeout_s: float = 20.0, storage: str = "memory
             AWS_DEFAULT_REGION="us-east-1",
         )
     with open(folder / paths.BROKER_LOG_FILE, "ab") as log:
-        proc = subprocess.Popen(
+        proc = _Detached(
             [
                 str(tansu_binary()),
                 "broker",
@@ -204,6 +215,7 @@ def start(home: Path, port: int, timeout_s: float = 20.0, storage: str = "memory
             return state
         time.sleep(0.1)
     proc.kill()
+    proc.wait()
     _stop_store(state)
     raise BrokerError(f"the broker did not answer on {state.bootstrap} within {timeout_s:.0f} s")
 
@@ -218,7 +230,7 @@ def _start_store(home: Path, timeout_s: float) -> tuple[subprocess.Popen[bytes],
         sock.listen(128)
         port = int(sock.getsockname()[1])
         with open(paths.broker_dir(home) / paths.BROKER_STORE_LOG_FILE, "ab") as log:
-            store = subprocess.Popen(
+            store = _Detached(
                 [sys.executable, "-m", STORE_MODULE, str(data), "--fd", str(sock.fileno())],
                 pass_fds=[sock.fileno()],
                 stdout=log,

@@ -45,6 +45,7 @@ def test_pyproject_lists_every_source_package() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # pip builds the wheel (its build environment too) on a possibly busy machine
 def test_non_editable_install_imports_every_package(tmp_path: Path) -> None:
     target = tmp_path / "site"
     subprocess.run(
@@ -93,6 +94,8 @@ def test_environment_yml_lists_what_pyproject_lists() -> None:
     listed = _requirements(conda, renamed={conda: pypi for pypi, conda in CONDA_NAMES.items()})
     listed.update(_requirements([d for d in pip if not d.startswith("-e")]))
     assert listed == wanted
+    (python,) = [Requirement(d) for d in env["dependencies"] if isinstance(d, str) and Requirement(d).name == "python"]
+    assert python.specifier == SpecifierSet(project["requires-python"])
 
 
 def test_the_layers_contract_places_every_module_of_core_and_every_package() -> None:

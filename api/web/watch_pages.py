@@ -48,11 +48,15 @@ MAX_UPLOAD = 50_000_000
 
 
 async def _upload(request: Request, field: str) -> bytes | None:
-    """The bytes of an uploaded file (None when none was chosen)."""
-    value = (await request.form()).get(field)
-    if not isinstance(value, UploadFile) or not value.filename:
-        return None
-    data = await value.read(MAX_UPLOAD + 1)
+    """The bytes of an uploaded file (None when none was chosen); the form's files are closed after."""
+    form = await request.form()
+    try:
+        value = form.get(field)
+        if not isinstance(value, UploadFile) or not value.filename:
+            return None
+        data = await value.read(MAX_UPLOAD + 1)
+    finally:
+        await form.close()  # every file input posts a spooled file, chosen or not; the text fields stay readable
     if len(data) > MAX_UPLOAD:
         raise HTTPException(status_code=413, detail=f"files up to {MAX_UPLOAD // 1_000_000} MB here; larger by the CLI")
     return data

@@ -81,6 +81,7 @@ def _eventually(check: Callable[[], bool], timeout_s: float = 15.0) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)  # two API processes started and stopped
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_two_api_processes_share_the_lake_and_the_metadata(
     s3_settings: Settings, lake_builder, replicas: tuple[httpx.Client, httpx.Client]

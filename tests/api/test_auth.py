@@ -43,7 +43,8 @@ def test_user_add_prints_the_token_last_and_stores_only_its_digest(settings: Set
     assert [tuple(r) for r in rows] == [
         ("alice", "power", "alice@example.org", hashlib.sha256(token.encode()).hexdigest())
     ]
-    me = TestClient(create_app(settings)).get("/api/v1/me", headers={"Authorization": f"Token {token}"})
+    with TestClient(create_app(settings)) as client:  # the app's lifespan closes its database engines
+        me = client.get("/api/v1/me", headers={"Authorization": f"Token {token}"})
     assert me.status_code == 200 and me.json()["role"] == "power" and me.json()["max_rows"] == 10_000_000
     again = _cli(settings, "user", "add", "alice")
     assert again.returncode == 2 and "user 'alice' exists" in again.stdout + again.stderr
@@ -53,32 +54,33 @@ def test_user_add_prints_the_token_last_and_stores_only_its_digest(settings: Set
 
 @pytest.mark.both_databases  # and on a real PostgreSQL server (tests/conftest.py)
 def test_bad_tokens_are_refused_never_downgraded(settings: Settings) -> None:
-    client = TestClient(create_app(settings))
-    assert client.get("/api/v1/me").json()["role"] == "anonymous"
-    for header in ("Token nj_not-a-token", "Bearer ", "Basic dXNlcjpwYXNz", "Token"):
-        response = client.get("/api/v1/me", headers={"Authorization": header})
-        assert response.status_code == 401, header
-        assert response.headers["www-authenticate"] == "Token"
-    assert "invalid or revoked" in client.get("/api/v1/me", headers={"Authorization": "Token x"}).json()["detail"]
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/api/v1/me").json()["role"] == "anonymous"
+        for header in ("Token nj_not-a-token", "Bearer ", "Basic dXNlcjpwYXNz", "Token"):
+            response = client.get("/api/v1/me", headers={"Authorization": header})
+            assert response.status_code == 401, header
+            assert response.headers["www-authenticate"] == "Token"
+        detail = client.get("/api/v1/me", headers={"Authorization": "Token x"}).json()["detail"]
+        assert "invalid or revoked" in detail
 
 
 @pytest.mark.both_databases  # and on a real PostgreSQL server (tests/conftest.py)
 def test_a_token_query_parameter_is_honoured_or_refused_never_ignored(settings: Settings) -> None:
     """Lasair's GET form ``?token=``: a valid token was served as anonymous and a bogus one got 200."""
-    client = TestClient(create_app(settings))
-    token = add_user_token(settings, "dora", role="power")
-    me = client.get("/api/v1/me", params={"token": token})
-    assert me.status_code == 200 and me.json()["name"] == "dora" and me.json()["role"] == "power"
-    for bogus in ("nj_bogus", ""):
-        refused = client.get("/api/v1/me", params={"token": bogus})
-        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Token", bogus
-    both = client.get("/api/v1/me", params={"token": token}, headers={"Authorization": f"Token {token}"})
-    assert both.status_code == 200 and both.json()["name"] == "dora"
-    other = add_user_token(settings, "eve")
-    clash = client.get("/api/v1/me", params={"token": token}, headers={"Authorization": f"Token {other}"})
-    assert clash.status_code == 400
-    lasair = client.get("/lasair/api/object/", params={"token": "nj_bogus", "objectId": "1"})
-    assert lasair.status_code == 401
+    with TestClient(create_app(settings)) as client:
+        token = add_user_token(settings, "dora", role="power")
+        me = client.get("/api/v1/me", params={"token": token})
+        assert me.status_code == 200 and me.json()["name"] == "dora" and me.json()["role"] == "power"
+        for bogus in ("nj_bogus", ""):
+            refused = client.get("/api/v1/me", params={"token": bogus})
+            assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Token", bogus
+        both = client.get("/api/v1/me", params={"token": token}, headers={"Authorization": f"Token {token}"})
+        assert both.status_code == 200 and both.json()["name"] == "dora"
+        other = add_user_token(settings, "eve")
+        clash = client.get("/api/v1/me", params={"token": token}, headers={"Authorization": f"Token {other}"})
+        assert clash.status_code == 400
+        lasair = client.get("/lasair/api/object/", params={"token": "nj_bogus", "objectId": "1"})
+        assert lasair.status_code == 401
 
 
 def test_rotated_and_revoked_tokens_stop_working(settings: Settings) -> None:

@@ -32,6 +32,8 @@ def token(fuzz_settings: Settings) -> str:
 MAX_EXAMPLES = 30  # per operation and mode: the whole spec in well under a minute on a busy 2-core box
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # ~70 s on a quiet 2-core machine
 def test_no_input_makes_a_server_error(fuzz_settings: Settings, token: str) -> None:
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(fuzz_settings))
     headers = {"Authorization": f"Token {token}"}

@@ -197,7 +197,7 @@ def test_cutouts_round_trip_as_fits_and_render_as_png(data_lake: DataLake, clien
         assert png.headers["content-type"] == "image/png"
         picture = Image.open(io.BytesIO(png.content))
         assert picture.format == "PNG" and picture.size == (shape[1] * 3, shape[0] * 3) and picture.mode == "L"
-        assert len(set(picture.getdata())) > 10, "a stretched stamp uses many grey levels"
+        assert len(np.unique(np.asarray(picture))) > 10, "a stretched stamp uses many grey levels"
     missing = client.get("/api/v1/cutouts/12345/science")
     assert missing.status_code == 404 and missing.json()["detail"] == "no cutouts for diaSourceId 12345 in the lake"
     assert client.get(f"/api/v1/cutouts/{source}/raw").status_code == 422

@@ -39,8 +39,6 @@ BROKEN = {
 }
 
 
-@pytest.mark.filterwarnings("ignore::astropy.utils.exceptions.AstropyUserWarning")
-@pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning")
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_a_broken_stamp_is_a_stamp_error(name: str) -> None:
     with pytest.raises(StampError):

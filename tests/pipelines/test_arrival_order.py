@@ -83,6 +83,8 @@ def packet_detections(alerts: list[dict[str, Any]]) -> dict[int, dict[str, Any]]
     return found
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(120)  # three ingests of the same alerts: ~20 s on a quiet 2-core machine
 def test_features_and_rows_do_not_depend_on_arrival_order(settings: Settings, data_dir: Path, tmp_path: Path) -> None:
     alerts = split_into_alerts(data_dir / SOURCE)
     assert len(alerts) == 44

@@ -173,7 +173,7 @@ def test_killed_mid_delivery_then_restarted_nothing_lost_nothing_repeated(
         assert webhook_receiver.holding.wait(240), "the pipeline never reached the second batch's webhook"
     finally:
         os.killpg(first.pid, signal.SIGKILL)
-        first.wait(30)
+        first.communicate(timeout=30)  # waits, and closes its output pipe
     in_flight = set(webhook_receiver.posts[-1].json()["keys"])
     webhook_receiver.hold_from = None
     webhook_receiver.release.set()

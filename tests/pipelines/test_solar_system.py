@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ def _same(got: Any, want: Any) -> bool:
 @pytest.fixture
 def lake(settings: Settings, dask_client: Client, data_dir: Path) -> tuple[Settings, list[dict[str, Any]]]:
     files = sorted((data_dir / FOLDER).glob("*.avro"))
-    alerts = [a for f in files for a in fastavro.reader(f.open("rb")) if isinstance(a, dict)]
+    alerts = [a for f in files for a in fastavro.reader(io.BytesIO(f.read_bytes())) if isinstance(a, dict)]
     ingest(settings, dask_client, files)
     return settings, [a for a in alerts if a.get("ssSource")]
 
@@ -99,7 +100,12 @@ def test_a_streaming_filter_joins_the_batchs_solar_system_rows(settings: Setting
     )
     (result,) = run_filters(batch_tables(batch), [FilterSpec(1, 1, sql)], limits(settings))
     assert result.error is None and result.matches is not None
-    carriers = [a for f in files for a in fastavro.reader(f.open("rb")) if isinstance(a, dict) and a.get("ssSource")]
+    carriers = [
+        a
+        for f in files
+        for a in fastavro.reader(io.BytesIO(f.read_bytes()))
+        if isinstance(a, dict) and a.get("ssSource")
+    ]
     rows = result.matches.drop_columns(["diaObjectId"]).to_pylist()
     assert sorted(rows, key=lambda r: r["diaSourceId"]) == sorted(
         (

@@ -162,6 +162,8 @@ def _leaks(text: str, home: Path, sql: str) -> list[str]:
     return [m for m in markers if m in text and m not in sql]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # ~65 s on a quiet 2-core machine
 def test_the_corpus_through_every_door(lake: Settings, client: TestClient, monkeypatch, capsys) -> None:
     home = Path(lake.home)
     before = _files(home)

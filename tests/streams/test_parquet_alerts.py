@@ -89,6 +89,7 @@ def test_a_parquet_file_without_alerts_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)  # an ingest on the Dask cluster
 def test_ingest_command_path_into_the_lake(data_dir: Path, tmp_path: Path, dask_client: Client) -> None:
     _, records = lsstcam_records(data_dir)
     folder = tmp_path / "dump"

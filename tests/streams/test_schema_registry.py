@@ -44,6 +44,7 @@ def registry() -> Iterator[str]:
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    server.server_close()
 
 
 def test_ids_unknown_offline_resolve_through_the_registry(registry: str, tmp_path: Path) -> None:

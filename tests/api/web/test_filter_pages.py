@@ -32,6 +32,8 @@ def cli_filters(
     return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(180)  # browser, CLI and a backtest: ~20 s on a quiet 2-core machine, with the portal's start
 def test_a_filter_made_in_the_browser_is_listed_by_the_cli(
     browser: Browser, portal: Portal, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

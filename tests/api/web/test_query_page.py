@@ -58,6 +58,6 @@ def test_download_as_csv(browser: Browser, portal: Portal) -> None:
     page.fill("#sql", SQL + " LIMIT 5")
     with page.expect_download() as done:
         page.get_by_role("button", name="Download CSV").click()
-    text = open(done.value.path(), encoding="utf-8").read().splitlines()  # noqa: SIM115
+    text = done.value.path().read_text(encoding="utf-8").splitlines()
     assert text[0].replace('"', "") == "diaSourceId,diaObjectId,band,psfFlux" and len(text) == 6
     no_errors(browser)

@@ -61,6 +61,8 @@ def test_accuracy_on_a_fresh_simulated_survey_and_its_annotations() -> None:
     assert len(set(mine["annotationId"].to_pylist())) == mine.num_rows
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(120)  # a pipeline run on Kafka and Dask: ~17 s on a quiet 2-core machine
 def test_a_filter_selects_on_the_score_in_the_batch_that_made_it(kafka_settings: Settings, dask_client: Client) -> None:
     settings = kafka_settings.model_copy(update={"batch_size": 400, "classifiers": ["early_snia"]})
     topic = f"snia-{uuid.uuid4().hex[:8]}"
