@@ -335,9 +335,9 @@ def upsert(home: Home, table: str, data: pa.Table, txns: dict[str, int], order: 
     With ``order`` None, every given row replaces the stored one (the caller merged them already).
     Rows whose stored version is newer are left out; rows of keys the table lacks are appended, then the stored rows
     of the remaining keys are replaced (Delta's replaceWhere), the batch's application transactions recorded by the
-    last commit: until then the batch counts as not committed, and running it again writes the same rows. Not
-    ``merge``: delta-rs merges write string columns as ``string_view``, which pyarrow cannot filter yet, so every
-    filtered read of the table would fail afterwards (tests/lake/test_string_types.py).
+    last commit: until then the batch counts as not committed, and running it again writes the same rows. Not ``merge``: delta-rs merges write string columns as ``string_view``,
+    which pyarrow cannot filter yet, so every filtered read of the table would fail afterwards
+    (tests/lake/test_string_types.py).
     """
     key = paths.KEY_COLUMNS[table]
     data = latest_per_key(data, key, order) if order is not None else first_per_key(data, key)
