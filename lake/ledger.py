@@ -5,15 +5,16 @@ A row says that a match (filter id and version, diaObjectId, diaSourceId) went t
 ``failed``. The latest status of a (match, channel) decides: delivered and failed matches are never sent again,
 so a batch processed twice (after a crash before the Kafka offsets were committed) delivers nothing twice; a
 pending one is looked for on its topic before it is sent again.
+
+This table is the journal, for reports; delivery decides from its keyed copy in the metadata database
+(``nightjar.sql.delivery_state``), written after it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
@@ -49,19 +50,6 @@ def append(home: Home, rows: pa.Table) -> None:
         storage_options=options,
         commit_properties=CommitProperties(max_commit_retries=20),
     )
-
-
-def lookup(home: Home, filter_ids: Sequence[int], object_ids: pa.Array) -> pa.Table:
-    """Every ledger row of these filters about these objects (in ``FILTER_LEDGER_SCHEMA``)."""
-    dt = _open(home) if filter_ids and len(object_ids) else None
-    if dt is None:
-        return FILTER_LEDGER_SCHEMA.empty_table()
-    dataset = arrow_dataset(dt)
-    objects = pc.unique(pc.cast(object_ids, pa.int64()))
-    wanted = ds.field("filterId").isin(pa.array(sorted(set(filter_ids)), pa.int64())) & ds.field("diaObjectId").isin(
-        objects
-    )
-    return dataset.to_table(filter=wanted).cast(FILTER_LEDGER_SCHEMA)
 
 
 def read(home: Home, filter_id: int | None = None) -> pa.Table:

@@ -3,13 +3,13 @@
 For one batch (on the driver, before the Kafka offsets are committed), in this order:
 
 1. :meth:`Deliverer.plan`: every match gets a delivery key: ``version:diaObjectId:diaSourceId`` (every-alert mode)
-   or ``new:diaObjectId`` (new-objects mode, any version); the ledger's latest status of (filter, key, channel)
-   says what was done;
+   or ``new:diaObjectId`` (new-objects mode, any version); the latest status of (filter, key, channel), looked up
+   by key in the delivery state (``sql.delivery_state``, the keyed copy of the lake's ledger), says what was done;
 2. :meth:`Deliverer.recover`: matches still *pending* on Kafka (a crash came after sending, before recording) are
    looked for on the topic;
-3. the rest are recorded as pending (one Delta commit), sent by each channel in turn (``pipelines.channels``: Kafka,
-   flushed so the broker acknowledged them, then e-mail and webhooks), then recorded as delivered or failed (one
-   commit).
+3. the rest are recorded as pending (one Delta commit to the ledger, then the delivery state), sent by each channel
+   in turn (``pipelines.channels``: Kafka, flushed so the broker acknowledged them, then e-mail and webhooks), then
+   recorded as delivered or failed (the same way).
 
 A crash anywhere repeats at most the e-mails and webhook POSTs under way, with the same Message-ID and
 Idempotency-Key; Kafka messages are never repeated, and nothing is lost: the offsets are committed after this.
@@ -22,9 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy.engine import Engine
 
 from nightjar.lake import ledger
@@ -35,7 +33,7 @@ from nightjar.pipelines.kafka_channel import KafkaChannel
 from nightjar.pipelines.stages import FilterOutput
 from nightjar.pipelines.webhook_channel import WebhookChannel
 from nightjar.settings import Settings
-from nightjar.sql import matches
+from nightjar.sql import delivery_state, matches
 from nightjar.sql.registry import Filter
 from nightjar.streams import readback
 from nightjar.streams.publish import Publisher
@@ -61,6 +59,8 @@ class Deliverer:
     def __init__(self, settings: Settings, publisher: Publisher, db: Engine) -> None:
         self.settings = settings
         self.home = settings.lake
+        self.db = db
+        delivery_state.adopt(db, self.home)
         self.email = EmailChannel(settings)
         # Kafka first: a broker that does not acknowledge stops the batch (it is tried again) before any e-mail or
         # webhook goes out.
@@ -105,16 +105,18 @@ class Deliverer:
                 fail(report, o.filter, "delivery", exc)
         if not per_filter:
             return Plan([], {})
-        all_objects = pa.concat_arrays([k["diaObjectId"].combine_chunks() for _, _, k in per_filter])
-        known = ledger.lookup(self.home, [f.id for f, _, _ in per_filter], all_objects)
-        state = _latest_state(known)
+        dkeys_of = [matches.delivery_keys(f.mode, f.version, keys).to_pylist() for f, _, keys in per_filter]
+        wanted: dict[int, list[str]] = {}
+        for (flt, _, _), dkeys in zip(per_filter, dkeys_of, strict=True):
+            wanted.setdefault(flt.id, []).extend(dkeys)
+        state = delivery_state.lookup(self.db, wanted)
+        statuses = {where: status for where, (status, _) in state.items()}
         works = []
-        for flt, rows_of, keys in per_filter:
-            dkeys = matches.delivery_keys(flt.mode, flt.version, keys).to_pylist()
+        for (flt, rows_of, keys), dkeys in zip(per_filter, dkeys_of, strict=True):
             objects = keys["diaObjectId"].to_pylist()
             sources = keys["diaSourceId"].to_pylist()
             for channel in flt.channels:
-                status = [state.get((flt.id, k, channel)) for k in dkeys]
+                status = [statuses.get((flt.id, k, channel)) for k in dkeys]
                 done = [s in (ledger.DELIVERED, ledger.FAILED) for s in status]
                 report.already[flt.name] = max(report.already[flt.name], sum(done))
                 for pending in (False, True):
@@ -132,7 +134,8 @@ class Deliverer:
                                 pending,
                             )
                         )
-        return Plan(works, _pending_since(known))
+        interrupted = [(w.flt.id, k, w.channel) for w in works if w.pending for k in w.keys]
+        return Plan(works, delivery_state.pending_since(state, interrupted))
 
     def recover(self, plan: Plan, report: DeliveryReport) -> None:
         """Matches pending on Kafka from an interrupted attempt: those already on the topic are settled as
@@ -175,33 +178,7 @@ class Deliverer:
             }
             parts.append(pa.table(columns, schema=FILTER_LEDGER_SCHEMA))
         if parts:
-            ledger.append(self.home, pa.concat_tables(parts))
-
-
-def _latest_state(known: pa.Table) -> dict[tuple[int, str, str], str]:
-    """The latest status of each (filter, key, channel) in ledger rows."""
-    if known.num_rows == 0:
-        return {}
-    con = duckdb.connect(":memory:")
-    try:
-        con.register("known", known)
-        rows = con.execute(
-            "SELECT filterId, key, channel, arg_max(status, recordedAt) FROM known GROUP BY filterId, key, channel"
-        ).fetchall()
-    finally:
-        con.close()
-    return {(int(f), str(k), str(c)): str(s) for f, k, c, s in rows}
-
-
-def _pending_since(known: pa.Table) -> dict[tuple[int, str], datetime]:
-    """When each (filter, channel) first recorded a match as pending (the start of an interrupted attempt)."""
-    if known.num_rows == 0:
-        return {}
-    pending = known.filter(pc.equal(known["status"], ledger.PENDING))
-    if pending.num_rows == 0:
-        return {}
-    firsts = pending.group_by(["filterId", "channel"]).aggregate([("recordedAt", "min")])
-    return {
-        (int(f), str(c)): at
-        for f, c, at in zip(*(firsts[n].to_pylist() for n in ("filterId", "channel", "recordedAt_min")), strict=True)
-    }
+            rows = pa.concat_tables(parts)
+            # The journal first: the state is never ahead of it (see ``sql.delivery_state``).
+            ledger.append(self.home, rows)
+            delivery_state.record(self.db, rows)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, selectinload
 
@@ -31,6 +31,7 @@ from nightjar.sql.registry_models import (
     MODES,
     VISIBILITIES,
     AvroSchemaRow,
+    DeliveryStateRow,
     FilterRow,
     OutputRow,
     VersionRow,
@@ -370,6 +371,7 @@ def delete_filter(eng: Engine, filter_id: int, *, requester: str = LOCAL_OWNER) 
         row = _owned(_load(session, filter_id), requester)
         gone = _detach(row)
         session.delete(row)
+        session.execute(delete(DeliveryStateRow).where(DeliveryStateRow.filter_id == filter_id))
     return gone
 
 

@@ -1,5 +1,5 @@
-"""The metadata database's tables, on one declarative base: users, filters (their version history, outputs and
-Avro schemas), watchlists and watchmaps.
+"""The metadata database's tables, on one declarative base: users, filters (their version history, outputs,
+Avro schemas and delivery state), watchlists and watchmaps.
 
 SQLite under ``NIGHTJAR_HOME`` by default, PostgreSQL (or any SQLAlchemy database) by URL. The schema is made and
 changed by the Alembic migrations of ``nightjar.sql.migrations`` (see ``nightjar.sql.metadata_db``): a table or
@@ -112,6 +112,19 @@ class AvroSchemaRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     schema: Mapped[str] = mapped_column(Text)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class DeliveryStateRow(Base):
+    """The latest delivery status of one filter match on one channel (``nightjar.sql.delivery_state``): the keyed
+    copy of the lake's filter ledger that delivery consults, so a batch looks up its own keys only."""
+
+    __tablename__ = "delivery_state"
+
+    filter_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # the delivery key (``sql.matches``)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # pending, delivered or failed (``lake.ledger``)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class WatchlistRow(Base):

@@ -9,6 +9,7 @@ from collections import Counter
 import fastavro
 import pyarrow as pa
 import pytest
+from sqlalchemy import delete
 
 from nightjar.lake import ledger
 from nightjar.pipelines import stages
@@ -17,6 +18,7 @@ from nightjar.pipelines.delivery import Deliverer
 from nightjar.pipelines.kafka_channel import KafkaChannel
 from nightjar.settings import Settings
 from nightjar.sql import engine, matches, registry
+from nightjar.sql.registry_models import DeliveryStateRow
 from nightjar.streams import kafka, simulate, wire
 from nightjar.streams.decode import RawBatch, decode_batch
 from nightjar.streams.publish import Publisher
@@ -99,6 +101,21 @@ def test_each_match_is_delivered_once_across_overlapping_batches(delivery_settin
     rows = ledger.read(delivery_settings.home, flt.id)
     delivered = rows.filter(pa.compute.equal(rows["status"], "delivered"))
     assert sorted(delivered["key"].to_pylist()) == sorted(want)
+
+
+def test_a_state_lost_or_never_kept_is_taken_from_the_ledger(delivery_settings: Settings, db) -> None:
+    """A metadata database without delivery state (upgraded from a Nightjar that kept only the ledger) adopts the
+    ledger's statuses: an overlapping batch after the upgrade repeats nothing."""
+    flt = registry.add_filter(db, "bright", BRIGHT)
+    first, second = batch(0, 400), batch(200, 600)
+    _, outcome1 = run_batch(delivery_settings, db, [flt], first, "b1")
+    with db.begin() as con:
+        assert con.execute(delete(DeliveryStateRow)).rowcount > 0
+    report2, outcome2 = run_batch(delivery_settings, db, [flt], second, "b2")
+    k1, k2 = (set(matches.delivery_keys("all", 1, o.outputs[0].keys).to_pylist()) for o in (outcome1, outcome2))
+    keys = topic_keys(delivery_settings, flt, len(k1 | k2))
+    assert Counter(keys).most_common(1)[0][1] == 1 and set(keys) == k1 | k2
+    assert report2.already["bright"] == len(k1 & k2) > 0
 
 
 def test_new_objects_mode_delivers_each_object_once(delivery_settings: Settings, db) -> None:
