@@ -48,11 +48,11 @@ WORKER_ALLOCATOR_ENV = {
 }
 
 
-# The Dask worker resource of a worker's bulk tasks: a batch's fetch and decode, the lake's background compaction. A
-# worker declaring ``{BULK_SLOT: 1}`` runs one of them at a time, so that a thread freed by a decode goes to the
-# oldest batch's next stage (its locate, context, commit: the order the lake commits in) instead of the next batch's
-# decode, which would otherwise start first and share the cores with it, and a long compaction never takes the
-# thread the commits need. Workers that do not declare it run as many at once as they have threads.
+# The Dask worker resource of a worker's bulk tasks: a batch's fetch and decode. A worker declaring ``{BULK_SLOT: 1}``
+# runs one of them at a time, so that a thread freed by a decode goes to the oldest batch's next stage (its locate,
+# context, commit: the order the lake commits in) instead of the next batch's decode, which would otherwise start
+# first and share the cores with it. Workers that do not declare it run as many at once as they have threads. (The
+# background compaction took it too, until it held up every batch behind: ``pipelines.compaction``.)
 BULK_SLOT = "bulk"
 
 

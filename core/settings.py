@@ -120,9 +120,8 @@ class Settings(BaseSettings):
     bulk_slots_per_worker: int = Field(
         default=1,
         ge=0,
-        description="Bulk tasks (a batch's fetch and decode, the lake's background compaction) a local worker runs at "
-        "once (a Dask worker resource, 'bulk'); its other threads stay free for the batches ahead in the commit "
-        "order. 0: no bound.",
+        description="Bulk tasks (a batch's fetch and decode) a local worker runs at once (a Dask worker resource, "
+        "'bulk'); its other threads stay free for the batches ahead in the commit order. 0: no bound.",
     )
     worker_memory_limit: str = Field(
         default="6GiB",
@@ -197,7 +196,8 @@ class Settings(BaseSettings):
     lake_compact_every: int = Field(
         default=20,
         ge=0,
-        description="Batches between background compactions of the lake's small files while `run` ingests (0: never).",
+        description="Batches between background compactions of the lake's small files while `run` ingests, each in a "
+        "niced process of its own (0: never).",
     )
     # E-mail digests (SMTP).
     smtp_host: str = "127.0.0.1"

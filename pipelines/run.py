@@ -14,16 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from distributed import Client, Future
+from distributed import Client
 from sqlalchemy.engine import Engine
 
 from nightjar import paths
 from nightjar.catalogs.catalog import load_catalog_set
-from nightjar.cluster import BULK_SLOT, bulk_slots, cap_worker_memory, uncap_worker_memory
-from nightjar.lake import ledger, maintain
+from nightjar.cluster import cap_worker_memory, uncap_worker_memory
+from nightjar.lake import ledger
 from nightjar.pipelines.annotation_filters import run_annotation_filters
 from nightjar.pipelines.channels import DeliveryReport
 from nightjar.pipelines.classifiers import chosen as chosen_classifiers
+from nightjar.pipelines.compaction import BackgroundCompaction
 from nightjar.pipelines.delivery import Deliverer
 from nightjar.pipelines.stages import BatchOutcome, FilterOutput
 from nightjar.pipelines.watch import active_watch
@@ -31,7 +32,6 @@ from nightjar.progress import Progress
 from nightjar.settings import Settings
 from nightjar.sql import engine as sql_engine
 from nightjar.sql import registry
-from nightjar.storage import Home
 from nightjar.streams import kafka
 from nightjar.streams.decode import RawBatch
 from nightjar.streams.files import AlertFileError, read_payloads
@@ -165,41 +165,6 @@ def _collect(
         if len(ranges):
             alerts.append(ranges)
     return Collected(notes, alerts)
-
-
-class BackgroundCompaction:
-    """Compacts the lake's small files on the cluster while batches keep committing, one run at a time.
-
-    ``lake.maintain.optimize`` rewrites only partitions with small or overlapping files, and folds ``objects`` to
-    each object's newest state when enough states are pending (``lake.fold``: geometric, so its cost per batch stays
-    flat); appends never conflict with either, so ingestion does not wait for it.
-    """
-
-    def __init__(self, client: Client, home: Home) -> None:
-        self.client = client
-        self.home = home
-        self.future: Future | None = None
-        self.runs = 0
-
-    def start(self) -> None:
-        """Start a compaction on the cluster unless one is still running (reporting the previous one's failure)."""
-        if self.future is not None and not self.future.done():
-            return  # the previous compaction is still running
-        self.wait()
-        # In a worker's bulk slot, where there is one: never in the thread its batches' commits need.
-        slot = {"resources": {BULK_SLOT: 1}} if bulk_slots(self.client) else {}
-        self.future = self.client.submit(maintain.optimize, self.home, pure=False, **slot)
-        self.runs += 1
-
-    def wait(self) -> None:
-        """Wait for the running compaction, if any; a failure is logged, not raised."""
-        if self.future is None:
-            return
-        try:
-            self.future.result()
-        except Exception as exc:  # compaction is an optimisation: the lake is intact, say so and go on
-            log.warning("background compaction failed: %s", exc)
-        self.future = None
 
 
 def batch_label(source: graph.Source) -> str:
@@ -367,10 +332,11 @@ def run(
         busy[0] = time.monotonic()
         if report.batches % settings.ledger_compact_every == 0:
             ledger.compact(settings.lake)
+        compaction.poll()
         if settings.lake_compact_every and report.batches % settings.lake_compact_every == 0:
             compaction.start()
 
-    compaction = BackgroundCompaction(client, settings.lake)
+    compaction = BackgroundCompaction(settings.lake)
 
     def check_broker() -> None:
         """The oldest batch is slow: its worker may be waiting on Kafka. Say so here, and wait with it."""

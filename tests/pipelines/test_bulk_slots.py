@@ -1,15 +1,13 @@
-"""A worker runs one bulk task at a time (a batch's fetch and decode, a compaction: ``bulk_slots_per_worker``),
-leaving its other threads to the batches ahead in the commit order."""
+"""A worker runs one bulk task at a time (a batch's fetch and decode: ``bulk_slots_per_worker``), leaving its other
+threads to the batches ahead in the commit order."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from distributed import Client
 
 from nightjar.cluster import BULK_SLOT, bulk_slots, local_cluster
-from nightjar.pipelines.run import BackgroundCompaction
 from nightjar.settings import Settings
 
 
@@ -42,22 +40,3 @@ def test_workers_without_a_bulk_slot_are_not_asked_for_one() -> None:
     with local_cluster(settings) as cluster, Client(cluster) as client:
         assert client.scheduler_info()["workers"].popitem()[1]["resources"] == {}
         assert not bulk_slots(client)
-
-
-def test_background_compaction_takes_a_bulk_slot(dask_client: Client, home: Path) -> None:
-    def hold(seconds: float) -> float:
-        time.sleep(seconds)
-        return time.monotonic()
-
-    workers = sorted(dask_client.scheduler_info()["workers"])
-    holders = [
-        dask_client.submit(hold, 1.5, workers=[w], resources={BULK_SLOT: 1}, pure=False) for w in workers
-    ]  # every worker's slot taken for 1.5 s; their other threads are free
-    time.sleep(0.3)
-    compaction = BackgroundCompaction(dask_client, home)
-    compaction.start()
-    assert compaction.future is not None
-    compaction.future.result(timeout=60)
-    done = time.monotonic()
-    assert done >= min(dask_client.gather(holders))  # it waited for a slot, not for a free thread
-    compaction.wait()
