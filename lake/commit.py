@@ -333,10 +333,11 @@ def upsert(home: Home, table: str, data: pa.Table, txns: dict[str, int], order: 
     """Insert new keys, replace existing ones when ``order`` is not older; False if already committed.
 
     With ``order`` None, every given row replaces the stored one (the caller merged them already).
-    One atomic commit: rows whose stored version is newer are left out, then the rows of the remaining keys are
-    replaced (Delta's replaceWhere). Not ``merge``: delta-rs merges write string columns as ``string_view``,
-    which pyarrow cannot filter yet, so every filtered read of the table would fail afterwards
-    (tests/lake/test_string_types.py).
+    Rows whose stored version is newer are left out; rows of keys the table lacks are appended, then the stored rows
+    of the remaining keys are replaced (Delta's replaceWhere), the batch's application transactions recorded by the
+    last commit: until then the batch counts as not committed, and running it again writes the same rows. Not
+    ``merge``: delta-rs merges write string columns as ``string_view``, which pyarrow cannot filter yet, so every
+    filtered read of the table would fail afterwards (tests/lake/test_string_types.py).
     """
     key = paths.KEY_COLUMNS[table]
     data = latest_per_key(data, key, order) if order is not None else first_per_key(data, key)
@@ -364,12 +365,23 @@ def upsert(home: Home, table: str, data: pa.Table, txns: dict[str, int], order: 
                 if attempt == COMMIT_RETRIES - 1:
                     raise
                 continue
-        winners = _not_older(dt, data, key, order) if order is not None else data
+        if order is None:
+            replacing, fresh = data, data.slice(0, 0)
+        else:
+            replacing, fresh = _not_older(dt, data, key, order)
         try:
-            if winners.num_rows:
-                _replace_keys(dt, table, winners, key, txns)
-            else:  # nothing newer: still record the batch's offsets
-                write_deltalake(dt, data.slice(0, 0), mode="append", commit_properties=_properties(txns, dt))
+            # Keys the table does not hold yet are appended: a replaceWhere reads every file for its keys.
+            if fresh.num_rows or not replacing.num_rows:  # nothing to write still records the batch's offsets
+                write_deltalake(
+                    dt,
+                    fresh,
+                    mode="append",
+                    schema_mode="merge",
+                    writer_properties=writer_properties(table, fresh.schema),
+                    commit_properties=_properties({} if replacing.num_rows else txns, dt),
+                )
+            if replacing.num_rows:
+                _replace_keys(dt, table, replacing, key, txns)
             return True
         except CommitFailedError:
             log.warning("%s: upsert conflict, retrying (%d)", table, attempt + 1)
@@ -400,12 +412,14 @@ def _replace_keys(dt: DeltaTable, table: str, rows: pa.Table, key: str, txns: di
         )
 
 
-def _not_older(dt: DeltaTable, data: pa.Table, key: str, order: str) -> pa.Table:
-    """The rows of ``data`` whose ``order`` is at least that of the stored row with the same key."""
+def _not_older(dt: DeltaTable, data: pa.Table, key: str, order: str) -> tuple[pa.Table, pa.Table]:
+    """The rows of ``data`` whose ``order`` is at least that of the stored row with the same key, and the rows whose
+    key the table does not hold."""
     stored = arrow_dataset(dt).to_table(columns=[key, order], filter=ds.field(key).isin(data[key]))
-    if stored.num_rows == 0:
-        return data
     where = pc.index_in(data[key], stored[key])
+    absent = pc.is_null(where)
+    if stored.num_rows == 0:
+        return data.slice(0, 0), data
     previous = pc.take(stored[order], where)
-    newer = pc.or_kleene(pc.is_null(where), pc.greater_equal(data[order], previous))
-    return data.filter(pc.fill_null(newer, True))
+    newer = pc.and_(pc.invert(absent), pc.fill_null(pc.greater_equal(data[order], previous), True))
+    return data.filter(newer), data.filter(absent)

@@ -70,20 +70,57 @@ def test_an_upsert_of_many_keys_replaces_each_once_and_records_the_batch_last(ho
             }
         )
 
-    commit.upsert(home, paths.OBJECTS, objects(range(0, 20_000), 1.0), {"a": 1}, "lastAlertMjdTai")
-    many = objects(range(10_000, 55_000), 2.0)
-    assert many.num_rows > 8 * commit.REPLACE_KEYS_MAX
+    commit.upsert(home, paths.OBJECTS, objects(range(0, 50_000), 1.0), {"a": 1}, "lastAlertMjdTai")
+    many = objects(range(5_000, 55_000), 2.0)  # 45,000 stored keys to replace, 5,000 new ones
+    assert 8 * commit.REPLACE_KEYS_MAX < 45_000
     assert commit.upsert(home, paths.OBJECTS, many, {"a": 2}, "lastAlertMjdTai")
     dt = DeltaTable(str(paths.table_dir(home, paths.OBJECTS)))
     table = dt.to_pyarrow_table().sort_by("diaObjectId")
     assert table["diaObjectId"].to_pylist() == list(range(0, 55_000))
-    assert table["lastAlertMjdTai"].to_pylist() == [1.0] * 10_000 + [2.0] * 45_000
+    assert table["lastAlertMjdTai"].to_pylist() == [1.0] * 5_000 + [2.0] * 50_000
     assert dt.transaction_version("a") == 2
-    # One commit per piece of 5,000 keys after the table's creation; only the last carries the batch's transaction.
-    assert dt.version() == 9
-    dt.load_as_version(8)
+    # After the table's creation: one append of the new keys, then one commit per piece of 5,000 stored keys;
+    # only the last carries the batch's transaction.
+    assert dt.version() == 10
+    dt.load_as_version(9)
     assert dt.transaction_version("a") == 1
     assert not commit.upsert(home, paths.OBJECTS, many, {"a": 2}, "lastAlertMjdTai")
+
+
+def _states(ids: list[int], state: float) -> pa.Table:
+    return pa.table({"diaObjectId": pa.array(ids, pa.int64()), "lastAlertMjdTai": pa.array([state] * len(ids))})
+
+
+def test_an_upsert_of_new_keys_only_appends(home: Path) -> None:
+    commit.upsert(home, paths.OBJECTS, _states([1, 2, 3], 1.0), {"a": 1}, "lastAlertMjdTai")
+    before = set(DeltaTable(str(paths.table_dir(home, paths.OBJECTS))).file_uris())
+    assert commit.upsert(home, paths.OBJECTS, _states([4, 5], 1.0), {"a": 2}, "lastAlertMjdTai")
+    dt = DeltaTable(str(paths.table_dir(home, paths.OBJECTS)))
+    assert before < set(dt.file_uris())  # no stored file rewritten
+    assert dt.history(1)[0]["operationParameters"]["mode"] == "Append"
+    assert sorted(dt.to_pyarrow_table()["diaObjectId"].to_pylist()) == [1, 2, 3, 4, 5]
+    assert dt.transaction_version("a") == 2
+
+
+def test_an_upsert_cut_short_after_appending_its_new_keys_is_rerun_exactly(home: Path, monkeypatch) -> None:
+    commit.upsert(home, paths.OBJECTS, _states([1, 2], 1.0), {"a": 1}, "lastAlertMjdTai")
+    batch = _states([2, 3], 2.0)  # replaces 2, adds 3
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("killed between the append and the replace")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(commit, "_replace_keys", crash)
+        with pytest.raises(RuntimeError, match="killed"):
+            commit.upsert(home, paths.OBJECTS, batch, {"a": 2}, "lastAlertMjdTai")
+    dt = DeltaTable(str(paths.table_dir(home, paths.OBJECTS)))
+    assert dt.transaction_version("a") == 1  # the batch is not committed yet
+    assert commit.upsert(home, paths.OBJECTS, batch, {"a": 2}, "lastAlertMjdTai")
+    dt = DeltaTable(str(paths.table_dir(home, paths.OBJECTS)))
+    table = dt.to_pyarrow_table().sort_by("diaObjectId")
+    assert table["diaObjectId"].to_pylist() == [1, 2, 3]
+    assert table["lastAlertMjdTai"].to_pylist() == [1.0, 2.0, 2.0]
+    assert dt.transaction_version("a") == 2
 
 
 def test_time_travel_reads_one_consistent_past_lake(settings, dask_client, data_dir) -> None:
