@@ -305,6 +305,7 @@ def _optimize_table(
     retries: int,
     snapshot: DeltaTable | None = None,
     fold_all: bool = False,
+    concurrency: int | None = None,
 ) -> OptimizeReport:
     """Optimize one table, starting from ``snapshot`` (default: its latest version); retry on conflicts.
 
@@ -329,13 +330,19 @@ def _optimize_table(
     while True:
         try:
             if not sort:
-                metrics = dt.optimize.compact(target_size=size, writer_properties=writer)
+                metrics = dt.optimize.compact(
+                    target_size=size, writer_properties=writer, max_concurrent_tasks=concurrency
+                )
                 report.commits += int(metrics.get("numFilesAdded", 0) > 0)
             else:
                 batches = _batches(dt.metadata().partition_columns, _dirty_partitions(dt, size, order))
                 for filters in batches:
                     metrics = dt.optimize.z_order(
-                        [order], partition_filters=filters, target_size=size, writer_properties=writer
+                        [order],
+                        partition_filters=filters,
+                        target_size=size,
+                        writer_properties=writer,
+                        max_concurrent_tasks=concurrency,
                     )
                     report.commits += 1
                     report.partitions_rewritten += int(metrics.get("partitionsOptimized", 0))
@@ -362,11 +369,14 @@ def optimize(
     retries: int = OPTIMIZE_RETRIES,
     progress: Progress | None = None,
     fold_all: bool = False,
+    concurrency: int | None = None,
 ) -> list[OptimizeReport]:
     """Compact small files and sort every partition by ``hpx29``; all tables when ``table`` is None.
 
     ``objects`` (append-only, merge-on-read) is folded to each object's newest state instead, when the states
     appended since its last fold are due (``lake.fold``), or whenever any is pending with ``fold_all`` (the CLI).
+    ``concurrency``: files rewritten at once (delta-rs's ``max_concurrent_tasks``; default: one per core); each
+    holds its files' rows in memory.
 
     Tables with an ``hpx29`` column are z-ordered on it (on one column: sorted) partition by partition, and only
     where the files' hpx29 ranges overlap or small files accumulate; other tables are bin-packed. Rows, values
@@ -385,7 +395,7 @@ def optimize(
     for done, name in enumerate(selected):
         if progress is not None:
             progress(done, len(selected))
-        reports.append(_optimize_table(root, name, target_size, retries, fold_all=fold_all))
+        reports.append(_optimize_table(root, name, target_size, retries, fold_all=fold_all, concurrency=concurrency))
     if progress is not None:
         progress(len(selected), len(selected))
     if any(r.commits for r in reports) and lake_tables.exists(root, paths.LAKE_LOG):
