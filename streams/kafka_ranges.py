@@ -103,11 +103,17 @@ def read_back(source: RawBatch | KafkaSlice, places: list[tuple[str, int, int]])
 
 # A fetching consumer reads ahead of its range in the background until its queue is full, and what it reads
 # beyond the range is thrown away: bound the read-ahead to about a third of a batch
-# (smaller fetches halve the rate from the embedded broker).
+# (smaller fetches halve the rate from the embedded broker). Its ranges are already on the broker, so it never
+# waits long for more: librdkafka's defaults put the next fetch off by up to a second once the queue is full
+# (``fetch.queue.backoff.ms``) and let the broker hold a fetch half a second (``fetch.wait.max.ms``). Fetching a
+# heavy batch (2,000 alerts, 198 MB, two partitions) from the embedded broker took 0.53-1.67 s (mean 1.10 s, six
+# fetches) with them and 0.59-0.68 s (mean 0.62 s) with 10 ms each.
 BOUNDED_PREFETCH = {
     "queued.max.messages.kbytes": 32 * 1024,
     "fetch.max.bytes": 32 * 1024 * 1024,
     "max.partition.fetch.bytes": 32 * 1024 * 1024,
+    "fetch.queue.backoff.ms": 10,
+    "fetch.wait.max.ms": 10,
 }
 
 
