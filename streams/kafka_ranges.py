@@ -103,17 +103,16 @@ def read_back(source: RawBatch | KafkaSlice, places: list[tuple[str, int, int]])
 
 # A fetching consumer reads ahead of its range in the background until its queue is full, and what it reads
 # beyond the range is thrown away: bound the read-ahead to about a third of a batch
-# (smaller fetches halve the rate from the embedded broker). Its ranges are already on the broker, so it never
-# waits long for more: librdkafka's defaults put the next fetch off by up to a second once the queue is full
-# (``fetch.queue.backoff.ms``) and let the broker hold a fetch half a second (``fetch.wait.max.ms``). Fetching a
-# heavy batch (2,000 alerts, 198 MB, two partitions) from the embedded broker took 0.53-1.67 s (mean 1.10 s, six
-# fetches) with them and 0.59-0.68 s (mean 0.62 s) with 10 ms each.
+# (smaller fetches halve the rate from the embedded broker). Once the queue is full, librdkafka puts the next fetch
+# off by up to a second (``fetch.queue.backoff.ms``); the ranges are on the broker already, so ask again after 10 ms.
+# Fetching a heavy batch (2,000 alerts, 198 MB, two partitions) from the embedded broker, 8 fetches: mean 0.79 and
+# 0.92 s with the default, 0.72 and 0.74 s with 10 ms (two runs each, in turn). Lowering ``fetch.wait.max.ms`` too
+# (mean 0.62 s) made a fetch after a broker restart never complete (tests/pipelines/test_broker_outage.py).
 BOUNDED_PREFETCH = {
     "queued.max.messages.kbytes": 32 * 1024,
     "fetch.max.bytes": 32 * 1024 * 1024,
     "max.partition.fetch.bytes": 32 * 1024 * 1024,
     "fetch.queue.backoff.ms": 10,
-    "fetch.wait.max.ms": 10,
 }
 
 
