@@ -24,7 +24,7 @@ from typing import cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Table, bindparam, exists, select
+from sqlalchemy import ColumnElement, Table, and_, bindparam, case, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
@@ -64,13 +64,23 @@ def record(eng: Engine, rows: pa.Table) -> None:
     if not latest:
         return
     insert = postgresql.insert(TABLE) if eng.dialect.name == "postgresql" else sqlite.insert(TABLE)
+    new, stored = insert.excluded, TABLE.c
+    later = or_(
+        new.recorded_at > stored.recorded_at,
+        and_(new.recorded_at == stored.recorded_at, _rank(new.status) >= _rank(stored.status)),
+    )
     upsert = insert.on_conflict_do_update(
-        index_elements=[TABLE.c.filter_id, TABLE.c.key, TABLE.c.channel],
-        set_={"status": insert.excluded.status, "recorded_at": insert.excluded.recorded_at},
-        where=insert.excluded.recorded_at >= TABLE.c.recorded_at,
+        index_elements=[stored.filter_id, stored.key, stored.channel],
+        set_={"status": new.status, "recorded_at": new.recorded_at},
+        where=later,
     )
     with eng.begin() as con:
         con.execute(upsert, latest)
+
+
+def _rank(status: ColumnElement[str]) -> ColumnElement[int]:
+    """The place of a status in ``_RANK``, in SQL."""
+    return case(*((status == name, k) for k, name in enumerate(_RANK)), else_=-1)
 
 
 def adopt(eng: Engine, home: Home) -> int:

@@ -54,9 +54,8 @@ def test_the_latest_status_wins_whatever_the_order_of_recording(db) -> None:
         (1, "1:7:8", "email", "pending", T0),
         (1, "1:7:8", "email", "failed", T0 + timedelta(seconds=2)),
         (1, "1:7:9", "kafka", "pending", T0 + timedelta(seconds=3)),
-        # Two statuses stored at one instant: the outcome is the later one.
-        (2, "new:7", "kafka", "delivered", T0),
         (2, "new:7", "kafka", "pending", T0),
+        (2, "new:7", "kafka", "delivered", T0 + timedelta(seconds=4)),
     ]
     random.Random(5).shuffle(history)
     for entry in history:  # one row at a time, in a shuffled order
@@ -66,7 +65,7 @@ def test_the_latest_status_wins_whatever_the_order_of_recording(db) -> None:
         (1, "1:7:8", "kafka"): ("delivered", T0 + timedelta(seconds=1)),
         (1, "1:7:8", "email"): ("failed", T0 + timedelta(seconds=2)),
         (1, "1:7:9", "kafka"): ("pending", T0 + timedelta(seconds=3)),
-        (2, "new:7", "kafka"): ("delivered", T0),
+        (2, "new:7", "kafka"): ("delivered", T0 + timedelta(seconds=4)),
     }
     # The same rows at once, in another order: the same state.
     again = rows(*reversed(history))
@@ -75,6 +74,14 @@ def test_the_latest_status_wins_whatever_the_order_of_recording(db) -> None:
     assert delivery_state.pending_since(state, [(1, "1:7:9", "kafka"), (1, "1:7:8", "kafka")]) == {
         (1, "kafka"): T0 + timedelta(seconds=3)
     }
+
+
+@pytest.mark.parametrize("first", ["delivered", "pending"])
+def test_statuses_stored_at_one_instant_settle_on_the_outcome(db, first: str) -> None:
+    second = "pending" if first == "delivered" else "delivered"
+    delivery_state.record(db, rows((1, "new:7", "kafka", first, T0)))
+    delivery_state.record(db, rows((1, "new:7", "kafka", second, T0)))
+    assert delivery_state.lookup(db, {1: ["new:7"]}) == {(1, "new:7", "kafka"): ("delivered", T0)}
 
 
 def test_a_lookup_of_many_keys_finds_each_stored_one(db) -> None:
