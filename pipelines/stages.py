@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -217,6 +218,14 @@ def stage_cutouts(batch: DecodedBatch, home: Home) -> staged.StagedFiles | None:
     return files
 
 
+@dataclass
+class RowsCommitted:
+    """A batch whose rows the lake holds (``commit_rows``), its object states still to write (``commit_objects``)."""
+
+    batch: DecodedBatch  # without its re-sent alerts and its cutouts
+    detections: pa.Table  # every detection the lake holds of the batch's objects: what their features read
+
+
 def commit_to_lake(
     batch: DecodedBatch,
     home: Home,
@@ -226,35 +235,125 @@ def commit_to_lake(
     hits: BatchHits | None = None,
     classifiers: Collection[str] = (),
 ) -> DecodedBatch:
-    """Write the batch to every lake table; a batch whose offsets a table already holds writes nothing there.
+    """Write the batch to every lake table in one hold of the lake lock: its rows (``commit_rows``), then its
+    objects' states (``commit_objects``); a batch whose offsets a table already holds writes nothing there. Returns
+    the batch with its objects as stored and without its cutouts.
+
+    Batches committed at the same time by independent callers (other Kafka partitions, other workers) each see all
+    that the others committed, so what the lake stores does not depend on the order their commits land in. The
+    pipeline runs the two steps as separate tasks instead, each chained in batch order (``pipelines.graph``), so
+    that a batch's features are computed while the next batch's rows are written.
+    """
+    started = time.perf_counter()
+    with commit.lake_lock(home):
+        written = _rows_step(batch, home, txns, context, cutouts, hits, lock_s=time.perf_counter() - started)
+        return _objects_step(written, home, txns, context, classifiers, locked=True)
+
+
+def commit_rows(
+    batch: DecodedBatch,
+    home: Home,
+    txns: dict[str, int],
+    context: BatchContext | None = None,
+    cutouts: staged.StagedFiles | None = None,
+    hits: BatchHits | None = None,
+) -> RowsCommitted:
+    """Write the batch's rows to the lake, under the lake lock; its objects' states are ``commit_objects``'s.
 
     The batch's objects' entries in the object history index (``lake.history``) say which detections and forced
     measurements the lake holds: only the others are appended to ``sources`` and ``forced_sources`` (packet
-    history repeats itself from alert to alert), and then to the index. Each object's newest state, with features
-    over its whole stored light curve, is appended to ``objects`` (merge-on-read: readers see the newest state of
-    each object, ``lake.object_states``); cutouts are appended; new classifications are
-    upserted into ``context`` and ``context_matches``. Returns the batch with its objects as stored and without
-    its cutouts.
+    history repeats itself from alert to alert), and then to the index. Cutouts are appended; new
+    classifications are upserted into ``context`` and ``context_matches``. Returns the batch without its re-sent
+    alerts and its cutouts, with every detection the lake now holds of its objects.
 
     Tables that do not depend on each other are written side by side (Delta writes run outside the GIL); the
-    index is appended only after the rows it describes, and the lake log last. ``cutouts``: the files
-    ``stage_cutouts`` wrote for the batch's cutouts, committed here. ``hits``: the batch's watchlist and
-    watchmap hits (``pipelines.watch``), committed for the alerts stored. ``classifiers``: the names of the
-    classifier plug-ins to run on the batch's objects (``pipelines.classifiers``), whose annotations are committed
-    with the batch.
+    index is appended only after the rows it describes. ``cutouts``: the files ``stage_cutouts`` wrote for the
+    batch's cutouts, committed here. ``hits``: the batch's watchlist and watchmap hits (``pipelines.watch``),
+    committed for the alerts stored.
     """
     started = time.perf_counter()
-    seconds: dict[str, float] = {"commit.cutouts_staged": cutouts.seconds if cutouts is not None else 0.0}
-    with commit.lake_lock(home), ThreadPoolExecutor(4, thread_name_prefix="nightjar-commit") as pool:
-        seconds["commit.lock"] = time.perf_counter() - started
+    with commit.lake_lock(home):
+        return _rows_step(batch, home, txns, context, cutouts, hits, lock_s=time.perf_counter() - started)
+
+
+def commit_objects(
+    written: RowsCommitted,
+    home: Home,
+    txns: dict[str, int],
+    context: BatchContext | None = None,
+    classifiers: Collection[str] = (),
+) -> DecodedBatch:
+    """Append each object's newest state, with features over its whole stored light curve, to ``objects``
+    (merge-on-read: readers see the newest state of each object, ``lake.object_states``), with the classifier
+    plug-ins' annotations (``classifiers``: their names, ``pipelines.classifiers``), then log the lake's new
+    version. Returns the batch with its objects as stored.
+
+    The features are computed before taking the lake lock (the next batch's rows may be written meanwhile) from the
+    detections ``commit_rows`` saw, and the writes are made under it. So call it for each batch in the order of
+    their ``commit_rows``, after the previous batch's ``commit_objects``: then the last state written of an object is
+    that of its last batch, computed over every detection the lake holds of it.
+    """
+    return _objects_step(written, home, txns, context, classifiers, locked=False)
+
+
+def _rows_step(
+    batch: DecodedBatch,
+    home: Home,
+    txns: dict[str, int],
+    context: BatchContext | None,
+    cutouts: staged.StagedFiles | None,
+    hits: BatchHits | None,
+    lock_s: float,
+) -> RowsCommitted:
+    """``commit_rows`` under the lake lock, taken by the caller in ``lock_s`` seconds."""
+    started = time.perf_counter() - lock_s
+    seconds = {"commit.cutouts_staged": cutouts.seconds if cutouts is not None else 0.0, "commit.lock": lock_s}
+    with ThreadPoolExecutor(4, thread_name_prefix="nightjar-commit") as pool:
         timed = _Timed(pool, seconds)
         stored_alerts = timed("resent", resent.stored_alerts, home, batch.cutouts)
         batch = timed("resent", _set_aside_resent, batch, stored_alerts)
-        objects = _commit(batch, home, txns, context, timed, stored_alerts[resent.KEY], cutouts, hits, classifiers)
+        detections = _commit_rows(batch, home, txns, context, timed, stored_alerts[resent.KEY], cutouts, hits)
     timings = {**batch.timings, **seconds, "commit": time.perf_counter() - started}
     # No later stage reads the cutouts (~170 MB in a heavy batch of 2,000): the worker frees them now, not after
     # the filters.
-    return replace(batch, objects=objects, cutouts=batch.cutouts.schema.empty_table(), timings=timings)
+    batch = replace(batch, cutouts=batch.cutouts.schema.empty_table(), timings=timings)
+    return RowsCommitted(batch, detections)
+
+
+def _objects_step(
+    written: RowsCommitted,
+    home: Home,
+    txns: dict[str, int],
+    context: BatchContext | None,
+    classifiers: Collection[str],
+    locked: bool,
+) -> DecodedBatch:
+    """``commit_objects``; ``locked``: the caller holds the lake lock already."""
+    started = time.perf_counter()
+    batch = written.batch
+    seconds: dict[str, float] = {}
+    with ThreadPoolExecutor(2, thread_name_prefix="nightjar-objects") as pool:
+        timed = _Timed(pool, seconds)
+        objects = _batch_objects(batch)
+        notes = None
+        if objects.num_rows:
+            view = context.view if context is not None else None
+            objects = timed("features", merge_objects, objects, written.detections, home, view)
+            notes = timed("classifiers", annotations_of, objects, chosen(classifiers)) if classifiers else None
+        waited = time.perf_counter()
+        with contextlib.nullcontext() if locked else commit.lake_lock(home):
+            seconds["commit.objects_lock"] = time.perf_counter() - waited
+            writes = []
+            if objects.num_rows:
+                # Appended, never rewritten (merge-on-read: ``lake.object_states``); ``lake.fold`` removes old states.
+                writes.append(timed.submit("objects", commit.append_states, home, paths.OBJECTS, objects, txns))
+            if notes is not None and notes.num_rows:
+                writes.append(timed.submit("annotations", commit.append, home, paths.ANNOTATIONS, notes, txns))
+            for write in writes:
+                write.result()
+            timed("log", commit.log_batch, home, txns)
+    timings = {**batch.timings, **seconds, "commit_objects": time.perf_counter() - started}
+    return replace(batch, objects=objects, timings=timings)
 
 
 def _set_aside_resent(batch: DecodedBatch, stored_alerts: pa.Table) -> DecodedBatch:
@@ -288,7 +387,7 @@ class _Timed:
         return self.pool.submit(self, name, fn, *args, **kwargs)
 
 
-def _commit(
+def _commit_rows(
     batch: DecodedBatch,
     home: Home,
     txns: dict[str, int],
@@ -297,8 +396,8 @@ def _commit(
     stored_alerts: pa.ChunkedArray | pa.Array,
     cutouts: staged.StagedFiles | None,
     hits: BatchHits | None = None,
-    classifiers: Collection[str] = (),
 ) -> pa.Table:
+    """Write the batch's rows (``commit_rows``); every detection of its objects the lake holds afterwards."""
     object_ids = _object_ids(batch)
     lagging, covered = timed("history_read", history.unindexed, home, txns)  # rows a crash stored, not indexed
     stored = timed("history_read", history.stored, home, object_ids)
@@ -331,17 +430,6 @@ def _commit(
     if batch.ss_sources.num_rows or batch.ss_objects.num_rows:
         others.append(timed.submit("sso", commit_sso, home, batch, txns))
     new_rows = pa.concat_tables(index) if index else OBJECT_HISTORY_SCHEMA.empty_table()
-    objects = _batch_objects(batch)
-    if objects.num_rows:
-        detections = _detections([stored, new_rows])  # new_rows holds the lagging rows too
-        view = context.view if context is not None else None
-        objects = timed("features", merge_objects, objects, detections, home, view)
-        # Appended, never rewritten (merge-on-read: ``lake.object_states``); ``lake.fold`` removes old states.
-        others.append(timed.submit("objects", commit.append_states, home, paths.OBJECTS, objects, txns))
-        # classifier plug-ins: their annotations are committed with the batch, before its filters run
-        notes = timed("classifiers", annotations_of, objects, chosen(classifiers)) if classifiers else None
-        if notes is not None and notes.num_rows:
-            others.append(timed.submit("annotations", commit.append, home, paths.ANNOTATIONS, notes, txns))
     for write in writes:
         write.result()
     # The index now covers what the tables hold (after a repair, maybe beyond this batch): only now, so that a
@@ -350,8 +438,7 @@ def _commit(
     timed("history_append", commit.append, home, paths.OBJECT_HISTORY, new_rows, covering)
     for other in others:
         other.result()
-    timed("log", commit.log_batch, home, txns)
-    return objects
+    return _detections([stored, new_rows])  # new_rows holds the lagging rows too
 
 
 @dataclass

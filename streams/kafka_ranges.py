@@ -102,16 +102,17 @@ def read_back(source: RawBatch | KafkaSlice, places: list[tuple[str, int, int]])
 
 
 # A fetching consumer reads ahead of its range in the background until its queue is full, and what it reads
-# beyond the range is thrown away: bound the read-ahead to about a third of a batch
-# (smaller fetches halve the rate from the embedded broker). Once the queue is full, librdkafka puts the next fetch
-# off by up to a second (``fetch.queue.backoff.ms``); the ranges are on the broker already, so ask again after 10 ms.
-# Fetching a heavy batch (2,000 alerts, 198 MB, two partitions) from the embedded broker, 8 fetches: mean 0.79 and
-# 0.92 s with the default, 0.72 and 0.74 s with 10 ms (two runs each, in turn). Lowering ``fetch.wait.max.ms`` too
-# (mean 0.62 s) made a fetch after a broker restart never complete (tests/pipelines/test_broker_outage.py).
+# beyond the range is thrown away: bound the read-ahead to 16 MB, under a tenth of a heavy batch. Fetching a heavy
+# batch (2,000 alerts, 198 MB, two partitions) from the embedded broker, 7 fetches each, means per setting in
+# turn: 16 MB 0.59, 0.59, 0.58 and 0.59 s; 32 MB 0.89, 0.61 and 0.84 s; 8 MB 0.61, 0.59 s; 4 MB 1.62 s (smaller
+# fetches are slower from the embedded broker); the broker's CPU was 0.44-0.49 s whichever the size. Once the
+# queue is full, librdkafka puts the next fetch off by up to a second (``fetch.queue.backoff.ms``); the ranges are
+# on the broker already, so ask again after 10 ms. Lowering ``fetch.wait.max.ms`` too made a fetch after a broker
+# restart never complete (tests/pipelines/test_broker_outage.py).
 BOUNDED_PREFETCH = {
-    "queued.max.messages.kbytes": 32 * 1024,
-    "fetch.max.bytes": 32 * 1024 * 1024,
-    "max.partition.fetch.bytes": 32 * 1024 * 1024,
+    "queued.max.messages.kbytes": 16 * 1024,
+    "fetch.max.bytes": 16 * 1024 * 1024,
+    "max.partition.fetch.bytes": 16 * 1024 * 1024,
     "fetch.queue.backoff.ms": 10,
 }
 

@@ -73,7 +73,9 @@ def _counts(home: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-@pytest.mark.parametrize("crash_after", [paths.SOURCES, paths.FORCED_SOURCES, paths.CUTOUTS, paths.OBJECTS])
+@pytest.mark.parametrize(
+    "crash_after", [paths.SOURCES, paths.FORCED_SOURCES, paths.CUTOUTS, paths.OBJECT_HISTORY, paths.OBJECTS]
+)
 def test_a_batch_commits_all_or_nothing_across_a_crash_between_its_tables(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, crash_after: str
 ) -> None:
