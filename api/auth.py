@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
@@ -189,3 +189,19 @@ SIGNED_IN = (users.USER, users.POWER, users.ANNOTATOR)
 # Route parameter types: ``user: Caller`` (anyone, anonymous included) or ``user: SignedIn`` (a token).
 Caller = Annotated[User, Depends(caller)]
 SignedIn = Annotated[User, Depends(require(*SIGNED_IN))]
+
+
+class _Owned(Protocol):
+    @property
+    def owner(self) -> str: ...
+
+
+Owned = TypeVar("Owned", bound=_Owned)
+
+
+def owned(item: Owned | None, user: User, absent: str) -> Owned:
+    """``item`` (a job, an export) when ``user`` owns it or is an admin; else 404 with ``absent``: another user's item
+    is as absent as a missing one."""
+    if item is None or not (user.is_admin or item.owner == user.name):
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=absent)
+    return item

@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from nightjar.api.auth import SignedIn
+from nightjar.api.auth import SignedIn, owned
 from nightjar.api.users import User
 from nightjar.lake.access import LakeError
 from nightjar.sql.export import MANIFEST, ExportError
@@ -78,10 +78,7 @@ def router(manager: ExportManager) -> APIRouter:
 
     def own(export_id: str, user: User) -> ExportJob:
         """The caller's export; another user's is as absent as a missing one."""
-        job = manager.get(export_id)
-        if job is None or not (user.is_admin or job.owner == user.name):
-            raise HTTPException(status_code=404, detail=f"no export {export_id}")
-        return job
+        return owned(manager.get(export_id), user, f"no export {export_id}")
 
     @api.post("", status_code=status.HTTP_202_ACCEPTED)
     async def submit(body: ExportRequest, request: Request, user: SignedIn) -> dict[str, Any]:

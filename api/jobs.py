@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from nightjar.api.auth import SignedIn
+from nightjar.api.auth import SignedIn, owned
 from nightjar.api.users import User
 from nightjar.sql.jobs import DONE, Job, JobManager
 from nightjar.sql.parse import QueryError
@@ -41,10 +41,7 @@ def router(manager: JobManager) -> APIRouter:
 
     def own(job_id: str, user: User) -> Job:
         """The caller's job; another user's job is as absent as a missing one."""
-        job = manager.get(job_id)
-        if job is None or not (user.is_admin or job.owner == user.name):
-            raise HTTPException(status_code=404, detail=f"no job {job_id}")
-        return job
+        return owned(manager.get(job_id), user, f"no job {job_id}")
 
     @api.post("", status_code=status.HTTP_202_ACCEPTED)
     async def submit(body: JobRequest, request: Request, user: SignedIn) -> dict[str, Any]:

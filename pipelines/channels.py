@@ -21,9 +21,6 @@ from nightjar.sql.registry import Filter
 
 log = logging.getLogger(__name__)
 
-# The channels' names, as a filter lists them (``Filter.channels``) and the ledger records them.
-KAFKA, EMAIL, WEBHOOK = "kafka", "email", "webhook"
-
 
 @dataclass
 class DeliveryReport:
@@ -58,7 +55,7 @@ class Work:
 class Channel(Protocol):
     """A way matches leave the broker."""
 
-    name: str  # KAFKA, EMAIL or WEBHOOK
+    name: str  # sql.registry_models.KAFKA, EMAIL or WEBHOOK
 
     def send(self, works: Sequence[Work], stamp: str, batch: str, report: DeliveryReport) -> None:
         """Send ``works`` (all on this channel) of batch ``batch`` at UTC time ``stamp``, and settle each."""

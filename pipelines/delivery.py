@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 
 from nightjar.lake import ledger
 from nightjar.lake.schemas import FILTER_LEDGER_SCHEMA
-from nightjar.pipelines.channels import KAFKA, Channel, DeliveryReport, Work, fail
+from nightjar.pipelines.channels import Channel, DeliveryReport, Work, fail
 from nightjar.pipelines.email_channel import EmailChannel
 from nightjar.pipelines.kafka_channel import KafkaChannel
 from nightjar.pipelines.stages import FilterOutput
@@ -35,6 +35,7 @@ from nightjar.pipelines.webhook_channel import WebhookChannel
 from nightjar.settings import Settings
 from nightjar.sql import delivery_state, matches
 from nightjar.sql.registry import Filter
+from nightjar.sql.registry_models import KAFKA
 from nightjar.streams import readback
 from nightjar.streams.publish import Publisher
 

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 
 from nightjar.lake import ledger
 from nightjar.pipelines import email_digest, payloads
-from nightjar.pipelines.channels import EMAIL, DeliveryReport, Work, describe, fail
+from nightjar.pipelines.channels import DeliveryReport, Work, describe, fail
 from nightjar.settings import Settings
 from nightjar.sql.registry import Filter
+from nightjar.sql.registry_models import EMAIL
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,11 @@ from sqlalchemy.engine import Engine
 
 from nightjar.lake import ledger
 from nightjar.pipelines import payloads
-from nightjar.pipelines.channels import KAFKA, DeliveryReport, Work, fail
+from nightjar.pipelines.channels import DeliveryReport, Work, fail
 from nightjar.settings import Settings
 from nightjar.sql import registry
 from nightjar.sql.registry import Filter
+from nightjar.sql.registry_models import KAFKA
 from nightjar.streams.publish import Headers, Publisher
 
 

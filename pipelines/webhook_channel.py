@@ -8,8 +8,9 @@ from collections.abc import Sequence
 
 from nightjar.lake import ledger
 from nightjar.pipelines import payloads, webhook
-from nightjar.pipelines.channels import WEBHOOK, DeliveryReport, Work, describe, fail
+from nightjar.pipelines.channels import DeliveryReport, Work, describe, fail
 from nightjar.settings import Settings
+from nightjar.sql.registry_models import WEBHOOK
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class WebhookChannel:
             try:
                 content = body(work, stamp, batch, self.public_url)
             except Exception as exc:  # one filter's results that cannot be sent fail that filter
-                work.settle(ledger.FAILED, fail(report, work.flt, "webhook", exc))
+                work.settle(ledger.FAILED, fail(report, work.flt, WEBHOOK, exc))
                 continue
             failures = []
             for url in work.flt.webhooks:

@@ -27,9 +27,12 @@ from nightjar.sql import avro_results, metadata_db
 from nightjar.sql.compile import FilterSpec
 from nightjar.sql.filter_check import FilterShape, check_filter_sql
 from nightjar.sql.registry_models import (
+    EMAIL,
     FORMATS,
+    KAFKA,
     MODES,
     VISIBILITIES,
+    WEBHOOK,
     AvroSchemaRow,
     DeliveryStateRow,
     FilterRow,
@@ -80,9 +83,9 @@ class Filter:
     @property
     def channels(self) -> tuple[str, ...]:
         """The channels this filter delivers to: ``kafka``, ``email``, ``webhook``."""
-        out = ["kafka"] if self.kafka else []
-        out += ["email"] if self.emails else []
-        out += ["webhook"] if self.webhooks else []
+        out = [KAFKA] if self.kafka else []
+        out += [EMAIL] if self.emails else []
+        out += [WEBHOOK] if self.webhooks else []
         return tuple(out)
 
 
@@ -115,8 +118,8 @@ def _detach(row: FilterRow) -> Filter:
         mode=row.mode,
         kafka=row.kafka,
         format=row.format,
-        emails=tuple(o.target for o in row.outputs if o.kind == "email"),
-        webhooks=tuple(o.target for o in row.outputs if o.kind == "webhook"),
+        emails=tuple(o.target for o in row.outputs if o.kind == EMAIL),
+        webhooks=tuple(o.target for o in row.outputs if o.kind == WEBHOOK),
         failures=row.failures,
         last_error=row.last_error,
         copied_from=row.copied_from,
@@ -184,11 +187,9 @@ def check_format(shape: FilterShape, format: str) -> None:
 
 
 def _set_outputs(row: FilterRow, emails: Iterable[str] | None, webhooks: Iterable[str] | None) -> None:
-    keep = [
-        o for o in row.outputs if (o.kind == "email" and emails is None) or (o.kind == "webhook" and webhooks is None)
-    ]
-    new = [OutputRow(kind="email", target=check_email(e)) for e in emails or ()]
-    new += [OutputRow(kind="webhook", target=check_webhook(u)) for u in webhooks or ()]
+    keep = [o for o in row.outputs if (o.kind == EMAIL and emails is None) or (o.kind == WEBHOOK and webhooks is None)]
+    new = [OutputRow(kind=EMAIL, target=check_email(e)) for e in emails or ()]
+    new += [OutputRow(kind=WEBHOOK, target=check_webhook(u)) for u in webhooks or ()]
     row.outputs = keep + new
 
 

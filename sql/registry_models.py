@@ -26,7 +26,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 VISIBILITIES = ("private", "public", "group")
 MODES = ("all", "new")  # every matching alert, or an object's first match only
 FORMATS = ("json", "avro")
-OUTPUT_KINDS = ("email", "webhook")
+# A filter's delivery channels, as it lists them (``Filter.channels``) and the ledger records them: its Kafka topic
+# (a flag on the filter), and e-mail and webhook outputs (its ``outputs`` rows, of these kinds).
+KAFKA, EMAIL, WEBHOOK = "kafka", "email", "webhook"
+OUTPUT_KINDS = (EMAIL, WEBHOOK)
 
 
 def _now() -> datetime:
@@ -127,7 +130,24 @@ class DeliveryStateRow(Base):
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class WatchlistRow(Base):
+class _OwnedWatch:
+    """What watchlists and watchmaps share: an owner and a name, shared like a filter, switched on or off, a
+    version per change of their contents, and the job that matches them against the lake's history."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(200), default="local", index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    visibility: Mapped[str] = mapped_column(String(16), default="private")
+    group_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    history_job: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+
+
+class WatchlistRow(_OwnedWatch, Base):
     """A watchlist: a named set of cones, owned and shared like a filter. Its cones are a Parquet file per
     version (``paths.watchlist_key``, under the catalogues' root); ``version`` changes with every change of the
     cones. Ids are never reused."""
@@ -138,22 +158,11 @@ class WatchlistRow(Base):
         {"sqlite_autoincrement": True},
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    owner: Mapped[str] = mapped_column(String(200), default="local", index=True)
-    name: Mapped[str] = mapped_column(String(200))
-    description: Mapped[str] = mapped_column(Text, default="")
-    visibility: Mapped[str] = mapped_column(String(16), default="private")
-    group_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
     radius_arcsec: Mapped[float] = mapped_column(Float, default=2.0)
-    version: Mapped[int] = mapped_column(Integer, default=1)
     cones: Mapped[int] = mapped_column(Integer, default=0)
-    history_job: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
 
 
-class WatchmapRow(Base):
+class WatchmapRow(_OwnedWatch, Base):
     """A watchmap: a named sky area (a MOC), owned and shared like a filter; its MOC is a FITS file per version
     (``paths.watchmap_key``, under the catalogues' root). Ids are never reused."""
 
@@ -163,20 +172,9 @@ class WatchmapRow(Base):
         {"sqlite_autoincrement": True},
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    owner: Mapped[str] = mapped_column(String(200), default="local", index=True)
-    name: Mapped[str] = mapped_column(String(200))
-    description: Mapped[str] = mapped_column(Text, default="")
-    visibility: Mapped[str] = mapped_column(String(16), default="private")
-    group_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
     kind: Mapped[str] = mapped_column(String(16), default="moc")  # how it was made: moc, polygon, circle, skymap
     max_order: Mapped[int] = mapped_column(Integer, default=0)
     sky_fraction: Mapped[float] = mapped_column(Float, default=0.0)
-    version: Mapped[int] = mapped_column(Integer, default=1)
-    history_job: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
 
 
 class UserRow(Base):
