@@ -39,8 +39,14 @@ def dask_client(settings: Settings) -> Iterator[Client]:
 # No transparent huge pages from mimalloc (it asks for them on its whole arena) nor NumPy (on arrays of 4 MB and
 # more): memory that does go back then comes in again 2 MB at a time, each zeroed whole, and that zeroing was 30 %
 # of the workers' CPU time (perf, bench pipeline); without them the workers spent ~25 % less CPU per alert.
+# One glibc arena: glibc hands a thread's arena heap back to the kernel as soon as it is empty, whatever the trim
+# threshold, so the ~200 MB of payload copies a batch makes on a task thread (confluent-kafka's Python bytes) and
+# librdkafka's receive buffers came in as new pages batch after batch (perf, page faults of one worker: 31 % in the
+# payload copies; 5.5 % with one arena). The main arena keeps up to 1 GiB free before it trims. Peak RSS came out
+# lower, not higher (docs/lake.md, "Fresh pages").
 WORKER_ALLOCATOR_ENV = {
-    "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20),
+    "MALLOC_TRIM_THRESHOLD_": str(1024 * 2**20),
+    "MALLOC_ARENA_MAX": "1",
     "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
     "MIMALLOC_PURGE_DELAY": "5000",
     "MIMALLOC_ALLOW_THP": "0",
