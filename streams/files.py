@@ -69,7 +69,11 @@ def read_payloads(path: Path, wire_format: bool = True) -> list[bytes]:
 
 def _wire_payloads(writer_schema: dict[str, Any], records: list[dict[str, Any]]) -> list[bytes]:
     """Each record under the official LSST schema of its version, in wire format."""
-    sid = lsst_schema_id(writer_schema, records[0] if records else None)
+    return _framed(lsst_schema_id(writer_schema, records[0] if records else None), records)
+
+
+def _framed(sid: int, records: list[dict[str, Any]]) -> list[bytes]:
+    """Each record in wire format under the official LSST schema ``sid``."""
     writer = schemas.lsst_schema(sid)
     payloads = []
     for record in records:
@@ -97,13 +101,6 @@ def _parquet_payloads(path: Path, data: bytes, wire_format: bool) -> list[bytes]
         if not wire_format:
             parquet_alerts.check(data)  # refuse a file that holds no alerts now, not in the pipeline
             return [data]
-        sid, records = parquet_alerts.avro_records(data)
-        writer = schemas.lsst_schema(sid)
-        payloads = []
-        for record in records:
-            buf = io.BytesIO()
-            fastavro.schemaless_writer(buf, writer, record)
-            payloads.append(wire.frame(sid, buf.getvalue()))
-        return payloads
+        return _framed(*parquet_alerts.avro_records(data))
     except (ValueError, TypeError, KeyError, schemas.UnknownSchema) as exc:
         raise AlertFileError(f"{path}: {exc}") from None
