@@ -19,9 +19,11 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -258,19 +260,51 @@ class Program:
 
     def decode_messages(self, bodies: list[bytes]) -> Decoded:
         """Decode schemaless Avro bodies, one record each (Kafka messages without their wire header)."""
-        buf, starts, ends = join(bodies)
-        return self.decode(buf, starts, ends, np.ones(len(bodies), dtype=np.int64))
+        with joined(bodies) as (buf, starts, ends):
+            return self.decode(buf, starts, ends, np.ones(len(bodies), dtype=np.int64))
 
 
-def join(chunks: Sequence[bytes | memoryview]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The chunks copied into one pooled buffer, with the start and end of each."""
+class _Scratch:
+    """The buffer a process copies each batch's payloads into, kept from batch to batch.
+
+    A heavy batch's payloads are ~200 MB, and nothing decoded points into their copy (``Program.decode`` copies what
+    it keeps out of it), so one buffer serves every batch. Taken new for each batch, it came in as new pages every
+    time: 30 % of a Dask worker's page faults (docs/lake.md, "Fresh pages"). A decode that finds the buffer in use
+    (another thread decoding at the same time) takes one of its own.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.buf = np.empty(0, dtype=np.uint8)
+
+    @contextlib.contextmanager
+    def take(self, size: int) -> Iterator[np.ndarray]:
+        if not self.lock.acquire(blocking=False):
+            yield pool_array(size, np.uint8)
+            return
+        try:
+            if len(self.buf) < size:
+                self.buf = np.empty(0, dtype=np.uint8)  # the old one goes before the new one comes
+                self.buf = pool_array(size + size // 4, np.uint8)  # room for batches a little larger
+            yield self.buf[:size]
+        finally:
+            self.lock.release()
+
+
+_SCRATCH = _Scratch()
+
+
+@contextlib.contextmanager
+def joined(chunks: Sequence[bytes | memoryview]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The chunks copied into one buffer, with the start and end of each; the buffer is only valid inside the
+    ``with`` block (the next batch is copied into it)."""
     lengths = np.fromiter((len(c) for c in chunks), dtype=np.int64, count=len(chunks))
     ends = np.cumsum(lengths)
     starts = ends - lengths
-    buf = pool_array(int(ends[-1]) if len(ends) else 0, np.uint8)
-    for chunk, start, length in zip(chunks, starts.tolist(), lengths.tolist(), strict=True):
-        buf[start : start + length] = np.frombuffer(chunk, dtype=np.uint8)
-    return buf, starts, ends
+    with _SCRATCH.take(int(ends[-1]) if len(ends) else 0) as buf:
+        for chunk, start, length in zip(chunks, starts.tolist(), lengths.tolist(), strict=True):
+            buf[start : start + length] = np.frombuffer(chunk, dtype=np.uint8)
+        yield buf, starts, ends
 
 
 def pool_array(shape: tuple[int, ...] | int, dtype: type | np.dtype) -> np.ndarray:

@@ -21,7 +21,7 @@ from confluent_kafka import Message
 
 from nightjar import paths
 from nightjar.streams import container, lsst_model, parquet_alerts, schemas, validate, wire, ztf_model
-from nightjar.streams.avro_columnar import UnsupportedSchema, join, program_for
+from nightjar.streams.avro_columnar import UnsupportedSchema, joined, program_for
 
 ROW = "_row"  # position of the message in its batch, dropped before the lake
 MODEL_TABLES = ("sources", "prv_sources", "forced_sources", "objects", "cutouts", "ss_sources", "ss_objects")
@@ -198,11 +198,11 @@ def _decode_group(group: _Group) -> tuple[dict[str, pa.Table], list[Reject]]:
         program = program_for(group.schema)
     except UnsupportedSchema as exc:
         return {}, [Reject(m, f"unsupported schema: {exc}") for m in sorted(set(group.messages))]
-    buf, starts, ends = join(group.chunks)
     counts = np.asarray(group.counts, dtype=np.int64)
     messages = np.asarray(group.messages, dtype=np.int64)
     try:
-        decoded = program.decode(buf, starts, ends, counts)
+        with joined(group.chunks) as (buf, starts, ends):
+            decoded = program.decode(buf, starts, ends, counts)
         ok = decoded.segment_status == 0
         rejects = [Reject(int(messages[s]), reason) for s, reason in decoded.errors().items()]
         record_row = np.repeat(messages[ok], counts[ok])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import fastavro
@@ -47,6 +48,24 @@ def test_simulated_alerts_decode_field_by_field() -> None:
     refs = [reference(a.payload) for a in alerts]
     assert out.prv_sources.num_rows == sum(len(r["prvDiaSources"] or []) for r in refs)
     assert out.forced_sources.num_rows == sum(len(r["prvDiaForcedSources"] or []) for r in refs)
+
+
+def test_a_decoded_batch_is_unchanged_by_the_batches_decoded_after_it() -> None:
+    """The payloads are copied into one buffer that the next batch reuses: nothing decoded may point into it."""
+    config = SimConfig(cutout_size=16)
+    first = [a.payload for a in generate_alerts(40, seed=5, config=config)]
+    later = [[a.payload for a in generate_alerts(60, seed=s, config=config)] for s in (6, 7, 8, 9)]
+    kept = decode_batch(RawBatch.from_payloads(first, "t"))
+    before = {name: table.to_pylist() for name, table in kept.tables().items()}
+    # the next batches, one after the other and two at a time (the second one takes a buffer of its own)
+    decode_batch(RawBatch.from_payloads(later[0], "t"))
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda p: decode_batch(RawBatch.from_payloads(p, "t")), later[1:]))
+    assert {name: table.to_pylist() for name, table in kept.tables().items()} == before
+    cutouts = {row["diaSourceId"]: row["cutoutDifference"] for row in before["cutouts"]}
+    for payload in first:
+        alert = reference(payload)
+        assert cutouts[alert["diaSource"]["diaSourceId"]] == alert["cutoutDifference"]
 
 
 def test_simulated_alerts_validate_against_the_official_schema() -> None:
