@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,7 +11,6 @@ import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from lasair import LasairError, lasair_client
 
@@ -23,35 +20,24 @@ from nightjar.api.users import add_user_token
 from nightjar.lake import read
 from nightjar.pipelines import stages
 from nightjar.settings import Settings
-from nightjar.streams.broker import free_port
 from nightjar.streams.decode import RawBatch, decode_batch
 from nightjar.streams.files import read_payloads
 
 from .conftest import DataLake
+from .server import serving
 
 
 @contextmanager
-def serving(settings: Settings) -> Iterator[str]:
-    """A uvicorn server on a free loopback port serving the home of ``settings``; its Lasair endpoint."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    try:
-        yield f"http://127.0.0.1:{port}/lasair/api"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+def lasair_endpoint(settings: Settings) -> Iterator[str]:
+    """A server of the home of ``settings``; its Lasair endpoint."""
+    with serving(settings) as base:
+        yield f"{base}/lasair/api"
 
 
 @pytest.fixture(scope="module")
 def endpoint(data_lake: DataLake) -> Iterator[str]:
     """The Lasair endpoint of a server of the data lake."""
-    with serving(data_lake.settings) as url:
+    with lasair_endpoint(data_lake.settings) as url:
         yield url
 
 
@@ -251,7 +237,7 @@ def ztf_lake(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterat
     raw = RawBatch(payloads, ["ztf"] * len(payloads), [0] * len(payloads), list(range(len(payloads))))
     stored = stages.commit_to_lake(stages.locate(decode_batch(raw), 5), home, {"test:ztf:0": len(payloads)}).objects
     token = add_user_token(settings, "ztf-bot", role="annotator", topics=("ztfclass",))
-    with serving(settings) as url:
+    with lasair_endpoint(settings) as url:
         yield ZtfLake(settings, url, stored, lasair_client(token, endpoint=url))
 
 

@@ -36,6 +36,8 @@ from nightjar.sql import registry
 from nightjar.sql.engine import query_lake
 from nightjar.streams import broker, kafka, simulate
 
+from .lake_checks import assert_each_alert_once
+
 N = 600
 BATCH = 100
 IDLE_EXIT_S = 15.0
@@ -202,19 +204,7 @@ def _ride_out(
     if caught_up:
         assert report.consumed == N, "messages were read again: the restarted broker lost the group's offset"
 
-    # Every alert in the lake once, and nothing else.
-    assert query_lake(settings, "SELECT count(*) AS n, count(DISTINCT diaSourceId) AS d FROM cutouts").to_pylist() == [
-        {"n": N, "d": N}
-    ]
-    triggers = query_lake(settings, "SELECT diaSourceId FROM sources WHERE NOT fromPacketHistory")
-    assert sorted(triggers["diaSourceId"].to_pylist()) == sorted(a.dia_source_id for a in alerts)
-    for table, key in (
-        (paths.SOURCES, "diaSourceId"),
-        (paths.FORCED_SOURCES, "forcedKey"),
-        (paths.OBJECTS, "diaObjectId"),
-    ):
-        counts = query_lake(settings, f"SELECT count(*) AS n, count(DISTINCT {key}) AS d FROM {table}").to_pylist()
-        assert counts[0]["n"] == counts[0]["d"], table
+    assert_each_alert_once(settings, alerts)
     # Each batch logged once, in offset order, the last at the last offset.
     ends = _logged_ends(log_table)
     assert len(ends) == len(set(ends)) and ends[-1] == N - 1

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from nightjar import paths
 from nightjar.settings import Settings
 from nightjar.sql.engine import query_lake
 from nightjar.streams import simulate
+
+from .lake_checks import assert_each_alert_once
 
 N = 1200
 KILLS = 5
@@ -58,16 +59,6 @@ def test_kill_nine_and_restart_loses_and_duplicates_nothing(home: Path, kafka_bo
     final = start_run(home, kafka_bootstrap, topic, log)
     assert final.wait(timeout=300) == 0, log.read_text()[-3000:]
 
-    rows = query_lake(settings, "SELECT count(*) AS n, count(DISTINCT diaSourceId) AS d FROM cutouts").to_pylist()
-    assert rows == [{"n": N, "d": N}]
-    triggers = query_lake(settings, "SELECT diaSourceId FROM sources WHERE NOT fromPacketHistory")
-    assert sorted(triggers["diaSourceId"].to_pylist()) == sorted(a.dia_source_id for a in alerts)
-    for table, key in (
-        (paths.SOURCES, "diaSourceId"),
-        (paths.FORCED_SOURCES, "forcedKey"),
-        (paths.OBJECTS, "diaObjectId"),
-    ):
-        counts = query_lake(settings, f"SELECT count(*) AS n, count(DISTINCT {key}) AS d FROM {table}").to_pylist()[0]
-        assert counts["n"] == counts["d"], table
+    assert_each_alert_once(settings, alerts)
     objects = query_lake(settings, "SELECT count(*) AS n FROM objects")["n"][0].as_py()
     assert objects == len({a.dia_object_id for a in alerts if a.dia_object_id is not None})

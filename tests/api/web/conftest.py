@@ -9,8 +9,6 @@ errors; a test ends by asserting there were none. Screenshots go to ``build/scre
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,20 +16,18 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-import uvicorn
 from distributed import Client
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, sync_playwright
 
 from nightjar import paths
-from nightjar.api.app import create_app
 from nightjar.api.users import add_user_token
 from nightjar.lake import read
 from nightjar.pipelines.run import ingest
 from nightjar.settings import Settings
-from nightjar.streams.broker import free_port
 from nightjar.streams.replay import alert_files
 
 from ..conftest import add_context
+from ..server import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -58,19 +54,6 @@ class Portal:
     tokens: dict[str, str]
 
 
-def serve(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, str]:
-    """A uvicorn server of the app on a free loopback port, started; its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)  # waiting for a server thread to bind, not synchronising the browser
-    assert server.started, "the portal did not start"
-    return server, thread, f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture(scope="package")
 def portal(tmp_path_factory: pytest.TempPathFactory, dask_client: Client, data_dir: Path) -> Iterator[Portal]:
     """Real LSSTCam and ZTF alerts ingested by the pipeline, every object classified, served over HTTP."""
@@ -83,12 +66,8 @@ def portal(tmp_path_factory: pytest.TempPathFactory, dask_client: Client, data_d
     add_context(settings, dask_client)
     objects = read.datasets(home)[paths.OBJECTS].to_table()
     tokens = {name: add_user_token(settings, name) for name in ("alice", "bob")}
-    server, thread, url = serve(settings)
-    try:
+    with serving(settings) as url:
         yield Portal(settings, url, objects, tokens)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @dataclass

@@ -17,7 +17,8 @@ from nightjar.lake import commit, read
 from nightjar.settings import Settings
 
 from ..conftest import DataLake
-from .conftest import Browser, Portal, no_errors, plot_traces, serve
+from ..server import serving
+from .conftest import Browser, Portal, no_errors, plot_traces
 
 
 def busiest(portal: Portal, survey: str) -> dict[str, object]:
@@ -95,14 +96,10 @@ def test_forced_photometry_is_drawn_per_band(browser: Browser, data_lake: DataLa
     forced = read.datasets(data_lake.settings.home)[paths.FORCED_SOURCES].to_table(columns=["diaObjectId"])
     counts = forced.group_by("diaObjectId").aggregate([("diaObjectId", "count")])
     object_id = int(counts.sort_by([("diaObjectId_count", "descending")])["diaObjectId"][0].as_py())
-    server, thread, url = serve(data_lake.settings)
-    try:
+    with serving(data_lake.settings) as url:
         page = browser.open(f"{url}/objects/{object_id}")
         page.wait_for_selector("#lightcurve[data-ready='true']")
         traces = plot_traces(page, "#lightcurve")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     lake = Portal(data_lake.settings, url, data_lake.objects, {})
     drawn = {t["band"]: t["points"] for t in traces if t["kind"] == "forced"}
     assert drawn == points_by_band(lake, paths.FORCED_SOURCES, object_id) and sum(drawn.values()) > 1
