@@ -22,6 +22,8 @@ from nightjar.sql.engine import query_lake
 from nightjar.storage import LakeRoot
 from nightjar.streams import simulate
 
+from .lake_checks import assert_each_alert_once
+
 N = 800
 
 
@@ -88,17 +90,7 @@ def test_kill_nine_of_one_of_two_drivers_on_s3_loses_and_duplicates_nothing(
                 proc.wait()
 
     lake_settings = settings.model_copy(update={"lake_uri": s3_lake.uri, "storage_options": dict(s3_lake.options)})
-    rows = query_lake(lake_settings, "SELECT count(*) AS n, count(DISTINCT diaSourceId) AS d FROM cutouts").to_pylist()
-    assert rows == [{"n": N, "d": N}]
-    triggers = query_lake(lake_settings, "SELECT diaSourceId FROM sources WHERE NOT fromPacketHistory")
-    assert sorted(triggers["diaSourceId"].to_pylist()) == sorted(a.dia_source_id for a in alerts)
-    for table, key in (
-        (paths.SOURCES, "diaSourceId"),
-        (paths.FORCED_SOURCES, "forcedKey"),
-        (paths.OBJECTS, "diaObjectId"),
-    ):
-        counts = query_lake(lake_settings, f"SELECT count(*) AS n, count(DISTINCT {key}) AS d FROM {table}")
-        assert counts["n"].to_pylist() == counts["d"].to_pylist(), table
+    assert_each_alert_once(lake_settings, alerts)
     objects = query_lake(lake_settings, "SELECT count(*) AS n FROM objects")["n"][0].as_py()
     assert objects == len({a.dia_object_id for a in alerts if a.dia_object_id is not None})
     # Neither driver wrote a lake of its own to its home.
