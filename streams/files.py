@@ -62,14 +62,9 @@ def read_payloads(path: Path, wire_format: bool = True) -> list[bytes]:
         raise AlertFileError(f"{path}: record {found.schema.get('name')!r} is not an LSST or ZTF alert")
     records = [r for r in fastavro.reader(io.BytesIO(data)) if isinstance(r, dict)]
     try:
-        return _wire_payloads(found.schema, records)
+        return _framed(lsst_schema_id(found.schema, records[0] if records else None), records)
     except (AlertFileError, schemas.UnknownSchema, ValueError, TypeError, KeyError):
         return _one_alert_containers(found.schema, records)
-
-
-def _wire_payloads(writer_schema: dict[str, Any], records: list[dict[str, Any]]) -> list[bytes]:
-    """Each record under the official LSST schema of its version, in wire format."""
-    return _framed(lsst_schema_id(writer_schema, records[0] if records else None), records)
 
 
 def _framed(sid: int, records: list[dict[str, Any]]) -> list[bytes]:
