@@ -10,7 +10,9 @@ and the three demo filters installed, as ``nightjar demo`` does), on heavy LSST-
     ``chunk4_over_chunk1`` (last chunk over first: does the cost grow with the lake?);
 (c) latency: alerts produced at ``--rate`` for ``--latency-seconds`` while the pipeline runs, with a filter that
     matches every alert; per alert, the Kafka timestamp of its match message minus that of the alert;
-(d) the peak RSS of the whole process tree (this process, the Dask workers, the broker), sampled every 0.2 s.
+(d) the peak RSS of the whole process tree (this process, the Dask workers, the broker), sampled every 0.5 s;
+(e) the CPU time (user + system) the process tree used over the end-to-end chunks, per alert, the broker's apart:
+    on a shared or virtual machine it varies much less from run to run than the alerts/s do.
 
 The figures are printed last, one ``key=value`` a line.
 """
@@ -98,6 +100,24 @@ class PipelineBench:
     decode_peak_rss_mb: float  # during the decode-only measurement (the driver holds a chunk's payloads)
     mean_size_kb: float
     workers: int
+    cpu_s: float = 0.0  # CPU seconds of this process and its descendants over the end-to-end chunks
+    broker_cpu_s: float = 0.0  # the embedded broker's, over the same chunks
+    run_s: float = 0.0  # wall seconds of the chunks' whole runs (start-up and drain too), over which CPU is counted
+
+    @property
+    def cpu_ms_per_alert(self) -> float:
+        """CPU milliseconds an alert took end to end (each chunk's whole run), the broker's left out."""
+        return 1000 * self.cpu_s / sum(self.chunk_alerts)
+
+    @property
+    def broker_cpu_ms_per_alert(self) -> float:
+        """CPU milliseconds an alert took in the embedded broker (serving the pipeline's fetches and writes)."""
+        return 1000 * self.broker_cpu_s / sum(self.chunk_alerts)
+
+    @property
+    def cores_busy(self) -> float:
+        """How many cores the chunks kept busy on average, broker included."""
+        return (self.cpu_s + self.broker_cpu_s) / self.run_s if self.run_s else 0.0
 
     @property
     def e2e_alerts_per_s(self) -> float:
@@ -119,6 +139,9 @@ class PipelineBench:
             f"latency_p95_s={p95:.2f}",
             f"decode_peak_rss_mb={self.decode_peak_rss_mb:.0f}",
             f"peak_rss_without_broker_mb={self.peak_rss_without_broker_mb:.0f}",
+            f"cpu_ms_per_alert={self.cpu_ms_per_alert:.3f}",
+            f"broker_cpu_ms_per_alert={self.broker_cpu_ms_per_alert:.3f}",
+            f"cores_busy={self.cores_busy:.2f}",
             f"e2e_alerts_per_s={self.e2e_alerts_per_s:.0f}",
             f"decode_alerts_per_s={self.decode_alerts_per_s:.0f}",
             f"e2e_ratio={self.e2e_alerts_per_s / self.decode_alerts_per_s:.3f}",
@@ -128,8 +151,9 @@ class PipelineBench:
         ]
 
 
-class RssSampler:
-    """Samples the summed RSS of a process and all its descendants (and of extra pids) in a thread.
+class TreeSampler:
+    """Samples the summed RSS of a process and all its descendants (and of extra pids) in a thread; reads their
+    summed CPU time on demand.
 
     Finding the descendants walks all of ``/proc`` (tens of milliseconds of CPU, taken from the pipeline being
     measured on a small machine), so the tree is refreshed every ``tree_every_s``; each sample between refreshes
@@ -181,6 +205,20 @@ class RssSampler:
         self.peak_own_bytes = max(self.peak_own_bytes, total - extras)
         return total
 
+    def cpu_seconds(self) -> tuple[float, float]:
+        """User + system CPU seconds used so far by the tree, then by the extra processes (found again first)."""
+        self._procs = self._tree()
+        self._tree_at = time.monotonic()
+        own = extras = 0.0
+        for pid, p in self._procs.items():
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                times = p.cpu_times()
+                if pid in self._extras:
+                    extras += times.user + times.system
+                else:
+                    own += times.user + times.system
+        return own, extras
+
     def reset_peak(self) -> int:
         """Start a new peak from the tree's RSS now; returns the peak so far."""
         before = self.peak_bytes
@@ -192,7 +230,7 @@ class RssSampler:
         while not self._stop.wait(self.interval_s):
             self.sample(refresh=False)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> TreeSampler:
         self._thread.start()
         return self
 
@@ -307,7 +345,7 @@ def run_bench(
         state = broker.start(home, bench_settings.broker_port, bench_settings.broker_start_timeout_s, "memory")
         console.log(f"embedded broker on {state.bootstrap}, home {home}")
         try:
-            with RssSampler() as rss:
+            with TreeSampler() as rss:
                 rss.extra.add(state.pid)
                 if client is not None:
                     return _measure(bench_settings, args, console, rss, client)
@@ -318,7 +356,7 @@ def run_bench(
 
 
 def _measure(
-    settings: Settings, args: argparse.Namespace, console: Console, rss: RssSampler, client: Client
+    settings: Settings, args: argparse.Namespace, console: Console, rss: TreeSampler, client: Client
 ) -> PipelineBench:
     config = SimConfig(history_days=args.history_days, cutout_size=args.cutout_size)
     n_latency = int(args.rate * args.latency_seconds)
@@ -340,6 +378,7 @@ def _measure(
     decode_one = decode_many = 0.0
     decode_peak = 0
     mean_kb = 0.0
+    cpu = broker_cpu = run_s = 0.0
     for chunk in range(args.chunks):
         topic = f"bench-{run_id}-chunk{chunk + 1}"
         kafka.ensure_topics(settings, [topic])
@@ -365,10 +404,15 @@ def _measure(
             decode_peak = rss.reset_peak()
         console.log(f"chunk {chunk + 1}: running the pipeline over {args.alerts} alerts")
         started = time.monotonic()
+        cpu_before = rss.cpu_seconds()
         # A group of its own per run: no wait for the members of an earlier run's group to expire.
         own = settings.model_copy(update={"consumer_group": f"nightjar-{topic}"})
         report = run(own, client, topic, max_alerts=args.alerts)
         wall = time.monotonic() - started
+        cpu_after = rss.cpu_seconds()
+        cpu += cpu_after[0] - cpu_before[0]
+        broker_cpu += cpu_after[1] - cpu_before[1]
+        run_s += wall
         chunk_seconds.append(report.seconds or wall)
         chunk_alerts.append(report.consumed)
         for name, seconds in getattr(report, "stage_seconds", {}).items():
@@ -396,6 +440,9 @@ def _measure(
         decode_peak_rss_mb=decode_peak / 2**20,
         mean_size_kb=mean_kb,
         workers=workers,
+        cpu_s=cpu,
+        broker_cpu_s=broker_cpu,
+        run_s=run_s,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 
 import pytest
 from distributed import Client
@@ -32,6 +33,11 @@ def test_bench_prints_its_figures_last(settings: Settings, dask_client: Client, 
     assert any(line.startswith("latency_p50_s=") for line in lines)
     assert any(line.startswith("latency_p95_s=") for line in lines)
     assert any(line.startswith("decode_peak_rss_mb=") for line in lines)
+    printed = dict(line.split("=", 1) for line in lines if line.count("=") == 1)
+    assert float(printed["cpu_ms_per_alert"]) == pytest.approx(result.cpu_ms_per_alert, abs=1e-3)
+    # the pipeline and the broker both worked, and CPU time over wall time cannot exceed the machine's cores
+    assert result.cpu_s > 0 and result.broker_cpu_s > 0
+    assert 0 < result.cores_busy <= (os.cpu_count() or 1) * 1.05
     assert 0 < result.peak_rss_without_broker_mb < result.peak_rss_mb
     assert result.chunk_alerts == [100, 100]
     assert result.latency_matched == result.latency_produced == 50
