@@ -30,7 +30,7 @@ from nightjar.catalogs.catalog import CatalogSet
 from nightjar.catalogs.dispatch import submit_context
 from nightjar.cluster import BULK_SLOT, bulk_slots
 from nightjar.lake.commit import app_id
-from nightjar.pipelines import context, stages, watch_filters
+from nightjar.pipelines import context, lake_write, stages, watch_filters
 from nightjar.pipelines.watch import WatchSet, match_batch
 from nightjar.sql import sandbox
 from nightjar.sql.registry import Filter
@@ -236,14 +236,16 @@ def build(
         where = _on(job.worker)
         home = config.home
         # The cutouts' files are written while earlier batches commit; only adding them waits its turn.
-        cutouts = client.submit(stages.stage_cutouts, job.future, home, **where, pure=False)
+        cutouts = client.submit(lake_write.stage_cutouts, job.future, home, **where, pure=False)
         # Two steps, each in batch order: a batch's object states (its features) are computed while the next
         # batch's rows are written.
         rows_args = (job.future, home, txns, job.context, cutouts, job.hits)
-        rows = client.submit(_after, stages.commit_rows, pipeline.last_rows, *rows_args, **where, pure=False)
+        rows = client.submit(_after, lake_write.commit_rows, pipeline.last_rows, *rows_args, **where, pure=False)
         pipeline.last_rows = client.submit(_committed, rows, **where, priority=MARKER_PRIORITY, pure=False)
         objects_args = (rows, home, txns, job.context, config.classifiers)
-        fut = client.submit(_after, stages.commit_objects, pipeline.last_objects, *objects_args, **where, pure=False)
+        fut = client.submit(
+            _after, lake_write.commit_objects, pipeline.last_objects, *objects_args, **where, pure=False
+        )
         pipeline.last_objects = client.submit(_committed, fut, **where, priority=MARKER_PRIORITY, pure=False)
         return replace(job, future=fut)
 

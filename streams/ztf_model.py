@@ -31,7 +31,7 @@ Cutouts are ZTF's gzipped FITS stamps (``stampData``). A detection's ``sources``
 PS1 and Gaia neighbours...) are columns of the object, from its newest alert. ZTF's history copy of a detection is
 not its candidate (floats rounded to 6 digits, ``isdiffpos`` ``1`` for ``t``, other ``magzpscirms``): the lake
 keeps the candidate of every detection whose alert it received, whichever copy arrived first
-(``pipelines.stages.late_alerts``).
+(``pipelines.lake_write.late_alerts``).
 """
 
 from __future__ import annotations

@@ -446,7 +446,7 @@ def kafka_settings(home: Path, kafka_bootstrap: str, database_url: str | None) -
 
 def build_lake(home: Path, alerts: int, batches: int, seed: int = 7, topic: str = "sim") -> list[bytes]:
     """Commit ``alerts`` simulated alerts to a real lake in ``batches`` commits (one Delta version each)."""
-    from nightjar.pipelines import stages
+    from nightjar.pipelines import lake_write, stages
     from nightjar.streams import simulate
     from nightjar.streams.decode import RawBatch, decode_batch
 
@@ -459,7 +459,7 @@ def build_lake(home: Path, alerts: int, batches: int, seed: int = 7, topic: str 
         chunk = payloads[start : start + size]
         raw = RawBatch(chunk, [topic] * len(chunk), [0] * len(chunk), list(range(start, start + len(chunk))))
         decoded = stages.locate(decode_batch(raw), partition_order=5)
-        stages.commit_to_lake(decoded, home, {f"nightjar:{topic}:0": start + len(chunk) - 1})
+        lake_write.commit_to_lake(decoded, home, {f"nightjar:{topic}:0": start + len(chunk) - 1})
     return payloads
 
 

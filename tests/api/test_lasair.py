@@ -18,7 +18,7 @@ from nightjar import paths
 from nightjar.api.app import create_app
 from nightjar.api.users import add_user_token
 from nightjar.lake import read
-from nightjar.pipelines import stages
+from nightjar.pipelines import lake_write, stages
 from nightjar.settings import Settings
 from nightjar.streams.decode import RawBatch, decode_batch
 from nightjar.streams.files import read_payloads
@@ -235,7 +235,7 @@ def ztf_lake(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterat
     files = [f for folder in ZTF_FOLDERS for f in sorted((data_dir / "alerts/ztf" / folder).glob("*.avro"))]
     payloads = [p for f in files for p in read_payloads(f, wire_format=False)]
     raw = RawBatch(payloads, ["ztf"] * len(payloads), [0] * len(payloads), list(range(len(payloads))))
-    stored = stages.commit_to_lake(stages.locate(decode_batch(raw), 5), home, {"test:ztf:0": len(payloads)}).objects
+    stored = lake_write.commit_to_lake(stages.locate(decode_batch(raw), 5), home, {"test:ztf:0": len(payloads)}).objects
     token = add_user_token(settings, "ztf-bot", role="annotator", topics=("ztfclass",))
     with lasair_endpoint(settings) as url:
         yield ZtfLake(settings, url, stored, lasair_client(token, endpoint=url))

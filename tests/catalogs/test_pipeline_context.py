@@ -19,7 +19,7 @@ from nightjar import paths
 from nightjar.catalogs.catalog import load_catalog_set
 from nightjar.catalogs.demo import install_openngc
 from nightjar.catalogs.dispatch import submit_context
-from nightjar.pipelines import context, stages
+from nightjar.pipelines import context, lake_write, stages
 from nightjar.pipelines.run import ingest, run
 from nightjar.settings import Settings
 from nightjar.sql import engine, registry
@@ -117,7 +117,7 @@ def test_streaming_filters_see_the_context_of_new_and_known_objects(
         pending = context.pending(batch, settings.home, catalogs.version)
         result = submit_context(dask_client, pending.todo, catalogs).result()
         ctx = context.combine(pending, result)
-        stages.commit_to_lake(batch, settings.home, {f"test:{len(raw)}": 0}, ctx)
+        lake_write.commit_to_lake(batch, settings.home, {f"test:{len(raw)}": 0}, ctx)
         outcome = stages.apply_filters(batch, [flt], limits, ctx)
         (output,) = outcome.outputs
         assert output.error is None and output.matches is not None

@@ -156,7 +156,7 @@ def test_time_travel_reads_one_consistent_past_lake(settings, dask_client, data_
 
 
 def test_concurrent_batch_commits_on_dask_workers_lose_nothing(settings, dask_client) -> None:
-    from nightjar.pipelines import stages
+    from nightjar.pipelines import lake_write, stages
     from nightjar.pipelines.graph import transactions
     from nightjar.sql.engine import query_lake
     from nightjar.streams.decode import RawBatch
@@ -169,7 +169,7 @@ def test_concurrent_batch_commits_on_dask_workers_lose_nothing(settings, dask_cl
         raw = RawBatch([a.payload for a in part], ["concurrent"] * 100, [i // 100] * 100, list(range(100)))
         batches.append((stages.locate(stages.decode(raw, 4_000_000), 5), transactions(raw)))
     # Six batches, each its own Kafka partition, committed at the same time by two worker processes.
-    futures = [dask_client.submit(stages.commit_to_lake, b, settings.home, t, pure=False) for b, t in batches]
+    futures = [dask_client.submit(lake_write.commit_to_lake, b, settings.home, t, pure=False) for b, t in batches]
     dask_client.gather(futures)
     # Committed out of order, an alert's detection may first reach the lake in a later alert's packet history
     # (fromPacketHistory then says so): every alert's detection is there, once.

@@ -15,7 +15,7 @@ from distributed import Client
 import nightjar.lake
 from nightjar import paths
 from nightjar.lake import commit, maintain, read, tables
-from nightjar.pipelines import stages
+from nightjar.pipelines import lake_write, stages
 from nightjar.settings import Settings
 from nightjar.sql import export
 from nightjar.sql.engine import query_lake
@@ -45,17 +45,17 @@ def _batches(alerts: int, batches: int) -> list[tuple[stages.DecodedBatch, dict[
 def s3_filled(s3_lake: LakeRoot) -> LakeRoot:
     """An S3 lake holding ``ALERTS`` simulated alerts, committed in three batches."""
     for batch, txns in _batches(ALERTS, 3):
-        stages.commit_to_lake(batch, s3_lake, txns)
+        lake_write.commit_to_lake(batch, s3_lake, txns)
     return s3_lake
 
 
 def test_batches_commit_to_s3_exactly_once(s3_lake: LakeRoot) -> None:
     batches = _batches(ALERTS, 3)
     for batch, txns in batches:
-        stages.commit_to_lake(batch, s3_lake, txns)
+        lake_write.commit_to_lake(batch, s3_lake, txns)
     versions = read.table_versions(s3_lake)
     # A batch read again after a crash (before the Kafka offsets were committed) adds nothing.
-    stages.commit_to_lake(batches[1][0], s3_lake, batches[1][1])
+    lake_write.commit_to_lake(batches[1][0], s3_lake, batches[1][1])
     assert read.table_versions(s3_lake) == versions
     lake = nightjar.lake.open(s3_lake)
     assert lake.to_arrow(paths.SOURCES).num_rows == ALERTS
@@ -152,5 +152,5 @@ def test_storage_options_from_the_aws_environment(s3_lake: LakeRoot, monkeypatch
     bare = Settings(lake_uri=s3_lake.uri).lake
     assert bare.storage_options is None
     batch, txns = _batches(20, 1)[0]
-    stages.commit_to_lake(batch, bare, txns)
+    lake_write.commit_to_lake(batch, bare, txns)
     assert nightjar.lake.open(bare).to_arrow(paths.SOURCES).num_rows == 20

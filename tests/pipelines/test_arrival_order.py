@@ -24,7 +24,7 @@ from deltalake import DeltaTable
 
 from nightjar import paths
 from nightjar.lake import read
-from nightjar.pipelines import stages
+from nightjar.pipelines import lake_write, stages
 from nightjar.settings import Settings
 from nightjar.streams.decode import RawBatch, decode_batch
 
@@ -59,7 +59,7 @@ def ingest_in_order(settings: Settings, alerts: list[bytes], order: np.ndarray, 
         raw = RawBatch(picked, ["ztf"] * len(picked), [0] * len(picked), [int(i) for i in order[start : start + batch]])
         decoded = stages.locate(decode_batch(raw), settings.partition_order)
         assert not decoded.rejects
-        stages.commit_to_lake(decoded, settings.home, {f"test:{start}": start})
+        lake_write.commit_to_lake(decoded, settings.home, {f"test:{start}": start})
 
 
 def stored(home: Path, table: str, key: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from confluent_kafka import Producer
 
 from nightjar.catalogs.skymap_store import active_specs, list_skymaps
 from nightjar.lake import mma_hits
-from nightjar.pipelines import stages
+from nightjar.pipelines import lake_write, stages
 from nightjar.pipelines.gcn_notices import listen
 from nightjar.settings import Settings
 from nightjar.streams import kafka, simulate
@@ -68,7 +68,7 @@ def test_notices_store_supersede_and_retract(kafka_settings: Settings, data_dir:
     payloads = [a.payload for a in sim.alerts()]
     raw = RawBatch(payloads, ["sim"] * len(payloads), [0] * len(payloads), list(range(len(payloads))))
     decoded = stages.locate(decode_batch(raw), partition_order=5)
-    stages.commit_to_lake(decoded, home, {"nightjar:sim:0": len(payloads) - 1})
+    lake_write.commit_to_lake(decoded, home, {"nightjar:sim:0": len(payloads) - 1})
     sources = decoded.sources
     event_time = Time(simulate.START_MJD - 1.0, format="mjd").isot + "Z"
 

@@ -12,7 +12,7 @@ from deltalake import DeltaTable
 
 from nightjar import paths
 from nightjar.lake import commit, history, read
-from nightjar.pipelines import stages
+from nightjar.pipelines import lake_write, stages
 from nightjar.pipelines.graph import transactions
 from nightjar.settings import Settings
 from nightjar.streams.decode import RawBatch, decode_batch
@@ -40,21 +40,21 @@ def _keys(settings: Settings, table: str, key: str) -> list[int]:
 def test_a_batch_cut_short_after_its_sources_append_is_indexed_by_the_next(settings: Settings) -> None:
     payloads = [a.payload for a in generate_alerts(240, seed=5, config=SimConfig(history_days=60, nights=3))]
     first, txns = _batch(payloads[:80], 0)
-    stages.commit_to_lake(first, settings.home, txns)
+    lake_write.commit_to_lake(first, settings.home, txns)
     # The second batch crashes right after appending its detections (the rest of its commit never happens).
     second, txns = _batch(payloads[80:160], 80)
     known = history.stored(settings.home, second.objects["diaObjectId"].to_numpy())
     assert commit.append(
-        settings.home, paths.SOURCES, history.unseen(stages.lake_sources(second), "diaSourceId", known, False), txns
+        settings.home, paths.SOURCES, history.unseen(lake_write.lake_sources(second), "diaSourceId", known, False), txns
     )
     # After the restart the consumer cuts the batches differently: the lost batch's alerts and the next ones.
     for start, end in ((80, 120), (120, 240)):
         again, txns = _batch(payloads[start:end], start)
-        stages.commit_to_lake(again, settings.home, txns)
+        lake_write.commit_to_lake(again, settings.home, txns)
 
     sources = _keys(settings, paths.SOURCES, "diaSourceId")
     assert len(sources) == len(set(sources))  # nothing twice
-    everything = stages.lake_sources(_batch(payloads, 0)[0])
+    everything = lake_write.lake_sources(_batch(payloads, 0)[0])
     assert set(sources) == set(everything["diaSourceId"].to_pylist())  # nothing lost
     indexed = DeltaTable(str(paths.table_dir(settings.home, paths.OBJECT_HISTORY))).to_pyarrow_table()
     detections = indexed.filter(pc.invert(indexed["forced"]))["key"].to_pylist()
@@ -84,10 +84,10 @@ def test_a_batch_commits_all_or_nothing_across_a_crash_between_its_tables(
     home = settings.home
     payloads = [a.payload for a in generate_alerts(160, seed=9, config=SimConfig(history_days=60, nights=3))]
     first, txns = _batch(payloads[:80], 0)
-    stages.commit_to_lake(first, home, txns)
+    lake_write.commit_to_lake(first, home, txns)
     before = _counts(home)
     everything, _ = _batch(payloads, 0)
-    complete = stages.commit_to_lake(everything, Path(str(home) + "-reference"), transactions(_raw(payloads, 0)))
+    complete = lake_write.commit_to_lake(everything, Path(str(home) + "-reference"), transactions(_raw(payloads, 0)))
 
     real_append, real_upsert, real_states = commit.append, commit.upsert, commit.append_states
 
@@ -115,12 +115,12 @@ def test_a_batch_commits_all_or_nothing_across_a_crash_between_its_tables(
     monkeypatch.setattr(commit, "append_states", append_states)
     second, txns = _batch(payloads[80:], 80)
     with pytest.raises(RuntimeError, match="power cut"):
-        stages.commit_to_lake(second, home, txns)
+        lake_write.commit_to_lake(second, home, txns)
     assert _counts(home) == before  # nothing of the cut batch is visible
 
     monkeypatch.undo()
     again, txns = _batch(payloads[80:], 80)
-    stages.commit_to_lake(again, home, txns)
+    lake_write.commit_to_lake(again, home, txns)
     after = _counts(home)
     assert all(rows == distinct for rows, distinct in after.values())  # nothing twice
     reference = _counts(Path(str(home) + "-reference"))

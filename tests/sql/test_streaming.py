@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from nightjar.pipelines import stages
+from nightjar.pipelines import lake_write, stages
 from nightjar.settings import Settings
 from nightjar.sql import engine, registry, sandbox, views
 from nightjar.sql.compile import FilterSpec, compile_filters
@@ -178,7 +178,7 @@ def test_ztf_native_names_select_the_same_rows_streaming_and_static(data_dir: Pa
     ingested them; over a batch of LSST alerts (which has no such values) it matches nothing, without failing."""
     ztf = _decoded([f for folder in ZTF_FOLDERS for f in sorted((data_dir / "alerts/ztf" / folder).glob("*.avro"))])
     assert not ztf.rejects
-    committed = stages.commit_to_lake(ztf, settings.home, {"test:ztf:0": 0})
+    committed = lake_write.commit_to_lake(ztf, settings.home, {"test:ztf:0": 0})
     name = committed.objects.sort_by([("ncand", "descending")])["objectId"][0].as_py()
     db = registry.engine(settings.metadata_url)
     try:
