@@ -161,6 +161,36 @@ def _detections(table: pa.Table, obj_ids: np.ndarray, object_names: pa.Array, re
     return out.append_column(ROW, pa.array(record_row[recs], pa.int64()))
 
 
+def _forced(
+    part: pa.Table,
+    kind: str,
+    flux: pa.Array,
+    flux_err: pa.Array,
+    obj_ids: np.ndarray,
+    object_names: pa.Array,
+    record_row: np.ndarray,
+) -> pa.Table:
+    """``forced_sources`` rows of one kind (``upper_limit`` or ``forced_phot``) from ZTF history rows, which carry
+    ``jd``, ``fid``, ``diffmaglim`` and ``pid``; ``flux`` and ``flux_err`` are their fluxes in nJy."""
+    recs = part[RECORD].to_numpy()
+    return pa.table(
+        {
+            "diaObjectId": pa.array(obj_ids[recs], pa.int64()),
+            "objectId": object_names.take(pa.array(recs)),
+            "kind": pa.array([kind] * len(recs), pa.string()),
+            "ra": pa.nulls(len(recs), pa.float64()),  # the packet gives no position for it
+            "dec": pa.nulls(len(recs), pa.float64()),
+            "midpointMjdTai": pc.subtract(part["jd"], JD_MJD),
+            "band": BANDS.take(pc.cast(part["fid"], pa.int64())),
+            "psfFlux": flux,
+            "psfFluxErr": flux_err,
+            "diffmaglim": part["diffmaglim"],
+            "pid": part["pid"],
+            ROW: pa.array(record_row[recs], pa.int64()),
+        }
+    )
+
+
 def model_tables(decoded: Decoded, record_row: np.ndarray) -> tuple[dict[str, pa.Table], np.ndarray]:
     """The model tables of one group of ZTF alerts, and the alerts whose objectId is malformed."""
     top = decoded.tables[""]
@@ -186,52 +216,19 @@ def model_tables(decoded: Decoded, record_row: np.ndarray) -> tuple[dict[str, pa
         earlier = prv.filter(detected)
         tables["prv_sources"] = _detections(earlier, obj_ids, names, record_row)
         limits = prv.filter(pc.invert(detected))
-        recs = limits[RECORD].to_numpy()
-        forced_parts.append(
-            pa.table(
-                {
-                    "diaObjectId": pa.array(obj_ids[recs], pa.int64()),
-                    "objectId": names.take(pa.array(recs)),
-                    "kind": pa.array(["upper_limit"] * len(recs), pa.string()),
-                    "ra": pa.nulls(len(recs), pa.float64()),  # the packet gives no position for it
-                    "dec": pa.nulls(len(recs), pa.float64()),
-                    "midpointMjdTai": pc.subtract(limits["jd"], JD_MJD),
-                    "band": BANDS.take(pc.cast(limits["fid"], pa.int64())),
-                    "psfFlux": pa.nulls(len(recs), pa.float32()),
-                    "psfFluxErr": pa.nulls(len(recs), pa.float32()),
-                    "diffmaglim": limits["diffmaglim"],
-                    "pid": limits["pid"],
-                    ROW: pa.array(record_row[recs], pa.int64()),
-                }
-            )
-        )
+        none = pa.nulls(limits.num_rows, pa.float32())
+        forced_parts.append(_forced(limits, "upper_limit", none, none, obj_ids, names, record_row))
     fp = decoded.tables.get("fp_hists")
     if fp is not None and fp.num_rows:
-        recs = fp[RECORD].to_numpy()
         raw = np.asarray(pc.fill_null(fp["forcediffimflux"], np.nan).to_numpy(zero_copy_only=False), np.float64)
         err = np.asarray(pc.fill_null(fp["forcediffimfluxunc"], np.nan).to_numpy(zero_copy_only=False), np.float64)
         zp = np.asarray(pc.fill_null(fp["magzpsci"], np.nan).to_numpy(zero_copy_only=False), np.float64)
         scale = 10 ** ((31.4 - zp) / 2.5)
         raw[raw == MISSING_FLUX] = np.nan
         err[err == MISSING_FLUX] = np.nan
-        forced_parts.append(
-            pa.table(
-                {
-                    "diaObjectId": pa.array(obj_ids[recs], pa.int64()),
-                    "objectId": names.take(pa.array(recs)),
-                    "kind": pa.array(["forced_phot"] * len(recs), pa.string()),
-                    "ra": pa.nulls(len(recs), pa.float64()),  # the packet gives no position for it
-                    "dec": pa.nulls(len(recs), pa.float64()),
-                    "midpointMjdTai": pc.subtract(fp["jd"], JD_MJD),
-                    "band": BANDS.take(pc.cast(fp["fid"], pa.int64())),
-                    "psfFlux": pa.array((raw * scale).astype(np.float32), from_pandas=True),
-                    "psfFluxErr": pa.array((err * scale).astype(np.float32), from_pandas=True),
-                    "diffmaglim": fp["diffmaglim"],
-                    "pid": fp["pid"],
-                    ROW: pa.array(record_row[recs], pa.int64()),
-                }
-            )
-        )
+        flux = pa.array((raw * scale).astype(np.float32), from_pandas=True)
+        flux_err = pa.array((err * scale).astype(np.float32), from_pandas=True)
+        forced_parts.append(_forced(fp, "forced_phot", flux, flux_err, obj_ids, names, record_row))
     if forced_parts:
         tables["forced_sources"] = pa.concat_tables(forced_parts)
 

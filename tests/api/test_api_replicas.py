@@ -7,8 +7,7 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,6 +17,8 @@ from nightjar.api.users import add_user_token
 from nightjar.bench.api import wait_until_serving
 from nightjar.settings import Settings
 from nightjar.streams import broker
+
+from ..waiting import eventually
 
 COUNT = "SELECT count(*) AS n FROM sources"
 BRIGHT = "SELECT diaObjectId, diaSourceId, psfFlux FROM sources WHERE psfFlux > 50000"
@@ -70,16 +71,6 @@ def replicas(s3_settings: Settings, tmp_path: Path) -> Iterator[tuple[httpx.Clie
                 server.wait(30)
 
 
-def _eventually(check: Callable[[], bool], timeout_s: float = 15.0) -> bool:
-    """A replica sees another's lake writes at its next snapshot check (docs/deploy.md: at most a second)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.25)
-    return check()
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(180)  # two API processes started and stopped
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -119,5 +110,6 @@ def test_two_api_processes_share_the_lake_and_the_metadata(
         got = two.post("/api/v1/query", json={"sql": seen}, headers=signed)
         return got.status_code == 200 and [r["classification"] for r in got.json()["rows"]] == ["SN Ia"]
 
-    assert _eventually(read_back), "the other replica never saw the annotation"
+    # A replica sees another's lake writes at its next snapshot check (docs/deploy.md: at most a second).
+    assert eventually(read_back, 15.0, every_s=0.25), "the other replica never saw the annotation"
     assert not (Path(s3_settings.home) / "lake").exists()  # both wrote and read the S3 lake only

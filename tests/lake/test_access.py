@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 from distributed import Client
@@ -15,21 +14,13 @@ import nightjar.lake
 from nightjar import paths
 from nightjar.lake import LakeError, commit
 
+from .comparable import by_key
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 def delta(home: Path, table: str, version: int | None = None) -> DeltaTable:
     return DeltaTable(str(paths.table_dir(home, table)), version=version)
-
-
-def by_key(table: pa.Table, name: str) -> pa.Table:
-    """Sorted by the table's key, NaN as null (so that equal tables compare equal)."""
-    table = table.sort_by(paths.KEY_COLUMNS[name])
-    for i, field in enumerate(table.schema):
-        if pa.types.is_floating(field.type):
-            column = table.column(i)
-            table = table.set_column(i, field, pc.if_else(pc.is_nan(column), pa.scalar(None, field.type), column))
-    return table
 
 
 def computed(client: Client, frame: object) -> pa.Table:

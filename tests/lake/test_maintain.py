@@ -17,6 +17,8 @@ from nightjar import paths
 from nightjar.cli import main
 from nightjar.lake import commit, maintain, read
 
+from .comparable import by_key
+
 
 def delta(home: Path, table: str) -> DeltaTable:
     return DeltaTable(str(paths.table_dir(home, table)))
@@ -27,12 +29,7 @@ def contents(home: Path, table: str) -> pa.Table:
     ``objects`` (merge-on-read) each object's newest state, as every reader sees it."""
     dt = delta(home, table)
     data = read.table_dataset(dt, table).to_table() if table == paths.OBJECTS else dt.to_pyarrow_table()
-    data = data.sort_by(paths.KEY_COLUMNS[table])
-    for i, field in enumerate(data.schema):
-        if pa.types.is_floating(field.type):
-            column = data.column(i)
-            data = data.set_column(i, field, pc.if_else(pc.is_nan(column), pa.scalar(None, field.type), column))
-    return data
+    return by_key(data, table)
 
 
 def parquet_on_disk(home: Path, table: str) -> set[str]:

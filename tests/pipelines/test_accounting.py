@@ -18,19 +18,14 @@ from nightjar.sql.engine import query_lake
 from nightjar.streams import kafka, schemas, simulate, wire
 from nightjar.streams.publish import Publisher
 
+from ..fastavro_reference import fastavro_record
+
 GOOD = 300
-
-
-def _record(payload: bytes) -> dict:
-    sid, body = wire.unframe(payload)
-    record = fastavro.schemaless_reader(io.BytesIO(body), schemas.lsst_schema(sid), None)
-    assert isinstance(record, dict)
-    return record
 
 
 def _with_flux(payload: bytes, flux: float) -> bytes:
     """The same alert (same diaSourceId) with another psfFlux: a conflicting re-send."""
-    record = _record(payload)
+    record = fastavro_record(payload)
     record["diaSource"]["psfFlux"] = flux
     sid = schemas.latest_schema_id()
     buf = io.BytesIO()
@@ -89,7 +84,7 @@ def test_every_message_is_stored_dead_lettered_or_a_counted_duplicate(
     flux = dict(zip(triggers["diaSourceId"].to_pylist(), triggers["psfFlux"].to_pylist(), strict=True))
     assert len(flux) == GOOD + 1
     for payload in (good[1], fresh):
-        source = _record(payload)["diaSource"]
+        source = fastavro_record(payload)["diaSource"]
         assert flux[source["diaSourceId"]] == pytest.approx(source["psfFlux"], rel=1e-6)
 
     # The dead-letter topic holds each rejected message as it was sent, with its reason.

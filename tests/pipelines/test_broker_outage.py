@@ -36,6 +36,7 @@ from nightjar.sql import registry
 from nightjar.sql.engine import query_lake
 from nightjar.streams import broker, kafka, simulate
 
+from ..waiting import eventually
 from .lake_checks import assert_each_alert_once
 
 N = 600
@@ -92,15 +93,6 @@ class _Seen(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if self.text in record.getMessage():
             self.event.set()
-
-
-def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return condition()
 
 
 def _logged_ends(log_table: Path) -> list[int]:
@@ -171,12 +163,12 @@ def _ride_out(
     log_table = paths.table_dir(home, paths.LAKE_LOG)
     returned = False
     try:
-        assert _wait(lambda: DeltaTable.is_deltatable(str(log_table)), 120), "no batch reached the lake"
+        assert eventually(lambda: DeltaTable.is_deltatable(str(log_table)), 120), "no batch reached the lake"
         if caught_up:
-            assert _wait(lambda: _committed(settings, topic) == first, 120), "the first half was not committed"
+            assert eventually(lambda: _committed(settings, topic) == first, 120), "the first half was not committed"
         away()
         gone = time.monotonic()
-        noticed = _wait(lambda: seen.event.is_set() or not runner.is_alive(), 60)
+        noticed = eventually(lambda: seen.event.is_set() or not runner.is_alive(), 60)
         # Where the run was when it did not notice (this failed once, rarely, under load: find out where it waits)
         assert noticed, f"no outage noticed in 60 s; the run was at:\n{_stack_of(runner)}"
         assert "error" not in result, f"the run ended during the outage: {result.get('error')!r}"

@@ -6,7 +6,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -18,28 +17,15 @@ from nightjar.sql.engine import query_lake
 from nightjar.streams import simulate
 
 from .lake_checks import assert_each_alert_once
+from .run_process import start_run
 
 N = 1200
 KILLS = 5
 
 
-def start_run(home: Path, bootstrap: str, topic: str, log: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "NIGHTJAR_HOME": str(home),
-        "NIGHTJAR_KAFKA": bootstrap,
-        "NIGHTJAR_BATCH_SIZE": "150",
-        "NIGHTJAR_BATCH_TIMEOUT_S": "0.5",
-        "NIGHTJAR_WORKERS": "1",
-    }
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "nightjar.cli", "run", "--topic", topic, "--idle-exit", "15"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the Dask workers die with it
-        )
+def start(home: Path, bootstrap: str, topic: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {"NIGHTJAR_HOME": str(home), "NIGHTJAR_KAFKA": bootstrap, "NIGHTJAR_BATCH_SIZE": "150"}
+    return start_run(env, topic, 15, log)
 
 
 @pytest.mark.slow
@@ -52,11 +38,11 @@ def test_kill_nine_and_restart_loses_and_duplicates_nothing(home: Path, kafka_bo
     log = tmp_path / "runs.log"
     rng = random.Random(11)
     for _ in range(KILLS):
-        proc = start_run(home, kafka_bootstrap, topic, log)
+        proc = start(home, kafka_bootstrap, topic, log)
         time.sleep(rng.uniform(4.0, 12.0))
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    final = start_run(home, kafka_bootstrap, topic, log)
+    final = start(home, kafka_bootstrap, topic, log)
     assert final.wait(timeout=300) == 0, log.read_text()[-3000:]
 
     assert_each_alert_once(settings, alerts)

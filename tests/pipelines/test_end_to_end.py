@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import uuid
 from pathlib import Path
 
-import fastavro
 import pytest
 from deltalake import DeltaTable
 from distributed import Client
@@ -18,9 +16,11 @@ from nightjar.pipelines.run import run
 from nightjar.settings import Settings
 from nightjar.sql import registry
 from nightjar.sql.engine import query_lake
-from nightjar.streams import kafka, schemas, simulate, wire
+from nightjar.streams import kafka, simulate
 from nightjar.streams.publish import Publisher
 from nightjar.streams.replay import replay
+
+from ..fastavro_reference import fastavro_record
 
 N = 1200
 BRIGHT_R = (
@@ -35,13 +35,7 @@ MAGS = (
 
 def decoded_alerts(seed: int) -> list[dict]:
     """The simulated alerts read back with fastavro: an independent view of what was sent."""
-    out = []
-    for alert in simulate.generate_alerts(N, seed=seed):
-        sid, body = wire.unframe(alert.payload)
-        record = fastavro.schemaless_reader(io.BytesIO(body), schemas.lsst_schema(sid), None)
-        assert isinstance(record, dict)
-        out.append(record)
-    return out
+    return [fastavro_record(alert.payload) for alert in simulate.generate_alerts(N, seed=seed)]
 
 
 @pytest.mark.slow

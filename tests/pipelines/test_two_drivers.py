@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +22,7 @@ from nightjar.storage import LakeRoot
 from nightjar.streams import simulate
 
 from .lake_checks import assert_each_alert_once
+from .run_process import start_run
 
 N = 800
 
@@ -31,7 +31,6 @@ def start_driver(settings: Settings, lake: LakeRoot, topic: str, home: Path, log
     """``nightjar run`` as an operator starts it on its own machine: its own home, the shared lake and group."""
     home.mkdir(parents=True, exist_ok=True)
     env = {
-        **os.environ,
         "NIGHTJAR_HOME": str(home),
         "NIGHTJAR_KAFKA": str(settings.kafka),
         "NIGHTJAR_DATABASE_URL": settings.metadata_url,
@@ -39,17 +38,8 @@ def start_driver(settings: Settings, lake: LakeRoot, topic: str, home: Path, log
         "NIGHTJAR_STORAGE_OPTIONS": json.dumps(dict(lake.options)),
         "NIGHTJAR_CONSUMER_GROUP": settings.consumer_group,
         "NIGHTJAR_BATCH_SIZE": "100",
-        "NIGHTJAR_BATCH_TIMEOUT_S": "0.5",
-        "NIGHTJAR_WORKERS": "1",
     }
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "nightjar.cli", "run", "--topic", topic, "--idle-exit", "25"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the kill takes its Dask workers too
-        )
+    return start_run(env, topic, 25, log)
 
 
 def wait_for_batches(lake: LakeRoot, count: int, driver: subprocess.Popen[bytes], timeout_s: float = 240) -> None:

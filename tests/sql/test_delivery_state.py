@@ -40,13 +40,6 @@ def rows(*entries: tuple[int, str, str, str, datetime]) -> pa.Table:
     )
 
 
-@pytest.fixture
-def db(settings: Settings):
-    eng = registry.engine(settings.metadata_url)
-    yield eng
-    eng.dispose()
-
-
 def test_the_latest_status_wins_whatever_the_order_of_recording(db) -> None:
     history = [
         (1, "1:7:8", "kafka", "pending", T0),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from nightjar.settings import Settings
 from nightjar.sql import registry
 from nightjar.sql.parse import QueryError
 
@@ -12,13 +11,6 @@ from nightjar.sql.parse import QueryError
 pytestmark = pytest.mark.both_databases
 
 BRIGHT = "SELECT diaObjectId, diaSourceId, psfFlux FROM sources WHERE psfFlux > 50000"
-
-
-@pytest.fixture
-def db(settings: Settings):
-    eng = registry.engine(settings.metadata_url)
-    yield eng
-    eng.dispose()
 
 
 def test_versions_and_a_rename_keep_the_topic(db) -> None:

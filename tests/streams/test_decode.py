@@ -15,12 +15,7 @@ from nightjar.streams.decode import RawBatch, decode_batch
 from nightjar.streams.files import AlertFileError, read_payloads
 from nightjar.streams.simulate import START_MJD, SimConfig, generate_alerts
 
-
-def reference(payload: bytes) -> dict:
-    sid, body = wire.unframe(payload)
-    record = fastavro.schemaless_reader(io.BytesIO(body), schemas.lsst_schema(sid), None)
-    assert isinstance(record, dict)
-    return record
+from ..fastavro_reference import fastavro_record
 
 
 def same(a: object, b: object) -> bool:
@@ -36,7 +31,7 @@ def test_simulated_alerts_decode_field_by_field() -> None:
     assert out.sources.num_rows == 300
     rows = out.sources.to_pylist()
     for alert, row in zip(alerts, rows, strict=True):
-        expected = reference(alert.payload)["diaSource"]
+        expected = fastavro_record(alert.payload)["diaSource"]
         for name, value in expected.items():
             assert same(row[name], value), name
     assert out.sources["diaSourceId"].type.bit_width == 64
@@ -45,7 +40,7 @@ def test_simulated_alerts_decode_field_by_field() -> None:
     assert out.objects.num_rows == len(with_object)
     assert set(out.objects["diaObjectId"].to_pylist()) == {a.dia_object_id for a in with_object}
     # Packet history and forced photometry come out row for row.
-    refs = [reference(a.payload) for a in alerts]
+    refs = [fastavro_record(a.payload) for a in alerts]
     assert out.prv_sources.num_rows == sum(len(r["prvDiaSources"] or []) for r in refs)
     assert out.forced_sources.num_rows == sum(len(r["prvDiaForcedSources"] or []) for r in refs)
 
@@ -64,7 +59,7 @@ def test_a_decoded_batch_is_unchanged_by_the_batches_decoded_after_it() -> None:
     assert {name: table.to_pylist() for name, table in kept.tables().items()} == before
     cutouts = {row["diaSourceId"]: row["cutoutDifference"] for row in before["cutouts"]}
     for payload in first:
-        alert = reference(payload)
+        alert = fastavro_record(payload)
         assert cutouts[alert["diaSource"]["diaSourceId"]] == alert["cutoutDifference"]
 
 
@@ -72,14 +67,14 @@ def test_simulated_alerts_validate_against_the_official_schema() -> None:
     for alert in generate_alerts(50, seed=5):
         sid, _ = wire.unframe(alert.payload)
         assert sid == schemas.latest_schema_id()
-        assert fastavro.validate(reference(alert.payload), schemas.lsst_schema(sid))
+        assert fastavro.validate(fastavro_record(alert.payload), schemas.lsst_schema(sid))
 
 
 def test_history_is_consistent_across_alerts_of_one_object() -> None:
     alerts = list(generate_alerts(400, seed=7))
     seen: dict[int | None, list[int]] = {}
     for alert in alerts:
-        record = reference(alert.payload)
+        record = fastavro_record(alert.payload)
         previous = [s["diaSourceId"] for s in record["prvDiaSources"] or []]
         earlier = seen.get(alert.dia_object_id, [])
         if alert.dia_object_id is None:  # solar-system detections come alone
@@ -104,7 +99,7 @@ def test_real_wire_format_alerts_decode(data_dir: Path) -> None:
     out = decode_batch(RawBatch.from_payloads(payloads, "real"))
     assert out.rejects == []
     assert sorted(out.sources["diaSourceId"].to_pylist()) == sorted(
-        reference(p)["diaSource"]["diaSourceId"] for p in payloads
+        fastavro_record(p)["diaSource"]["diaSourceId"] for p in payloads
     )
 
 
@@ -128,7 +123,7 @@ def test_non_alert_files_are_refused(tmp_path: Path) -> None:
 
 def test_bad_messages_are_rejected_with_reasons() -> None:
     good = [a.payload for a in generate_alerts(5, seed=1)]
-    nan_alert = reference(good[0])
+    nan_alert = fastavro_record(good[0])
     nan_alert["diaSource"]["ra"] = float("nan")
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, schemas.lsst_schema(schemas.latest_schema_id()), nan_alert)
@@ -158,7 +153,7 @@ def test_bad_messages_are_rejected_with_reasons() -> None:
 
 def _rewritten(payload: bytes, change) -> bytes:
     """The alert with ``change`` applied to its record, re-encoded with fastavro under the same schema."""
-    record = reference(payload)
+    record = fastavro_record(payload)
     change(record)
     buf = io.BytesIO()
     sid = schemas.latest_schema_id()
@@ -186,7 +181,7 @@ def _set(path: tuple[str, ...], value: object):
 def test_bad_strings_and_times_are_dead_lettered_with_reasons() -> None:
     """Invalid UTF-8 (in the triggering source or in its history) and NaN or infinite times: rejected, named."""
     good = [a.payload for a in generate_alerts(8, seed=3, config=SimConfig(history_days=30))]
-    with_history = next(p for p in good if reference(p)["prvDiaSources"])
+    with_history = next(p for p in good if fastavro_record(p)["prvDiaSources"])
 
     def history_band(record: dict) -> None:
         record["prvDiaSources"][0]["band"] = "QQQQ"

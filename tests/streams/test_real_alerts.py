@@ -10,10 +10,12 @@ import fastavro
 import pyarrow.compute as pc
 import pytest
 
-from nightjar.streams import schemas, wire
+from nightjar.streams import wire
 from nightjar.streams.decode import RawBatch, decode_batch
 from nightjar.streams.files import AlertFileError, read_payloads
 from nightjar.streams.ztf_model import ZTF_ID_FLAG
+
+from ..fastavro_reference import assert_decoded_as_fastavro, assert_same_row, fastavro_record
 
 ZTF_FOLDERS = [
     "ampel-2018-early",
@@ -28,19 +30,8 @@ ZTF_FOLDERS = [
 def reference_records(path: Path) -> list[dict]:
     data = path.read_bytes()
     if data[:1] == b"\x00":
-        sid, body = wire.unframe(data)
-        record = fastavro.schemaless_reader(io.BytesIO(body), schemas.lsst_schema(sid), None)
-        return [record]  # type: ignore[list-item]
+        return [fastavro_record(data)]
     return [r for r in fastavro.reader(io.BytesIO(data)) if isinstance(r, dict)]
-
-
-def assert_same_row(row: dict, expected: dict, where: str) -> None:
-    for name, value in expected.items():
-        got = row[name]
-        if isinstance(value, float) and math.isnan(value):
-            assert isinstance(got, float) and math.isnan(got), f"{where}.{name}"
-        else:
-            assert got == value, f"{where}.{name}: {got!r} != {value!r}"
 
 
 def lsst_files(data_dir: Path) -> list[Path]:
@@ -55,25 +46,7 @@ def test_every_lsst_alert_equals_fastavro(data_dir: Path) -> None:
         assert out.rejects == [], path
         refs = reference_records(path)
         assert out.sources.num_rows == len(refs)
-        sources = out.sources.to_pylist()
-        prv = out.prv_sources.to_pylist()
-        forced = out.forced_sources.to_pylist()
-        objects = out.objects.to_pylist()
-        cutouts = out.cutouts.to_pylist()
-        assert len(prv) == sum(len(r["prvDiaSources"] or []) for r in refs)
-        assert len(forced) == sum(len(r["prvDiaForcedSources"] or []) for r in refs)
-        assert len(objects) == sum(r["diaObject"] is not None for r in refs)
-        prv_iter, forced_iter, obj_iter = iter(prv), iter(forced), iter(objects)
-        for i, ref in enumerate(refs):
-            assert_same_row(sources[i], ref["diaSource"], f"{path.name}[{i}].diaSource")
-            for item in ref["prvDiaSources"] or []:
-                assert_same_row(next(prv_iter), item, f"{path.name}[{i}].prvDiaSources")
-            for item in ref["prvDiaForcedSources"] or []:
-                assert_same_row(next(forced_iter), item, f"{path.name}[{i}].prvDiaForcedSources")
-            if ref["diaObject"] is not None:
-                assert_same_row(next(obj_iter), ref["diaObject"], f"{path.name}[{i}].diaObject")
-            for name in ("cutoutDifference", "cutoutScience", "cutoutTemplate"):
-                assert cutouts[i][name] == ref[name]
+        assert_decoded_as_fastavro(out, refs, path.name)
         assert set(out.sources["survey"].to_pylist()) == {"lsst"}
 
 

@@ -15,6 +15,8 @@ from nightjar.streams import lightcurves, schemas, sky, wire
 from nightjar.streams.decode import RawBatch, decode_batch
 from nightjar.streams.simulate import SimConfig, Simulation
 
+from ..fastavro_reference import assert_decoded_as_fastavro, fastavro_record
+
 
 @pytest.fixture(scope="module")
 def simulation() -> tuple[Simulation, list]:
@@ -36,9 +38,7 @@ def test_every_class_appears_and_solar_system_alerts_have_no_object(simulation) 
     assert set(truth["class"].to_pylist()) == set(lightcurves.CLASSES)
     sso = {r["ssObjectId"] for r in truth.to_pylist() if r["class"] == "SSO"}
     for alert in alerts:
-        sid, body = wire.unframe(alert.payload)
-        record = fastavro.schemaless_reader(io.BytesIO(body), schemas.lsst_schema(sid), None)
-        assert isinstance(record, dict)
+        record = fastavro_record(alert.payload)
         if record["diaSource"]["ssObjectId"] in sso:
             assert record["diaObject"] is None and record["diaSource"]["diaObjectId"] is None
         else:
@@ -84,9 +84,7 @@ def test_a_year_of_history_gives_rubin_sized_alerts() -> None:
     for alert in alerts:
         if alert.dia_object_id is None:
             continue
-        sid, body = wire.unframe(alert.payload)
-        record = fastavro.schemaless_reader(io.BytesIO(body), schemas.lsst_schema(sid), None)
-        assert isinstance(record, dict)
+        record = fastavro_record(alert.payload)
         forced.append(len(record["prvDiaForcedSources"] or []))
     # A forced measurement every three days for a year.
     assert float(np.median(forced)) >= 100
@@ -98,41 +96,11 @@ def heavy() -> list:
     return list(Simulation(300, seed=13, config=config).alerts())
 
 
-def assert_same_row(row: dict, expected: dict, where: str) -> None:
-    for name, value in expected.items():
-        assert row[name] == value, f"{where}.{name}: {row[name]!r} != {value!r}"
-
-
-def _fastavro(payload: bytes) -> dict:
-    sid, body = wire.unframe(payload)
-    record = fastavro.schemaless_reader(io.BytesIO(body), schemas.lsst_schema(sid), None)
-    assert isinstance(record, dict)
-    return record
-
-
 def test_heavy_alerts_read_the_same_with_fastavro_and_the_columnar_decoder(heavy) -> None:
     sample = [a.payload for a in heavy[::5]]
     out = decode_batch(RawBatch.from_payloads(sample))
     assert out.rejects == []
-    refs = [_fastavro(p) for p in sample]
-    prv, forced, objects = (
-        iter(out.prv_sources.to_pylist()),
-        iter(out.forced_sources.to_pylist()),
-        iter(out.objects.to_pylist()),
-    )
-    cutouts = out.cutouts.to_pylist()
-    for i, (source, ref) in enumerate(zip(out.sources.to_pylist(), refs, strict=True)):
-        assert_same_row(source, ref["diaSource"], f"[{i}].diaSource")
-        for item in ref["prvDiaSources"] or []:
-            assert_same_row(next(prv), item, f"[{i}].prvDiaSources")
-        for item in ref["prvDiaForcedSources"] or []:
-            assert_same_row(next(forced), item, f"[{i}].prvDiaForcedSources")
-        if ref["diaObject"] is not None:
-            assert_same_row(next(objects), ref["diaObject"], f"[{i}].diaObject")
-        for name in ("cutoutDifference", "cutoutScience", "cutoutTemplate"):
-            assert cutouts[i][name] == ref[name]
-    for rest in (prv, forced, objects):
-        assert next(rest, None) is None
+    assert_decoded_as_fastavro(out, [fastavro_record(p) for p in sample])
 
 
 def test_heavy_alerts_are_canonical_avro(heavy) -> None:
@@ -140,14 +108,14 @@ def test_heavy_alerts_are_canonical_avro(heavy) -> None:
     for alert in heavy[::25]:
         sid, body = wire.unframe(alert.payload)
         again = io.BytesIO()
-        fastavro.schemaless_writer(again, schemas.lsst_schema(sid), _fastavro(alert.payload))
+        fastavro.schemaless_writer(again, schemas.lsst_schema(sid), fastavro_record(alert.payload))
         assert again.getvalue() == bytes(body)
 
 
 def test_heavy_alerts_are_consistent(heavy) -> None:
     ids: set[int] = set()
     for alert in heavy:
-        record = _fastavro(alert.payload)
+        record = fastavro_record(alert.payload)
         source = record["diaSource"]
         assert record["diaSourceId"] == source["diaSourceId"] == alert.dia_source_id
         assert source["diaObjectId"] == alert.dia_object_id
@@ -178,7 +146,7 @@ def test_heavy_alerts_are_consistent(heavy) -> None:
 
 
 def test_cutouts_are_fits_images_of_a_point_source(heavy) -> None:
-    record = _fastavro(heavy[0].payload)
+    record = fastavro_record(heavy[0].payload)
     flux = record["diaSource"]["psfFlux"]
     with fits.open(io.BytesIO(record["cutoutScience"])) as hdus:
         image = hdus[0].data
