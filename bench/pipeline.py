@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 import pyarrow as pa
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -44,6 +43,7 @@ from distributed import Client
 from rich.console import Console
 from rich.progress import Progress
 
+from nightjar.bench.process_tree import TreeSampler
 from nightjar.catalogs.demo import install_demo_catalogs
 from nightjar.cluster import dask_client
 from nightjar.pipelines.run import run
@@ -149,95 +149,6 @@ class PipelineBench:
             f"latency_p99_s={p99:.2f}",
             f"peak_rss_mb={self.peak_rss_mb:.0f}",
         ]
-
-
-class TreeSampler:
-    """Samples the summed RSS of a process and all its descendants (and of extra pids) in a thread; reads their
-    summed CPU time on demand.
-
-    Finding the descendants walks all of ``/proc`` (tens of milliseconds of CPU, taken from the pipeline being
-    measured on a small machine), so the tree is refreshed every ``tree_every_s``; each sample between refreshes
-    reads only the known processes' memory.
-    """
-
-    def __init__(self, interval_s: float = 0.5, tree_every_s: float = 5.0) -> None:
-        self.interval_s = interval_s
-        self.tree_every_s = tree_every_s
-        self.extra: set[int] = set()  # the embedded broker: sampled, and also left out of ``peak_own_bytes``
-        self.peak_bytes = 0
-        self.peak_own_bytes = 0  # without the extra processes
-        self._extras: set[int] = set()
-        self._procs: dict[int, psutil.Process] = {}
-        self._tree_at = -float("inf")
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
-
-    def _tree(self) -> dict[int, psutil.Process]:
-        me = psutil.Process()
-        procs = {me.pid: me}
-        for p in me.children(recursive=True):
-            procs[p.pid] = p
-        self._extras = set()
-        for pid in self.extra:
-            try:
-                p = psutil.Process(pid)
-            except psutil.NoSuchProcess:
-                continue
-            procs[pid] = p
-            self._extras.add(pid)
-            for child in p.children(recursive=True):
-                procs[child.pid] = child
-                self._extras.add(child.pid)
-        return procs
-
-    def sample(self, refresh: bool = True) -> int:
-        """The tree's RSS now (``refresh``: find the processes again first)."""
-        if refresh or time.monotonic() - self._tree_at >= self.tree_every_s:
-            self._procs = self._tree()
-            self._tree_at = time.monotonic()
-        total = extras = 0
-        for pid, p in self._procs.items():
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                rss = p.memory_info().rss
-                total += rss
-                extras += rss if pid in self._extras else 0
-        self.peak_bytes = max(self.peak_bytes, total)
-        self.peak_own_bytes = max(self.peak_own_bytes, total - extras)
-        return total
-
-    def cpu_seconds(self) -> tuple[float, float]:
-        """User + system CPU seconds used so far by the tree, then by the extra processes (found again first)."""
-        self._procs = self._tree()
-        self._tree_at = time.monotonic()
-        own = extras = 0.0
-        for pid, p in self._procs.items():
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                times = p.cpu_times()
-                if pid in self._extras:
-                    extras += times.user + times.system
-                else:
-                    own += times.user + times.system
-        return own, extras
-
-    def reset_peak(self) -> int:
-        """Start a new peak from the tree's RSS now; returns the peak so far."""
-        before = self.peak_bytes
-        self.peak_bytes = self.peak_own_bytes = 0
-        self.sample()
-        return before
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.sample(refresh=False)
-
-    def __enter__(self) -> TreeSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample()
 
 
 def _produce(producer: Producer, topic: str, alert: SimAlert, timestamp_ms: int | None = None) -> None:
@@ -403,8 +314,8 @@ def _measure(
             _return_freed_memory()
             decode_peak = rss.reset_peak()
         console.log(f"chunk {chunk + 1}: running the pipeline over {args.alerts} alerts")
+        cpu_before = rss.cpu_seconds()  # walks /proc: before the clock starts
         started = time.monotonic()
-        cpu_before = rss.cpu_seconds()
         # A group of its own per run: no wait for the members of an earlier run's group to expire.
         own = settings.model_copy(update={"consumer_group": f"nightjar-{topic}"})
         report = run(own, client, topic, max_alerts=args.alerts)

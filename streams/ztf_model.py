@@ -177,7 +177,7 @@ def _forced(
         {
             "diaObjectId": pa.array(obj_ids[recs], pa.int64()),
             "objectId": object_names.take(pa.array(recs)),
-            "kind": pa.array([kind] * len(recs), pa.string()),
+            "kind": pa.repeat(pa.scalar(kind, pa.string()), len(recs)),
             "ra": pa.nulls(len(recs), pa.float64()),  # the packet gives no position for it
             "dec": pa.nulls(len(recs), pa.float64()),
             "midpointMjdTai": pc.subtract(part["jd"], JD_MJD),
