@@ -151,19 +151,6 @@ class PipelineBench:
         ]
 
 
-def _produce(producer: Producer, topic: str, alert: SimAlert, timestamp_ms: int | None = None) -> None:
-    while True:
-        try:
-            if timestamp_ms is None:
-                producer.produce(topic, value=alert.payload, key=alert.key)
-            else:
-                producer.produce(topic, value=alert.payload, key=alert.key, timestamp=timestamp_ms)
-            break
-        except BufferError:  # the local queue is full: let deliveries drain
-            producer.poll(0.1)
-    producer.poll(0)
-
-
 def _delete_topics(settings: Settings, topics: list[str]) -> None:
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers(settings)})
     for future in admin.delete_topics(topics, operation_timeout=30).values():
@@ -298,7 +285,7 @@ def _measure(
             task = progress.add_task(f"chunk {chunk + 1}: simulating and producing", total=args.alerts)
             for k in range(args.alerts):
                 alert = next(alerts)
-                _produce(producer, topic, alert)
+                kafka.produce_one(producer, topic, alert.payload, alert.key)
                 if chunk == 0:
                     payloads.append(alert.payload)
                 if k % 500 == 499:
@@ -378,7 +365,7 @@ def _latency(settings: Settings, args: argparse.Namespace, client: Any, db: Any,
                     time.sleep(ahead)
                 alert = next(alerts)
                 stamp = int(time.time() * 1000)
-                _produce(producer, topic, alert, stamp)
+                kafka.produce_one(producer, topic, alert.payload, alert.key, timestamp=stamp)
                 sent[alert.dia_source_id] = stamp
             producer.flush(60)
         except BaseException as exc:  # reported by the main thread

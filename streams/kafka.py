@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from pydantic import SecretStr
 
@@ -118,6 +118,18 @@ def consumer_config(settings: Settings, group: str, cluster: Cluster = INPUT, **
     }
     config.update(extra)
     return config
+
+
+def produce_one(producer: Producer, topic: str, value: bytes, key: bytes | None = None, **options: Any) -> None:
+    """Queue one message on ``producer`` (``options``: ``produce``'s others, e.g. ``headers``, ``timestamp``),
+    letting deliveries drain while its local queue is full; then serve the delivery callbacks due."""
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, **options)
+            break
+        except BufferError:
+            producer.poll(0.1)
+    producer.poll(0)
 
 
 def ensure_topics(

@@ -9,6 +9,7 @@ from typing import Protocol
 from confluent_kafka import KafkaError, Message, Producer
 
 from nightjar import paths
+from nightjar.streams import kafka
 
 log = logging.getLogger(__name__)
 Headers = list[tuple[str, str | bytes | None]]
@@ -77,13 +78,7 @@ class Publisher:
             self._errors.append((f"{msg.topic()}: {err}", err))
 
     def _produce(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> None:
-        while True:
-            try:
-                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
-                break
-            except BufferError:
-                self._producer.poll(0.1)
-        self._producer.poll(0)
+        kafka.produce_one(self._producer, topic, value, key, headers=headers, on_delivery=self._on_delivery)
 
     def dead_letter(self, topic: str, partition: int, offset: int, payload: bytes, reason: str) -> None:
         """Send an alert that could not be accepted to ``<topic>.dlq`` with the reason and its origin."""

@@ -10,22 +10,20 @@ diaObject summary and three FITS cutouts. The same seed gives the same alerts an
 
 from __future__ import annotations
 
-import bisect
-import functools
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from astropy.io import fits
 from confluent_kafka import Producer
 
 from nightjar.settings import Settings
-from nightjar.streams import avro_encode, kafka, lightcurves, schemas, sky, wire
+from nightjar.streams import avro_encode, kafka, lightcurves, schemas, sky
+from nightjar.streams.sim_packets import PacketHistory, PacketLayout
 
 BANDS = ("u", "g", "r", "i", "z", "y")
 START_MJD = 60950.0
@@ -95,11 +93,6 @@ class SimAlert:
     visit: int
 
 
-@functools.cache
-def _fits_header(size: int) -> bytes:
-    return fits.PrimaryHDU(np.zeros((size, size), dtype=np.float32)).header.tostring().encode()
-
-
 def _visits(mjd: np.ndarray) -> np.ndarray:
     return ((mjd - 60000.0) * 86400 / VISIT_SECONDS).astype(np.int64)
 
@@ -147,89 +140,6 @@ def _schedule(
         events.extend((float(np.floor(x / slot) * slot), obj.index) for x in t)
     events.sort()
     return events[:n_alerts]
-
-
-@dataclass
-class _History:
-    """An object's packet history so far, already encoded: detections and forced photometry in time order."""
-
-    detections: bytearray = field(default_factory=bytearray)
-    detection_starts: list[int] = field(default_factory=list)
-    detection_mjd: list[float] = field(default_factory=list)
-    detection_band: list[int] = field(default_factory=list)
-    detection_flux: list[float] = field(default_factory=list)
-    forced: bytearray = field(default_factory=bytearray)
-    forced_starts: list[int] = field(default_factory=list)
-    forced_mjd: list[float] = field(default_factory=list)
-    alerts: int = 0
-
-    def add_detections(self, data: bytes, offsets: np.ndarray, mjd: list, band: list, flux: list) -> None:
-        self.detection_starts.extend((offsets[:-1] - offsets[0] + len(self.detections)).tolist())
-        self.detections += data
-        self.detection_mjd.extend(mjd)
-        self.detection_band.extend(band)
-        self.detection_flux.extend(flux)
-
-    def add_forced(self, data: bytes, offsets: np.ndarray, mjd: list) -> None:
-        self.forced_starts.extend((offsets[:-1] - offsets[0] + len(self.forced)).tolist())
-        self.forced += data
-        self.forced_mjd.extend(mjd)
-
-    def window(self, since: float) -> tuple[int, bytes, int, bytes, int]:
-        """Detections and forced photometry from ``since`` on: (count, encoded items) of each, and the index
-        of the first detection in the window."""
-        d = bisect.bisect_left(self.detection_mjd, since)
-        f = bisect.bisect_left(self.forced_mjd, since)
-        n_det, n_forced = len(self.detection_mjd) - d, len(self.forced_mjd) - f
-        det = bytes(self.detections[self.detection_starts[d] :]) if n_det else b""
-        forced = bytes(self.forced[self.forced_starts[f] :]) if n_forced else b""
-        return n_det, det, n_forced, forced, d
-
-
-class _Layout:
-    """Where each part of an alert goes in its Avro encoding, from the writer schema: the head (id, diaSource,
-    histories, diaObject) is assembled per alert; the tail (cutouts and the null fields among them) is a
-    fixed-size byte row per alert, filled a block at a time."""
-
-    SLOTS = ("diaSourceId", "diaSource", "prvDiaSources", "prvDiaForcedSources", "diaObject")
-    CUTOUTS = ("cutoutDifference", "cutoutScience", "cutoutTemplate")
-
-    def __init__(self, sid: int, cutout_size: int):
-        schema = schemas.lsst_schema(sid)
-        self.header = wire.HEADER.pack(wire.MAGIC, sid)
-        self.head: list[str | bytes] = []  # slot names and constant bytes, in order
-        self.branch: dict[str, bytes] = {}  # the union branch byte of each nullable slot's value
-        self.null: dict[str, bytes] = {}
-        self.cutout_bytes = len(_fits_header(cutout_size)) + _padded(4 * cutout_size**2)
-        template = bytearray()
-        self.cutout_at: list[int] = []  # offsets of each cutout's image data in the tail
-        for f in schema["fields"]:
-            name, avro_type = f["name"], f["type"]
-            nullable = isinstance(avro_type, list) and "null" in avro_type
-            if nullable:
-                self.null[name] = avro_encode.varint(avro_type.index("null"))
-                self.branch[name] = avro_encode.varint(next(i for i, t in enumerate(avro_type) if t != "null"))
-            if name in self.CUTOUTS:
-                template += self.branch[name] + avro_encode.varint(self.cutout_bytes)
-                self.cutout_at.append(len(template) + len(_fits_header(cutout_size)))
-                template += _fits_header(cutout_size) + bytes(self.cutout_bytes - len(_fits_header(cutout_size)))
-            elif not nullable and name not in self.SLOTS:
-                raise NotImplementedError(f"schema {sid}: the simulator does not fill the required field {name}")
-            elif self.cutout_at:
-                if name in self.SLOTS:
-                    raise NotImplementedError(f"schema {sid}: {name} after the cutouts")
-                template += self.null[name]
-            elif name in self.SLOTS:
-                self.head.append(name)
-            else:
-                self.head.append(self.null[name])
-        if len(self.cutout_at) != len(self.CUTOUTS):
-            raise NotImplementedError(f"schema {sid}: cutouts are not the last fields")
-        self.tail = np.frombuffer(bytes(template), dtype=np.uint8)
-
-
-def _padded(n: int) -> int:
-    return n + (-n % 2880)  # FITS files come in 2880-byte blocks
 
 
 class Simulation:
@@ -290,16 +200,16 @@ class Simulation:
 
     def alerts(self) -> Iterator[SimAlert]:
         """The alerts in time order, each with the object's history of the previous 365 days."""
-        layout = _Layout(self.sid, self.config.cutout_size)
+        layout = PacketLayout(self.sid, self.config.cutout_size)
         noise = np.random.default_rng([self.seed, 3]).normal(0.0, 50.0, NOISE_POOL).astype(">f4")
         tail = np.tile(layout.tail, (BLOCK, 1))
         last = {i: k for k, (_, i) in enumerate(self.events)}
-        histories: dict[int, _History] = {}
+        histories: dict[int, PacketHistory] = {}
         for block, first in enumerate(range(0, len(self.events), BLOCK)):
             events = self.events[first : first + BLOCK]
             rng = np.random.default_rng([self.seed, 2, block])
             new = [i for i in dict.fromkeys(i for _, i in events) if i not in histories]
-            histories.update((i, _History()) for i in new)
+            histories.update((i, PacketHistory()) for i in new)
             self._start(new, histories, rng)
             yield from self._block(first, events, histories, last, rng, layout, tail, noise)
 
@@ -362,7 +272,7 @@ class Simulation:
         }
         return self._encoders["prvDiaForcedSources"].encode(columns, len(which))
 
-    def _start(self, new: list[int], histories: dict[int, _History], rng: np.random.Generator) -> None:
+    def _start(self, new: list[int], histories: dict[int, PacketHistory], rng: np.random.Generator) -> None:
         """The history of objects ``new`` before the window: forced photometry every few days, detections
         where bright."""
         objs = [i for i in new if self.objects[i].model.cls != "SSO"]
@@ -403,8 +313,8 @@ class Simulation:
                 [flux_list[r] for r in rows],
             )
 
-    def _block(self, first: int, events: list[tuple[float, int]], histories: dict[int, _History],
-               last: dict[int, int], rng: np.random.Generator, layout: _Layout, tail: np.ndarray,
+    def _block(self, first: int, events: list[tuple[float, int]], histories: dict[int, PacketHistory],
+               last: dict[int, int], rng: np.random.Generator, layout: PacketLayout, tail: np.ndarray,
                noise: np.ndarray) -> Iterator[SimAlert]:  # fmt: skip
         n = len(events)
         which = np.array([i for _, i in events], dtype=np.int64)
@@ -521,7 +431,7 @@ class Simulation:
                 nulls[f"{b}_psfFlux{stat}"] = c == 0
         return self._encoders["diaObject"].encode(columns, len(rows), nulls)
 
-    def _cutouts(self, tail: np.ndarray, layout: _Layout, flux: np.ndarray, rng: np.random.Generator,
+    def _cutouts(self, tail: np.ndarray, layout: PacketLayout, flux: np.ndarray, rng: np.random.Generator,
                  noise: np.ndarray) -> None:  # fmt: skip
         """Write the block's difference, science and template images into the FITS files laid out in ``tail``:
         a Gaussian point source on noise, as big-endian float32. The noise is a window of the pool at a random
@@ -579,20 +489,10 @@ def produce_simulation(settings: Settings, topic: str, simulation: Simulation, r
                 producer.flush()
                 time.sleep(ahead)
             visit = alert.visit
-        _produce_one(producer, topic, alert.key, alert.payload)
+        kafka.produce_one(producer, topic, alert.payload, alert.key)
         sent += 1
     remaining = producer.flush(60)
     producer.close()
     if remaining:
         raise RuntimeError(f"{remaining} simulated alerts were not delivered to {topic}")
     return sent
-
-
-def _produce_one(producer: Producer, topic: str, key: bytes, payload: bytes) -> None:
-    while True:
-        try:
-            producer.produce(topic, value=payload, key=key)
-            break
-        except BufferError:  # local queue full: let deliveries drain
-            producer.poll(0.1)
-    producer.poll(0)
